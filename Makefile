@@ -1,0 +1,34 @@
+# SPDX-License-Identifier: GPL-2.0
+#
+# mdwrite out-of-tree build.
+#
+#   make                      build mdwrite.ko against KDIR
+#   make KDIR=/path/to/kbuild build against your own CONFIG_RUST kernel
+#   make demo                 the main job (see README.md)
+#   make check                every test (see README.md)
+#
+# KDIR defaults to the cached debug test kernel (scripts/build-kernel.sh
+# builds it on first use). A kernel built with LLVM=1 or LLVM=-N needs the
+# same LLVM= here; the cached kernels record theirs in mdwrite-build.env.
+
+ifneq ($(filter-out demo check,$(or $(MAKECMDGOALS),all)),)
+KDIR ?= $(shell $(CURDIR)/scripts/build-kernel.sh debug)
+-include $(KDIR)/mdwrite-build.env
+endif
+RUSTC ?= /usr/bin/rustc
+
+kmake = $(MAKE) -C $(KDIR) M=$(CURDIR) RUSTC=$(RUSTC) $(if $(LLVM),LLVM=$(LLVM))
+
+all:
+	$(kmake) modules
+
+clean:
+	$(kmake) clean
+
+demo:
+	scripts/run-demo.sh
+
+check:
+	scripts/run-tests.sh
+
+.PHONY: all clean demo check

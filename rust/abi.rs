@@ -1,0 +1,53 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The uapi structures, compiled from the same text as userspace's mirror.
+
+use kernel::types::AsBytes;
+
+/// Declares a uapi struct: `#[repr(C)]`, plain integer fields, no implicit
+/// padding (checked at compile time), so it may be copied to and from user
+/// memory byte for byte.
+macro_rules! abi_struct {
+    (
+        $(#[$meta:meta])*
+        pub struct $name:ident {
+            $($(#[$fmeta:meta])* pub $field:ident: $ty:ty,)*
+        }
+    ) => {
+        $(#[$meta])*
+        #[repr(C)]
+        #[derive(Clone, Copy, Default, Debug)]
+        pub struct $name {
+            $($(#[$fmeta])* pub $field: $ty,)*
+        }
+
+        const _: () = assert!(
+            core::mem::size_of::<$name>() == 0 $(+ core::mem::size_of::<$ty>())*,
+            "uapi struct has implicit padding"
+        );
+
+        // SAFETY: `$name` is `repr(C)`, its fields are integers and the
+        // assertion above proves it has no padding, so all its bytes are
+        // initialized.
+        unsafe impl kernel::types::AsBytes for $name {}
+
+        // SAFETY: `$name` is `repr(C)` with only integer fields, for which
+        // every bit pattern is valid.
+        unsafe impl kernel::types::FromBytes for $name {}
+    };
+}
+
+#[allow(unreachable_pub, dead_code)]
+#[path = "../uapi/mdwrite.rs"]
+mod uapi;
+
+pub(crate) use uapi::*;
+
+/// Views a uapi value as the bytes it is made of.
+pub(crate) fn bytes_of<T: AsBytes>(value: &T) -> &[u8] {
+    // SAFETY: `T: AsBytes` guarantees every byte of `value` is initialized;
+    // the slice covers exactly `value` and borrows it.
+    unsafe {
+        core::slice::from_raw_parts(core::ptr::from_ref(value).cast::<u8>(), size_of::<T>())
+    }
+}

@@ -1,0 +1,77 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The `file_operations` entry points of `/dev/mdwrite`.
+//!
+//! Each trampoline turns the raw pointers it gets from the VFS into safe
+//! types at once, calls a safe method of [`Client`], and converts the
+//! `Result` into an errno only here.
+
+use kernel::{
+    bindings,
+    ffi::{c_int, c_long, c_uint, c_ulong, c_void},
+    prelude::*,
+    types::ForeignOwnable,
+};
+
+use crate::client::Client;
+
+/// The `private_data` of an open `/dev/mdwrite` file.
+type ClientBox = Pin<KBox<Client>>;
+
+/// `open` of `/dev/mdwrite`: creates the file's [`Client`].
+///
+/// # Safety
+///
+/// Called by the VFS with a valid `file` that nobody else uses yet.
+#[no_mangle]
+unsafe extern "C" fn mdw_fop_open(_inode: *mut bindings::inode, file: *mut bindings::file) -> c_int {
+    match Client::new() {
+        Ok(client) => {
+            let ptr = ClientBox::into_foreign(client);
+            // SAFETY: `file` is valid per the function's contract and not yet
+            // shared; `misc_open` left the miscdevice in `private_data`,
+            // which mdwrite does not need.
+            unsafe { (*file).private_data = ptr.cast_mut() };
+            0
+        }
+        Err(e) => e.to_errno(),
+    }
+}
+
+/// `release` of `/dev/mdwrite`: drops the file's [`Client`].
+///
+/// # Safety
+///
+/// Called by the VFS once, after the last user of `file` is gone; `file`
+/// was set up by [`mdw_fop_open`].
+#[no_mangle]
+unsafe extern "C" fn mdw_fop_release(
+    _inode: *mut bindings::inode,
+    file: *mut bindings::file,
+) -> c_int {
+    // SAFETY: `file` is valid per the function's contract.
+    let ptr = unsafe { (*file).private_data };
+    // SAFETY: `ptr` came from `into_foreign` in `mdw_fop_open`, and release
+    // runs once, after every ioctl on the file has returned.
+    drop(unsafe { ClientBox::from_foreign(ptr) });
+    0
+}
+
+/// `unlocked_ioctl` (and, through `compat_ptr_ioctl`, `compat_ioctl`).
+///
+/// # Safety
+///
+/// Called by the VFS with a valid `file` set up by [`mdw_fop_open`] and not
+/// yet released.
+#[no_mangle]
+unsafe extern "C" fn mdw_fop_ioctl(file: *mut bindings::file, cmd: c_uint, arg: c_ulong) -> c_long {
+    // SAFETY: `file` is valid per the function's contract.
+    let ptr: *const c_void = unsafe { (*file).private_data };
+    // SAFETY: `ptr` came from `into_foreign` in `mdw_fop_open`, and the file
+    // cannot be released while this ioctl runs.
+    let client = unsafe { ClientBox::borrow(ptr) };
+    match client.ioctl(cmd, arg as usize) {
+        Ok(ret) => ret as c_long,
+        Err(e) => e.to_errno() as c_long,
+    }
+}

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# Build mdwrite.ko (and the runner's canary module) for a cached test kernel.
+#
+#   scripts/build-module.sh release|debug
+#
+# Builds in a copy under the cache, one per kernel, so the two flavours never
+# share objects and the work tree stays clean. Prints the build directory:
+# mdwrite.ko is in it, mdw_canary.ko in its canary/ subdirectory. Any compiler
+# warning fails the build.
+set -euo pipefail
+
+. "$(dirname "$0")/lib.sh"
+
+flavor=${1:-debug}
+kdir=$("$MDW_ROOT/scripts/build-kernel.sh" "$flavor")
+llvm=$(sed -n 's/^LLVM=//p' "$kdir/mdwrite-build.env")
+out=$MDW_CACHE/build/$(basename "$kdir")
+
+mkdir -p "$out/canary"
+rsync -a --delete --exclude canary "$MDW_ROOT/Kbuild" "$MDW_ROOT/rust" "$MDW_ROOT/uapi" "$out/"
+rsync -a --delete "$MDW_ROOT/tests/canary/" "$out/canary/"
+
+for dir in "$out" "$out/canary"; do
+	log="$dir/build.log"
+	if ! make -C "$kdir" M="$dir" RUSTC="$KRUSTC" ${llvm:+LLVM=$llvm} \
+		modules >"$log" 2>&1; then
+		cat "$log" >&2
+		die "module build failed in $dir"
+	fi
+	if grep -qiE 'warning|error' "$log"; then
+		cat "$log" >&2
+		die "module build in $dir printed warnings"
+	fi
+done
+echo "$out"

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# Install everything mdwrite needs on a Debian 12 (bookworm) machine: the
+# kernel source, the Rust toolchain kbuild can use (Debian's rustc-web, which
+# ships the library source), a pinned bindgen-cli, clang/LLVM 19 for the debug
+# kernel, QEMU and virtme-ng for the selftests, and the network tools the
+# tests run inside the guest.
+#
+# Idempotent and quiet when everything is already there.
+set -euo pipefail
+
+. "$(dirname "$0")/lib.sh"
+
+DEB_PACKAGES=(
+	linux-source-6.12
+	rustc-web rust-web-src
+	libclang-19-dev clang-19 lld-19 llvm-19
+	flex bison bc libelf-dev libssl-dev cpio kmod rsync
+	busybox-static qemu-system-x86 udev
+	python3-venv
+	iproute2 ethtool tcpdump
+)
+
+missing=()
+for p in "${DEB_PACKAGES[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+	log "installing Debian packages: ${missing[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# bindgen-cli: pinned, installed into the cache so it survives work-tree resets.
+if ! "$BINDGEN" --version 2>/dev/null | grep -q "$BINDGEN_VERSION"; then
+	log "installing bindgen-cli $BINDGEN_VERSION"
+	cargo install --quiet --locked --root "$MDW_CACHE/bindgen" \
+		--version "$BINDGEN_VERSION" bindgen-cli
+fi
+
+# virtme-ng: pinned, in its own venv (Debian's python is externally managed).
+if ! "$VNG" --version 2>/dev/null | grep -q "$VNG_VERSION"; then
+	log "installing virtme-ng $VNG_VERSION"
+	/usr/bin/python3 -m venv "$MDW_CACHE/venv"
+	"$MDW_CACHE/venv/bin/pip" install -q "virtme-ng==$VNG_VERSION"
+fi
+
+# Userspace lint components of the rustup toolchain.
+if command -v rustup >/dev/null; then
+	rustup component list --installed 2>/dev/null | grep -q '^clippy' ||
+		rustup component add clippy rustfmt >/dev/null 2>&1 || true
+fi
+
+log "dependencies ready"

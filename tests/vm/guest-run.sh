@@ -1,0 +1,74 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# The selftest runner inside the VM (started by scripts/vm-test.sh).
+#
+#   guest-run.sh OUTDIR MODDIR BINDIR [CANARY]
+#
+# Loads mdwrite.ko from MODDIR, runs every selftest with the binaries in
+# BINDIR on PATH, and prints KTAP. The last two results check the kernel log
+# (BUG, WARNING, KASAN, UBSAN, lockdep, refcount, ...) and kmemleak. Writes
+# OUTDIR/dmesg.txt, OUTDIR/kmemleak.txt and OUTDIR/summary. Exits non-zero
+# when any test failed.
+#
+# CANARY (tests of the runner itself): "fail" adds a failing test, "warn"
+# loads a module that WARNs, "leak" loads one that leaks memory.
+set -u
+
+out=$1 moddir=$2 bindir=$3 canary=${4:-}
+here=$(cd "$(dirname "$0")" && pwd)
+export PATH=$bindir:$PATH MDW_MODDIR=$moddir MDW_TESTDIR=$here
+kmemleak=/sys/kernel/debug/kmemleak
+
+mountpoint -q /sys/kernel/debug || mount -t debugfs none /sys/kernel/debug
+
+# kmemleak reports objects older than 5 s: let boot-time objects age, then
+# forget whatever boot itself left behind, so only the tests are judged.
+if [ -e "$kmemleak" ]; then
+	while [ "$(cut -d. -f1 /proc/uptime)" -lt 6 ]; do sleep 1; done
+	echo scan >"$kmemleak"
+	echo clear >"$kmemleak"
+fi
+dmesg --clear
+
+# Each test is "name:command". Commands run under bash with a time limit.
+tests=("module_load:insmod $moddir/mdwrite.ko && test -c /dev/mdwrite")
+for t in $(mdwrite-selftests list); do
+	tests+=("$t:mdwrite-selftests run $t")
+done
+for f in "$here"/t_*.sh; do
+	name=$(basename "$f" .sh)
+	tests+=("${name#t_}:bash $f")
+done
+case "$canary" in
+"") ;;
+fail) tests+=("canary_fail:echo 'deliberately failing test'; false") ;;
+warn) tests+=("canary_warn:insmod $moddir/canary/mdw_canary.ko warn=1 && rmmod mdw_canary") ;;
+leak) tests+=("canary_leak:insmod $moddir/canary/mdw_canary.ko leak=1 && rmmod mdw_canary") ;;
+*) echo "unknown canary '$canary'" >&2; exit 2 ;;
+esac
+tests+=("module_unload:rmmod mdwrite && ! test -e /dev/mdwrite")
+tests+=("module_reload:for i in 1 2 3; do insmod $moddir/mdwrite.ko && mdwrite info >/dev/null && rmmod mdwrite || exit 1; done")
+tests+=("dmesg_clean:bash $here/check-dmesg.sh $out/dmesg.txt")
+tests+=("kmemleak_clean:bash $here/check-kmemleak.sh $out/kmemleak.txt")
+
+echo "KTAP version 1"
+echo "1..${#tests[@]}"
+pass=0 fail=0 n=0
+for t in "${tests[@]}"; do
+	n=$((n + 1))
+	name=${t%%:*} cmd=${t#*:}
+	if output=$(timeout 300 bash -c "$cmd" 2>&1); then
+		echo "ok $n $name"
+		pass=$((pass + 1))
+	else
+		rc=$?
+		[ -n "$output" ] && printf '%s\n' "$output" | sed 's/^/# /'
+		[ $rc = 124 ] && echo "# timed out"
+		echo "not ok $n $name"
+		fail=$((fail + 1))
+	fi
+done
+echo "# mdwrite-summary: $pass passed, $fail failed"
+echo "$pass $fail" >"$out/summary"
+[ "$fail" = 0 ]

@@ -1,0 +1,59 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! mdwrite selftests that need the module loaded: run inside the test VM.
+//!
+//! `mdwrite-selftests list` prints one test name per line;
+//! `mdwrite-selftests run NAME` runs one test and exits 0 (pass), 1 (fail,
+//! reason on stdout) or 4 (skip), the kselftest convention. The guest
+//! runner (tests/vm/guest-run.sh) turns each test into one KTAP result.
+
+mod abi;
+mod raw;
+
+use std::process::ExitCode;
+
+/// The outcome of a failed test: a reason a person can act on.
+pub(crate) type TestResult = Result<(), String>;
+
+/// A selftest: a name and the function that runs it.
+type Test = (&'static str, fn() -> TestResult);
+
+/// Every test, by name.
+const TESTS: &[Test] = &[
+    ("dev_node", abi::dev_node),
+    ("info_abi_version", abi::info_abi_version),
+    ("info_larger_struct", abi::info_larger_struct),
+    ("info_short_struct_enotty", abi::info_short_struct_enotty),
+    ("unknown_ioctl_enotty", abi::unknown_ioctl_enotty),
+    ("bad_pointer_efault", abi::bad_pointer_efault),
+    ("many_opens", abi::many_opens),
+];
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
+        ["list"] => {
+            for (name, _) in TESTS {
+                println!("{name}");
+            }
+            ExitCode::SUCCESS
+        }
+        ["run", name] => match TESTS.iter().find(|(n, _)| *n == name) {
+            Some((_, test)) => match test() {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(reason) => {
+                    println!("{reason}");
+                    ExitCode::FAILURE
+                }
+            },
+            None => {
+                eprintln!("mdwrite-selftests: no test named {name}");
+                ExitCode::from(2)
+            }
+        },
+        _ => {
+            eprintln!("usage: mdwrite-selftests list | run NAME");
+            ExitCode::from(2)
+        }
+    }
+}
