@@ -5,8 +5,8 @@
 #
 #   scripts/vm-test.sh [--kernel debug|release] [--canary fail|warn|leak]
 #
-# Builds what is missing (kernel, module, userspace), boots the kernel with
-# the host's root filesystem, runs tests/vm/guest-run.sh and prints its KTAP.
+# Boots the kernel (scripts/vm-run.sh), runs tests/vm/guest-run.sh and
+# prints its KTAP.
 # Exits non-zero when a test fails, when the kernel log or kmemleak has a
 # report, or when the guest panics or times out (no summary comes back).
 # The last line is "vm: N passed, N failed".
@@ -23,18 +23,12 @@ while (($#)); do
 	esac
 done
 
-kdir=$("$MDW_ROOT/scripts/build-kernel.sh" "$flavor")
-moddir=$("$MDW_ROOT/scripts/build-module.sh" "$flavor")
-bindir=$("$MDW_ROOT/scripts/build-userspace.sh")
-
 out=$(mktemp -d "$MDW_CACHE/vm-run.XXXXXX")
 trap 'rm -rf "$out"' EXIT
 
 set +e
-timeout --foreground 900 "$VNG" --run "$kdir/arch/x86/boot/bzImage" \
-	--disable-kvm --force-9p --cpus 2 --memory 2G --rwdir "$out" \
-	--exec "bash $MDW_ROOT/tests/vm/guest-run.sh $out $moddir $bindir $canary" \
-	</dev/null 2>"$out/vng.stderr"
+"$MDW_ROOT/scripts/vm-run.sh" --kernel "$flavor" --rwdir "$out" \
+	"$MDW_ROOT/tests/vm/guest-run.sh" "$out" $canary 2>"$out/vng.stderr"
 rc=$?
 set -e
 

@@ -3,10 +3,10 @@
 #
 # The selftest runner inside the VM (started by scripts/vm-test.sh).
 #
-#   guest-run.sh OUTDIR MODDIR BINDIR [CANARY]
+#   guest-run.sh OUTDIR [CANARY]
 #
-# Loads mdwrite.ko from MODDIR, runs every selftest with the binaries in
-# BINDIR on PATH, and prints KTAP. The last two results check the kernel log
+# Loads mdwrite.ko from $MDW_MODDIR, runs every selftest (binaries from
+# $MDW_BINDIR, which scripts/vm-run.sh puts on PATH) and prints KTAP. The last two results check the kernel log
 # (BUG, WARNING, KASAN, UBSAN, lockdep, refcount, ...) and kmemleak. Writes
 # OUTDIR/dmesg.txt, OUTDIR/kmemleak.txt and OUTDIR/summary. Exits non-zero
 # when any test failed.
@@ -15,9 +15,9 @@
 # loads a module that WARNs, "leak" loads one that leaks memory.
 set -u
 
-out=$1 moddir=$2 bindir=$3 canary=${4:-}
+out=$1 canary=${2:-}
+moddir=$MDW_MODDIR
 here=$(cd "$(dirname "$0")" && pwd)
-export PATH=$bindir:$PATH MDW_MODDIR=$moddir MDW_TESTDIR=$here
 kmemleak=/sys/kernel/debug/kmemleak
 
 mountpoint -q /sys/kernel/debug || mount -t debugfs none /sys/kernel/debug

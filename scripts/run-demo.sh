@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# The main job, from a fresh machine: install what is missing, build the
+# speed-configured (release) kernel, the module and userspace, boot the VM,
+# load the module and show what it reports.
+set -euo pipefail
+
+. "$(dirname "$0")/lib.sh"
+
+bash "$MDW_ROOT/scripts/install-deps.sh"
+exec "$MDW_ROOT/scripts/vm-run.sh" --kernel release "$MDW_ROOT/tests/vm/demo.sh"

@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# Every mdwrite test, from a fresh machine: installs what is missing, builds
+# the debug kernel, the module and userspace, then runs
+#   - host checks: rustfmt, clippy, cargo test (unit, property, ABI probe);
+#   - the module build, which must print no warning;
+#   - the VM selftests on the debug kernel (KTAP, dmesg and kmemleak checked);
+#   - the runner's own tests: a failing test, a WARN and a leak must each
+#     turn a VM run red.
+# Ends with "N passed, N failed"; exits non-zero when anything failed.
+set -uo pipefail
+
+. "$(dirname "$0")/lib.sh"
+
+passed=0 failed=0
+logdir=$(mktemp -d "${TMPDIR:-/tmp}/mdwrite-tests.XXXXXX")
+
+# check NAME CMD...: runs CMD as one test, output to a log shown on failure.
+check() {
+	local name=$1 log="$logdir/$1.log"
+	shift
+	if "$@" >"$log" 2>&1; then
+		echo "ok - $name"
+		passed=$((passed + 1))
+	else
+		echo "not ok - $name"
+		sed 's/^/#   /' "$log" | tail -n 60
+		failed=$((failed + 1))
+	fi
+}
+
+# counts LOG REGEX: sums the "P F" figures REGEX extracts from a runner's LOG.
+counts() {
+	sed -nE "$2" "$1" | awk '{p+=$1; f+=$2} END {print p+0, f+0}'
+}
+
+bash "$MDW_ROOT/scripts/install-deps.sh" || die "installing dependencies failed"
+
+ws=$MDW_ROOT/userspace/Cargo.toml
+check rustfmt cargo fmt --manifest-path "$ws" --all -- --check
+check clippy cargo clippy --manifest-path "$ws" --workspace --all-targets --release -- -D warnings
+
+# cargo test: count its own test results.
+log=$logdir/cargo-test.log
+cargo test --manifest-path "$ws" --workspace --release >"$log" 2>&1
+rc=$?
+read -r p f < <(counts "$log" 's/^test result: [a-zA-Z]+\. ([0-9]+) passed; ([0-9]+) failed.*/\1 \2/p')
+passed=$((passed + p)) failed=$((failed + f))
+if ((rc == 0)); then
+	echo "ok - cargo test ($p passed)"
+else
+	echo "not ok - cargo test ($f failed)"
+	grep -E '^(test .* FAILED|error|---- )|panicked' "$log" | head -n 40 | sed 's/^/#   /'
+	# A build failure runs no test at all: count it.
+	[ "$f" = 0 ] && failed=$((failed + 1))
+fi
+
+check kernel-debug-build "$MDW_ROOT/scripts/build-kernel.sh" debug
+check module-build-no-warnings "$MDW_ROOT/scripts/build-module.sh" debug
+
+# The selftests in the VM, one result per KTAP line.
+log=$logdir/vm.log
+"$MDW_ROOT/scripts/vm-test.sh" --kernel debug >"$log" 2>&1
+rc=$?
+grep -E '^(ok|not ok|# )' "$log" | sed 's/^/    /'
+read -r p f < <(counts "$log" 's/^vm: ([0-9]+) passed, ([0-9]+) failed$/\1 \2/p')
+passed=$((passed + p)) failed=$((failed + f))
+echo "$( ((rc == 0 && f == 0)) && echo ok || echo 'not ok') - vm selftests ($p passed, $f failed)"
+if ((rc != 0 && f == 0)); then
+	failed=$((failed + 1))
+	tail -n 30 "$log" | sed 's/^/#   /'
+fi
+
+# The runner must notice each kind of failure. RESULT is the KTAP line that
+# must fail in the VM run with that canary.
+canary() {
+	local kind=$1 result=$2 log="$logdir/canary-$1.log"
+	if "$MDW_ROOT/scripts/vm-test.sh" --kernel debug --canary "$kind" >"$log" 2>&1; then
+		echo "runner passed a run with canary '$kind'"
+		return 1
+	fi
+	grep -qE "^not ok [0-9]+ $result\$" "$log" || {
+		echo "run failed, but not through '$result':"
+		cat "$log"
+		return 1
+	}
+}
+check runner-catches-failing-test canary fail canary_fail
+check runner-catches-warn canary warn dmesg_clean
+check runner-catches-leak canary leak kmemleak_clean
+
+rm -rf "$logdir"
+echo "$passed passed, $failed failed"
+[ "$failed" = 0 ]

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# Boot a cached test kernel under QEMU/TCG (virtme-ng, host root over 9p)
+# and run one script in it.
+#
+#   scripts/vm-run.sh [--kernel debug|release] [--rwdir DIR] SCRIPT [ARGS...]
+#
+# Builds what is missing (kernel, module, userspace) first. In the guest,
+# SCRIPT runs as root under bash with MDW_MODDIR (where mdwrite.ko is) and
+# MDW_BINDIR (the userspace binaries, also on PATH) set; DIR is writable.
+# Exits with the script's status; 124 when the guest ran out of time.
+set -euo pipefail
+
+. "$(dirname "$0")/lib.sh"
+
+flavor=debug rwdir=() timeout=${MDW_VM_TIMEOUT:-900}
+while (($#)); do
+	case "$1" in
+	--kernel) flavor=$2; shift 2 ;;
+	--rwdir) rwdir=(--rwdir "$2"); shift 2 ;;
+	*) break ;;
+	esac
+done
+(($#)) || die "usage: $0 [--kernel debug|release] [--rwdir DIR] SCRIPT [ARGS...]"
+
+kdir=$("$MDW_ROOT/scripts/build-kernel.sh" "$flavor")
+moddir=$("$MDW_ROOT/scripts/build-module.sh" "$flavor")
+bindir=$("$MDW_ROOT/scripts/build-userspace.sh")
+
+cmd="MDW_MODDIR=$moddir MDW_BINDIR=$bindir PATH=$bindir:\$PATH bash"
+for a in "$@"; do cmd+=" $(printf '%q' "$a")"; done
+
+exec timeout --foreground "$timeout" "$VNG" --run "$kdir/arch/x86/boot/bzImage" \
+	--disable-kvm --force-9p --cpus 2 --memory 2G "${rwdir[@]}" \
+	--exec "$cmd" </dev/null
