@@ -1,0 +1,297 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Segmentation of a destination's data into packets, and of a packet's
+//! payload into page fragments.
+//!
+//! A destination's data in one call is an ordered list of entries, each a
+//! byte buffer. Packets never span two entries: each entry is cut into
+//! packets of `max_payload` bytes, the last one possibly shorter. Entries of
+//! length 0 are skipped: they yield no packet.
+
+use core::iter::FusedIterator;
+
+/// The largest page shift: a page's size must fit in a `u32`.
+pub const MAX_PAGE_SHIFT: u32 = 31;
+
+/// Why a segmentation could not be planned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SegmentError {
+    /// The data length is 0.
+    ZeroLength,
+    /// The largest payload is 0.
+    ZeroMaxPayload,
+    /// The page shift is larger than [`MAX_PAGE_SHIFT`].
+    InvalidPageShift,
+    /// The offset into the first page is not smaller than the page size.
+    InvalidPageOffset,
+    /// A byte position or a count does not fit in a `u64`.
+    Overflow,
+}
+
+/// Returns how many packets of at most `max_payload` bytes carry `len`
+/// bytes.
+pub fn packet_count(len: u64, max_payload: u16) -> Result<u64, SegmentError> {
+    if len == 0 {
+        return Err(SegmentError::ZeroLength);
+    }
+    let max = u64::from(max_payload);
+    let (Some(full), Some(rest)) = (len.checked_div(max), len.checked_rem(max)) else {
+        return Err(SegmentError::ZeroMaxPayload);
+    };
+    // No overflow: `full == len` only when `max == 1`, and then `rest == 0`.
+    Ok(full.wrapping_add(u64::from(rest != 0)))
+}
+
+/// The lengths of a destination's entries, as the segmentation sees them.
+///
+/// The owner of the entries implements it, for example on a slice of its own
+/// entry structs; it is implemented for `[u64]`.
+pub trait EntryLens {
+    /// Returns the length in bytes of entry `index`, or `None` past the last.
+    fn entry_len(&self, index: usize) -> Option<u64>;
+}
+
+impl EntryLens for [u64] {
+    fn entry_len(&self, index: usize) -> Option<u64> {
+        self.get(index).copied()
+    }
+}
+
+/// Returns how many packets carry all the entries of `lens`.
+///
+/// Entries of length 0 count for no packet, so the result may be 0.
+pub fn total_packets<L: EntryLens + ?Sized>(
+    lens: &L,
+    max_payload: u16,
+) -> Result<u64, SegmentError> {
+    if max_payload == 0 {
+        return Err(SegmentError::ZeroMaxPayload);
+    }
+    let mut total = 0u64;
+    let mut index = 0usize;
+    while let Some(len) = lens.entry_len(index) {
+        if len != 0 {
+            let count = packet_count(len, max_payload)?;
+            total = total.checked_add(count).ok_or(SegmentError::Overflow)?;
+        }
+        index = index.checked_add(1).ok_or(SegmentError::Overflow)?;
+    }
+    Ok(total)
+}
+
+/// One packet's payload: `len` bytes at `offset` of entry `entry`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Packet {
+    /// The index of the entry.
+    pub entry: usize,
+    /// The offset of the payload in the entry.
+    pub offset: u64,
+    /// The payload length, `1..=max_payload`.
+    pub len: u16,
+}
+
+/// The position of a destination's next packet.
+///
+/// It holds no reference to the entries: each call of
+/// [`SegmentCursor::next_packet`] is given their lengths, which must not
+/// change between calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SegmentCursor {
+    /// The entry of the next packet.
+    entry: usize,
+    /// The offset of the next packet in `entry`.
+    offset: u64,
+    /// The largest payload of a packet, non-zero.
+    max_payload: u16,
+}
+
+impl SegmentCursor {
+    /// Returns a cursor at the start of the first entry.
+    pub fn new(max_payload: u16) -> Result<Self, SegmentError> {
+        if max_payload == 0 {
+            return Err(SegmentError::ZeroMaxPayload);
+        }
+        Ok(Self {
+            entry: 0,
+            offset: 0,
+            max_payload,
+        })
+    }
+
+    /// Returns the next packet and moves past it, or `None` at the end.
+    ///
+    /// O(1), plus one step per skipped empty entry.
+    pub fn next_packet<L: EntryLens + ?Sized>(&mut self, lens: &L) -> Option<Packet> {
+        loop {
+            let left = lens.entry_len(self.entry)?.saturating_sub(self.offset);
+            if left != 0 {
+                let len = u16::try_from(left).map_or(self.max_payload, |l| l.min(self.max_payload));
+                let packet = Packet {
+                    entry: self.entry,
+                    offset: self.offset,
+                    len,
+                };
+                // No overflow: the new offset is at most the entry's length.
+                self.offset = self.offset.wrapping_add(u64::from(len));
+                return Some(packet);
+            }
+            self.entry = self.entry.checked_add(1)?;
+            self.offset = 0;
+        }
+    }
+}
+
+/// The packets of a destination's entries, as an iterator.
+#[derive(Debug)]
+pub struct Segments<'a, L: EntryLens + ?Sized> {
+    /// The position of the next packet.
+    cursor: SegmentCursor,
+    /// The entry lengths.
+    lens: &'a L,
+}
+
+impl<'a, L: EntryLens + ?Sized> Segments<'a, L> {
+    /// Returns the packets of `lens` with at most `max_payload` bytes each.
+    pub fn new(lens: &'a L, max_payload: u16) -> Result<Self, SegmentError> {
+        Ok(Self {
+            cursor: SegmentCursor::new(max_payload)?,
+            lens,
+        })
+    }
+}
+
+impl<L: EntryLens + ?Sized> Iterator for Segments<'_, L> {
+    type Item = Packet;
+
+    fn next(&mut self) -> Option<Packet> {
+        self.cursor.next_packet(self.lens)
+    }
+}
+
+/// Checks a page shift and an offset into the first page.
+fn check_page(first_page_offset: u32, page_shift: u32) -> Result<(), SegmentError> {
+    if page_shift > MAX_PAGE_SHIFT {
+        return Err(SegmentError::InvalidPageShift);
+    }
+    if u64::from(first_page_offset) >> page_shift != 0 {
+        return Err(SegmentError::InvalidPageOffset);
+    }
+    Ok(())
+}
+
+/// Returns how many pages hold `len` bytes starting `first_page_offset`
+/// bytes into the first page: the number of pages to pin.
+///
+/// The page size is `1 << page_shift`; `first_page_offset` must be smaller,
+/// and `first_page_offset + len` must fit in a `u64`. No bytes need no page.
+pub fn pages_spanned(
+    first_page_offset: u32,
+    len: u64,
+    page_shift: u32,
+) -> Result<u64, SegmentError> {
+    check_page(first_page_offset, page_shift)?;
+    let end = len
+        .checked_add(u64::from(first_page_offset))
+        .ok_or(SegmentError::Overflow)?;
+    if len == 0 {
+        return Ok(0);
+    }
+    // No overflow: `end >= 1`, and `(end - 1) >> page_shift < u64::MAX`.
+    Ok((end.wrapping_sub(1) >> page_shift).wrapping_add(1))
+}
+
+/// One piece of a payload within one page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Frag {
+    /// The index of the page in the entry's page array (0: the first page).
+    pub page: u64,
+    /// The offset of the piece within the page.
+    pub offset: u32,
+    /// The length of the piece, non-zero.
+    pub len: u32,
+}
+
+/// The page fragments of a payload, in order; see [`page_frags`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageFrags {
+    /// The page of the next fragment.
+    page: u64,
+    /// The offset of the next fragment within its page.
+    offset: u32,
+    /// The bytes not yet covered.
+    left: u32,
+    /// The page shift, at most [`MAX_PAGE_SHIFT`].
+    page_shift: u32,
+}
+
+/// Returns the page fragments of `len` bytes at byte `offset` of an entry
+/// whose buffer begins `first_page_offset` bytes into its first page.
+///
+/// Fragments are non-empty, split only at page boundaries and cover exactly
+/// `len` bytes; `len == 0` gives none. The page size is `1 << page_shift`;
+/// `first_page_offset` must be smaller, and `first_page_offset + offset +
+/// len` must fit in a `u64`.
+pub fn page_frags(
+    first_page_offset: u32,
+    offset: u64,
+    len: u32,
+    page_shift: u32,
+) -> Result<PageFrags, SegmentError> {
+    check_page(first_page_offset, page_shift)?;
+    let start = offset
+        .checked_add(u64::from(first_page_offset))
+        .ok_or(SegmentError::Overflow)?;
+    start
+        .checked_add(u64::from(len))
+        .ok_or(SegmentError::Overflow)?;
+    let mask = (1u64 << page_shift).wrapping_sub(1);
+    Ok(PageFrags {
+        page: start >> page_shift,
+        // Below the page size, which fits in a u32.
+        offset: (start & mask) as u32,
+        left: len,
+        page_shift,
+    })
+}
+
+impl Iterator for PageFrags {
+    type Item = Frag;
+
+    fn next(&mut self) -> Option<Frag> {
+        if self.left == 0 {
+            return None;
+        }
+        // At least 1: `offset` is below the page size. The shift is at most
+        // MAX_PAGE_SHIFT; `wrapping_shl` only spares a panic branch.
+        let page_size = 1u64.wrapping_shl(self.page_shift);
+        let room = page_size.wrapping_sub(u64::from(self.offset));
+        let len = u32::try_from(room).map_or(self.left, |room| room.min(self.left));
+        let frag = Frag {
+            page: self.page,
+            offset: self.offset,
+            len,
+        };
+        self.left = self.left.wrapping_sub(len);
+        // No overflow: `page_frags` checked that the end position fits.
+        self.page = self.page.wrapping_add(1);
+        self.offset = 0;
+        Some(frag)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let count = match self.left.checked_sub(1) {
+            None => 0,
+            Some(last) => {
+                let last = u64::from(self.offset).wrapping_add(u64::from(last));
+                last.wrapping_shr(self.page_shift).wrapping_add(1)
+            }
+        };
+        // At most `u32::MAX` fragments, which fits in a usize on Linux.
+        let count = usize::try_from(count).unwrap_or(usize::MAX);
+        (count, Some(count))
+    }
+}
+
+impl ExactSizeIterator for PageFrags {}
+
+impl FusedIterator for PageFrags {}
