@@ -1,0 +1,145 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The transmit order of the packets of one call.
+//!
+//! Each destination of a call is a queue, numbered from 0, holding a number
+//! of packets that leave in their own order. [`RoundRobin`] only says which
+//! queue sends next. This order is ABI:
+//!
+//! - Sending goes in rounds, until every queue is empty.
+//! - In each round, every queue that still has packets at the start of the
+//!   round, in ascending queue index, sends `min(quantum, remaining)`
+//!   packets in a row, `remaining` being its packets not yet sent.
+//! - `quantum` is at least 1. With the default of 1, the first packet of
+//!   every queue leaves before the second packet of any.
+//! - A queue with no packets never sends.
+//!
+//! The iterator allocates nothing: the caller lends the packet counts and a
+//! list of active queues. Queues that run dry are removed from that list in
+//! place, keeping its order, so each packet costs O(1).
+
+/// The default number of packets a queue sends in a row.
+pub const DEFAULT_QUANTUM: u32 = 1;
+
+/// Why a transmit order could not be set up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InterleaveError {
+    /// The quantum is 0.
+    ZeroQuantum,
+    /// The active list is shorter than the number of non-empty queues.
+    ActiveTooShort,
+    /// A non-empty queue's index does not fit in a `u32`.
+    TooManyQueues,
+}
+
+/// One packet of the transmit order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Turn {
+    /// The queue that sends this packet.
+    pub queue: usize,
+    /// Whether this is the last packet of its round.
+    pub round_end: bool,
+    /// Whether this is the last packet of all (it also ends its round).
+    pub last: bool,
+}
+
+/// The round-robin transmit order described in the module doc.
+#[derive(Debug)]
+pub struct RoundRobin<'a> {
+    /// The packets not yet sent, per queue.
+    remaining: &'a mut [u64],
+    /// The queues of this round in `active[..len]`, ascending; the queues
+    /// kept for the next round are moved to `active[..write]`.
+    active: &'a mut [u32],
+    /// The number of queues in this round.
+    len: usize,
+    /// The index in `active` of the queue sending now.
+    read: usize,
+    /// The number of queues kept for the next round so far.
+    write: usize,
+    /// The packets left in the current queue's turn; 0 before its start.
+    burst: u32,
+    /// The packets a queue sends in a row, non-zero.
+    quantum: u32,
+}
+
+impl<'a> RoundRobin<'a> {
+    /// Sets up the order of queues holding `remaining[i]` packets.
+    ///
+    /// `active` is scratch space with room for every non-empty queue. As the
+    /// iterator runs, `remaining[i]` counts the packets of queue `i` not yet
+    /// yielded, so a caller that stops early can read what is left.
+    pub fn new(
+        remaining: &'a mut [u64],
+        active: &'a mut [u32],
+        quantum: u32,
+    ) -> Result<Self, InterleaveError> {
+        if quantum == 0 {
+            return Err(InterleaveError::ZeroQuantum);
+        }
+        let mut len = 0usize;
+        for (queue, &count) in remaining.iter().enumerate() {
+            if count != 0 {
+                let queue = u32::try_from(queue).map_err(|_| InterleaveError::TooManyQueues)?;
+                let slot = active.get_mut(len).ok_or(InterleaveError::ActiveTooShort)?;
+                *slot = queue;
+                // No overflow: `len < active.len()`.
+                len = len.wrapping_add(1);
+            }
+        }
+        Ok(Self {
+            remaining,
+            active,
+            len,
+            read: 0,
+            write: 0,
+            burst: 0,
+            quantum,
+        })
+    }
+}
+
+impl Iterator for RoundRobin<'_> {
+    type Item = Turn;
+
+    fn next(&mut self) -> Option<Turn> {
+        if self.read >= self.len {
+            return None;
+        }
+        let queue = *self.active.get(self.read)?;
+        let index = usize::try_from(queue).ok()?;
+        let count = self.remaining.get_mut(index)?;
+        let before = *count;
+        // Every queue in `active[..len]` has packets left.
+        let left = before.checked_sub(1)?;
+        *count = left;
+        if self.burst == 0 {
+            self.burst = u32::try_from(before).map_or(self.quantum, |b| b.min(self.quantum));
+        }
+        // No overflow: `burst` was at least 1.
+        self.burst = self.burst.wrapping_sub(1);
+
+        let mut round_end = false;
+        if self.burst == 0 {
+            if left != 0 {
+                if let Some(slot) = self.active.get_mut(self.write) {
+                    *slot = queue;
+                }
+                // No overflow: `write <= read < len`.
+                self.write = self.write.wrapping_add(1);
+            }
+            self.read = self.read.wrapping_add(1);
+            if self.read == self.len {
+                self.len = self.write;
+                self.read = 0;
+                self.write = 0;
+                round_end = true;
+            }
+        }
+        Some(Turn {
+            queue: index,
+            round_end,
+            last: round_end && self.len == 0,
+        })
+    }
+}
