@@ -1,0 +1,151 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Tests of `interleave` against a naive round-by-round reference.
+
+use mdwrite_common::interleave::{InterleaveError, RoundRobin, Turn, DEFAULT_QUANTUM};
+use proptest::prelude::*;
+
+/// Builds the order round by round: each non-empty queue, ascending, sends
+/// `min(quantum, remaining)` packets; rounds end with `round_end`.
+fn naive_order(counts: &[u64], quantum: u32) -> Vec<Turn> {
+    let mut left = counts.to_vec();
+    let mut order = Vec::new();
+    loop {
+        let round: Vec<usize> = (0..left.len()).filter(|&q| left[q] > 0).collect();
+        if round.is_empty() {
+            break;
+        }
+        for q in round {
+            let n = left[q].min(u64::from(quantum));
+            for _ in 0..n {
+                order.push(Turn {
+                    queue: q,
+                    round_end: false,
+                    last: false,
+                });
+            }
+            left[q] -= n;
+        }
+        order.last_mut().unwrap().round_end = true;
+    }
+    if let Some(t) = order.last_mut() {
+        t.last = true;
+    }
+    order
+}
+
+/// Runs the round robin over `counts` to the end.
+fn run(counts: &[u64], quantum: u32) -> Vec<Turn> {
+    let mut remaining = counts.to_vec();
+    let mut active = vec![u32::MAX; counts.iter().filter(|&&c| c > 0).count()];
+    let order: Vec<Turn> = RoundRobin::new(&mut remaining, &mut active, quantum)
+        .unwrap()
+        .collect();
+    assert!(remaining.iter().all(|&r| r == 0));
+    order
+}
+
+#[test]
+fn examples() {
+    let q = |order: Vec<Turn>| order.iter().map(|t| t.queue).collect::<Vec<_>>();
+    assert_eq!(q(run(&[3, 0, 1, 2], 1)), [0, 2, 3, 0, 3, 0]);
+    assert_eq!(q(run(&[3, 0, 1, 2], 2)), [0, 0, 2, 3, 3, 0]);
+    assert_eq!(q(run(&[5], 2)), [0, 0, 0, 0, 0]);
+    assert_eq!(run(&[], 1), []);
+    assert_eq!(run(&[0, 0], 1), []);
+    let order = run(&[1, 2], 1);
+    let flags: Vec<(bool, bool)> = order.iter().map(|t| (t.round_end, t.last)).collect();
+    assert_eq!(flags, [(false, false), (true, false), (true, true)]);
+}
+
+#[test]
+fn errors() {
+    let mut remaining = [1, 0, 2];
+    let mut active = [0u32; 3];
+    assert_eq!(
+        RoundRobin::new(&mut remaining, &mut active, 0).err(),
+        Some(InterleaveError::ZeroQuantum)
+    );
+    let mut short = [0u32; 1];
+    assert_eq!(
+        RoundRobin::new(&mut remaining, &mut short, DEFAULT_QUANTUM).err(),
+        Some(InterleaveError::ActiveTooShort)
+    );
+    let mut exact = [0u32; 2];
+    assert!(RoundRobin::new(&mut remaining, &mut exact, DEFAULT_QUANTUM).is_ok());
+}
+
+#[test]
+fn stopping_early_leaves_the_counts() {
+    let mut remaining = [3, 1, 2];
+    let mut active = [0u32; 3];
+    let first: Vec<usize> = RoundRobin::new(&mut remaining, &mut active, 1)
+        .unwrap()
+        .take(4)
+        .map(|t| t.queue)
+        .collect();
+    assert_eq!(first, [0, 1, 2, 0]);
+    assert_eq!(remaining, [1, 0, 1]);
+}
+
+proptest! {
+    #[test]
+    fn matches_reference(
+        counts in proptest::collection::vec(prop_oneof![Just(0u64), 0u64..5, 0u64..40], 0..24),
+        quantum in prop_oneof![Just(1u32), 1u32..6, Just(u32::MAX)],
+        spare in 0usize..3,
+    ) {
+        let expected = naive_order(&counts, quantum);
+        let mut remaining = counts.clone();
+        let mut active = vec![u32::MAX; counts.iter().filter(|&&c| c > 0).count() + spare];
+        let got: Vec<Turn> = RoundRobin::new(&mut remaining, &mut active, quantum).unwrap().collect();
+        prop_assert_eq!(&got, &expected);
+        prop_assert!(remaining.iter().all(|&r| r == 0));
+
+        // Each queue sends exactly its count.
+        for (q, &c) in counts.iter().enumerate() {
+            prop_assert_eq!(got.iter().filter(|t| t.queue == q).count() as u64, c);
+        }
+        // Only the very last turn is `last`, and it ends a round.
+        prop_assert_eq!(got.iter().filter(|t| t.last).count(), usize::from(!got.is_empty()));
+        if let Some(t) = got.last() {
+            prop_assert!(t.last && t.round_end);
+        }
+        // With quantum 1, every queue's first packet leaves before any
+        // queue's second.
+        if quantum == 1 {
+            let mut seen = vec![0u64; counts.len()];
+            let mut second_seen = false;
+            for t in &got {
+                seen[t.queue] += 1;
+                if seen[t.queue] == 1 {
+                    prop_assert!(!second_seen, "a first packet after a second");
+                } else {
+                    second_seen = true;
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn short_active_is_rejected(counts in proptest::collection::vec(0u64..3, 1..20)) {
+        let nonempty = counts.iter().filter(|&&c| c > 0).count();
+        prop_assume!(nonempty > 0);
+        let mut remaining = counts.clone();
+        let mut active = vec![0u32; nonempty - 1];
+        prop_assert_eq!(RoundRobin::new(&mut remaining, &mut active, 1).err(), Some(InterleaveError::ActiveTooShort));
+    }
+}
+
+#[test]
+fn exhausted_queues_are_not_rescanned() {
+    // 100,000 queues of one packet, then one of 1,000,000: rescanning the
+    // exhausted queues every round would take 10^11 steps.
+    let mut remaining = vec![1u64; 100_001];
+    remaining[100_000] = 1_000_000;
+    let mut active = vec![0u32; remaining.len()];
+    let start = std::time::Instant::now();
+    let rr = RoundRobin::new(&mut remaining, &mut active, 1).unwrap();
+    assert_eq!(rr.count(), 1_100_000);
+    assert!(start.elapsed() < std::time::Duration::from_secs(20));
+}

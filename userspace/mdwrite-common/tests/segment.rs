@@ -1,0 +1,273 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Tests of `segment` against naive references.
+
+use mdwrite_common::segment::{
+    packet_count, page_frags, pages_spanned, total_packets, EntryLens, Frag, Packet, SegmentCursor,
+    SegmentError, Segments, MAX_PAGE_SHIFT,
+};
+use proptest::prelude::*;
+
+/// Cuts every entry into chunks of `max` bytes, one by one.
+fn naive_packets(lens: &[u64], max: u16) -> Vec<Packet> {
+    let mut out = Vec::new();
+    for (entry, &len) in lens.iter().enumerate() {
+        let mut offset = 0;
+        while offset < len {
+            let chunk = (len - offset).min(u64::from(max));
+            out.push(Packet {
+                entry,
+                offset,
+                len: chunk as u16,
+            });
+            offset += chunk;
+        }
+    }
+    out
+}
+
+/// The byte a virtual address space holds at `addr`.
+fn memory(addr: u64) -> u8 {
+    (addr.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 56) as u8
+}
+
+/// Entries as the kernel might hold them: structs with more than a length.
+struct Entry {
+    /// Unused here; stands for the kernel's other fields.
+    _addr: u64,
+    /// The entry's length.
+    len: u64,
+}
+
+/// The kernel's kind of implementation of `EntryLens`.
+struct Entries<'a>(&'a [Entry]);
+
+impl EntryLens for Entries<'_> {
+    fn entry_len(&self, index: usize) -> Option<u64> {
+        self.0.get(index).map(|e| e.len)
+    }
+}
+
+#[test]
+fn packet_count_examples() {
+    assert_eq!(packet_count(0, 1400), Err(SegmentError::ZeroLength));
+    assert_eq!(packet_count(1, 0), Err(SegmentError::ZeroMaxPayload));
+    assert_eq!(packet_count(0, 0), Err(SegmentError::ZeroLength));
+    assert_eq!(packet_count(1, 1400), Ok(1));
+    assert_eq!(packet_count(1400, 1400), Ok(1));
+    assert_eq!(packet_count(1401, 1400), Ok(2));
+    assert_eq!(packet_count(u64::MAX, 1), Ok(u64::MAX));
+    assert_eq!(packet_count(u64::MAX, 2), Ok(1 << 63));
+    assert_eq!(packet_count(u64::MAX, u16::MAX), Ok(u64::MAX / 65535));
+}
+
+#[test]
+fn cursor_examples() {
+    assert_eq!(SegmentCursor::new(0), Err(SegmentError::ZeroMaxPayload));
+    assert!(Segments::new(&[1u64][..], 0).is_err());
+    let lens = [0u64, 5, 0, 0, 2, 0];
+    let got: Vec<Packet> = Segments::new(&lens[..], 2).unwrap().collect();
+    let p = |entry, offset, len| Packet { entry, offset, len };
+    assert_eq!(got, [p(1, 0, 2), p(1, 2, 2), p(1, 4, 1), p(4, 0, 2)]);
+    assert_eq!(total_packets(&lens[..], 2), Ok(4));
+    assert_eq!(total_packets(&[0u64; 3][..], 2), Ok(0));
+    assert_eq!(
+        total_packets(&lens[..], 0),
+        Err(SegmentError::ZeroMaxPayload)
+    );
+    assert_eq!(
+        total_packets(&[u64::MAX, 1][..], 1),
+        Err(SegmentError::Overflow)
+    );
+    // Huge entries: the cursor never overflows.
+    let huge = [u64::MAX];
+    let mut c = SegmentCursor::new(u16::MAX).unwrap();
+    assert_eq!(c.next_packet(&huge[..]), Some(p(0, 0, u16::MAX)));
+    let mut c = SegmentCursor::new(1).unwrap();
+    assert_eq!(c.next_packet(&[][..] as &[u64]), None);
+    assert_eq!(c.next_packet(&[3u64][..]), Some(p(0, 0, 1)));
+}
+
+#[test]
+fn page_examples() {
+    let f = |page, offset, len| Frag { page, offset, len };
+    let frags: Vec<Frag> = page_frags(4000, 0, 200, 12).unwrap().collect();
+    assert_eq!(frags, [f(0, 4000, 96), f(1, 0, 104)]);
+    let frags: Vec<Frag> = page_frags(100, 8192, 4096, 12).unwrap().collect();
+    assert_eq!(frags, [f(2, 100, 3996), f(3, 0, 100)]);
+    assert_eq!(page_frags(0, 5, 0, 12).unwrap().count(), 0);
+    assert_eq!(page_frags(0, 0, 1, 32), Err(SegmentError::InvalidPageShift));
+    assert_eq!(
+        page_frags(4096, 0, 1, 12),
+        Err(SegmentError::InvalidPageOffset)
+    );
+    assert_eq!(page_frags(1, u64::MAX, 0, 12), Err(SegmentError::Overflow));
+    assert_eq!(page_frags(0, u64::MAX, 1, 12), Err(SegmentError::Overflow));
+    let frags: Vec<Frag> = page_frags(0, u64::MAX - 1, 1, 0).unwrap().collect();
+    assert_eq!(frags, [f(u64::MAX - 1, 0, 1)]);
+    let frags: Vec<Frag> = page_frags(1 << 30, 0, u32::MAX, 31).unwrap().collect();
+    assert_eq!(
+        frags,
+        [
+            f(0, 1 << 30, 1 << 30),
+            f(1, 0, 1 << 31),
+            f(2, 0, (1 << 30) - 1)
+        ]
+    );
+
+    assert_eq!(pages_spanned(0, 0, 12), Ok(0));
+    assert_eq!(pages_spanned(4095, 0, 12), Ok(0));
+    assert_eq!(pages_spanned(0, 4096, 12), Ok(1));
+    assert_eq!(pages_spanned(1, 4096, 12), Ok(2));
+    assert_eq!(pages_spanned(4095, 1, 12), Ok(1));
+    assert_eq!(pages_spanned(4095, 2, 12), Ok(2));
+    assert_eq!(pages_spanned(0, u64::MAX, 0), Ok(u64::MAX));
+    assert_eq!(pages_spanned(1, u64::MAX, 1), Err(SegmentError::Overflow));
+    assert_eq!(
+        pages_spanned(0, 1, MAX_PAGE_SHIFT + 1),
+        Err(SegmentError::InvalidPageShift)
+    );
+    assert_eq!(
+        pages_spanned(4096, 1, 12),
+        Err(SegmentError::InvalidPageOffset)
+    );
+}
+
+proptest! {
+    #[test]
+    fn packet_count_matches_reference(len in any::<u64>(), max in any::<u16>()) {
+        let expected = if len == 0 {
+            Err(SegmentError::ZeroLength)
+        } else if max == 0 {
+            Err(SegmentError::ZeroMaxPayload)
+        } else {
+            Ok(u128::from(len).div_ceil(u128::from(max)) as u64)
+        };
+        prop_assert_eq!(packet_count(len, max), expected);
+    }
+
+    #[test]
+    fn segments_match_reference(
+        lens in proptest::collection::vec(prop_oneof![Just(0u64), 0u64..20, 0u64..5000], 0..12),
+        max in prop_oneof![1u16..4, 1u16..2000, Just(u16::MAX)],
+    ) {
+        let expected = naive_packets(&lens, max);
+        let got: Vec<Packet> = Segments::new(&lens[..], max).unwrap().collect();
+        prop_assert_eq!(&got, &expected);
+        prop_assert_eq!(total_packets(&lens[..], max), Ok(expected.len() as u64));
+
+        // The same through a cursor over the kernel's kind of entries.
+        let entries: Vec<Entry> = lens.iter().map(|&len| Entry { _addr: 0, len }).collect();
+        let mut cursor = SegmentCursor::new(max).unwrap();
+        let mut via_cursor = Vec::new();
+        while let Some(p) = cursor.next_packet(&Entries(&entries)) {
+            via_cursor.push(p);
+        }
+        prop_assert_eq!(cursor.next_packet(&Entries(&entries)), None);
+        prop_assert_eq!(&via_cursor, &expected);
+
+        // The properties, stated directly.
+        for (i, p) in got.iter().enumerate() {
+            prop_assert!(p.len >= 1 && p.len <= max);
+            let len = lens[p.entry];
+            prop_assert!(p.offset + u64::from(p.len) <= len);
+            let last_of_entry = p.offset + u64::from(p.len) == len;
+            if !last_of_entry {
+                prop_assert_eq!(p.len, max);
+                prop_assert_eq!(got[i + 1], Packet { entry: p.entry, offset: p.offset + u64::from(p.len), len: got[i + 1].len });
+            }
+            if p.offset == 0 && i > 0 {
+                prop_assert!(got[i - 1].entry < p.entry);
+            }
+        }
+        for (entry, &len) in lens.iter().enumerate() {
+            let count = got.iter().filter(|p| p.entry == entry).count() as u64;
+            let expected = if len == 0 { 0 } else { packet_count(len, max).unwrap() };
+            prop_assert_eq!(count, expected);
+        }
+    }
+
+    #[test]
+    fn page_frags_cover_the_range(
+        shift in prop_oneof![0u32..4, 12u32..13, 0u32..=MAX_PAGE_SHIFT],
+        first in any::<u32>(),
+        offset in prop_oneof![0u64..10_000, any::<u64>().prop_map(|x| x >> 2)],
+        len in prop_oneof![0u32..10_000, any::<u32>()],
+    ) {
+        let page_size = 1u64 << shift;
+        let first = u64::from(first) % page_size;
+        // At most 10,000 frags.
+        let len = (u64::from(len) % (page_size * 10_000)) as u32;
+        let frags = page_frags(first as u32, offset, len, shift).unwrap();
+        let hint = frags.len();
+        // The entry's byte i lives at virtual address base + first + i, the
+        // entry's page p at base + p * page_size, base page-aligned.
+        let base = 7 << 40;
+        let mut pos = offset;
+        let mut count = 0;
+        let mut highest = None;
+        for (i, f) in frags.enumerate() {
+            prop_assert!(f.len > 0);
+            prop_assert!(u64::from(f.offset) + u64::from(f.len) <= page_size, "crosses a page");
+            if i > 0 {
+                prop_assert_eq!(f.offset, 0, "not maximal");
+            }
+            if u64::from(f.offset) + u64::from(f.len) < page_size {
+                prop_assert_eq!(pos + u64::from(f.len), offset + u64::from(len), "not maximal");
+            }
+            let frag_addr = base + (f.page << shift) + u64::from(f.offset);
+            prop_assert_eq!(frag_addr, base + first + pos, "not contiguous");
+            // Compare a few bytes of the frag (all of them when small).
+            for j in [0, f.len / 2, f.len - 1] {
+                let j = u64::from(j);
+                prop_assert_eq!(memory(frag_addr + j), memory(base + first + pos + j));
+            }
+            pos += u64::from(f.len);
+            count += 1;
+            highest = Some(f.page);
+        }
+        prop_assert_eq!(pos, offset + u64::from(len), "does not cover len bytes");
+        prop_assert_eq!(hint, count);
+        if offset == 0 {
+            prop_assert_eq!(pages_spanned(first as u32, u64::from(len), shift), Ok(highest.map_or(0, |h| h + 1)));
+        }
+    }
+
+    #[test]
+    fn small_frags_reproduce_bytes(
+        shift in 0u32..6,
+        first in any::<u32>(),
+        offset in 0u64..300,
+        len in 0u32..300,
+    ) {
+        let page_size = 1u64 << shift;
+        let first = u64::from(first) % page_size;
+        // Pinned pages: copies of the virtual pages of the entry.
+        let base = 3 << 20;
+        let pages: Vec<Vec<u8>> = (0..pages_spanned(first as u32, offset + u64::from(len), shift).unwrap())
+            .map(|p| (0..page_size).map(|o| memory(base + p * page_size + o)).collect())
+            .collect();
+        let mut bytes = Vec::new();
+        for f in page_frags(first as u32, offset, len, shift).unwrap() {
+            let page = &pages[f.page as usize];
+            bytes.extend_from_slice(&page[f.offset as usize..(f.offset + f.len) as usize]);
+        }
+        let expected: Vec<u8> = (0..u64::from(len)).map(|i| memory(base + first + offset + i)).collect();
+        prop_assert_eq!(bytes, expected);
+    }
+
+    #[test]
+    fn pages_spanned_matches_reference(shift in 0u32..=MAX_PAGE_SHIFT, first in any::<u32>(), len in any::<u64>()) {
+        let page_size = 1u128 << shift;
+        let first = (u128::from(first) % page_size) as u32;
+        let end = u128::from(first) + u128::from(len);
+        let expected = if end > u128::from(u64::MAX) {
+            Err(SegmentError::Overflow)
+        } else if len == 0 {
+            Ok(0)
+        } else {
+            Ok(end.div_ceil(page_size) as u64)
+        };
+        prop_assert_eq!(pages_spanned(first, len, shift), expected);
+    }
+}
