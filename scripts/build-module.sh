@@ -16,7 +16,8 @@ set -euo pipefail
 flavor=${1:-debug}
 kdir=$("$MDW_ROOT/scripts/build-kernel.sh" "$flavor")
 llvm=$(sed -n 's/^LLVM=//p' "$kdir/mdwrite-build.env")
-out=$MDW_CACHE/build/$(basename "$kdir")
+# One build directory per kernel and per work tree (clones may build at once).
+out=$MDW_CACHE/build/$(basename "$kdir")-$(printf %s "$MDW_ROOT" | sha256sum | cut -c1-8)
 
 mkdir -p "$out/canary"
 rsync -a --delete --exclude canary "$MDW_ROOT/Kbuild" "$MDW_ROOT/rust" "$MDW_ROOT/uapi" "$out/"

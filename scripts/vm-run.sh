@@ -31,6 +31,6 @@ bindir=$("$MDW_ROOT/scripts/build-userspace.sh")
 cmd="MDW_MODDIR=$moddir MDW_BINDIR=$bindir PATH=$bindir:\$PATH bash"
 for a in "$@"; do cmd+=" $(printf '%q' "$a")"; done
 
-exec timeout --foreground "$timeout" "$VNG" --run "$kdir/arch/x86/boot/bzImage" \
+PATH=$(dirname "$VNG"):$PATH exec timeout --foreground "$timeout" "$VNG" --run "$kdir/arch/x86/boot/bzImage" \
 	--disable-kvm --force-9p --cpus 2 --memory 2G "${rwdir[@]}" \
 	--exec "$cmd" </dev/null
