@@ -2,7 +2,7 @@
 
 //! The uapi structures, compiled from the same text as userspace's mirror.
 
-use kernel::types::AsBytes;
+use kernel::types::{AsBytes, FromBytes};
 
 /// Declares a uapi struct: `#[repr(C)]`, plain integer fields, no implicit
 /// padding (checked at compile time), so it may be copied to and from user
@@ -49,5 +49,15 @@ pub(crate) fn bytes_of<T: AsBytes>(value: &T) -> &[u8] {
     // the slice covers exactly `value` and borrows it.
     unsafe {
         core::slice::from_raw_parts(core::ptr::from_ref(value).cast::<u8>(), size_of::<T>())
+    }
+}
+
+/// Views a uapi value as mutable bytes, to read it from user memory.
+pub(crate) fn bytes_of_mut<T: AsBytes + FromBytes>(value: &mut T) -> &mut [u8] {
+    // SAFETY: `T: AsBytes` makes every byte initialized and `T: FromBytes`
+    // makes any byte pattern written through the slice a valid `T`; the
+    // slice covers exactly `value` and borrows it mutably.
+    unsafe {
+        core::slice::from_raw_parts_mut(core::ptr::from_mut(value).cast::<u8>(), size_of::<T>())
     }
 }

@@ -1,38 +1,156 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! The state of one open `/dev/mdwrite` file and its ioctl dispatch.
+//!
+//! Locking: `dests` is held for the whole of a `MDW_IOC_WRITEV` call, so
+//! calls on one file run one at a time (calls on different files run in
+//! parallel) and destinations cannot change under a call. `stats` are
+//! atomics, readable at any time.
 
-use kernel::{prelude::*, uaccess::UserPtr};
+use kernel::{alloc::KVec, new_mutex, prelude::*, sync::Mutex, uaccess::UserPtr};
 
 use crate::{
-    abi::{self, MdwInfo},
-    ioctl::Command,
+    abi::{
+        self, MdwDest, MdwDestDel, MdwEntry, MdwInfo, MdwWritev, MDW_FEAT_IPV6, MDW_FEAT_RTP,
+        MDW_FEAT_VLAN, MDW_FEAT_WRITEV, MDW_MAX_DESTS,
+    },
+    dest::Destination,
+    ioctl::{read_array, Command, UserStruct},
+    net::NetNs,
+    stats::Stats,
+    writev,
 };
 
 /// Feature bits this build of the module implements.
-const FEATURES: u64 = 0;
+const FEATURES: u64 = MDW_FEAT_WRITEV | MDW_FEAT_IPV6 | MDW_FEAT_RTP | MDW_FEAT_VLAN;
+
+/// The destinations of one file, by handle (index + 1).
+#[derive(Default)]
+pub(crate) struct DestTable {
+    slots: KVec<Option<KBox<Destination>>>,
+}
+
+impl DestTable {
+    /// The destination `handle` names.
+    pub(crate) fn get(&self, handle: u32) -> Option<&Destination> {
+        let index = (handle as usize).checked_sub(1)?;
+        self.slots.get(index)?.as_deref()
+    }
+
+    /// The destination `handle` names, mutably.
+    pub(crate) fn get_mut(&mut self, handle: u32) -> Option<&mut Destination> {
+        let index = (handle as usize).checked_sub(1)?;
+        self.slots.get_mut(index)?.as_deref_mut()
+    }
+
+    /// Stores `dest`; returns its handle. `ENOSPC` past `MDW_MAX_DESTS`.
+    fn add(&mut self, dest: Destination) -> Result<u32> {
+        let dest = KBox::new(dest, GFP_KERNEL)?;
+        if let Some(i) = self.slots.iter().position(Option::is_none) {
+            self.slots[i] = Some(dest);
+            return Ok(i as u32 + 1);
+        }
+        if self.slots.len() >= MDW_MAX_DESTS as usize {
+            return Err(ENOSPC);
+        }
+        self.slots.push(Some(dest), GFP_KERNEL)?;
+        Ok(self.slots.len() as u32)
+    }
+
+    /// Removes the destination `handle` names; `ENXIO` when none does.
+    fn remove(&mut self, handle: u32) -> Result {
+        let index = (handle as usize).checked_sub(1).ok_or(ENXIO)?;
+        match self.slots.get_mut(index) {
+            Some(slot @ Some(_)) => {
+                *slot = None;
+                Ok(())
+            }
+            _ => Err(ENXIO),
+        }
+    }
+}
 
 /// One open `/dev/mdwrite` file.
 #[pin_data]
-pub(crate) struct Client {}
+pub(crate) struct Client {
+    /// The opener's network namespace: devices are looked up in it.
+    net: NetNs,
+    #[pin]
+    dests: Mutex<DestTable>,
+    stats: Stats,
+}
 
 impl Client {
     /// Creates the state of a newly opened file.
     pub(crate) fn new() -> Result<Pin<KBox<Self>>> {
-        KBox::pin_init(pin_init!(Self {}), GFP_KERNEL)
+        KBox::try_pin_init(
+            try_pin_init!(Self {
+                net: NetNs::current(),
+                dests <- new_mutex!(DestTable::default(), "mdwrite:dests"),
+                stats: Stats::default(),
+            }),
+            GFP_KERNEL,
+        )
     }
 
     /// Runs one ioctl; returns the ioctl's non-negative result.
     pub(crate) fn ioctl(&self, cmd: u32, arg: UserPtr) -> Result<isize> {
         match Command::decode(cmd, arg)? {
-            Command::Info(user) => {
-                user.write(&MdwInfo {
-                    abi_version: abi::MDW_ABI_VERSION,
-                    info_size: size_of::<MdwInfo>() as u32,
-                    features: FEATURES,
-                })?;
-                Ok(0)
+            Command::Info(user) => user.write(&MdwInfo {
+                abi_version: abi::MDW_ABI_VERSION,
+                info_size: size_of::<MdwInfo>() as u32,
+                features: FEATURES,
+            })?,
+            Command::DestAdd(user) => self.dest_add(&user)?,
+            Command::DestDel(user) => {
+                let req: MdwDestDel = user.read()?;
+                if req.flags != 0 {
+                    return Err(EINVAL);
+                }
+                self.dests.lock().remove(req.handle)?;
             }
+            Command::Writev(user) => self.writev(&user)?,
+            Command::Stats(user) => user.write(&self.stats.snapshot())?,
         }
+        Ok(0)
+    }
+
+    fn dest_add(&self, user: &UserStruct) -> Result {
+        let mut req: MdwDest = user.read()?;
+        let dest = Destination::new(&self.net, &req)?;
+        let mut dests = self.dests.lock();
+        req.handle = dests.add(dest)?;
+        if let Err(e) = user.write(&req) {
+            // The caller cannot learn the handle: do not keep it.
+            let _ = dests.remove(req.handle);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    fn writev(&self, user: &UserStruct) -> Result {
+        let mut req: MdwWritev = user.read()?;
+        let quantum = writev::check_header(&req)?;
+        let raw: KVec<MdwEntry> =
+            read_array(req.entries, req.count as usize, req.entry_size as usize)?;
+        let result = {
+            let mut dests = self.dests.lock();
+            writev::writev(&self.net, &mut dests, &self.stats, &req, &raw, quantum)
+        };
+        let (ret, out) = match result {
+            Ok(out) => (Ok(()), out),
+            Err(e) => {
+                let err = Err(e.error);
+                (err, writev::Outcome { bytes: 0, packets: 0, error: Some(e) })
+            }
+        };
+        req.bytes = out.bytes;
+        req.packets = out.packets;
+        (req.error, req.error_index) = match out.error {
+            Some(e) => (e.error.to_errno(), e.index),
+            None => (0, 0),
+        };
+        user.write(&req)?;
+        ret
     }
 }

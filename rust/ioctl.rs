@@ -7,17 +7,26 @@
 //! (see `uapi/mdwrite.h`).
 
 use kernel::{
+    alloc::KVec,
     prelude::*,
-    types::AsBytes,
-    uaccess::{UserPtr, UserSlice},
+    types::{AsBytes, FromBytes},
+    uaccess::{UserPtr, UserSlice, UserSliceReader},
 };
 
-use crate::abi::{self, ioc, MdwInfo};
+use crate::abi::{self, ioc, MdwDest, MdwDestDel, MdwInfo, MdwStats, MdwWritev};
 
 /// A decoded mdwrite ioctl: what to do, and the user struct it names.
 pub(crate) enum Command {
     /// `MDW_IOC_INFO`.
     Info(UserStruct),
+    /// `MDW_IOC_DEST_ADD`.
+    DestAdd(UserStruct),
+    /// `MDW_IOC_DEST_DEL`.
+    DestDel(UserStruct),
+    /// `MDW_IOC_WRITEV`.
+    Writev(UserStruct),
+    /// `MDW_IOC_STATS`.
+    Stats(UserStruct),
 }
 
 /// A user-space argument struct: its address and the caller's idea of its
@@ -40,14 +49,46 @@ impl Command {
             }
             Ok(UserStruct { ptr: arg, size })
         };
+        const RW: u32 = ioc::READ | ioc::WRITE;
         match (ioc::nr(cmd), ioc::dir(cmd)) {
             (abi::MDW_IOC_INFO_NR, ioc::READ) => Ok(Self::Info(user(size_of::<MdwInfo>())?)),
+            (abi::MDW_IOC_DEST_ADD_NR, RW) => Ok(Self::DestAdd(user(size_of::<MdwDest>())?)),
+            (abi::MDW_IOC_DEST_DEL_NR, ioc::WRITE) => {
+                Ok(Self::DestDel(user(size_of::<MdwDestDel>())?))
+            }
+            (abi::MDW_IOC_WRITEV_NR, RW) => Ok(Self::Writev(user(size_of::<MdwWritev>())?)),
+            (abi::MDW_IOC_STATS_NR, ioc::READ) => Ok(Self::Stats(user(size_of::<MdwStats>())?)),
             _ => Err(ENOTTY),
         }
     }
 }
 
+/// Reads one struct of `size` bytes (the caller's size) from `reader` into
+/// a `T`: fields the caller does not know read as zero, bytes the module
+/// does not know must be zero (`E2BIG`).
+fn read_sized<T: FromBytes + AsBytes + Default>(reader: &mut UserSliceReader, size: usize) -> Result<T> {
+    let mut value = T::default();
+    let known = size.min(size_of::<T>());
+    reader.read_slice(&mut abi::bytes_of_mut(&mut value)[..known])?;
+    let mut extra = size - known;
+    let mut buf = [0u8; 64];
+    while extra > 0 {
+        let n = extra.min(buf.len());
+        reader.read_slice(&mut buf[..n])?;
+        if buf[..n].iter().any(|&b| b != 0) {
+            return Err(E2BIG);
+        }
+        extra -= n;
+    }
+    Ok(value)
+}
+
 impl UserStruct {
+    /// Reads the caller's struct (see [`read_sized`]).
+    pub(crate) fn read<T: FromBytes + AsBytes + Default>(&self) -> Result<T> {
+        read_sized(&mut UserSlice::new(self.ptr, self.size).reader(), self.size)
+    }
+
     /// Writes `value` to the caller's struct: the first
     /// `min(caller size, size_of::<T>())` bytes of it.
     pub(crate) fn write<T: AsBytes>(&self, value: &T) -> Result {
@@ -55,4 +96,21 @@ impl UserStruct {
         let len = self.size.min(bytes.len());
         UserSlice::new(self.ptr, len).writer().write_slice(&bytes[..len])
     }
+}
+
+/// Reads `count` structs of `size` bytes each (the caller's size) from user
+/// address `ptr`, with the rule of [`read_sized`] for each.
+pub(crate) fn read_array<T: FromBytes + AsBytes + Default>(
+    ptr: u64,
+    count: usize,
+    size: usize,
+) -> Result<KVec<T>> {
+    let total = count.checked_mul(size).ok_or(EINVAL)?;
+    let ptr = usize::try_from(ptr).map_err(|_| EFAULT)?;
+    let mut reader = UserSlice::new(ptr, total).reader();
+    let mut out = KVec::with_capacity(count, GFP_KERNEL)?;
+    for _ in 0..count {
+        out.push(read_sized(&mut reader, size)?, GFP_KERNEL)?;
+    }
+    Ok(out)
 }

@@ -13,15 +13,46 @@
 //! - `miscdev`: registration of `/dev/mdwrite` (thin FFI layer);
 //! - `file`: the `file_operations` entry points (thin FFI layer);
 //! - `client`: the state of one open file and its ioctl dispatch;
-//! - `ioctl`: decoding of ioctl numbers and copying of argument structs.
+//! - `ioctl`: decoding of ioctl numbers and copying of argument structs;
+//! - `dest`: destinations and their header templates;
+//! - `writev`: the multi-destination write, stage by stage;
+//! - `pin`: pinned user pages;
+//! - `skb`: packets, the call's completion and batched transmit;
+//! - `net`: network namespaces and devices;
+//! - `stats`: per-file counters;
+//! - `ffi`, `errno`: the C helpers' declarations, missing errnos;
+//! - `common`: the pure logic shared with the host crate
+//!   `userspace/mdwrite-common` (checksums, templates, segmentation,
+//!   interleaving), unit- and property-tested there.
 
 use kernel::prelude::*;
 
 mod abi;
 mod client;
+mod dest;
+mod errno;
+mod ffi;
 mod file;
 mod ioctl;
 mod miscdev;
+mod net;
+mod pin;
+mod skb;
+mod stats;
+mod writev;
+
+/// Pure logic shared with the host crate `mdwrite-common`.
+#[allow(unreachable_pub, dead_code)]
+mod common {
+    #[path = "../common/checksum.rs"]
+    pub mod checksum;
+    #[path = "../common/interleave.rs"]
+    pub mod interleave;
+    #[path = "../common/segment.rs"]
+    pub mod segment;
+    #[path = "../common/template.rs"]
+    pub mod template;
+}
 
 module! {
     type: MdwModule,
@@ -37,9 +68,10 @@ struct MdwModule {
 
 impl kernel::Module for MdwModule {
     fn init(_module: &'static ThisModule) -> Result<Self> {
+        ffi::check_layouts()?;
         // Registration makes the device visible, so it comes last.
         let misc = miscdev::Registration::new()?;
-        pr_info!("mdwrite: ABI version {} ready\n", abi::MDW_ABI_VERSION);
+        pr_info!("ABI version {} ready\n", abi::MDW_ABI_VERSION);
         Ok(Self { _misc: misc })
     }
 }

@@ -32,7 +32,11 @@
 /* ioctl type byte (free in Documentation/userspace-api/ioctl/ioctl-number.rst). */
 #define MDW_IOC_MAGIC 0xB9
 
-/* Feature bits reported in mdw_info.features. None are defined yet. */
+/* Feature bits reported in mdw_info.features. */
+#define MDW_FEAT_WRITEV		(1ULL << 0)	/* DEST_ADD/DEL, WRITEV, STATS */
+#define MDW_FEAT_IPV6		(1ULL << 1)	/* MDW_DEST_IPV6 */
+#define MDW_FEAT_RTP		(1ULL << 2)	/* MDW_DEST_RTP */
+#define MDW_FEAT_VLAN		(1ULL << 3)	/* MDW_DEST_VLAN */
 
 /**
  * struct mdw_info - what the loaded module implements (MDW_IOC_INFO)
@@ -48,5 +52,141 @@ struct mdw_info {
 };
 
 #define MDW_IOC_INFO _IOR(MDW_IOC_MAGIC, 0x00, struct mdw_info)
+
+/* mdw_dest.flags */
+#define MDW_DEST_IPV6		(1U << 0)	/* addresses are IPv6 */
+#define MDW_DEST_RTP		(1U << 1)	/* add an RTP header (rtp_*) */
+#define MDW_DEST_VLAN		(1U << 2)	/* add an 802.1Q tag (vlan_tci) */
+#define MDW_DEST_UDP_CSUM_ZERO	(1U << 3)	/* IPv4: UDP checksum 0 */
+
+/**
+ * struct mdw_dest - a destination (MDW_IOC_DEST_ADD)
+ * @handle: out: names the destination in entries and MDW_IOC_DEST_DEL
+ * @flags: MDW_DEST_* bits
+ * @ifindex: egress Ethernet device, in the network namespace of the opener
+ * @packet_size: largest IP packet (IP + UDP [+ RTP] headers + payload);
+ *	0 means the device MTU, which is also the maximum
+ * @vlan_tci: 802.1Q tag control (PCP, DEI, VID 1..4094) with MDW_DEST_VLAN
+ * @src_addr: source address, network byte order (IPv4: first 4 bytes)
+ * @dst_addr: destination address, network byte order (IPv4: first 4 bytes)
+ * @src_port: UDP source port, host byte order, non-zero
+ * @dst_port: UDP destination port, host byte order, non-zero
+ * @dst_mac: next hop's MAC; all zero: look it up in the neighbour table
+ * @hop_limit: IPv4 TTL / IPv6 hop limit; 0 means 64
+ * @dscp: differentiated services code point, 0..63
+ * @rtp_ssrc: RTP synchronisation source, with MDW_DEST_RTP
+ * @rtp_payload_type: RTP payload type, 0..127
+ * @pad0: must be 0
+ * @rtp_seq: RTP sequence number of the first packet
+ * @rtp_timestamp: RTP timestamp of the first packet
+ * @rtp_ts_increment: added to the RTP timestamp for each packet
+ */
+struct mdw_dest {
+	__u32 handle;
+	__u32 flags;
+	__s32 ifindex;
+	__u16 packet_size;
+	__u16 vlan_tci;
+	__u8 src_addr[16];
+	__u8 dst_addr[16];
+	__u16 src_port;
+	__u16 dst_port;
+	__u8 dst_mac[6];
+	__u8 hop_limit;
+	__u8 dscp;
+	__u32 rtp_ssrc;
+	__u8 rtp_payload_type;
+	__u8 pad0;
+	__u16 rtp_seq;
+	__u32 rtp_timestamp;
+	__u32 rtp_ts_increment;
+};
+
+/**
+ * struct mdw_dest_del - remove a destination (MDW_IOC_DEST_DEL)
+ * @handle: from MDW_IOC_DEST_ADD
+ * @flags: must be 0
+ */
+struct mdw_dest_del {
+	__u32 handle;
+	__u32 flags;
+};
+
+/* mdw_entry.flags */
+#define MDW_ENTRY_RTP_TS	(1U << 0)	/* rtp_timestamp starts this entry */
+
+/**
+ * struct mdw_entry - one chunk of data for one destination
+ * @dest: destination handle
+ * @flags: MDW_ENTRY_* bits
+ * @addr: user address of the data, any alignment
+ * @len: bytes, at least 1
+ * @rtp_timestamp: with MDW_ENTRY_RTP_TS, the RTP timestamp of the entry's
+ *	first packet (the per-packet increment continues from it)
+ * @reserved: must be 0
+ */
+struct mdw_entry {
+	__u32 dest;
+	__u32 flags;
+	__u64 addr;
+	__u64 len;
+	__u32 rtp_timestamp;
+	__u32 reserved;
+};
+
+/* mdw_writev.flags */
+#define MDW_WRITE_QDISC		(1U << 0)	/* through the qdisc, not straight to the TX queue */
+
+/**
+ * struct mdw_writev - one multi-destination write (MDW_IOC_WRITEV)
+ * @entries: user pointer to @count entries of @entry_size bytes
+ * @count: number of entries, 1..MDW_MAX_ENTRIES
+ * @entry_size: sizeof(struct mdw_entry) as the caller knows it
+ * @flags: MDW_WRITE_* bits
+ * @quantum: packets per destination per round; 0 means 1
+ * @bytes: out: payload bytes handed to the device
+ * @packets: out: packets handed to the device
+ * @error: out: 0, or the negative errno that stopped the call early
+ * @error_index: out: with @error, the entry being sent when it happened
+ */
+struct mdw_writev {
+	__u64 entries;
+	__u32 count;
+	__u32 entry_size;
+	__u32 flags;
+	__u32 quantum;
+	__u64 bytes;
+	__u64 packets;
+	__s32 error;
+	__u32 error_index;
+};
+
+/* Limits. */
+#define MDW_MAX_ENTRIES		4096
+#define MDW_MAX_DESTS		4096
+#define MDW_MAX_CALL_BYTES	(1ULL << 30)
+
+/**
+ * struct mdw_stats - counters of one open file (MDW_IOC_STATS)
+ * @calls: MDW_IOC_WRITEV calls that sent something
+ * @packets: packets handed to the device
+ * @bytes_zerocopy: payload bytes sent by reference to pinned user pages
+ * @bytes_copied: payload bytes copied (0 on the zero-copy path)
+ * @completions: calls whose every packet was released by the device
+ * @pages_pinned: pages currently pinned by this file
+ */
+struct mdw_stats {
+	__u64 calls;
+	__u64 packets;
+	__u64 bytes_zerocopy;
+	__u64 bytes_copied;
+	__u64 completions;
+	__u64 pages_pinned;
+};
+
+#define MDW_IOC_DEST_ADD _IOWR(MDW_IOC_MAGIC, 0x01, struct mdw_dest)
+#define MDW_IOC_DEST_DEL _IOW(MDW_IOC_MAGIC, 0x02, struct mdw_dest_del)
+#define MDW_IOC_WRITEV _IOWR(MDW_IOC_MAGIC, 0x03, struct mdw_writev)
+#define MDW_IOC_STATS _IOR(MDW_IOC_MAGIC, 0x04, struct mdw_stats)
 
 #endif /* _UAPI_LINUX_MDWRITE_H */

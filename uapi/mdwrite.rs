@@ -26,6 +26,149 @@ abi_struct! {
     }
 }
 
+/// `MDW_FEAT_WRITEV`: destinations, multi-destination write and counters.
+pub const MDW_FEAT_WRITEV: u64 = 1 << 0;
+/// `MDW_FEAT_IPV6`: IPv6 destinations.
+pub const MDW_FEAT_IPV6: u64 = 1 << 1;
+/// `MDW_FEAT_RTP`: RTP headers.
+pub const MDW_FEAT_RTP: u64 = 1 << 2;
+/// `MDW_FEAT_VLAN`: 802.1Q tags.
+pub const MDW_FEAT_VLAN: u64 = 1 << 3;
+
+/// `MDW_DEST_IPV6`: the addresses are IPv6.
+pub const MDW_DEST_IPV6: u32 = 1 << 0;
+/// `MDW_DEST_RTP`: add an RTP header.
+pub const MDW_DEST_RTP: u32 = 1 << 1;
+/// `MDW_DEST_VLAN`: add an 802.1Q tag.
+pub const MDW_DEST_VLAN: u32 = 1 << 2;
+/// `MDW_DEST_UDP_CSUM_ZERO`: IPv4 only, send UDP checksum 0.
+pub const MDW_DEST_UDP_CSUM_ZERO: u32 = 1 << 3;
+
+abi_struct! {
+    /// A destination (`MDW_IOC_DEST_ADD`).
+    pub struct MdwDest {
+        /// Out: names the destination in entries and `MDW_IOC_DEST_DEL`.
+        pub handle: u32,
+        /// `MDW_DEST_*` bits.
+        pub flags: u32,
+        /// Egress Ethernet device, in the opener's network namespace.
+        pub ifindex: i32,
+        /// Largest IP packet; 0 means the device MTU (also the maximum).
+        pub packet_size: u16,
+        /// 802.1Q tag control with `MDW_DEST_VLAN`.
+        pub vlan_tci: u16,
+        /// Source address, network byte order (IPv4: first 4 bytes).
+        pub src_addr: [u8; 16],
+        /// Destination address, network byte order (IPv4: first 4 bytes).
+        pub dst_addr: [u8; 16],
+        /// UDP source port, host byte order.
+        pub src_port: u16,
+        /// UDP destination port, host byte order.
+        pub dst_port: u16,
+        /// Next hop's MAC; all zero: look it up in the neighbour table.
+        pub dst_mac: [u8; 6],
+        /// IPv4 TTL / IPv6 hop limit; 0 means 64.
+        pub hop_limit: u8,
+        /// Differentiated services code point, 0..63.
+        pub dscp: u8,
+        /// RTP synchronisation source.
+        pub rtp_ssrc: u32,
+        /// RTP payload type, 0..127.
+        pub rtp_payload_type: u8,
+        /// Must be 0.
+        pub pad0: u8,
+        /// RTP sequence number of the first packet.
+        pub rtp_seq: u16,
+        /// RTP timestamp of the first packet.
+        pub rtp_timestamp: u32,
+        /// Added to the RTP timestamp for each packet.
+        pub rtp_ts_increment: u32,
+    }
+}
+
+abi_struct! {
+    /// Removes a destination (`MDW_IOC_DEST_DEL`).
+    pub struct MdwDestDel {
+        /// From `MDW_IOC_DEST_ADD`.
+        pub handle: u32,
+        /// Must be 0.
+        pub flags: u32,
+    }
+}
+
+/// `MDW_ENTRY_RTP_TS`: `rtp_timestamp` starts this entry.
+pub const MDW_ENTRY_RTP_TS: u32 = 1 << 0;
+
+abi_struct! {
+    /// One chunk of data for one destination.
+    pub struct MdwEntry {
+        /// Destination handle.
+        pub dest: u32,
+        /// `MDW_ENTRY_*` bits.
+        pub flags: u32,
+        /// User address of the data.
+        pub addr: u64,
+        /// Bytes, at least 1.
+        pub len: u64,
+        /// With `MDW_ENTRY_RTP_TS`, the RTP timestamp of the first packet.
+        pub rtp_timestamp: u32,
+        /// Must be 0.
+        pub reserved: u32,
+    }
+}
+
+/// `MDW_WRITE_QDISC`: send through the qdisc, not straight to the TX queue.
+pub const MDW_WRITE_QDISC: u32 = 1 << 0;
+
+abi_struct! {
+    /// One multi-destination write (`MDW_IOC_WRITEV`).
+    pub struct MdwWritev {
+        /// User pointer to `count` entries of `entry_size` bytes.
+        pub entries: u64,
+        /// Number of entries, `1..=MDW_MAX_ENTRIES`.
+        pub count: u32,
+        /// `size_of::<MdwEntry>()` as the caller knows it.
+        pub entry_size: u32,
+        /// `MDW_WRITE_*` bits.
+        pub flags: u32,
+        /// Packets per destination per round; 0 means 1.
+        pub quantum: u32,
+        /// Out: payload bytes handed to the device.
+        pub bytes: u64,
+        /// Out: packets handed to the device.
+        pub packets: u64,
+        /// Out: 0, or the negative errno that stopped the call early.
+        pub error: i32,
+        /// Out: with `error`, the entry being sent when it happened.
+        pub error_index: u32,
+    }
+}
+
+/// Most entries in one call.
+pub const MDW_MAX_ENTRIES: u32 = 4096;
+/// Most destinations on one open file.
+pub const MDW_MAX_DESTS: u32 = 4096;
+/// Most payload bytes in one call.
+pub const MDW_MAX_CALL_BYTES: u64 = 1 << 30;
+
+abi_struct! {
+    /// Counters of one open file (`MDW_IOC_STATS`).
+    pub struct MdwStats {
+        /// `MDW_IOC_WRITEV` calls that sent something.
+        pub calls: u64,
+        /// Packets handed to the device.
+        pub packets: u64,
+        /// Payload bytes sent by reference to pinned user pages.
+        pub bytes_zerocopy: u64,
+        /// Payload bytes copied.
+        pub bytes_copied: u64,
+        /// Calls whose every packet was released by the device.
+        pub completions: u64,
+        /// Pages currently pinned by this file.
+        pub pages_pinned: u64,
+    }
+}
+
 /// ioctl direction bits, as in `include/uapi/asm-generic/ioctl.h`.
 pub mod ioc {
     /// No data transfer.
@@ -62,3 +205,36 @@ pub const MDW_IOC_INFO_NR: u32 = 0x00;
 /// `_IOR(MDW_IOC_MAGIC, 0x00, struct mdw_info)`.
 pub const MDW_IOC_INFO: u32 =
     ioc::encode(ioc::READ, MDW_IOC_INFO_NR, core::mem::size_of::<MdwInfo>());
+
+/// Sequence number of `MDW_IOC_DEST_ADD`.
+pub const MDW_IOC_DEST_ADD_NR: u32 = 0x01;
+/// `_IOWR(MDW_IOC_MAGIC, 0x01, struct mdw_dest)`.
+pub const MDW_IOC_DEST_ADD: u32 = ioc::encode(
+    ioc::READ | ioc::WRITE,
+    MDW_IOC_DEST_ADD_NR,
+    core::mem::size_of::<MdwDest>(),
+);
+/// Sequence number of `MDW_IOC_DEST_DEL`.
+pub const MDW_IOC_DEST_DEL_NR: u32 = 0x02;
+/// `_IOW(MDW_IOC_MAGIC, 0x02, struct mdw_dest_del)`.
+pub const MDW_IOC_DEST_DEL: u32 = ioc::encode(
+    ioc::WRITE,
+    MDW_IOC_DEST_DEL_NR,
+    core::mem::size_of::<MdwDestDel>(),
+);
+/// Sequence number of `MDW_IOC_WRITEV`.
+pub const MDW_IOC_WRITEV_NR: u32 = 0x03;
+/// `_IOWR(MDW_IOC_MAGIC, 0x03, struct mdw_writev)`.
+pub const MDW_IOC_WRITEV: u32 = ioc::encode(
+    ioc::READ | ioc::WRITE,
+    MDW_IOC_WRITEV_NR,
+    core::mem::size_of::<MdwWritev>(),
+);
+/// Sequence number of `MDW_IOC_STATS`.
+pub const MDW_IOC_STATS_NR: u32 = 0x04;
+/// `_IOR(MDW_IOC_MAGIC, 0x04, struct mdw_stats)`.
+pub const MDW_IOC_STATS: u32 = ioc::encode(
+    ioc::READ,
+    MDW_IOC_STATS_NR,
+    core::mem::size_of::<MdwStats>(),
+);

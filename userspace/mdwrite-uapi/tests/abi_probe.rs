@@ -11,7 +11,7 @@ use mdwrite_uapi::*;
 type Facts = BTreeMap<String, u64>;
 
 macro_rules! facts {
-    ($facts:ident; $(struct $c:literal = $rs:ident { $($f:ident),* $(,)? })* ; const $($name:ident),* $(,)?) => {{
+    ($facts:ident; $(struct $c:literal = $rs:ident { $($f:ident),* $(,)? };)* const $($name:ident),* $(,)?) => {{
         let mut c = String::new();
         $(
             $facts.insert(format!("sizeof {}", $c), std::mem::size_of::<$rs>() as u64);
@@ -42,7 +42,23 @@ fn rust_mirror_matches_c_header() {
     let mut rust = Facts::new();
     let body = facts!(rust;
         struct "mdw_info" = MdwInfo { abi_version, info_size, features };
-        const MDW_ABI_VERSION, MDW_IOC_MAGIC, MDW_IOC_INFO,
+        struct "mdw_dest" = MdwDest {
+            handle, flags, ifindex, packet_size, vlan_tci, src_addr, dst_addr, src_port,
+            dst_port, dst_mac, hop_limit, dscp, rtp_ssrc, rtp_payload_type, pad0, rtp_seq,
+            rtp_timestamp, rtp_ts_increment
+        };
+        struct "mdw_dest_del" = MdwDestDel { handle, flags };
+        struct "mdw_entry" = MdwEntry { dest, flags, addr, len, rtp_timestamp, reserved };
+        struct "mdw_writev" = MdwWritev {
+            entries, count, entry_size, flags, quantum, bytes, packets, error, error_index
+        };
+        struct "mdw_stats" = MdwStats {
+            calls, packets, bytes_zerocopy, bytes_copied, completions, pages_pinned
+        };
+        const MDW_ABI_VERSION, MDW_IOC_MAGIC, MDW_IOC_INFO, MDW_IOC_DEST_ADD, MDW_IOC_DEST_DEL,
+        MDW_IOC_WRITEV, MDW_IOC_STATS, MDW_FEAT_WRITEV, MDW_FEAT_IPV6, MDW_FEAT_RTP,
+        MDW_FEAT_VLAN, MDW_DEST_IPV6, MDW_DEST_RTP, MDW_DEST_VLAN, MDW_DEST_UDP_CSUM_ZERO,
+        MDW_ENTRY_RTP_TS, MDW_WRITE_QDISC, MDW_MAX_ENTRIES, MDW_MAX_DESTS, MDW_MAX_CALL_BYTES,
     );
 
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");

@@ -10,7 +10,9 @@ use std::{
 
 use rustix::fs::{open, Mode, OFlags};
 
-use crate::sys;
+use mdwrite_uapi::{MdwEntry, MdwWritev};
+
+use crate::{sys, DestConfig, DestId, Entry, Stats, WriteOptions, WriteReport};
 
 /// An open handle on the mdwrite kernel module.
 #[derive(Debug)]
@@ -66,6 +68,62 @@ impl Device {
             info_size: raw.info_size,
             features: Features(raw.features),
         })
+    }
+}
+
+impl Device {
+    /// Registers a destination (`MDW_IOC_DEST_ADD`). Needs `CAP_NET_RAW`
+    /// (`EPERM`); `EHOSTUNREACH` when the next hop's MAC is not known yet.
+    pub fn add_destination(&self, config: &DestConfig) -> io::Result<DestId> {
+        let mut d = config.to_abi();
+        sys::dest_add(&self.fd, &mut d)?;
+        Ok(DestId(d.handle))
+    }
+
+    /// Removes a destination (`MDW_IOC_DEST_DEL`).
+    pub fn remove_destination(&self, id: DestId) -> io::Result<()> {
+        sys::dest_del(&self.fd, id.0)
+    }
+
+    /// Sends every entry in one call (`MDW_IOC_WRITEV`), interleaved
+    /// across destinations; returns once the device released every packet.
+    ///
+    /// Fails without sending anything on invalid input; an error after
+    /// some packets left is in [`WriteReport::error`].
+    pub fn write_vectored(
+        &self,
+        entries: &[Entry<'_>],
+        options: WriteOptions,
+    ) -> io::Result<WriteReport> {
+        let raw: Vec<MdwEntry> = entries.iter().map(|e| e.to_abi()).collect();
+        let mut req = MdwWritev {
+            entries: raw.as_ptr() as u64,
+            count: u32::try_from(raw.len()).map_err(|_| {
+                io::Error::from_raw_os_error(rustix::io::Errno::TOOBIG.raw_os_error())
+            })?,
+            entry_size: size_of::<MdwEntry>() as u32,
+            flags: options.flags(),
+            quantum: options.quantum,
+            ..Default::default()
+        };
+        // SAFETY: `raw` holds `count` entries of `entry_size` bytes whose
+        // data borrow from `entries`, alive for the call.
+        unsafe { sys::writev(&self.fd, &mut req) }?;
+        Ok(WriteReport {
+            bytes: req.bytes,
+            packets: req.packets,
+            error: (req.error != 0).then(|| {
+                (
+                    io::Error::from_raw_os_error(-req.error),
+                    req.error_index as usize,
+                )
+            }),
+        })
+    }
+
+    /// The counters of this open device (`MDW_IOC_STATS`).
+    pub fn stats(&self) -> io::Result<Stats> {
+        sys::stats(&self.fd)
     }
 }
 

@@ -16,8 +16,12 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 
+mod dest;
 mod device;
 mod sys;
+mod write;
 
+pub use dest::{DestConfig, DestId, Rtp};
 pub use device::{Device, Features, Info};
 pub use mdwrite_uapi as uapi;
+pub use write::{Entry, Stats, WriteOptions, WriteReport};

@@ -8,7 +8,10 @@
 //! runner (tests/vm/guest-run.sh) turns each test into one KTAP result.
 
 mod abi;
+mod net;
 mod raw;
+mod send;
+mod topo;
 
 use std::process::ExitCode;
 
@@ -27,6 +30,11 @@ const TESTS: &[Test] = &[
     ("unknown_ioctl_enotty", abi::unknown_ioctl_enotty),
     ("bad_pointer_efault", abi::bad_pointer_efault),
     ("many_opens", abi::many_opens),
+    ("send_ipv4_8_receivers", send::send_ipv4_8_receivers),
+    ("send_ipv6_rtp", send::send_ipv6_rtp),
+    ("send_small_and_straddling", send::send_small_and_straddling),
+    ("interleave_round_robin", send::interleave_round_robin),
+    ("interleave_quantum", send::interleave_quantum),
 ];
 
 fn main() -> ExitCode {

@@ -1,0 +1,102 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Declarations of the C helpers in `mdwrite_net.c` (`mdwrite_net.h`).
+//!
+//! Only the safe wrappers in `net.rs`, `pin.rs` and `skb.rs` call these.
+
+use kernel::{bindings, ffi::c_int};
+
+/// Opaque C `struct mdw_dev`: a device reference with its tracker.
+#[repr(C)]
+pub(crate) struct MdwDev {
+    _private: [u8; 0],
+}
+
+/// Opaque C `struct mdw_done`: a call's completion.
+#[repr(C)]
+pub(crate) struct MdwDone {
+    _private: [u8; 0],
+}
+
+/// `struct mdw_dev_info`.
+#[repr(C)]
+#[derive(Default, Clone, Copy)]
+pub(crate) struct MdwDevInfo {
+    pub(crate) ifindex: u32,
+    pub(crate) mtu: u32,
+    pub(crate) mac: [u8; 6],
+    pub(crate) ethernet: bool,
+    pub(crate) up: bool,
+    pub(crate) csum_ipv4: bool,
+    pub(crate) csum_ipv6: bool,
+    pub(crate) sg: bool,
+}
+
+/// `struct mdw_frag`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub(crate) struct MdwFrag {
+    pub(crate) page: *mut bindings::page,
+    pub(crate) off: u32,
+    pub(crate) len: u32,
+}
+
+/// `struct mdw_pkt`.
+#[repr(C)]
+pub(crate) struct MdwPkt {
+    pub(crate) hdr: *const u8,
+    pub(crate) hdr_len: u32,
+    pub(crate) l3_off: u32,
+    pub(crate) l4_off: u32,
+    pub(crate) payload_len: u32,
+    pub(crate) nfrags: u32,
+    pub(crate) ipv6: bool,
+    pub(crate) csum_partial: bool,
+}
+
+// Only pointers cross this boundary; the lint looks through them into
+// bindgen's `struct page` and trips over an empty struct there.
+#[allow(improper_ctypes)]
+extern "C" {
+    pub(crate) fn mdw_ffi_check(info: usize, frag: usize, pkt: usize) -> c_int;
+    pub(crate) fn mdw_net_get_current() -> *mut bindings::net;
+    pub(crate) fn mdw_net_put(net: *mut bindings::net);
+    pub(crate) fn mdw_net_capable_raw(net: *mut bindings::net) -> bool;
+    pub(crate) fn mdw_dev_get(net: *mut bindings::net, ifindex: c_int) -> *mut MdwDev;
+    pub(crate) fn mdw_dev_put(d: *mut MdwDev);
+    pub(crate) fn mdw_dev_info(d: *const MdwDev, info: *mut MdwDevInfo);
+    pub(crate) fn mdw_neigh_resolve(d: *const MdwDev, ipv6: bool, daddr: *const u8, mac: *mut u8)
+        -> c_int;
+    pub(crate) fn mdw_done_new() -> *mut MdwDone;
+    pub(crate) fn mdw_done_wait_free(d: *mut MdwDone);
+    pub(crate) fn mdw_skb_build(
+        d: *const MdwDev,
+        p: *const MdwPkt,
+        frags: *const MdwFrag,
+        done: *mut MdwDone,
+    ) -> *mut bindings::sk_buff;
+    pub(crate) fn mdw_skb_free(skb: *mut bindings::sk_buff);
+    pub(crate) fn mdw_csum_frags(frags: *const MdwFrag, nfrags: u32) -> u32;
+    pub(crate) fn mdw_xmit_direct(d: *const MdwDev, skbs: *mut *mut bindings::sk_buff, n: u32)
+        -> u32;
+    pub(crate) fn mdw_xmit_qdisc(
+        skbs: *mut *mut bindings::sk_buff,
+        lens: *const u32,
+        n: u32,
+        bytes: *mut u64,
+    ) -> u32;
+    pub(crate) fn mdw_xmit_wait(d: *const MdwDev) -> bool;
+    pub(crate) fn mdw_signal_pending() -> bool;
+}
+
+/// Checks that the Rust mirrors above have the C layouts.
+pub(crate) fn check_layouts() -> kernel::error::Result {
+    // SAFETY: a pure function of its arguments.
+    kernel::error::to_result(unsafe {
+        mdw_ffi_check(
+            size_of::<MdwDevInfo>(),
+            size_of::<MdwFrag>(),
+            size_of::<MdwPkt>(),
+        )
+    })
+}

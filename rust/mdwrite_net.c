@@ -1,0 +1,345 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Networking helpers of mdwrite: the static inlines and macros of the
+ * network stack that Rust cannot call in Linux 6.12 (device references
+ * with trackers, neighbour lookup, skb construction, direct transmit under
+ * the TX lock, and the zero-copy completion object). Each function does one
+ * thing; all policy lives in the Rust callers (rust/net.rs, rust/skb.rs,
+ * rust/done.rs).
+ */
+
+#include <linux/capability.h>
+#include <linux/completion.h>
+#include <linux/etherdevice.h>
+#include <linux/delay.h>
+#include <linux/highmem.h>
+#include <linux/if_arp.h>
+#include <linux/netdevice.h>
+#include <linux/nsproxy.h>
+#include <linux/sched/signal.h>
+#include <linux/skbuff.h>
+#include <linux/slab.h>
+#include <net/arp.h>
+#include <net/checksum.h>
+#include <net/ip.h>
+#include <net/addrconf.h>
+#include <net/ipv6_stubs.h>
+#include <net/ndisc.h>
+#include <net/net_namespace.h>
+
+#include "mdwrite_net.h"
+
+/* --- network namespace --------------------------------------------------- */
+
+struct net *mdw_net_get_current(void)
+{
+	return get_net(current->nsproxy->net_ns);
+}
+
+void mdw_net_put(struct net *net)
+{
+	put_net(net);
+}
+
+bool mdw_net_capable_raw(struct net *net)
+{
+	return ns_capable(net->user_ns, CAP_NET_RAW);
+}
+
+/* --- devices --------------------------------------------------------------- */
+
+struct mdw_dev {
+	struct net_device *dev;
+	netdevice_tracker tracker;
+};
+
+struct mdw_dev *mdw_dev_get(struct net *net, int ifindex)
+{
+	struct mdw_dev *d = kmalloc(sizeof(*d), GFP_KERNEL);
+
+	if (!d)
+		return ERR_PTR(-ENOMEM);
+	d->dev = netdev_get_by_index(net, ifindex, &d->tracker, GFP_KERNEL);
+	if (!d->dev) {
+		kfree(d);
+		return ERR_PTR(-ENODEV);
+	}
+	return d;
+}
+
+void mdw_dev_put(struct mdw_dev *d)
+{
+	netdev_put(d->dev, &d->tracker);
+	kfree(d);
+}
+
+void mdw_dev_info(const struct mdw_dev *d, struct mdw_dev_info *info)
+{
+	const struct net_device *dev = d->dev;
+	netdev_features_t f = dev->features;
+
+	info->ifindex = dev->ifindex;
+	info->mtu = dev->mtu;
+	info->ethernet = dev->type == ARPHRD_ETHER && dev->addr_len == ETH_ALEN;
+	info->up = netif_running(dev) && netif_carrier_ok(dev);
+	info->csum_ipv4 = !!(f & (NETIF_F_HW_CSUM | NETIF_F_IP_CSUM));
+	info->csum_ipv6 = !!(f & (NETIF_F_HW_CSUM | NETIF_F_IPV6_CSUM));
+	info->sg = !!(f & NETIF_F_SG);
+	memcpy(info->mac, dev->dev_addr, ETH_ALEN);
+}
+
+/*
+ * The next hop's MAC for @daddr (4 or 16 bytes) on @d: multicast maps
+ * directly; unicast needs a valid neighbour entry. When there is none,
+ * resolution is started and -EHOSTUNREACH returned, so a retry can succeed.
+ */
+int mdw_neigh_resolve(const struct mdw_dev *d, bool ipv6, const u8 *daddr,
+		      u8 *mac)
+{
+	struct neigh_table *tbl = ipv6 ? ipv6_stub->nd_tbl : &arp_tbl;
+	struct neighbour *n;
+	int err = -EHOSTUNREACH;
+
+	if (!ipv6 && ipv4_is_multicast(*(const __be32 *)daddr)) {
+		ip_eth_mc_map(*(const __be32 *)daddr, mac);
+		return 0;
+	}
+	if (ipv6 && ipv6_addr_is_multicast((const struct in6_addr *)daddr)) {
+		ipv6_eth_mc_map((const struct in6_addr *)daddr, mac);
+		return 0;
+	}
+	if (!tbl)
+		return -EAFNOSUPPORT;
+
+	n = neigh_lookup(tbl, daddr, d->dev);
+	if (!n) {
+		n = neigh_create(tbl, daddr, d->dev);
+		if (IS_ERR(n))
+			return PTR_ERR(n);
+	}
+	if (READ_ONCE(n->nud_state) & NUD_VALID) {
+		neigh_ha_snapshot(mac, n, d->dev);
+		err = 0;
+	} else {
+		neigh_event_send(n, NULL);
+	}
+	neigh_release(n);
+	return err;
+}
+
+/* --- the call's completion --------------------------------------------------- */
+
+/*
+ * One per MDW_IOC_WRITEV call. Every skb of the call holds a reference on
+ * @ubuf; the call holds one more until it has queued its last packet. The
+ * device releasing the last skb (or the call, if it sent nothing) drops the
+ * last reference and completes @done: one completion per call.
+ */
+struct mdw_done {
+	struct ubuf_info ubuf;
+	struct completion done;
+};
+
+static void mdw_done_complete(struct sk_buff *skb, struct ubuf_info *uarg,
+			      bool zerocopy_success)
+{
+	struct mdw_done *d = container_of(uarg, struct mdw_done, ubuf);
+
+	if (refcount_dec_and_test(&uarg->refcnt))
+		complete(&d->done);
+}
+
+static const struct ubuf_info_ops mdw_done_ops = {
+	.complete = mdw_done_complete,
+};
+
+struct mdw_done *mdw_done_new(void)
+{
+	struct mdw_done *d = kmalloc(sizeof(*d), GFP_KERNEL);
+
+	if (!d)
+		return NULL;
+	d->ubuf.ops = &mdw_done_ops;
+	/*
+	 * Like MSG_ZEROCOPY, and unlike io_uring, no SKBFL_DONT_ORPHAN: a clone
+	 * (packet taps, bridge flooding) or a crossing into another device's
+	 * receive path (veth) copies the payload and drops its reference, so a
+	 * slow reader elsewhere can never hold the call's pages.
+	 */
+	d->ubuf.flags = SKBFL_ZEROCOPY_FRAG;
+	refcount_set(&d->ubuf.refcnt, 1);
+	init_completion(&d->done);
+	return d;
+}
+
+/* Drops the call's reference, waits for every skb to be released, frees. */
+void mdw_done_wait_free(struct mdw_done *d)
+{
+	mdw_done_complete(NULL, &d->ubuf, true);
+	wait_for_completion(&d->done);
+	kfree(d);
+}
+
+/* --- skbs ------------------------------------------------------------------ */
+
+/*
+ * A packet: @hdr_len bytes of header copied into the linear part, the
+ * payload attached by reference as @nfrags page fragments of pinned user
+ * pages (no page references taken: SKBFL_MANAGED_FRAG_REFS, the call's
+ * pin outlives the skb through @done).
+ */
+struct sk_buff *mdw_skb_build(const struct mdw_dev *d, const struct mdw_pkt *p,
+			      const struct mdw_frag *frags, struct mdw_done *done)
+{
+	struct net_device *dev = d->dev;
+	unsigned int reserve = LL_RESERVED_SPACE(dev) - ETH_HLEN;
+	struct skb_shared_info *shinfo;
+	struct sk_buff *skb;
+	unsigned int i;
+
+	if (unlikely(p->nfrags > MAX_SKB_FRAGS))
+		return NULL;
+	skb = alloc_skb(reserve + p->hdr_len, GFP_KERNEL);
+	if (unlikely(!skb))
+		return NULL;
+	skb_reserve(skb, reserve);
+	skb_reset_mac_header(skb);
+	skb_put_data(skb, p->hdr, p->hdr_len);
+	skb_set_network_header(skb, p->l3_off);
+	skb_set_transport_header(skb, p->l4_off);
+	skb->protocol = p->ipv6 ? htons(ETH_P_IPV6) : htons(ETH_P_IP);
+	skb->dev = dev;
+
+	shinfo = skb_shinfo(skb);
+	for (i = 0; i < p->nfrags; i++)
+		__skb_fill_page_desc_noacc(shinfo, i, frags[i].page,
+					   frags[i].off, frags[i].len);
+	shinfo->nr_frags = p->nfrags;
+	skb->len += p->payload_len;
+	skb->data_len = p->payload_len;
+	skb->truesize += p->payload_len;
+	shinfo->flags |= SKBFL_MANAGED_FRAG_REFS;
+	net_zcopy_get(&done->ubuf);
+	skb_zcopy_init(skb, &done->ubuf);
+
+	if (p->csum_partial) {
+		skb->ip_summed = CHECKSUM_PARTIAL;
+		skb->csum_start = skb_transport_header(skb) - skb->head;
+		skb->csum_offset = offsetof(struct udphdr, check);
+	} else {
+		skb->ip_summed = CHECKSUM_NONE;
+	}
+	return skb;
+}
+
+void mdw_skb_free(struct sk_buff *skb)
+{
+	kfree_skb(skb);
+}
+
+/*
+ * Native (csum_partial) sum of a payload held in page fragments; only used
+ * when the device cannot checksum and the destination wants one.
+ */
+u32 mdw_csum_frags(const struct mdw_frag *frags, u32 nfrags)
+{
+	__wsum sum = 0;
+	int off = 0;
+	u32 i;
+
+	for (i = 0; i < nfrags; i++) {
+		void *va = kmap_local_page(frags[i].page);
+
+		sum = csum_block_add(sum, csum_partial(va + frags[i].off,
+						       frags[i].len, 0), off);
+		kunmap_local(va);
+		off += frags[i].len;
+	}
+	return (__force u32)sum;
+}
+
+/* --- transmit ----------------------------------------------------------------- */
+
+/*
+ * Hands skbs[0..n) to the driver of @d under one TX lock, announcing
+ * xmit_more for all but the last, like pktgen and AF_PACKET's
+ * PACKET_QDISC_BYPASS. Stops early, keeping the rest, when the queue is
+ * stopped or the driver says busy. Returns the number consumed.
+ */
+unsigned int mdw_xmit_direct(const struct mdw_dev *d, struct sk_buff **skbs,
+			     unsigned int n)
+{
+	struct net_device *dev = d->dev;
+	struct netdev_queue *txq;
+	unsigned int sent = 0;
+	u16 q;
+
+	local_bh_disable();
+	q = smp_processor_id() % dev->real_num_tx_queues;
+	txq = netdev_get_tx_queue(dev, q);
+	HARD_TX_LOCK(dev, txq, smp_processor_id());
+	while (sent < n && !netif_xmit_frozen_or_drv_stopped(txq)) {
+		struct sk_buff *skb = skbs[sent];
+		netdev_tx_t rc;
+
+		skb_set_queue_mapping(skb, q);
+		/* Packet taps (tcpdump) see mdwrite's packets, unlike
+		 * PACKET_QDISC_BYPASS's; one test when there are none.
+		 */
+		if (dev_nit_active(dev))
+			dev_queue_xmit_nit(skb, dev);
+		rc = netdev_start_xmit(skb, dev, txq, sent + 1 < n);
+		if (!dev_xmit_complete(rc))
+			break;
+		sent++;
+	}
+	HARD_TX_UNLOCK(dev, txq);
+	local_bh_enable();
+	return sent;
+}
+
+/*
+ * Through the qdisc (MDW_WRITE_QDISC): every skb is consumed. Returns the
+ * number the qdisc accepted (the others were dropped) and adds their
+ * payload sizes, @lens, to @bytes.
+ */
+unsigned int mdw_xmit_qdisc(struct sk_buff **skbs, const u32 *lens,
+			    unsigned int n, u64 *bytes)
+{
+	unsigned int i, ok = 0;
+
+	for (i = 0; i < n; i++) {
+		if (dev_queue_xmit(skbs[i]) == NET_XMIT_SUCCESS) {
+			ok++;
+			*bytes += lens[i];
+		}
+	}
+	return ok;
+}
+
+
+/*
+ * Waits a little for a stopped TX queue. Returns false when the device went
+ * down (the caller gives up with ENETDOWN).
+ */
+bool mdw_xmit_wait(const struct mdw_dev *d)
+{
+	if (!netif_running(d->dev) || !netif_carrier_ok(d->dev))
+		return false;
+	usleep_range(20, 100);
+	return true;
+}
+
+bool mdw_signal_pending(void)
+{
+	return signal_pending(current);
+}
+
+/* The Rust mirrors of the structs in mdwrite_net.h must match. */
+int mdw_ffi_check(size_t info, size_t frag, size_t pkt)
+{
+	if (info != sizeof(struct mdw_dev_info) ||
+	    frag != sizeof(struct mdw_frag) || pkt != sizeof(struct mdw_pkt))
+		return -EINVAL;
+	return 0;
+}

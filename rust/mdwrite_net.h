@@ -1,0 +1,74 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * The interface between mdwrite's Rust code and its networking helpers in
+ * mdwrite_net.c. Rust mirrors these declarations in rust/net_ffi.rs.
+ */
+#ifndef MDWRITE_NET_H
+#define MDWRITE_NET_H
+
+#include <linux/types.h>
+
+struct net;
+struct page;
+struct sk_buff;
+struct mdw_dev;
+struct mdw_done;
+
+/* What the send path needs to know about a device. */
+struct mdw_dev_info {
+	u32 ifindex;
+	u32 mtu;
+	u8 mac[6];
+	bool ethernet;
+	bool up;
+	bool csum_ipv4;
+	bool csum_ipv6;
+	bool sg;
+};
+
+/* One payload fragment: part of a pinned page. */
+struct mdw_frag {
+	struct page *page;
+	u32 off;
+	u32 len;
+};
+
+/* One packet to build. */
+struct mdw_pkt {
+	const u8 *hdr;
+	u32 hdr_len;
+	u32 l3_off;
+	u32 l4_off;
+	u32 payload_len;
+	u32 nfrags;
+	bool ipv6;
+	bool csum_partial;
+};
+
+struct net *mdw_net_get_current(void);
+void mdw_net_put(struct net *net);
+bool mdw_net_capable_raw(struct net *net);
+
+struct mdw_dev *mdw_dev_get(struct net *net, int ifindex);
+void mdw_dev_put(struct mdw_dev *d);
+void mdw_dev_info(const struct mdw_dev *d, struct mdw_dev_info *info);
+int mdw_neigh_resolve(const struct mdw_dev *d, bool ipv6, const u8 *daddr,
+		      u8 *mac);
+
+struct mdw_done *mdw_done_new(void);
+void mdw_done_wait_free(struct mdw_done *d);
+
+struct sk_buff *mdw_skb_build(const struct mdw_dev *d, const struct mdw_pkt *p,
+			      const struct mdw_frag *frags, struct mdw_done *done);
+void mdw_skb_free(struct sk_buff *skb);
+u32 mdw_csum_frags(const struct mdw_frag *frags, u32 nfrags);
+
+unsigned int mdw_xmit_direct(const struct mdw_dev *d, struct sk_buff **skbs,
+			     unsigned int n);
+unsigned int mdw_xmit_qdisc(struct sk_buff **skbs, const u32 *lens,
+			    unsigned int n, u64 *bytes);
+bool mdw_xmit_wait(const struct mdw_dev *d);
+bool mdw_signal_pending(void);
+int mdw_ffi_check(size_t info, size_t frag, size_t pkt);
+
+#endif /* MDWRITE_NET_H */

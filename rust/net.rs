@@ -1,0 +1,106 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Network namespaces and devices: thin owners of C references.
+
+use kernel::{bindings, error::to_result, prelude::*};
+
+use crate::{errno, ffi};
+
+/// A counted reference on a network namespace (`get_net`/`put_net`).
+pub(crate) struct NetNs(*mut bindings::net);
+
+// SAFETY: a `struct net` reference may be taken and dropped on any thread.
+unsafe impl Send for NetNs {}
+// SAFETY: `NetNs` only hands out the pointer to functions that are safe to
+// call concurrently.
+unsafe impl Sync for NetNs {}
+
+impl NetNs {
+    /// The calling task's network namespace.
+    pub(crate) fn current() -> Self {
+        // SAFETY: a task always has a network namespace; the helper takes a
+        // reference on it.
+        Self(unsafe { ffi::mdw_net_get_current() })
+    }
+
+    /// Whether the calling task has `CAP_NET_RAW` in the user namespace that
+    /// owns this network namespace.
+    pub(crate) fn capable_net_raw(&self) -> bool {
+        // SAFETY: `self.0` is a live reference.
+        unsafe { ffi::mdw_net_capable_raw(self.0) }
+    }
+
+    /// Looks up the device `ifindex` in this namespace and holds it.
+    pub(crate) fn device(&self, ifindex: i32) -> Result<NetDevice> {
+        // SAFETY: `self.0` is a live reference.
+        let ptr = unsafe { ffi::mdw_dev_get(self.0, ifindex) };
+        let ptr = errno::from_err_ptr(ptr)?;
+        let mut info = ffi::MdwDevInfo::default();
+        // SAFETY: `ptr` is a held device; `info` is writable.
+        unsafe { ffi::mdw_dev_info(ptr, &mut info) };
+        Ok(NetDevice { ptr, info })
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        // SAFETY: `self.0` holds a reference taken in `current`.
+        unsafe { ffi::mdw_net_put(self.0) };
+    }
+}
+
+/// A held network device (`netdev_hold` with a reference tracker), with
+/// what the send path needs to know about it, read once.
+pub(crate) struct NetDevice {
+    ptr: *mut ffi::MdwDev,
+    info: ffi::MdwDevInfo,
+}
+
+impl NetDevice {
+    /// The device's properties when it was looked up.
+    pub(crate) fn info(&self) -> &ffi::MdwDevInfo {
+        &self.info
+    }
+
+    /// The MAC address of the next hop for `daddr` (4 or 16 bytes), from
+    /// the multicast mapping or the neighbour table. `EHOSTUNREACH` when the
+    /// neighbour is not resolved yet (resolution is started).
+    pub(crate) fn resolve(&self, ipv6: bool, daddr: &[u8; 16]) -> Result<[u8; 6]> {
+        let mut mac = [0u8; 6];
+        // SAFETY: `self.ptr` is held; `daddr` has 16 readable bytes, `mac` 6
+        // writable ones.
+        to_result(unsafe {
+            ffi::mdw_neigh_resolve(self.ptr, ipv6, daddr.as_ptr(), mac.as_mut_ptr())
+        })?;
+        Ok(mac)
+    }
+
+    /// The C handle, for `skb.rs`.
+    pub(crate) fn as_ptr(&self) -> *const ffi::MdwDev {
+        self.ptr
+    }
+
+    /// Waits a little for a stopped TX queue; `ENETDOWN` when the device
+    /// went down meanwhile.
+    pub(crate) fn wait_tx(&self) -> Result {
+        // SAFETY: `self.ptr` is held.
+        if unsafe { ffi::mdw_xmit_wait(self.ptr) } {
+            Ok(())
+        } else {
+            Err(errno::enetdown())
+        }
+    }
+}
+
+impl Drop for NetDevice {
+    fn drop(&mut self) {
+        // SAFETY: `self.ptr` holds the reference taken in `NetNs::device`.
+        unsafe { ffi::mdw_dev_put(self.ptr) };
+    }
+}
+
+/// Whether the calling task has a signal pending.
+pub(crate) fn signal_pending() -> bool {
+    // SAFETY: reads the current task's state only.
+    unsafe { ffi::mdw_signal_pending() }
+}

@@ -1,0 +1,363 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! `MDW_IOC_WRITEV`: one multi-destination, zero-copy write.
+//!
+//! The stages, in order: validate every entry; group the entries by
+//! destination (in order of first appearance) and look up each device; pin
+//! every page; then walk the round-robin order (`common::interleave`), cut
+//! each destination's data into packets (`common::segment`), build each
+//! packet's header from the template and its payload from page fragments,
+//! and hand them to the device in batches. The call returns after the
+//! device has released every packet (one completion for the call), and only
+//! then unpins.
+
+use kernel::{alloc::KVec, page::PAGE_SHIFT, prelude::*};
+
+use crate::{
+    abi::{MdwEntry, MdwWritev, MDW_ENTRY_RTP_TS, MDW_MAX_CALL_BYTES, MDW_MAX_ENTRIES, MDW_WRITE_QDISC},
+    client::DestTable,
+    common::{
+        checksum::from_native_sum,
+        interleave::RoundRobin,
+        segment::{page_frags, pages_spanned, total_packets, EntryLens, SegmentCursor},
+        template::{PacketState, Template, UdpCsum, MAX_HEADER_LEN},
+    },
+    errno, ffi,
+    net::{NetDevice, NetNs},
+    pin::PinnedPages,
+    skb::{payload_sum, CallDone, PacketParts, TxBatch, MAX_FRAGS},
+    stats::Stats,
+};
+
+/// `MDW_WRITE_*` bits this module knows.
+const KNOWN_WRITE_FLAGS: u32 = MDW_WRITE_QDISC;
+/// `MDW_ENTRY_*` bits this module knows.
+const KNOWN_ENTRY_FLAGS: u32 = MDW_ENTRY_RTP_TS;
+
+/// A failure tied to the entry being handled when it happened.
+pub(crate) struct EntryError {
+    /// The errno.
+    pub(crate) error: Error,
+    /// Index of the entry in the caller's vector.
+    pub(crate) index: u32,
+}
+
+/// One validated entry.
+struct Entry {
+    /// Index in the caller's vector.
+    index: u32,
+    /// Slot of its destination in this call.
+    slot: usize,
+    addr: u64,
+    len: u64,
+    /// Offset of `addr` in its page.
+    first_page_offset: u32,
+    /// Index of its first page in the call's pinned pages.
+    page_base: usize,
+    /// RTP timestamp of the entry's first packet, if the caller set one.
+    rtp_ts: Option<u32>,
+}
+
+/// One destination of this call.
+struct Slot {
+    /// Handle of the destination.
+    handle: u32,
+    template: Template,
+    state: PacketState,
+    csum: CsumMode,
+    /// Index of the device in the call's device list.
+    dev: usize,
+    /// The entries of this destination, as a range of `order`.
+    first: usize,
+    count: usize,
+    cursor: SegmentCursor,
+}
+
+#[derive(Clone, Copy)]
+enum CsumMode {
+    Partial,
+    Zero,
+    Software,
+}
+
+/// The entry lengths of one destination, in order, for the segmenter.
+struct SlotEntries<'a> {
+    order: &'a [u32],
+    entries: &'a [Entry],
+}
+
+impl EntryLens for SlotEntries<'_> {
+    fn entry_len(&self, index: usize) -> Option<u64> {
+        let e = *self.order.get(index)?;
+        Some(self.entries.get(e as usize)?.len)
+    }
+}
+
+impl Slot {
+    fn lens<'a>(&self, order: &'a [u32], entries: &'a [Entry]) -> SlotEntries<'a> {
+        SlotEntries { order: &order[self.first..self.first + self.count], entries }
+    }
+}
+
+/// What a call did: its counters and, if it stopped early, why.
+pub(crate) struct Outcome {
+    pub(crate) bytes: u64,
+    pub(crate) packets: u64,
+    pub(crate) error: Option<EntryError>,
+}
+
+/// An allocation failure, not tied to an entry.
+fn nomem<E>(_: E) -> EntryError {
+    EntryError { error: ENOMEM, index: 0 }
+}
+
+fn at(index: u32) -> impl Fn(Error) -> EntryError {
+    move |error| EntryError { error, index }
+}
+
+/// Validates the call header; returns the quantum.
+pub(crate) fn check_header(req: &MdwWritev) -> Result<u32> {
+    if req.flags & !KNOWN_WRITE_FLAGS != 0 || req.count == 0 {
+        return Err(EINVAL);
+    }
+    if req.count > MDW_MAX_ENTRIES {
+        return Err(E2BIG);
+    }
+    if (req.entry_size as usize) < size_of::<MdwEntry>() {
+        return Err(EINVAL);
+    }
+    Ok(req.quantum.max(1))
+}
+
+/// Runs one call over already copied entries. Errors found before anything
+/// was sent come back as `Err`; an error after some packets left is in the
+/// `Outcome`.
+pub(crate) fn writev(
+    net: &NetNs,
+    dests: &mut DestTable,
+    stats: &Stats,
+    req: &MdwWritev,
+    raw: &[MdwEntry],
+    quantum: u32,
+) -> Result<Outcome, EntryError> {
+    // Validate and group by destination.
+    let mut entries = KVec::with_capacity(raw.len(), GFP_KERNEL).map_err(nomem)?;
+    let mut slots: KVec<Slot> = KVec::new();
+    let mut devs: KVec<NetDevice> = KVec::new();
+    let mut total: u64 = 0;
+    for (i, e) in raw.iter().enumerate() {
+        let index = i as u32;
+        let err = at(index);
+        if e.flags & !KNOWN_ENTRY_FLAGS != 0 || e.reserved != 0 || e.len == 0 {
+            return Err(err(EINVAL));
+        }
+        if e.addr.checked_add(e.len).is_none() {
+            return Err(err(EFAULT));
+        }
+        total = total.saturating_add(e.len);
+        if total > MDW_MAX_CALL_BYTES {
+            return Err(err(E2BIG));
+        }
+        let dest = dests.get(e.dest).ok_or(err(ENXIO))?;
+        if e.flags & MDW_ENTRY_RTP_TS != 0 && !dest.rtp {
+            return Err(err(EINVAL));
+        }
+        let slot = match slots.iter().position(|s| s.handle == e.dest) {
+            Some(s) => s,
+            None => {
+                let dev = match devs.iter().position(|d| d.info().ifindex as i32 == dest.ifindex) {
+                    Some(d) => d,
+                    None => {
+                        let d = net.device(dest.ifindex).map_err(&err)?;
+                        devs.push(d, GFP_KERNEL).map_err(nomem)?;
+                        devs.len() - 1
+                    }
+                };
+                let info = devs[dev].info();
+                if !info.up {
+                    return Err(err(errno::enetdown()));
+                }
+                if info.mtu < dest.packet_size as u32 {
+                    return Err(err(errno::emsgsize()));
+                }
+                let offload = if dest.template.is_ipv6() { info.csum_ipv6 } else { info.csum_ipv4 };
+                let csum = match (dest.csum_zero, offload) {
+                    (true, _) => CsumMode::Zero,
+                    (false, true) => CsumMode::Partial,
+                    (false, false) => CsumMode::Software,
+                };
+                let cursor = SegmentCursor::new(dest.template.max_payload()).map_err(|_| err(EINVAL))?;
+                slots
+                    .push(
+                        Slot {
+                            handle: e.dest,
+                            template: dest.template,
+                            state: dest.state,
+                            csum,
+                            dev,
+                            first: 0,
+                            count: 0,
+                            cursor,
+                        },
+                        GFP_KERNEL,
+                    )
+                    .map_err(nomem)?;
+                slots.len() - 1
+            }
+        };
+        slots[slot].count += 1;
+        let rtp_ts = (e.flags & MDW_ENTRY_RTP_TS != 0).then_some(e.rtp_timestamp);
+        let first_page_offset = (e.addr & ((1 << PAGE_SHIFT) - 1)) as u32;
+        entries
+            .push(
+                Entry { index, slot, addr: e.addr, len: e.len, first_page_offset, page_base: 0, rtp_ts },
+                GFP_KERNEL,
+            )
+            .map_err(nomem)?;
+    }
+
+    // Order the entries by destination, keeping each one's order.
+    let mut next = 0;
+    for s in slots.iter_mut() {
+        s.first = next;
+        next += s.count;
+    }
+    let mut fill: KVec<usize> = KVec::with_capacity(slots.len(), GFP_KERNEL).map_err(nomem)?;
+    for s in slots.iter() {
+        fill.push(s.first, GFP_KERNEL).map_err(nomem)?;
+    }
+    let mut order = KVec::from_elem(0u32, entries.len(), GFP_KERNEL).map_err(nomem)?;
+    for (i, e) in entries.iter().enumerate() {
+        order[fill[e.slot]] = i as u32;
+        fill[e.slot] += 1;
+    }
+
+    // Pin every page of every entry.
+    let mut pinned = PinnedPages::with_capacity(0).map_err(nomem)?;
+    for e in entries.iter_mut() {
+        let err = at(e.index);
+        let n = pages_spanned(e.first_page_offset, e.len, PAGE_SHIFT as u32).map_err(|_| err(EINVAL))?;
+        e.page_base = pinned.pin(e.addr, n as usize).map_err(&err)?;
+    }
+    let npinned = pinned.len() as u64;
+    Stats::add(&stats.pages_pinned, npinned);
+    let _unpinned = kernel::types::ScopeGuard::new(|| Stats::sub(&stats.pages_pinned, npinned));
+
+    // Plan: packets per destination, then the round-robin order.
+    let mut remaining = KVec::with_capacity(slots.len(), GFP_KERNEL).map_err(nomem)?;
+    for s in slots.iter() {
+        let n = total_packets(&s.lens(&order, &entries), s.template.max_payload())
+            .map_err(|_| at(entries[order[s.first] as usize].index)(EINVAL))?;
+        remaining.push(n, GFP_KERNEL).map_err(nomem)?;
+    }
+    let mut active = KVec::from_elem(0u32, slots.len(), GFP_KERNEL).map_err(nomem)?;
+    let turns = RoundRobin::new(&mut remaining, &mut active, quantum).map_err(|_| at(0)(EINVAL))?;
+
+    // Send. `done` is dropped (waiting for the device) before `pinned`.
+    let done = CallDone::new().map_err(nomem)?;
+    let mut out = Outcome { bytes: 0, packets: 0, error: None };
+    let mut batch = TxBatch::new(&devs[slots[0].dev], req.flags & MDW_WRITE_QDISC != 0);
+    let mut header = [0u8; MAX_HEADER_LEN];
+    let mut frags = [ffi::MdwFrag { page: core::ptr::null_mut(), off: 0, len: 0 }; MAX_FRAGS];
+    for turn in turns {
+        let slot = &mut slots[turn.queue];
+        let lens = SlotEntries { order: &order[slot.first..slot.first + slot.count], entries: &entries };
+        let Some(pkt) = slot.cursor.next_packet(&lens) else {
+            out.error = Some(at(0)(EINVAL));
+            break;
+        };
+        let entry = &entries[order[slot.first + pkt.entry] as usize];
+        let current = entry.index;
+        if pkt.offset == 0 {
+            if let Some(ts) = entry.rtp_ts {
+                slot.state.rtp_ts = ts;
+            }
+        }
+
+        let mut nfrags = 0;
+        let Ok(pieces) = page_frags(entry.first_page_offset, pkt.offset, pkt.len as u32, PAGE_SHIFT as u32)
+        else {
+            out.error = Some(at(current)(EINVAL));
+            break;
+        };
+        for f in pieces {
+            let (Some(page), Some(slot)) =
+                (pinned.page(entry.page_base + f.page as usize), frags.get_mut(nfrags))
+            else {
+                break;
+            };
+            *slot = ffi::MdwFrag { page, off: f.offset, len: f.len };
+            nfrags += 1;
+        }
+        let frags = &frags[..nfrags];
+
+        let csum = match slot.csum {
+            CsumMode::Partial => UdpCsum::Partial,
+            CsumMode::Zero => UdpCsum::Zero,
+            CsumMode::Software => UdpCsum::Full { payload_sum: from_native_sum(payload_sum(frags)) },
+        };
+        if slot.template.write_header(&mut header, &mut slot.state, pkt.len, csum).is_err() {
+            out.error = Some(at(current)(EINVAL));
+            break;
+        }
+
+        let dev = &devs[slot.dev];
+        if !core::ptr::eq(batch.device(), dev) {
+            let (sent, bytes, res) = batch.flush();
+            out.packets += sent as u64;
+            out.bytes += bytes;
+            if let Err(e) = res {
+                out.error = Some(at(current)(e));
+                break;
+            }
+            batch = TxBatch::new(dev, req.flags & MDW_WRITE_QDISC != 0);
+        }
+        let parts = PacketParts {
+            header: &header[..slot.template.header_len()],
+            l3_offset: slot.template.l3_offset(),
+            l4_offset: slot.template.l4_offset(),
+            ipv6: slot.template.is_ipv6(),
+            csum_partial: matches!(csum, UdpCsum::Partial),
+            frags,
+            payload_len: pkt.len as u32,
+        };
+        if let Err(e) = batch.push(&parts, &done) {
+            out.error = Some(at(current)(e));
+            break;
+        }
+        if batch.is_full() || turn.last {
+            let (sent, bytes, res) = batch.flush();
+            out.packets += sent as u64;
+            out.bytes += bytes;
+            if let Err(e) = res {
+                out.error = Some(at(current)(e));
+                break;
+            }
+            if crate::net::signal_pending() && !turn.last {
+                out.error = Some(at(current)(EINTR));
+                break;
+            }
+        }
+    }
+    // Anything still batched after an error is freed, not sent.
+    drop(batch);
+    // One completion for the call: wait until the device released it all.
+    drop(done);
+    drop(pinned);
+
+    for s in slots.iter() {
+        if let Some(d) = dests.get_mut(s.handle) {
+            d.state = s.state;
+        }
+    }
+    Stats::add(&stats.packets, out.packets);
+    Stats::add(&stats.bytes_zerocopy, out.bytes);
+    Stats::add(&stats.completions, 1);
+    if out.packets > 0 {
+        Stats::add(&stats.calls, 1);
+    }
+    match out.error {
+        Some(e) if out.packets == 0 => Err(e),
+        _ => Ok(out),
+    }
+}

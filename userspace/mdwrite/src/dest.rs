@@ -1,0 +1,123 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Destinations: where packets go and how their headers look.
+
+use std::net::{IpAddr, SocketAddr};
+
+use mdwrite_uapi::{MdwDest, MDW_DEST_IPV6, MDW_DEST_RTP, MDW_DEST_UDP_CSUM_ZERO, MDW_DEST_VLAN};
+
+/// A registered destination, named in [`Entry`](crate::Entry)s.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct DestId(pub(crate) u32);
+
+impl DestId {
+    /// The module's handle for this destination.
+    pub fn handle(self) -> u32 {
+        self.0
+    }
+}
+
+/// RTP header fields (RFC 3550) of a destination's packets.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Rtp {
+    /// Synchronisation source.
+    pub ssrc: u32,
+    /// Payload type, 0..=127 (33 is MPEG-TS, RFC 2250).
+    pub payload_type: u8,
+    /// Sequence number of the first packet.
+    pub seq: u16,
+    /// Timestamp of the first packet.
+    pub timestamp: u32,
+    /// Added to the timestamp for each packet.
+    pub ts_increment: u32,
+}
+
+/// Everything the module needs to build a destination's packets.
+#[derive(Clone, Debug)]
+pub struct DestConfig {
+    /// Egress Ethernet device (`if_nametoindex`).
+    pub ifindex: u32,
+    /// Source IP address; must be the same family as `to`.
+    pub from: IpAddr,
+    /// UDP source port (non-zero).
+    pub src_port: u16,
+    /// Destination address and UDP port.
+    pub to: SocketAddr,
+    /// Next hop's MAC; `None` looks it up in the neighbour table.
+    pub dst_mac: Option<[u8; 6]>,
+    /// Largest IP packet; `None` is the device MTU.
+    pub packet_size: Option<u16>,
+    /// TTL / hop limit; `None` is 64.
+    pub hop_limit: Option<u8>,
+    /// DSCP, 0..=63.
+    pub dscp: u8,
+    /// 802.1Q tag control information.
+    pub vlan_tci: Option<u16>,
+    /// RTP header, if any.
+    pub rtp: Option<Rtp>,
+    /// IPv4 only: send UDP checksum 0.
+    pub udp_csum_zero: bool,
+}
+
+impl DestConfig {
+    /// A destination `to`, from `from:src_port`, leaving `ifindex`, with
+    /// every other field at its default.
+    pub fn new(ifindex: u32, from: SocketAddr, to: SocketAddr) -> Self {
+        Self {
+            ifindex,
+            from: from.ip(),
+            src_port: from.port(),
+            to,
+            dst_mac: None,
+            packet_size: None,
+            hop_limit: None,
+            dscp: 0,
+            vlan_tci: None,
+            rtp: None,
+            udp_csum_zero: false,
+        }
+    }
+
+    /// The uapi struct for `MDW_IOC_DEST_ADD`.
+    pub(crate) fn to_abi(&self) -> MdwDest {
+        let mut d = MdwDest {
+            ifindex: self.ifindex as i32,
+            src_port: self.src_port,
+            dst_port: self.to.port(),
+            dst_mac: self.dst_mac.unwrap_or_default(),
+            packet_size: self.packet_size.unwrap_or(0),
+            hop_limit: self.hop_limit.unwrap_or(0),
+            dscp: self.dscp,
+            ..Default::default()
+        };
+        let addr = |ip: IpAddr| -> [u8; 16] {
+            let mut a = [0u8; 16];
+            match ip {
+                IpAddr::V4(v4) => a[..4].copy_from_slice(&v4.octets()),
+                IpAddr::V6(v6) => a = v6.octets(),
+            }
+            a
+        };
+        d.src_addr = addr(self.from);
+        d.dst_addr = addr(self.to.ip());
+        if self.to.is_ipv6() {
+            d.flags |= MDW_DEST_IPV6;
+        }
+        if let Some(tci) = self.vlan_tci {
+            d.flags |= MDW_DEST_VLAN;
+            d.vlan_tci = tci;
+        }
+        if let Some(rtp) = self.rtp {
+            d.flags |= MDW_DEST_RTP;
+            d.rtp_ssrc = rtp.ssrc;
+            d.rtp_payload_type = rtp.payload_type;
+            d.rtp_seq = rtp.seq;
+            d.rtp_timestamp = rtp.timestamp;
+            d.rtp_ts_increment = rtp.ts_increment;
+        }
+        if self.udp_csum_zero {
+            d.flags |= MDW_DEST_UDP_CSUM_ZERO;
+        }
+        d
+    }
+}
