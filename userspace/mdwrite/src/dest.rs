@@ -11,6 +11,11 @@ use mdwrite_uapi::{MdwDest, MDW_DEST_IPV6, MDW_DEST_RTP, MDW_DEST_UDP_CSUM_ZERO,
 pub struct DestId(pub(crate) u32);
 
 impl DestId {
+    /// A destination id from a raw module handle (for tests and FFI).
+    pub fn from_handle(handle: u32) -> Self {
+        Self(handle)
+    }
+
     /// The module's handle for this destination.
     pub fn handle(self) -> u32 {
         self.0

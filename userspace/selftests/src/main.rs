@@ -8,6 +8,7 @@
 //! runner (tests/vm/guest-run.sh) turns each test into one KTAP result.
 
 mod abi;
+mod errors;
 mod net;
 mod raw;
 mod send;
@@ -35,6 +36,12 @@ const TESTS: &[Test] = &[
     ("send_small_and_straddling", send::send_small_and_straddling),
     ("interleave_round_robin", send::interleave_round_robin),
     ("interleave_quantum", send::interleave_quantum),
+    ("dest_add_errors", errors::dest_add_errors),
+    ("writev_errors", errors::writev_errors),
+    ("no_cap_net_raw", errors::no_cap_net_raw),
+    ("device_deleted", errors::device_deleted),
+    ("killed_mid_call", errors::killed_mid_call),
+    ("concurrent_calls", errors::concurrent_calls),
 ];
 
 fn main() -> ExitCode {
@@ -46,6 +53,13 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
+        ["flood", dev, seconds] => match errors::flood(dev, seconds.parse().unwrap_or(10)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(reason) => {
+                eprintln!("flood: {reason}");
+                ExitCode::FAILURE
+            }
+        },
         ["run", name] => match TESTS.iter().find(|(n, _)| *n == name) {
             Some((_, test)) => match test() {
                 Ok(()) => ExitCode::SUCCESS,

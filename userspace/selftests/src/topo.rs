@@ -181,6 +181,15 @@ impl Drop for Topology {
     }
 }
 
+/// The ifindex of device `dev` in namespace `ns`.
+pub(crate) fn ifindex(ns: &str, dev: &str) -> Result<u32, String> {
+    let text = run(&["ip", "-n", ns, "-o", "link", "show", dev])?;
+    text.split(':')
+        .next()
+        .and_then(|s| s.trim().parse().ok())
+        .ok_or(format!("no ifindex for {dev}"))
+}
+
 /// Moves the calling thread into network namespace `ns`.
 pub(crate) fn enter(ns: &str) -> Result<(), String> {
     let f = File::open(format!("/run/netns/{ns}")).map_err(|e| format!("netns {ns}: {e}"))?;
