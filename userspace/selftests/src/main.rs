@@ -4,7 +4,9 @@
 //!
 //! `mdwrite-selftests list` prints one test name per line;
 //! `mdwrite-selftests run NAME` runs one test and exits 0 (pass), 1 (fail,
-//! reason on stdout) or 4 (skip), the kselftest convention. The guest
+//! reason on stdout) or 4 (skip), the kselftest convention.
+//! `mdwrite-selftests demo` is the main job's demonstration and
+//! `mdwrite-selftests flood DEV SECONDS` a helper of `killed_mid_call`. The guest
 //! runner (tests/vm/guest-run.sh) turns each test into one KTAP result.
 
 mod abi;
@@ -60,6 +62,13 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        ["demo"] => match send::demo() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(reason) => {
+                eprintln!("demo: {reason}");
+                ExitCode::FAILURE
+            }
+        },
         ["run", name] => match TESTS.iter().find(|(n, _)| *n == name) {
             Some((_, test)) => match test() {
                 Ok(()) => ExitCode::SUCCESS,
@@ -74,7 +83,7 @@ fn main() -> ExitCode {
             }
         },
         _ => {
-            eprintln!("usage: mdwrite-selftests list | run NAME");
+            eprintln!("usage: mdwrite-selftests list | run NAME | demo | flood DEV SECONDS");
             ExitCode::from(2)
         }
     }
