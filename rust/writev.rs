@@ -106,6 +106,15 @@ pub(crate) struct Outcome {
     pub(crate) error: Option<EntryError>,
 }
 
+impl Outcome {
+    /// Counts what a batch flush sent; passes its error on.
+    fn count(&mut self, (packets, bytes, result): (usize, u64, Result)) -> Result {
+        self.packets += packets as u64;
+        self.bytes += bytes;
+        result
+    }
+}
+
 /// An allocation failure, not tied to an entry.
 fn nomem<E>(_: E) -> EntryError {
     EntryError { error: ENOMEM, index: 0 }
@@ -303,10 +312,7 @@ pub(crate) fn writev(
 
         let dev = &devs[slot.dev];
         if !core::ptr::eq(batch.device(), dev) {
-            let (sent, bytes, res) = batch.flush();
-            out.packets += sent as u64;
-            out.bytes += bytes;
-            if let Err(e) = res {
+            if let Err(e) = out.count(batch.flush()) {
                 out.error = Some(at(current)(e));
                 break;
             }
@@ -326,10 +332,7 @@ pub(crate) fn writev(
             break;
         }
         if batch.is_full() || turn.last {
-            let (sent, bytes, res) = batch.flush();
-            out.packets += sent as u64;
-            out.bytes += bytes;
-            if let Err(e) = res {
+            if let Err(e) = out.count(batch.flush()) {
                 out.error = Some(at(current)(e));
                 break;
             }

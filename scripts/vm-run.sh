@@ -14,7 +14,7 @@ set -euo pipefail
 
 . "$(dirname "$0")/lib.sh"
 
-flavor=debug rwdir=() timeout=${MDW_VM_TIMEOUT:-900}
+flavor=debug rwdir=() timeout=${MDW_VM_TIMEOUT:-2700}
 while (($#)); do
 	case "$1" in
 	--kernel) flavor=$2; shift 2 ;;

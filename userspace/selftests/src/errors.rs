@@ -448,29 +448,31 @@ pub(crate) fn no_cap_net_raw() -> TestResult {
         .map_err(|e| format!("DEST_ADD with CAP_NET_RAW: {e}"))
 }
 
+/// A destination on dummy device `ifindex` (which sends nowhere).
+fn dummy_config(ifindex: u32) -> DestConfig {
+    let mut c = DestConfig::new(
+        ifindex,
+        "10.98.0.1:4000".parse().unwrap(),
+        "10.98.0.2:5000".parse().unwrap(),
+    );
+    c.dst_mac = Some([2, 0, 0, 0, 0, 1]);
+    c
+}
+
+/// Creates dummy device `d0`, up, in namespace `ns`; returns a destination
+/// on it.
+fn dummy_dest(ns: &str) -> Result<DestConfig, String> {
+    run(&["ip", "-n", ns, "link", "add", "d0", "type", "dummy"])?;
+    run(&["ip", "-n", ns, "link", "set", "d0", "up"])?;
+    Ok(dummy_config(topo::ifindex(ns, "d0")?))
+}
+
 /// A device deleted while destinations name it: writes fail with ENODEV,
 /// the destination can be removed, nothing leaks (dmesg_clean and
 /// kmemleak_clean judge the rest).
 pub(crate) fn device_deleted() -> TestResult {
     let (topo, dev, _) = setup()?;
-    run(&[
-        "ip",
-        "-n",
-        &topo.sender,
-        "link",
-        "add",
-        "d0",
-        "type",
-        "dummy",
-    ])?;
-    run(&["ip", "-n", &topo.sender, "link", "set", "d0", "up"])?;
-    let d0 = topo::ifindex(&topo.sender, "d0")?;
-    let mut c = DestConfig::new(
-        d0,
-        "10.98.0.1:4000".parse().unwrap(),
-        "10.98.0.2:5000".parse().unwrap(),
-    );
-    c.dst_mac = Some([2, 0, 0, 0, 0, 1]);
+    let c = dummy_dest(&topo.sender)?;
     let id = dev.add_destination(&c).map_err(|e| e.to_string())?;
     let data = pattern(100_000, 4);
     dev.write_vectored(&[Entry::new(id, &data)], WriteOptions::default())
@@ -489,17 +491,7 @@ pub(crate) fn device_deleted() -> TestResult {
 /// process exits, and every page it pinned is unpinned.
 pub(crate) fn killed_mid_call() -> TestResult {
     let topo = Topology::new(0)?;
-    run(&[
-        "ip",
-        "-n",
-        &topo.sender,
-        "link",
-        "add",
-        "d0",
-        "type",
-        "dummy",
-    ])?;
-    run(&["ip", "-n", &topo.sender, "link", "set", "d0", "up"])?;
+    dummy_dest(&topo.sender)?;
     let (acq0, rel0) = foll_pins()?;
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let mut child = Command::new("ip")
@@ -551,14 +543,8 @@ fn foll_pins() -> Result<(u64, u64), String> {
 pub(crate) fn flood(dev_name: &str, seconds: u64) -> TestResult {
     let name = std::ffi::CString::new(dev_name).map_err(|e| e.to_string())?;
     // SAFETY: `name` is a valid C string; looked up in this thread's netns.
-    let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
+    let c = dummy_config(unsafe { libc::if_nametoindex(name.as_ptr()) });
     let dev = Device::open().map_err(|e| e.to_string())?;
-    let mut c = DestConfig::new(
-        ifindex,
-        "10.98.0.1:4000".parse().unwrap(),
-        "10.98.0.2:5000".parse().unwrap(),
-    );
-    c.dst_mac = Some([2, 0, 0, 0, 0, 1]);
     let ids: Vec<DestId> = (0..8)
         .map(|_| dev.add_destination(&c))
         .collect::<Result<_, _>>()
@@ -577,16 +563,8 @@ pub(crate) fn flood(dev_name: &str, seconds: u64) -> TestResult {
 /// succeeds and every packet is counted once.
 pub(crate) fn concurrent_calls() -> TestResult {
     let topo = Topology::new(0)?;
+    let c = dummy_dest(&topo.sender)?;
     topo::enter(&topo.sender)?;
-    run(&["ip", "link", "add", "d0", "type", "dummy"])?;
-    run(&["ip", "link", "set", "d0", "up"])?;
-    let d0 = topo::ifindex(&topo.sender, "d0")?;
-    let mut c = DestConfig::new(
-        d0,
-        "10.98.0.1:4000".parse().unwrap(),
-        "10.98.0.2:5000".parse().unwrap(),
-    );
-    c.dst_mac = Some([2, 0, 0, 0, 0, 1]);
     let data = pattern(1 << 20, 6);
     let per_call: u64 = 4 * (data.len().div_ceil(1472) as u64);
     let calls = 5;

@@ -38,6 +38,7 @@ const TESTS: &[Test] = &[
     ("send_small_and_straddling", send::send_small_and_straddling),
     ("interleave_round_robin", send::interleave_round_robin),
     ("interleave_quantum", send::interleave_quantum),
+    ("send_checksum_vlan_qdisc", send::send_checksum_vlan_qdisc),
     ("dest_add_errors", errors::dest_add_errors),
     ("writev_errors", errors::writev_errors),
     ("no_cap_net_raw", errors::no_cap_net_raw),
