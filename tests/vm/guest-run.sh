@@ -63,7 +63,7 @@ pass=0 fail=0 n=0
 for t in "${tests[@]}"; do
 	n=$((n + 1))
 	name=${t%%:*} cmd=${t#*:}
-	if output=$(timeout 300 bash -c "$cmd" 2>&1); then
+	if output=$(timeout 900 bash -c "$cmd" 2>&1); then
 		echo "ok $n $name"
 		pass=$((pass + 1))
 	else
