@@ -619,3 +619,67 @@ pub(crate) fn concurrent_calls() -> TestResult {
     }
     Ok(())
 }
+
+/// The buffer of a call in flight is unmapped by another thread: the call
+/// either failed before pinning (EFAULT, nothing sent) or sends the pinned
+/// pages to the end; the pins balance and nothing breaks (dmesg_clean,
+/// kmemleak_clean).
+pub(crate) fn munmap_mid_call() -> TestResult {
+    let topo = Topology::new(0)?;
+    let c = dummy_dest(&topo.sender)?;
+    topo::enter(&topo.sender)?;
+    let dev = Device::open().map_err(|e| e.to_string())?;
+    let ids: Vec<DestId> = (0..4)
+        .map(|_| dev.add_destination(&c))
+        .collect::<Result<_, _>>()
+        .map_err(|e| e.to_string())?;
+    const LEN: usize = 4 << 20;
+    let (acq0, rel0) = foll_pins()?;
+    let mut full = 0;
+    for round in 0..4u64 {
+        // SAFETY: a fresh anonymous mapping owned by this loop iteration.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                LEN,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err("mmap failed".into());
+        }
+        let addr = p as usize;
+        let unmapper = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(10 * round));
+            // SAFETY: unmaps the mapping made above; the sending thread
+            // only passes its address to the kernel, never touches it.
+            unsafe { libc::munmap(addr as *mut libc::c_void, LEN) }
+        });
+        // SAFETY: the slice is only handed to the kernel as an address; the
+        // kernel pins what is still mapped and fails with EFAULT otherwise.
+        let data = unsafe { std::slice::from_raw_parts(addr as *const u8, LEN) };
+        let entries: Vec<Entry<'_>> = ids.iter().map(|&id| Entry::new(id, data)).collect();
+        match dev.write_vectored(&entries, WriteOptions::default()) {
+            Ok(r) if r.error.is_none() && r.packets == 4 * LEN.div_ceil(1472) as u64 => full += 1,
+            Ok(r) => return Err(format!("round {round}: partial call {r:?}")),
+            Err(e) if e.raw_os_error() == Some(libc::EFAULT) => {}
+            Err(e) => return Err(format!("round {round}: {e}")),
+        }
+        unmapper.join().map_err(|_| "unmapper panicked")?;
+    }
+    let (acq, rel) = foll_pins()?;
+    if acq - acq0 != rel - rel0 {
+        return Err(format!(
+            "pins acquired {} released {}",
+            acq - acq0,
+            rel - rel0
+        ));
+    }
+    if full == 0 {
+        return Err("no round got its call in before the unmap".into());
+    }
+    Ok(())
+}

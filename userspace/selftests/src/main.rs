@@ -45,6 +45,7 @@ const TESTS: &[Test] = &[
     ("device_deleted", errors::device_deleted),
     ("killed_mid_call", errors::killed_mid_call),
     ("concurrent_calls", errors::concurrent_calls),
+    ("munmap_mid_call", errors::munmap_mid_call),
 ];
 
 fn main() -> ExitCode {
