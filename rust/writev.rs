@@ -99,6 +99,28 @@ impl Slot {
     }
 }
 
+/// Fills `frags` with the page fragments of the `len` payload bytes at
+/// `offset` of `entry`; returns their number, or `None` when they would not
+/// fit or not cover the payload exactly (never a silently short packet).
+fn fill_frags(
+    frags: &mut [ffi::MdwFrag; MAX_FRAGS],
+    pinned: &PinnedPages,
+    entry: &Entry,
+    offset: u64,
+    len: u16,
+) -> Option<usize> {
+    let pieces = page_frags(entry.first_page_offset, offset, len as u32, PAGE_SHIFT as u32).ok()?;
+    let mut n = 0;
+    let mut covered = 0u32;
+    for f in pieces {
+        let page = pinned.page(entry.page_base + f.page as usize)?;
+        *frags.get_mut(n)? = ffi::MdwFrag { page, off: f.offset, len: f.len };
+        n += 1;
+        covered += f.len;
+    }
+    (covered == len as u32).then_some(n)
+}
+
 /// What a call did: its counters and, if it stopped early, why.
 pub(crate) struct Outcome {
     pub(crate) bytes: u64,
@@ -270,7 +292,7 @@ pub(crate) fn writev(
     let mut frags = [ffi::MdwFrag { page: core::ptr::null_mut(), off: 0, len: 0 }; MAX_FRAGS];
     for turn in turns {
         let slot = &mut slots[turn.queue];
-        let lens = SlotEntries { order: &order[slot.first..slot.first + slot.count], entries: &entries };
+        let lens = slot.lens(&order, &entries);
         let Some(pkt) = slot.cursor.next_packet(&lens) else {
             out.error = Some(at(0)(EINVAL));
             break;
@@ -283,21 +305,10 @@ pub(crate) fn writev(
             }
         }
 
-        let mut nfrags = 0;
-        let Ok(pieces) = page_frags(entry.first_page_offset, pkt.offset, pkt.len as u32, PAGE_SHIFT as u32)
-        else {
+        let Some(nfrags) = fill_frags(&mut frags, &pinned, entry, pkt.offset, pkt.len) else {
             out.error = Some(at(current)(EINVAL));
             break;
         };
-        for f in pieces {
-            let (Some(page), Some(slot)) =
-                (pinned.page(entry.page_base + f.page as usize), frags.get_mut(nfrags))
-            else {
-                break;
-            };
-            *slot = ffi::MdwFrag { page, off: f.offset, len: f.len };
-            nfrags += 1;
-        }
         let frags = &frags[..nfrags];
 
         let csum = match slot.csum {
