@@ -43,6 +43,14 @@ pub(crate) fn config(topo: &Topology, ifindex: u32, i: usize, v6: bool) -> DestC
     c
 }
 
+/// One entry per destination: `datas[i]` for `ids[i]`.
+fn one_each<'a, D: AsRef<[u8]>>(ids: &[DestId], datas: &'a [D]) -> Vec<Entry<'a>> {
+    ids.iter()
+        .zip(datas)
+        .map(|(&id, d)| Entry::new(id, d.as_ref()))
+        .collect()
+}
+
 /// Opens the device in the sender's namespace and registers one
 /// destination per receiver, configured by `tweak`.
 fn sender(
@@ -161,11 +169,7 @@ pub(crate) fn send_ipv4_8_receivers() -> TestResult {
     }
     let rx = start_receivers(&topo, false, &lens, 0)?;
     let (dev, ids) = sender(&topo, false, |_, _| {})?;
-    let entries: Vec<Entry<'_>> = ids
-        .iter()
-        .zip(&chunks)
-        .map(|(&id, c)| Entry::new(id, c))
-        .collect();
+    let entries = one_each(&ids, &chunks);
     let report = write(&dev, &entries, 0)?;
     let got = join(rx)?;
     for (i, g) in got.iter().enumerate() {
@@ -223,11 +227,7 @@ pub(crate) fn send_ipv6_rtp() -> TestResult {
             ts_increment: 90,
         });
     })?;
-    let entries: Vec<Entry<'_>> = ids
-        .iter()
-        .zip(&first)
-        .map(|(&id, d)| Entry::new(id, d))
-        .collect();
+    let entries = one_each(&ids, &first);
     write(&dev, &entries, 0)?;
     let entries: Vec<Entry<'_>> = ids
         .iter()
@@ -340,11 +340,7 @@ fn interleave(quantum: u32) -> TestResult {
     let cap = capture_sender_port(&topo)?;
     let rx = start_receivers(&topo, false, &lens, 0)?;
     let (dev, ids) = sender(&topo, false, |_, c| c.packet_size = Some(1028))?;
-    let entries: Vec<Entry<'_>> = ids
-        .iter()
-        .zip(&datas)
-        .map(|(&id, d)| Entry::new(id, d))
-        .collect();
+    let entries = one_each(&ids, &datas);
     write(&dev, &entries, quantum)?;
     join(rx)?;
     let order: Vec<usize> = cap
@@ -396,11 +392,7 @@ pub(crate) fn demo() -> TestResult {
     let chunks: Vec<&[u8]> = buf.chunks(LEN).collect();
     let rx = start_receivers(&topo, false, &[LEN; RECEIVERS], 0)?;
     let (dev, ids) = sender(&topo, false, |_, _| {})?;
-    let entries: Vec<Entry<'_>> = ids
-        .iter()
-        .zip(&chunks)
-        .map(|(&id, c)| Entry::new(id, c))
-        .collect();
+    let entries = one_each(&ids, &chunks);
     println!(
         "sending {} MiB to each of {RECEIVERS} receivers in one MDW_IOC_WRITEV call",
         LEN >> 20
@@ -489,11 +481,7 @@ pub(crate) fn send_checksum_vlan_qdisc() -> TestResult {
         }
         _ => {}
     })?;
-    let entries: Vec<Entry<'_>> = ids
-        .iter()
-        .zip(&datas)
-        .map(|(&id, d)| Entry::new(id, d))
-        .collect();
+    let entries = one_each(&ids, &datas);
     write(&dev, &entries, 0)?;
     let report = dev
         .write_vectored(
