@@ -10,6 +10,10 @@
 # SCRIPT runs as root under bash with MDW_MODDIR (where mdwrite.ko is) and
 # MDW_BINDIR (the userspace binaries, also on PATH) set; DIR is writable.
 # Exits with the script's status; 124 when the guest ran out of time.
+#
+# One VM at a time per machine: TCG guests on a 2-core host slow each other
+# down until their tests time out, so a second run waits for the first
+# (lock file in $MDW_CACHE; the wait does not count against the timeout).
 set -euo pipefail
 
 . "$(dirname "$0")/lib.sh"
@@ -27,6 +31,12 @@ done
 kdir=$("$MDW_ROOT/scripts/build-kernel.sh" "$flavor")
 moddir=$("$MDW_ROOT/scripts/build-module.sh" "$flavor")
 bindir=$("$MDW_ROOT/scripts/build-userspace.sh")
+
+exec 9>"$MDW_CACHE/vm.lock"
+if ! flock -n 9; then
+	log "another VM is running on this machine; waiting for it"
+	flock 9
+fi
 
 cmd="MDW_MODDIR=$moddir MDW_BINDIR=$bindir PATH=$bindir:\$PATH bash"
 for a in "$@"; do cmd+=" $(printf '%q' "$a")"; done
