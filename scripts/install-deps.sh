@@ -20,6 +20,7 @@ DEB_PACKAGES=(
 	busybox-static qemu-system-x86 udev
 	python3-venv
 	iproute2 ethtool tcpdump
+	ffmpeg tshark
 )
 
 missing=()
@@ -29,6 +30,7 @@ done
 if ((${#missing[@]})); then
 	log "installing Debian packages: ${missing[*]}"
 	export DEBIAN_FRONTEND=noninteractive
+	echo 'wireshark-common wireshark-common/install-setuid boolean false' | debconf-set-selections
 	apt-get update -qq
 	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
