@@ -2,9 +2,16 @@
 
 //! Multi-destination zero-copy UDP write.
 //!
-//! This crate is the userspace side of the `mdwrite` kernel module: it opens
-//! `/dev/mdwrite` and wraps its ioctls in safe Rust. Errors are
-//! [`std::io::Error`]s that keep the kernel's errno
+//! This crate is the userspace side of the `mdwrite` kernel module.
+//!
+//! - [`Sender`] is a socket-like sender over two backends: the module
+//!   (`/dev/mdwrite`) when it is loaded, a `sendmmsg` fallback otherwise
+//!   ([`Backend`]); both put the same packets on the wire.
+//! - [`StreamGroup`] paces many streams, each a source of bytes at a
+//!   bitrate, and sends what all of them are due with one call per tick.
+//! - [`Device`] is the raw module: its ioctls in safe Rust.
+//!
+//! Errors are [`std::io::Error`]s that keep the kernel's errno
 //! ([`std::io::Error::raw_os_error`]).
 //!
 //! # Examples
@@ -16,12 +23,20 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 
+mod clock;
 mod dest;
 mod device;
+mod fallback;
+mod group;
+mod route;
+mod sender;
 mod sys;
 mod write;
 
+pub use clock::{Clock, FakeClock, MonotonicClock};
 pub use dest::{DestConfig, DestId, Rtp};
 pub use device::{Device, Features, Info};
+pub use group::{GroupOptions, StreamConfig, StreamGroup, StreamId, StreamStats, TickReport};
 pub use mdwrite_uapi as uapi;
+pub use sender::{Backend, Sender};
 pub use write::{Entry, Stats, WriteOptions, WriteReport};
