@@ -2,7 +2,12 @@
 
 //! Destinations: where packets go and how their headers look.
 
-use std::net::{IpAddr, SocketAddr};
+use std::{
+    io,
+    net::{IpAddr, SocketAddr},
+};
+
+use mdwrite_common::template::{DestSpec, IpAddrs, RtpSpec, Template, TemplateError};
 
 use mdwrite_uapi::{MdwDest, MDW_DEST_IPV6, MDW_DEST_RTP, MDW_DEST_UDP_CSUM_ZERO, MDW_DEST_VLAN};
 
@@ -124,5 +129,82 @@ impl DestConfig {
             d.flags |= MDW_DEST_UDP_CSUM_ZERO;
         }
         d
+    }
+}
+
+impl DestConfig {
+    /// The IP packet size that carries `payload` bytes of data per packet
+    /// to this destination: `payload` plus the IP, UDP and (if any) RTP
+    /// headers. Set [`DestConfig::packet_size`] to it so that every packet
+    /// carries exactly `payload` bytes, for example 1316 (7 MPEG-TS
+    /// packets).
+    ///
+    /// ```
+    /// let mut d = mdwrite::DestConfig::new(1, "10.0.0.1:5000".parse().unwrap(),
+    ///     "10.0.0.2:5000".parse().unwrap());
+    /// assert_eq!(d.packet_size_for(1316), 1316 + 20 + 8);
+    /// d.rtp = Some(mdwrite::Rtp::default());
+    /// assert_eq!(d.packet_size_for(1316), 1316 + 20 + 8 + 12);
+    /// ```
+    pub fn packet_size_for(&self, payload: usize) -> u16 {
+        let ip = if self.to.is_ipv6() { 40 } else { 20 };
+        let rtp = if self.rtp.is_some() { 12 } else { 0 };
+        u16::try_from(payload + ip + 8 + rtp).unwrap_or(u16::MAX)
+    }
+
+    /// The header template the module would build for this destination,
+    /// with `mtu` as the packet size when none is set: validates the
+    /// fields as `MDW_IOC_DEST_ADD` does, with its errnos.
+    pub(crate) fn template(&self, mtu: u32) -> io::Result<Template> {
+        let einval = || io::Error::from_raw_os_error(libc::EINVAL);
+        let emsgsize = || io::Error::from_raw_os_error(libc::EMSGSIZE);
+        let ip = match (self.from, self.to.ip()) {
+            (IpAddr::V4(src), IpAddr::V4(dst)) => IpAddrs::V4 {
+                src: src.octets(),
+                dst: dst.octets(),
+            },
+            (IpAddr::V6(src), IpAddr::V6(dst)) => IpAddrs::V6 {
+                src: src.octets(),
+                dst: dst.octets(),
+            },
+            _ => return Err(einval()),
+        };
+        if self.src_port == 0 {
+            return Err(einval());
+        }
+        let mtu = u16::try_from(mtu).unwrap_or(u16::MAX);
+        let packet_size = match self.packet_size {
+            None | Some(0) => mtu,
+            Some(n) if n > mtu => return Err(emsgsize()),
+            Some(n) => n,
+        };
+        let spec = DestSpec {
+            src_mac: [0; 6],
+            dst_mac: self.dst_mac.unwrap_or_default(),
+            vlan_tci: self.vlan_tci,
+            ip,
+            src_port: self.src_port,
+            dst_port: self.to.port(),
+            hop_limit: match self.hop_limit {
+                None | Some(0) => 64,
+                Some(n) => n,
+            },
+            dscp: self.dscp,
+            packet_size,
+            rtp: self.rtp.map(|r| RtpSpec {
+                ssrc: r.ssrc,
+                payload_type: r.payload_type,
+                seq: r.seq,
+                timestamp: r.timestamp,
+                ts_increment: r.ts_increment,
+            }),
+        };
+        if self.udp_csum_zero && self.to.is_ipv6() {
+            return Err(einval());
+        }
+        Template::new(&spec).map_err(|e| match e {
+            TemplateError::PacketSizeTooSmall => emsgsize(),
+            _ => einval(),
+        })
     }
 }

@@ -3,10 +3,10 @@
 //! [`Sender`]: one socket-like API over the module and the userspace
 //! fallback.
 
-use std::{fmt, io};
+use std::{collections::HashMap, fmt, io};
 
 use crate::{
-    fallback::Fallback, DestConfig, DestId, Device, Entry, Info, Stats, WriteOptions, WriteReport,
+    fallback::Fallback, route::interface_mtu, DestConfig, DestId, Device, Entry, Info, Stats, WriteOptions, WriteReport,
 };
 
 /// Which implementation carries a [`Sender`]'s packets.
@@ -63,7 +63,11 @@ pub struct Sender {
 
 #[derive(Debug)]
 enum Inner {
-    Module(Device),
+    Module {
+        dev: Device,
+        /// The largest payload of each destination registered here.
+        payloads: HashMap<DestId, u16>,
+    },
     Fallback(Fallback),
 }
 
@@ -80,7 +84,10 @@ impl Sender {
     /// is not loaded).
     pub fn open_module() -> io::Result<Sender> {
         Ok(Sender {
-            inner: Inner::Module(Device::open()?),
+            inner: Inner::Module {
+                dev: Device::open()?,
+                payloads: HashMap::new(),
+            },
         })
     }
 
@@ -105,7 +112,7 @@ impl Sender {
     /// Which backend this sender uses.
     pub fn backend(&self) -> Backend {
         match self.inner {
-            Inner::Module(_) => Backend::Module,
+            Inner::Module { .. } => Backend::Module,
             Inner::Fallback(_) => Backend::Fallback,
         }
     }
@@ -113,7 +120,7 @@ impl Sender {
     /// What the module implements; `None` for the fallback.
     pub fn info(&self) -> io::Result<Option<Info>> {
         match &self.inner {
-            Inner::Module(dev) => dev.info().map(Some),
+            Inner::Module { dev, .. } => dev.info().map(Some),
             Inner::Fallback(_) => Ok(None),
         }
     }
@@ -123,7 +130,7 @@ impl Sender {
     /// the UDP stack copies them).
     pub fn stats(&self) -> io::Result<Stats> {
         match &self.inner {
-            Inner::Module(dev) => dev.stats(),
+            Inner::Module { dev, .. } => dev.stats(),
             Inner::Fallback(fb) => Ok(fb.stats()),
         }
     }
@@ -133,7 +140,18 @@ impl Sender {
     /// `Documentation/uapi.rst`).
     pub fn connect(&mut self, dest: &DestConfig) -> io::Result<DestId> {
         match &mut self.inner {
-            Inner::Module(dev) => dev.add_destination(dest),
+            Inner::Module { dev, payloads } => {
+                let id = dev.add_destination(dest)?;
+                // The module accepted it, so the template builds; the MTU
+                // is the device's, read again as the module did.
+                if let Some(t) = interface_mtu(dest.ifindex)
+                    .ok()
+                    .and_then(|mtu| dest.template(mtu).ok())
+                {
+                    payloads.insert(id, t.max_payload());
+                }
+                Ok(id)
+            }
             Inner::Fallback(fb) => fb.connect(dest),
         }
     }
@@ -141,17 +159,20 @@ impl Sender {
     /// Removes a destination; `ENXIO` when there is none with this id.
     pub fn disconnect(&mut self, id: DestId) -> io::Result<()> {
         match &mut self.inner {
-            Inner::Module(dev) => dev.remove_destination(id),
+            Inner::Module { dev, payloads } => {
+                dev.remove_destination(id)?;
+                payloads.remove(&id);
+                Ok(())
+            }
             Inner::Fallback(fb) => fb.disconnect(id),
         }
     }
 
     /// The largest payload of one packet to `id`: its packet size less the
-    /// IP, UDP and RTP headers. `None` for an unknown id, and for a module
-    /// destination this sender did not register itself.
+    /// IP, UDP and RTP headers. `None` for an unknown id.
     pub fn max_payload(&self, id: DestId) -> Option<u16> {
         match &self.inner {
-            Inner::Module(_) => None,
+            Inner::Module { payloads, .. } => payloads.get(&id).copied(),
             Inner::Fallback(fb) => fb.max_payload(id),
         }
     }
@@ -169,7 +190,7 @@ impl Sender {
         opts: &WriteOptions,
     ) -> io::Result<WriteReport> {
         match &mut self.inner {
-            Inner::Module(dev) => dev.write_vectored(entries, *opts),
+            Inner::Module { dev, .. } => dev.write_vectored(entries, *opts),
             Inner::Fallback(fb) => fb.send_vectored(entries, opts),
         }
     }
