@@ -29,6 +29,7 @@ mod device;
 mod fallback;
 mod group;
 pub mod media;
+pub mod media;
 mod route;
 mod sender;
 mod sys;
