@@ -29,7 +29,6 @@ mod device;
 mod fallback;
 mod group;
 pub mod media;
-pub mod media;
 mod route;
 mod sender;
 mod sys;
