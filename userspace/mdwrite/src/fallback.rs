@@ -10,7 +10,7 @@
 //! `sendmmsg` over runs of the plan that share a socket.
 
 use std::{
-    collections::HashMap,
+    collections::{hash_map::Entry, HashMap},
     io::{self, IoSlice},
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket},
     os::fd::AsRawFd,
@@ -26,7 +26,7 @@ use rustix::net::{sendmmsg, sockopt, MMsgHdr, SendAncillaryBuffer, SendFlags, So
 
 use crate::{
     route::{interface_mtu, interface_up},
-    DestConfig, DestId, Entry, Stats, WriteOptions, WriteReport,
+    DestConfig, DestId, Entry as WriteEntry, Stats, WriteOptions, WriteReport,
 };
 
 /// Messages per `sendmmsg`, as the module's transmit batches.
@@ -104,12 +104,14 @@ impl Fallback {
             dscp: dest.dscp,
             csum_zero: dest.udp_csum_zero,
         };
-        if !self.sockets.contains_key(&key) {
-            let socket = open_socket(&key)?;
-            self.sockets.insert(key, FbSocket { socket, users: 0 });
-        }
-        if let Some(s) = self.sockets.get_mut(&key) {
-            s.users += 1;
+        match self.sockets.entry(key) {
+            Entry::Occupied(mut s) => s.get_mut().users += 1,
+            Entry::Vacant(v) => {
+                v.insert(FbSocket {
+                    socket: open_socket(&key)?,
+                    users: 1,
+                });
+            }
         }
         self.next_handle = self.next_handle.wrapping_add(1).max(1);
         while self.dests.contains_key(&self.next_handle) {
@@ -146,7 +148,7 @@ impl Fallback {
 
     /// Checks a call as the module does, with its errnos, before anything
     /// is sent.
-    fn validate(&self, entries: &[Entry<'_>]) -> io::Result<()> {
+    fn validate(&self, entries: &[WriteEntry<'_>]) -> io::Result<()> {
         if entries.is_empty() {
             return Err(errno(libc::EINVAL));
         }
@@ -175,7 +177,7 @@ impl Fallback {
 
     pub(crate) fn send_vectored(
         &mut self,
-        entries: &[Entry<'_>],
+        entries: &[WriteEntry<'_>],
         opts: &WriteOptions,
     ) -> io::Result<WriteReport> {
         self.validate(entries)?;
@@ -265,7 +267,7 @@ impl Fallback {
     /// error comes with the entry of the first message not sent.
     fn flush(
         &mut self,
-        entries: &[Entry<'_>],
+        entries: &[WriteEntry<'_>],
         grouped: &Grouped,
         batch: &mut Vec<Pending>,
         out: &mut WriteReport,

@@ -2,13 +2,70 @@
 
 //! [`StreamGroup`]: many bitrate-paced streams sent with one vectored call
 //! per tick.
+//!
+//! # Pacing
+//!
+//! A stream that started at time `s` on the group's clock is due, at time
+//! `t`, the bytes `floor(bitrate × (t − s) / 8)` rounded down to whole
+//! packets of `payload_size`, less what it already sent. The count comes
+//! from the elapsed time at every tick, never from a sum of per-tick
+//! amounts, so rounding errors do not add up: right after each tick a
+//! stream is less than one packet behind its ideal byte count, however
+//! long it runs, whatever the tick times. Late ticks send more, early
+//! ticks less.
+//!
+//! # Interval
+//!
+//! [`StreamGroup::interval`] is the time the slowest stream takes to fill
+//! one packet (`max(payload_size × 8 / bitrate)` over the streams), clamped
+//! to `1 ms ..= latency` ([`GroupOptions::latency`], 20 ms by default):
+//!
+//! - **At least one packet of the slowest stream**: a shorter interval makes
+//!   calls in which that stream has nothing to send, so every call carries
+//!   fewer packets and costs more per packet; longer is not needed, since
+//!   faster streams fill several packets per tick anyway.
+//! - **At most the latency budget**: data waits up to one interval before
+//!   it is sent, and a stream sends `bitrate × interval` in one burst, which
+//!   a receiver must buffer. A stream slower than one packet per `latency`
+//!   sends one packet every few ticks.
+//! - **At least 1 ms**: below that, waking up and the call cost more than
+//!   they save, and a loaded machine's scheduling delay is of that order
+//!   anyway.
+//!
+//! The interval is recomputed when streams join or leave; it changes only
+//! when the calls are made, not how much each stream sends.
+//!
+//! # Falling behind
+//!
+//! When a tick runs late (the process was not scheduled, the clock jumped),
+//! the next tick sends everything due, up to [`GroupOptions::buffer`] worth
+//! of each stream's bitrate (but never less than one interval's worth plus
+//! one packet). Beyond that, the stream's schedule slips: the excess is
+//! neither read nor sent, but postponed, and counted in
+//! [`StreamStats::slipped`]; from then on the stream is paced from the later
+//! start. Data is never dropped: a source is read in order, without gaps.
 
-use std::{io, time::Duration};
+use std::{
+    io::{self, ErrorKind, Read},
+    time::Duration,
+};
 
-use crate::{Clock, DestId, MonotonicClock, Sender, WriteOptions, WriteReport};
+use mdwrite_uapi::{MDW_MAX_CALL_BYTES, MDW_MAX_ENTRIES};
+
+use crate::{Clock, DestId, Entry, MonotonicClock, Sender, WriteOptions, WriteReport};
+
+/// The shortest tick interval.
+pub const MIN_INTERVAL: Duration = Duration::from_millis(1);
 
 /// One stream of a [`StreamGroup`]: its bitrate, packet payload and
 /// destinations.
+///
+/// Set each destination's packet size so that its largest payload is
+/// `payload_size` ([`DestConfig::packet_size_for`]); then each tick's chunk
+/// of a stream is one entry per destination, cut by the sender into packets
+/// of exactly `payload_size`. Other destinations get one entry per packet.
+///
+/// [`DestConfig::packet_size_for`]: crate::DestConfig::packet_size_for
 #[derive(Clone, Debug)]
 pub struct StreamConfig {
     /// Bits of payload per second, non-zero.
@@ -18,9 +75,43 @@ pub struct StreamConfig {
     pub payload_size: usize,
     /// Where the stream goes; each gets the same bytes.
     pub dests: Vec<DestId>,
-    /// With `Some(hz)`, entries carry an RTP timestamp from the pacing
-    /// clock at `hz` (90 000 for video, RFC 3551).
+    /// With `Some(hz)`, each entry carries the RTP timestamp of its first
+    /// byte's ideal send time since the stream's start, at `hz` (90 000 for
+    /// MPEG-TS, RFC 2250); give the destinations
+    /// [`StreamConfig::rtp_ts_increment`] as their per-packet increment.
     pub rtp_clock_hz: Option<u32>,
+}
+
+impl StreamConfig {
+    /// The RTP timestamp increment of one packet: its payload's duration at
+    /// the bitrate, in `rtp_clock_hz` units, rounded to nearest. `None`
+    /// without an RTP clock or with a zero bitrate.
+    ///
+    /// ```
+    /// let cfg = mdwrite::StreamConfig {
+    ///     bitrate: 3_760_000,
+    ///     payload_size: 1316,
+    ///     dests: vec![],
+    ///     rtp_clock_hz: Some(90_000),
+    /// };
+    /// // 1316 bytes at 3.76 Mb/s last 2.8 ms: 252 ticks of 90 kHz.
+    /// assert_eq!(cfg.rtp_ts_increment(), Some(252));
+    /// ```
+    pub fn rtp_ts_increment(&self) -> Option<u32> {
+        let hz = u128::from(self.rtp_clock_hz?);
+        if self.bitrate == 0 {
+            return None;
+        }
+        let bits = self.payload_size as u128 * 8;
+        let rate = u128::from(self.bitrate);
+        u32::try_from((bits * hz + rate / 2) / rate).ok()
+    }
+
+    /// The time this stream takes to fill one packet.
+    fn packet_time(&self) -> Duration {
+        let ns = self.payload_size as u128 * 8 * 1_000_000_000 / u128::from(self.bitrate.max(1));
+        Duration::from_nanos(u64::try_from(ns).unwrap_or(u64::MAX))
+    }
 }
 
 /// Names a stream of a [`StreamGroup`].
@@ -52,13 +143,14 @@ impl Default for GroupOptions {
 /// A stream's counters.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct StreamStats {
-    /// Bytes of the source sent (once, whatever the number of destinations).
+    /// Bytes read from the source and handed to the sender (counted once,
+    /// whatever the number of destinations).
     pub bytes: u64,
-    /// Packets of the source sent (per destination).
+    /// Packets handed to the sender, per destination.
     pub packets: u64,
     /// The source reached its end (or failed, see `error`).
     pub ended: bool,
-    /// Time the stream's schedule was moved back because the group fell
+    /// How far the stream's schedule was moved back because the group fell
     /// behind by more than [`GroupOptions::buffer`].
     pub slipped: Duration,
     /// Why the source failed, if it did.
@@ -74,62 +166,420 @@ pub struct TickReport {
     pub late: Duration,
     /// Entries sent.
     pub entries: usize,
-    /// What the call(s) sent: payload bytes and packets over all
-    /// destinations, and an error that stopped a call early.
+    /// Source bytes sent over all streams, each counted once.
+    pub bytes: u64,
+    /// What the sender did (summed over calls, if the entries did not fit
+    /// in one); `None` when nothing was due.
     pub write: Option<WriteReport>,
-    /// Streams whose source ended in this tick; they are removed.
+    /// Streams whose source ended in this tick, with their final counters;
+    /// they are removed from the group.
     pub ended: Vec<(StreamId, StreamStats)>,
 }
 
+/// Where a [`StreamGroup`] sends its calls: a [`Sender`], or a fake in
+/// tests.
+pub trait Transmit {
+    /// Sends the entries in one call, as [`Sender::send_vectored`].
+    fn send_vectored(
+        &mut self,
+        entries: &[Entry<'_>],
+        opts: &WriteOptions,
+    ) -> io::Result<WriteReport>;
+    /// The largest payload of a packet to `id`, as [`Sender::max_payload`].
+    fn max_payload(&self, id: DestId) -> Option<u16>;
+}
+
+impl Transmit for Sender {
+    fn send_vectored(
+        &mut self,
+        entries: &[Entry<'_>],
+        opts: &WriteOptions,
+    ) -> io::Result<WriteReport> {
+        Sender::send_vectored(self, entries, opts)
+    }
+
+    fn max_payload(&self, id: DestId) -> Option<u16> {
+        Sender::max_payload(self, id)
+    }
+}
+
+struct Stream {
+    id: StreamId,
+    cfg: StreamConfig,
+    source: Box<dyn Read + Send>,
+    /// When the stream started on the group's clock.
+    start: Duration,
+    /// Bytes of the schedule postponed after falling behind (whole packets).
+    slip: u64,
+    stats: StreamStats,
+    /// This tick's chunk: `buf[..chunk]`; read bytes not yet sent (less
+    /// than a packet, after a short read) wait in `buf[chunk..carry_end]`.
+    buf: Vec<u8>,
+    chunk: usize,
+    carry: usize,
+}
+
+impl Stream {
+    /// The bytes this stream should have sent by `now`: whole packets.
+    fn target(&self, now: Duration) -> u64 {
+        let elapsed = now.saturating_sub(self.start).as_nanos();
+        let ideal = u128::from(self.cfg.bitrate) * elapsed / 8_000_000_000;
+        let p = self.cfg.payload_size as u128;
+        let whole = u64::try_from(ideal / p * p).unwrap_or(u64::MAX);
+        whole.saturating_sub(self.slip)
+    }
+
+    /// The most this stream sends in one tick.
+    fn budget(&self, buffer: Duration, interval: Duration) -> u64 {
+        let p = self.cfg.payload_size as u128;
+        let rate = u128::from(self.cfg.bitrate);
+        let packets = |d: Duration| rate * d.as_nanos() / 8_000_000_000 / p;
+        let n = packets(buffer).max(packets(interval) + 2);
+        u64::try_from(n * p).unwrap_or(u64::MAX)
+    }
+
+    /// Reads this tick's chunk of up to `due` bytes (after any carried
+    /// bytes) into `buf[..chunk]`.
+    fn read_chunk(&mut self, due: usize) {
+        let p = self.cfg.payload_size;
+        if self.buf.len() < due {
+            self.buf.resize(due, 0);
+        }
+        let mut filled = self.carry;
+        self.carry = 0;
+        let mut short = false;
+        while filled < due {
+            match self.source.read(&mut self.buf[filled..due]) {
+                Ok(0) => {
+                    self.stats.ended = true;
+                    break;
+                }
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    short = true;
+                    break;
+                }
+                Err(e) => {
+                    self.stats.ended = true;
+                    self.stats.error = Some(e.to_string());
+                    break;
+                }
+            }
+        }
+        // A short read that is not the end keeps its partial packet for
+        // the next tick: packets are always whole until the source ends.
+        self.chunk = if short { filled / p * p } else { filled };
+        self.carry = filled - self.chunk;
+    }
+}
+
 /// Many streams, each a source of bytes at a bitrate sent to some
-/// destinations, paced on one clock; see the crate documentation.
+/// destinations, paced on one clock: every [`tick`](StreamGroup::tick)
+/// gathers what each stream is due into one vectored call.
+///
+/// See the [module documentation](self) for the pacing, the interval and
+/// what happens when ticks run late.
+///
+/// Each tick reads one buffer per stream, and every destination of the
+/// stream gets an entry pointing at those same bytes.
+///
+/// # Examples
+///
+/// ```
+/// use mdwrite::{DestConfig, FakeClock, GroupOptions, Sender, StreamConfig, StreamGroup};
+/// use std::{net::UdpSocket, time::Duration};
+///
+/// let receiver = UdpSocket::bind("127.0.0.1:0")?;
+/// let mut sender = Sender::open_fallback()?;
+/// let mut dest = DestConfig::route(receiver.local_addr()?, None)?;
+/// dest.packet_size = Some(dest.packet_size_for(1316));
+/// let dest = sender.connect(&dest)?;
+///
+/// let clock = FakeClock::new();
+/// let mut group = StreamGroup::new(clock.clone(), GroupOptions::default());
+/// let data = vec![0x47u8; 1316 * 10];
+/// let cfg = StreamConfig { bitrate: 1_000_000, payload_size: 1316, dests: vec![dest], rtp_clock_hz: None };
+/// let stream = group.add_stream(cfg, Box::new(std::io::Cursor::new(data)))?;
+/// while !group.is_empty() {
+///     group.tick(&mut sender)?; // the fake clock jumps to each tick
+/// }
+/// let mut buf = [0u8; 2048];
+/// assert_eq!(receiver.recv(&mut buf)?, 1316);
+/// assert!(clock.now() >= Duration::from_millis(105)); // 10 packets at 1 Mb/s
+/// # Ok::<(), std::io::Error>(())
+/// ```
 pub struct StreamGroup<C: Clock = MonotonicClock> {
     clock: C,
     opts: GroupOptions,
+    streams: Vec<Stream>,
+    next_id: u64,
+    next_tick: Duration,
+    interval: Duration,
 }
 
 impl<C: Clock> StreamGroup<C> {
-    /// An empty group on `clock`.
+    /// An empty group on `clock`; its first tick is one interval from now.
     pub fn new(clock: C, opts: GroupOptions) -> Self {
-        Self { clock, opts }
+        let mut group = Self {
+            next_tick: clock.now(),
+            clock,
+            opts,
+            streams: Vec::new(),
+            next_id: 0,
+            interval: Duration::ZERO,
+        };
+        group.update_interval();
+        group.next_tick += group.interval;
+        group
     }
 
     /// Adds a stream that starts now, reading from `source`.
+    ///
+    /// Fails with `EINVAL` for a zero bitrate or payload size or no
+    /// destination.
     pub fn add_stream(
         &mut self,
         cfg: StreamConfig,
-        source: Box<dyn io::Read + Send>,
+        source: Box<dyn Read + Send>,
     ) -> io::Result<StreamId> {
-        let _ = (cfg, source, &self.clock, &self.opts);
-        todo!()
+        if cfg.bitrate == 0 || cfg.payload_size == 0 || cfg.dests.is_empty() {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        self.next_id += 1;
+        let id = StreamId(self.next_id);
+        self.streams.push(Stream {
+            id,
+            cfg,
+            source,
+            start: self.clock.now(),
+            slip: 0,
+            stats: StreamStats::default(),
+            buf: Vec::new(),
+            chunk: 0,
+            carry: 0,
+        });
+        self.update_interval();
+        Ok(id)
     }
 
     /// Removes a stream; its counters, or `None` if there is no such stream.
     pub fn remove_stream(&mut self, id: StreamId) -> Option<StreamStats> {
-        let _ = id;
-        todo!()
+        let index = self.streams.iter().position(|s| s.id == id)?;
+        let stream = self.streams.remove(index);
+        self.update_interval();
+        Some(stream.stats)
     }
 
-    /// The tick interval.
+    /// The tick interval: the time the slowest stream takes to fill one
+    /// packet, within `1 ms ..= latency` (see the
+    /// [module documentation](self)).
+    ///
+    /// ```
+    /// use mdwrite::{FakeClock, GroupOptions, StreamConfig, StreamGroup, DestId};
+    /// use std::time::Duration;
+    ///
+    /// let mut group = StreamGroup::new(FakeClock::new(), GroupOptions::default());
+    /// let cfg = |bitrate| StreamConfig {
+    ///     bitrate, payload_size: 1250, dests: vec![DestId::from_handle(1)], rtp_clock_hz: None,
+    /// };
+    /// group.add_stream(cfg(2_000_000), Box::new(std::io::empty()))?;
+    /// assert_eq!(group.interval(), Duration::from_millis(5)); // 10 000 bits at 2 Mb/s
+    /// group.add_stream(cfg(100_000), Box::new(std::io::empty()))?;
+    /// assert_eq!(group.interval(), Duration::from_millis(20)); // 100 ms, capped by latency
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn interval(&self) -> Duration {
-        todo!()
+        self.interval
     }
 
-    /// Waits for the next tick and sends every stream's due data in one
-    /// vectored call.
-    pub fn tick(&mut self, sender: &mut Sender) -> io::Result<TickReport> {
-        let _ = sender;
-        todo!()
+    fn update_interval(&mut self) {
+        let latency = self.opts.latency.max(MIN_INTERVAL);
+        self.interval = self
+            .streams
+            .iter()
+            .map(|s| s.cfg.packet_time())
+            .max()
+            .unwrap_or(latency)
+            .clamp(MIN_INTERVAL, latency);
     }
 
-    /// A stream's counters.
+    /// A stream's counters, or `None` if there is no such stream (it was
+    /// removed, or ended in an earlier tick).
     pub fn stream_stats(&self, id: StreamId) -> Option<StreamStats> {
-        let _ = id;
-        todo!()
+        self.streams
+            .iter()
+            .find(|s| s.id == id)
+            .map(|s| s.stats.clone())
     }
 
-    /// Whether no stream is left.
+    /// Whether no stream is left (all ended or removed).
     pub fn is_empty(&self) -> bool {
-        todo!()
+        self.streams.is_empty()
     }
+
+    /// The number of streams.
+    pub fn len(&self) -> usize {
+        self.streams.len()
+    }
+
+    /// The clock the group paces on.
+    pub fn clock(&self) -> &C {
+        &self.clock
+    }
+
+    /// When the next tick is due, on the group's clock.
+    pub fn next_tick(&self) -> Duration {
+        self.next_tick
+    }
+
+    /// Waits for the next tick on the clock, then sends what every stream
+    /// is due in one [`Sender::send_vectored`] call (more only if the
+    /// entries exceed the module's per-call limits).
+    ///
+    /// Streams whose source ended send their last bytes (a last partial
+    /// packet too) and are removed, listed in [`TickReport::ended`]. An
+    /// error of the call is returned; the data of that tick is lost, and
+    /// pacing goes on at the next tick.
+    pub fn tick(&mut self, sender: &mut Sender) -> io::Result<TickReport> {
+        self.tick_with(sender)
+    }
+
+    /// [`tick`](StreamGroup::tick) with any [`Transmit`].
+    pub fn tick_with<T: Transmit + ?Sized>(&mut self, out: &mut T) -> io::Result<TickReport> {
+        self.clock.sleep_until(self.next_tick);
+        let now = self.clock.now();
+        let mut report = TickReport {
+            at: now,
+            late: now.saturating_sub(self.next_tick),
+            ..Default::default()
+        };
+        // The next tick: the first one of the grid after now.
+        let step = self.interval.as_nanos().max(1);
+        let behind = now.saturating_sub(self.next_tick).as_nanos();
+        let ahead = (behind / step + 1) * step;
+        self.next_tick += Duration::from_nanos(u64::try_from(ahead).unwrap_or(u64::MAX));
+
+        // Read each stream's due chunk.
+        for s in &mut self.streams {
+            let target = s.target(now);
+            let sent = s.stats.bytes + s.carry as u64;
+            let mut due = target.saturating_sub(sent);
+            let budget = s.budget(self.opts.buffer, self.interval);
+            if due > budget {
+                let excess = due - budget;
+                s.slip += excess;
+                let ns = u128::from(excess) * 8_000_000_000 / u128::from(s.cfg.bitrate);
+                s.stats.slipped += Duration::from_nanos(u64::try_from(ns).unwrap_or(u64::MAX));
+                due = budget;
+            }
+            let due = usize::try_from(due + s.carry as u64).unwrap_or(usize::MAX);
+            s.chunk = 0;
+            if due > s.carry || s.carry == 0 {
+                s.read_chunk(due);
+            }
+        }
+
+        // One entry per destination (or per packet, when a destination's
+        // payload differs), all pointing into the stream's one buffer.
+        let mut entries: Vec<Entry<'_>> = Vec::new();
+        for s in &self.streams {
+            let chunk = &s.buf[..s.chunk];
+            if chunk.is_empty() {
+                continue;
+            }
+            let p = s.cfg.payload_size;
+            let rtp_ts = |offset: usize| {
+                s.cfg.rtp_clock_hz.map(|hz| {
+                    let byte = u128::from(s.stats.bytes + s.slip) + offset as u128;
+                    let ticks = byte * 8 * u128::from(hz) / u128::from(s.cfg.bitrate);
+                    ticks as u32
+                })
+            };
+            for &dest in &s.cfg.dests {
+                if out.max_payload(dest).is_none_or(|m| usize::from(m) == p) {
+                    entries.push(Entry {
+                        dest,
+                        data: chunk,
+                        rtp_timestamp: rtp_ts(0),
+                    });
+                } else {
+                    for (i, packet) in chunk.chunks(p).enumerate() {
+                        entries.push(Entry {
+                            dest,
+                            data: packet,
+                            rtp_timestamp: rtp_ts(i * p),
+                        });
+                    }
+                }
+            }
+        }
+        report.entries = entries.len();
+        let result = send_all(out, &entries, &self.opts.write);
+        drop(entries);
+
+        for s in &mut self.streams {
+            let n = s.chunk as u64;
+            s.stats.bytes += n;
+            s.stats.packets += n.div_ceil(s.cfg.payload_size as u64);
+            report.bytes += n;
+            // Keep the carried bytes at the front for the next tick.
+            if s.carry > 0 {
+                s.buf.copy_within(s.chunk..s.chunk + s.carry, 0);
+            }
+            s.chunk = 0;
+        }
+        let mut i = 0;
+        while i < self.streams.len() {
+            if self.streams[i].stats.ended && self.streams[i].carry == 0 {
+                let s = self.streams.remove(i);
+                report.ended.push((s.id, s.stats));
+            } else {
+                i += 1;
+            }
+        }
+        if !report.ended.is_empty() {
+            self.update_interval();
+        }
+        report.write = result?;
+        Ok(report)
+    }
+}
+
+/// Sends `entries` in as few calls as the module's limits allow.
+fn send_all<T: Transmit + ?Sized>(
+    out: &mut T,
+    entries: &[Entry<'_>],
+    opts: &WriteOptions,
+) -> io::Result<Option<WriteReport>> {
+    let mut total: Option<WriteReport> = None;
+    let mut rest = entries;
+    while !rest.is_empty() {
+        let mut n = 0;
+        let mut bytes = 0u64;
+        while n < rest.len() && n < MDW_MAX_ENTRIES as usize {
+            let len = rest[n].data.len() as u64;
+            if n > 0 && bytes + len > MDW_MAX_CALL_BYTES {
+                break;
+            }
+            bytes += len;
+            n += 1;
+        }
+        let (call, tail) = rest.split_at(n);
+        rest = tail;
+        let r = out.send_vectored(call, opts)?;
+        let t = total.get_or_insert(WriteReport {
+            bytes: 0,
+            packets: 0,
+            error: None,
+        });
+        t.bytes += r.bytes;
+        t.packets += r.packets;
+        if let Some((e, index)) = r.error {
+            let done = entries.len() - rest.len() - n;
+            t.error = Some((e, done + index));
+            break;
+        }
+    }
+    Ok(total)
 }

@@ -37,7 +37,10 @@ mod write;
 pub use clock::{Clock, FakeClock, MonotonicClock};
 pub use dest::{DestConfig, DestId, Rtp};
 pub use device::{Device, Features, Info};
-pub use group::{GroupOptions, StreamConfig, StreamGroup, StreamId, StreamStats, TickReport};
+pub use group::{
+    GroupOptions, StreamConfig, StreamGroup, StreamId, StreamStats, TickReport, Transmit,
+    MIN_INTERVAL,
+};
 pub use mdwrite_uapi as uapi;
 pub use route::{errno, interface_index, interface_mtu, interface_name, OsContext};
 pub use sender::{Backend, Sender};

@@ -6,7 +6,8 @@
 use std::{collections::HashMap, fmt, io};
 
 use crate::{
-    fallback::Fallback, route::interface_mtu, DestConfig, DestId, Device, Entry, Info, Stats, WriteOptions, WriteReport,
+    fallback::Fallback, route::interface_mtu, DestConfig, DestId, Device, Entry, Info, Stats,
+    WriteOptions, WriteReport,
 };
 
 /// Which implementation carries a [`Sender`]'s packets.
