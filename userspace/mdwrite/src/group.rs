@@ -287,7 +287,7 @@ impl Stream {
 /// # Examples
 ///
 /// ```
-/// use mdwrite::{DestConfig, FakeClock, GroupOptions, Sender, StreamConfig, StreamGroup};
+/// use mdwrite::{Clock, DestConfig, FakeClock, GroupOptions, Sender, StreamConfig, StreamGroup};
 /// use std::{net::UdpSocket, time::Duration};
 ///
 /// let receiver = UdpSocket::bind("127.0.0.1:0")?;
