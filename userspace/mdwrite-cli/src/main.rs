@@ -2,14 +2,25 @@
 
 //! `mdwrite`: the command-line helper of the mdwrite kernel module.
 //!
-//! Exit codes: 0 success, 1 runtime error (message on stderr), 2 bad usage.
+//! Exit codes: 0 success, 1 runtime error (message on stderr), 2 bad usage,
+//! 3 packets lost (`recv --fail-on-loss`). Documentation/cli.rst has every
+//! command, option and output format.
 
-use std::{io, process::ExitCode};
+use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
-use mdwrite::Device;
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
-/// Multi-destination zero-copy UDP write.
+mod error;
+mod info;
+mod recv;
+mod send;
+mod units;
+
+/// Multi-destination zero-copy UDP streaming through the mdwrite kernel
+/// module (or a userspace fallback).
+///
+/// Exit status: 0 success, 1 error, 2 bad usage, 3 packets lost (recv
+/// --fail-on-loss).
 #[derive(Parser)]
 #[command(version, about)]
 struct Cli {
@@ -19,55 +30,35 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Show the backend, the module's ABI version and its features.
+    /// Show the backend, the module's ABI version, features and counters.
     Info,
-}
-
-/// A failure, with enough context for a person to act on it.
-#[derive(Debug, thiserror::Error)]
-enum Error {
-    #[error("cannot open {path}: {source} (is the mdwrite module loaded?)")]
-    Open {
-        path: &'static str,
-        source: io::Error,
-    },
-    #[error("cannot open {path}: {source} (mdwrite needs root)")]
-    Denied {
-        path: &'static str,
-        source: io::Error,
-    },
-    #[error("MDW_IOC_INFO failed: {0}")]
-    Info(io::Error),
-}
-
-fn open_device() -> Result<Device, Error> {
-    let path = Device::PATH;
-    Device::open().map_err(|source| match source.kind() {
-        io::ErrorKind::PermissionDenied => Error::Denied { path, source },
-        _ => Error::Open { path, source },
-    })
-}
-
-fn info() -> Result<(), Error> {
-    let dev = open_device()?;
-    let info = dev.info().map_err(Error::Info)?;
-    println!("backend: kernel module ({})", Device::PATH);
-    println!("abi_version: {}", info.abi_version);
-    println!("library_abi_version: {}", mdwrite::uapi::MDW_ABI_VERSION);
-    println!("features: {}", info.features);
-    Ok(())
+    /// Stream files to many UDP/RTP destinations in real time.
+    Send(send::SendArgs),
+    /// Receive and analyse UDP/RTP streams, optionally saving the payload.
+    Recv(recv::RecvArgs),
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     let result = match cli.command {
-        Command::Info => info(),
+        Command::Info => info::run().map(|()| error::EXIT_OK),
+        Command::Send(args) => {
+            let m = matches.subcommand_matches("send").expect("send matches");
+            let at = |id| m.indices_of(id).map(Iterator::collect).unwrap_or_default();
+            let (files_at, to_at): (Vec<usize>, Vec<usize>) = (at("files"), at("to"));
+            send::run(args, &files_at, &to_at)
+        }
+        Command::Recv(args) => recv::run(args),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("mdwrite: {e}");
-            ExitCode::FAILURE
+            e.exit_code()
         }
     }
 }

@@ -1,0 +1,384 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! `mdwrite recv`: receive UDP (optionally RTP) on one or more addresses,
+//! analyse it and report.
+
+use std::{
+    fs::File,
+    io::{self, BufWriter, Write},
+    net::{IpAddr, SocketAddr, UdpSocket},
+    path::PathBuf,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    thread,
+    time::{Duration, Instant},
+};
+
+use clap::Args;
+use mdwrite::media::{
+    analysis::{RtpAnalyzer, RtpReport},
+    rtp::{RtpHeader, PT_MP2T},
+    ts::{SYNC_BYTE, TS_PACKET_SIZE},
+};
+
+use crate::{
+    error::{Error, EXIT_LOSS, EXIT_OK},
+    units::parse_seconds,
+};
+
+/// How often a listener looks at its stop conditions while idle.
+const POLL: Duration = Duration::from_millis(100);
+
+/// Receive datagrams, check RTP continuity, loss, reordering and jitter,
+/// optionally save the payload, and print a report per listener.
+///
+/// Stops at the first of --duration, --packets, --idle-timeout, SIGINT or
+/// SIGTERM (without any of the first three, only at a signal). The report
+/// goes to stdout, one line of key=value fields per listener and RTP stream
+/// (see Documentation/cli.rst); the bound address of each listener is
+/// printed on stderr as "mdwrite recv: listening on ADDR:PORT" once all are
+/// bound.
+#[derive(Args, Debug)]
+pub(crate) struct RecvArgs {
+    /// Address and UDP port to receive on; repeat for more listeners. Port
+    /// 0 picks a free port (see the "listening on" line). A multicast
+    /// address is joined on the default interface.
+    #[arg(long, required = true, value_name = "ADDR:PORT")]
+    listen: Vec<SocketAddr>,
+    /// The datagrams are RTP: analyse the sequence numbers, timestamps and
+    /// SSRCs, and strip the RTP header from the saved payload.
+    #[arg(long)]
+    rtp: bool,
+    /// Append the received payload to FILE, in arrival order; give it once
+    /// per --listen, in the same order.
+    #[arg(long, value_name = "FILE")]
+    output: Vec<PathBuf>,
+    /// Stop after this many seconds.
+    #[arg(long, value_name = "S", value_parser = parse_seconds)]
+    duration: Option<Duration>,
+    /// Stop a listener after it received this many datagrams.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    packets: Option<u64>,
+    /// Stop a listener when nothing arrived for S seconds (counted from the
+    /// start until the first datagram).
+    #[arg(long, value_name = "S", value_parser = parse_seconds)]
+    idle_timeout: Option<Duration>,
+    /// Exit with status 3 when an RTP stream lost packets or a listener
+    /// received nothing.
+    #[arg(long)]
+    fail_on_loss: bool,
+    /// The RTP timestamp clock for the jitter, Hz (90000 for MPEG-TS).
+    #[arg(long, value_name = "HZ", default_value_t = 90_000,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    clock_rate: u32,
+}
+
+/// Why a listener stopped.
+#[derive(Clone, Copy, Debug)]
+enum End {
+    Duration,
+    Packets,
+    Idle,
+    Signal,
+}
+
+impl End {
+    fn name(self) -> &'static str {
+        match self {
+            End::Duration => "duration",
+            End::Packets => "packets",
+            End::Idle => "idle",
+            End::Signal => "signal",
+        }
+    }
+}
+
+/// One RTP stream seen by a listener.
+struct Stream {
+    analyzer: RtpAnalyzer,
+    /// MPEG-TS payloads (PT 33) that are not whole sync-aligned TS packets.
+    ts_errors: u64,
+}
+
+/// What one listener saw.
+struct Report {
+    addr: SocketAddr,
+    datagrams: u64,
+    bytes: u64,
+    not_rtp: u64,
+    streams: Vec<Stream>,
+    end: End,
+}
+
+/// Whether an MPEG-TS payload is whole TS packets, each with its sync byte.
+fn ts_aligned(payload: &[u8]) -> bool {
+    payload.len() % TS_PACKET_SIZE == 0 && payload.chunks(TS_PACKET_SIZE).all(|p| p[0] == SYNC_BYTE)
+}
+
+fn bind(addr: SocketAddr) -> Result<UdpSocket, Error> {
+    let listen_err = |source| Error::Listen { addr, source };
+    let sock = UdpSocket::bind(addr).map_err(listen_err)?;
+    match addr.ip() {
+        IpAddr::V4(g) if g.is_multicast() => sock
+            .join_multicast_v4(&g, &std::net::Ipv4Addr::UNSPECIFIED)
+            .map_err(listen_err)?,
+        IpAddr::V6(g) if g.is_multicast() => sock.join_multicast_v6(&g, 0).map_err(listen_err)?,
+        _ => {}
+    }
+    // Room for bursts; the kernel caps it at net.core.rmem_max.
+    let _ = rustix::net::sockopt::set_socket_recv_buffer_size(&sock, 8 << 20);
+    Ok(sock)
+}
+
+struct Limits {
+    duration: Option<Duration>,
+    packets: Option<u64>,
+    idle: Option<Duration>,
+    rtp: bool,
+    clock_rate: u32,
+}
+
+fn listen(
+    sock: UdpSocket,
+    mut out: Option<(PathBuf, BufWriter<File>)>,
+    limits: &Limits,
+    stop: &AtomicBool,
+    start: Instant,
+) -> Result<Report, Error> {
+    let addr = sock.local_addr().map_err(|e| Error::io("getsockname", e))?;
+    let mut r = Report {
+        addr,
+        datagrams: 0,
+        bytes: 0,
+        not_rtp: 0,
+        streams: Vec::new(),
+        end: End::Signal,
+    };
+    let mut buf = vec![0u8; 65536];
+    let mut last = start;
+    let end = loop {
+        let now = Instant::now();
+        if stop.load(Ordering::Relaxed) {
+            break End::Signal;
+        }
+        let mut wait = POLL;
+        if let Some(d) = limits.duration {
+            match (start + d).checked_duration_since(now) {
+                Some(left) if !left.is_zero() => wait = wait.min(left),
+                _ => break End::Duration,
+            }
+        }
+        if let Some(d) = limits.idle {
+            match (last + d).checked_duration_since(now) {
+                Some(left) if !left.is_zero() => wait = wait.min(left),
+                _ => break End::Idle,
+            }
+        }
+        sock.set_read_timeout(Some(wait))
+            .map_err(|e| Error::io("SO_RCVTIMEO", e))?;
+        let n = match sock.recv(&mut buf) {
+            Ok(n) => n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
+                ) =>
+            {
+                continue
+            }
+            Err(e) => return Err(Error::io(format!("receive on {addr}"), e)),
+        };
+        last = Instant::now();
+        let arrival = last - start;
+        r.datagrams += 1;
+        r.bytes += n as u64;
+        let datagram = &buf[..n];
+        let payload = if limits.rtp {
+            match RtpHeader::parse(datagram) {
+                Ok((h, payload)) => {
+                    let ts_bad = h.payload_type == PT_MP2T && !ts_aligned(payload);
+                    let i = match r.streams.iter().position(|s| s.analyzer.ssrc() == h.ssrc) {
+                        Some(i) => {
+                            r.streams[i].analyzer.push(&h, payload.len(), arrival);
+                            i
+                        }
+                        None => {
+                            let analyzer =
+                                RtpAnalyzer::new(limits.clock_rate, &h, payload.len(), arrival);
+                            r.streams.push(Stream {
+                                analyzer,
+                                ts_errors: 0,
+                            });
+                            r.streams.len() - 1
+                        }
+                    };
+                    r.streams[i].ts_errors += u64::from(ts_bad);
+                    Some(payload)
+                }
+                Err(_) => {
+                    r.not_rtp += 1;
+                    None
+                }
+            }
+        } else {
+            Some(datagram)
+        };
+        if let (Some((path, w)), Some(p)) = (&mut out, payload) {
+            w.write_all(p).map_err(|source| Error::Output {
+                path: path.clone(),
+                source,
+            })?;
+        }
+        if limits.packets.is_some_and(|max| r.datagrams >= max) {
+            break End::Packets;
+        }
+    };
+    if let Some((path, mut w)) = out {
+        w.flush().map_err(|source| Error::Output { path, source })?;
+    }
+    r.end = end;
+    Ok(r)
+}
+
+fn stream_line(addr: SocketAddr, s: &Stream, end: End, not_rtp: u64) -> String {
+    let r: RtpReport = s.analyzer.report();
+    format!(
+        "listen={addr} ssrc={:#010x} pt={} packets={} bytes={} expected={} lost={} \
+         duplicates={} reordered={} seq_errors={} first_seq={} last_seq={} jitter={:.2} \
+         jitter_ms={:.3} ts_errors={} not_rtp={not_rtp} end={}",
+        r.ssrc,
+        r.payload_type,
+        r.packets,
+        r.payload_bytes,
+        r.expected,
+        r.lost,
+        r.duplicates,
+        r.reordered,
+        r.seq_errors,
+        r.first_seq,
+        r.last_seq,
+        r.jitter,
+        r.jitter_ms(),
+        s.ts_errors,
+        end.name()
+    )
+}
+
+/// Runs the command; returns the exit status.
+pub(crate) fn run(args: RecvArgs) -> Result<u8, Error> {
+    if !args.output.is_empty() && args.output.len() != args.listen.len() {
+        return Err(Error::Usage(format!(
+            "{} --output for {} --listen: give one --output per --listen, in the same order",
+            args.output.len(),
+            args.listen.len()
+        )));
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, Arc::clone(&stop))
+            .map_err(|e| Error::io("signal handler", e))?;
+    }
+    let mut socks = Vec::new();
+    for &addr in &args.listen {
+        socks.push(bind(addr)?);
+    }
+    let mut outs = Vec::new();
+    for path in &args.output {
+        let f = File::create(path).map_err(|source| Error::Output {
+            path: path.clone(),
+            source,
+        })?;
+        outs.push(Some((path.clone(), BufWriter::with_capacity(1 << 20, f))));
+    }
+    outs.resize_with(socks.len(), || None);
+    for s in &socks {
+        let a = s.local_addr().map_err(|e| Error::io("getsockname", e))?;
+        eprintln!("mdwrite recv: listening on {a}");
+    }
+    let limits = Limits {
+        duration: args.duration,
+        packets: args.packets,
+        idle: args.idle_timeout,
+        rtp: args.rtp,
+        clock_rate: args.clock_rate,
+    };
+    let start = Instant::now();
+    let reports: Vec<Result<Report, Error>> = thread::scope(|scope| {
+        let handles: Vec<_> = socks
+            .into_iter()
+            .zip(outs)
+            .map(|(sock, out)| {
+                let (limits, stop) = (&limits, &*stop);
+                scope.spawn(move || listen(sock, out, limits, stop, start))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("listener thread panicked"))
+            .collect()
+    });
+    let mut failed = false;
+    let mut first_err = None;
+    for r in reports {
+        let r = match r {
+            Ok(r) => r,
+            Err(e) => {
+                first_err.get_or_insert(e);
+                continue;
+            }
+        };
+        if !args.rtp {
+            println!(
+                "listen={} packets={} bytes={} end={}",
+                r.addr,
+                r.datagrams,
+                r.bytes,
+                r.end.name()
+            );
+            failed |= r.datagrams == 0;
+            continue;
+        }
+        if r.streams.is_empty() {
+            println!(
+                "listen={} packets=0 not_rtp={} end={}",
+                r.addr,
+                r.not_rtp,
+                r.end.name()
+            );
+            failed = true;
+        }
+        for s in &r.streams {
+            println!("{}", stream_line(r.addr, s, r.end, r.not_rtp));
+            failed |= s.analyzer.report().lost > 0;
+        }
+    }
+    if let Some(e) = first_err {
+        return Err(e);
+    }
+    if failed && args.fail_on_loss {
+        eprintln!("mdwrite recv: packets were lost (or a listener received nothing)");
+        return Ok(EXIT_LOSS);
+    }
+    Ok(EXIT_OK)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alignment() {
+        let mut p = vec![0u8; 1316];
+        for c in p.chunks_mut(188) {
+            c[0] = SYNC_BYTE;
+        }
+        assert!(ts_aligned(&p));
+        assert!(!ts_aligned(&p[..1315]));
+        assert!(!ts_aligned(&p[94..94 + 188]));
+        assert!(ts_aligned(&[]));
+    }
+}

@@ -1,0 +1,564 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! `mdwrite send`: stream files to many destinations in real time.
+
+use std::{
+    fs::File,
+    io::{self, IsTerminal, Read, Write},
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    thread,
+    time::{Duration, Instant},
+};
+
+use clap::{Args, ValueEnum};
+use mdwrite::{
+    interface_mtu, interface_name,
+    media::{
+        pcr::{estimate_bitrate, EstimateError},
+        rtp::{destination_rtp, PT_DYNAMIC, PT_MP2T},
+        source::{LoopReader, TsReader},
+        ts::{looks_like_ts, TsPacket, DEFAULT_PAYLOAD_SIZE, TS_PACKET_SIZE},
+    },
+    DestConfig, DestId, GroupOptions, MonotonicClock, Sender, StreamConfig, StreamGroup, StreamId,
+    StreamStats,
+};
+use rustix::io::Errno;
+
+use crate::{
+    error::{is_errno, is_privilege, Error},
+    units::{human_bytes, human_rate, parse_bitrate, parse_seconds},
+};
+
+/// How much of a file the PCR bitrate estimate reads.
+const ESTIMATE_LIMIT: u64 = 64 << 20;
+
+/// How long `send` retries a destination whose neighbour (ARP/NDP) is not
+/// resolved yet.
+const NEIGHBOUR_WAIT: Duration = Duration::from_secs(5);
+
+/// Stream files to many UDP destinations in real time.
+///
+/// Each FILE is one stream, paced at its bitrate, sent to its destinations
+/// with one vectored call per tick. With one FILE every --to gets it; with
+/// several, each --to belongs to the nearest FILE before it on the command
+/// line (`send a.ts --to X --to Y b.ts --to Z`).
+///
+/// On a terminal, progress is shown on stderr about once a second. At the
+/// end a summary goes to stdout as key=value lines (see
+/// Documentation/cli.rst).
+#[derive(Args, Debug)]
+pub(crate) struct SendArgs {
+    /// The files to stream: MPEG-TS, or any bytes with --bitrate.
+    #[arg(required = true, value_name = "FILE")]
+    files: Vec<PathBuf>,
+    /// A destination, IPv4 or IPv6 address and UDP port; repeat for more.
+    #[arg(long = "to", required = true, value_name = "ADDR:PORT")]
+    to: Vec<SocketAddr>,
+    /// Send RTP (RFC 3550): payload type 33 (MPEG-TS, RFC 2250) or 96
+    /// (other data), 90 kHz timestamps, a random SSRC per destination.
+    #[arg(long)]
+    rtp: bool,
+    /// Payload bitrate in bits per second, with an optional k, M or G
+    /// suffix (2000000, 500k, 3.75M). Required for files that are not
+    /// MPEG-TS or have no PCRs; otherwise estimated from the PCRs.
+    #[arg(long, value_name = "RATE", value_parser = parse_bitrate)]
+    bitrate: Option<u64>,
+    /// Start each file again when it ends (until --duration or Ctrl-C).
+    #[arg(long = "loop")]
+    looping: bool,
+    /// Leave through this network interface (default: the routing table's
+    /// choice for each destination).
+    #[arg(long, value_name = "IF")]
+    interface: Option<String>,
+    /// Which sender implementation to use.
+    #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
+    backend: BackendChoice,
+    /// Payload bytes per UDP packet (after the RTP header); a multiple of
+    /// 188 for MPEG-TS (default 1316: 7 TS packets).
+    #[arg(long, visible_alias = "packet-size", value_name = "BYTES",
+          default_value_t = DEFAULT_PAYLOAD_SIZE,
+          value_parser = parse_payload_size)]
+    payload_size: usize,
+    /// How to read the files: detect MPEG-TS by its sync bytes, or force.
+    #[arg(long, value_enum, default_value_t = Format::Auto)]
+    format: Format,
+    /// Stop after this many seconds.
+    #[arg(long, value_name = "S", value_parser = parse_seconds)]
+    duration: Option<Duration>,
+}
+
+/// `--payload-size`: 1 to 65000 bytes.
+fn parse_payload_size(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n @ 1..=65000) => Ok(n),
+        _ => Err(format!("{s:?} is not a payload size (1 to 65000 bytes)")),
+    }
+}
+
+/// `--backend`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum BackendChoice {
+    /// The module if /dev/mdwrite opens, else the fallback.
+    Auto,
+    /// The mdwrite kernel module (needs CAP_NET_RAW).
+    Module,
+    /// Userspace UDP sockets (sendmmsg), no privilege needed.
+    Fallback,
+}
+
+/// `--format`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Format {
+    /// MPEG-TS if the file starts with TS sync bytes, else raw.
+    Auto,
+    /// MPEG-TS: whole 188-byte packets, checked; bitrate from PCRs.
+    Ts,
+    /// Opaque bytes at --bitrate.
+    Raw,
+}
+
+/// One file being streamed.
+struct Stream {
+    path: PathBuf,
+    ts: bool,
+    bitrate: u64,
+    bitrate_from_pcr: bool,
+    dests: Vec<usize>,
+    id: Option<StreamId>,
+    stats: StreamStats,
+    end: &'static str,
+}
+
+/// One destination.
+struct Dest {
+    to: SocketAddr,
+    stream: usize,
+    config: DestConfig,
+    id: DestId,
+}
+
+/// Which file each --to belongs to, from the positions of the arguments on
+/// the command line.
+pub(crate) fn assign_destinations(files: &[usize], to: &[usize]) -> Result<Vec<usize>, String> {
+    if files.len() == 1 {
+        return Ok(vec![0; to.len()]);
+    }
+    let mut owner = Vec::with_capacity(to.len());
+    for &t in to {
+        match files.iter().rposition(|&f| f < t) {
+            Some(i) => owner.push(i),
+            None => {
+                return Err(
+                    "with several files, give each --to after the FILE it is for \
+                            (send a.ts --to ADDR:PORT b.ts --to ADDR:PORT)"
+                        .into(),
+                )
+            }
+        }
+    }
+    for i in 0..files.len() {
+        if !owner.contains(&i) {
+            return Err(format!("file {} has no --to after it", i + 1));
+        }
+    }
+    Ok(owner)
+}
+
+fn unreadable(path: &Path) -> impl FnOnce(io::Error) -> Error + '_ {
+    move |source| Error::Unreadable {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Opens `path`, decides whether it is MPEG-TS and finds its bitrate.
+fn probe(args: &SendArgs, path: &Path) -> Result<(bool, u64, bool), Error> {
+    let mut f = File::open(path).map_err(unreadable(path))?;
+    let mut head = vec![0u8; 3 * TS_PACKET_SIZE];
+    let n = mdwrite_read_full(&mut f, &mut head).map_err(unreadable(path))?;
+    head.truncate(n);
+    let ts = match args.format {
+        Format::Raw => false,
+        Format::Ts => {
+            for (i, p) in head.chunks(TS_PACKET_SIZE).enumerate() {
+                TsPacket::parse(p, (i * TS_PACKET_SIZE) as u64).map_err(|source| Error::NotTs {
+                    path: path.to_owned(),
+                    source,
+                })?;
+            }
+            if head.is_empty() {
+                return Err(Error::Stream {
+                    path: path.to_owned(),
+                    message: "empty file".into(),
+                });
+            }
+            true
+        }
+        Format::Auto => looks_like_ts(&head),
+    };
+    if ts && args.payload_size % TS_PACKET_SIZE != 0 {
+        return Err(Error::Usage(format!(
+            "--payload-size {} is not a multiple of 188, so it would split TS packets of {}",
+            args.payload_size,
+            path.display()
+        )));
+    }
+    if let Some(b) = args.bitrate {
+        return Ok((ts, b, false));
+    }
+    if !ts {
+        return Err(Error::OpaqueNeedsBitrate {
+            path: path.to_owned(),
+        });
+    }
+    let f = File::open(path).map_err(unreadable(path))?;
+    match estimate_bitrate(io::BufReader::new(f), Some(ESTIMATE_LIMIT)) {
+        Ok(e) => Ok((true, e.bitrate, true)),
+        Err(EstimateError::Io(source)) => Err(Error::Unreadable {
+            path: path.to_owned(),
+            source,
+        }),
+        Err(EstimateError::Ts(source)) => Err(Error::NotTs {
+            path: path.to_owned(),
+            source,
+        }),
+        Err(source) => Err(Error::NoPcr {
+            path: path.to_owned(),
+            source,
+        }),
+    }
+}
+
+fn mdwrite_read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+fn open_sender(choice: BackendChoice) -> Result<Sender, Error> {
+    match choice {
+        BackendChoice::Auto => Sender::open().map_err(|e| Error::io("open the sender", e)),
+        BackendChoice::Fallback => {
+            Sender::open_fallback().map_err(|e| Error::io("open the fallback sender", e))
+        }
+        BackendChoice::Module => Sender::open_module().map_err(|e| {
+            if is_privilege(&e) {
+                Error::Privilege {
+                    what: format!("cannot open {}", mdwrite::Device::PATH),
+                    source: e,
+                }
+            } else {
+                Error::NoModule { source: e }
+            }
+        }),
+    }
+}
+
+/// The route and header fields of destination `to`.
+fn dest_config(
+    to: SocketAddr,
+    args: &SendArgs,
+    stream: &Stream,
+    src_port: &mut Option<u16>,
+) -> Result<DestConfig, Error> {
+    let mut cfg = DestConfig::route(to, args.interface.as_deref()).map_err(|e| {
+        if is_errno(&e, Errno::NODEV) {
+            Error::UnknownInterface(e)
+        } else {
+            Error::NoRoute { to, source: e }
+        }
+    })?;
+    // One source port for all: the fallback then sends every destination
+    // through one socket, in the module's interleaved order.
+    cfg.src_port = *src_port.get_or_insert(cfg.src_port);
+    if args.rtp {
+        let pt = if stream.ts { PT_MP2T } else { PT_DYNAMIC };
+        cfg.rtp = Some(
+            destination_rtp(pt, stream.bitrate, args.payload_size)
+                .map_err(|e| Error::io("/dev/urandom", e))?,
+        );
+    }
+    let size = cfg.packet_size_for(args.payload_size);
+    if let Ok(mtu) = interface_mtu(cfg.ifindex) {
+        if u32::from(size) > mtu {
+            let name = interface_name(cfg.ifindex).unwrap_or_else(|_| cfg.ifindex.to_string());
+            return Err(Error::Usage(format!(
+                "--payload-size {} to {to} needs {size}-byte IP packets, more than the MTU {mtu} \
+                 of {name}",
+                args.payload_size
+            )));
+        }
+    }
+    cfg.packet_size = Some(size);
+    Ok(cfg)
+}
+
+/// Registers `cfg`, retrying while its neighbour is being resolved.
+fn connect(sender: &mut Sender, to: SocketAddr, cfg: &DestConfig) -> Result<DestId, Error> {
+    let deadline = Instant::now() + NEIGHBOUR_WAIT;
+    loop {
+        match sender.connect(cfg) {
+            Ok(id) => return Ok(id),
+            Err(e) if is_errno(&e, Errno::HOSTUNREACH) && Instant::now() < deadline => {
+                thread::sleep(Duration::from_millis(50));
+            }
+            Err(e) if is_errno(&e, Errno::HOSTUNREACH) => {
+                return Err(Error::NoRoute {
+                    to,
+                    source: io::Error::new(
+                        e.kind(),
+                        format!("its MAC address did not resolve (ARP/NDP) within 5 s: {e}"),
+                    ),
+                })
+            }
+            Err(e) => return Err(Error::io(format!("add destination {to}"), e)),
+        }
+    }
+}
+
+/// The progress display on a terminal.
+struct Progress {
+    lines: usize,
+    last: Instant,
+    last_bytes: Vec<u64>,
+}
+
+impl Progress {
+    fn draw(&mut self, streams: &[Stream], dests: &[Dest], now: Instant, elapsed: Duration) {
+        let dt = now.duration_since(self.last).as_secs_f64().max(1e-3);
+        let mut out = String::new();
+        if self.lines > 0 {
+            out += &format!("\x1b[{}A", self.lines);
+        }
+        out += &format!("\x1b[2K{:>7.1} s\n", elapsed.as_secs_f64());
+        for (i, s) in streams.iter().enumerate() {
+            let rate = (s.stats.bytes - self.last_bytes[i]) as f64 * 8.0 / dt;
+            self.last_bytes[i] = s.stats.bytes;
+            for &d in &s.dests {
+                out += &format!(
+                    "\x1b[2K  {:<24} {:>12}  {:>10} packets  {:>10}  {}\n",
+                    dests[d].to.to_string(),
+                    human_rate(rate),
+                    s.stats.packets,
+                    human_bytes(s.stats.bytes),
+                    s.path.display()
+                );
+            }
+        }
+        self.lines = 1 + dests.len();
+        self.last = now;
+        let _ = io::stderr().write_all(out.as_bytes());
+    }
+}
+
+/// Runs the command; `files_at` and `to_at` are the command-line positions
+/// of the FILE and --to arguments.
+pub(crate) fn run(args: SendArgs, files_at: &[usize], to_at: &[usize]) -> Result<u8, Error> {
+    let owners = assign_destinations(files_at, to_at).map_err(Error::Usage)?;
+    let mut streams = Vec::new();
+    for (i, path) in args.files.iter().enumerate() {
+        let (ts, bitrate, from_pcr) = probe(&args, path)?;
+        streams.push(Stream {
+            path: path.clone(),
+            ts,
+            bitrate,
+            bitrate_from_pcr: from_pcr,
+            dests: (0..owners.len()).filter(|&d| owners[d] == i).collect(),
+            id: None,
+            stats: StreamStats::default(),
+            end: "eof",
+        });
+    }
+
+    let mut sender = open_sender(args.backend)?;
+    let mut src_port = None;
+    let mut dests = Vec::new();
+    for (d, (&to, &owner)) in args.to.iter().zip(&owners).enumerate() {
+        let config = dest_config(to, &args, &streams[owner], &mut src_port)?;
+        let id = connect(&mut sender, to, &config)?;
+        debug_assert_eq!(d, dests.len());
+        dests.push(Dest {
+            to,
+            stream: owner,
+            config,
+            id,
+        });
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, Arc::clone(&stop))
+            .map_err(|e| Error::io("signal handler", e))?;
+    }
+
+    let mut group = StreamGroup::new(MonotonicClock, GroupOptions::default());
+    for s in &mut streams {
+        let f = File::open(&s.path).map_err(unreadable(&s.path))?;
+        let source: Box<dyn Read + Send> = if s.ts {
+            Box::new(TsReader::new(f, args.looping))
+        } else {
+            Box::new(LoopReader::new(f, args.looping))
+        };
+        let cfg = StreamConfig {
+            bitrate: s.bitrate,
+            payload_size: args.payload_size,
+            dests: s.dests.iter().map(|&d| dests[d].id).collect(),
+            rtp_clock_hz: args.rtp.then_some(mdwrite::media::rtp::CLOCK_90KHZ),
+        };
+        s.id = Some(
+            group
+                .add_stream(cfg, source)
+                .map_err(|e| Error::io("add stream", e))?,
+        );
+    }
+
+    let start = Instant::now();
+    let mut progress = io::stderr().is_terminal().then(|| Progress {
+        lines: 0,
+        last: start,
+        last_bytes: vec![0; streams.len()],
+    });
+    let mut write_errors = 0u64;
+    let mut stopped = false;
+    while !group.is_empty() {
+        if stop.load(Ordering::Relaxed) || args.duration.is_some_and(|d| start.elapsed() >= d) {
+            stopped = true;
+            break;
+        }
+        let report = group.tick(&mut sender).map_err(|e| Error::io("send", e))?;
+        if let Some((e, index)) = report.write.and_then(|w| w.error) {
+            if write_errors == 0 {
+                eprintln!("mdwrite send: a call stopped early at entry {index}: {e}");
+            }
+            write_errors += 1;
+        }
+        for (id, stats) in report.ended {
+            if let Some(s) = streams.iter_mut().find(|s| s.id == Some(id)) {
+                s.end = if stats.error.is_some() {
+                    "error"
+                } else {
+                    "eof"
+                };
+                s.stats = stats;
+                s.id = None;
+            }
+        }
+        if let Some(p) = &mut progress {
+            let now = Instant::now();
+            if now.duration_since(p.last) >= Duration::from_secs(1) {
+                for s in &mut streams {
+                    if let Some(st) = s.id.and_then(|id| group.stream_stats(id)) {
+                        s.stats = st;
+                    }
+                }
+                p.draw(&streams, &dests, now, now.duration_since(start));
+            }
+        }
+    }
+    if stopped {
+        for s in &mut streams {
+            if let Some(st) = s.id.and_then(|id| group.remove_stream(id)) {
+                s.stats = st;
+                s.end = "stopped";
+            }
+        }
+    }
+    let elapsed = start.elapsed();
+    if let Some(p) = &mut progress {
+        p.draw(&streams, &dests, Instant::now(), elapsed);
+    }
+    let totals = sender.stats().ok();
+
+    for s in &streams {
+        println!(
+            "stream bitrate={} bitrate_from={} bytes={} packets={} slipped_ms={} end={} file={}",
+            s.bitrate,
+            if s.bitrate_from_pcr {
+                "pcr"
+            } else {
+                "argument"
+            },
+            s.stats.bytes,
+            s.stats.packets,
+            s.stats.slipped.as_millis(),
+            s.end,
+            s.path.display()
+        );
+    }
+    for d in &dests {
+        let s = &streams[d.stream];
+        let rtp = d
+            .config
+            .rtp
+            .map(|r| {
+                format!(
+                    " ssrc={:#010x} pt={} first_seq={}",
+                    r.ssrc, r.payload_type, r.seq
+                )
+            })
+            .unwrap_or_default();
+        println!(
+            "dest to={} from={}:{}{rtp} packets={} bytes={} file={}",
+            d.to,
+            d.config.from,
+            d.config.src_port,
+            s.stats.packets,
+            s.stats.bytes,
+            s.path.display()
+        );
+    }
+    let (calls, packets) = totals.map_or((0, 0), |t| (t.calls, t.packets));
+    println!(
+        "total backend={} streams={} destinations={} calls={calls} packets={packets} \
+         seconds={:.3} write_errors={write_errors}",
+        match sender.backend() {
+            mdwrite::Backend::Module => "module",
+            mdwrite::Backend::Fallback => "fallback",
+        },
+        streams.len(),
+        dests.len(),
+        elapsed.as_secs_f64(),
+    );
+    for s in &streams {
+        if let Some(e) = &s.stats.error {
+            return Err(Error::Stream {
+                path: s.path.clone(),
+                message: e.clone(),
+            });
+        }
+    }
+    Ok(crate::error::EXIT_OK)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn destinations_follow_their_file() {
+        // send a --to X --to Y b --to Z
+        assert_eq!(assign_destinations(&[1, 6], &[3, 5, 8]), Ok(vec![0, 0, 1]));
+        // One file: every --to, wherever it is.
+        assert_eq!(assign_destinations(&[5], &[2, 7]), Ok(vec![0, 0]));
+        // --to before the first of several files.
+        assert!(assign_destinations(&[3, 6], &[1, 8])
+            .unwrap_err()
+            .contains("after the FILE"));
+        // A file without destination.
+        assert!(assign_destinations(&[1, 2], &[4])
+            .unwrap_err()
+            .contains("file 1 has no --to"));
+    }
+}
