@@ -1,0 +1,374 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The fallback backend end to end over loopback: bytes, packet sizes and
+//! RTP fields as receivers see them, the module's errnos, counters, and a
+//! StreamGroup driven through it. (The interleaving order is tested on the
+//! fallback's plan, in `src/fallback.rs`: arrival order across sockets is
+//! not observable.)
+
+use std::{
+    io,
+    net::{SocketAddr, UdpSocket},
+    time::Duration,
+};
+
+use mdwrite::{
+    Backend, DestConfig, DestId, Entry, FakeClock, GroupOptions, Rtp, Sender, StreamConfig,
+    StreamGroup, WriteOptions,
+};
+
+/// A receiver on `ip`, with a hang guard (not a timing assertion).
+fn receiver(ip: &str) -> UdpSocket {
+    let s = UdpSocket::bind((ip.parse::<std::net::IpAddr>().unwrap(), 0)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s
+}
+
+/// Receives `n` datagrams.
+fn recv_n(s: &UdpSocket, n: usize) -> Vec<Vec<u8>> {
+    let mut buf = vec![0u8; 65536];
+    (0..n)
+        .map(|i| {
+            let len = s
+                .recv(&mut buf)
+                .unwrap_or_else(|e| panic!("datagram {i} of {n}: {e}"));
+            buf[..len].to_vec()
+        })
+        .collect()
+}
+
+/// Nothing more is waiting.
+fn assert_drained(s: &UdpSocket) {
+    s.set_nonblocking(true).unwrap();
+    let mut buf = [0u8; 16];
+    let e = s.recv(&mut buf).expect_err("an extra datagram");
+    assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+}
+
+fn data(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31) ^ seed)
+        .collect()
+}
+
+fn dest_to(s: &UdpSocket, payload: usize, rtp: Option<Rtp>) -> DestConfig {
+    let mut d = DestConfig::route(s.local_addr().unwrap(), None).unwrap();
+    d.rtp = rtp;
+    d.packet_size = Some(d.packet_size_for(payload));
+    d
+}
+
+fn rtp(ssrc: u32, seq: u16, timestamp: u32, ts_increment: u32) -> Rtp {
+    Rtp {
+        ssrc,
+        payload_type: 33,
+        seq,
+        timestamp,
+        ts_increment,
+    }
+}
+
+/// The RTP header fields of a datagram: (marker, pt, seq, ts, ssrc).
+fn rtp_fields(d: &[u8]) -> (bool, u8, u16, u32, u32) {
+    assert_eq!(d[0], 0x80, "V=2, no padding, extension or CSRC");
+    (
+        d[1] & 0x80 != 0,
+        d[1] & 0x7f,
+        u16::from_be_bytes([d[2], d[3]]),
+        u32::from_be_bytes([d[4], d[5], d[6], d[7]]),
+        u32::from_be_bytes([d[8], d[9], d[10], d[11]]),
+    )
+}
+
+fn send_rtp_to(ip: &str) {
+    let mut sender = Sender::open_fallback().unwrap();
+    assert_eq!(sender.backend(), Backend::Fallback);
+    assert!(sender.info().unwrap().is_none());
+    let rx: Vec<UdpSocket> = (0..3).map(|_| receiver(ip)).collect();
+    let ids: Vec<DestId> = rx
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let r = rtp(0x1000 + i as u32, 65530 + i as u16, 1000 * i as u32, 90);
+            sender.connect(&dest_to(s, 1316, Some(r))).unwrap()
+        })
+        .collect();
+    for &id in &ids {
+        assert_eq!(sender.max_payload(id), Some(1316));
+    }
+    // Dest 0: two entries, the second with its own timestamp; dest 1: a
+    // single short entry; dest 2: 5 packets and a bit.
+    let a = data(1316 * 3 + 100, 1);
+    let b = data(1316 * 2, 2);
+    let c = data(500, 3);
+    let d = data(1316 * 5 + 1, 4);
+    let entries = [
+        Entry::new(ids[0], &a),
+        Entry::new(ids[1], &c),
+        Entry {
+            dest: ids[0],
+            data: &b,
+            rtp_timestamp: Some(777_000),
+        },
+        Entry::new(ids[2], &d),
+    ];
+    let report = sender
+        .send_vectored(&entries, &WriteOptions::default())
+        .unwrap();
+    assert!(report.error.is_none());
+    assert_eq!(report.packets, 4 + 2 + 1 + 6);
+    assert_eq!(report.bytes, (a.len() + b.len() + c.len() + d.len()) as u64);
+
+    // Dest 0: 4 packets of `a` (1316, 1316, 1316, 100), then 2 of `b`.
+    let got = recv_n(&rx[0], 6);
+    let lens: Vec<usize> = got.iter().map(|g| g.len() - 12).collect();
+    assert_eq!(lens, [1316, 1316, 1316, 100, 1316, 1316]);
+    let payload: Vec<u8> = got.iter().flat_map(|g| g[12..].to_vec()).collect();
+    assert_eq!(payload, [a.clone(), b.clone()].concat());
+    let fields: Vec<_> = got.iter().map(|g| rtp_fields(g)).collect();
+    let seqs: Vec<u16> = fields.iter().map(|f| f.2).collect();
+    assert_eq!(seqs, [65530, 65531, 65532, 65533, 65534, 65535]);
+    let tss: Vec<u32> = fields.iter().map(|f| f.3).collect();
+    assert_eq!(tss, [0, 90, 180, 270, 777_000, 777_090]);
+    assert!(fields.iter().all(|f| !f.0 && f.1 == 33 && f.4 == 0x1000));
+    assert_drained(&rx[0]);
+
+    let got = recv_n(&rx[1], 1);
+    assert_eq!(&got[0][12..], &c[..]);
+    assert_eq!(rtp_fields(&got[0]), (false, 33, 65531, 1000, 0x1001));
+    assert_drained(&rx[1]);
+
+    let got = recv_n(&rx[2], 6);
+    let payload: Vec<u8> = got.iter().flat_map(|g| g[12..].to_vec()).collect();
+    assert_eq!(payload, d);
+    let seqs: Vec<u16> = got.iter().map(|g| rtp_fields(g).2).collect();
+    assert_eq!(seqs, [65532, 65533, 65534, 65535, 0, 1], "wraps");
+    assert_drained(&rx[2]);
+
+    // The next call continues the sequence numbers and timestamps.
+    rx[1].set_nonblocking(false).unwrap();
+    sender
+        .send_vectored(&[Entry::new(ids[1], &c)], &WriteOptions::default())
+        .unwrap();
+    let got = recv_n(&rx[1], 1);
+    assert_eq!(rtp_fields(&got[0]), (false, 33, 65532, 1090, 0x1001));
+
+    let stats = sender.stats().unwrap();
+    assert_eq!(stats.calls, 2);
+    assert_eq!(stats.packets, 14);
+    assert_eq!(stats.bytes_copied, report.bytes + c.len() as u64);
+    assert_eq!(stats.bytes_zerocopy, 0);
+}
+
+#[test]
+fn rtp_over_ipv4_loopback() {
+    send_rtp_to("127.0.0.1");
+}
+
+#[test]
+fn rtp_over_ipv6_loopback() {
+    send_rtp_to("::1");
+}
+
+#[test]
+fn plain_udp_default_packet_size_is_the_mtu() {
+    let mut sender = Sender::open_fallback().unwrap();
+    let rx = receiver("127.0.0.1");
+    let d = DestConfig::route(rx.local_addr().unwrap(), None).unwrap();
+    let id = sender.connect(&d).unwrap();
+    // lo's MTU (65536) is above the largest IP packet: 65535 - 20 - 8.
+    let mtu = mdwrite::interface_mtu(d.ifindex).unwrap();
+    let max = (mtu.min(65535) - 28) as usize;
+    assert_eq!(sender.max_payload(id), Some(max as u16));
+    let a = data(max + 10, 9);
+    sender
+        .send_vectored(&[Entry::new(id, &a)], &WriteOptions::default())
+        .unwrap();
+    let got = recv_n(&rx, 2);
+    assert_eq!(got[0].len(), max);
+    assert_eq!(got[1].len(), 10);
+    assert_eq!([got[0].clone(), got[1].clone()].concat(), a);
+}
+
+#[test]
+fn destinations_sharing_a_source_share_a_socket() {
+    let mut sender = Sender::open_fallback().unwrap();
+    let rx: Vec<UdpSocket> = (0..4).map(|_| receiver("127.0.0.1")).collect();
+    let mut port = 0;
+    let ids: Vec<DestId> = rx
+        .iter()
+        .map(|s| {
+            let mut d = dest_to(s, 1000, None);
+            if port == 0 {
+                port = d.src_port;
+            }
+            d.src_port = port;
+            sender.connect(&d).unwrap()
+        })
+        .collect();
+    let bufs: Vec<Vec<u8>> = (0..4).map(|i| data(1000 * 70 + 1 + i, i as u8)).collect();
+    let entries: Vec<Entry<'_>> = ids
+        .iter()
+        .zip(&bufs)
+        .map(|(&id, b)| Entry::new(id, b))
+        .collect();
+    let opts = WriteOptions {
+        quantum: 3,
+        ..Default::default()
+    };
+    let r = sender.send_vectored(&entries, &opts).unwrap();
+    assert_eq!(r.packets, 4 * 71);
+    for (i, s) in rx.iter().enumerate() {
+        let got = recv_n(s, 71);
+        assert_eq!(got.concat(), bufs[i]);
+        assert_drained(s);
+    }
+    // And a packet from the socket says which port it came from.
+    let s = &rx[0];
+    s.set_nonblocking(false).unwrap();
+    sender
+        .send_vectored(&[Entry::new(ids[0], b"x")], &opts)
+        .unwrap();
+    let mut buf = [0u8; 16];
+    let (_, from) = s.recv_from(&mut buf).unwrap();
+    assert_eq!(from.port(), port);
+    // Disconnecting one keeps the others' socket.
+    sender.disconnect(ids[0]).unwrap();
+    sender
+        .send_vectored(&[Entry::new(ids[1], b"y")], &opts)
+        .unwrap();
+    rx[1].set_nonblocking(false).unwrap();
+    let (_, from) = rx[1].recv_from(&mut buf).unwrap();
+    assert_eq!(from.port(), port);
+}
+
+fn errno_of<T: std::fmt::Debug>(r: io::Result<T>) -> i32 {
+    r.unwrap_err().raw_os_error().expect("an errno")
+}
+
+#[test]
+fn connect_errors_are_the_modules() {
+    let mut sender = Sender::open_fallback().unwrap();
+    let rx = receiver("127.0.0.1");
+    let good = dest_to(&rx, 1316, None);
+    let with = |f: &dyn Fn(&mut DestConfig)| {
+        let mut d = good.clone();
+        f(&mut d);
+        d
+    };
+    let cases: Vec<(DestConfig, i32)> = vec![
+        (with(&|d| d.ifindex = 999_999), libc::ENODEV),
+        (with(&|d| d.src_port = 0), libc::EINVAL),
+        (
+            with(&|d| d.to = SocketAddr::new(d.to.ip(), 0)),
+            libc::EINVAL,
+        ),
+        (with(&|d| d.from = "::1".parse().unwrap()), libc::EINVAL),
+        (with(&|d| d.dscp = 64), libc::EINVAL),
+        (
+            with(&|d| {
+                d.rtp = Some(Rtp {
+                    payload_type: 128,
+                    ..Default::default()
+                })
+            }),
+            libc::EINVAL,
+        ),
+        (with(&|d| d.vlan_tci = Some(0)), libc::EINVAL),
+        (with(&|d| d.packet_size = Some(28)), libc::EMSGSIZE),
+        (with(&|d| d.vlan_tci = Some(5)), libc::EOPNOTSUPP),
+    ];
+    for (d, errno) in cases {
+        assert_eq!(errno_of(sender.connect(&d)), errno, "{d:?}");
+    }
+    let id = sender.connect(&good).unwrap();
+    sender.disconnect(id).unwrap();
+    assert_eq!(errno_of(sender.disconnect(id)), libc::ENXIO);
+}
+
+#[test]
+fn write_errors_are_the_modules() {
+    let mut sender = Sender::open_fallback().unwrap();
+    let rx = receiver("127.0.0.1");
+    let id = sender.connect(&dest_to(&rx, 1316, None)).unwrap();
+    let opts = WriteOptions::default();
+    let one = [1u8; 10];
+    assert_eq!(errno_of(sender.send_vectored(&[], &opts)), libc::EINVAL);
+    assert_eq!(
+        errno_of(sender.send_vectored(&[Entry::new(id, &[])], &opts)),
+        libc::EINVAL
+    );
+    let unknown = Entry::new(DestId::from_handle(4242), &one);
+    assert_eq!(
+        errno_of(sender.send_vectored(&[Entry::new(id, &one), unknown], &opts)),
+        libc::ENXIO
+    );
+    let ts = Entry {
+        dest: id,
+        data: &one,
+        rtp_timestamp: Some(1),
+    };
+    assert_eq!(errno_of(sender.send_vectored(&[ts], &opts)), libc::EINVAL);
+    let many = vec![Entry::new(id, &one); 4097];
+    assert_eq!(errno_of(sender.send_vectored(&many, &opts)), libc::E2BIG);
+    // Nothing left on a refused call.
+    assert_eq!(sender.stats().unwrap().packets, 0);
+    assert_drained(&rx);
+}
+
+#[test]
+fn stream_group_through_the_fallback() {
+    let mut sender = Sender::open_fallback().unwrap();
+    let rx: Vec<UdpSocket> = (0..3).map(|_| receiver("127.0.0.1")).collect();
+    let clock = FakeClock::new();
+    let mut group = StreamGroup::new(clock.clone(), GroupOptions::default());
+    let sources = [data(1316 * 40 + 99, 1), data(1316 * 9, 2)];
+    let bitrates = [3_000_000u64, 500_000];
+    let mut cfgs = Vec::new();
+    // Stream 0 to receivers 0 and 1 over RTP, stream 1 to receiver 2.
+    for (i, dests) in [vec![0usize, 1], vec![2]].into_iter().enumerate() {
+        let mut cfg = StreamConfig {
+            bitrate: bitrates[i],
+            payload_size: 1316,
+            dests: Vec::new(),
+            rtp_clock_hz: (i == 0).then_some(90_000),
+        };
+        for r in dests {
+            let rtp = cfg.rtp_ts_increment().map(|inc| rtp(r as u32, 0, 0, inc));
+            cfg.dests
+                .push(sender.connect(&dest_to(&rx[r], 1316, rtp)).unwrap());
+        }
+        cfgs.push(cfg.clone());
+        group
+            .add_stream(cfg, Box::new(io::Cursor::new(sources[i].clone())))
+            .unwrap();
+    }
+    let mut ticks = 0;
+    while !group.is_empty() {
+        let r = group.tick(&mut sender).unwrap();
+        assert!(r.write.as_ref().is_none_or(|w| w.error.is_none()));
+        ticks += 1;
+    }
+    assert!(ticks > 5);
+    for (r, stream, skip) in [(0, 0, 12), (1, 0, 12), (2, 1, 0)] {
+        let n = sources[stream].len().div_ceil(1316);
+        let got = recv_n(&rx[r], n);
+        let payload: Vec<u8> = got.iter().flat_map(|g| g[skip..].to_vec()).collect();
+        assert_eq!(payload, sources[stream], "receiver {r}");
+        if skip == 12 {
+            // Timestamps advance by one packet's time (280.7 us at 3 Mb/s:
+            // 351 or 352 at 90 kHz, from the pacing clock or the increment).
+            let tss: Vec<u32> = got.iter().map(|g| rtp_fields(g).3).collect();
+            for (k, ts) in tss.iter().enumerate() {
+                let ideal = (k as u64 * 1316 * 8 * 90_000 / bitrates[0]) as u32;
+                assert!(
+                    ts.abs_diff(ideal) <= k as u32 / 2 + 1,
+                    "packet {k}: {ts} vs {ideal}"
+                );
+            }
+            let seqs: Vec<u16> = got.iter().map(|g| rtp_fields(g).2).collect();
+            assert_eq!(seqs, (0..n as u16).collect::<Vec<_>>());
+        }
+        assert_drained(&rx[r]);
+    }
+}
