@@ -80,19 +80,16 @@ impl<'a> TsPacket<'a> {
     /// The packet in `bytes` (exactly 188 bytes), which starts at `offset`
     /// of the input (for the error message).
     pub fn parse(bytes: &'a [u8], offset: u64) -> Result<Self, TsError> {
-        let Ok(bytes) = <&[u8; TS_PACKET_SIZE]>::try_from(bytes) else {
-            return Err(TsError::Truncated {
+        match bytes.first() {
+            Some(&b) if b != SYNC_BYTE => return Err(TsError::Sync { offset, found: b }),
+            _ => {}
+        }
+        <&[u8; TS_PACKET_SIZE]>::try_from(bytes)
+            .map(Self)
+            .map_err(|_| TsError::Truncated {
                 offset,
                 len: bytes.len(),
-            });
-        };
-        if bytes[0] != SYNC_BYTE {
-            return Err(TsError::Sync {
-                offset,
-                found: bytes[0],
-            });
-        }
-        Ok(Self(bytes))
+            })
     }
 
     /// The packet identifier (13 bits).
@@ -240,6 +237,12 @@ pub(crate) mod tests {
             }
         );
         assert!(e.to_string().contains("offset 376"), "{e}");
+        let e = TsPacket::parse(&p[..100], 188).unwrap_err();
+        assert!(
+            matches!(e, TsError::Sync { .. }),
+            "the sync byte first: {e}"
+        );
+        p[0] = SYNC_BYTE;
         let e = TsPacket::parse(&p[..100], 188).unwrap_err();
         assert!(e.to_string().contains("100 bytes into"), "{e}");
     }
