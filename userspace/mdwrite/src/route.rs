@@ -5,8 +5,9 @@
 
 use std::{
     error::Error as StdError,
-    fmt, fs, io,
+    fmt, io,
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket},
+    os::fd::AsRawFd,
 };
 
 use nix::{
@@ -92,25 +93,49 @@ pub fn interface_name(ifindex: u32) -> io::Result<String> {
     Ok(name.to_string_lossy().into_owned())
 }
 
-/// The MTU of interface `ifindex` (`/sys/class/net/NAME/mtu`).
-pub fn interface_mtu(ifindex: u32) -> io::Result<u32> {
+/// Runs the `SIOCGIF*` ioctl `request` on interface `ifindex`. Unlike
+/// `/sys/class/net`, which shows the namespace sysfs was mounted in, this
+/// sees the calling thread's network namespace.
+fn ifreq_ioctl(ifindex: u32, request: libc::c_ulong) -> io::Result<libc::ifreq> {
     let name = interface_name(ifindex)?;
-    let path = format!("/sys/class/net/{name}/mtu");
-    let text = fs::read_to_string(&path)?;
-    text.trim().parse().map_err(|_| {
-        OsContext::error(
-            nix::errno::Errno::EIO as i32,
-            format!("unreadable MTU in {path}"),
-        )
-    })
+    // SAFETY: `ifreq` is plain data; all zeroes is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req
+        .ifr_name
+        .iter_mut()
+        .zip(name.bytes().take(libc::IFNAMSIZ - 1))
+    {
+        *dst = src as libc::c_char;
+    }
+    let socket = rustix::net::socket(
+        rustix::net::AddressFamily::INET,
+        rustix::net::SocketType::DGRAM,
+        None,
+    )?;
+    // SAFETY: SIOCGIFMTU and SIOCGIFFLAGS read and write a `struct ifreq`,
+    // which `req` is, alive for the call.
+    let rc = unsafe { libc::ioctl(socket.as_raw_fd(), request as _, &mut req) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(req)
 }
 
-/// Whether interface `ifindex` is administratively up.
+/// The MTU of interface `ifindex` (`SIOCGIFMTU`); `ENODEV` when there is
+/// none.
+pub fn interface_mtu(ifindex: u32) -> io::Result<u32> {
+    let req = ifreq_ioctl(ifindex, libc::SIOCGIFMTU)?;
+    // SAFETY: SIOCGIFMTU filled in the `ifru_mtu` member.
+    let mtu = unsafe { req.ifr_ifru.ifru_mtu };
+    Ok(u32::try_from(mtu).unwrap_or(0))
+}
+
+/// Whether interface `ifindex` is administratively up (`SIOCGIFFLAGS`).
 pub(crate) fn interface_up(ifindex: u32) -> io::Result<bool> {
-    let name = interface_name(ifindex)?;
-    let flags = fs::read_to_string(format!("/sys/class/net/{name}/flags"))?;
-    let flags = u32::from_str_radix(flags.trim().trim_start_matches("0x"), 16).unwrap_or(1);
-    Ok(flags & 1 != 0)
+    let req = ifreq_ioctl(ifindex, libc::SIOCGIFFLAGS)?;
+    // SAFETY: SIOCGIFFLAGS filled in the `ifru_flags` member.
+    let flags = unsafe { req.ifr_ifru.ifru_flags };
+    Ok(flags & libc::IFF_UP as libc::c_short != 0)
 }
 
 /// The local addresses of each interface, as (name, address) pairs.

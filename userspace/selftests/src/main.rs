@@ -14,6 +14,7 @@ mod errors;
 mod net;
 mod raw;
 mod send;
+mod sender;
 mod topo;
 
 use std::process::ExitCode;
@@ -46,6 +47,14 @@ const TESTS: &[Test] = &[
     ("killed_mid_call", errors::killed_mid_call),
     ("concurrent_calls", errors::concurrent_calls),
     ("munmap_mid_call", errors::munmap_mid_call),
+    (
+        "sender_backends_same_packets",
+        sender::sender_backends_same_packets,
+    ),
+    (
+        "sender_stream_group_module",
+        sender::sender_stream_group_module,
+    ),
 ];
 
 fn main() -> ExitCode {
