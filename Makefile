@@ -6,12 +6,13 @@
 #   make KDIR=/path/to/kbuild build against your own CONFIG_RUST kernel
 #   make demo                 the main job (see README.md)
 #   make check                every test (see README.md)
+#   make bench                the benchmark (see Documentation/benchmarks.md)
 #
 # KDIR defaults to the cached debug test kernel (scripts/build-kernel.sh
 # builds it on first use). A kernel built with LLVM=1 or LLVM=-N needs the
 # same LLVM= here; the cached kernels record theirs in mdwrite-build.env.
 
-ifneq ($(filter-out demo check,$(or $(MAKECMDGOALS),all)),)
+ifneq ($(filter-out demo check bench,$(or $(MAKECMDGOALS),all)),)
 KDIR ?= $(shell $(CURDIR)/scripts/build-kernel.sh debug)
 -include $(KDIR)/mdwrite-build.env
 endif
@@ -31,4 +32,7 @@ demo:
 check:
 	scripts/run-tests.sh
 
-.PHONY: all clean demo check
+bench:
+	scripts/bench.sh
+
+.PHONY: all clean demo check bench

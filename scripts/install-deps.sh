@@ -20,6 +20,7 @@ DEB_PACKAGES=(
 	busybox-static qemu-system-x86 udev
 	python3-venv
 	iproute2 ethtool tcpdump
+	gnuplot-nox
 	ffmpeg tshark
 )
 

@@ -4,12 +4,15 @@
 # Boot a cached test kernel under QEMU/TCG (virtme-ng, host root over 9p)
 # and run one script in it.
 #
-#   scripts/vm-run.sh [--kernel debug|release] [--rwdir DIR] SCRIPT [ARGS...]
+#   scripts/vm-run.sh [--kernel debug|release] [--rwdir DIR] [--cpus N]
+#                     [--qemu-opts STR] SCRIPT [ARGS...]
 #
 # Builds what is missing (kernel, module, userspace) first. In the guest,
 # SCRIPT runs as root under bash with MDW_MODDIR (where mdwrite.ko is) and
 # MDW_BINDIR (the userspace binaries, also on PATH) set; DIR is writable.
 # Exits with the script's status; 124 when the guest ran out of time.
+# --cpus sets the guest's vCPUs (default 2); --qemu-opts passes extra QEMU
+# options (the benchmark's -icount).
 #
 # One VM at a time per machine: TCG guests on a 2-core host slow each other
 # down until their tests time out, so a second run waits for the first
@@ -18,15 +21,17 @@ set -euo pipefail
 
 . "$(dirname "$0")/lib.sh"
 
-flavor=debug rwdir=() timeout=${MDW_VM_TIMEOUT:-2700}
+flavor=debug rwdir=() cpus=2 qemu_opts=() timeout=${MDW_VM_TIMEOUT:-2700}
 while (($#)); do
 	case "$1" in
 	--kernel) flavor=$2; shift 2 ;;
 	--rwdir) rwdir=(--rwdir "$2"); shift 2 ;;
+	--cpus) cpus=$2; shift 2 ;;
+	--qemu-opts) qemu_opts=(--qemu-opts "$2"); shift 2 ;;
 	*) break ;;
 	esac
 done
-(($#)) || die "usage: $0 [--kernel debug|release] [--rwdir DIR] SCRIPT [ARGS...]"
+(($#)) || die "usage: $0 [--kernel debug|release] [--rwdir DIR] [--cpus N] [--qemu-opts STR] SCRIPT [ARGS...]"
 
 kdir=$("$MDW_ROOT/scripts/build-kernel.sh" "$flavor")
 moddir=$("$MDW_ROOT/scripts/build-module.sh" "$flavor")
@@ -42,5 +47,5 @@ cmd="MDW_MODDIR=$moddir MDW_BINDIR=$bindir PATH=$bindir:\$PATH bash"
 for a in "$@"; do cmd+=" $(printf '%q' "$a")"; done
 
 PATH=$(dirname "$VNG"):$PATH exec timeout --foreground "$timeout" "$VNG" --run "$kdir/arch/x86/boot/bzImage" \
-	--disable-kvm --force-9p --cpus 2 --memory 2G "${rwdir[@]}" \
+	--disable-kvm --force-9p --cpus "$cpus" --memory 2G "${rwdir[@]}" "${qemu_opts[@]}" \
 	--exec "$cmd" </dev/null

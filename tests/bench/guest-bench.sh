@@ -1,0 +1,67 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# The benchmark inside the VM (started by scripts/bench.sh through
+# scripts/vm-run.sh, one vCPU, QEMU -icount shift=0,sleep=off).
+#
+#   guest-bench.sh OUTDIR [quick]
+#
+# Sets up dummy0 like a NIC (checksum offload on, UDP segmentation offload
+# off, so GSO is done in software), a permanent neighbour entry per
+# destination, loads mdwrite.ko, checks that the clock counts instructions,
+# then runs every method over every workload with checksum offload on, and
+# a second table with it off. Writes OUTDIR/results.csv, OUTDIR/calibrate.txt
+# and OUTDIR/setup.txt.
+set -eu
+
+out=$1 mode=${2:-full}
+dev=dummy0
+maxdests=512
+
+ip link show "$dev" >/dev/null 2>&1 || ip link add "$dev" type dummy
+ip link set "$dev" up
+ip addr add 10.0.0.1/8 dev "$dev"
+# Room for a permanent neighbour entry per destination.
+sysctl -qw net.ipv4.neigh.default.gc_thresh1=4096 net.ipv4.neigh.default.gc_thresh2=8192 \
+	net.ipv4.neigh.default.gc_thresh3=16384
+mdwrite-bench neigh "$dev" "$maxdests" | ip -batch -
+ethtool -K "$dev" tx-checksumming on tx-udp-segmentation off >/dev/null
+insmod "$MDW_MODDIR/mdwrite.ko"
+
+{
+	echo "kernel: $(uname -r) ($(uname -v))"
+	echo "cpus: $(nproc), $(sed -n 's/^model name[^:]*: //p' /proc/cpuinfo | head -n1)," \
+		"string-copy flags: $(grep -m1 -ow -E 'erms|fsrm' /proc/cpuinfo | sort -u | paste -sd' ')"
+	echo "mdwrite: $(mdwrite info | tr '\n' ' ')"
+	ethtool -k "$dev" | grep -E '^(tx-checksumming|scatter-gather|tx-udp-segmentation|generic-segmentation-offload):'
+} >"$out/setup.txt"
+cat "$out/setup.txt"
+
+mdwrite-bench calibrate | tee "$out/calibrate.txt"
+
+csv=$out/results.csv
+rm -f "$csv"
+status=0
+case "$mode" in
+quick)
+	on=(--dests 1,8 --kib 64 --extra 64x256)
+	off=(--dests 8 --kib 64 --extra "")
+	;;
+full)
+	on=()
+	off=(--payloads 1472 --dests 8,64,512 --kib 256 --extra "")
+	;;
+*) echo "unknown mode '$mode'" >&2; exit 2 ;;
+esac
+
+mdwrite-bench run --ifname "$dev" --table "offload on" --csv "$csv" "${on[@]}" || status=1
+
+# Checksum offload off: the stack and mdwrite checksum in software (reading
+# the payload), except mdwrite with a zero UDP checksum.
+ethtool -K "$dev" tx-checksumming off >/dev/null
+ethtool -k "$dev" | grep -E '^(tx-checksumming|scatter-gather):' | tee -a "$out/setup.txt"
+mdwrite-bench run --ifname "$dev" --table "offload off" --csv "$csv" "${off[@]}" \
+	--methods mdwrite,mdwrite-csum0,sendto,sendmmsg,gso,gso-zerocopy,io_uring-sendzc,af_packet-ring,pktgen || status=1
+
+rmmod mdwrite
+exit $status

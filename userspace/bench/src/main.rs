@@ -1,0 +1,305 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! `mdwrite-bench`: deterministic cost per packet of mdwrite and of every
+//! stock Linux UDP send path, run inside a QEMU guest whose clock counts
+//! executed instructions (`-icount shift=0,sleep=off`, see
+//! Documentation/benchmarks.md).
+//!
+//! Each method sends the same workload from the same buffer in the same
+//! boot; only its send section is timed with CLOCK_MONOTONIC (= guest
+//! instructions). A row counts only if the device's `tx_packets` grew by
+//! exactly the workload's packets and the method itself reports them all.
+
+mod methods;
+mod report;
+mod workload;
+
+use std::{
+    fs,
+    io::{self, Write},
+    path::PathBuf,
+    process::ExitCode,
+};
+
+use clap::{Parser, Subcommand};
+
+use report::Row;
+use workload::{dest_addr, dest_mac, mac_string, Pool, Workload};
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "Guest instructions per packet of mdwrite and the stock UDP send paths"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Times the same busy loop twice: identical figures mean the clock
+    /// counts instructions.
+    Calibrate,
+    /// Prints `ip -batch` lines adding a permanent neighbour entry for each
+    /// of the first DESTS destinations on IFNAME.
+    Neigh {
+        /// The benchmark device.
+        ifname: String,
+        /// Number of destinations.
+        dests: usize,
+    },
+    /// Runs every method over every workload and appends rows to a CSV.
+    Run(RunArgs),
+    /// Prints the Markdown tables of a CSV.
+    Report {
+        /// The CSV written by `run`.
+        csv: PathBuf,
+    },
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// The benchmark device.
+    #[arg(long, default_value = "dummy0")]
+    ifname: String,
+    /// Name of this table in the CSV (e.g. the device's offload setting).
+    #[arg(long)]
+    table: String,
+    /// Payload sizes; `1316+rtp` adds a 12-byte RTP header per packet.
+    #[arg(long, value_delimiter = ',', default_value = "1472,1316+rtp")]
+    payloads: Vec<String>,
+    /// Destination counts.
+    #[arg(long, value_delimiter = ',', default_value = "1,8,64,512")]
+    dests: Vec<usize>,
+    /// KiB per destination per call, for every destination count.
+    #[arg(long, value_delimiter = ',', default_value = "64,1024")]
+    kib: Vec<usize>,
+    /// Extra workloads DESTSxKIB (e.g. the headline 64x256), first payload
+    /// only.
+    #[arg(long, value_delimiter = ',', default_value = "64x256")]
+    extra: Vec<String>,
+    /// Methods, in column order.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "mdwrite,sendto,sendmmsg,gso,gso-zerocopy,io_uring-sendzc,af_packet-ring,pktgen,pktgen-burst32"
+    )]
+    methods: Vec<String>,
+    /// The CSV to append to (created with a header line if missing).
+    #[arg(long)]
+    csv: PathBuf,
+}
+
+/// CLOCK_MONOTONIC in ns: guest instructions under `-icount shift=0`.
+fn now_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid timespec to fill.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// The device's transmitted-packet counter.
+fn tx_packets(ifname: &str) -> io::Result<u64> {
+    let s = fs::read_to_string(format!("/sys/class/net/{ifname}/statistics/tx_packets"))?;
+    s.trim()
+        .parse()
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+fn calibrate() {
+    for _ in 0..2 {
+        let t0 = now_ns();
+        let mut x = 0u64;
+        for i in 0..10_000_000u64 {
+            x = std::hint::black_box(x.wrapping_add(i));
+        }
+        let t1 = now_ns();
+        println!("10M-iteration loop: {} ns", t1 - t0);
+    }
+}
+
+fn parse_payload(s: &str) -> Result<(usize, bool), String> {
+    let (n, rtp) = match s.strip_suffix("+rtp") {
+        Some(n) => (n, true),
+        None => (s, false),
+    };
+    let n: usize = n.parse().map_err(|_| format!("bad payload '{s}'"))?;
+    if n == 0 || n + 28 + if rtp { 12 } else { 0 } > 1500 {
+        return Err(format!("payload '{s}' does not fit a 1500-byte MTU"));
+    }
+    Ok((n, rtp))
+}
+
+/// The workloads of `args`, in run order.
+fn workloads(args: &RunArgs) -> Result<Vec<Workload>, String> {
+    let mut v = Vec::new();
+    for (i, p) in args.payloads.iter().enumerate() {
+        let (payload, rtp) = parse_payload(p)?;
+        let mut add = |dests, kib: usize| {
+            v.push(Workload {
+                dests,
+                bytes: kib << 10,
+                payload,
+                rtp,
+            })
+        };
+        for &kib in &args.kib {
+            for &n in &args.dests {
+                add(n, kib);
+            }
+        }
+        if i == 0 {
+            for e in args.extra.iter().filter(|e| !e.is_empty()) {
+                let (n, kib) = e.split_once('x').ok_or(format!("bad workload '{e}'"))?;
+                let n = n.parse().map_err(|_| format!("bad workload '{e}'"))?;
+                let kib = kib.parse().map_err(|_| format!("bad workload '{e}'"))?;
+                add(n, kib);
+            }
+        }
+    }
+    Ok(v)
+}
+
+/// One method over one workload: prepare, warm up, time, check.
+fn measure(ifname: &str, name: &str, wl: &Workload, pool: &Pool) -> io::Result<Row> {
+    let mut m = methods::make(name, ifname)?;
+    m.prepare(wl, pool)?;
+    // Warm-up: the same destinations, at most 64 KiB each (sockets,
+    // routes, slab caches and the code path are warm; not timed).
+    let warm = Workload {
+        bytes: wl.bytes.min(64 << 10),
+        ..*wl
+    };
+    m.send(&warm, pool)?;
+    let tx0 = tx_packets(ifname)?;
+    let t0 = now_ns();
+    let out = m.send(wl, pool)?;
+    let t1 = now_ns();
+    let tx1 = tx_packets(ifname)?;
+    let after = m.after()?;
+    let mut row = Row::new(wl, name);
+    let want = m.expected_packets(wl);
+    row.packets = want;
+    row.instructions = out.elapsed_ns.unwrap_or(t1 - t0);
+    row.syscalls = out.syscalls;
+    row.pinned_pages = out.pinned_pages;
+    let mut notes: Vec<String> = [out.note, after]
+        .into_iter()
+        .filter(|s| !s.is_empty())
+        .collect();
+    if tx1 - tx0 != want || out.packets != want {
+        notes.push(format!(
+            "sent {} packets (device counted {}), expected {want}",
+            out.packets,
+            tx1 - tx0
+        ));
+        row.status = "failed".into();
+    }
+    row.note = notes.join("; ");
+    Ok(row)
+}
+
+fn run(args: &RunArgs) -> io::Result<bool> {
+    let wls = workloads(args).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    for m in &args.methods {
+        if !methods::METHODS.contains(&m.as_str()) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("unknown method '{m}'"),
+            ));
+        }
+    }
+    raise_nofile()?;
+    let new = !args.csv.exists();
+    let mut csv = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&args.csv)?;
+    if new {
+        writeln!(csv, "{}", Row::CSV_HEADER)?;
+    }
+    let mut all_ok = true;
+    for (i, wl) in wls.iter().enumerate() {
+        let pool = Pool::new(wl.pool_size())?;
+        for name in &args.methods {
+            let mut row = match measure(&args.ifname, name, wl, &pool) {
+                Ok(r) => r,
+                Err(e) => {
+                    let mut r = Row::new(wl, name);
+                    r.status = "failed".into();
+                    r.note = e.to_string();
+                    r
+                }
+            };
+            row.table.clone_from(&args.table);
+            all_ok &= row.status == "ok";
+            eprintln!(
+                "[bench] {} {}/{} {} {}x{}KiB {:<16} {}",
+                args.table,
+                i + 1,
+                wls.len(),
+                wl.payload_name(),
+                wl.dests,
+                wl.bytes >> 10,
+                name,
+                row.summary()
+            );
+            writeln!(csv, "{}", row.to_csv())?;
+            csv.flush()?;
+        }
+    }
+    Ok(all_ok)
+}
+
+/// Room for one socket per destination.
+fn raise_nofile() -> io::Result<()> {
+    let r = libc::rlimit {
+        rlim_cur: 8192,
+        rlim_max: 8192,
+    };
+    // SAFETY: a valid rlimit.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &r) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let res = match cli.cmd {
+        Cmd::Calibrate => {
+            calibrate();
+            Ok(true)
+        }
+        Cmd::Neigh { ifname, dests } => {
+            for d in 0..dests {
+                println!(
+                    "neigh replace {} lladdr {} dev {ifname} nud permanent",
+                    dest_addr(d),
+                    mac_string(dest_mac(d))
+                );
+            }
+            Ok(true)
+        }
+        Cmd::Run(args) => run(&args),
+        Cmd::Report { csv } => fs::read_to_string(&csv).and_then(|text| {
+            print!("{}", report::markdown(&text)?);
+            Ok(true)
+        }),
+    };
+    match res {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => {
+            eprintln!("mdwrite-bench: some rows failed");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("mdwrite-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,352 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Result rows, their CSV form, and the Markdown tables made from a CSV.
+
+use std::{fmt::Write, io};
+
+use crate::workload::Workload;
+
+/// One method over one workload.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Row {
+    /// Which table (device setting) the row belongs to.
+    pub table: String,
+    /// Payload name (`1472`, `1316+rtp`).
+    pub payload: String,
+    /// Destinations.
+    pub dests: u64,
+    /// KiB per destination per call.
+    pub kib: u64,
+    /// Method name.
+    pub method: String,
+    /// Packets of the workload.
+    pub packets: u64,
+    /// Payload bytes of the workload.
+    pub bytes: u64,
+    /// System calls in the timed section.
+    pub syscalls: u64,
+    /// Guest instructions (ns of CLOCK_MONOTONIC) of the timed section.
+    pub instructions: u64,
+    /// Pages pinned per call (mdwrite).
+    pub pinned_pages: Option<u64>,
+    /// `ok` or `failed`.
+    pub status: String,
+    /// Why it failed, or anything worth knowing.
+    pub note: String,
+}
+
+impl Row {
+    /// The CSV's first line.
+    pub const CSV_HEADER: &'static str = "table,payload,dests,kib_per_dest,method,packets,payload_bytes,syscalls,instructions,instr_per_packet,instr_per_byte,pinned_pages_per_call,status,note";
+
+    /// A row for `method` over `wl`, not measured yet.
+    pub fn new(wl: &Workload, method: &str) -> Self {
+        Self {
+            payload: wl.payload_name(),
+            dests: wl.dests as u64,
+            kib: (wl.bytes >> 10) as u64,
+            method: method.to_owned(),
+            packets: wl.packets(),
+            bytes: wl.total_bytes(),
+            status: "ok".into(),
+            ..Default::default()
+        }
+    }
+
+    fn ok(&self) -> bool {
+        self.status == "ok"
+    }
+
+    /// Guest instructions per packet.
+    pub fn per_packet(&self) -> f64 {
+        self.instructions as f64 / self.packets as f64
+    }
+
+    /// Guest instructions per payload byte.
+    pub fn per_byte(&self) -> f64 {
+        self.instructions as f64 / self.bytes as f64
+    }
+
+    /// One line for the progress log.
+    pub fn summary(&self) -> String {
+        if !self.ok() {
+            return format!("FAILED: {}", self.note);
+        }
+        let mut s = format!(
+            "{:>8} instr/pkt {:>7.3} instr/B {:>7} pkts {:>6} syscalls",
+            group(self.per_packet().round() as u64),
+            self.per_byte(),
+            self.packets,
+            self.syscalls
+        );
+        if !self.note.is_empty() {
+            write!(s, " ({})", self.note).unwrap();
+        }
+        s
+    }
+
+    /// The CSV line.
+    pub fn to_csv(&self) -> String {
+        let (pp, pb) = if self.ok() {
+            (
+                format!("{:.1}", self.per_packet()),
+                format!("{:.4}", self.per_byte()),
+            )
+        } else {
+            (String::new(), String::new())
+        };
+        format!(
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+            self.table,
+            self.payload,
+            self.dests,
+            self.kib,
+            self.method,
+            self.packets,
+            self.bytes,
+            self.syscalls,
+            self.instructions,
+            pp,
+            pb,
+            self.pinned_pages.map(|p| p.to_string()).unwrap_or_default(),
+            self.status,
+            csv_quote(&self.note)
+        )
+    }
+
+    /// Parses a CSV line written by [`Row::to_csv`].
+    pub fn from_csv(line: &str) -> io::Result<Self> {
+        let bad = |what: &str| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("bad CSV line ({what}): {line}"),
+            )
+        };
+        let f: Vec<&str> = line.splitn(14, ',').collect();
+        if f.len() != 14 {
+            return Err(bad("field count"));
+        }
+        let num = |i: usize| {
+            f[i].parse::<u64>()
+                .map_err(|_| bad(Row::CSV_HEADER.split(',').nth(i).unwrap_or("?")))
+        };
+        Ok(Self {
+            table: f[0].into(),
+            payload: f[1].into(),
+            dests: num(2)?,
+            kib: num(3)?,
+            method: f[4].into(),
+            packets: num(5)?,
+            bytes: num(6)?,
+            syscalls: num(7)?,
+            instructions: num(8)?,
+            pinned_pages: if f[11].is_empty() {
+                None
+            } else {
+                Some(num(11)?)
+            },
+            status: f[12].into(),
+            note: csv_unquote(f[13]),
+        })
+    }
+}
+
+fn csv_quote(s: &str) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\"").replace('\n', " "))
+    } else {
+        s.to_owned()
+    }
+}
+
+fn csv_unquote(s: &str) -> String {
+    match s.strip_prefix('"').and_then(|s| s.strip_suffix('"')) {
+        Some(inner) => inner.replace("\"\"", "\""),
+        None => s.to_owned(),
+    }
+}
+
+/// `12345` as `12,345`.
+pub fn group(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Distinct values in first-seen order.
+fn distinct<T: PartialEq + Clone>(it: impl Iterator<Item = T>) -> Vec<T> {
+    let mut v = Vec::new();
+    for x in it {
+        if !v.contains(&x) {
+            v.push(x);
+        }
+    }
+    v
+}
+
+/// The Markdown tables of a CSV: per table and payload, guest instructions
+/// per packet by workload and method; then every figure of the headline
+/// workloads (64 destinations x 256 KiB).
+pub fn markdown(csv: &str) -> io::Result<String> {
+    let rows = csv
+        .lines()
+        .skip(1)
+        .filter(|l| !l.trim().is_empty())
+        .map(Row::from_csv)
+        .collect::<io::Result<Vec<_>>>()?;
+    let mut md = String::new();
+    let mut notes = Vec::new();
+    for table in distinct(rows.iter().map(|r| r.table.clone())) {
+        let trows: Vec<&Row> = rows.iter().filter(|r| r.table == table).collect();
+        for payload in distinct(trows.iter().map(|r| r.payload.clone())) {
+            let prows: Vec<&Row> = trows
+                .iter()
+                .copied()
+                .filter(|r| r.payload == payload)
+                .collect();
+            let methods = distinct(prows.iter().map(|r| r.method.clone()));
+            writeln!(
+                md,
+                "#### {table}, payload {payload} bytes: guest instructions per packet\n"
+            )
+            .unwrap();
+            writeln!(
+                md,
+                "| destinations x KiB | packets | {} |",
+                methods.join(" | ")
+            )
+            .unwrap();
+            writeln!(md, "| --- | ---: |{}", " ---: |".repeat(methods.len())).unwrap();
+            for (n, kib) in distinct(prows.iter().map(|r| (r.dests, r.kib))) {
+                let wrows: Vec<&Row> = prows
+                    .iter()
+                    .copied()
+                    .filter(|r| r.dests == n && r.kib == kib)
+                    .collect();
+                let mut line = format!("| {n} x {kib} | {} |", group(wrows[0].packets));
+                for m in &methods {
+                    let cell = match wrows.iter().find(|r| &r.method == m) {
+                        None => String::new(),
+                        Some(r) if r.ok() => group(r.per_packet().round() as u64),
+                        Some(r) => {
+                            notes.push(format!(
+                                "{table}, {payload}, {n} x {kib} KiB, {m}: {}",
+                                r.note
+                            ));
+                            format!("failed [{}]", notes.len())
+                        }
+                    };
+                    write!(line, " {cell} |").unwrap();
+                }
+                writeln!(md, "{line}").unwrap();
+            }
+            writeln!(md).unwrap();
+        }
+    }
+    let head: Vec<&Row> = rows
+        .iter()
+        .filter(|r| r.dests == 64 && r.kib == 256)
+        .collect();
+    if !head.is_empty() {
+        writeln!(md, "#### Headline workload: 64 destinations x 256 KiB\n").unwrap();
+        writeln!(md, "| table | payload | method | packets | syscalls | instructions | instr/packet | instr/byte | pages pinned/call | note |").unwrap();
+        writeln!(
+            md,
+            "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
+        )
+        .unwrap();
+        for r in head {
+            let (pp, pb) = if r.ok() {
+                (
+                    group(r.per_packet().round() as u64),
+                    format!("{:.3}", r.per_byte()),
+                )
+            } else {
+                ("failed".into(), String::new())
+            };
+            writeln!(
+                md,
+                "| {} | {} | {} | {} | {} | {} | {pp} | {pb} | {} | {} |",
+                r.table,
+                r.payload,
+                r.method,
+                group(r.packets),
+                group(r.syscalls),
+                group(r.instructions),
+                r.pinned_pages.map(group).unwrap_or_default(),
+                r.note.replace('|', "/")
+            )
+            .unwrap();
+        }
+        writeln!(md).unwrap();
+    }
+    if !notes.is_empty() {
+        writeln!(md, "Failed rows:\n").unwrap();
+        for (i, n) in notes.iter().enumerate() {
+            writeln!(md, "{}. {}", i + 1, n.replace('|', "/")).unwrap();
+        }
+        writeln!(md).unwrap();
+    }
+    Ok(md)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wl() -> Workload {
+        Workload {
+            dests: 64,
+            bytes: 256 << 10,
+            payload: 1472,
+            rtp: false,
+        }
+    }
+
+    #[test]
+    fn csv_round_trip_keeps_every_field() {
+        let mut r = Row::new(&wl(), "gso");
+        r.table = "offload-on".into();
+        r.syscalls = 261;
+        r.instructions = 17_504_768;
+        r.pinned_pages = Some(4160);
+        r.note = "a, \"quoted\" note".into();
+        let back = Row::from_csv(&r.to_csv()).unwrap();
+        assert_eq!(back, r);
+    }
+
+    #[test]
+    fn markdown_shows_figures_and_failures() {
+        let mut a = Row::new(&wl(), "mdwrite");
+        a.table = "on".into();
+        a.instructions = 11_456 * 700;
+        let mut b = Row::new(&wl(), "io_uring-sendzc");
+        b.table = "on".into();
+        b.status = "failed".into();
+        b.note = "Operation not supported (os error 95)".into();
+        let csv = format!("{}\n{}\n{}\n", Row::CSV_HEADER, a.to_csv(), b.to_csv());
+        let md = markdown(&csv).unwrap();
+        assert!(
+            md.contains("| 64 x 256 | 11,456 | 700 | failed [1] |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("1. on, 1472, 64 x 256 KiB, io_uring-sendzc: Operation not supported"),
+            "{md}"
+        );
+    }
+
+    #[test]
+    fn groups_thousands() {
+        assert_eq!(group(0), "0");
+        assert_eq!(group(999), "999");
+        assert_eq!(group(1000), "1,000");
+        assert_eq!(group(12_345_678), "12,345,678");
+    }
+}
