@@ -5,6 +5,7 @@
 # Linux UDP send path (see Documentation/benchmarks.md).
 #
 #   scripts/bench.sh [--quick]      # or: make bench
+#   scripts/bench.sh --profile METHOD [DESTS KIB PAYLOAD TIMES]
 #
 # Boots the release kernel under QEMU/TCG with one vCPU and
 # -icount shift=0,sleep=off, so the guest's CLOCK_MONOTONIC advances one ns
@@ -16,15 +17,58 @@
 #   Documentation/benchmarks.md         its results section regenerated
 # and prints the Markdown tables. --quick runs a small subset (a check of
 # the pipeline: it writes bench/results/quick.csv and leaves the docs alone).
+# --profile samples where METHOD's instructions go (perf, timer samples) over
+# TIMES sends of a workload (default: the headline 64 x 256 KiB, 1472 B, 200
+# times) and writes bench/results/profile-METHOD.txt.
 set -euo pipefail
 
 . "$(dirname "$0")/lib.sh"
 
-mode=full
+# plot CSV PNG: instructions per packet against destinations (log x), one
+# line per method, checksum offload on, 1472-byte payload; one panel per
+# size of the per-destination chunk.
+plot() {
+	local csv=$1 png=$2 dir kib methods=() i m
+	local colors=('#1f77b4' '#d62728' '#2ca02c' '#ff7f0e' '#9467bd' '#8c564b' '#e377c2' '#7f7f7f' '#bcbd22' '#17becf')
+	dir=$(mktemp -d)
+	mapfile -t methods < <(awk -F, 'NR > 1 && $1 == "offload on" && !seen[$5]++ { print $5 }' "$csv")
+	local script="set terminal pngcairo size 1400,600 font 'sans,10' noenhanced
+set output '$png'
+set multiplot layout 1,2 title 'mdwrite benchmark: guest instructions per packet, dummy0, checksum offload on, 1472-byte payload'
+set logscale x 2
+set xtics (1, 8, 64, 512)
+set xrange [0.8:640]
+set yrange [0:*]
+set grid
+set key outside right
+set xlabel 'destinations'
+set ylabel 'guest instructions per packet'"
+	for kib in 64 1024; do
+		local plots=()
+		for i in "${!methods[@]}"; do
+			m=${methods[i]}
+			awk -F, -v m="$m" -v k="$kib" 'NR > 1 && $1 == "offload on" && $2 == "1472" &&
+				$4 == k && $5 == m && $13 == "ok" { print $3, $10 }' "$csv" >"$dir/$m-$kib.dat"
+			[ -s "$dir/$m-$kib.dat" ] && plots+=("'$dir/$m-$kib.dat' using 1:2 with linespoints lw 2 pt $((i + 1)) lc rgb '${colors[i % 10]}' title '$m'")
+		done
+		script+="
+set title '$kib KiB per destination per call'
+plot $(IFS=,; echo "${plots[*]}")"
+	done
+	gnuplot <<<"$script
+unset multiplot"
+	rm -rf "$dir"
+}
+
+mode=full args=()
 case "${1:-}" in
 "") ;;
 --quick) mode=quick ;;
-*) die "usage: $0 [--quick]" ;;
+--profile)
+	(($# >= 2)) || die "usage: $0 --profile METHOD [DESTS KIB PAYLOAD TIMES]"
+	mode=profile args=("${@:2}")
+	;;
+*) die "usage: $0 [--quick | --profile METHOD [DESTS KIB PAYLOAD TIMES]]" ;;
 esac
 
 "$MDW_ROOT/scripts/install-deps.sh"
@@ -39,7 +83,14 @@ log "benchmark ($mode): booting the release kernel, 1 vCPU, -icount shift=0,slee
 status=0
 MDW_VM_TIMEOUT=${MDW_VM_TIMEOUT:-3600} "$MDW_ROOT/scripts/vm-run.sh" --kernel release --cpus 1 \
 	--qemu-opts "-icount shift=0,sleep=off" --rwdir "$out" \
-	"$MDW_ROOT/tests/bench/guest-bench.sh" "$out" "$mode" || status=$?
+	"$MDW_ROOT/tests/bench/guest-bench.sh" "$out" "$mode" "${args[@]}" || status=$?
+if [ "$mode" = profile ]; then
+	[ -s "$out/profile.txt" ] || die "the guest wrote no profile (status $status)"
+	cp "$out/profile.txt" "$results/profile-${args[0]}.txt"
+	cat "$out/profile.txt"
+	log "profile done in $(($(date +%s) - start)) s: bench/results/profile-${args[0]}.txt"
+	exit 0
+fi
 [ -s "$out/results.csv" ] || die "the guest wrote no results (status $status)"
 ((status == 0)) || log "some rows failed (guest status $status); they are marked in the tables"
 
@@ -56,18 +107,21 @@ fi
 cp "$out/results.csv" "$results/$(date -u +%Y-%m-%d)-$kernel.csv"
 cp "$out/results.csv" "$results/latest.csv"
 tables=$("$bindir/mdwrite-bench" report "$results/latest.csv")
-"$MDW_ROOT/scripts/bench-plot.sh" "$results/latest.csv" "$results/instr-per-packet.png"
+plot "$results/latest.csv" "$results/instr-per-packet.png"
 
 # Regenerate the results section of the docs: everything between the markers.
+secs=$(($(date +%s) - start))
 {
 	sed -n '1,/^<!-- bench-results:begin -->$/p' "$doc"
 	echo
-	echo "Run of $(date -u +%Y-%m-%d), kernel $kernel, one vCPU under QEMU/TCG with"
-	echo "\`-icount shift=0,sleep=off\`; calibration (the same 10M-iteration loop, twice):"
-	echo "$(sed 's/^10M-iteration loop: //' "$out/calibrate.txt" | paste -sd/ | sed 's|/| and |') ns."
+	echo "Run of $(date -u +%Y-%m-%d) by \`make bench\` ($((secs / 60)) min $((secs % 60)) s on $(nproc) host cores)."
+	echo "The guest's setup and calibration:"
+	echo
+	echo '```text'
+	cat "$out/setup.txt" "$out/calibrate.txt"
+	echo '```'
 	echo
 	printf '%s\n' "$tables"
-	echo
 	sed -n '/^<!-- bench-results:end -->$/,$p' "$doc"
 } >"$doc.new"
 mv "$doc.new" "$doc"

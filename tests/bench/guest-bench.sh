@@ -4,7 +4,8 @@
 # The benchmark inside the VM (started by scripts/bench.sh through
 # scripts/vm-run.sh, one vCPU, QEMU -icount shift=0,sleep=off).
 #
-#   guest-bench.sh OUTDIR [quick]
+#   guest-bench.sh OUTDIR [full|quick]
+#   guest-bench.sh OUTDIR profile METHOD [DESTS KIB PAYLOAD TIMES]
 #
 # Sets up dummy0 like a NIC (checksum offload on, UDP segmentation offload
 # off, so GSO is done in software), a permanent neighbour entry per
@@ -12,6 +13,12 @@
 # then runs every method over every workload with checksum offload on, and
 # a second table with it off. Writes OUTDIR/results.csv, OUTDIR/calibrate.txt
 # and OUTDIR/setup.txt.
+#
+# profile: where METHOD's instructions go. Sends the workload (default the
+# headline, 64 destinations x 256 KiB of 1472-byte packets) TIMES times
+# under `perf record -e cpu-clock` (timer samples, so proportional to
+# instructions under -icount; one sample per tick, hence the repetitions)
+# and writes OUTDIR/profile.txt.
 set -eu
 
 out=$1 mode=${2:-full}
@@ -39,17 +46,37 @@ cat "$out/setup.txt"
 
 mdwrite-bench calibrate | tee "$out/calibrate.txt"
 
+if [ "$mode" = profile ]; then
+	method=$3 dests=${4:-64} kib=${5:-256} payload=${6:-1472} times=${7:-200}
+	sysctl -qw kernel.kptr_restrict=0 kernel.perf_event_paranoid=-1
+	export HOME=$out
+	perf record -q -N -e cpu-clock -g -o "$out/perf.data" -- \
+		mdwrite-bench repeat --ifname "$dev" --method "$method" --dests "$dests" \
+		--kib "$kib" --payload "$payload" --times "$times" 2>&1 | tee "$out/profile-run.txt"
+	{
+		echo "# $method, $dests destinations x $kib KiB, payload $payload, $times calls; $(uname -r)"
+		cat "$out/profile-run.txt"
+		echo "## self (where the instructions are executed)"
+		perf report -i "$out/perf.data" --stdio --no-children --sort sym -g none --percent-limit 0.3 2>/dev/null |
+			grep -v '^$'
+		echo "## children (inclusive, by function)"
+		perf report -i "$out/perf.data" --stdio --children --sort sym -g none --percent-limit 2 2>/dev/null |
+			grep -v '^$'
+	} >"$out/profile.txt"
+	rmmod mdwrite
+	exit 0
+fi
+
 csv=$out/results.csv
 rm -f "$csv"
 status=0
 case "$mode" in
 quick)
 	on=(--dests 1,8 --kib 64 --extra 64x256)
-	off=(--dests 8 --kib 64 --extra "")
+	off=(--payloads 1472 --dests 8 --kib 64 --extra 64x256)
 	;;
 full)
-	on=()
-	off=(--payloads 1472 --dests 8,64,512 --kib 256 --extra "")
+	on=() off=()
 	;;
 *) echo "unknown mode '$mode'" >&2; exit 2 ;;
 esac

@@ -51,6 +51,28 @@ enum Cmd {
     },
     /// Runs every method over every workload and appends rows to a CSV.
     Run(RunArgs),
+    /// Sends one workload with one method TIMES times (for a profile of
+    /// where its instructions go, e.g. under `perf record`).
+    Repeat {
+        /// The benchmark device.
+        #[arg(long, default_value = "dummy0")]
+        ifname: String,
+        /// The method.
+        #[arg(long)]
+        method: String,
+        /// Destinations.
+        #[arg(long, default_value_t = 64)]
+        dests: usize,
+        /// KiB per destination per call.
+        #[arg(long, default_value_t = 256)]
+        kib: usize,
+        /// Payload (`1472`, `1316+rtp`).
+        #[arg(long, default_value = "1472")]
+        payload: String,
+        /// How many times.
+        #[arg(long, default_value_t = 100)]
+        times: u32,
+    },
     /// Prints the Markdown tables of a CSV.
     Report {
         /// The CSV written by `run`.
@@ -119,6 +141,29 @@ fn calibrate() {
         }
         let t1 = now_ns();
         println!("10M-iteration loop: {} ns", t1 - t0);
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        // How the emulator counts a copy: the kernel copies user data with
+        // `rep movsb` when the CPU has ERMS/FSRM.
+        let len = 1usize << 20;
+        let src = vec![1u8; len];
+        let mut dst = vec![0u8; len];
+        let t0 = now_ns();
+        // SAFETY: copies `len` bytes between two distinct live buffers of
+        // that length; the direction flag is clear per the ABI.
+        unsafe {
+            std::arch::asm!(
+                "rep movsb",
+                inout("rcx") len => _,
+                inout("rsi") src.as_ptr() => _,
+                inout("rdi") dst.as_mut_ptr() => _,
+                options(nostack, preserves_flags)
+            );
+        }
+        let t1 = now_ns();
+        assert_eq!(dst, src);
+        println!("rep movsb of 1 MiB: {} ns", t1 - t0);
     }
 }
 
@@ -255,6 +300,39 @@ fn run(args: &RunArgs) -> io::Result<bool> {
     Ok(all_ok)
 }
 
+fn repeat(
+    ifname: &str,
+    method: &str,
+    dests: usize,
+    kib: usize,
+    payload: &str,
+    times: u32,
+) -> io::Result<bool> {
+    let (payload, rtp) =
+        parse_payload(payload).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    let wl = Workload {
+        dests,
+        bytes: kib << 10,
+        payload,
+        rtp,
+    };
+    raise_nofile()?;
+    let pool = Pool::new(wl.pool_size())?;
+    let mut m = methods::make(method, ifname)?;
+    m.prepare(&wl, &pool)?;
+    let t0 = now_ns();
+    for _ in 0..times {
+        m.send(&wl, &pool)?;
+    }
+    let t1 = now_ns();
+    eprintln!(
+        "{method}: {times} x {} packets, {} instructions/packet",
+        wl.packets(),
+        (t1 - t0) / (u64::from(times) * wl.packets()).max(1)
+    );
+    Ok(true)
+}
+
 /// Room for one socket per destination.
 fn raise_nofile() -> io::Result<()> {
     let r = libc::rlimit {
@@ -286,6 +364,14 @@ fn main() -> ExitCode {
             Ok(true)
         }
         Cmd::Run(args) => run(&args),
+        Cmd::Repeat {
+            ifname,
+            method,
+            dests,
+            kib,
+            payload,
+            times,
+        } => repeat(&ifname, &method, dests, kib, &payload, times),
         Cmd::Report { csv } => fs::read_to_string(&csv).and_then(|text| {
             print!("{}", report::markdown(&text)?);
             Ok(true)
