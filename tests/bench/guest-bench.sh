@@ -46,6 +46,45 @@ cat "$out/setup.txt"
 
 mdwrite-bench calibrate | tee "$out/calibrate.txt"
 
+# Kernel (and module) symbol of every frame of every sample: reads the
+# output of `perf script -F ip` (frames, samples separated by blank lines)
+# and prints "sample frame symbol", from /proc/kallsyms, which also has the
+# module's symbols (perf finds no mdwrite.ko file to read them from).
+resolve_samples() {
+	{
+		awk '$2 ~ /^[tT]$/ { print $1, "S", $3 }' /proc/kallsyms
+		awk 'NF == 0 { if (f) { s++; f = 0 }; next }
+			{ x = $1; while (length(x) < 16) x = "0" x; print x, "F", s, f++ }'
+	} | LC_ALL=C sort -k1,1 -k2,2r |
+		awk '$2 == "S" { cur = $3; next } { print $3, $4, (cur == "" ? "[user]" : cur) }'
+}
+
+# Share of samples per symbol, self and inclusive, biggest first; Rust
+# symbols (v0 mangling) shortened to their path.
+summarise() {
+	awk -v pp="$1" '
+	function demangle(s,   out, n) {
+		if (s !~ /^_R/) return s
+		sub(/^_R[A-Za-z]*Cs[0-9A-Za-z]*_/, "", s)
+		out = ""
+		while (match(s, /^[0-9]+/)) {
+			n = substr(s, 1, RLENGTH) + 0
+			out = out (out == "" ? "" : "::") substr(s, RLENGTH + 1, n)
+			s = substr(s, RLENGTH + 1 + n)
+			sub(/^[A-Za-z]+/, "", s)
+		}
+		return out == "" ? s : out
+	}
+	{ n[$1] = 1; if ($2 == 0) self[$3]++; if (!seen[$1, $3]++) incl[$3]++ }
+	END {
+		total = length(n)
+		printf "# %d samples\n", total
+		for (k in self) printf "self %6.2f%% %6.0f instr/pkt  %s\n", 100 * self[k] / total, pp * self[k] / total, demangle(k)
+		for (k in incl) if (incl[k] / total >= 0.02)
+			printf "incl %6.2f%% %6.0f instr/pkt  %s\n", 100 * incl[k] / total, pp * incl[k] / total, demangle(k)
+	}' | sort -k1,1r -k2,2nr
+}
+
 if [ "$mode" = profile ]; then
 	method=$3 dests=${4:-64} kib=${5:-256} payload=${6:-1472} times=${7:-200}
 	sysctl -qw kernel.kptr_restrict=0 kernel.perf_event_paranoid=-1
@@ -53,15 +92,13 @@ if [ "$mode" = profile ]; then
 	perf record -q -N -e cpu-clock -g -o "$out/perf.data" -- \
 		mdwrite-bench repeat --ifname "$dev" --method "$method" --dests "$dests" \
 		--kib "$kib" --payload "$payload" --times "$times" 2>&1 | tee "$out/profile-run.txt"
+	per_packet=$(sed -n 's/.* \([0-9]*\) instructions\/packet$/\1/p' "$out/profile-run.txt")
 	{
 		echo "# $method, $dests destinations x $kib KiB, payload $payload, $times calls; $(uname -r)"
 		cat "$out/profile-run.txt"
-		echo "## self (where the instructions are executed)"
-		perf report -i "$out/perf.data" --stdio --no-children --sort sym -g none --percent-limit 0.3 2>/dev/null |
-			grep -v '^$'
-		echo "## children (inclusive, by function)"
-		perf report -i "$out/perf.data" --stdio --children --sort sym -g none --percent-limit 2 2>/dev/null |
-			grep -v '^$'
+		echo "# timer samples (one per 4M guest instructions); instr/pkt = share x $per_packet"
+		echo "# self: where the instructions are executed; incl: in the function or its callees"
+		perf script -i "$out/perf.data" -F ip 2>/dev/null | resolve_samples | summarise "$per_packet"
 	} >"$out/profile.txt"
 	rmmod mdwrite
 	exit 0
