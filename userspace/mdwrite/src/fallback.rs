@@ -142,10 +142,6 @@ impl Fallback {
         Ok(())
     }
 
-    pub(crate) fn max_payload(&self, id: DestId) -> Option<u16> {
-        self.dests.get(&id.0).map(|d| d.template.max_payload())
-    }
-
     /// Checks a call as the module does, with its errnos, before anything
     /// is sent.
     fn validate(&self, entries: &[WriteEntry<'_>]) -> io::Result<()> {

@@ -77,7 +77,9 @@ pub struct StreamConfig {
     pub dests: Vec<DestId>,
     /// With `Some(hz)`, each entry carries the RTP timestamp of its first
     /// byte's ideal send time since the stream's start, at `hz` (90 000 for
-    /// MPEG-TS, RFC 2250); give the destinations
+    /// MPEG-TS, RFC 2250), counted from the destination's initial
+    /// timestamp ([`Rtp::timestamp`](crate::Rtp::timestamp), random per
+    /// RFC 3550); give the destinations
     /// [`StreamConfig::rtp_ts_increment`] as their per-packet increment.
     pub rtp_clock_hz: Option<u32>,
 }
@@ -187,6 +189,13 @@ pub trait Transmit {
     ) -> io::Result<WriteReport>;
     /// The largest payload of a packet to `id`, as [`Sender::max_payload`].
     fn max_payload(&self, id: DestId) -> Option<u16>;
+    /// The RTP timestamp of the first packet to `id`, as
+    /// [`Sender::rtp_initial_timestamp`]; a stream's entry timestamps start
+    /// there. The default is 0.
+    fn rtp_initial_timestamp(&self, id: DestId) -> Option<u32> {
+        let _ = id;
+        None
+    }
 }
 
 impl Transmit for Sender {
@@ -200,6 +209,10 @@ impl Transmit for Sender {
 
     fn max_payload(&self, id: DestId) -> Option<u16> {
         Sender::max_payload(self, id)
+    }
+
+    fn rtp_initial_timestamp(&self, id: DestId) -> Option<u32> {
+        Sender::rtp_initial_timestamp(self, id)
     }
 }
 
@@ -497,6 +510,8 @@ impl<C: Clock> StreamGroup<C> {
                 })
             };
             for &dest in &s.cfg.dests {
+                let base = out.rtp_initial_timestamp(dest).unwrap_or(0);
+                let rtp_ts = |offset: usize| rtp_ts(offset).map(|t| t.wrapping_add(base));
                 if out.max_payload(dest).is_none_or(|m| usize::from(m) == p) {
                     entries.push(Entry {
                         dest,

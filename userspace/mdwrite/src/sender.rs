@@ -60,16 +60,21 @@ impl fmt::Display for Backend {
 #[derive(Debug)]
 pub struct Sender {
     inner: Inner,
+    /// What this sender knows of each destination it registered.
+    dests: HashMap<DestId, DestMeta>,
 }
 
 #[derive(Debug)]
 enum Inner {
-    Module {
-        dev: Device,
-        /// The largest payload of each destination registered here.
-        payloads: HashMap<DestId, u16>,
-    },
+    Module(Device),
     Fallback(Fallback),
+}
+
+/// A registered destination's largest payload and initial RTP timestamp.
+#[derive(Clone, Copy, Debug)]
+struct DestMeta {
+    max_payload: Option<u16>,
+    rtp_timestamp: Option<u32>,
 }
 
 impl Sender {
@@ -85,10 +90,8 @@ impl Sender {
     /// is not loaded).
     pub fn open_module() -> io::Result<Sender> {
         Ok(Sender {
-            inner: Inner::Module {
-                dev: Device::open()?,
-                payloads: HashMap::new(),
-            },
+            inner: Inner::Module(Device::open()?),
+            dests: HashMap::new(),
         })
     }
 
@@ -107,13 +110,14 @@ impl Sender {
     pub fn open_fallback() -> io::Result<Sender> {
         Ok(Sender {
             inner: Inner::Fallback(Fallback::new()),
+            dests: HashMap::new(),
         })
     }
 
     /// Which backend this sender uses.
     pub fn backend(&self) -> Backend {
         match self.inner {
-            Inner::Module { .. } => Backend::Module,
+            Inner::Module(_) => Backend::Module,
             Inner::Fallback(_) => Backend::Fallback,
         }
     }
@@ -121,7 +125,7 @@ impl Sender {
     /// What the module implements; `None` for the fallback.
     pub fn info(&self) -> io::Result<Option<Info>> {
         match &self.inner {
-            Inner::Module { dev, .. } => dev.info().map(Some),
+            Inner::Module(dev) => dev.info().map(Some),
             Inner::Fallback(_) => Ok(None),
         }
     }
@@ -131,7 +135,7 @@ impl Sender {
     /// the UDP stack copies them).
     pub fn stats(&self) -> io::Result<Stats> {
         match &self.inner {
-            Inner::Module { dev, .. } => dev.stats(),
+            Inner::Module(dev) => dev.stats(),
             Inner::Fallback(fb) => Ok(fb.stats()),
         }
     }
@@ -140,42 +144,45 @@ impl Sender {
     /// mistake (`EINVAL`, `ENODEV`, `EMSGSIZE`, ...; see
     /// `Documentation/uapi.rst`).
     pub fn connect(&mut self, dest: &DestConfig) -> io::Result<DestId> {
-        match &mut self.inner {
-            Inner::Module { dev, payloads } => {
-                let id = dev.add_destination(dest)?;
-                // The module accepted it, so the template builds; the MTU
-                // is the device's, read again as the module did.
-                if let Some(t) = interface_mtu(dest.ifindex)
-                    .ok()
-                    .and_then(|mtu| dest.template(mtu).ok())
-                {
-                    payloads.insert(id, t.max_payload());
-                }
-                Ok(id)
-            }
-            Inner::Fallback(fb) => fb.connect(dest),
-        }
+        let id = match &mut self.inner {
+            Inner::Module(dev) => dev.add_destination(dest)?,
+            Inner::Fallback(fb) => fb.connect(dest)?,
+        };
+        // Accepted, so the template builds; the MTU is the device's, read
+        // again as the backend did.
+        let max_payload = interface_mtu(dest.ifindex)
+            .ok()
+            .and_then(|mtu| dest.template(mtu).ok())
+            .map(|t| t.max_payload());
+        let meta = DestMeta {
+            max_payload,
+            rtp_timestamp: dest.rtp.map(|r| r.timestamp),
+        };
+        self.dests.insert(id, meta);
+        Ok(id)
     }
 
     /// Removes a destination; `ENXIO` when there is none with this id.
     pub fn disconnect(&mut self, id: DestId) -> io::Result<()> {
         match &mut self.inner {
-            Inner::Module { dev, payloads } => {
-                dev.remove_destination(id)?;
-                payloads.remove(&id);
-                Ok(())
-            }
-            Inner::Fallback(fb) => fb.disconnect(id),
+            Inner::Module(dev) => dev.remove_destination(id)?,
+            Inner::Fallback(fb) => fb.disconnect(id)?,
         }
+        self.dests.remove(&id);
+        Ok(())
     }
 
     /// The largest payload of one packet to `id`: its packet size less the
     /// IP, UDP and RTP headers. `None` for an unknown id.
     pub fn max_payload(&self, id: DestId) -> Option<u16> {
-        match &self.inner {
-            Inner::Module { payloads, .. } => payloads.get(&id).copied(),
-            Inner::Fallback(fb) => fb.max_payload(id),
-        }
+        self.dests.get(&id).and_then(|d| d.max_payload)
+    }
+
+    /// The RTP timestamp of the first packet to `id`
+    /// ([`Rtp::timestamp`](crate::Rtp::timestamp)); `None` for an unknown
+    /// id or a destination without RTP.
+    pub fn rtp_initial_timestamp(&self, id: DestId) -> Option<u32> {
+        self.dests.get(&id).and_then(|d| d.rtp_timestamp)
     }
 
     /// Sends every entry, each cut into packets and all interleaved round
@@ -191,7 +198,7 @@ impl Sender {
         opts: &WriteOptions,
     ) -> io::Result<WriteReport> {
         match &mut self.inner {
-            Inner::Module { dev, .. } => dev.write_vectored(entries, *opts),
+            Inner::Module(dev) => dev.write_vectored(entries, *opts),
             Inner::Fallback(fb) => fb.send_vectored(entries, opts),
         }
     }

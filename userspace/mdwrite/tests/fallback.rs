@@ -334,7 +334,9 @@ fn stream_group_through_the_fallback() {
             rtp_clock_hz: (i == 0).then_some(90_000),
         };
         for r in dests {
-            let rtp = cfg.rtp_ts_increment().map(|inc| rtp(r as u32, 0, 0, inc));
+            let rtp = cfg
+                .rtp_ts_increment()
+                .map(|inc| rtp(r as u32, 0, 1_000_000 * r as u32, inc));
             cfg.dests
                 .push(sender.connect(&dest_to(&rx[r], 1316, rtp)).unwrap());
         }
@@ -358,9 +360,11 @@ fn stream_group_through_the_fallback() {
         if skip == 12 {
             // Timestamps advance by one packet's time (280.7 us at 3 Mb/s:
             // 351 or 352 at 90 kHz, from the pacing clock or the increment).
+            // Each destination counts from its own initial timestamp.
             let tss: Vec<u32> = got.iter().map(|g| rtp_fields(g).3).collect();
             for (k, ts) in tss.iter().enumerate() {
-                let ideal = (k as u64 * 1316 * 8 * 90_000 / bitrates[0]) as u32;
+                let ideal =
+                    1_000_000 * r as u32 + (k as u64 * 1316 * 8 * 90_000 / bitrates[0]) as u32;
                 assert!(
                     ts.abs_diff(ideal) <= k as u32 / 2 + 1,
                     "packet {k}: {ts} vs {ideal}"

@@ -30,6 +30,7 @@ struct FakeTx {
     calls: Vec<Vec<Seen>>,
     keep_data: bool,
     payloads: HashMap<DestId, u16>,
+    rtp_bases: HashMap<DestId, u32>,
 }
 
 impl Transmit for FakeTx {
@@ -64,6 +65,10 @@ impl Transmit for FakeTx {
 
     fn max_payload(&self, id: DestId) -> Option<u16> {
         self.payloads.get(&id).copied()
+    }
+
+    fn rtp_initial_timestamp(&self, id: DestId) -> Option<u32> {
+        self.rtp_bases.get(&id).copied()
     }
 }
 
@@ -346,28 +351,35 @@ fn rtp_timestamps_come_from_the_pacing_clock() {
         keep_data: true,
         ..Default::default()
     };
+    // Destination 2 starts at its own (random) initial timestamp, near the
+    // wrap.
+    let base2 = 0xffff_ff00u32;
+    tx.rtp_bases.insert(DestId::from_handle(2), base2);
     let bitrate = 3_760_000;
-    let mut c = cfg(bitrate, &[1]);
+    let mut c = cfg(bitrate, &[1, 2]);
     c.rtp_clock_hz = Some(90_000);
     assert_eq!(c.rtp_ts_increment(), Some(252));
     group.add_stream(c, Box::new(Endless)).unwrap();
-    let mut offset = 0u64;
-    let mut calls = 0;
     while clock.now() < Duration::from_secs(120) {
         group.tick_with(&mut tx).unwrap();
     }
+    let mut offset = 0u64;
     for call in &tx.calls {
-        for s in call {
-            let expect = (u128::from(offset) * 8 * 90_000 / u128::from(bitrate)) as u32;
-            assert_eq!(s.rtp_timestamp, Some(expect));
-            offset += s.data.len() as u64;
-            calls += 1;
-        }
+        assert_eq!(call.len(), 2);
+        // The ideal send time of the chunk's first byte, at 90 kHz.
+        let t = (u128::from(offset) * 8 * 90_000 / u128::from(bitrate)) as u32;
+        assert_eq!(call[0].rtp_timestamp, Some(t));
+        assert_eq!(call[1].rtp_timestamp, Some(base2.wrapping_add(t)));
+        offset += call[0].data.len() as u64;
     }
-    assert!(calls > 1000);
-    // 120 s of 90 kHz, less at most a packet's worth (252).
+    assert!(tx.calls.len() > 40_000);
+    // The last chunk started less than one interval (2.8 ms: 252 ticks)
+    // plus one packet (252) before 120 s.
     let last = tx.calls.last().unwrap()[0].rtp_timestamp.unwrap();
-    assert!(last > 120 * 90_000 - 2 * 252 * 8, "{last}");
+    assert!(
+        (120 * 90_000 - 2 * 252..120 * 90_000).contains(&last),
+        "{last}"
+    );
 }
 
 #[test]
