@@ -22,6 +22,7 @@ use mdwrite_common::{
     template::{PacketState, Template, UdpCsum, MAX_HEADER_LEN},
 };
 use mdwrite_uapi::{MDW_MAX_CALL_BYTES, MDW_MAX_DESTS, MDW_MAX_ENTRIES};
+use nix::sys::socket::{setsockopt, sockopt::UdpGsoSegment};
 use rustix::net::{sendmmsg, sockopt, MMsgHdr, SendAncillaryBuffer, SendFlags, SocketAddrAny};
 
 use crate::{
@@ -34,6 +35,26 @@ pub(crate) const BATCH: usize = 64;
 
 /// The length of an RTP header without CSRCs or extension.
 const RTP_LEN: usize = 12;
+
+/// Most packets in one `UDP_SEGMENT` message (the kernel's
+/// `UDP_MAX_SEGMENTS` is 64 or more).
+const GSO_MAX_SEGMENTS: usize = 64;
+
+/// Most payload bytes in one `UDP_SEGMENT` message: below the 64 KiB of an
+/// IP datagram with its headers.
+const GSO_MAX_BYTES: usize = 65_000;
+
+/// The fallback's own counters, beyond [`Stats`](crate::Stats): how many
+/// system calls and messages carried the packets.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FallbackStats {
+    /// `sendmmsg` calls.
+    pub sendmmsg_calls: u64,
+    /// Messages sent: one per packet, or one per `UDP_SEGMENT` run.
+    pub messages: u64,
+    /// Messages of several packets, segmented by the kernel (GSO).
+    pub gso_messages: u64,
+}
 
 fn errno(n: i32) -> io::Error {
     io::Error::from_raw_os_error(n)
@@ -53,6 +74,8 @@ struct SocketKey {
 struct FbSocket {
     socket: UdpSocket,
     users: usize,
+    /// The socket's `UDP_SEGMENT` size; 0 when off.
+    gso: u16,
 }
 
 /// A destination of the fallback.
@@ -72,6 +95,11 @@ pub(crate) struct Fallback {
     sockets: HashMap<SocketKey, FbSocket>,
     next_handle: u32,
     stats: Stats,
+    counters: FallbackStats,
+    /// `UDP_SEGMENT` turned off by the caller.
+    no_gso: bool,
+    /// `UDP_SEGMENT` refused by the kernel.
+    gso_unsupported: bool,
 }
 
 impl Fallback {
@@ -81,6 +109,51 @@ impl Fallback {
 
     pub(crate) fn stats(&self) -> Stats {
         self.stats
+    }
+
+    pub(crate) fn counters(&self) -> FallbackStats {
+        self.counters
+    }
+
+    pub(crate) fn set_gso(&mut self, enabled: bool) {
+        self.no_gso = !enabled;
+    }
+
+    /// The `UDP_SEGMENT` size for a call, if it can use GSO: GSO packets
+    /// are cut by the kernel, so it is only used when every destination of
+    /// the call has no RTP header, the same largest payload and a checksum.
+    /// Sets or clears the option on the call's sockets.
+    fn prepare_gso(&mut self, grouped: &Grouped) -> Option<u16> {
+        let mut size = None;
+        if !self.no_gso && !self.gso_unsupported {
+            let mut sizes = grouped.dests.iter().map(|d| {
+                let dest = &self.dests[&d.0];
+                (!dest.rtp && !dest.key.csum_zero).then(|| dest.template.max_payload())
+            });
+            let first = sizes.next().flatten();
+            if first.is_some() && sizes.all(|s| s == first) {
+                size = first;
+            }
+        }
+        let keys: Vec<SocketKey> = grouped.dests.iter().map(|d| self.dests[&d.0].key).collect();
+        for key in &keys {
+            let Some(s) = self.sockets.get_mut(key) else {
+                continue;
+            };
+            let want = size.unwrap_or(0);
+            if s.gso != want {
+                match setsockopt(&s.socket, UdpGsoSegment, &i32::from(want)) {
+                    Ok(()) => s.gso = want,
+                    Err(_) if want != 0 => {
+                        // An old kernel: no GSO from now on.
+                        self.gso_unsupported = true;
+                        return self.prepare_gso(grouped);
+                    }
+                    Err(_) => {}
+                }
+            }
+        }
+        size
     }
 
     pub(crate) fn connect(&mut self, dest: &DestConfig) -> io::Result<DestId> {
@@ -110,6 +183,7 @@ impl Fallback {
                 v.insert(FbSocket {
                     socket: open_socket(&key)?,
                     users: 1,
+                    gso: 0,
                 });
             }
         }
@@ -197,6 +271,7 @@ impl Fallback {
             &mut active,
         )
         .map_err(|_| errno(libc::EINVAL))?;
+        let gso = self.prepare_gso(&grouped);
 
         let mut out = WriteReport {
             bytes: 0,
@@ -210,6 +285,26 @@ impl Fallback {
                 .dests
                 .get_mut(&handle)
                 .ok_or_else(|| errno(libc::ENXIO))?;
+            // With GSO, a packet that continues the last message's bytes
+            // of the same entry, after full packets, joins that message.
+            if let (Some(g), Some(last)) = (gso, batch.last_mut()) {
+                let g = usize::from(g);
+                if last.packet.slot == p.slot
+                    && last.packet.entry == p.entry
+                    && last.packet.offset + last.len as u64 == p.offset
+                    && last.len == last.segs * g
+                    && last.segs < GSO_MAX_SEGMENTS
+                    && last.len + usize::from(p.len) <= GSO_MAX_BYTES
+                {
+                    let mut header = [0u8; MAX_HEADER_LEN];
+                    dest.template
+                        .write_header(&mut header, &mut dest.state, p.len, UdpCsum::Partial)
+                        .map_err(|_| errno(libc::EINVAL))?;
+                    last.len += usize::from(p.len);
+                    last.segs += 1;
+                    continue;
+                }
+            }
             if batch.len() == BATCH || batch.first().is_some_and(|b| b.key != dest.key) {
                 if let Err(e) = self.flush(entries, &grouped, &mut batch, &mut out) {
                     out.error = Some(e);
@@ -237,6 +332,8 @@ impl Fallback {
             batch.push(Pending {
                 key: dest.key,
                 packet: p,
+                len: usize::from(p.len),
+                segs: 1,
                 rtp: dest.rtp.then_some(rtp),
                 before,
             });
@@ -281,7 +378,7 @@ impl Fallback {
             .map(|m| {
                 let p = m.packet;
                 let start = p.offset as usize;
-                let payload = &entries[p.entry].data[start..start + usize::from(p.len)];
+                let payload = &entries[p.entry].data[start..start + m.len];
                 match &m.rtp {
                     Some(h) => [IoSlice::new(h), IoSlice::new(payload)],
                     None => [IoSlice::new(payload), IoSlice::new(&[])],
@@ -305,6 +402,7 @@ impl Fallback {
         let mut done = 0;
         let mut error = None;
         while done < msgs.len() {
+            self.counters.sendmmsg_calls += 1;
             match sendmmsg(socket, &mut msgs[done..], SendFlags::empty()) {
                 Ok(0) => {
                     error = Some(errno(libc::EIO));
@@ -320,8 +418,10 @@ impl Fallback {
         }
         drop(msgs);
         for m in &batch[..done] {
-            out.packets += 1;
-            out.bytes += u64::from(m.packet.len);
+            out.packets += m.segs as u64;
+            out.bytes += m.len as u64;
+            self.counters.messages += 1;
+            self.counters.gso_messages += u64::from(m.segs > 1);
         }
         let result = match error {
             None => Ok(()),
@@ -350,7 +450,12 @@ impl Fallback {
 /// A packet waiting in a batch.
 struct Pending {
     key: SocketKey,
+    /// The message's first packet.
     packet: Planned,
+    /// The payload bytes of the message, from the first packet's offset.
+    len: usize,
+    /// The packets in it: more than 1 with GSO.
+    segs: usize,
     rtp: Option<[u8; RTP_LEN]>,
     before: PacketState,
 }

@@ -37,6 +37,7 @@ mod write;
 pub use clock::{Clock, FakeClock, MonotonicClock};
 pub use dest::{DestConfig, DestId, Rtp};
 pub use device::{Device, Features, Info};
+pub use fallback::FallbackStats;
 pub use group::{
     GroupOptions, StreamConfig, StreamGroup, StreamId, StreamStats, TickReport, Transmit,
     MIN_INTERVAL,

@@ -6,8 +6,9 @@
 use std::{collections::HashMap, fmt, io};
 
 use crate::{
-    fallback::Fallback, route::interface_mtu, DestConfig, DestId, Device, Entry, Info, Stats,
-    WriteOptions, WriteReport,
+    fallback::{Fallback, FallbackStats},
+    route::interface_mtu,
+    DestConfig, DestId, Device, Entry, Info, Stats, WriteOptions, WriteReport,
 };
 
 /// Which implementation carries a [`Sender`]'s packets.
@@ -183,6 +184,26 @@ impl Sender {
     /// id or a destination without RTP.
     pub fn rtp_initial_timestamp(&self, id: DestId) -> Option<u32> {
         self.dests.get(&id).and_then(|d| d.rtp_timestamp)
+    }
+
+    /// The fallback's own counters (system calls, messages, GSO messages);
+    /// `None` for the module.
+    pub fn fallback_stats(&self) -> Option<FallbackStats> {
+        match &self.inner {
+            Inner::Module(_) => None,
+            Inner::Fallback(fb) => Some(fb.counters()),
+        }
+    }
+
+    /// Lets the fallback use `UDP_SEGMENT` (GSO), on by default: when every
+    /// destination of a call is plain UDP (no RTP header, a checksum) with
+    /// the same largest payload, consecutive packets of one entry to one
+    /// destination go as one message that the kernel cuts into the same
+    /// packets. No effect on the module.
+    pub fn set_gso(&mut self, enabled: bool) {
+        if let Inner::Fallback(fb) = &mut self.inner {
+            fb.set_gso(enabled);
+        }
     }
 
     /// Sends every entry, each cut into packets and all interleaved round

@@ -21,6 +21,9 @@ use mdwrite::{
 fn receiver(ip: &str) -> UdpSocket {
     let s = UdpSocket::bind((ip.parse::<std::net::IpAddr>().unwrap(), 0)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    // As much as an unprivileged socket may have (net.core.rmem_max),
+    // doubled by the kernel: room for a few hundred datagrams.
+    rustix::net::sockopt::set_socket_recv_buffer_size(&s, 8 << 20).unwrap();
     s
 }
 
@@ -375,4 +378,99 @@ fn stream_group_through_the_fallback() {
         }
         assert_drained(&rx[r]);
     }
+}
+
+#[test]
+fn gso_sends_the_same_packets_in_fewer_messages() {
+    for gso in [true, false] {
+        let mut sender = Sender::open_fallback().unwrap();
+        sender.set_gso(gso);
+        let rx: Vec<UdpSocket> = (0..2).map(|_| receiver("127.0.0.1")).collect();
+        let ids: Vec<DestId> = rx
+            .iter()
+            .map(|s| sender.connect(&dest_to(s, 1000, None)).unwrap())
+            .collect();
+        // One destination: 150 full packets and a partial one, in runs of
+        // at most 64 packets per message.
+        let a = data(1000 * 150 + 123, 1);
+        let r = sender
+            .send_vectored(&[Entry::new(ids[0], &a)], &WriteOptions::default())
+            .unwrap();
+        assert_eq!((r.packets, r.bytes), (151, a.len() as u64));
+        let got = recv_n(&rx[0], 151);
+        assert!(got[..150].iter().all(|d| d.len() == 1000));
+        assert_eq!(got[150].len(), 123);
+        assert_eq!(got.concat(), a);
+        assert_drained(&rx[0]);
+        let fs = sender.fallback_stats().unwrap();
+        if gso {
+            // 64 + 64 + 23 packets.
+            assert_eq!((fs.messages, fs.gso_messages), (3, 3));
+        } else {
+            assert_eq!((fs.messages, fs.gso_messages), (151, 0));
+        }
+
+        // Two destinations, quantum 4: runs of 4 packets per message, in
+        // the round-robin order; two entries for one destination are never
+        // merged.
+        let b = data(1000 * 10, 2);
+        let c = data(1000 * 7, 3);
+        let d = data(1000 * 2, 4);
+        let entries = [
+            Entry::new(ids[0], &b),
+            Entry::new(ids[1], &c),
+            Entry::new(ids[0], &d),
+        ];
+        let opts = WriteOptions {
+            quantum: 4,
+            ..Default::default()
+        };
+        let r = sender.send_vectored(&entries, &opts).unwrap();
+        assert_eq!(r.packets, 19);
+        assert_eq!(recv_n(&rx[0], 12).concat(), [b.clone(), d.clone()].concat());
+        assert_eq!(recv_n(&rx[1], 7).concat(), c);
+        let after = sender.fallback_stats().unwrap();
+        // Order: 0 0 0 0 | 1 1 1 1 | 0 0 0 0 | 1 1 1 | 0 0 (b ends) 0 0 (d).
+        let messages = after.messages - fs.messages;
+        assert_eq!(messages, if gso { 6 } else { 19 });
+    }
+}
+
+#[test]
+fn no_gso_with_rtp_or_mixed_payloads() {
+    let mut sender = Sender::open_fallback().unwrap();
+    let rx: Vec<UdpSocket> = (0..3).map(|_| receiver("127.0.0.1")).collect();
+    let rtp_dest = sender
+        .connect(&dest_to(&rx[0], 1000, Some(rtp(1, 0, 0, 10))))
+        .unwrap();
+    let plain = sender.connect(&dest_to(&rx[1], 1000, None)).unwrap();
+    let other = sender.connect(&dest_to(&rx[2], 800, None)).unwrap();
+    let a = data(1000 * 20, 5);
+    for (id, s, n) in [(rtp_dest, 0, 20), (plain, 1, 20), (other, 2, 25)] {
+        let before = sender.fallback_stats().unwrap();
+        // Alone, the plain destinations use GSO; the RTP one never does.
+        sender
+            .send_vectored(&[Entry::new(id, &a)], &WriteOptions::default())
+            .unwrap();
+        let skip = if s == 0 { 12 } else { 0 };
+        let got = recv_n(&rx[s], n);
+        let payload: Vec<u8> = got.iter().flat_map(|g| g[skip..].to_vec()).collect();
+        assert_eq!(payload, a);
+        let gso = sender.fallback_stats().unwrap().gso_messages - before.gso_messages;
+        assert_eq!(gso, u64::from(s != 0), "destination {s}");
+    }
+    // Together (different payload sizes), nothing is merged.
+    let before = sender.fallback_stats().unwrap();
+    let opts = WriteOptions {
+        quantum: 8,
+        ..Default::default()
+    };
+    sender
+        .send_vectored(&[Entry::new(plain, &a), Entry::new(other, &a)], &opts)
+        .unwrap();
+    assert_eq!(recv_n(&rx[1], 20).concat(), a);
+    assert_eq!(recv_n(&rx[2], 25).concat(), a);
+    let after = sender.fallback_stats().unwrap();
+    assert_eq!(after.messages - before.messages, 45);
+    assert_eq!(after.gso_messages, before.gso_messages);
 }
