@@ -349,6 +349,11 @@ impl<C: Clock> StreamGroup<C> {
 
     /// Adds a stream that starts now, reading from `source`.
     ///
+    /// The source is read during the ticks, so a read that blocks delays
+    /// every stream of the group: give files, memory, or non-blocking
+    /// sources (`WouldBlock` means no data yet; the stream catches up when
+    /// data comes, within [`GroupOptions::buffer`]).
+    ///
     /// Fails with `EINVAL` for a zero bitrate or payload size or no
     /// destination.
     pub fn add_stream(
@@ -373,6 +378,8 @@ impl<C: Clock> StreamGroup<C> {
             carry: 0,
         });
         self.update_interval();
+        // A faster stream does not wait for a tick planned for slower ones.
+        self.next_tick = self.next_tick.min(self.clock.now() + self.interval);
         Ok(id)
     }
 

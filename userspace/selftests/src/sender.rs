@@ -117,6 +117,8 @@ struct Outcome {
     received: Vec<Received>,
     payloads: Vec<u16>,
     packets: u64,
+    /// Messages the fallback sent as GSO runs (0 for the module).
+    gso_messages: u64,
 }
 
 /// Sends `datas` through `backend` (entry `k` of `datas` goes to receiver
@@ -158,7 +160,7 @@ fn run_backend(
     let ifindex = topo.sender_ifindex()?;
     let configs: Vec<DestConfig> = (0..RECEIVERS).map(|i| config(topo, ifindex, i)).collect();
     let datas = datas.to_vec();
-    let (packets, payloads) = topo::spawn_in(&sender_ns, move || {
+    let (packets, payloads, gso_messages) = topo::spawn_in(&sender_ns, move || {
         let mut sender = match backend {
             Backend::Module => Sender::open_module(),
             Backend::Fallback => Sender::open_fallback(),
@@ -194,7 +196,8 @@ fn run_backend(
         if let Some((e, i)) = report.error {
             return Err(format!("{backend}: stopped at entry {i}: {e}"));
         }
-        Ok((report.packets, payloads))
+        let gso = sender.fallback_stats().map_or(0, |f| f.gso_messages);
+        Ok((report.packets, payloads, gso))
     })
     .join()
     .map_err(|_| "sender thread panicked")??;
@@ -212,6 +215,7 @@ fn run_backend(
         received,
         payloads,
         packets,
+        gso_messages,
     })
 }
 
@@ -223,6 +227,20 @@ fn run_backend(
 pub(crate) fn sender_backends_same_packets() -> TestResult {
     let topo = Topology::new(RECEIVERS)?;
     static_neighbours(&topo)?;
+    // A veth passes GSO packets on whole; make the kernel cut them at the
+    // sender's device, as for a NIC without UDP segmentation offload, so
+    // that the capture sees the packets a wire would carry.
+    run(&[
+        "ip",
+        "netns",
+        "exec",
+        &topo.sender,
+        "ethtool",
+        "-K",
+        topo.sender_dev,
+        "tx-udp-segmentation",
+        "off",
+    ])?;
     let datas: Vec<(usize, Vec<u8>, Option<u32>)> = vec![
         (0, pattern(100_000 + 7, 1), None),
         (1, pattern(1316 * 20, 2), None),
@@ -232,9 +250,21 @@ pub(crate) fn sender_backends_same_packets() -> TestResult {
         (2, pattern(1, 6), None),
         (1, pattern(2_000, 7), Some(7)),
     ];
-    for quantum in [1, 4] {
-        let module = run_backend(&topo, Backend::Module, &datas, quantum)?;
-        let fallback = run_backend(&topo, Backend::Fallback, &datas, quantum)?;
+    // Plain UDP to one destination: the fallback sends GSO runs.
+    let plain: Vec<(usize, Vec<u8>, Option<u32>)> = vec![
+        (2, pattern(200_000 + 3, 8), None),
+        (2, pattern(977, 9), None),
+    ];
+    for (datas, quantum) in [(&datas, 1), (&datas, 4), (&plain, 1)] {
+        let module = run_backend(&topo, Backend::Module, datas, quantum)?;
+        let fallback = run_backend(&topo, Backend::Fallback, datas, quantum)?;
+        let want_gso = datas.iter().all(|d| d.0 == 2);
+        if (fallback.gso_messages > 0) != want_gso {
+            return Err(format!(
+                "quantum {quantum}: the fallback sent {} GSO messages",
+                fallback.gso_messages
+            ));
+        }
         if module.payloads != fallback.payloads {
             return Err(format!(
                 "max payloads differ: module {:?}, fallback {:?}",
