@@ -72,6 +72,11 @@ case "${1:-}" in
 esac
 
 "$MDW_ROOT/scripts/install-deps.sh"
+# Wait for another VM first, so the time reported is this run's own.
+if ! flock -n "$MDW_CACHE/vm.lock" true; then
+	log "another VM is running on this machine; waiting for it"
+	flock "$MDW_CACHE/vm.lock" true
+fi
 start=$(date +%s)
 results=$MDW_ROOT/bench/results
 doc=$MDW_ROOT/Documentation/benchmarks.md
@@ -80,10 +85,12 @@ out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 
 log "benchmark ($mode): booting the release kernel, 1 vCPU, -icount shift=0,sleep=off"
+# Through a pipe: the VM's console output would otherwise truncate a log
+# file that stdout is redirected to.
 status=0
 MDW_VM_TIMEOUT=${MDW_VM_TIMEOUT:-3600} "$MDW_ROOT/scripts/vm-run.sh" --kernel release --cpus 1 \
 	--qemu-opts "-icount shift=0,sleep=off" --rwdir "$out" \
-	"$MDW_ROOT/tests/bench/guest-bench.sh" "$out" "$mode" "${args[@]}" || status=$?
+	"$MDW_ROOT/tests/bench/guest-bench.sh" "$out" "$mode" "${args[@]}" 2>&1 | cat || status=${PIPESTATUS[0]}
 if [ "$mode" = profile ]; then
 	[ -s "$out/profile.txt" ] || die "the guest wrote no profile (status $status)"
 	cp "$out/profile.txt" "$results/profile-${args[0]}.txt"

@@ -26,6 +26,10 @@ dev=dummy0
 maxdests=512
 
 ip link show "$dev" >/dev/null 2>&1 || ip link add "$dev" type dummy
+# Nothing but the benchmark may transmit on the device (its counter checks
+# every row): no IPv6 (router solicitations, MLD), and no ARP (permanent
+# neighbour entries below).
+sysctl -qw "net.ipv6.conf.$dev.disable_ipv6=1"
 ip link set "$dev" up
 ip addr add 10.0.0.1/8 dev "$dev"
 # Room for a permanent neighbour entry per destination.
@@ -39,7 +43,7 @@ insmod "$MDW_MODDIR/mdwrite.ko"
 	echo "kernel: $(uname -r) ($(uname -v))"
 	echo "cpus: $(nproc), $(sed -n 's/^model name[^:]*: //p' /proc/cpuinfo | head -n1)," \
 		"string-copy flags: $(grep -m1 -ow -E 'erms|fsrm' /proc/cpuinfo | sort -u | paste -sd' ')"
-	echo "mdwrite: $(mdwrite info | tr '\n' ' ')"
+	echo "mdwrite: $(mdwrite info | grep -E 'abi_version|features' | paste -sd' ')"
 	ethtool -k "$dev" | grep -E '^(tx-checksumming|scatter-gather|tx-udp-segmentation|generic-segmentation-offload):'
 } >"$out/setup.txt"
 cat "$out/setup.txt"
@@ -59,30 +63,18 @@ resolve_samples() {
 		awk '$2 == "S" { cur = $3; next } { print $3, $4, (cur == "" ? "[user]" : cur) }'
 }
 
-# Share of samples per symbol, self and inclusive, biggest first; Rust
-# symbols (v0 mangling) shortened to their path.
+# Share of samples per symbol, self and inclusive, biggest first, as
+# instructions per packet ($1 per packet in all); Rust symbols demangled.
 summarise() {
 	awk -v pp="$1" '
-	function demangle(s,   out, n) {
-		if (s !~ /^_R/) return s
-		sub(/^_R[A-Za-z]*Cs[0-9A-Za-z]*_/, "", s)
-		out = ""
-		while (match(s, /^[0-9]+/)) {
-			n = substr(s, 1, RLENGTH) + 0
-			out = out (out == "" ? "" : "::") substr(s, RLENGTH + 1, n)
-			s = substr(s, RLENGTH + 1 + n)
-			sub(/^[A-Za-z]+/, "", s)
-		}
-		return out == "" ? s : out
-	}
 	{ n[$1] = 1; if ($2 == 0) self[$3]++; if (!seen[$1, $3]++) incl[$3]++ }
 	END {
 		total = length(n)
 		printf "# %d samples\n", total
-		for (k in self) printf "self %6.2f%% %6.0f instr/pkt  %s\n", 100 * self[k] / total, pp * self[k] / total, demangle(k)
+		for (k in self) printf "self %6.2f%% %6.0f instr/pkt  %s\n", 100 * self[k] / total, pp * self[k] / total, k
 		for (k in incl) if (incl[k] / total >= 0.02)
-			printf "incl %6.2f%% %6.0f instr/pkt  %s\n", 100 * incl[k] / total, pp * incl[k] / total, demangle(k)
-	}' | sort -k1,1r -k2,2nr
+			printf "incl %6.2f%% %6.0f instr/pkt  %s\n", 100 * incl[k] / total, pp * incl[k] / total, k
+	}' | sort -k1,1r -k2,2nr | mdwrite-bench demangle
 }
 
 if [ "$mode" = profile ]; then

@@ -73,6 +73,10 @@ enum Cmd {
         #[arg(long, default_value_t = 100)]
         times: u32,
     },
+    /// Copies standard input to standard output with Rust symbols (v0 or
+    /// legacy mangling, as in a profile of the module) demangled, without
+    /// their hashes.
+    Demangle,
     /// Prints the Markdown tables of a CSV.
     Report {
         /// The CSV written by `run`.
@@ -148,7 +152,8 @@ fn calibrate() {
         // `rep movsb` when the CPU has ERMS/FSRM.
         let len = 1usize << 20;
         let src = vec![1u8; len];
-        let mut dst = vec![0u8; len];
+        // Written first, so the copy does not fault its pages in.
+        let mut dst = vec![2u8; len];
         let t0 = now_ns();
         // SAFETY: copies `len` bytes between two distinct live buffers of
         // that length; the direction flag is clear per the ABI.
@@ -333,6 +338,22 @@ fn repeat(
     Ok(true)
 }
 
+fn demangle() -> io::Result<bool> {
+    let mut out = io::stdout().lock();
+    for line in io::stdin().lines() {
+        let line = line?;
+        let words: Vec<String> = line
+            .split(' ')
+            .map(|w| match rustc_demangle::try_demangle(w) {
+                Ok(d) => format!("{d:#}"),
+                Err(_) => w.to_owned(),
+            })
+            .collect();
+        writeln!(out, "{}", words.join(" "))?;
+    }
+    Ok(true)
+}
+
 /// Room for one socket per destination.
 fn raise_nofile() -> io::Result<()> {
     let r = libc::rlimit {
@@ -364,6 +385,7 @@ fn main() -> ExitCode {
             Ok(true)
         }
         Cmd::Run(args) => run(&args),
+        Cmd::Demangle => demangle(),
         Cmd::Repeat {
             ifname,
             method,

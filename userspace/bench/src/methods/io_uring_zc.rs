@@ -44,35 +44,39 @@ struct Pending {
 
 /// Submits the queued SQEs and reaps every result and notification.
 fn flush(ring: &mut IoUring, pending: &[Pending], out: &mut Outcome) -> io::Result<()> {
-    {
-        let mut results = 0;
-        let mut notifs_due = 0usize;
-        let mut want = 2 * pending.len();
-        loop {
-            ring.submitter().submit_and_wait(want)?;
-            out.syscalls += 1;
-            for cqe in ring.completion() {
-                if cqueue::notif(cqe.flags()) {
-                    notifs_due -= 1;
-                    continue;
-                }
-                let i = cqe.user_data() as usize;
-                if cqe.result() < 0 {
-                    return Err(io::Error::from_raw_os_error(-cqe.result()));
-                }
-                if cqe.result() as usize != pending[i].bytes {
-                    return Err(io::Error::other(format!("short send {}", cqe.result())));
-                }
-                results += 1;
-                if cqueue::more(cqe.flags()) {
-                    notifs_due += 1;
-                }
+    let mut results = 0usize;
+    // Notifications announced (IORING_CQE_F_MORE on a result) and not yet
+    // reaped; signed, in case one is reaped in the same pass before its
+    // result.
+    let mut notifs_due = 0i64;
+    // Every request posts a result; a result with IORING_CQE_F_MORE is
+    // followed by a notification once the kernel let go of the buffer.
+    // Wait for no more than is known to come.
+    let mut want = pending.len();
+    loop {
+        ring.submitter().submit_and_wait(want)?;
+        out.syscalls += 1;
+        for cqe in ring.completion() {
+            if cqueue::notif(cqe.flags()) {
+                notifs_due -= 1;
+                continue;
             }
-            if results == pending.len() && notifs_due == 0 {
-                return Ok(());
+            let i = cqe.user_data() as usize;
+            if cqe.result() < 0 {
+                return Err(io::Error::from_raw_os_error(-cqe.result()));
             }
-            want = (pending.len() - results) + notifs_due;
+            if cqe.result() as usize != pending[i].bytes {
+                return Err(io::Error::other(format!("short send {}", cqe.result())));
+            }
+            results += 1;
+            if cqueue::more(cqe.flags()) {
+                notifs_due += 1;
+            }
         }
+        if results == pending.len() && notifs_due <= 0 {
+            return Ok(());
+        }
+        want = (pending.len() - results) + notifs_due.max(0) as usize;
     }
 }
 
