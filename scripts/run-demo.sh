@@ -3,7 +3,8 @@
 #
 # The main job, from a fresh machine: install what is missing, build the
 # speed-configured (release) kernel, the module and userspace, boot the VM,
-# load the module and show what it reports.
+# load the module, stream a generated MPEG-TS clip over RTP through it to
+# several receivers and print each receiver's report (tests/vm/demo.sh).
 set -euo pipefail
 
 . "$(dirname "$0")/lib.sh"

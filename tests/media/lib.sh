@@ -26,7 +26,7 @@ media_n=0
 media_recv_pids=()
 media_cap_pid=
 
-media_log() { echo "== $*"; }
+media_log() { echo "[${SECONDS}s] $*"; }
 media_fail() {
 	echo "FAIL: $*" >&2
 	exit 1
@@ -151,9 +151,20 @@ media_warm_tshark() {
 # media_check CLIP: every receiver got CLIP over RTP, checked by ffprobe,
 # ffmpeg, tshark (if a capture was made) and byte for byte.
 media_check() {
-	local clip=$1 i line packets want f out inputs=() maps=()
+	local clip=$1 i line packets want f out inputs=() maps=() probes=()
 	packets=$(media_packets "$clip")
-	want=$(media_probe "$clip")
+	# ffprobe the clip and every received file in parallel (each ffprobe
+	# start costs seconds in a VM).
+	media_probe "$clip" >"$MDW_MEDIA_DIR/probe-clip.txt" &
+	probes+=($!)
+	for ((i = 0; i < media_n; i++)); do
+		media_probe "$MDW_MEDIA_DIR/out$i.ts" >"$MDW_MEDIA_DIR/probe$i.txt" &
+		probes+=($!)
+	done
+	for f in "${probes[@]}"; do
+		wait "$f" || media_fail "ffprobe failed (see above)"
+	done
+	want=$(cat "$MDW_MEDIA_DIR/probe-clip.txt")
 	grep -q "program_id=2|nb_streams=2" <<<"$want" || media_fail "the clip lacks its second program: $want"
 	for ((i = 0; i < media_n; i++)); do
 		line=$(cat "$MDW_MEDIA_DIR/recv$i.txt")
@@ -165,15 +176,17 @@ media_check() {
 		done
 		out="$MDW_MEDIA_DIR/out$i.ts"
 		cmp -s "$clip" "$out" || media_fail "receiver $i: the payload differs from the clip"
-		f=$(media_probe "$out")
+		f=$(cat "$MDW_MEDIA_DIR/probe$i.txt")
 		[ "$f" = "$want" ] || media_fail "receiver $i: ffprobe sees other programs: $f"
 		inputs+=(-i "$out")
 		maps+=(-map "$i")
 	done
+	media_log "ffprobe done; decoding with ffmpeg"
 	# One ffmpeg decodes every received file (each start costs seconds in a VM).
 	f=$(ffmpeg -nostdin -v error "${inputs[@]}" "${maps[@]}" -f null - 2>&1) || media_fail "ffmpeg failed: $f"
 	[ -z "$f" ] || media_fail "ffmpeg decoding errors: $f"
 	[ -e "$MDW_MEDIA_DIR/cap.pcap" ] || return 0
+	media_log "RTP analysis with tshark"
 	# Wireshark's RTP stream analysis: one stream per receiver, all packets,
 	# none lost, no problem flagged (wrong sequence, timestamp, ...).
 	tshark -r "$MDW_MEDIA_DIR/cap.pcap" -d udp.port==5000,rtp -q -z rtp,streams \

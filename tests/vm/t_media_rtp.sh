@@ -18,11 +18,13 @@ backend=${MDW_MEDIA_BACKEND:-module}
 [ "$backend" != module ] || test -c /dev/mdwrite || media_fail "the module is not loaded"
 media_warm_tshark
 media_setup 3
+media_log "generating the clip"
 clip=$MDW_MEDIA_DIR/clip.ts
 media_clip "$clip" 2 1000000
 # Each receiver stops at the last packet; the idle timeout stops it if some are lost.
 media_recv_start --packets "$(media_packets "$clip")" --idle-timeout 20 --fail-on-loss
 media_capture_start
+media_log "sending"
 to=()
 for i in 0 1 2; do to+=(--to "$(media_rx_addr "$i"):5000"); done
 ip netns exec "$(media_snd_ns)" mdwrite send "$clip" "${to[@]}" --rtp --backend "$backend" \
@@ -32,5 +34,6 @@ grep -q "^total backend=$backend " "$MDW_MEDIA_DIR/send.txt" || media_fail "not 
 media_recv_wait || media_fail "a receiver failed: $(cat "$MDW_MEDIA_DIR"/recv*)"
 media_capture_stop
 cat "$MDW_MEDIA_DIR"/recv?.txt
+media_log "checking"
 media_check "$clip"
 echo "ok: 3 receivers, clip byte-exact, ffprobe/ffmpeg/tshark clean"

@@ -40,10 +40,17 @@ pub(crate) enum Error {
     OpaqueNeedsBitrate { path: PathBuf },
     #[error("{0}")]
     UnknownInterface(io::Error),
-    #[error("no route to {to}: {source}")]
-    NoRoute { to: SocketAddr, source: io::Error },
+    /// `source` names the destination.
+    #[error("{source}")]
+    NoRoute { source: io::Error },
     #[error("{what}: {source}: the module backend needs CAP_NET_RAW (run as root)")]
     Privilege { what: String, source: io::Error },
+    #[error(
+        "cannot open {}: {source}: only root may use the module (run as root, or use \
+         --backend fallback)",
+        mdwrite::Device::PATH
+    )]
+    DeviceDenied { source: io::Error },
     #[error(
         "the mdwrite module is not loaded ({}: {source}); load mdwrite.ko or use --backend fallback",
         mdwrite::Device::PATH

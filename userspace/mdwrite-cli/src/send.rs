@@ -255,10 +255,7 @@ fn open_sender(choice: BackendChoice) -> Result<Sender, Error> {
         }
         BackendChoice::Module => Sender::open_module().map_err(|e| {
             if is_privilege(&e) {
-                Error::Privilege {
-                    what: format!("cannot open {}", mdwrite::Device::PATH),
-                    source: e,
-                }
+                Error::DeviceDenied { source: e }
             } else {
                 Error::NoModule { source: e }
             }
@@ -277,7 +274,7 @@ fn dest_config(
         if is_errno(&e, Errno::NODEV) {
             Error::UnknownInterface(e)
         } else {
-            Error::NoRoute { to, source: e }
+            Error::NoRoute { source: e }
         }
     })?;
     // One source port for all: the fallback then sends every destination
@@ -316,10 +313,12 @@ fn connect(sender: &mut Sender, to: SocketAddr, cfg: &DestConfig) -> Result<Dest
             }
             Err(e) if is_errno(&e, Errno::HOSTUNREACH) => {
                 return Err(Error::NoRoute {
-                    to,
                     source: io::Error::new(
                         e.kind(),
-                        format!("its MAC address did not resolve (ARP/NDP) within 5 s: {e}"),
+                        format!(
+                            "no route to {to}: its MAC address did not resolve (ARP/NDP) within \
+                             5 s: {e}"
+                        ),
                     ),
                 })
             }
@@ -336,8 +335,25 @@ struct Progress {
 }
 
 impl Progress {
-    fn draw(&mut self, streams: &[Stream], dests: &[Dest], now: Instant, elapsed: Duration) {
-        let dt = now.duration_since(self.last).as_secs_f64().max(1e-3);
+    /// Draws the display; the rate is over the last refresh, or over the
+    /// whole run when `average`.
+    fn draw(
+        &mut self,
+        streams: &[Stream],
+        dests: &[Dest],
+        now: Instant,
+        elapsed: Duration,
+        average: bool,
+    ) {
+        if average {
+            self.last_bytes.iter_mut().for_each(|b| *b = 0);
+        }
+        let since = if average {
+            elapsed
+        } else {
+            now.duration_since(self.last)
+        };
+        let dt = since.as_secs_f64().max(1e-3);
         let mut out = String::new();
         if self.lines > 0 {
             out += &format!("\x1b[{}A", self.lines);
@@ -463,7 +479,7 @@ pub(crate) fn run(args: SendArgs, files_at: &[usize], to_at: &[usize]) -> Result
                         s.stats = st;
                     }
                 }
-                p.draw(&streams, &dests, now, now.duration_since(start));
+                p.draw(&streams, &dests, now, now.duration_since(start), false);
             }
         }
     }
@@ -477,7 +493,7 @@ pub(crate) fn run(args: SendArgs, files_at: &[usize], to_at: &[usize]) -> Result
     }
     let elapsed = start.elapsed();
     if let Some(p) = &mut progress {
-        p.draw(&streams, &dests, Instant::now(), elapsed);
+        p.draw(&streams, &dests, Instant::now(), elapsed, true);
     }
     let totals = sender.stats().ok();
 
