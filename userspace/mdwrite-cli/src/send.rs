@@ -180,7 +180,7 @@ fn unreadable(path: &Path) -> impl FnOnce(io::Error) -> Error + '_ {
 fn probe(args: &SendArgs, path: &Path) -> Result<(bool, u64, bool), Error> {
     let mut f = File::open(path).map_err(unreadable(path))?;
     let mut head = vec![0u8; 3 * TS_PACKET_SIZE];
-    let n = mdwrite_read_full(&mut f, &mut head).map_err(unreadable(path))?;
+    let n = read_full(&mut f, &mut head).map_err(unreadable(path))?;
     head.truncate(n);
     let ts = match args.format {
         Format::Raw => false,
@@ -234,7 +234,7 @@ fn probe(args: &SendArgs, path: &Path) -> Result<(bool, u64, bool), Error> {
     }
 }
 
-fn mdwrite_read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     let mut n = 0;
     while n < buf.len() {
         match r.read(&mut buf[n..]) {

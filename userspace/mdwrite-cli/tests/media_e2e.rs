@@ -423,3 +423,55 @@ fn looped_clip_keeps_alignment_and_marks_the_wrap() {
     }
     assert!(flagged >= 1, "the wrap is marked");
 }
+
+#[test]
+fn two_files_each_to_its_destinations() {
+    let dir = tempfile::tempdir().unwrap();
+    let a: Vec<u8> = (0..30_000u32).map(|i| (i % 251) as u8).collect();
+    let b: Vec<u8> = (0..20_000u32).map(|i| (i % 241) as u8 ^ 0x5a).collect();
+    let (fa, fb) = (dir.path().join("a.bin"), dir.path().join("b.bin"));
+    fs::write(&fa, &a).unwrap();
+    fs::write(&fb, &b).unwrap();
+    let outs: Vec<_> = (0..3).map(|i| dir.path().join(format!("o{i}"))).collect();
+    let mut args = vec!["--rtp", "--idle-timeout", "5"];
+    for o in &outs {
+        args.extend(["--output", o.to_str().unwrap()]);
+    }
+    let r = Receiver::start(3, &args);
+    // a.bin to receivers 0 and 2, b.bin to receiver 1.
+    let out = mdwrite()
+        .arg("send")
+        .arg(&fa)
+        .args([
+            "--to",
+            &r.addrs[0].to_string(),
+            "--to",
+            &r.addrs[2].to_string(),
+        ])
+        .arg(&fb)
+        .args(["--to", &r.addrs[1].to_string()])
+        .args(["--bitrate", "2M", "--rtp", "--backend", "fallback"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(
+        summary.lines().filter(|l| l.starts_with("stream ")).count(),
+        2
+    );
+    // Not MPEG-TS: the dynamic payload type.
+    assert!(summary.contains(" pt=96 "), "{summary}");
+    let (code, report, err) = r.finish();
+    assert_eq!(code, 0, "{err}");
+    assert!(fs::read(&outs[0]).unwrap() == a);
+    assert!(fs::read(&outs[1]).unwrap() == b);
+    assert!(fs::read(&outs[2]).unwrap() == a);
+    for line in report.lines() {
+        assert_eq!(field(line, "lost"), "0", "{line}");
+        assert_eq!(field(line, "pt"), "96", "{line}");
+    }
+}
