@@ -291,8 +291,25 @@ impl Stream {
 /// destinations, paced on one clock: every [`tick`](StreamGroup::tick)
 /// gathers what each stream is due into one vectored call.
 ///
-/// See the [module documentation](self) for the pacing, the interval and
-/// what happens when ticks run late.
+/// # Pacing
+///
+/// A stream that started at time `s` on the group's clock is due, at time
+/// `t`, the bytes `floor(bitrate × (t − s) / 8)` rounded down to whole
+/// packets of `payload_size`, less what it already sent: computed from the
+/// elapsed time at every tick, so rounding errors do not add up. Right
+/// after each tick a stream is less than one packet behind its ideal byte
+/// count, however long it runs.
+///
+/// # Interval
+///
+/// See [`StreamGroup::interval`].
+///
+/// # Falling behind
+///
+/// A late tick sends everything due, up to [`GroupOptions::buffer`] worth
+/// of each stream's bitrate (never less than one interval plus two
+/// packets). Beyond that the stream's schedule slips: the excess is
+/// postponed, not dropped, and counted in [`StreamStats::slipped`].
 ///
 /// Each tick reads one buffer per stream, and every destination of the
 /// stream gets an entry pointing at those same bytes.
@@ -392,8 +409,22 @@ impl<C: Clock> StreamGroup<C> {
     }
 
     /// The tick interval: the time the slowest stream takes to fill one
-    /// packet, within `1 ms ..= latency` (see the
-    /// [module documentation](self)).
+    /// packet (`max(payload_size × 8 / bitrate)`), clamped to
+    /// `1 ms ..= latency` ([`GroupOptions::latency`]; with no streams, the
+    /// latency).
+    ///
+    /// - At least one packet of the slowest stream: a shorter interval
+    ///   makes calls in which that stream has nothing to send, so each call
+    ///   carries fewer packets; faster streams fill several per tick anyway.
+    /// - At most the latency budget: data waits up to one interval, and a
+    ///   stream sends `bitrate × interval` in one burst that receivers must
+    ///   buffer. A stream slower than one packet per `latency` sends one
+    ///   packet every few ticks.
+    /// - At least [`MIN_INTERVAL`] (1 ms): below that, waking up and the
+    ///   call cost more than they save.
+    ///
+    /// It is recomputed when streams join or leave; it changes when calls
+    /// are made, not how much each stream sends.
     ///
     /// ```
     /// use mdwrite::{FakeClock, GroupOptions, StreamConfig, StreamGroup, DestId};

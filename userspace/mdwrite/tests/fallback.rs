@@ -474,3 +474,17 @@ fn no_gso_with_rtp_or_mixed_payloads() {
     assert_eq!(after.messages - before.messages, 45);
     assert_eq!(after.gso_messages, before.gso_messages);
 }
+
+#[test]
+fn open_without_the_module_is_the_fallback() {
+    if std::path::Path::new(mdwrite::Device::PATH).exists() {
+        eprintln!("skipped: the module is loaded here");
+        return;
+    }
+    let sender = Sender::open().unwrap();
+    assert_eq!(sender.backend(), Backend::Fallback);
+    assert_eq!(sender.backend().to_string(), "fallback (sendmmsg)");
+    assert_eq!(Backend::Module.to_string(), "module");
+    let e = Sender::open_module().unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::ENOENT));
+}

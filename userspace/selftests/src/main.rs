@@ -55,6 +55,10 @@ const TESTS: &[Test] = &[
         "sender_stream_group_module",
         sender::sender_stream_group_module,
     ),
+    (
+        "sender_backends_same_errors",
+        sender::sender_backends_same_errors,
+    ),
 ];
 
 fn main() -> ExitCode {

@@ -441,3 +441,173 @@ pub(crate) fn sender_stream_group_module() -> TestResult {
     }
     Ok(())
 }
+
+/// The errno of a failed call, or what it returned instead.
+fn errno_of<T: std::fmt::Debug>(r: std::io::Result<T>) -> Result<i32, String> {
+    match r {
+        Ok(v) => Err(format!("succeeded ({v:?})")),
+        Err(e) => mdwrite::errno(&e).ok_or(format!("no errno in {e}")),
+    }
+}
+
+/// The same mistakes give the same errno through both backends, for
+/// destinations and for writes; and route lookups name what is missing.
+pub(crate) fn sender_backends_same_errors() -> TestResult {
+    let topo = Topology::new(3)?;
+    // A device that is down.
+    run(&[
+        "ip",
+        "-n",
+        &topo.sender,
+        "link",
+        "add",
+        "d0",
+        "type",
+        "dummy",
+    ])?;
+    let down = topo::ifindex(&topo.sender, "d0")?;
+    let ifindex = topo.sender_ifindex()?;
+    // Receiver 2's destination (plain IPv4 UDP), at the MTU.
+    let good = DestConfig {
+        packet_size: None,
+        ..config(&topo, ifindex, 2)
+    };
+    let with = |f: &dyn Fn(&mut DestConfig)| {
+        let mut d = good.clone();
+        f(&mut d);
+        d
+    };
+    let cases: Vec<(&str, DestConfig, i32)> = vec![
+        ("no device", with(&|d| d.ifindex = 999_999), libc::ENODEV),
+        ("device down", with(&|d| d.ifindex = down), libc::ENETDOWN),
+        (
+            "packet size above the MTU",
+            with(&|d| d.packet_size = Some(1501)),
+            libc::EMSGSIZE,
+        ),
+        (
+            "packet size below the headers",
+            with(&|d| d.packet_size = Some(28)),
+            libc::EMSGSIZE,
+        ),
+        ("source port 0", with(&|d| d.src_port = 0), libc::EINVAL),
+        (
+            "destination port 0",
+            with(&|d| d.to.set_port(0)),
+            libc::EINVAL,
+        ),
+        ("DSCP 64", with(&|d| d.dscp = 64), libc::EINVAL),
+        ("VLAN id 0", with(&|d| d.vlan_tci = Some(0)), libc::EINVAL),
+        (
+            "VLAN id 4095",
+            with(&|d| d.vlan_tci = Some(4095)),
+            libc::EINVAL,
+        ),
+        (
+            "payload type 128",
+            with(&|d| {
+                d.rtp = Some(Rtp {
+                    payload_type: 128,
+                    ..Default::default()
+                })
+            }),
+            libc::EINVAL,
+        ),
+        (
+            "mixed families",
+            with(&|d| d.from = topo.sender_addr(true)),
+            libc::EINVAL,
+        ),
+        (
+            "zero checksum on IPv6",
+            with(&|d| {
+                d.from = topo.sender_addr(true);
+                d.to = SocketAddr::new(topo.addr(2, true), BASE_PORT);
+                d.udp_csum_zero = true;
+            }),
+            libc::EINVAL,
+        ),
+    ];
+    let sender_ns = topo.sender.clone();
+    topo::spawn_in(&sender_ns, move || {
+        for backend in [Backend::Module, Backend::Fallback] {
+            let mut sender = match backend {
+                Backend::Module => Sender::open_module(),
+                Backend::Fallback => Sender::open_fallback(),
+            }
+            .map_err(|e| format!("open {backend}: {e}"))?;
+            for (what, d, want) in &cases {
+                let got =
+                    errno_of(sender.connect(d)).map_err(|e| format!("{backend}: {what}: {e}"))?;
+                if got != *want {
+                    return Err(format!("{backend}: {what}: errno {got}, want {want}"));
+                }
+            }
+            let id = sender
+                .connect(&good)
+                .map_err(|e| format!("{backend}: connect: {e}"))?;
+            let one = [1u8; 10];
+            let opts = WriteOptions::default();
+            let unknown = DestId::from_handle(0xdead);
+            let many = vec![Entry::new(id, &one); 4097];
+            let writes: Vec<(&str, Vec<Entry<'_>>, i32)> = vec![
+                ("no entries", vec![], libc::EINVAL),
+                ("an empty entry", vec![Entry::new(id, &[])], libc::EINVAL),
+                (
+                    "an unknown destination",
+                    vec![Entry::new(id, &one), Entry::new(unknown, &one)],
+                    libc::ENXIO,
+                ),
+                (
+                    "a timestamp without RTP",
+                    vec![Entry {
+                        dest: id,
+                        data: &one,
+                        rtp_timestamp: Some(1),
+                    }],
+                    libc::EINVAL,
+                ),
+                ("4097 entries", many, libc::E2BIG),
+            ];
+            for (what, entries, want) in writes {
+                let got = errno_of(sender.send_vectored(&entries, &opts))
+                    .map_err(|e| format!("{backend}: {what}: {e}"))?;
+                if got != want {
+                    return Err(format!(
+                        "{backend}: write with {what}: errno {got}, want {want}"
+                    ));
+                }
+            }
+            sender
+                .disconnect(id)
+                .map_err(|e| format!("{backend}: disconnect: {e}"))?;
+            let got = errno_of(sender.disconnect(id))
+                .map_err(|e| format!("{backend}: disconnect twice: {e}"))?;
+            if got != libc::ENXIO {
+                return Err(format!("{backend}: disconnect twice: errno {got}"));
+            }
+        }
+        // Route lookups in the sender's namespace: only 10.99.0.0/24 and
+        // fd00:99::/64 are reachable.
+        let e = DestConfig::route("192.0.2.1:5000".parse().unwrap(), None)
+            .err()
+            .ok_or("a route to 192.0.2.1")?;
+        if mdwrite::errno(&e) != Some(libc::ENETUNREACH) || !e.to_string().contains("192.0.2.1") {
+            return Err(format!("route to 192.0.2.1: {e}"));
+        }
+        let e = DestConfig::route("10.99.0.10:5000".parse().unwrap(), Some("nope0"))
+            .err()
+            .ok_or("a route through nope0")?;
+        if mdwrite::errno(&e) != Some(libc::ENODEV) || !e.to_string().contains("nope0") {
+            return Err(format!("route through nope0: {e}"));
+        }
+        let d = DestConfig::route("10.99.0.10:5000".parse().unwrap(), None)
+            .map_err(|e| format!("route to 10.99.0.10: {e}"))?;
+        if d.ifindex != ifindex || d.from != topo::SENDER_V4 {
+            return Err(format!("route to 10.99.0.10: {d:?}"));
+        }
+        Ok(())
+    })
+    .join()
+    .map_err(|_| "sender thread panicked")?
+}
