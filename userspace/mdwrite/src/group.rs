@@ -513,9 +513,10 @@ impl<C: Clock> StreamGroup<C> {
 
         // Read each stream's due chunk.
         for s in &mut self.streams {
-            let target = s.target(now);
-            let sent = s.stats.bytes + s.carry as u64;
-            let mut due = target.saturating_sub(sent);
+            // Whole packets: the target, the bytes sent and the budget all
+            // are, so the slip is too. Carried bytes (less than a packet)
+            // are already in the buffer.
+            let mut due = s.target(now).saturating_sub(s.stats.bytes);
             let budget = s.budget(self.opts.buffer, self.interval);
             if due > budget {
                 let excess = due - budget;
@@ -524,9 +525,9 @@ impl<C: Clock> StreamGroup<C> {
                 s.stats.slipped += Duration::from_nanos(u64::try_from(ns).unwrap_or(u64::MAX));
                 due = budget;
             }
-            let due = usize::try_from(due + s.carry as u64).unwrap_or(usize::MAX);
+            let due = usize::try_from(due).unwrap_or(usize::MAX);
             s.chunk = 0;
-            if due > s.carry || s.carry == 0 {
+            if due > s.carry {
                 s.read_chunk(due);
             }
         }

@@ -494,3 +494,74 @@ fn bad_streams_are_refused() {
     }
     assert!(group.is_empty());
 }
+
+/// A source that flows, except that when told it hands out 500 bytes and
+/// then has no data for one read.
+struct Gate {
+    data: Vec<u8>,
+    pos: usize,
+    hiccup: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    blocked: bool,
+}
+
+impl Read for Gate {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if std::mem::take(&mut self.blocked) {
+            return Err(ErrorKind::WouldBlock.into());
+        }
+        let mut len = buf.len().min(self.data.len() - self.pos);
+        if self.hiccup.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            len = len.min(500);
+            self.blocked = true;
+        }
+        buf[..len].copy_from_slice(&self.data[self.pos..self.pos + len]);
+        self.pos += len;
+        Ok(len)
+    }
+}
+
+#[test]
+fn a_stall_with_a_partial_packet_carried_keeps_packets_whole() {
+    let clock = FakeClock::new();
+    let mut group = StreamGroup::new(clock.clone(), GroupOptions::default());
+    let mut tx = FakeTx {
+        keep_data: true,
+        ..Default::default()
+    };
+    let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    let hiccup = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let source = Gate {
+        data: data.clone(),
+        pos: 0,
+        hiccup: hiccup.clone(),
+        blocked: false,
+    };
+    let id = group
+        .add_stream(cfg(4_000_000, &[1]), Box::new(source))
+        .unwrap();
+    let mut stalls = 0;
+    while !group.is_empty() {
+        group.tick_with(&mut tx).unwrap();
+        if stalls < 3 && clock.now() > Duration::from_secs(1 + stalls) {
+            stalls += 1;
+            // 500 bytes arrive, then nothing: a partial packet is carried.
+            hiccup.store(true, std::sync::atomic::Ordering::SeqCst);
+            group.tick_with(&mut tx).unwrap();
+            // Then a stall: the stream catches up a buffer's worth, whole
+            // packets only, and slips the rest.
+            let before = group.stream_stats(id).unwrap().slipped;
+            clock.advance(Duration::from_secs(5));
+            group.tick_with(&mut tx).unwrap();
+            let stats = group.stream_stats(id).unwrap();
+            assert!(stats.slipped > before + Duration::from_secs(4), "{stats:?}");
+        }
+        assert!(clock.now() < Duration::from_secs(600), "never ended");
+    }
+    assert_eq!(stalls, 3);
+    let chunks: Vec<&Seen> = tx.calls.iter().flatten().collect();
+    for (k, c) in chunks[..chunks.len() - 1].iter().enumerate() {
+        assert_eq!(c.data.len() % 1316, 0, "chunk {k} of {}", chunks.len());
+    }
+    let got: Vec<u8> = chunks.iter().flat_map(|c| c.data.clone()).collect();
+    assert_eq!(got, data);
+}
