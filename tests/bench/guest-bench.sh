@@ -5,7 +5,7 @@
 # scripts/vm-run.sh, one vCPU, QEMU -icount shift=0,sleep=off).
 #
 #   guest-bench.sh OUTDIR [full|quick]
-#   guest-bench.sh OUTDIR profile METHOD [DESTS KIB PAYLOAD TIMES]
+#   guest-bench.sh OUTDIR profile METHOD[,METHOD...] [DESTS KIB PAYLOAD TIMES]
 #
 # Sets up dummy0 like a NIC (checksum offload on, UDP segmentation offload
 # off, so GSO is done in software), a permanent neighbour entry per
@@ -18,7 +18,7 @@
 # headline, 64 destinations x 256 KiB of 1472-byte packets) TIMES times
 # under `perf record -e cpu-clock` (timer samples, so proportional to
 # instructions under -icount; one sample per tick, hence the repetitions)
-# and writes OUTDIR/profile.txt.
+# and writes OUTDIR/profile-METHOD.txt.
 set -eu
 
 out=$1 mode=${2:-full}
@@ -78,20 +78,22 @@ summarise() {
 }
 
 if [ "$mode" = profile ]; then
-	method=$3 dests=${4:-64} kib=${5:-256} payload=${6:-1472} times=${7:-200}
+	methods=$3 dests=${4:-64} kib=${5:-256} payload=${6:-1472} times=${7:-200}
 	sysctl -qw kernel.kptr_restrict=0 kernel.perf_event_paranoid=-1
 	export HOME=$out
-	perf record -q -N -e cpu-clock -g -o "$out/perf.data" -- \
-		mdwrite-bench repeat --ifname "$dev" --method "$method" --dests "$dests" \
-		--kib "$kib" --payload "$payload" --times "$times" 2>&1 | tee "$out/profile-run.txt"
-	per_packet=$(sed -n 's/.* \([0-9]*\) instructions\/packet$/\1/p' "$out/profile-run.txt")
-	{
-		echo "# $method, $dests destinations x $kib KiB, payload $payload, $times calls; $(uname -r)"
-		cat "$out/profile-run.txt"
-		echo "# timer samples (one per 4M guest instructions); instr/pkt = share x $per_packet"
-		echo "# self: where the instructions are executed; incl: in the function or its callees"
-		perf script -i "$out/perf.data" -F ip 2>/dev/null | resolve_samples | summarise "$per_packet"
-	} >"$out/profile.txt"
+	for method in ${methods//,/ }; do
+		perf record -q -N -e cpu-clock -g -o "$out/perf.data" -- \
+			mdwrite-bench repeat --ifname "$dev" --method "$method" --dests "$dests" \
+			--kib "$kib" --payload "$payload" --times "$times" 2>&1 | tee "$out/profile-run.txt"
+		per_packet=$(sed -n 's/.* \([0-9]*\) instructions\/packet$/\1/p' "$out/profile-run.txt")
+		{
+			echo "# $method, $dests destinations x $kib KiB, payload $payload, $times calls; $(uname -r)"
+			cat "$out/profile-run.txt"
+			echo "# timer samples (one per 4M guest instructions); instr/pkt = share x $per_packet"
+			echo "# self: where the instructions are executed; incl: in the function or its callees"
+			perf script -i "$out/perf.data" -F ip 2>/dev/null | resolve_samples | summarise "$per_packet"
+		} >"$out/profile-$method.txt"
+	done
 	rmmod mdwrite
 	exit 0
 fi
