@@ -75,7 +75,8 @@ pub struct StreamConfig {
     pub payload_size: usize,
     /// Where the stream goes; each gets the same bytes.
     pub dests: Vec<DestId>,
-    /// With `Some(hz)`, each entry carries the RTP timestamp of its first
+    /// With `Some(hz)`, each entry to a destination with RTP carries the
+    /// RTP timestamp of its first
     /// byte's ideal send time since the stream's start, at `hz` (90 000 for
     /// MPEG-TS, RFC 2250), counted from the destination's initial
     /// timestamp ([`Rtp::timestamp`](crate::Rtp::timestamp), random per
@@ -190,11 +191,12 @@ pub trait Transmit {
     /// The largest payload of a packet to `id`, as [`Sender::max_payload`].
     fn max_payload(&self, id: DestId) -> Option<u16>;
     /// The RTP timestamp of the first packet to `id`, as
-    /// [`Sender::rtp_initial_timestamp`]; a stream's entry timestamps start
-    /// there. The default is 0.
+    /// [`Sender::rtp_initial_timestamp`]: a stream's entry timestamps start
+    /// there, and a destination without RTP (`None`) gets none. The
+    /// default is `Some(0)`.
     fn rtp_initial_timestamp(&self, id: DestId) -> Option<u32> {
         let _ = id;
-        None
+        Some(0)
     }
 }
 
@@ -549,8 +551,9 @@ impl<C: Clock> StreamGroup<C> {
                 })
             };
             for &dest in &s.cfg.dests {
-                let base = out.rtp_initial_timestamp(dest).unwrap_or(0);
-                let rtp_ts = |offset: usize| rtp_ts(offset).map(|t| t.wrapping_add(base));
+                // Only destinations with RTP take a timestamp.
+                let base = out.rtp_initial_timestamp(dest);
+                let rtp_ts = |offset: usize| Some(rtp_ts(offset)?.wrapping_add(base?));
                 if out.max_payload(dest).is_none_or(|m| usize::from(m) == p) {
                     entries.push(Entry {
                         dest,

@@ -326,14 +326,15 @@ fn write_errors_are_the_modules() {
 #[test]
 fn stream_group_through_the_fallback() {
     let mut sender = Sender::open_fallback().unwrap();
-    let rx: Vec<UdpSocket> = (0..3).map(|_| receiver("127.0.0.1")).collect();
+    let rx: Vec<UdpSocket> = (0..4).map(|_| receiver("127.0.0.1")).collect();
     let clock = FakeClock::new();
     let mut group = StreamGroup::new(clock.clone(), GroupOptions::default());
     let sources = [data(1316 * 40 + 99, 1), data(1316 * 9, 2)];
     let bitrates = [3_000_000u64, 500_000];
     let mut cfgs = Vec::new();
-    // Stream 0 to receivers 0 and 1 over RTP, stream 1 to receiver 2.
-    for (i, dests) in [vec![0usize, 1], vec![2]].into_iter().enumerate() {
+    // Stream 0 to receivers 0 and 1 over RTP and to receiver 3 as plain
+    // UDP (its entries carry no timestamp), stream 1 to receiver 2.
+    for (i, dests) in [vec![0usize, 1, 3], vec![2]].into_iter().enumerate() {
         let mut cfg = StreamConfig {
             bitrate: bitrates[i],
             payload_size: 1316,
@@ -343,6 +344,7 @@ fn stream_group_through_the_fallback() {
         for r in dests {
             let rtp = cfg
                 .rtp_ts_increment()
+                .filter(|_| r != 3)
                 .map(|inc| rtp(r as u32, 0, 1_000_000 * r as u32, inc));
             cfg.dests
                 .push(sender.connect(&dest_to(&rx[r], 1316, rtp)).unwrap());
@@ -359,7 +361,7 @@ fn stream_group_through_the_fallback() {
         ticks += 1;
     }
     assert!(ticks > 5);
-    for (r, stream, skip) in [(0, 0, 12), (1, 0, 12), (2, 1, 0)] {
+    for (r, stream, skip) in [(0, 0, 12), (1, 0, 12), (2, 1, 0), (3, 0, 0)] {
         let n = sources[stream].len().div_ceil(1316);
         let got = recv_n(&rx[r], n);
         let payload: Vec<u8> = got.iter().flat_map(|g| g[skip..].to_vec()).collect();

@@ -31,6 +31,7 @@ struct FakeTx {
     keep_data: bool,
     payloads: HashMap<DestId, u16>,
     rtp_bases: HashMap<DestId, u32>,
+    no_rtp: Vec<DestId>,
 }
 
 impl Transmit for FakeTx {
@@ -68,7 +69,10 @@ impl Transmit for FakeTx {
     }
 
     fn rtp_initial_timestamp(&self, id: DestId) -> Option<u32> {
-        self.rtp_bases.get(&id).copied()
+        if self.no_rtp.contains(&id) {
+            return None;
+        }
+        Some(self.rtp_bases.get(&id).copied().unwrap_or(0))
     }
 }
 
@@ -352,11 +356,12 @@ fn rtp_timestamps_come_from_the_pacing_clock() {
         ..Default::default()
     };
     // Destination 2 starts at its own (random) initial timestamp, near the
-    // wrap.
+    // wrap; destination 3 has no RTP header, so no timestamp.
     let base2 = 0xffff_ff00u32;
     tx.rtp_bases.insert(DestId::from_handle(2), base2);
+    tx.no_rtp.push(DestId::from_handle(3));
     let bitrate = 3_760_000;
-    let mut c = cfg(bitrate, &[1, 2]);
+    let mut c = cfg(bitrate, &[1, 2, 3]);
     c.rtp_clock_hz = Some(90_000);
     assert_eq!(c.rtp_ts_increment(), Some(252));
     group.add_stream(c, Box::new(Endless)).unwrap();
@@ -365,7 +370,8 @@ fn rtp_timestamps_come_from_the_pacing_clock() {
     }
     let mut offset = 0u64;
     for call in &tx.calls {
-        assert_eq!(call.len(), 2);
+        assert_eq!(call.len(), 3);
+        assert_eq!(call[2].rtp_timestamp, None);
         // The ideal send time of the chunk's first byte, at 90 kHz.
         let t = (u128::from(offset) * 8 * 90_000 / u128::from(bitrate)) as u32;
         assert_eq!(call[0].rtp_timestamp, Some(t));

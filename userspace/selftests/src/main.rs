@@ -59,6 +59,10 @@ const TESTS: &[Test] = &[
         "sender_backends_same_errors",
         sender::sender_backends_same_errors,
     ),
+    (
+        "sender_group_same_packets",
+        sender::sender_group_same_packets,
+    ),
 ];
 
 fn main() -> ExitCode {

@@ -130,9 +130,36 @@ fn run_backend(
     datas: &[(usize, Vec<u8>, Option<u32>)],
     quantum: u32,
 ) -> Result<Outcome, String> {
+    run_workload(topo, backend, Workload::Entries(datas.to_vec(), quantum))
+}
+
+/// Streams of a StreamGroup: (receivers, bitrate, source bytes).
+type GroupStreams = Vec<(Vec<usize>, u64, Vec<u8>)>;
+
+/// What a backend sends: one call of entries with a quantum, or the
+/// ticks of a StreamGroup on a fake clock until its streams end.
+enum Workload {
+    Entries(Vec<(usize, Vec<u8>, Option<u32>)>, u32),
+    Group(GroupStreams),
+}
+
+/// Sends `work` through `backend`, captured where the sender's link
+/// enters the switch.
+fn run_workload(topo: &Topology, backend: Backend, work: Workload) -> Result<Outcome, String> {
     let mut expect = [0usize; RECEIVERS];
-    for (r, d, _) in datas {
-        expect[*r] += d.len();
+    match &work {
+        Workload::Entries(datas, _) => {
+            for (r, d, _) in datas {
+                expect[*r] += d.len();
+            }
+        }
+        Workload::Group(streams) => {
+            for (rs, _, src) in streams {
+                for r in rs {
+                    expect[*r] += src.len();
+                }
+            }
+        }
     }
     let rx: Vec<_> = (0..RECEIVERS)
         .map(|i| {
@@ -159,7 +186,6 @@ fn run_backend(
     let sender_ns = topo.sender.clone();
     let ifindex = topo.sender_ifindex()?;
     let configs: Vec<DestConfig> = (0..RECEIVERS).map(|i| config(topo, ifindex, i)).collect();
-    let datas = datas.to_vec();
     let (packets, payloads, gso_messages) = topo::spawn_in(&sender_ns, move || {
         let mut sender = match backend {
             Backend::Module => Sender::open_module(),
@@ -178,26 +204,58 @@ fn run_backend(
             .iter()
             .map(|&id| sender.max_payload(id).unwrap_or(0))
             .collect();
-        let entries: Vec<Entry<'_>> = datas
-            .iter()
-            .map(|(r, d, ts)| Entry {
-                dest: ids[*r],
-                data: d,
-                rtp_timestamp: *ts,
-            })
-            .collect();
-        let opts = WriteOptions {
-            quantum,
-            qdisc: false,
+        let packets = match work {
+            Workload::Entries(datas, quantum) => {
+                let entries: Vec<Entry<'_>> = datas
+                    .iter()
+                    .map(|(r, d, ts)| Entry {
+                        dest: ids[*r],
+                        data: d,
+                        rtp_timestamp: *ts,
+                    })
+                    .collect();
+                let opts = WriteOptions {
+                    quantum,
+                    qdisc: false,
+                };
+                let report = sender
+                    .send_vectored(&entries, &opts)
+                    .map_err(|e| format!("{backend}: send: {e}"))?;
+                if let Some((e, i)) = report.error {
+                    return Err(format!("{backend}: stopped at entry {i}: {e}"));
+                }
+                report.packets
+            }
+            Workload::Group(streams) => {
+                let mut group = StreamGroup::new(FakeClock::new(), GroupOptions::default());
+                for (rs, bitrate, src) in streams {
+                    let cfg = StreamConfig {
+                        bitrate,
+                        payload_size: 1316,
+                        dests: rs.iter().map(|&r| ids[r]).collect(),
+                        rtp_clock_hz: Some(90_000),
+                    };
+                    group
+                        .add_stream(cfg, Box::new(std::io::Cursor::new(src)))
+                        .map_err(|e| e.to_string())?;
+                }
+                let mut packets = 0;
+                while !group.is_empty() {
+                    let r = group
+                        .tick(&mut sender)
+                        .map_err(|e| format!("{backend}: tick: {e}"))?;
+                    if let Some(w) = r.write {
+                        if let Some((e, i)) = w.error {
+                            return Err(format!("{backend}: tick stopped at entry {i}: {e}"));
+                        }
+                        packets += w.packets;
+                    }
+                }
+                packets
+            }
         };
-        let report = sender
-            .send_vectored(&entries, &opts)
-            .map_err(|e| format!("{backend}: send: {e}"))?;
-        if let Some((e, i)) = report.error {
-            return Err(format!("{backend}: stopped at entry {i}: {e}"));
-        }
         let gso = sender.fallback_stats().map_or(0, |f| f.gso_messages);
-        Ok((report.packets, payloads, gso))
+        Ok((packets, payloads, gso))
     })
     .join()
     .map_err(|_| "sender thread panicked")??;
@@ -219,12 +277,9 @@ fn run_backend(
     })
 }
 
-/// The same entries sent through `Sender::open_module()` and
-/// `Sender::open_fallback()` give identical datagrams, headers included
-/// (RTP sequence numbers, timestamps, SSRC, payload type), of the same
-/// sizes, in the same order on the wire for the destinations that share a
-/// source address and port (all the IPv4 ones), and identical receptions.
-pub(crate) fn sender_backends_same_packets() -> TestResult {
+/// The topology of the comparisons: static neighbours, and GSO packets cut
+/// at the sender's device.
+fn wire_topology() -> Result<Topology, String> {
     let topo = Topology::new(RECEIVERS)?;
     static_neighbours(&topo)?;
     // A veth passes GSO packets on whole; make the kernel cut them at the
@@ -241,6 +296,82 @@ pub(crate) fn sender_backends_same_packets() -> TestResult {
         "tx-udp-segmentation",
         "off",
     ])?;
+    Ok(topo)
+}
+
+/// The same StreamGroup (on a fake clock, so the same ticks) through both
+/// backends puts the same datagrams on the wire, RTP timestamps from the
+/// pacing included, in the same order over the IPv4 destinations.
+/// Receivers 0, 1 (IPv4 RTP at the MTU) and 3 (IPv6 RTP at 1200) have
+/// other largest payloads than the stream's 1316 bytes, so the group sends
+/// them one entry per packet; receiver 2 (plain UDP) is alone in some
+/// ticks, where the fallback sends GSO runs.
+pub(crate) fn sender_group_same_packets() -> TestResult {
+    let topo = wire_topology()?;
+    let streams: GroupStreams = vec![
+        (vec![0, 1, 3], 3_000_000, pattern(1316 * 150 + 11, 20)),
+        (vec![2], 8_000_000, pattern(1_000_000, 21)),
+    ];
+    let module = run_workload(&topo, Backend::Module, Workload::Group(streams.clone()))?;
+    let fallback = run_workload(&topo, Backend::Fallback, Workload::Group(streams.clone()))?;
+    if module.packets != fallback.packets || module.wire.len() as u64 != module.packets {
+        return Err(format!(
+            "packets: module {} ({} on the wire), fallback {}",
+            module.packets,
+            module.wire.len(),
+            fallback.packets
+        ));
+    }
+    let v4 =
+        |o: &Outcome| -> Vec<WireDatagram> { o.wire.iter().filter(|d| !d.0).cloned().collect() };
+    let (m4, f4) = (v4(&module), v4(&fallback));
+    if let Some(k) = (0..m4.len().max(f4.len())).find(|&k| m4.get(k) != f4.get(k)) {
+        return Err(format!(
+            "IPv4 wire order differs at datagram {k}: module {:?} {:?}, fallback {:?} {:?}",
+            m4.get(k).map(|d| d.1),
+            show(m4.get(k).map(|d| &d.2)),
+            f4.get(k).map(|d| d.1),
+            show(f4.get(k).map(|d| &d.2)),
+        ));
+    }
+    // Receiver i gets stream [0, 0, 1, 0][i].
+    for (i, stream) in [(0, 0), (1, 0), (2, 1), (3, 0)] {
+        let src = &streams[stream].2;
+        let port = BASE_PORT + i as u16;
+        let on_wire = |o: &Outcome| -> Vec<Vec<u8>> {
+            o.wire
+                .iter()
+                .filter(|d| d.1 == port)
+                .map(|d| d.2.clone())
+                .collect()
+        };
+        let (mw, fw) = (on_wire(&module), on_wire(&fallback));
+        if mw != fw {
+            return Err(format!("receiver {i}: the backends' datagrams differ"));
+        }
+        let skip = if i == 2 { 0 } else { 12 };
+        let got: Vec<u8> = mw.iter().flat_map(|d| d[skip..].to_vec()).collect();
+        if &got != src {
+            return Err(format!(
+                "receiver {i}: {} bytes on the wire, want the source's {}",
+                got.len(),
+                src.len()
+            ));
+        }
+    }
+    if fallback.gso_messages == 0 {
+        return Err("the fallback sent no GSO message".into());
+    }
+    Ok(())
+}
+
+/// The same entries sent through `Sender::open_module()` and
+/// `Sender::open_fallback()` give identical datagrams, headers included
+/// (RTP sequence numbers, timestamps, SSRC, payload type), of the same
+/// sizes, in the same order on the wire for the destinations that share a
+/// source address and port (all the IPv4 ones), and identical receptions.
+pub(crate) fn sender_backends_same_packets() -> TestResult {
+    let topo = wire_topology()?;
     let datas: Vec<(usize, Vec<u8>, Option<u32>)> = vec![
         (0, pattern(100_000 + 7, 1), None),
         (1, pattern(1316 * 20, 2), None),
