@@ -89,7 +89,7 @@ media_recv_start() {
 	for ((i = 0; i < media_n; i++)); do
 		local t=0
 		until grep -q "listening on" "$MDW_MEDIA_DIR/recv$i.err" 2>/dev/null; do
-			((t++ < 300)) || media_fail "receiver $i did not start: $(cat "$MDW_MEDIA_DIR/recv$i.err")"
+			((t++ < 600)) || media_fail "receiver $i did not start: $(cat "$MDW_MEDIA_DIR/recv$i.err")"
 			sleep 0.1
 		done
 	done
@@ -110,7 +110,7 @@ media_capture_start() {
 	media_cap_pid=$!
 	local t=0
 	until grep -q "listening on" "$MDW_MEDIA_DIR/tcpdump.err" 2>/dev/null; do
-		((t++ < 300)) || media_fail "tcpdump did not start: $(cat "$MDW_MEDIA_DIR/tcpdump.err")"
+		((t++ < 600)) || media_fail "tcpdump did not start: $(cat "$MDW_MEDIA_DIR/tcpdump.err")"
 		sleep 0.1
 	done
 }

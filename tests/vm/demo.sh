@@ -26,7 +26,7 @@ packets=$(media_packets "$clip")
 echo "$(stat -c %s "$clip") bytes, $packets RTP packets of 7 TS packets each"
 
 media_setup "$receivers"
-media_recv_start --packets "$packets" --idle-timeout 20 --fail-on-loss
+media_recv_start --packets "$packets" --idle-timeout 60 --fail-on-loss
 to=()
 for ((i = 0; i < receivers; i++)); do to+=(--to "$(media_rx_addr "$i"):5000"); done
 echo "== mdwrite send clip.ts --rtp --backend module ${to[*]}"

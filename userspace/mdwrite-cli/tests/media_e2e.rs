@@ -186,7 +186,18 @@ fn rtp_to_three_receivers_over_loopback() {
     let outs: Vec<_> = (0..3)
         .map(|i| dir.path().join(format!("out{i}.ts")))
         .collect();
-    let mut recv_args = vec!["--rtp", "--idle-timeout", "5", "--fail-on-loss"];
+    // Each receiver ends at the last packet; the idle timeout only if some
+    // are lost (it also covers tshark's start, which can take seconds).
+    let packets = source.len().div_ceil(1316);
+    let packets_arg = packets.to_string();
+    let mut recv_args = vec![
+        "--rtp",
+        "--packets",
+        &packets_arg,
+        "--idle-timeout",
+        "60",
+        "--fail-on-loss",
+    ];
     for o in &outs {
         recv_args.extend(["--output", o.to_str().unwrap()]);
     }
@@ -216,7 +227,6 @@ fn rtp_to_three_receivers_over_loopback() {
     assert_eq!(code, 0, "recv: {report}{err}");
 
     // The sender's summary.
-    let packets = source.len().div_ceil(1316);
     let stream = summary.lines().find(|l| l.starts_with("stream ")).unwrap();
     assert_eq!(field(stream, "bitrate"), bitrate.to_string());
     assert_eq!(field(stream, "bitrate_from"), "pcr");
@@ -433,7 +443,7 @@ fn two_files_each_to_its_destinations() {
     fs::write(&fa, &a).unwrap();
     fs::write(&fb, &b).unwrap();
     let outs: Vec<_> = (0..3).map(|i| dir.path().join(format!("o{i}"))).collect();
-    let mut args = vec!["--rtp", "--idle-timeout", "5"];
+    let mut args = vec!["--rtp", "--idle-timeout", "10"];
     for o in &outs {
         args.extend(["--output", o.to_str().unwrap()]);
     }
