@@ -16,15 +16,26 @@ trap media_cleanup EXIT
 # MDW_MEDIA_BACKEND=fallback runs the same test without the module.
 backend=${MDW_MEDIA_BACKEND:-module}
 [ "$backend" != module ] || test -c /dev/mdwrite || media_fail "the module is not loaded"
-media_warm_tshark
+# On the debug kernel (kmemleak) under TCG, ffprobe, ffmpeg and tshark take
+# minutes each: there the test checks the receivers' RTP analysis and the
+# bytes only (the received files are then the clip, which the host tests
+# check with the tools). MDW_MEDIA_TOOLS=1 forces the tools.
+if [ -z "${MDW_MEDIA_TOOLS:-}" ] && [ -e /sys/kernel/debug/kmemleak ]; then
+	export MDW_MEDIA_TOOLS=0
+	echo "debug kernel: checking the RTP analysis and the bytes, not with ffprobe/ffmpeg/tshark"
+fi
+tools=${MDW_MEDIA_TOOLS:-1}
+[ "$tools" = 0 ] || media_warm_tshark
 media_setup 3
 media_log "generating the clip"
 clip=$MDW_MEDIA_DIR/clip.ts
-media_clip "$clip" 2 1000000
+# The clip of the host test rtp_to_three_receivers_over_loopback: cached by
+# tests/media/gen-clip.sh when the host tests ran first (scripts/run-tests.sh).
+media_clip "$clip" 3 1500000
 # Each receiver stops at its last packet; the idle timeout (long: on the
 # debug kernel the steps before the first packet take a minute) if some are lost.
 media_recv_start --packets "$(media_packets "$clip")" --idle-timeout 120 --fail-on-loss
-media_capture_start
+[ "$tools" = 0 ] || media_capture_start
 media_log "sending"
 to=()
 for i in 0 1 2; do to+=(--to "$(media_rx_addr "$i"):5000"); done
@@ -33,8 +44,12 @@ ip netns exec "$(media_snd_ns)" mdwrite send "$clip" "${to[@]}" --rtp --backend 
 cat "$MDW_MEDIA_DIR/send.txt"
 grep -q "^total backend=$backend " "$MDW_MEDIA_DIR/send.txt" || media_fail "not sent by the module"
 media_recv_wait || media_fail "a receiver failed: $(cat "$MDW_MEDIA_DIR"/recv*)"
-media_capture_stop
+[ "$tools" = 0 ] || media_capture_stop
 cat "$MDW_MEDIA_DIR"/recv?.txt
 media_log "checking"
 media_check "$clip"
-echo "ok: 3 receivers, clip byte-exact, ffprobe/ffmpeg/tshark clean"
+if [ "$tools" = 0 ]; then
+	echo "ok: 3 receivers, no loss, clip byte-exact"
+else
+	echo "ok: 3 receivers, no loss, clip byte-exact, ffprobe/ffmpeg/tshark clean"
+fi
