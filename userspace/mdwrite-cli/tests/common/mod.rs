@@ -111,7 +111,8 @@ impl Receiver {
             .child
             .wait_with_output()
             .expect("wait for mdwrite recv");
-        let err: Vec<String> = self.stderr.try_iter().collect();
+        // All of stderr: the reader thread ends at its end of file.
+        let err: Vec<String> = self.stderr.iter().collect();
         (
             out.status.code().unwrap_or(-1),
             String::from_utf8_lossy(&out.stdout).into_owned(),
