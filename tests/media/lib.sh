@@ -105,7 +105,7 @@ media_recv_wait() {
 }
 
 media_capture_start() {
-	ip netns exec "$(media_snd_ns)" tcpdump -q -U --immediate-mode -i s0 -w "$MDW_MEDIA_DIR/cap.pcap" \
+	ip netns exec "$(media_snd_ns)" tcpdump -q -U --immediate-mode -B 16384 -i s0 -w "$MDW_MEDIA_DIR/cap.pcap" \
 		udp dst port 5000 2>"$MDW_MEDIA_DIR/tcpdump.err" &
 	media_cap_pid=$!
 	local t=0
