@@ -58,7 +58,7 @@ pub(crate) struct MdwPkt {
 // bindgen's `struct page` and trips over an empty struct there.
 #[allow(improper_ctypes)]
 extern "C" {
-    pub(crate) fn mdw_ffi_check(info: usize, frag: usize, pkt: usize) -> c_int;
+    pub(crate) fn mdw_ffi_check(info: usize, frag: usize, pkt: usize, max_header: usize) -> c_int;
     pub(crate) fn mdw_net_get_current() -> *mut bindings::net;
     pub(crate) fn mdw_net_put(net: *mut bindings::net);
     pub(crate) fn mdw_net_capable_raw(net: *mut bindings::net) -> bool;
@@ -74,8 +74,10 @@ extern "C" {
         p: *const MdwPkt,
         frags: *const MdwFrag,
         done: *mut MdwDone,
+        slot: *mut *mut bindings::sk_buff,
     ) -> *mut bindings::sk_buff;
     pub(crate) fn mdw_skb_free(skb: *mut bindings::sk_buff);
+    pub(crate) fn mdw_skb_release(skb: *mut bindings::sk_buff);
     pub(crate) fn mdw_csum_frags(frags: *const MdwFrag, nfrags: u32) -> u32;
     pub(crate) fn mdw_xmit_direct(d: *const MdwDev, skbs: *mut *mut bindings::sk_buff, n: u32)
         -> u32;
@@ -97,6 +99,7 @@ pub(crate) fn check_layouts() -> kernel::error::Result {
             size_of::<MdwDevInfo>(),
             size_of::<MdwFrag>(),
             size_of::<MdwPkt>(),
+            crate::common::template::MAX_HEADER_LEN,
         )
     })
 }

@@ -183,34 +183,53 @@ void mdw_done_wait_free(struct mdw_done *d)
 /* --- skbs ------------------------------------------------------------------ */
 
 /*
+ * Whether @skb, a packet of the call of @done that the pool still holds,
+ * can carry another packet: the device has let go of it (the pool's is the
+ * only reference), no clone shares its head, and nothing replaced its
+ * payload (a packet tap's clone copies zero-copy fragments and drops the
+ * skb's ubuf_info), and its head has room for @size bytes.
+ */
+static bool mdw_skb_reusable(struct sk_buff *skb, struct mdw_done *done,
+			     unsigned int size)
+{
+	return refcount_read(&skb->users) == 1 && !skb_cloned(skb) &&
+	       skb_zcopy(skb) == &done->ubuf &&
+	       (skb_shinfo(skb)->flags & SKBFL_MANAGED_FRAG_REFS) &&
+	       !skb_has_frag_list(skb) && skb_end_offset(skb) >= size;
+}
+
+/* A new packet skb of @size head bytes, tied to the call's completion. */
+static struct sk_buff *mdw_skb_alloc(unsigned int size, struct mdw_done *done)
+{
+	struct sk_buff *skb = alloc_skb(size, GFP_KERNEL);
+
+	if (unlikely(!skb))
+		return NULL;
+	skb_shinfo(skb)->flags |= SKBFL_MANAGED_FRAG_REFS;
+	net_zcopy_get(&done->ubuf);
+	skb_zcopy_init(skb, &done->ubuf);
+	return skb;
+}
+
+/*
  * A packet: @hdr_len bytes of header copied into the linear part, the
  * payload attached by reference as @nfrags page fragments of pinned user
  * pages (no page references taken: SKBFL_MANAGED_FRAG_REFS, the call's
  * pin outlives the skb through @done).
+ *
+ * Recycling (@slot non-NULL, a slot of the call's skb pool): on a device
+ * that may be handed a shared skb (IFF_TX_SKB_SHARING, as pktgen requires
+ * for its bursts) the pool keeps a reference to every skb it gives out, and
+ * an skb the device has released is rebuilt in place for a later packet
+ * instead of being freed and allocated again. Any skb that is not exactly as
+ * mdwrite left it is released and replaced by a new one.
  */
-struct sk_buff *mdw_skb_build(const struct mdw_dev *d, const struct mdw_pkt *p,
-			      const struct mdw_frag *frags, struct mdw_done *done)
+static void mdw_skb_set_frags(struct sk_buff *skb, const struct mdw_pkt *p,
+			      const struct mdw_frag *frags)
 {
-	struct net_device *dev = d->dev;
-	unsigned int reserve = LL_RESERVED_SPACE(dev) - ETH_HLEN;
-	struct skb_shared_info *shinfo;
-	struct sk_buff *skb;
+	struct skb_shared_info *shinfo = skb_shinfo(skb);
 	unsigned int i;
 
-	if (unlikely(p->nfrags > MAX_SKB_FRAGS))
-		return NULL;
-	skb = alloc_skb(reserve + p->hdr_len, GFP_KERNEL);
-	if (unlikely(!skb))
-		return NULL;
-	skb_reserve(skb, reserve);
-	skb_reset_mac_header(skb);
-	skb_put_data(skb, p->hdr, p->hdr_len);
-	skb_set_network_header(skb, p->l3_off);
-	skb_set_transport_header(skb, p->l4_off);
-	skb->protocol = p->ipv6 ? htons(ETH_P_IPV6) : htons(ETH_P_IP);
-	skb->dev = dev;
-
-	shinfo = skb_shinfo(skb);
 	for (i = 0; i < p->nfrags; i++)
 		__skb_fill_page_desc_noacc(shinfo, i, frags[i].page,
 					   frags[i].off, frags[i].len);
@@ -218,9 +237,69 @@ struct sk_buff *mdw_skb_build(const struct mdw_dev *d, const struct mdw_pkt *p,
 	skb->len += p->payload_len;
 	skb->data_len = p->payload_len;
 	skb->truesize += p->payload_len;
-	shinfo->flags |= SKBFL_MANAGED_FRAG_REFS;
-	net_zcopy_get(&done->ubuf);
-	skb_zcopy_init(skb, &done->ubuf);
+}
+
+/* Whether @skb last carried a packet of the same layout on the same device. */
+static bool mdw_skb_same_shape(const struct sk_buff *skb, const struct net_device *dev,
+			       const struct mdw_pkt *p)
+{
+	return skb->dev == dev && skb_headlen(skb) == p->hdr_len &&
+	       skb_mac_header(skb) == skb->data &&
+	       skb_network_offset(skb) == p->l3_off &&
+	       skb_transport_offset(skb) == p->l4_off &&
+	       (skb->ip_summed == CHECKSUM_PARTIAL) == p->csum_partial;
+}
+
+struct sk_buff *mdw_skb_build(const struct mdw_dev *d, const struct mdw_pkt *p,
+			      const struct mdw_frag *frags, struct mdw_done *done,
+			      struct sk_buff **slot)
+{
+	struct net_device *dev = d->dev;
+	unsigned int reserve = LL_RESERVED_SPACE(dev) - ETH_HLEN;
+	unsigned int size = reserve + MDW_MAX_HEADER;
+	struct sk_buff *skb = NULL;
+
+	if (unlikely(p->nfrags > MAX_SKB_FRAGS || p->hdr_len > MDW_MAX_HEADER))
+		return NULL;
+	if (slot && !(dev->priv_flags & IFF_TX_SKB_SHARING))
+		slot = NULL;
+	if (slot && *slot) {
+		skb = *slot;
+		if (!mdw_skb_reusable(skb, done, size)) {
+			*slot = NULL;
+			consume_skb(skb);
+			skb = NULL;
+		} else {
+			skb_get(skb);
+			skb->truesize -= skb->data_len;
+			skb->len -= skb->data_len;
+			skb->data_len = 0;
+			if (likely(mdw_skb_same_shape(skb, dev, p))) {
+				/* Only the header bytes and the payload change. */
+				memcpy(skb->data, p->hdr, p->hdr_len);
+				mdw_skb_set_frags(skb, p, frags);
+				return skb;
+			}
+			skb->data = skb->head;
+			skb_reset_tail_pointer(skb);
+			skb->len = 0;
+		}
+	}
+	if (!skb) {
+		skb = mdw_skb_alloc(size, done);
+		if (unlikely(!skb))
+			return NULL;
+		if (slot)
+			*slot = skb_get(skb);
+	}
+	skb_reserve(skb, reserve);
+	skb_reset_mac_header(skb);
+	skb_put_data(skb, p->hdr, p->hdr_len);
+	skb_set_network_header(skb, p->l3_off);
+	skb_set_transport_header(skb, p->l4_off);
+	skb->protocol = p->ipv6 ? htons(ETH_P_IPV6) : htons(ETH_P_IP);
+	skb->dev = dev;
+	mdw_skb_set_frags(skb, p, frags);
 
 	if (p->csum_partial) {
 		skb->ip_summed = CHECKSUM_PARTIAL;
@@ -230,6 +309,12 @@ struct sk_buff *mdw_skb_build(const struct mdw_dev *d, const struct mdw_pkt *p,
 		skb->ip_summed = CHECKSUM_NONE;
 	}
 	return skb;
+}
+
+/* Drops the skb pool's reference (end of a call). */
+void mdw_skb_release(struct sk_buff *skb)
+{
+	consume_skb(skb);
 }
 
 void mdw_skb_free(struct sk_buff *skb)
@@ -336,9 +421,9 @@ bool mdw_signal_pending(void)
 }
 
 /* The Rust mirrors of the structs in mdwrite_net.h must match. */
-int mdw_ffi_check(size_t info, size_t frag, size_t pkt)
+int mdw_ffi_check(size_t info, size_t frag, size_t pkt, size_t max_header)
 {
-	if (info != sizeof(struct mdw_dev_info) ||
+	if (info != sizeof(struct mdw_dev_info) || max_header != MDW_MAX_HEADER ||
 	    frag != sizeof(struct mdw_frag) || pkt != sizeof(struct mdw_pkt))
 		return -EINVAL;
 	return 0;

@@ -6,6 +6,9 @@
 #ifndef MDWRITE_NET_H
 #define MDWRITE_NET_H
 
+/* Longest packet header: common::template::MAX_HEADER_LEN (checked at load). */
+#define MDW_MAX_HEADER 78
+
 #include <linux/types.h>
 
 struct net;
@@ -59,8 +62,10 @@ struct mdw_done *mdw_done_new(void);
 void mdw_done_wait_free(struct mdw_done *d);
 
 struct sk_buff *mdw_skb_build(const struct mdw_dev *d, const struct mdw_pkt *p,
-			      const struct mdw_frag *frags, struct mdw_done *done);
+			      const struct mdw_frag *frags, struct mdw_done *done,
+			      struct sk_buff **slot);
 void mdw_skb_free(struct sk_buff *skb);
+void mdw_skb_release(struct sk_buff *skb);
 u32 mdw_csum_frags(const struct mdw_frag *frags, u32 nfrags);
 
 unsigned int mdw_xmit_direct(const struct mdw_dev *d, struct sk_buff **skbs,
@@ -69,6 +74,6 @@ unsigned int mdw_xmit_qdisc(struct sk_buff **skbs, const u32 *lens,
 			    unsigned int n, u64 *bytes);
 bool mdw_xmit_wait(const struct mdw_dev *d);
 bool mdw_signal_pending(void);
-int mdw_ffi_check(size_t info, size_t frag, size_t pkt);
+int mdw_ffi_check(size_t info, size_t frag, size_t pkt, size_t max_header);
 
 #endif /* MDWRITE_NET_H */

@@ -56,9 +56,9 @@ impl PinnedPages {
         Ok(base)
     }
 
-    /// The pinned page at `index`.
-    pub(crate) fn page(&self, index: usize) -> Option<*mut bindings::page> {
-        self.pages.get(index).copied()
+    /// The pinned pages, in pinning order.
+    pub(crate) fn pages(&self) -> &[*mut bindings::page] {
+        &self.pages
     }
 
     fn unpin_from(&mut self, base: usize, n: usize) {

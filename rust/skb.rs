@@ -3,7 +3,7 @@
 //! Packets: building skbs around pinned pages, the call's completion, and
 //! batched transmit.
 
-use kernel::{bindings, prelude::*};
+use kernel::{alloc::KVec, bindings, prelude::*};
 
 use crate::{errno, ffi, net::NetDevice};
 
@@ -37,6 +37,49 @@ impl Drop for CallDone {
     fn drop(&mut self) {
         // SAFETY: `self.0` came from `mdw_done_new` and is freed only here.
         unsafe { ffi::mdw_done_wait_free(self.0) };
+    }
+}
+
+/// Skbs one call recycles: on devices that accept shared skbs
+/// (`IFF_TX_SKB_SHARING`), the pool keeps a reference to each skb it hands
+/// out, and `mdw_skb_build` rebuilds one the device has released for a
+/// later packet instead of freeing and allocating (see `mdwrite_net.c`).
+/// Packet `k` of the call uses slot `k % POOL`, so an skb has `POOL - 1`
+/// packets' time to come back. Dropping the pool drops its references; it
+/// must go before the `CallDone` that waits for the skbs.
+pub(crate) struct SkbPool {
+    slots: KVec<*mut bindings::sk_buff>,
+    next: usize,
+}
+
+/// Slots in a call's skb pool.
+pub(crate) const POOL: usize = 8 * BATCH;
+
+impl SkbPool {
+    /// An empty pool; `enabled` false never recycles (qdisc sends: the
+    /// stack may modify the skbs it is given).
+    pub(crate) fn new(enabled: bool) -> Result<Self> {
+        let n = if enabled { POOL } else { 0 };
+        Ok(Self { slots: KVec::from_elem(core::ptr::null_mut(), n, GFP_KERNEL)?, next: 0 })
+    }
+
+    /// The slot of the next packet, or null when the pool is disabled.
+    #[inline(always)]
+    fn next_slot(&mut self) -> *mut *mut bindings::sk_buff {
+        let Some(slot) = self.slots.get_mut(self.next) else {
+            return core::ptr::null_mut();
+        };
+        self.next = if self.next + 1 == POOL { 0 } else { self.next + 1 };
+        slot
+    }
+}
+
+impl Drop for SkbPool {
+    fn drop(&mut self) {
+        for &skb in self.slots.iter().filter(|s| !s.is_null()) {
+            // SAFETY: the pool owns one reference to each skb in it.
+            unsafe { ffi::mdw_skb_release(skb) };
+        }
     }
 }
 
@@ -94,7 +137,8 @@ impl<'a> TxBatch<'a> {
 
     /// Builds one skb (header copied, payload by reference) and queues it
     /// in the batch. The batch must not be full.
-    pub(crate) fn push(&mut self, parts: &PacketParts<'_>, done: &CallDone) -> Result {
+    #[inline(always)]
+    pub(crate) fn push(&mut self, parts: &PacketParts<'_>, done: &CallDone, pool: &mut SkbPool) -> Result {
         if self.is_full() || parts.frags.len() > MAX_FRAGS {
             return Err(EINVAL);
         }
@@ -108,10 +152,11 @@ impl<'a> TxBatch<'a> {
             ipv6: parts.ipv6,
             csum_partial: parts.csum_partial,
         };
+        let slot = pool.next_slot();
         // SAFETY: the device is held, `pkt` and the fragments are valid for
         // the call, the fragments' pages stay pinned until `done` completes,
-        // and `done` is live.
-        let skb = unsafe { ffi::mdw_skb_build(self.dev.as_ptr(), &pkt, parts.frags.as_ptr(), done.0) };
+        // `done` is live, and `slot` is null or a slot of the call's pool.
+        let skb = unsafe { ffi::mdw_skb_build(self.dev.as_ptr(), &pkt, parts.frags.as_ptr(), done.0, slot) };
         if skb.is_null() {
             return Err(ENOMEM);
         }

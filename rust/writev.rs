@@ -11,7 +11,11 @@
 //! device has released every packet (one completion for the call), and only
 //! then unpins.
 
-use kernel::{alloc::KVec, page::PAGE_SHIFT, prelude::*};
+use kernel::{
+    alloc::KVec,
+    page::{PAGE_SHIFT, PAGE_SIZE},
+    prelude::*,
+};
 
 use crate::{
     abi::{MdwEntry, MdwWritev, MDW_ENTRY_RTP_TS, MDW_MAX_CALL_BYTES, MDW_MAX_ENTRIES, MDW_WRITE_QDISC},
@@ -19,13 +23,13 @@ use crate::{
     common::{
         checksum::from_native_sum,
         interleave::RoundRobin,
-        segment::{page_frags, pages_spanned, total_packets, EntryLens, SegmentCursor},
+        segment::{pages_spanned, total_packets, EntryLens, EntrySpan, EntrySpans, PagedCursor},
         template::{PacketState, Template, UdpCsum, MAX_HEADER_LEN},
     },
     errno, ffi,
     net::{NetDevice, NetNs},
     pin::PinnedPages,
-    skb::{payload_sum, CallDone, PacketParts, TxBatch, MAX_FRAGS},
+    skb::{payload_sum, CallDone, PacketParts, SkbPool, TxBatch, MAX_FRAGS},
     stats::Stats,
 };
 
@@ -70,7 +74,9 @@ struct Slot {
     /// The entries of this destination, as a range of `order`.
     first: usize,
     count: usize,
-    cursor: SegmentCursor,
+    cursor: PagedCursor,
+    /// Index in the caller's vector of the entry being sent.
+    current: u32,
 }
 
 #[derive(Clone, Copy)]
@@ -86,39 +92,57 @@ struct SlotEntries<'a> {
     entries: &'a [Entry],
 }
 
+impl SlotEntries<'_> {
+    #[inline(always)]
+    fn entry(&self, index: usize) -> Option<&Entry> {
+        self.entries.get(*self.order.get(index)? as usize)
+    }
+}
+
 impl EntryLens for SlotEntries<'_> {
     fn entry_len(&self, index: usize) -> Option<u64> {
-        let e = *self.order.get(index)?;
-        Some(self.entries.get(e as usize)?.len)
+        Some(self.entry(index)?.len)
+    }
+}
+
+impl EntrySpans for SlotEntries<'_> {
+    #[inline(always)]
+    fn entry_span(&self, index: usize) -> Option<EntrySpan> {
+        let e = self.entry(index)?;
+        Some(EntrySpan { len: e.len, first_page: e.page_base, page_offset: e.first_page_offset })
     }
 }
 
 impl Slot {
+    #[inline(always)]
     fn lens<'a>(&self, order: &'a [u32], entries: &'a [Entry]) -> SlotEntries<'a> {
         SlotEntries { order: &order[self.first..self.first + self.count], entries }
     }
 }
 
-/// Fills `frags` with the page fragments of the `len` payload bytes at
-/// `offset` of `entry`; returns their number, or `None` when they would not
-/// fit or not cover the payload exactly (never a silently short packet).
+/// Fills `frags` with the page fragments of `len` payload bytes starting
+/// `offset` bytes into page `page` of the call's pinned pages; returns their
+/// number, or `None` when they would not fit or a page is missing (never a
+/// silently short packet).
+#[inline(always)]
 fn fill_frags(
     frags: &mut [ffi::MdwFrag; MAX_FRAGS],
-    pinned: &PinnedPages,
-    entry: &Entry,
-    offset: u64,
+    pages: &[*mut kernel::bindings::page],
+    mut page: usize,
+    mut offset: u32,
     len: u16,
 ) -> Option<usize> {
-    let pieces = page_frags(entry.first_page_offset, offset, len as u32, PAGE_SHIFT as u32).ok()?;
+    let mut left = len as u32;
     let mut n = 0;
-    let mut covered = 0u32;
-    for f in pieces {
-        let page = pinned.page(entry.page_base + f.page as usize)?;
-        *frags.get_mut(n)? = ffi::MdwFrag { page, off: f.offset, len: f.len };
+    while left != 0 {
+        let take = left.min((PAGE_SIZE as u32).checked_sub(offset)?);
+        *frags.get_mut(n)? = ffi::MdwFrag { page: *pages.get(page)?, off: offset, len: take };
         n += 1;
-        covered += f.len;
+        left -= take;
+        page += 1;
+        offset = 0;
     }
-    (covered == len as u32).then_some(n)
+    Some(n)
 }
 
 /// What a call did: its counters and, if it stopped early, why.
@@ -217,7 +241,8 @@ pub(crate) fn writev(
                     (false, true) => CsumMode::Partial,
                     (false, false) => CsumMode::Software,
                 };
-                let cursor = SegmentCursor::new(dest.template.max_payload()).map_err(|_| err(EINVAL))?;
+                let cursor =
+                    PagedCursor::new(dest.template.max_payload(), PAGE_SHIFT as u32).map_err(|_| err(EINVAL))?;
                 slots
                     .push(
                         Slot {
@@ -229,6 +254,7 @@ pub(crate) fn writev(
                             first: 0,
                             count: 0,
                             cursor,
+                            current: index,
                         },
                         GFP_KERNEL,
                     )
@@ -286,6 +312,7 @@ pub(crate) fn writev(
 
     // Send. `done` is dropped (waiting for the device) before `pinned`.
     let done = CallDone::new().map_err(nomem)?;
+    let mut pool = SkbPool::new(req.flags & MDW_WRITE_QDISC == 0).map_err(nomem)?;
     let mut out = Outcome { bytes: 0, packets: 0, error: None };
     let mut batch = TxBatch::new(&devs[slots[0].dev], req.flags & MDW_WRITE_QDISC != 0);
     let mut header = [0u8; MAX_HEADER_LEN];
@@ -294,18 +321,22 @@ pub(crate) fn writev(
         let slot = &mut slots[turn.queue];
         let lens = slot.lens(&order, &entries);
         let Some(pkt) = slot.cursor.next_packet(&lens) else {
-            out.error = Some(at(0)(EINVAL));
+            out.error = Some(at(slot.current)(EINVAL));
             break;
         };
-        let entry = &entries[order[slot.first + pkt.entry] as usize];
-        let current = entry.index;
-        if pkt.offset == 0 {
+        if pkt.first {
+            let Some(entry) = lens.entry(pkt.entry) else {
+                out.error = Some(at(slot.current)(EINVAL));
+                break;
+            };
+            slot.current = entry.index;
             if let Some(ts) = entry.rtp_ts {
                 slot.state.rtp_ts = ts;
             }
         }
+        let current = slot.current;
 
-        let Some(nfrags) = fill_frags(&mut frags, &pinned, entry, pkt.offset, pkt.len) else {
+        let Some(nfrags) = fill_frags(&mut frags, pinned.pages(), pkt.page, pkt.offset, pkt.len) else {
             out.error = Some(at(current)(EINVAL));
             break;
         };
@@ -338,7 +369,7 @@ pub(crate) fn writev(
             frags,
             payload_len: pkt.len as u32,
         };
-        if let Err(e) = batch.push(&parts, &done) {
+        if let Err(e) = batch.push(&parts, &done, &mut pool) {
             out.error = Some(at(current)(e));
             break;
         }
@@ -355,6 +386,8 @@ pub(crate) fn writev(
     }
     // Anything still batched after an error is freed, not sent.
     drop(batch);
+    // The pool lets go of the skbs it kept for recycling.
+    drop(pool);
     // One completion for the call: wait until the device released it all.
     drop(done);
     drop(pinned);

@@ -21,13 +21,13 @@ set -euo pipefail
 
 . "$(dirname "$0")/lib.sh"
 
-flavor=debug rwdir=() cpus=2 qemu_opts=() timeout=${MDW_VM_TIMEOUT:-2700}
+flavor=debug rwdir=() cpus=2 qemu_opts= timeout=${MDW_VM_TIMEOUT:-2700}
 while (($#)); do
 	case "$1" in
 	--kernel) flavor=$2; shift 2 ;;
 	--rwdir) rwdir=(--rwdir "$2"); shift 2 ;;
 	--cpus) cpus=$2; shift 2 ;;
-	--qemu-opts) qemu_opts=(--qemu-opts "$2"); shift 2 ;;
+	--qemu-opts) qemu_opts=$2; shift 2 ;;
 	*) break ;;
 	esac
 done
@@ -43,9 +43,14 @@ if ! flock -n 9; then
 	flock 9
 fi
 
+# Two virtio-net NICs on one QEMU hub: a real driver (TX completion,
+# shared skbs) whose packets the other NIC receives (send_real_nic_recycled).
+hub_nics="-netdev hubport,id=mdwh0,hubid=0 -device virtio-net-pci,netdev=mdwh0,mac=52:54:00:00:00:10"
+hub_nics+=" -netdev hubport,id=mdwh1,hubid=0 -device virtio-net-pci,netdev=mdwh1,mac=52:54:00:00:00:11"
+
 cmd="MDW_MODDIR=$moddir MDW_BINDIR=$bindir PATH=$bindir:\$PATH bash"
 for a in "$@"; do cmd+=" $(printf '%q' "$a")"; done
 
 PATH=$(dirname "$VNG"):$PATH exec timeout --foreground "$timeout" "$VNG" --run "$kdir/arch/x86/boot/bzImage" \
-	--disable-kvm --force-9p --cpus "$cpus" --memory 2G "${rwdir[@]}" "${qemu_opts[@]}" \
+	--disable-kvm --force-9p --cpus "$cpus" --memory 2G "${rwdir[@]}" --qemu-opts="$hub_nics $qemu_opts" \
 	--exec "$cmd" </dev/null

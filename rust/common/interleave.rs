@@ -102,6 +102,7 @@ impl<'a> RoundRobin<'a> {
 impl Iterator for RoundRobin<'_> {
     type Item = Turn;
 
+    #[inline(always)]
     fn next(&mut self) -> Option<Turn> {
         if self.read >= self.len {
             return None;

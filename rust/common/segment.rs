@@ -141,6 +141,134 @@ impl SegmentCursor {
     }
 }
 
+/// Where an entry's bytes are in memory, as the send path sees them: its
+/// length, the index of its first page in the call's page array, and its
+/// offset into that page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EntrySpan {
+    /// The length in bytes.
+    pub len: u64,
+    /// The index of the first page in the page array of the call.
+    pub first_page: usize,
+    /// The offset into the first page, below the page size.
+    pub page_offset: u32,
+}
+
+/// The spans of a destination's entries, in order.
+pub trait EntrySpans {
+    /// Returns the span of entry `index`, or `None` past the last.
+    fn entry_span(&self, index: usize) -> Option<EntrySpan>;
+}
+
+impl EntrySpans for [EntrySpan] {
+    fn entry_span(&self, index: usize) -> Option<EntrySpan> {
+        self.get(index).copied()
+    }
+}
+
+/// One packet's payload by page position: `len` bytes from byte `offset`
+/// of page `page` of the call's page array (continuing into the following
+/// pages), taken from entry `entry`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PagedPacket {
+    /// The index of the entry.
+    pub entry: usize,
+    /// Whether the packet is the entry's first.
+    pub first: bool,
+    /// The payload length, `1..=max_payload`.
+    pub len: u16,
+    /// The page of the payload's first byte.
+    pub page: usize,
+    /// The offset of the payload's first byte in `page`.
+    pub offset: u32,
+}
+
+/// The position of a destination's next packet, kept as a page position so
+/// that the per-packet step is a few additions: the packets are those of
+/// [`SegmentCursor`], located in memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PagedCursor {
+    /// The current entry; meaningless before the first packet.
+    entry: usize,
+    /// Whether `entry` is valid.
+    started: bool,
+    /// The bytes of `entry` not yet sent.
+    left: u64,
+    /// The page of the next byte.
+    page: usize,
+    /// The offset of the next byte in `page`.
+    offset: u32,
+    /// The largest payload of a packet, non-zero.
+    max_payload: u16,
+    /// The page shift, at most [`MAX_PAGE_SHIFT`].
+    page_shift: u32,
+}
+
+impl PagedCursor {
+    /// Returns a cursor before the first entry.
+    pub fn new(max_payload: u16, page_shift: u32) -> Result<Self, SegmentError> {
+        if max_payload == 0 {
+            return Err(SegmentError::ZeroMaxPayload);
+        }
+        if page_shift > MAX_PAGE_SHIFT {
+            return Err(SegmentError::InvalidPageShift);
+        }
+        Ok(Self {
+            entry: 0,
+            started: false,
+            left: 0,
+            page: 0,
+            offset: 0,
+            max_payload,
+            page_shift,
+        })
+    }
+
+    /// Returns the next packet and moves past it, or `None` at the end or
+    /// when a span is invalid (offset not below the page size, or a page
+    /// index overflowing).
+    ///
+    /// O(1), plus one step per skipped empty entry.
+    #[inline(always)]
+    pub fn next_packet<S: EntrySpans + ?Sized>(&mut self, spans: &S) -> Option<PagedPacket> {
+        let mut first = false;
+        while self.left == 0 {
+            let next = if self.started {
+                self.entry.checked_add(1)?
+            } else {
+                0
+            };
+            let span = spans.entry_span(next)?;
+            if u64::from(span.page_offset) >> self.page_shift != 0 {
+                return None;
+            }
+            self.started = true;
+            self.entry = next;
+            self.left = span.len;
+            self.page = span.first_page;
+            self.offset = span.page_offset;
+            first = true;
+        }
+        let len = u16::try_from(self.left).map_or(self.max_payload, |l| l.min(self.max_payload));
+        let packet = PagedPacket {
+            entry: self.entry,
+            first,
+            len,
+            page: self.page,
+            offset: self.offset,
+        };
+        // No overflow: `len <= left`; `offset` is below the page size, at
+        // most 2^31, and `len` below 2^16.
+        self.left = self.left.wrapping_sub(u64::from(len));
+        let end = u64::from(self.offset).wrapping_add(u64::from(len));
+        let pages = usize::try_from(end >> self.page_shift).ok()?;
+        self.page = self.page.checked_add(pages)?;
+        // Below the page size, which fits in a u32.
+        self.offset = (end & (1u64 << self.page_shift).wrapping_sub(1)) as u32;
+        Some(packet)
+    }
+}
+
 /// The packets of a destination's entries, as an iterator.
 #[derive(Debug)]
 pub struct Segments<'a, L: EntryLens + ?Sized> {

@@ -215,16 +215,18 @@ impl Builder {
 }
 
 /// Writes `value` big-endian at `buf[at..at + 2]`, if in bounds.
+#[inline(always)]
 fn put16(buf: &mut [u8], at: usize, value: u16) {
-    if let Some(dst) = buf.get_mut(at..).and_then(|b| b.first_chunk_mut()) {
-        *dst = value.to_be_bytes();
+    if let Some(dst) = buf.get_mut(at..at.wrapping_add(2)) {
+        dst.copy_from_slice(&value.to_be_bytes());
     }
 }
 
 /// Writes `value` big-endian at `buf[at..at + 4]`, if in bounds.
+#[inline(always)]
 fn put32(buf: &mut [u8], at: usize, value: u32) {
-    if let Some(dst) = buf.get_mut(at..).and_then(|b| b.first_chunk_mut()) {
-        *dst = value.to_be_bytes();
+    if let Some(dst) = buf.get_mut(at..at.wrapping_add(4)) {
+        dst.copy_from_slice(&value.to_be_bytes());
     }
 }
 
@@ -388,6 +390,7 @@ impl Template {
     /// `state` advances only on success: the IPv4 id by 1, the RTP sequence
     /// number by 1 and the RTP timestamp by the spec's increment, all
     /// wrapping. Bytes of `out` past the header are not touched.
+    #[inline(always)]
     pub fn write_header(
         &self,
         out: &mut [u8],
@@ -408,47 +411,50 @@ impl Template {
         // Both slices are `len` long.
         hdr.copy_from_slice(template);
 
-        // No overflow: payload_len <= max_payload = packet_size - l3_header_len.
+        // No overflow: payload_len <= max_payload = packet_size - l3_header_len,
+        // and the offsets are below MAX_HEADER_LEN.
         let udp_len = self.l4_header_len.wrapping_add(payload_len);
-        if let Some(ip) = hdr.get_mut(usize::from(self.l3_offset)..) {
-            if self.ipv6 {
-                put16(ip, 4, udp_len);
-            } else {
-                let total_len = self.l3_header_len.wrapping_add(payload_len);
-                let sum = u64::from(self.ip_sum)
-                    .wrapping_add(u64::from(total_len))
-                    .wrapping_add(u64::from(state.ip_id));
-                put16(ip, 2, total_len);
-                put16(ip, 4, state.ip_id);
-                put16(ip, 10, checksum::finish(checksum::fold64(sum)));
-            }
+        let l3 = usize::from(self.l3_offset);
+        let l4 = usize::from(self.l4_offset);
+        if self.ipv6 {
+            put16(hdr, l3.wrapping_add(4), udp_len);
+        } else {
+            let total_len = self.l3_header_len.wrapping_add(payload_len);
+            let sum = u64::from(self.ip_sum)
+                .wrapping_add(u64::from(total_len))
+                .wrapping_add(u64::from(state.ip_id));
+            put16(hdr, l3.wrapping_add(2), total_len);
+            put16(hdr, l3.wrapping_add(4), state.ip_id);
+            put16(
+                hdr,
+                l3.wrapping_add(10),
+                checksum::finish(checksum::fold64(sum)),
+            );
         }
 
-        if let Some(udp) = hdr.get_mut(usize::from(self.l4_offset)..) {
-            put16(udp, 4, udp_len);
-            let mut rtp_sum = 0u64;
-            if self.rtp {
-                put16(udp, UDP_LEN + 2, state.rtp_seq);
-                put32(udp, UDP_LEN + 4, state.rtp_ts);
-                rtp_sum = u64::from(state.rtp_seq).wrapping_add(u64::from(state.rtp_ts));
-            }
-            let check = match csum {
-                UdpCsum::Partial => checksum::fold(checksum::add16(self.pseudo_sum, udp_len)),
-                UdpCsum::Zero => 0,
-                UdpCsum::Full { payload_sum } => {
-                    // The UDP length counts twice: pseudo-header and header.
-                    let sum = u64::from(self.full_sum)
-                        .wrapping_add(u64::from(udp_len) << 1)
-                        .wrapping_add(rtp_sum)
-                        .wrapping_add(u64::from(payload_sum));
-                    match checksum::finish(checksum::fold64(sum)) {
-                        0 => 0xffff,
-                        c => c,
-                    }
-                }
-            };
-            put16(udp, UDP_CHECK_OFFSET, check);
+        put16(hdr, l4.wrapping_add(4), udp_len);
+        let mut rtp_sum = 0u64;
+        if self.rtp {
+            put16(hdr, l4.wrapping_add(UDP_LEN + 2), state.rtp_seq);
+            put32(hdr, l4.wrapping_add(UDP_LEN + 4), state.rtp_ts);
+            rtp_sum = u64::from(state.rtp_seq).wrapping_add(u64::from(state.rtp_ts));
         }
+        let check = match csum {
+            UdpCsum::Partial => checksum::fold(checksum::add16(self.pseudo_sum, udp_len)),
+            UdpCsum::Zero => 0,
+            UdpCsum::Full { payload_sum } => {
+                // The UDP length counts twice: pseudo-header and header.
+                let sum = u64::from(self.full_sum)
+                    .wrapping_add(u64::from(udp_len) << 1)
+                    .wrapping_add(rtp_sum)
+                    .wrapping_add(u64::from(payload_sum));
+                match checksum::finish(checksum::fold64(sum)) {
+                    0 => 0xffff,
+                    c => c,
+                }
+            }
+        };
+        put16(hdr, l4.wrapping_add(UDP_CHECK_OFFSET), check);
 
         state.ip_id = state.ip_id.wrapping_add(1);
         state.rtp_seq = state.rtp_seq.wrapping_add(1);

@@ -3,8 +3,8 @@
 //! Tests of `segment` against naive references.
 
 use mdwrite_common::segment::{
-    packet_count, page_frags, pages_spanned, total_packets, EntryLens, Frag, Packet, SegmentCursor,
-    SegmentError, Segments, MAX_PAGE_SHIFT,
+    packet_count, page_frags, pages_spanned, total_packets, EntryLens, EntrySpan, Frag, Packet,
+    PagedCursor, SegmentCursor, SegmentError, Segments, MAX_PAGE_SHIFT,
 };
 use proptest::prelude::*;
 
@@ -270,4 +270,70 @@ proptest! {
         };
         prop_assert_eq!(pages_spanned(first, len, shift), expected);
     }
+}
+
+/// The spans of entries laid out one after another in a page array, each
+/// starting `offsets[i]` bytes into its first page.
+fn spans_for(lens: &[u64], offsets: &[u32], shift: u32) -> Vec<EntrySpan> {
+    let mut page = 0usize;
+    lens.iter()
+        .zip(offsets.iter().cycle())
+        .map(|(&len, &off)| {
+            let page_offset = off % (1 << shift);
+            let span = EntrySpan {
+                len,
+                first_page: page,
+                page_offset,
+            };
+            page += pages_spanned(page_offset, len, shift).unwrap() as usize;
+            span
+        })
+        .collect()
+}
+
+proptest! {
+    /// The paged cursor yields the segment cursor's packets, each located
+    /// where `page_frags` puts its bytes.
+    #[test]
+    fn paged_cursor_matches_segments_and_frags(
+        lens in proptest::collection::vec(prop_oneof![Just(0u64), 1u64..20, 1u64..20_000], 0..10),
+        offsets in proptest::collection::vec(0u32..5000, 1..4),
+        max in prop_oneof![1u16..4, 1u16..3000, Just(u16::MAX)],
+        shift in prop_oneof![Just(12u32), 0u32..14],
+    ) {
+        let spans = spans_for(&lens, &offsets, shift);
+        let mut cursor = PagedCursor::new(max, shift).unwrap();
+        let mut last_entry = None;
+        for expected in Segments::new(&lens[..], max).unwrap() {
+            let got = cursor.next_packet(&spans[..]).expect("a packet");
+            prop_assert_eq!(got.entry, expected.entry);
+            prop_assert_eq!(got.len, expected.len);
+            prop_assert_eq!(got.first, last_entry != Some(expected.entry));
+            prop_assert_eq!(got.first, expected.offset == 0);
+            last_entry = Some(expected.entry);
+            let span = spans[expected.entry];
+            let first = page_frags(span.page_offset, expected.offset, u32::from(expected.len), shift)
+                .unwrap()
+                .next()
+                .unwrap();
+            prop_assert_eq!(got.page, span.first_page + first.page as usize);
+            prop_assert_eq!(got.offset, first.offset);
+        }
+        prop_assert_eq!(cursor.next_packet(&spans[..]), None);
+    }
+}
+
+#[test]
+fn paged_cursor_rejects_bad_input() {
+    assert_eq!(PagedCursor::new(0, 12), Err(SegmentError::ZeroMaxPayload));
+    assert_eq!(PagedCursor::new(1, 32), Err(SegmentError::InvalidPageShift));
+    let bad = [EntrySpan {
+        len: 10,
+        first_page: 0,
+        page_offset: 4096,
+    }];
+    assert_eq!(
+        PagedCursor::new(1472, 12).unwrap().next_packet(&bad[..]),
+        None
+    );
 }
