@@ -3,7 +3,7 @@
 #
 # Run the mdwrite selftests in a VM (QEMU/TCG through virtme-ng).
 #
-#   scripts/vm-test.sh [--kernel debug|release] [--canary fail|warn|leak]
+#   scripts/vm-test.sh [--kernel debug|release] [--canary fail|warn|leak|all]
 #
 # Boots the kernel (scripts/vm-run.sh), runs tests/vm/guest-run.sh and
 # prints its KTAP.
@@ -19,7 +19,7 @@ while (($#)); do
 	case "$1" in
 	--kernel) flavor=$2; shift 2 ;;
 	--canary) canary=$2; shift 2 ;;
-	*) die "usage: $0 [--kernel debug|release] [--canary fail|warn|leak]" ;;
+	*) die "usage: $0 [--kernel debug|release] [--canary fail|warn|leak|all]" ;;
 	esac
 done
 

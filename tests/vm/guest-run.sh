@@ -12,7 +12,8 @@
 # when any test failed.
 #
 # CANARY (tests of the runner itself): "fail" adds a failing test, "warn"
-# loads a module that WARNs, "leak" loads one that leaks memory. A canary
+# loads a module that WARNs, "leak" loads one that leaks memory, "all" does
+# the three in one boot. A canary
 # run skips the selftests proper: it only has to show the runner notices.
 set -u
 
@@ -50,6 +51,10 @@ case "$canary" in
 fail) tests+=("canary_fail:echo 'deliberately failing test'; false") ;;
 warn) tests+=("canary_warn:insmod $moddir/canary/mdw_canary.ko warn=1 && rmmod mdw_canary") ;;
 leak) tests+=("canary_leak:insmod $moddir/canary/mdw_canary.ko leak=1 && rmmod mdw_canary") ;;
+all) # One boot for the three: each must still be caught by its own check.
+	tests+=("canary_fail:echo 'deliberately failing test'; false")
+	tests+=("canary_warn:insmod $moddir/canary/mdw_canary.ko warn=1 && rmmod mdw_canary")
+	tests+=("canary_leak:insmod $moddir/canary/mdw_canary.ko leak=1 && rmmod mdw_canary") ;;
 *) echo "unknown canary '$canary'" >&2; exit 2 ;;
 esac
 tests+=("module_unload:rmmod mdwrite && ! test -e /dev/mdwrite")
