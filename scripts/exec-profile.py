@@ -1,0 +1,50 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0
+"""Exact per-function guest instruction counts from a QEMU TCG exec log.
+
+Run a guest with (scripts/vm-run.sh --cpus 1 --qemu-opts ...):
+  -icount shift=0,sleep=off -d in_asm,exec,nochain -dfilter LO..HI -D LOG
+where LO..HI covers the code to profile (0xffffffffa0000000..0xffffffffff000000
+is the module area), and print the module's symbols from the guest as lines
+"SYM <addr> <type> <name>" (grep '\\[mdwrite\\]' /proc/kallsyms | sed 's/^/SYM /').
+Then: exec-profile.py LOG SYMBOL-OUTPUT PACKETS
+prints instructions per packet for each function: every executed translation
+block counted with its instruction count, so the figures add up to what
+-icount measures for that code.
+"""
+import bisect
+import collections
+import re
+import sys
+
+
+def main():
+    log, symf = sys.argv[1], sys.argv[2]
+    per = float(sys.argv[3]) if len(sys.argv) > 3 else 1.0
+    syms = sorted((int(p[1], 16), p[3]) for p in
+                  (l.split() for l in open(symf) if l.startswith("SYM ")))
+    addrs = [a for a, _ in syms]
+    tbsize, execs = {}, collections.Counter()
+    cur, n = None, 0
+    for line in open(log, errors="replace"):
+        if line.startswith("IN:"):
+            cur, n = None, 0
+        elif re.match(r"0x[0-9a-f]+:", line):
+            cur = cur if cur is not None else int(line.split(":")[0], 16)
+            n += 1
+        elif line.startswith("Trace") or (not line.strip() and cur is not None):
+            if cur is not None:
+                tbsize[cur], cur = n, None
+            if line.startswith("Trace"):
+                execs[int(line.split("[")[1].split("/")[1], 16)] += 1
+    total = collections.Counter()
+    for pc, count in execs.items():
+        i = bisect.bisect_right(addrs, pc) - 1
+        total[syms[i][1] if i >= 0 else "?"] += count * tbsize.get(pc, 1)
+    print(f"total {sum(total.values()) / per:.1f} per packet")
+    for name, v in total.most_common(30):
+        print(f"{v / per:8.1f} {name}")
+
+
+if __name__ == "__main__":
+    main()
