@@ -11,11 +11,7 @@
 //! device has released every packet (one completion for the call), and only
 //! then unpins.
 
-use kernel::{
-    alloc::KVec,
-    page::{PAGE_SHIFT, PAGE_SIZE},
-    prelude::*,
-};
+use kernel::{alloc::KVec, page::PAGE_SHIFT, prelude::*};
 
 use crate::{
     abi::{MdwEntry, MdwWritev, MDW_ENTRY_RTP_TS, MDW_MAX_CALL_BYTES, MDW_MAX_ENTRIES, MDW_WRITE_QDISC},
@@ -23,7 +19,7 @@ use crate::{
     common::{
         checksum::from_native_sum,
         interleave::RoundRobin,
-        segment::{pages_spanned, total_packets, EntryLens, EntrySpan, EntrySpans, PagedCursor},
+        segment::{page_frags, pages_spanned, total_packets, EntryLens, EntrySpan, EntrySpans, PagedCursor},
         template::{PacketState, Template, UdpCsum, MAX_HEADER_LEN},
     },
     errno, ffi,
@@ -120,29 +116,29 @@ impl Slot {
     }
 }
 
-/// Fills `frags` with the page fragments of `len` payload bytes starting
-/// `offset` bytes into page `page` of the call's pinned pages; returns their
-/// number, or `None` when they would not fit or a page is missing (never a
-/// silently short packet).
+/// Fills `frags` with the page fragments (`common::segment::page_frags`)
+/// of `len` payload bytes starting `offset` bytes into page `page` of the
+/// call's pinned pages; returns their number, or `None` when they would not
+/// fit, a page is missing or they would not cover the payload exactly
+/// (never a silently short packet).
 #[inline(always)]
 fn fill_frags(
     frags: &mut [ffi::MdwFrag; MAX_FRAGS],
     pages: &[*mut kernel::bindings::page],
-    mut page: usize,
-    mut offset: u32,
+    page: usize,
+    offset: u32,
     len: u16,
 ) -> Option<usize> {
-    let mut left = len as u32;
+    let pieces = page_frags(offset, 0, len as u32, PAGE_SHIFT as u32).ok()?;
     let mut n = 0;
-    while left != 0 {
-        let take = left.min((PAGE_SIZE as u32).checked_sub(offset)?);
-        *frags.get_mut(n)? = ffi::MdwFrag { page: *pages.get(page)?, off: offset, len: take };
+    let mut covered = 0u32;
+    for f in pieces {
+        let page = *pages.get(page.checked_add(f.page as usize)?)?;
+        *frags.get_mut(n)? = ffi::MdwFrag { page, off: f.offset, len: f.len };
         n += 1;
-        left -= take;
-        page += 1;
-        offset = 0;
+        covered += f.len;
     }
-    Some(n)
+    (covered == len as u32).then_some(n)
 }
 
 /// What a call did: its counters and, if it stopped early, why.
