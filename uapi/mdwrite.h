@@ -37,6 +37,8 @@
 #define MDW_FEAT_IPV6		(1ULL << 1)	/* MDW_DEST_IPV6 */
 #define MDW_FEAT_RTP		(1ULL << 2)	/* MDW_DEST_RTP */
 #define MDW_FEAT_VLAN		(1ULL << 3)	/* MDW_DEST_VLAN */
+#define MDW_FEAT_BUF		(1ULL << 4)	/* BUF_REGISTER/UNREGISTER, MDW_ENTRY_BUF */
+#define MDW_FEAT_ASYNC		(1ULL << 5)	/* MDW_WRITE_ASYNC, read()/poll(), SET_EVENTFD */
 
 /**
  * struct mdw_info - what the loaded module implements (MDW_IOC_INFO)
@@ -112,18 +114,52 @@ struct mdw_dest_del {
 	__u32 flags;
 };
 
+/**
+ * struct mdw_buf_reg - register a translation buffer (MDW_IOC_BUF_REGISTER)
+ * @addr: user address of the buffer, any alignment
+ * @len: bytes, 1..MDW_MAX_BUF_BYTES
+ * @id: out: names the buffer in entries (MDW_ENTRY_BUF) and
+ *	MDW_IOC_BUF_UNREGISTER; never 0
+ * @flags: must be 0
+ *
+ * The pages are pinned long-term (FOLL_LONGTERM) and charged to the
+ * caller's RLIMIT_MEMLOCK (unless it has CAP_IPC_LOCK) until the buffer is
+ * unregistered, or the file closed, and its last packet has left.
+ */
+struct mdw_buf_reg {
+	__u64 addr;
+	__u64 len;
+	__u32 id;
+	__u32 flags;
+};
+
+/**
+ * struct mdw_buf_unreg - unregister a buffer (MDW_IOC_BUF_UNREGISTER)
+ * @id: from MDW_IOC_BUF_REGISTER
+ * @flags: must be 0
+ *
+ * The id is free at once; the pages stay pinned until every packet already
+ * queued from them has been released by the device.
+ */
+struct mdw_buf_unreg {
+	__u32 id;
+	__u32 flags;
+};
+
 /* mdw_entry.flags */
 #define MDW_ENTRY_RTP_TS	(1U << 0)	/* rtp_timestamp starts this entry */
+#define MDW_ENTRY_BUF		(1U << 1)	/* addr is an offset in registered buffer @buf */
 
 /**
  * struct mdw_entry - one chunk of data for one destination
  * @dest: destination handle
  * @flags: MDW_ENTRY_* bits
- * @addr: user address of the data, any alignment
+ * @addr: user address of the data, any alignment; with MDW_ENTRY_BUF, the
+ *	offset of the data in registered buffer @buf
  * @len: bytes, at least 1
  * @rtp_timestamp: with MDW_ENTRY_RTP_TS, the RTP timestamp of the entry's
  *	first packet (the per-packet increment continues from it)
- * @reserved: must be 0
+ * @buf: with MDW_ENTRY_BUF, the id of a registered buffer; else 0
  */
 struct mdw_entry {
 	__u32 dest;
@@ -131,11 +167,12 @@ struct mdw_entry {
 	__u64 addr;
 	__u64 len;
 	__u32 rtp_timestamp;
-	__u32 reserved;
+	__u32 buf;
 };
 
 /* mdw_writev.flags */
 #define MDW_WRITE_QDISC		(1U << 0)	/* through the qdisc, not straight to the TX queue */
+#define MDW_WRITE_ASYNC		(1U << 1)	/* return once queued; complete through read() */
 
 /**
  * struct mdw_writev - one multi-destination write (MDW_IOC_WRITEV)
@@ -148,6 +185,13 @@ struct mdw_entry {
  * @packets: out: packets handed to the device
  * @error: out: 0, or the negative errno that stopped the call early
  * @error_index: out: with @error, the entry being sent when it happened
+ * @cookie: with MDW_WRITE_ASYNC, returned in the call's completion record
+ *
+ * With MDW_WRITE_ASYNC the ioctl returns once every packet is queued (the
+ * out fields say what was queued); exactly one struct mdw_completion for
+ * the call is read() from the file after the device released its last
+ * packet. An asynchronous call that queued nothing fails and raises no
+ * completion.
  */
 struct mdw_writev {
 	__u64 entries;
@@ -159,12 +203,43 @@ struct mdw_writev {
 	__u64 packets;
 	__s32 error;
 	__u32 error_index;
+	__u64 cookie;
+};
+
+/**
+ * struct mdw_completion - the completion of one asynchronous call, read()
+ * from the file
+ * @cookie: mdw_writev.cookie of the call
+ * @bytes: payload bytes the device was handed (as the ioctl reported)
+ * @packets: packets the device was handed
+ * @error: 0, or the negative errno that stopped the call early
+ * @error_index: with @error, the entry being sent when it happened
+ */
+struct mdw_completion {
+	__u64 cookie;
+	__u64 bytes;
+	__u64 packets;
+	__s32 error;
+	__u32 error_index;
+};
+
+/**
+ * struct mdw_eventfd - signal an eventfd per completion (MDW_IOC_SET_EVENTFD)
+ * @fd: an eventfd, incremented by one for each completion queued; -1 stops
+ * @flags: must be 0
+ */
+struct mdw_eventfd {
+	__s32 fd;
+	__u32 flags;
 };
 
 /* Limits. */
 #define MDW_MAX_ENTRIES		4096
 #define MDW_MAX_DESTS		4096
 #define MDW_MAX_CALL_BYTES	(1ULL << 30)
+#define MDW_MAX_BUFS		1024		/* registered buffers per file */
+#define MDW_MAX_BUF_BYTES	(1ULL << 30)	/* bytes per registered buffer */
+#define MDW_MAX_ASYNC		256		/* async calls in flight + unread, per file */
 
 /**
  * struct mdw_stats - counters of one open file (MDW_IOC_STATS)
@@ -173,7 +248,10 @@ struct mdw_writev {
  * @bytes_zerocopy: payload bytes sent by reference to pinned user pages
  * @bytes_copied: payload bytes copied (0 on the zero-copy path)
  * @completions: calls whose every packet was released by the device
- * @pages_pinned: pages currently pinned by this file
+ * @pages_pinned: pages currently pinned by this file (calls in progress,
+ *	asynchronous calls in flight, registered buffers)
+ * @async_in_flight: asynchronous calls whose completion is not queued yet
+ * @completions_queued: completion records waiting to be read
  */
 struct mdw_stats {
 	__u64 calls;
@@ -182,11 +260,16 @@ struct mdw_stats {
 	__u64 bytes_copied;
 	__u64 completions;
 	__u64 pages_pinned;
+	__u64 async_in_flight;
+	__u64 completions_queued;
 };
 
 #define MDW_IOC_DEST_ADD _IOWR(MDW_IOC_MAGIC, 0x01, struct mdw_dest)
 #define MDW_IOC_DEST_DEL _IOW(MDW_IOC_MAGIC, 0x02, struct mdw_dest_del)
 #define MDW_IOC_WRITEV _IOWR(MDW_IOC_MAGIC, 0x03, struct mdw_writev)
 #define MDW_IOC_STATS _IOR(MDW_IOC_MAGIC, 0x04, struct mdw_stats)
+#define MDW_IOC_BUF_REGISTER _IOWR(MDW_IOC_MAGIC, 0x05, struct mdw_buf_reg)
+#define MDW_IOC_BUF_UNREGISTER _IOW(MDW_IOC_MAGIC, 0x06, struct mdw_buf_unreg)
+#define MDW_IOC_SET_EVENTFD _IOW(MDW_IOC_MAGIC, 0x07, struct mdw_eventfd)
 
 #endif /* _UAPI_LINUX_MDWRITE_H */

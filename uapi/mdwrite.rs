@@ -34,6 +34,11 @@ pub const MDW_FEAT_IPV6: u64 = 1 << 1;
 pub const MDW_FEAT_RTP: u64 = 1 << 2;
 /// `MDW_FEAT_VLAN`: 802.1Q tags.
 pub const MDW_FEAT_VLAN: u64 = 1 << 3;
+/// `MDW_FEAT_BUF`: registered buffers (`MDW_IOC_BUF_*`, `MDW_ENTRY_BUF`).
+pub const MDW_FEAT_BUF: u64 = 1 << 4;
+/// `MDW_FEAT_ASYNC`: `MDW_WRITE_ASYNC`, completions by `read()`/`poll()`,
+/// `MDW_IOC_SET_EVENTFD`.
+pub const MDW_FEAT_ASYNC: u64 = 1 << 5;
 
 /// `MDW_DEST_IPV6`: the addresses are IPv6.
 pub const MDW_DEST_IPV6: u32 = 1 << 0;
@@ -96,8 +101,34 @@ abi_struct! {
     }
 }
 
+abi_struct! {
+    /// Registers a translation buffer (`MDW_IOC_BUF_REGISTER`).
+    pub struct MdwBufReg {
+        /// User address of the buffer.
+        pub addr: u64,
+        /// Bytes, `1..=MDW_MAX_BUF_BYTES`.
+        pub len: u64,
+        /// Out: the buffer's id, never 0.
+        pub id: u32,
+        /// Must be 0.
+        pub flags: u32,
+    }
+}
+
+abi_struct! {
+    /// Unregisters a buffer (`MDW_IOC_BUF_UNREGISTER`).
+    pub struct MdwBufUnreg {
+        /// From `MDW_IOC_BUF_REGISTER`.
+        pub id: u32,
+        /// Must be 0.
+        pub flags: u32,
+    }
+}
+
 /// `MDW_ENTRY_RTP_TS`: `rtp_timestamp` starts this entry.
 pub const MDW_ENTRY_RTP_TS: u32 = 1 << 0;
+/// `MDW_ENTRY_BUF`: `addr` is an offset in registered buffer `buf`.
+pub const MDW_ENTRY_BUF: u32 = 1 << 1;
 
 abi_struct! {
     /// One chunk of data for one destination.
@@ -106,19 +137,23 @@ abi_struct! {
         pub dest: u32,
         /// `MDW_ENTRY_*` bits.
         pub flags: u32,
-        /// User address of the data.
+        /// User address of the data; with `MDW_ENTRY_BUF`, its offset in
+        /// the registered buffer `buf`.
         pub addr: u64,
         /// Bytes, at least 1.
         pub len: u64,
         /// With `MDW_ENTRY_RTP_TS`, the RTP timestamp of the first packet.
         pub rtp_timestamp: u32,
-        /// Must be 0.
-        pub reserved: u32,
+        /// With `MDW_ENTRY_BUF`, a registered buffer's id; else 0.
+        pub buf: u32,
     }
 }
 
 /// `MDW_WRITE_QDISC`: send through the qdisc, not straight to the TX queue.
 pub const MDW_WRITE_QDISC: u32 = 1 << 0;
+/// `MDW_WRITE_ASYNC`: return once queued; the completion is read from the
+/// file.
+pub const MDW_WRITE_ASYNC: u32 = 1 << 1;
 
 abi_struct! {
     /// One multi-destination write (`MDW_IOC_WRITEV`).
@@ -141,6 +176,37 @@ abi_struct! {
         pub error: i32,
         /// Out: with `error`, the entry being sent when it happened.
         pub error_index: u32,
+        /// With `MDW_WRITE_ASYNC`, returned in the call's completion record.
+        pub cookie: u64,
+    }
+}
+
+/// Size of the first published `struct mdw_writev` (without `cookie`).
+pub const MDW_WRITEV_SIZE_VER0: usize = 48;
+
+abi_struct! {
+    /// The completion of one asynchronous call, `read()` from the file.
+    pub struct MdwCompletion {
+        /// `MdwWritev::cookie` of the call.
+        pub cookie: u64,
+        /// Payload bytes the device was handed.
+        pub bytes: u64,
+        /// Packets the device was handed.
+        pub packets: u64,
+        /// 0, or the negative errno that stopped the call early.
+        pub error: i32,
+        /// With `error`, the entry being sent when it happened.
+        pub error_index: u32,
+    }
+}
+
+abi_struct! {
+    /// Signals an eventfd per completion (`MDW_IOC_SET_EVENTFD`).
+    pub struct MdwEventfd {
+        /// An eventfd, or -1 to stop signalling.
+        pub fd: i32,
+        /// Must be 0.
+        pub flags: u32,
     }
 }
 
@@ -150,6 +216,12 @@ pub const MDW_MAX_ENTRIES: u32 = 4096;
 pub const MDW_MAX_DESTS: u32 = 4096;
 /// Most payload bytes in one call.
 pub const MDW_MAX_CALL_BYTES: u64 = 1 << 30;
+/// Most registered buffers on one open file.
+pub const MDW_MAX_BUFS: u32 = 1024;
+/// Most bytes in one registered buffer.
+pub const MDW_MAX_BUF_BYTES: u64 = 1 << 30;
+/// Most asynchronous calls in flight plus completions unread, per file.
+pub const MDW_MAX_ASYNC: u32 = 256;
 
 abi_struct! {
     /// Counters of one open file (`MDW_IOC_STATS`).
@@ -166,8 +238,15 @@ abi_struct! {
         pub completions: u64,
         /// Pages currently pinned by this file.
         pub pages_pinned: u64,
+        /// Asynchronous calls whose completion is not queued yet.
+        pub async_in_flight: u64,
+        /// Completion records waiting to be read.
+        pub completions_queued: u64,
     }
 }
+
+/// Size of the first published `struct mdw_stats`.
+pub const MDW_STATS_SIZE_VER0: usize = 48;
 
 /// ioctl direction bits, as in `include/uapi/asm-generic/ioctl.h`.
 pub mod ioc {
@@ -237,4 +316,28 @@ pub const MDW_IOC_STATS: u32 = ioc::encode(
     ioc::READ,
     MDW_IOC_STATS_NR,
     core::mem::size_of::<MdwStats>(),
+);
+/// Sequence number of `MDW_IOC_BUF_REGISTER`.
+pub const MDW_IOC_BUF_REGISTER_NR: u32 = 0x05;
+/// `_IOWR(MDW_IOC_MAGIC, 0x05, struct mdw_buf_reg)`.
+pub const MDW_IOC_BUF_REGISTER: u32 = ioc::encode(
+    ioc::READ | ioc::WRITE,
+    MDW_IOC_BUF_REGISTER_NR,
+    core::mem::size_of::<MdwBufReg>(),
+);
+/// Sequence number of `MDW_IOC_BUF_UNREGISTER`.
+pub const MDW_IOC_BUF_UNREGISTER_NR: u32 = 0x06;
+/// `_IOW(MDW_IOC_MAGIC, 0x06, struct mdw_buf_unreg)`.
+pub const MDW_IOC_BUF_UNREGISTER: u32 = ioc::encode(
+    ioc::WRITE,
+    MDW_IOC_BUF_UNREGISTER_NR,
+    core::mem::size_of::<MdwBufUnreg>(),
+);
+/// Sequence number of `MDW_IOC_SET_EVENTFD`.
+pub const MDW_IOC_SET_EVENTFD_NR: u32 = 0x07;
+/// `_IOW(MDW_IOC_MAGIC, 0x07, struct mdw_eventfd)`.
+pub const MDW_IOC_SET_EVENTFD: u32 = ioc::encode(
+    ioc::WRITE,
+    MDW_IOC_SET_EVENTFD_NR,
+    core::mem::size_of::<MdwEventfd>(),
 );

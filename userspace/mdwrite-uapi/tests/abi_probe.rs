@@ -48,17 +48,25 @@ fn rust_mirror_matches_c_header() {
             rtp_timestamp, rtp_ts_increment
         };
         struct "mdw_dest_del" = MdwDestDel { handle, flags };
-        struct "mdw_entry" = MdwEntry { dest, flags, addr, len, rtp_timestamp, reserved };
+        struct "mdw_entry" = MdwEntry { dest, flags, addr, len, rtp_timestamp, buf };
         struct "mdw_writev" = MdwWritev {
-            entries, count, entry_size, flags, quantum, bytes, packets, error, error_index
+            entries, count, entry_size, flags, quantum, bytes, packets, error, error_index, cookie
         };
+        struct "mdw_buf_reg" = MdwBufReg { addr, len, id, flags };
+        struct "mdw_buf_unreg" = MdwBufUnreg { id, flags };
+        struct "mdw_completion" = MdwCompletion { cookie, bytes, packets, error, error_index };
+        struct "mdw_eventfd" = MdwEventfd { fd, flags };
         struct "mdw_stats" = MdwStats {
-            calls, packets, bytes_zerocopy, bytes_copied, completions, pages_pinned
+            calls, packets, bytes_zerocopy, bytes_copied, completions, pages_pinned,
+            async_in_flight, completions_queued
         };
         const MDW_ABI_VERSION, MDW_IOC_MAGIC, MDW_IOC_INFO, MDW_IOC_DEST_ADD, MDW_IOC_DEST_DEL,
         MDW_IOC_WRITEV, MDW_IOC_STATS, MDW_FEAT_WRITEV, MDW_FEAT_IPV6, MDW_FEAT_RTP,
         MDW_FEAT_VLAN, MDW_DEST_IPV6, MDW_DEST_RTP, MDW_DEST_VLAN, MDW_DEST_UDP_CSUM_ZERO,
         MDW_ENTRY_RTP_TS, MDW_WRITE_QDISC, MDW_MAX_ENTRIES, MDW_MAX_DESTS, MDW_MAX_CALL_BYTES,
+        MDW_FEAT_BUF, MDW_FEAT_ASYNC, MDW_ENTRY_BUF, MDW_WRITE_ASYNC, MDW_MAX_BUFS,
+        MDW_MAX_BUF_BYTES, MDW_MAX_ASYNC, MDW_IOC_BUF_REGISTER, MDW_IOC_BUF_UNREGISTER,
+        MDW_IOC_SET_EVENTFD,
     );
 
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");

@@ -40,7 +40,7 @@ impl<'a> Entry<'a> {
             addr: self.data.as_ptr() as u64,
             len: self.data.len() as u64,
             rtp_timestamp: self.rtp_timestamp.unwrap_or(0),
-            reserved: 0,
+            buf: 0,
         }
     }
 }

@@ -79,7 +79,7 @@ fn entry(dest: DestId, data: &[u8]) -> MdwEntry {
         addr: data.as_ptr() as u64,
         len: data.len() as u64,
         rtp_timestamp: 0,
-        reserved: 0,
+        buf: 0,
     }
 }
 
@@ -299,8 +299,8 @@ pub(crate) fn writev_errors() -> TestResult {
             libc::EINVAL,
         ),
         (
-            "reserved field set",
-            MdwEntry { reserved: 1, ..ok },
+            "buf set without MDW_ENTRY_BUF",
+            MdwEntry { buf: 1, ..ok },
             libc::EINVAL,
         ),
         (
