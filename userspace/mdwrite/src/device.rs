@@ -4,21 +4,53 @@
 
 use std::{
     fmt, io,
-    os::fd::{AsFd, BorrowedFd, OwnedFd},
+    os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd},
     path::Path,
+    sync::{Arc, Mutex, MutexGuard},
+    time::{Duration, Instant},
 };
 
 use rustix::fs::{open, Mode, OFlags};
 
-use mdwrite_uapi::{MdwEntry, MdwWritev};
+use mdwrite_uapi::{MdwCompletion, MdwEntry, MdwWritev, MDW_WRITE_ASYNC};
+use zerocopy::IntoBytes;
 
-use crate::{sys, DestConfig, DestId, Entry, Stats, WriteOptions, WriteReport};
+use crate::{
+    buffer::{self, BufferTable},
+    completion::parse_records,
+    sys, Completion, DestConfig, DestId, Entry, RegisteredBuffer, Stats, WriteOptions, WriteReport,
+};
 
 /// An open handle on the mdwrite kernel module.
+///
+/// Registered buffers keep the open file alive (they unregister themselves
+/// through it when dropped), so the file closes when the device and every
+/// buffer registered on it are gone.
 #[derive(Debug)]
 pub struct Device {
-    fd: OwnedFd,
+    file: Arc<DeviceFile>,
 }
+
+/// The open file, shared with the buffers registered on it.
+#[derive(Debug)]
+pub(crate) struct DeviceFile {
+    fd: OwnedFd,
+    /// The registered buffers, by address.
+    buffers: Mutex<BufferTable>,
+}
+
+impl DeviceFile {
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    pub(crate) fn buffers(&self) -> MutexGuard<'_, BufferTable> {
+        buffer::lock(&self.buffers)
+    }
+}
+
+/// Most records one `read()` takes.
+const READ_BATCH: usize = 64;
 
 /// What the loaded module implements.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,12 +89,21 @@ impl Device {
     /// Opens the mdwrite device node at `path`.
     pub fn open_path(path: impl AsRef<Path>) -> io::Result<Self> {
         let fd = open(path.as_ref(), OFlags::RDWR | OFlags::CLOEXEC, Mode::empty())?;
-        Ok(Self { fd })
+        Ok(Self {
+            file: Arc::new(DeviceFile {
+                fd,
+                buffers: Mutex::default(),
+            }),
+        })
+    }
+
+    fn fd(&self) -> BorrowedFd<'_> {
+        self.file.fd()
     }
 
     /// Asks the module what it implements (`MDW_IOC_INFO`).
     pub fn info(&self) -> io::Result<Info> {
-        let raw = sys::info(&self.fd)?;
+        let raw = sys::info(self.fd())?;
         Ok(Info {
             abi_version: raw.abi_version,
             info_size: raw.info_size,
@@ -76,17 +117,20 @@ impl Device {
     /// (`EPERM`); `EHOSTUNREACH` when the next hop's MAC is not known yet.
     pub fn add_destination(&self, config: &DestConfig) -> io::Result<DestId> {
         let mut d = config.to_abi();
-        sys::dest_add(&self.fd, &mut d)?;
+        sys::dest_add(self.fd(), &mut d)?;
         Ok(DestId(d.handle))
     }
 
     /// Removes a destination (`MDW_IOC_DEST_DEL`).
     pub fn remove_destination(&self, id: DestId) -> io::Result<()> {
-        sys::dest_del(&self.fd, id.0)
+        sys::dest_del(self.fd(), id.0)
     }
 
     /// Sends every entry in one call (`MDW_IOC_WRITEV`), interleaved
     /// across destinations; returns once the device released every packet.
+    ///
+    /// Entries whose data lies in a buffer registered on this device are
+    /// sent as `MDW_ENTRY_BUF` entries (nothing pinned).
     ///
     /// Fails without sending anything on invalid input; an error after
     /// some packets left is in [`WriteReport::error`].
@@ -95,26 +139,70 @@ impl Device {
         entries: &[Entry<'_>],
         options: WriteOptions,
     ) -> io::Result<WriteReport> {
-        let raw: Vec<MdwEntry> = entries.iter().map(|e| e.to_abi()).collect();
+        self.write(entries, options.flags(), options.quantum, 0)
+    }
+
+    /// Sends every entry with `MDW_WRITE_ASYNC`: returns once every packet
+    /// is queued, with what was queued. Exactly one completion with
+    /// `cookie` follows (read it with
+    /// [`read_completions`](Device::read_completions)), after the device
+    /// released the last packet; do not rewrite the entries' memory
+    /// before it.
+    ///
+    /// `EAGAIN` (nothing sent): `MDW_MAX_ASYNC` calls are in flight or
+    /// completed and unread; read completions, then retry. `ENOBUFS`:
+    /// pinning unregistered memory until the completion would exceed
+    /// `RLIMIT_MEMLOCK` (send from [`RegisteredBuffer`]s).
+    pub fn write_vectored_async(
+        &self,
+        entries: &[Entry<'_>],
+        options: WriteOptions,
+        cookie: u64,
+    ) -> io::Result<WriteReport> {
+        self.write(
+            entries,
+            options.flags() | MDW_WRITE_ASYNC,
+            options.quantum,
+            cookie,
+        )
+    }
+
+    fn write(
+        &self,
+        entries: &[Entry<'_>],
+        flags: u32,
+        quantum: u32,
+        cookie: u64,
+    ) -> io::Result<WriteReport> {
+        let raw: Vec<MdwEntry> = {
+            let table = self.file.buffers();
+            if table.is_empty() {
+                entries.iter().map(|e| e.to_abi()).collect()
+            } else {
+                entries.iter().map(|e| e.to_abi_in(&table)).collect()
+            }
+        };
         let mut req = MdwWritev {
             entries: raw.as_ptr() as u64,
             count: u32::try_from(raw.len()).map_err(|_| {
                 io::Error::from_raw_os_error(rustix::io::Errno::TOOBIG.raw_os_error())
             })?,
             entry_size: size_of::<MdwEntry>() as u32,
-            flags: options.flags(),
-            quantum: options.quantum,
+            flags,
+            quantum,
+            cookie,
             ..Default::default()
         };
         // SAFETY: `raw` holds `count` entries of `entry_size` bytes whose
-        // data borrow from `entries`, alive for the call.
-        unsafe { sys::writev(&self.fd, &mut req) }?;
+        // data borrow from `entries`, alive for the call, or name buffers
+        // registered on this file.
+        unsafe { sys::writev(self.fd(), &mut req) }?;
         Ok(WriteReport {
             bytes: req.bytes,
             packets: req.packets,
             error: (req.error != 0).then(|| {
                 (
-                    io::Error::from_raw_os_error(-req.error),
+                    io::Error::from_raw_os_error(req.error.saturating_neg()),
                     req.error_index as usize,
                 )
             }),
@@ -123,12 +211,64 @@ impl Device {
 
     /// The counters of this open device (`MDW_IOC_STATS`).
     pub fn stats(&self) -> io::Result<Stats> {
-        sys::stats(&self.fd)
+        sys::stats(self.fd())
+    }
+
+    /// Maps `len` bytes of page-aligned memory and registers them
+    /// (`MDW_IOC_BUF_REGISTER`); see [`RegisteredBuffer`]. `ENOBUFS`
+    /// beyond `RLIMIT_MEMLOCK` (unless `CAP_IPC_LOCK`), `ENOSPC` beyond
+    /// 1024 buffers, `EINVAL`/`E2BIG` for 0 or more than 1 GiB, `ENOTTY`
+    /// from a module without `MDW_FEAT_BUF`.
+    pub fn register_buffer(&self, len: usize) -> io::Result<RegisteredBuffer> {
+        RegisteredBuffer::register(&self.file, len)
+    }
+
+    /// Reads the queued completion records (`read()`), up to 64, and
+    /// appends them to `out`; returns how many.
+    ///
+    /// With none queued it blocks while asynchronous calls are in flight
+    /// (`EINTR` on a signal) and returns 0 when none is.
+    pub fn read_completions(&self, out: &mut Vec<Completion>) -> io::Result<usize> {
+        let mut records = [MdwCompletion::default(); READ_BATCH];
+        let n = sys::read_records(self.fd(), records.as_mut_bytes())?;
+        parse_records(&records.as_bytes()[..n], out)
+    }
+
+    /// Reads exactly one record, blocking as
+    /// [`read_completions`](Device::read_completions); `None` when no call
+    /// is in flight.
+    pub fn read_completion(&self) -> io::Result<Option<Completion>> {
+        let mut record = [MdwCompletion::default()];
+        let n = sys::read_records(self.fd(), record.as_mut_bytes())?;
+        let mut out = Vec::with_capacity(1);
+        parse_records(&record.as_bytes()[..n], &mut out)?;
+        Ok(out.pop())
+    }
+
+    /// Waits up to `timeout` (`None`: forever) until a completion record
+    /// is queued (`poll()` for `POLLIN`); `false` on timeout. A signal
+    /// does not end the wait early.
+    pub fn poll_completions(&self, timeout: Option<Duration>) -> io::Result<bool> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        loop {
+            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            match sys::poll_readable(self.fd(), left) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                r => return r,
+            }
+        }
+    }
+
+    /// From now on the module adds 1 to `eventfd` for every completion it
+    /// queues (`MDW_IOC_SET_EVENTFD`); `None` stops it. `EINVAL` if the
+    /// descriptor is not an eventfd.
+    pub fn set_eventfd(&self, eventfd: Option<BorrowedFd<'_>>) -> io::Result<()> {
+        sys::set_eventfd(self.fd(), eventfd.map_or(-1, |fd| fd.as_raw_fd()))
     }
 }
 
 impl AsFd for Device {
     fn as_fd(&self) -> BorrowedFd<'_> {
-        self.fd.as_fd()
+        self.fd()
     }
 }

@@ -44,6 +44,14 @@
 //! neither read nor sent, but postponed, and counted in
 //! [`StreamStats::slipped`]; from then on the stream is paced from the later
 //! start. Data is never dropped: a source is read in order, without gaps.
+//!
+//! # Registered buffers and asynchronous calls
+//!
+//! With [`StreamGroup::set_async_ring`], each stream reads into a ring of
+//! regions of one [`RegisteredBuffer`], and each tick's call is sent
+//! asynchronously: tick `n` uses region `n mod slots` of every stream and
+//! its call carries cookie `n`; a region is read into again only after the
+//! completion of every call of its previous tick.
 
 use std::{
     io::{self, ErrorKind, Read},
@@ -52,7 +60,10 @@ use std::{
 
 use mdwrite_uapi::{MDW_MAX_CALL_BYTES, MDW_MAX_ENTRIES};
 
-use crate::{Clock, DestId, Entry, MonotonicClock, Sender, WriteOptions, WriteReport};
+use crate::{
+    Clock, Completion, DestId, Entry, MonotonicClock, RegisteredBuffer, Sender, WriteOptions,
+    WriteReport,
+};
 
 /// The shortest tick interval.
 pub const MIN_INTERVAL: Duration = Duration::from_millis(1);
@@ -198,6 +209,34 @@ pub trait Transmit {
         let _ = id;
         Some(0)
     }
+    /// Memory for a stream's ring, as [`Sender::register_buffer`]. The
+    /// default is plain memory.
+    fn register_buffer(&mut self, len: usize) -> io::Result<RegisteredBuffer> {
+        RegisteredBuffer::unregistered(len)
+    }
+    /// Sends the entries in one asynchronous call, as
+    /// [`Sender::send_async`]. The default sends synchronously and has no
+    /// completion, which is what [`wait_completions`](Transmit::wait_completions)
+    /// returning 0 (nothing in flight) then says.
+    fn send_async(
+        &mut self,
+        entries: &[Entry<'_>],
+        opts: &WriteOptions,
+        cookie: u64,
+    ) -> io::Result<WriteReport> {
+        let _ = cookie;
+        self.send_vectored(entries, opts)
+    }
+    /// Waits for completions, as [`Sender::wait_completions`]; 0 means no
+    /// call is in flight. The default has none.
+    fn wait_completions(
+        &mut self,
+        out: &mut Vec<Completion>,
+        timeout: Option<Duration>,
+    ) -> io::Result<usize> {
+        let _ = (out, timeout);
+        Ok(0)
+    }
 }
 
 impl Transmit for Sender {
@@ -216,6 +255,57 @@ impl Transmit for Sender {
     fn rtp_initial_timestamp(&self, id: DestId) -> Option<u32> {
         Sender::rtp_initial_timestamp(self, id)
     }
+
+    fn register_buffer(&mut self, len: usize) -> io::Result<RegisteredBuffer> {
+        Sender::register_buffer(self, len)
+    }
+
+    fn send_async(
+        &mut self,
+        entries: &[Entry<'_>],
+        opts: &WriteOptions,
+        cookie: u64,
+    ) -> io::Result<WriteReport> {
+        Sender::send_async(self, entries, opts, cookie)
+    }
+
+    fn wait_completions(
+        &mut self,
+        out: &mut Vec<Completion>,
+        timeout: Option<Duration>,
+    ) -> io::Result<usize> {
+        Sender::wait_completions(self, out, timeout)
+    }
+}
+
+/// Where a stream's chunks are read to.
+enum Storage {
+    /// One buffer, reused every tick (synchronous calls).
+    Heap(Vec<u8>),
+    /// A ring of `slots` regions of `region` bytes (asynchronous calls).
+    Ring(RegisteredBuffer),
+}
+
+impl Storage {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Storage::Heap(v) => v,
+            Storage::Ring(b) => b,
+        }
+    }
+
+    /// The storage, at least `len` bytes (a heap buffer grows).
+    fn bytes_mut(&mut self, len: usize) -> &mut [u8] {
+        match self {
+            Storage::Heap(v) => {
+                if v.len() < len {
+                    v.resize(len, 0);
+                }
+                v
+            }
+            Storage::Ring(b) => b,
+        }
+    }
 }
 
 struct Stream {
@@ -227,10 +317,13 @@ struct Stream {
     /// Bytes of the schedule postponed after falling behind (whole packets).
     slip: u64,
     stats: StreamStats,
-    /// This tick's chunk: `buf[..chunk]`; read bytes not yet sent (less
-    /// than a packet, after a short read) wait in `buf[chunk..carry_end]`.
-    buf: Vec<u8>,
+    /// This tick's chunk is `storage[at..at + chunk]`; read bytes not yet
+    /// sent (less than a packet, after a short read) wait in
+    /// `storage[carry_at..carry_at + carry]` until the next tick.
+    storage: Storage,
+    at: usize,
     chunk: usize,
+    carry_at: usize,
     carry: usize,
 }
 
@@ -253,18 +346,30 @@ impl Stream {
         u64::try_from(n * p).unwrap_or(u64::MAX)
     }
 
+    /// The most bytes one tick's chunk can hold, carried bytes included,
+    /// whatever the interval (which never exceeds the latency).
+    fn region_len(&self, opts: &GroupOptions) -> usize {
+        let most = self.budget(opts.buffer, opts.latency.max(MIN_INTERVAL));
+        usize::try_from(most)
+            .unwrap_or(usize::MAX)
+            .saturating_add(self.cfg.payload_size)
+    }
+
     /// Reads this tick's chunk of up to `due` bytes (after any carried
-    /// bytes) into `buf[..chunk]`.
-    fn read_chunk(&mut self, due: usize) {
+    /// bytes) into `storage[at..at + chunk]`, `at` being this tick's region.
+    fn read_chunk(&mut self, at: usize, due: usize) {
         let p = self.cfg.payload_size;
-        if self.buf.len() < due {
-            self.buf.resize(due, 0);
+        let buf = self.storage.bytes_mut(at + due);
+        if self.carry > 0 && self.carry_at != at {
+            buf.copy_within(self.carry_at..self.carry_at + self.carry, at);
         }
+        let buf = &mut buf[at..at + due];
         let mut filled = self.carry;
+        self.at = at;
         self.carry = 0;
         let mut short = false;
         while filled < due {
-            match self.source.read(&mut self.buf[filled..due]) {
+            match self.source.read(&mut buf[filled..due]) {
                 Ok(0) => {
                     self.stats.ended = true;
                     break;
@@ -286,6 +391,47 @@ impl Stream {
         // the next tick: packets are always whole until the source ends.
         self.chunk = if short { filled / p * p } else { filled };
         self.carry = filled - self.chunk;
+        self.carry_at = at + self.chunk;
+    }
+}
+
+/// The asynchronous mode of a group: which tick regions are in use.
+struct Ring {
+    /// Regions per stream.
+    slots: usize,
+    /// The next tick's number: its cookie, and its region `tick % slots`.
+    tick: u64,
+    /// Calls of each region's last tick whose completion is not in yet.
+    busy: Vec<u32>,
+    /// Why a stream's ring could not be registered, if it could not.
+    error: Option<io::Error>,
+}
+
+impl Ring {
+    fn slot(&self, cookie: u64) -> usize {
+        (cookie % self.slots as u64) as usize
+    }
+
+    /// Waits for completions (at least one) and frees their regions.
+    fn wait<T: Transmit + ?Sized>(&mut self, out: &mut T) -> io::Result<()> {
+        let mut done = Vec::new();
+        loop {
+            match out.wait_completions(&mut done, None) {
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+                // Nothing in flight: every region is free.
+                Ok(0) => {
+                    self.busy.iter_mut().for_each(|b| *b = 0);
+                    return Ok(());
+                }
+                Ok(_) => break,
+            }
+        }
+        for c in done {
+            let slot = self.slot(c.cookie);
+            self.busy[slot] = self.busy[slot].saturating_sub(1);
+        }
+        Ok(())
     }
 }
 
@@ -348,6 +494,7 @@ pub struct StreamGroup<C: Clock = MonotonicClock> {
     next_id: u64,
     next_tick: Duration,
     interval: Duration,
+    ring: Option<Ring>,
 }
 
 impl<C: Clock> StreamGroup<C> {
@@ -360,6 +507,7 @@ impl<C: Clock> StreamGroup<C> {
             streams: Vec::new(),
             next_id: 0,
             interval: Duration::ZERO,
+            ring: None,
         };
         group.update_interval();
         group.next_tick += group.interval;
@@ -392,8 +540,10 @@ impl<C: Clock> StreamGroup<C> {
             start: self.clock.now(),
             slip: 0,
             stats: StreamStats::default(),
-            buf: Vec::new(),
+            storage: Storage::Heap(Vec::new()),
+            at: 0,
             chunk: 0,
+            carry_at: 0,
             carry: 0,
         });
         self.update_interval();
@@ -457,6 +607,61 @@ impl<C: Clock> StreamGroup<C> {
             .clamp(MIN_INTERVAL, latency);
     }
 
+    /// Sends from registered buffers, asynchronously: each stream gets a
+    /// [`RegisteredBuffer`] ([`Transmit::register_buffer`]) of `slots`
+    /// regions, each large enough for one tick's chunk, when it first has
+    /// data; tick `n` reads into region `n mod slots` of every stream and
+    /// sends with [`Transmit::send_async`] and cookie `n`. Before a region
+    /// is read into again, the tick waits for the completions of the calls
+    /// that used it, so data in flight is never overwritten. `slots` 0
+    /// turns it off (synchronous calls from ordinary memory, the default).
+    ///
+    /// A region holds [`GroupOptions::buffer`] of the stream's bitrate (or
+    /// one latency plus two packets, if more) and one packet: with the
+    /// defaults, 4 regions of a 40 Mb/s stream take 4 MB, which the module
+    /// charges to `RLIMIT_MEMLOCK`. A stream whose buffer cannot be
+    /// registered reads into ordinary memory, and the ticks it sends in are
+    /// synchronous; [`async_ring_error`](StreamGroup::async_ring_error)
+    /// says why.
+    ///
+    /// While the group has calls in flight, do not send other asynchronous
+    /// calls through the same sender: the group reads every completion.
+    /// Fails with `EBUSY` once streams were added.
+    pub fn set_async_ring(&mut self, slots: usize) -> io::Result<()> {
+        if !self.streams.is_empty() {
+            return Err(io::Error::from_raw_os_error(libc::EBUSY));
+        }
+        self.ring = (slots > 0).then(|| Ring {
+            slots,
+            tick: 0,
+            busy: vec![0; slots],
+            error: None,
+        });
+        Ok(())
+    }
+
+    /// Why a stream could not get a registered ring
+    /// ([`set_async_ring`](StreamGroup::set_async_ring)), if one could not.
+    pub fn async_ring_error(&self) -> Option<&io::Error> {
+        self.ring.as_ref().and_then(|r| r.error.as_ref())
+    }
+
+    /// Waits until every asynchronous call of the group has completed (at
+    /// once without [`set_async_ring`](StreamGroup::set_async_ring)).
+    pub fn flush(&mut self, sender: &mut Sender) -> io::Result<()> {
+        self.flush_with(sender)
+    }
+
+    /// [`flush`](StreamGroup::flush) with any [`Transmit`].
+    pub fn flush_with<T: Transmit + ?Sized>(&mut self, out: &mut T) -> io::Result<()> {
+        if let Some(ring) = &mut self.ring {
+            while ring.busy.iter().any(|&b| b > 0) {
+                ring.wait(out)?;
+            }
+        }
+        Ok(())
+    }
+
     /// A stream's counters, or `None` if there is no such stream (it was
     /// removed, or ended in an earlier tick).
     pub fn stream_stats(&self, id: StreamId) -> Option<StreamStats> {
@@ -513,6 +718,19 @@ impl<C: Clock> StreamGroup<C> {
         let ahead = (behind / step + 1) * step;
         self.next_tick += Duration::from_nanos(u64::try_from(ahead).unwrap_or(u64::MAX));
 
+        // This tick's region of every ring, once the calls that used it
+        // last have completed.
+        let slot = match &mut self.ring {
+            Some(ring) => {
+                let slot = ring.slot(ring.tick);
+                while ring.busy[slot] > 0 {
+                    ring.wait(out)?;
+                }
+                Some(slot)
+            }
+            None => None,
+        };
+
         // Read each stream's due chunk.
         for s in &mut self.streams {
             // Whole packets: the target, the bytes sent and the budget all
@@ -527,18 +745,47 @@ impl<C: Clock> StreamGroup<C> {
                 s.stats.slipped += Duration::from_nanos(u64::try_from(ns).unwrap_or(u64::MAX));
                 due = budget;
             }
-            let due = usize::try_from(due).unwrap_or(usize::MAX);
+            let mut due = usize::try_from(due).unwrap_or(usize::MAX);
             s.chunk = 0;
-            if due > s.carry {
-                s.read_chunk(due);
+            if due <= s.carry {
+                continue;
             }
+            let at = match (slot, &mut self.ring) {
+                (Some(slot), Some(ring)) => {
+                    let region = s.region_len(&self.opts);
+                    if let Storage::Heap(old) = &s.storage {
+                        // First data of the stream: its ring. A region
+                        // holds any chunk (the budget at the longest
+                        // interval), so `due` is never cut below.
+                        let len = region.saturating_mul(ring.slots);
+                        match out.register_buffer(len) {
+                            Ok(mut buf) => {
+                                let c = s.carry;
+                                buf[..c].copy_from_slice(&old[s.carry_at..s.carry_at + c]);
+                                s.carry_at = 0;
+                                s.storage = Storage::Ring(buf);
+                            }
+                            Err(e) => ring.error = Some(e),
+                        }
+                    }
+                    match s.storage {
+                        Storage::Ring(_) => {
+                            due = due.min(region);
+                            slot * region
+                        }
+                        Storage::Heap(_) => 0,
+                    }
+                }
+                _ => 0,
+            };
+            s.read_chunk(at, due);
         }
 
         // One entry per destination (or per packet, when a destination's
         // payload differs), all pointing into the stream's one buffer.
         let mut entries: Vec<Entry<'_>> = Vec::new();
         for s in &self.streams {
-            let chunk = &s.buf[..s.chunk];
+            let chunk = &s.storage.bytes()[s.at..s.at + s.chunk];
             if chunk.is_empty() {
                 continue;
             }
@@ -572,7 +819,22 @@ impl<C: Clock> StreamGroup<C> {
             }
         }
         report.entries = entries.len();
-        let result = send_all(out, &entries, &self.opts.write);
+        // Asynchronous only if every chunk is in a ring: ordinary memory
+        // is reused at the next tick.
+        let in_rings = self
+            .streams
+            .iter()
+            .all(|s| s.chunk == 0 || matches!(s.storage, Storage::Ring(_)));
+        let result = match (slot, &mut self.ring) {
+            (Some(slot), Some(ring)) if in_rings => {
+                let cookie = ring.tick;
+                send_all_async(out, &entries, &self.opts.write, cookie, slot, ring)
+            }
+            _ => send_all(out, &entries, &self.opts.write),
+        };
+        if let Some(ring) = &mut self.ring {
+            ring.tick = ring.tick.wrapping_add(1);
+        }
         drop(entries);
 
         for s in &mut self.streams {
@@ -580,10 +842,8 @@ impl<C: Clock> StreamGroup<C> {
             s.stats.bytes += n;
             s.stats.packets += n.div_ceil(s.cfg.payload_size as u64);
             report.bytes += n;
-            // Keep the carried bytes at the front for the next tick.
-            if s.carry > 0 {
-                s.buf.copy_within(s.chunk..s.chunk + s.carry, 0);
-            }
+            // The carried bytes move to the next tick's region when it is
+            // read.
             s.chunk = 0;
         }
         let mut i = 0;
@@ -609,6 +869,18 @@ fn send_all<T: Transmit + ?Sized>(
     entries: &[Entry<'_>],
     opts: &WriteOptions,
 ) -> io::Result<Option<WriteReport>> {
+    send_chunked(entries, &mut |call: &[Entry<'_>]| {
+        out.send_vectored(call, opts)
+    })
+}
+
+/// Cuts `entries` into calls within the module's limits and sends each
+/// with `send`, summing the reports; stops at the first call that stopped
+/// early.
+fn send_chunked(
+    entries: &[Entry<'_>],
+    send: &mut dyn FnMut(&[Entry<'_>]) -> io::Result<WriteReport>,
+) -> io::Result<Option<WriteReport>> {
     let mut total: Option<WriteReport> = None;
     let mut rest = entries;
     while !rest.is_empty() {
@@ -624,7 +896,7 @@ fn send_all<T: Transmit + ?Sized>(
         }
         let (call, tail) = rest.split_at(n);
         rest = tail;
-        let r = out.send_vectored(call, opts)?;
+        let r = send(call)?;
         let t = total.get_or_insert(WriteReport {
             bytes: 0,
             packets: 0,
@@ -639,4 +911,27 @@ fn send_all<T: Transmit + ?Sized>(
         }
     }
     Ok(total)
+}
+
+/// Sends `entries` as [`send_all`] does, each call asynchronous with
+/// `cookie`; counts the calls that will complete in `ring.busy[slot]`, and
+/// waits out back-pressure (`EAGAIN`) by reading completions.
+fn send_all_async<T: Transmit + ?Sized>(
+    out: &mut T,
+    entries: &[Entry<'_>],
+    opts: &WriteOptions,
+    cookie: u64,
+    slot: usize,
+    ring: &mut Ring,
+) -> io::Result<Option<WriteReport>> {
+    send_chunked(entries, &mut |call: &[Entry<'_>]| loop {
+        match out.send_async(call, opts, cookie) {
+            Ok(r) => {
+                ring.busy[slot] += 1;
+                return Ok(r);
+            }
+            Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => ring.wait(&mut *out)?,
+            Err(e) => return Err(e),
+        }
+    })
 }

@@ -9,6 +9,10 @@
 //!   ([`Backend`]); both put the same packets on the wire.
 //! - [`StreamGroup`] paces many streams, each a source of bytes at a
 //!   bitrate, and sends what all of them are due with one call per tick.
+//! - [`RegisteredBuffer`]s are memory registered with the module once, so
+//!   that sending from them pins nothing; [`Sender::send_async`] returns
+//!   once a call is queued, and its [`Completion`] says when its memory may
+//!   be reused. Both work on either backend.
 //! - [`Device`] is the raw module: its ioctls in safe Rust.
 //!
 //! Errors are [`std::io::Error`]s that keep the kernel's errno
@@ -23,7 +27,9 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 
+mod buffer;
 mod clock;
+mod completion;
 mod dest;
 mod device;
 mod fallback;
@@ -34,7 +40,9 @@ mod sender;
 mod sys;
 mod write;
 
+pub use buffer::RegisteredBuffer;
 pub use clock::{Clock, FakeClock, MonotonicClock};
+pub use completion::{Completion, COMPLETION_SIZE};
 pub use dest::{DestConfig, DestId, Rtp};
 pub use device::{Device, Features, Info};
 pub use fallback::FallbackStats;

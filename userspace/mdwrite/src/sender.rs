@@ -3,12 +3,20 @@
 //! [`Sender`]: one socket-like API over the module and the userspace
 //! fallback.
 
-use std::{collections::HashMap, fmt, io};
+use std::{
+    collections::{HashMap, VecDeque},
+    fmt, io,
+    os::fd::{BorrowedFd, OwnedFd},
+    time::Duration,
+};
+
+use mdwrite_uapi::{MDW_FEAT_ASYNC, MDW_FEAT_BUF, MDW_MAX_ASYNC};
 
 use crate::{
     fallback::{Fallback, FallbackStats},
     route::interface_mtu,
-    DestConfig, DestId, Device, Entry, Info, Stats, WriteOptions, WriteReport,
+    Completion, DestConfig, DestId, Device, Entry, Info, RegisteredBuffer, Stats, WriteOptions,
+    WriteReport,
 };
 
 /// Which implementation carries a [`Sender`]'s packets.
@@ -63,6 +71,24 @@ pub struct Sender {
     inner: Inner,
     /// What this sender knows of each destination it registered.
     dests: HashMap<DestId, DestMeta>,
+    /// Asynchronous calls: the module's, or completions made up here.
+    async_state: AsyncState,
+}
+
+/// What a sender knows of its asynchronous calls.
+#[derive(Debug, Default)]
+struct AsyncState {
+    /// The module's `MDW_FEAT_BUF` and `MDW_FEAT_ASYNC`; both false for the
+    /// fallback.
+    module_buf: bool,
+    module_async: bool,
+    /// Calls the module accepted whose completion was not read yet.
+    module_in_flight: u64,
+    /// Completions of calls sent synchronously in place of asynchronous
+    /// ones (fallback, or a module without `MDW_FEAT_ASYNC`), not read yet.
+    synthetic: VecDeque<Completion>,
+    /// Signalled for each of them.
+    eventfd: Option<OwnedFd>,
 }
 
 #[derive(Debug)]
@@ -90,9 +116,16 @@ impl Sender {
     /// The kernel module; fails as [`Device::open`] does (`ENOENT` when it
     /// is not loaded).
     pub fn open_module() -> io::Result<Sender> {
+        let dev = Device::open()?;
+        let features = dev.info()?.features.0;
         Ok(Sender {
-            inner: Inner::Module(Device::open()?),
+            inner: Inner::Module(dev),
             dests: HashMap::new(),
+            async_state: AsyncState {
+                module_buf: features & MDW_FEAT_BUF != 0,
+                module_async: features & MDW_FEAT_ASYNC != 0,
+                ..AsyncState::default()
+            },
         })
     }
 
@@ -112,6 +145,7 @@ impl Sender {
         Ok(Sender {
             inner: Inner::Fallback(Fallback::new()),
             dests: HashMap::new(),
+            async_state: AsyncState::default(),
         })
     }
 
@@ -221,6 +255,208 @@ impl Sender {
         match &mut self.inner {
             Inner::Module(dev) => dev.write_vectored(entries, *opts),
             Inner::Fallback(fb) => fb.send_vectored(entries, opts),
+        }
+    }
+
+    /// `len` bytes of page-aligned, zeroed memory to send from, registered
+    /// with the module (`MDW_IOC_BUF_REGISTER`) so that calls pin nothing;
+    /// see [`RegisteredBuffer`] and its rule for reusing memory.
+    ///
+    /// The fallback, and a module without `MDW_FEAT_BUF`, give plain memory
+    /// ([`RegisteredBuffer::id`] is `None`), used the same way. Errors:
+    /// `EINVAL` for 0 bytes, `E2BIG` above 1 GiB, and from the module
+    /// `ENOBUFS` past `RLIMIT_MEMLOCK` (without `CAP_IPC_LOCK`) and
+    /// `ENOSPC` past 1024 buffers.
+    pub fn register_buffer(&mut self, len: usize) -> io::Result<RegisteredBuffer> {
+        match &self.inner {
+            Inner::Module(dev) if self.async_state.module_buf => dev.register_buffer(len),
+            _ => RegisteredBuffer::unregistered(len),
+        }
+    }
+
+    /// Sends like [`send_vectored`](Sender::send_vectored), but returns as
+    /// soon as every packet is queued, with what was queued. Exactly one
+    /// [`Completion`] carrying `cookie` follows when the call's last packet
+    /// has left ([`try_completions`](Sender::try_completions),
+    /// [`wait_completions`](Sender::wait_completions)); a call that fails
+    /// has none.
+    ///
+    /// The memory of the entries must not be rewritten before the
+    /// completion: send from [`RegisteredBuffer`]s, whose pages the module
+    /// holds anyway; plain memory is pinned until the completion and
+    /// charged to `RLIMIT_MEMLOCK` (`ENOBUFS`).
+    ///
+    /// Back-pressure: with 256 (`MDW_MAX_ASYNC`) calls in flight or
+    /// completed and unread, the call fails with `EAGAIN`
+    /// ([`io::ErrorKind::WouldBlock`]) before sending anything: read
+    /// completions, then retry, or use
+    /// [`send_async_waiting`](Sender::send_async_waiting).
+    ///
+    /// The fallback, and a module without `MDW_FEAT_ASYNC`, send at once
+    /// and queue the completion themselves, with the same limit.
+    pub fn send_async(
+        &mut self,
+        entries: &[Entry<'_>],
+        opts: &WriteOptions,
+        cookie: u64,
+    ) -> io::Result<WriteReport> {
+        let st = &mut self.async_state;
+        if let Inner::Module(dev) = &self.inner {
+            if st.module_async {
+                let report = dev.write_vectored_async(entries, *opts, cookie)?;
+                st.module_in_flight += 1;
+                return Ok(report);
+            }
+        }
+        if st.synthetic.len() >= MDW_MAX_ASYNC as usize {
+            return Err(io::Error::from_raw_os_error(libc::EAGAIN));
+        }
+        let report = self.send_vectored(entries, opts)?;
+        let st = &mut self.async_state;
+        st.synthetic.push_back(Completion::of(cookie, &report));
+        if let Some(efd) = &st.eventfd {
+            // As the module: the eventfd counts completions. A full
+            // counter (2^64 - 2) cannot happen with 256 unread.
+            let _ = rustix::io::write(efd, &1u64.to_ne_bytes());
+        }
+        Ok(report)
+    }
+
+    /// [`send_async`](Sender::send_async), waiting out back-pressure: on
+    /// `EAGAIN` it waits for completions, appends them to `done`, and
+    /// retries.
+    pub fn send_async_waiting(
+        &mut self,
+        entries: &[Entry<'_>],
+        opts: &WriteOptions,
+        cookie: u64,
+        done: &mut Vec<Completion>,
+    ) -> io::Result<WriteReport> {
+        loop {
+            match self.send_async(entries, opts, cookie) {
+                Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => {
+                    if self.wait_completions(done, None)? == 0 {
+                        // Nothing was in flight after all: the limit is
+                        // someone else's (another user of the file).
+                        return Err(e);
+                    }
+                }
+                r => return r,
+            }
+        }
+    }
+
+    /// Asynchronous calls whose completion was not read yet.
+    pub fn in_flight(&self) -> u64 {
+        self.async_state.module_in_flight + self.async_state.synthetic.len() as u64
+    }
+
+    /// Appends the completions that are ready to `out`, without blocking;
+    /// returns how many.
+    pub fn try_completions(&mut self, out: &mut Vec<Completion>) -> io::Result<usize> {
+        let mut n = self.take_synthetic(out);
+        if let Inner::Module(dev) = &self.inner {
+            if self.async_state.module_in_flight > 0
+                && dev.poll_completions(Some(Duration::ZERO))?
+            {
+                n += self.read_module(out)?;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Appends completions to `out`, waiting up to `timeout` (`None`: for
+    /// as long as it takes) for at least one; returns how many. Returns 0
+    /// at once when no call is in flight, and on timeout.
+    pub fn wait_completions(
+        &mut self,
+        out: &mut Vec<Completion>,
+        timeout: Option<Duration>,
+    ) -> io::Result<usize> {
+        let n = self.take_synthetic(out);
+        if n > 0 || self.async_state.module_in_flight == 0 {
+            return Ok(n);
+        }
+        if let Inner::Module(dev) = &self.inner {
+            if timeout.is_some() && !dev.poll_completions(timeout)? {
+                return Ok(0);
+            }
+        }
+        self.read_module(out)
+    }
+
+    /// The next completion, waiting up to `timeout` (`None`: for as long
+    /// as it takes); `None` when no call is in flight, or on timeout.
+    pub fn wait_completion(&mut self, timeout: Option<Duration>) -> io::Result<Option<Completion>> {
+        if let Some(c) = self.async_state.synthetic.pop_front() {
+            return Ok(Some(c));
+        }
+        let Inner::Module(dev) = &self.inner else {
+            return Ok(None);
+        };
+        if self.async_state.module_in_flight == 0
+            || (timeout.is_some() && !dev.poll_completions(timeout)?)
+        {
+            return Ok(None);
+        }
+        loop {
+            match dev.read_completion() {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+                Ok(c) => {
+                    let st = &mut self.async_state;
+                    st.module_in_flight = match c {
+                        Some(_) => st.module_in_flight.saturating_sub(1),
+                        None => 0,
+                    };
+                    return Ok(c);
+                }
+            }
+        }
+    }
+
+    /// From now on `eventfd` counts completions: 1 is added for each
+    /// (`MDW_IOC_SET_EVENTFD`; the fallback writes it itself). Poll it in
+    /// an event loop, then call [`try_completions`](Sender::try_completions).
+    /// `None` stops it.
+    pub fn set_eventfd(&mut self, eventfd: Option<BorrowedFd<'_>>) -> io::Result<()> {
+        let st = &mut self.async_state;
+        match &self.inner {
+            Inner::Module(dev) if st.module_async => dev.set_eventfd(eventfd),
+            _ => {
+                st.eventfd = eventfd.map(|fd| fd.try_clone_to_owned()).transpose()?;
+                Ok(())
+            }
+        }
+    }
+
+    fn take_synthetic(&mut self, out: &mut Vec<Completion>) -> usize {
+        let n = self.async_state.synthetic.len();
+        out.extend(self.async_state.synthetic.drain(..));
+        n
+    }
+
+    /// Reads the module's records, blocking while calls are in flight and
+    /// none is queued; a signal does not end the wait.
+    fn read_module(&mut self, out: &mut Vec<Completion>) -> io::Result<usize> {
+        let Inner::Module(dev) = &self.inner else {
+            return Ok(0);
+        };
+        loop {
+            match dev.read_completions(out) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+                Ok(n) => {
+                    let st = &mut self.async_state;
+                    st.module_in_flight = if n == 0 {
+                        // The module has nothing in flight: trust it.
+                        0
+                    } else {
+                        st.module_in_flight.saturating_sub(n as u64)
+                    };
+                    return Ok(n);
+                }
+            }
         }
     }
 }

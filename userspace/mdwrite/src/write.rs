@@ -4,16 +4,22 @@
 
 use std::io;
 
-use mdwrite_uapi::{MdwEntry, MdwStats, MDW_ENTRY_RTP_TS, MDW_WRITE_QDISC};
+use mdwrite_uapi::{MdwEntry, MdwStats, MDW_ENTRY_BUF, MDW_ENTRY_RTP_TS, MDW_WRITE_QDISC};
 
-use crate::DestId;
+use crate::{buffer::BufferTable, DestId};
 
 /// One chunk of data for one destination; any size, any alignment.
+///
+/// `data` may be any memory, or a slice of a
+/// [`RegisteredBuffer`](crate::RegisteredBuffer) registered on the sender:
+/// the sender then names it by buffer id and offset (`MDW_ENTRY_BUF`) and
+/// the module pins nothing.
 #[derive(Clone, Copy, Debug)]
 pub struct Entry<'a> {
     /// Where it goes.
     pub dest: DestId,
-    /// What is sent (by reference: the module pins these pages).
+    /// What is sent (by reference: the module pins these pages, or uses
+    /// those of the registered buffer the slice lies in).
     pub data: &'a [u8],
     /// RTP timestamp of the entry's first packet (RTP destinations only).
     pub rtp_timestamp: Option<u32>,
@@ -43,6 +49,18 @@ impl<'a> Entry<'a> {
             buf: 0,
         }
     }
+
+    /// As [`to_abi`](Entry::to_abi), naming the registered buffer the data
+    /// lies in, if any.
+    pub(crate) fn to_abi_in(self, table: &BufferTable) -> MdwEntry {
+        let mut e = self.to_abi();
+        if let Some((id, offset)) = table.lookup(self.data) {
+            e.flags |= MDW_ENTRY_BUF;
+            e.addr = offset;
+            e.buf = id;
+        }
+        e
+    }
 }
 
 /// How a write is sent.
@@ -64,7 +82,7 @@ impl WriteOptions {
     }
 }
 
-/// What a write did.
+/// What a write did (for an asynchronous one: what it queued).
 #[derive(Debug)]
 pub struct WriteReport {
     /// Payload bytes handed to the device.
@@ -77,3 +95,37 @@ pub struct WriteReport {
 
 /// The module's counters for one open device (`MDW_IOC_STATS`).
 pub type Stats = MdwStats;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_in_registered_buffers_name_the_buffer() {
+        let mem = vec![0u8; 4096];
+        let plain = vec![0u8; 16];
+        let mut table = BufferTable::default();
+        table.insert(mem.as_ptr() as usize, mem.len(), 5);
+        let dest = DestId::from_handle(3);
+        let e = Entry {
+            dest,
+            data: &mem[100..300],
+            rtp_timestamp: Some(9),
+        }
+        .to_abi_in(&table);
+        assert_eq!(
+            e,
+            MdwEntry {
+                dest: 3,
+                flags: MDW_ENTRY_RTP_TS | MDW_ENTRY_BUF,
+                addr: 100,
+                len: 200,
+                rtp_timestamp: 9,
+                buf: 5,
+            }
+        );
+        let e = Entry::new(dest, &plain).to_abi_in(&table);
+        assert_eq!((e.flags, e.buf), (0, 0));
+        assert_eq!(e.addr, plain.as_ptr() as u64);
+    }
+}

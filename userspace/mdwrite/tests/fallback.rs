@@ -16,6 +16,7 @@ use mdwrite::{
     Backend, DestConfig, DestId, Entry, FakeClock, GroupOptions, Rtp, Sender, StreamConfig,
     StreamGroup, WriteOptions,
 };
+use rustix::event::{eventfd, EventfdFlags};
 
 /// A receiver on `ip`, with a hang guard (not a timing assertion).
 fn receiver(ip: &str) -> UdpSocket {
@@ -493,4 +494,112 @@ fn open_without_the_module_is_the_fallback() {
     assert_eq!(Backend::Module.to_string(), "module");
     let e = Sender::open_module().unwrap_err();
     assert_eq!(e.raw_os_error(), Some(libc::ENOENT));
+}
+
+#[test]
+fn registered_buffer_and_async_send_through_the_fallback() {
+    let (r1, r2) = (receiver("127.0.0.1"), receiver("127.0.0.1"));
+    let mut sender = Sender::open_fallback().unwrap();
+    let d1 = sender.connect(&dest_to(&r1, 1000, None)).unwrap();
+    let d2 = sender.connect(&dest_to(&r2, 500, None)).unwrap();
+    let mut buf = sender.register_buffer(10_000).unwrap();
+    assert_eq!(buf.id(), None, "plain memory on the fallback");
+    assert_eq!(buf.len(), 10_000);
+    let payload = data(2500, 9);
+    buf[100..2600].copy_from_slice(&payload);
+    // Nothing in flight: no wait, no completion.
+    assert_eq!(sender.in_flight(), 0);
+    let mut done = Vec::new();
+    assert_eq!(
+        sender
+            .wait_completions(&mut done, Some(Duration::from_secs(60)))
+            .unwrap(),
+        0
+    );
+    assert!(sender.wait_completion(None).unwrap().is_none());
+
+    let entries = [
+        Entry::new(d1, &buf[100..2600]),
+        Entry::new(d2, &buf[100..1100]),
+    ];
+    let report = sender
+        .send_async(&entries, &WriteOptions::default(), 0xfeed)
+        .unwrap();
+    assert_eq!((report.bytes, report.packets), (3500, 5));
+    assert_eq!(sender.in_flight(), 1);
+    assert_eq!(sender.try_completions(&mut done).unwrap(), 1);
+    assert_eq!(sender.in_flight(), 0);
+    let c = &done[0];
+    assert_eq!((c.cookie, c.bytes, c.packets), (0xfeed, 3500, 5));
+    assert!(c.error.is_none());
+    assert_eq!(recv_n(&r1, 3).concat(), payload);
+    assert_eq!(recv_n(&r2, 2).concat(), &payload[..1000]);
+    assert_drained(&r1);
+    assert_drained(&r2);
+
+    // A call that fails has no completion.
+    let e = sender
+        .send_async(&[Entry::new(d1, &[])], &WriteOptions::default(), 1)
+        .unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EINVAL));
+    assert_eq!(sender.in_flight(), 0);
+    assert_eq!(sender.try_completions(&mut done).unwrap(), 0);
+}
+
+#[test]
+fn fallback_back_pressure_is_the_modules() {
+    let r = receiver("127.0.0.1");
+    let mut sender = Sender::open_fallback().unwrap();
+    let d = sender.connect(&dest_to(&r, 1000, None)).unwrap();
+    let one = [7u8; 10];
+    let opts = WriteOptions::default();
+    let limit = mdwrite::uapi::MDW_MAX_ASYNC as u64;
+    for cookie in 0..limit {
+        sender
+            .send_async(&[Entry::new(d, &one)], &opts, cookie)
+            .unwrap();
+    }
+    assert_eq!(sender.in_flight(), limit);
+    let e = sender
+        .send_async(&[Entry::new(d, &one)], &opts, limit)
+        .unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EAGAIN));
+    assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+    // Waiting variant: reads the completions, then sends.
+    let mut done = Vec::new();
+    sender
+        .send_async_waiting(&[Entry::new(d, &one)], &opts, limit, &mut done)
+        .unwrap();
+    let cookies: Vec<u64> = done.iter().map(|c| c.cookie).collect();
+    assert_eq!(cookies, (0..limit).collect::<Vec<_>>(), "oldest first");
+    let last = sender.wait_completion(None).unwrap().unwrap();
+    assert_eq!(last.cookie, limit);
+    assert_eq!(sender.in_flight(), 0);
+    assert_eq!(recv_n(&r, limit as usize + 1).len(), limit as usize + 1);
+}
+
+#[test]
+fn fallback_signals_the_eventfd() {
+    let r = receiver("127.0.0.1");
+    let mut sender = Sender::open_fallback().unwrap();
+    let d = sender.connect(&dest_to(&r, 1000, None)).unwrap();
+    let efd = eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK).unwrap();
+    sender
+        .set_eventfd(Some(std::os::fd::AsFd::as_fd(&efd)))
+        .unwrap();
+    for cookie in 0..3 {
+        sender
+            .send_async(&[Entry::new(d, b"x")], &WriteOptions::default(), cookie)
+            .unwrap();
+    }
+    let mut count = [0u8; 8];
+    rustix::io::read(&efd, &mut count).unwrap();
+    assert_eq!(u64::from_ne_bytes(count), 3);
+    sender.set_eventfd(None).unwrap();
+    sender
+        .send_async(&[Entry::new(d, b"x")], &WriteOptions::default(), 3)
+        .unwrap();
+    let e = rustix::io::read(&efd, &mut count).unwrap_err();
+    assert_eq!(e, rustix::io::Errno::AGAIN);
+    recv_n(&r, 4);
 }
