@@ -119,7 +119,7 @@ mdwrite-bench run --ifname "$dev" --table "offload on" --csv "$csv" "${on[@]}" |
 ethtool -K "$dev" tx-checksumming off >/dev/null
 ethtool -k "$dev" | grep -E '^(tx-checksumming|scatter-gather):' | tee -a "$out/setup.txt"
 mdwrite-bench run --ifname "$dev" --table "offload off" --csv "$csv" "${off[@]}" \
-	--methods mdwrite,mdwrite-csum0,sendto,sendmmsg,gso,gso-zerocopy,io_uring-sendzc,af_packet-ring,pktgen || status=1
+	--methods mdwrite,mdwrite-regbuf,mdwrite-csum0,sendto,sendmmsg,gso,gso-zerocopy,io_uring-sendzc,af_packet-ring,pktgen || status=1
 
 rmmod mdwrite
 exit $status

@@ -4,7 +4,10 @@
 //! implements.
 
 use mdwrite::{
-    uapi::{MDW_ABI_VERSION, MDW_FEAT_IPV6, MDW_FEAT_RTP, MDW_FEAT_VLAN, MDW_FEAT_WRITEV},
+    uapi::{
+        MDW_ABI_VERSION, MDW_FEAT_ASYNC, MDW_FEAT_BUF, MDW_FEAT_IPV6, MDW_FEAT_RTP, MDW_FEAT_VLAN,
+        MDW_FEAT_WRITEV,
+    },
     Device, Features, Sender,
 };
 
@@ -17,6 +20,8 @@ fn feature_names(f: Features) -> String {
         (MDW_FEAT_IPV6, "ipv6"),
         (MDW_FEAT_RTP, "rtp"),
         (MDW_FEAT_VLAN, "vlan"),
+        (MDW_FEAT_BUF, "buf"),
+        (MDW_FEAT_ASYNC, "async"),
     ];
     let mut names: Vec<String> = known
         .iter()
@@ -86,7 +91,12 @@ mod tests {
     fn features() {
         assert_eq!(feature_names(Features(0xf)), "writev,ipv6,rtp,vlan");
         assert_eq!(feature_names(Features(0x5)), "writev,rtp");
-        assert_eq!(feature_names(Features(0x31)), "writev,0x30");
+        assert_eq!(feature_names(Features(0x31)), "writev,buf,async");
+        assert_eq!(
+            feature_names(Features(0x3f)),
+            "writev,ipv6,rtp,vlan,buf,async"
+        );
+        assert_eq!(feature_names(Features(0xc1)), "writev,0xc0");
         assert_eq!(feature_names(Features(0)), "");
     }
 }

@@ -37,6 +37,11 @@ use crate::{
 /// How much of a file the PCR bitrate estimate reads.
 const ESTIMATE_LIMIT: u64 = 64 << 20;
 
+/// Regions of each stream's registered buffer with the module: a tick
+/// reuses its region once the call of the tick `RING_SLOTS` before has
+/// completed.
+const RING_SLOTS: usize = 4;
+
 /// How long `send` retries a destination whose neighbour (ARP/NDP) is not
 /// resolved yet.
 const NEIGHBOUR_WAIT: Duration = Duration::from_secs(5);
@@ -420,6 +425,15 @@ pub(crate) fn run(args: SendArgs, files_at: &[usize], to_at: &[usize]) -> Result
     }
 
     let mut group = StreamGroup::new(MonotonicClock, GroupOptions::default());
+    if sender.backend() == mdwrite::Backend::Module {
+        // Files are read into registered buffers and each tick's call is
+        // asynchronous: nothing is pinned per call, and the next tick's
+        // reading overlaps this one's transmission.
+        group
+            .set_async_ring(RING_SLOTS)
+            .map_err(|e| Error::io("registered buffers", e))?;
+    }
+    let mut ring_note = false;
     for s in &mut streams {
         let f = File::open(&s.path).map_err(unreadable(&s.path))?;
         let source: Box<dyn Read + Send> = if s.ts {
@@ -454,6 +468,13 @@ pub(crate) fn run(args: SendArgs, files_at: &[usize], to_at: &[usize]) -> Result
             break;
         }
         let report = group.tick(&mut sender).map_err(|e| Error::io("send", e))?;
+        if let (Some(e), false) = (group.async_ring_error(), ring_note) {
+            eprintln!(
+                "mdwrite send: cannot register buffers ({e}); sending from ordinary memory, \
+                 one synchronous call per tick"
+            );
+            ring_note = true;
+        }
         if let Some((e, index)) = report.write.and_then(|w| w.error) {
             if write_errors == 0 {
                 eprintln!("mdwrite send: a call stopped early at entry {index}: {e}");
@@ -491,6 +512,8 @@ pub(crate) fn run(args: SendArgs, files_at: &[usize], to_at: &[usize]) -> Result
             }
         }
     }
+    // The last calls leave before the summary.
+    group.flush(&mut sender).map_err(|e| Error::io("send", e))?;
     let elapsed = start.elapsed();
     if let Some(p) = &mut progress {
         p.draw(&streams, &dests, Instant::now(), elapsed, true);

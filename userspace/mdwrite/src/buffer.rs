@@ -29,7 +29,7 @@ use crate::{device::DeviceFile, sys};
 /// registered on another sender is sent as plain memory.
 ///
 /// The memory is an anonymous private mapping, page-aligned, zeroed,
-/// rounded up to whole pages (only [`len`](RegisteredBuffer::len) bytes are
+/// faulted in at once, rounded up to whole pages (only [`len`](RegisteredBuffer::len) bytes are
 /// visible and registered). The module pins the pages long-term and
 /// charges them to `RLIMIT_MEMLOCK` (`ENOBUFS` past it) until the buffer
 /// is dropped and the device released every packet queued from it.
@@ -102,6 +102,9 @@ impl RegisteredBuffer {
         }
         let page = rustix::param::page_size();
         let map_len = len.div_ceil(page) * page;
+        // Populated (write-faulted) now: a page still mapped to the shared
+        // zero page when the module pins it would be replaced by the first
+        // write, and the module would keep sending zeros.
         // SAFETY: a new anonymous mapping at an address of the kernel's
         // choice; it aliases nothing.
         let addr = unsafe {
@@ -109,7 +112,7 @@ impl RegisteredBuffer {
                 std::ptr::null_mut(),
                 map_len,
                 ProtFlags::READ | ProtFlags::WRITE,
-                MapFlags::PRIVATE,
+                MapFlags::PRIVATE | MapFlags::POPULATE,
             )
         }?;
         let ptr = NonNull::new(addr.cast::<u8>()).ok_or_else(|| errno(libc::ENOMEM))?;

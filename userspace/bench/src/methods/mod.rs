@@ -58,6 +58,7 @@ pub trait Method {
 /// The methods, by name, in table order.
 pub const METHODS: &[&str] = &[
     "mdwrite",
+    "mdwrite-regbuf",
     "mdwrite-csum0",
     "sendto",
     "sendmmsg",
@@ -72,8 +73,9 @@ pub const METHODS: &[&str] = &[
 /// A fresh method by name, sending from `ifname`.
 pub fn make(name: &str, ifname: &str) -> io::Result<Box<dyn Method>> {
     Ok(match name {
-        "mdwrite" => Box::new(mdwrite::Mdwrite::new(ifname, false)?),
-        "mdwrite-csum0" => Box::new(mdwrite::Mdwrite::new(ifname, true)?),
+        "mdwrite" => Box::new(mdwrite::Mdwrite::new(ifname, false, false)?),
+        "mdwrite-regbuf" => Box::new(mdwrite::Mdwrite::new(ifname, false, true)?),
+        "mdwrite-csum0" => Box::new(mdwrite::Mdwrite::new(ifname, true, false)?),
         "sendto" => Box::new(sendto::SendTo::default()),
         "sendmmsg" => Box::new(sendmmsg::SendMmsg::default()),
         "gso" => Box::new(gso::Gso::new(false)),
