@@ -10,6 +10,7 @@
 //! runner (tests/vm/guest-run.sh) turns each test into one KTAP result.
 
 mod abi;
+mod async_buf;
 mod errors;
 mod net;
 mod raw;
@@ -48,6 +49,21 @@ const TESTS: &[Test] = &[
     ("killed_mid_call", errors::killed_mid_call),
     ("concurrent_calls", errors::concurrent_calls),
     ("munmap_mid_call", errors::munmap_mid_call),
+    ("buf_send_exact", async_buf::buf_send_exact),
+    ("buf_errors", async_buf::buf_errors),
+    ("buf_memlock_limit", async_buf::buf_memlock_limit),
+    (
+        "async_one_event_per_call",
+        async_buf::async_one_event_per_call,
+    ),
+    ("async_eventfd", async_buf::async_eventfd),
+    ("async_backpressure", async_buf::async_backpressure),
+    (
+        "buf_unregister_in_flight",
+        async_buf::buf_unregister_in_flight,
+    ),
+    ("async_close_in_flight", async_buf::async_close_in_flight),
+    ("async_unload_in_flight", async_buf::async_unload_in_flight),
     (
         "sender_backends_same_packets",
         sender::sender_backends_same_packets,
