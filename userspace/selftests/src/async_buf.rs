@@ -957,6 +957,12 @@ pub(crate) fn buf_send_exact() -> TestResult {
     let recs = collect(fd, 1, Duration::from_secs(60))?;
     match_records(&recs, &[(cookie, w)], "asynchronous call")?;
     expect_drained(fd, "after the asynchronous call")?;
+    // The call's own (plain) pins go with its completion.
+    wait_for(
+        "the asynchronous call's pins to go",
+        Duration::from_secs(5),
+        || Ok(stats(fd)?.pages_pinned == pages_a + pages_b),
+    )?;
     let s = stats(fd)?;
     if s.pages_pinned != pages_a + pages_b
         || s.calls != 2
@@ -1969,7 +1975,7 @@ pub(crate) fn async_backpressure() -> TestResult {
         r,
         libc::EAGAIN,
     )?;
-    if w.packets != 0 || w.bytes != 0 {
+    if w.packets != 0 || w.bytes != 0 || w.error != -libc::EAGAIN {
         return Err(format!("the refused call reports {w:?}"));
     }
     let after = stats(fd)?;
