@@ -16,6 +16,7 @@ mod net;
 mod raw;
 mod send;
 mod sender;
+mod sender_async;
 mod topo;
 
 use std::process::ExitCode;
@@ -79,6 +80,18 @@ const TESTS: &[Test] = &[
     (
         "sender_group_same_packets",
         sender::sender_group_same_packets,
+    ),
+    (
+        "sender_registered_async_module",
+        sender_async::sender_registered_async_module,
+    ),
+    (
+        "sender_async_backpressure_module",
+        sender_async::sender_async_backpressure_module,
+    ),
+    (
+        "sender_group_async_module",
+        sender_async::sender_group_async_module,
     ),
 ];
 
