@@ -309,9 +309,16 @@ mod tests {
         assert_eq!(t.lookup(&a), Some((1, 0)));
         assert_eq!(t.lookup(&a[10..20]), Some((1, 10)));
         assert_eq!(t.lookup(&a[99..]), Some((1, 99)));
-        assert_eq!(t.lookup(&a[100..]), Some((1, 100)));
         assert_eq!(t.lookup(&b[49..]), Some((2, 49)));
         assert_eq!(t.lookup(&other), None);
+        // Adjacent buffers: a slice across both is in neither.
+        let mem = [0u8; 150];
+        let mut t = BufferTable::default();
+        t.insert(mem.as_ptr() as usize, 100, 1);
+        t.insert(mem[100..].as_ptr() as usize, 50, 2);
+        assert_eq!(t.lookup(&mem[90..100]), Some((1, 90)));
+        assert_eq!(t.lookup(&mem[100..110]), Some((2, 0)));
+        assert_eq!(t.lookup(&mem[90..110]), None);
         // Registered as shorter than the memory: the tail is not inside.
         let mut t = BufferTable::default();
         t.insert(a.as_ptr() as usize, 60, 3);
