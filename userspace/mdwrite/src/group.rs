@@ -325,6 +325,8 @@ struct Stream {
     chunk: usize,
     carry_at: usize,
     carry: usize,
+    /// Registering this stream's ring failed: it stays in ordinary memory.
+    ring_refused: bool,
 }
 
 impl Stream {
@@ -545,6 +547,7 @@ impl<C: Clock> StreamGroup<C> {
             chunk: 0,
             carry_at: 0,
             carry: 0,
+            ring_refused: false,
         });
         self.update_interval();
         // A faster stream does not wait for a tick planned for slower ones.
@@ -753,20 +756,26 @@ impl<C: Clock> StreamGroup<C> {
             let at = match (slot, &mut self.ring) {
                 (Some(slot), Some(ring)) => {
                     let region = s.region_len(&self.opts);
-                    if let Storage::Heap(old) = &s.storage {
-                        // First data of the stream: its ring. A region
-                        // holds any chunk (the budget at the longest
-                        // interval), so `due` is never cut below.
-                        let len = region.saturating_mul(ring.slots);
-                        match out.register_buffer(len) {
-                            Ok(mut buf) => {
-                                let c = s.carry;
-                                buf[..c].copy_from_slice(&old[s.carry_at..s.carry_at + c]);
-                                s.carry_at = 0;
-                                s.storage = Storage::Ring(buf);
+                    match &s.storage {
+                        Storage::Heap(old) if !s.ring_refused => {
+                            // First data of the stream: its ring. A region
+                            // holds any chunk (the budget at the longest
+                            // interval), so `due` is never cut below.
+                            let len = region.saturating_mul(ring.slots);
+                            match out.register_buffer(len) {
+                                Ok(mut buf) => {
+                                    let c = s.carry;
+                                    buf[..c].copy_from_slice(&old[s.carry_at..s.carry_at + c]);
+                                    s.carry_at = 0;
+                                    s.storage = Storage::Ring(buf);
+                                }
+                                Err(e) => {
+                                    s.ring_refused = true;
+                                    ring.error = Some(e);
+                                }
                             }
-                            Err(e) => ring.error = Some(e),
                         }
+                        _ => {}
                     }
                     match s.storage {
                         Storage::Ring(_) => {

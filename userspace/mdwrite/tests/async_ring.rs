@@ -56,6 +56,7 @@ struct LateDevice {
     eagain: u64,
     registered: usize,
     fail_register: bool,
+    register_attempts: usize,
 }
 
 impl LateDevice {
@@ -69,6 +70,7 @@ impl LateDevice {
             eagain: 0,
             registered: 0,
             fail_register: false,
+            register_attempts: 0,
         }
     }
 }
@@ -98,6 +100,7 @@ impl Transmit for LateDevice {
     }
 
     fn register_buffer(&mut self, len: usize) -> io::Result<RegisteredBuffer> {
+        self.register_attempts += 1;
         if self.fail_register {
             return Err(io::Error::from_raw_os_error(libc::ENOBUFS));
         }
@@ -267,6 +270,7 @@ fn without_registered_memory_ticks_are_synchronous() {
     }
     let e = group.async_ring_error().expect("the registration error");
     assert_eq!(e.raw_os_error(), Some(libc::ENOBUFS));
+    assert_eq!(dev.register_attempts, 1, "tried once, not at every tick");
     assert_eq!(dev.async_calls, 0);
     assert!(dev.sync_calls > 40);
     let n = group.stream_stats(s).unwrap().bytes;
