@@ -4,25 +4,37 @@
 //!
 //! Locking: `dests` is held for the whole of a `MDW_IOC_WRITEV` call, so
 //! calls on one file run one at a time (calls on different files run in
-//! parallel) and destinations cannot change under a call. `stats` are
-//! atomics, readable at any time.
+//! parallel) and destinations cannot change under a call. `bufs` is taken
+//! briefly, inside `dests` when a call looks its buffers up (each call then
+//! holds its own references). Counters and completion records live in
+//! [`FileShared`], which asynchronous calls and registered buffers share and
+//! which may outlive the file.
 
-use kernel::{alloc::KVec, new_mutex, prelude::*, sync::Mutex, uaccess::UserPtr};
+use kernel::{
+    alloc::KVec,
+    new_mutex,
+    prelude::*,
+    sync::{Arc, Mutex},
+    uaccess::{UserPtr, UserSlice},
+};
 
 use crate::{
     abi::{
-        self, MdwDest, MdwDestDel, MdwEntry, MdwInfo, MdwWritev, MDW_FEAT_IPV6, MDW_FEAT_RTP,
-        MDW_FEAT_VLAN, MDW_FEAT_WRITEV, MDW_MAX_DESTS,
+        self, MdwBufReg, MdwBufUnreg, MdwDest, MdwDestDel, MdwEntry, MdwEventfd, MdwInfo, MdwWritev,
+        MDW_FEAT_ASYNC, MDW_FEAT_BUF, MDW_FEAT_IPV6, MDW_FEAT_RTP, MDW_FEAT_VLAN, MDW_FEAT_WRITEV,
+        MDW_MAX_DESTS,
     },
+    buffer::{BufTable, RegisteredBuffer},
+    completion::{FileShared, PollTable},
     dest::Destination,
     ioctl::{read_array, Command, UserStruct},
     net::NetNs,
-    stats::Stats,
     writev,
 };
 
 /// Feature bits this build of the module implements.
-const FEATURES: u64 = MDW_FEAT_WRITEV | MDW_FEAT_IPV6 | MDW_FEAT_RTP | MDW_FEAT_VLAN;
+const FEATURES: u64 =
+    MDW_FEAT_WRITEV | MDW_FEAT_IPV6 | MDW_FEAT_RTP | MDW_FEAT_VLAN | MDW_FEAT_BUF | MDW_FEAT_ASYNC;
 
 /// The destinations of one file, by handle (index + 1).
 #[derive(Default)]
@@ -77,17 +89,21 @@ pub(crate) struct Client {
     net: NetNs,
     #[pin]
     dests: Mutex<DestTable>,
-    stats: Stats,
+    #[pin]
+    bufs: Mutex<BufTable>,
+    shared: Arc<FileShared>,
 }
 
 impl Client {
     /// Creates the state of a newly opened file.
     pub(crate) fn new() -> Result<Pin<KBox<Self>>> {
+        let shared = FileShared::new()?;
         KBox::try_pin_init(
             try_pin_init!(Self {
                 net: NetNs::current(),
                 dests <- new_mutex!(DestTable::default(), "mdwrite:dests"),
-                stats: Stats::default(),
+                bufs <- new_mutex!(BufTable::default(), "mdwrite:bufs"),
+                shared,
             }),
             GFP_KERNEL,
         )
@@ -110,9 +126,55 @@ impl Client {
                 self.dests.lock().remove(req.handle)?;
             }
             Command::Writev(user) => self.writev(&user)?,
-            Command::Stats(user) => user.write(&self.stats.snapshot())?,
+            Command::Stats(user) => user.write(&self.shared.snapshot())?,
+            Command::BufRegister(user) => self.buf_register(&user)?,
+            Command::BufUnregister(user) => {
+                let req: MdwBufUnreg = user.read()?;
+                if req.flags != 0 {
+                    return Err(EINVAL);
+                }
+                let buffer = self.bufs.lock().remove(req.id)?;
+                // Unpinned here unless a call in flight still holds it.
+                drop(buffer);
+            }
+            Command::SetEventfd(user) => {
+                let req: MdwEventfd = user.read()?;
+                if req.flags != 0 {
+                    return Err(EINVAL);
+                }
+                self.shared.completions.set_eventfd(req.fd)?;
+            }
         }
         Ok(0)
+    }
+
+    /// `read`: completion records of asynchronous calls.
+    pub(crate) fn read(&self, buf: UserPtr, count: usize, nonblock: bool) -> Result<usize> {
+        let mut out = UserSlice::new(buf, count).writer();
+        self.shared.completions.read(&mut out, count, nonblock)
+    }
+
+    /// `poll`: readable when completion records are queued, writable while
+    /// another asynchronous call would be accepted.
+    pub(crate) fn poll(&self, table: &PollTable) -> u32 {
+        self.shared.completions.poll(table)
+    }
+
+    fn buf_register(&self, user: &UserStruct) -> Result {
+        let mut req: MdwBufReg = user.read()?;
+        if req.flags != 0 {
+            return Err(EINVAL);
+        }
+        // Pin outside the lock: calls may look buffers up meanwhile.
+        let buffer = RegisteredBuffer::new(&self.shared, req.addr, req.len)?;
+        let mut bufs = self.bufs.lock();
+        req.id = bufs.add(buffer)?;
+        if let Err(e) = user.write(&req) {
+            // The caller cannot learn the id: do not keep the buffer.
+            let _ = bufs.remove(req.id);
+            return Err(e);
+        }
+        Ok(())
     }
 
     fn dest_add(&self, user: &UserStruct) -> Result {
@@ -135,7 +197,7 @@ impl Client {
             read_array(req.entries, req.count as usize, req.entry_size as usize)?;
         let result = {
             let mut dests = self.dests.lock();
-            writev::writev(&self.net, &mut dests, &self.stats, &req, &raw, quantum)
+            writev::writev(&self.net, &mut dests, &self.bufs, &self.shared, &req, &raw, quantum)
         };
         let (ret, out) = match result {
             Ok(out) => (Ok(()), out),

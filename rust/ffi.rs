@@ -2,9 +2,13 @@
 
 //! Declarations of the C helpers in `mdwrite_net.c` (`mdwrite_net.h`).
 //!
-//! Only the safe wrappers in `net.rs`, `pin.rs` and `skb.rs` call these.
+//! Only the safe wrappers in `net.rs`, `pin.rs`, `skb.rs` and
+//! `completion.rs` call these (and `mdwrite_helpers.c`'s, declared there).
 
-use kernel::{bindings, ffi::c_int};
+use kernel::{
+    bindings,
+    ffi::{c_int, c_void},
+};
 
 /// Opaque C `struct mdw_dev`: a device reference with its tracker.
 #[repr(C)]
@@ -15,6 +19,18 @@ pub(crate) struct MdwDev {
 /// Opaque C `struct mdw_done`: a call's completion.
 #[repr(C)]
 pub(crate) struct MdwDone {
+    _private: [u8; 0],
+}
+
+/// Opaque C `struct mmpin`: pages charged to a user's `RLIMIT_MEMLOCK`.
+#[repr(C)]
+pub(crate) struct MdwMmpin {
+    _private: [u8; 0],
+}
+
+/// Opaque C `struct eventfd_ctx`.
+#[repr(C)]
+pub(crate) struct MdwEventfd {
     _private: [u8; 0],
 }
 
@@ -69,6 +85,20 @@ extern "C" {
         -> c_int;
     pub(crate) fn mdw_done_new() -> *mut MdwDone;
     pub(crate) fn mdw_done_wait_free(d: *mut MdwDone);
+    pub(crate) fn mdw_done_finish_async(d: *mut MdwDone, call: *mut c_void);
+    pub(crate) fn mdw_async_init() -> c_int;
+    pub(crate) fn mdw_async_exit();
+    pub(crate) fn mdw_memlock_charge(bytes: u64) -> *mut MdwMmpin;
+    pub(crate) fn mdw_memlock_uncharge(m: *mut MdwMmpin);
+    pub(crate) fn mdw_waitqueue_init(wq: *mut bindings::wait_queue_head);
+    pub(crate) fn mdw_poll_wait(
+        file: *mut bindings::file,
+        wq: *mut bindings::wait_queue_head,
+        pt: *mut bindings::poll_table_struct,
+    );
+    pub(crate) fn mdw_eventfd_get(fd: c_int) -> *mut MdwEventfd;
+    pub(crate) fn mdw_eventfd_signal(ctx: *mut MdwEventfd);
+    pub(crate) fn mdw_eventfd_put(ctx: *mut MdwEventfd);
     pub(crate) fn mdw_skb_build(
         d: *const MdwDev,
         p: *const MdwPkt,

@@ -8,12 +8,12 @@
 
 use kernel::{
     bindings,
-    ffi::{c_int, c_long, c_uint, c_ulong, c_void},
+    ffi::{c_char, c_int, c_long, c_uint, c_ulong, c_void},
     prelude::*,
     types::ForeignOwnable,
 };
 
-use crate::client::Client;
+use crate::{client::Client, completion::PollTable};
 
 /// The `private_data` of an open `/dev/mdwrite` file.
 type ClientBox = Pin<KBox<Client>>;
@@ -74,4 +74,48 @@ unsafe extern "C" fn mdw_fop_ioctl(file: *mut bindings::file, cmd: c_uint, arg: 
         Ok(ret) => ret as c_long,
         Err(e) => e.to_errno() as c_long,
     }
+}
+
+/// `read`: completion records of asynchronous calls.
+///
+/// # Safety
+///
+/// Called by the VFS with a valid `file` set up by [`mdw_fop_open`] and not
+/// yet released.
+#[no_mangle]
+unsafe extern "C" fn mdw_fop_read(
+    file: *mut bindings::file,
+    buf: *mut c_char,
+    count: usize,
+    _ppos: *mut bindings::loff_t,
+) -> isize {
+    // SAFETY: `file` is valid per the function's contract.
+    let (ptr, flags) = unsafe { ((*file).private_data, (*file).f_flags) };
+    // SAFETY: `ptr` came from `into_foreign` in `mdw_fop_open`, and the file
+    // cannot be released while this read runs.
+    let client = unsafe { ClientBox::borrow(ptr) };
+    let nonblock = flags & bindings::O_NONBLOCK != 0;
+    match client.read(buf as usize, count, nonblock) {
+        Ok(n) => n as isize,
+        Err(e) => e.to_errno() as isize,
+    }
+}
+
+/// `poll`.
+///
+/// # Safety
+///
+/// Called by the VFS with a valid `file` set up by [`mdw_fop_open`] and not
+/// yet released, and the `poll_table` of this poll.
+#[no_mangle]
+unsafe extern "C" fn mdw_fop_poll(file: *mut bindings::file, pt: *mut bindings::poll_table_struct) -> c_uint {
+    // SAFETY: `file` is valid per the function's contract.
+    let ptr = unsafe { (*file).private_data };
+    // SAFETY: `ptr` came from `into_foreign` in `mdw_fop_open`, and the file
+    // cannot be released while this poll runs.
+    let client = unsafe { ClientBox::borrow(ptr) };
+    // SAFETY: `file` and `pt` are this poll's, and `table` lives only
+    // during it.
+    let table = unsafe { PollTable::new(file, pt) };
+    client.poll(&table)
 }

@@ -13,7 +13,10 @@ use kernel::{
     uaccess::{UserPtr, UserSlice, UserSliceReader},
 };
 
-use crate::abi::{self, ioc, MdwDest, MdwDestDel, MdwInfo, MdwStats, MdwWritev};
+use crate::abi::{
+    self, ioc, MdwBufReg, MdwBufUnreg, MdwDest, MdwDestDel, MdwEventfd, MdwInfo, MDW_STATS_SIZE_VER0,
+    MDW_WRITEV_SIZE_VER0,
+};
 
 /// A decoded mdwrite ioctl: what to do, and the user struct it names.
 pub(crate) enum Command {
@@ -27,6 +30,12 @@ pub(crate) enum Command {
     Writev(UserStruct),
     /// `MDW_IOC_STATS`.
     Stats(UserStruct),
+    /// `MDW_IOC_BUF_REGISTER`.
+    BufRegister(UserStruct),
+    /// `MDW_IOC_BUF_UNREGISTER`.
+    BufUnregister(UserStruct),
+    /// `MDW_IOC_SET_EVENTFD`.
+    SetEventfd(UserStruct),
 }
 
 /// A user-space argument struct: its address and the caller's idea of its
@@ -56,8 +65,17 @@ impl Command {
             (abi::MDW_IOC_DEST_DEL_NR, ioc::WRITE) => {
                 Ok(Self::DestDel(user(size_of::<MdwDestDel>())?))
             }
-            (abi::MDW_IOC_WRITEV_NR, RW) => Ok(Self::Writev(user(size_of::<MdwWritev>())?)),
-            (abi::MDW_IOC_STATS_NR, ioc::READ) => Ok(Self::Stats(user(size_of::<MdwStats>())?)),
+            (abi::MDW_IOC_WRITEV_NR, RW) => Ok(Self::Writev(user(MDW_WRITEV_SIZE_VER0)?)),
+            (abi::MDW_IOC_STATS_NR, ioc::READ) => Ok(Self::Stats(user(MDW_STATS_SIZE_VER0)?)),
+            (abi::MDW_IOC_BUF_REGISTER_NR, RW) => {
+                Ok(Self::BufRegister(user(size_of::<MdwBufReg>())?))
+            }
+            (abi::MDW_IOC_BUF_UNREGISTER_NR, ioc::WRITE) => {
+                Ok(Self::BufUnregister(user(size_of::<MdwBufUnreg>())?))
+            }
+            (abi::MDW_IOC_SET_EVENTFD_NR, ioc::WRITE) => {
+                Ok(Self::SetEventfd(user(size_of::<MdwEventfd>())?))
+            }
             _ => Err(ENOTTY),
         }
     }

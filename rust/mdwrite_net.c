@@ -19,6 +19,8 @@
 #include <linux/sched/signal.h>
 #include <linux/skbuff.h>
 #include <linux/slab.h>
+#include <linux/wait.h>
+#include <linux/workqueue.h>
 #include <net/arp.h>
 #include <net/checksum.h>
 #include <net/ip.h>
@@ -133,25 +135,52 @@ int mdw_neigh_resolve(const struct mdw_dev *d, bool ipv6, const u8 *daddr,
  * One per MDW_IOC_WRITEV call. Every skb of the call holds a reference on
  * @ubuf; the call holds one more until it has queued its last packet. The
  * device releasing the last skb (or the call, if it sent nothing) drops the
- * last reference and completes @done: one completion per call.
+ * last reference: one completion per call.
+ *
+ * A synchronous call waits for @done. An asynchronous one has handed its
+ * state to @call (mdw_done_finish_async()); the last reference then queues
+ * @work, which runs the Rust completion (mdw_async_complete(): unpin,
+ * uncharge, queue the completion record, wake the file's readers) in
+ * process context, whatever context the device freed the skb in.
  */
 struct mdw_done {
 	struct ubuf_info ubuf;
 	struct completion done;
+	struct work_struct work;
+	void *call;
 };
+
+/* Asynchronous calls whose completion has not run yet, of every file. */
+static atomic_t mdw_async_calls = ATOMIC_INIT(0);
+static DECLARE_WAIT_QUEUE_HEAD(mdw_async_idle);
+static struct workqueue_struct *mdw_async_wq;
 
 static void mdw_done_complete(struct sk_buff *skb, struct ubuf_info *uarg,
 			      bool zerocopy_success)
 {
 	struct mdw_done *d = container_of(uarg, struct mdw_done, ubuf);
 
-	if (refcount_dec_and_test(&uarg->refcnt))
+	if (!refcount_dec_and_test(&uarg->refcnt))
+		return;
+	if (d->call)
+		queue_work(mdw_async_wq, &d->work);
+	else
 		complete(&d->done);
 }
 
 static const struct ubuf_info_ops mdw_done_ops = {
 	.complete = mdw_done_complete,
 };
+
+static void mdw_done_work(struct work_struct *work)
+{
+	struct mdw_done *d = container_of(work, struct mdw_done, work);
+
+	mdw_async_complete(d->call);
+	kfree(d);
+	if (atomic_dec_and_test(&mdw_async_calls))
+		wake_up(&mdw_async_idle);
+}
 
 struct mdw_done *mdw_done_new(void)
 {
@@ -169,6 +198,8 @@ struct mdw_done *mdw_done_new(void)
 	d->ubuf.flags = SKBFL_ZEROCOPY_FRAG;
 	refcount_set(&d->ubuf.refcnt, 1);
 	init_completion(&d->done);
+	INIT_WORK(&d->work, mdw_done_work);
+	d->call = NULL;
 	return d;
 }
 
@@ -178,6 +209,64 @@ void mdw_done_wait_free(struct mdw_done *d)
 	mdw_done_complete(NULL, &d->ubuf, true);
 	wait_for_completion(&d->done);
 	kfree(d);
+}
+
+/*
+ * Hands the asynchronous call's state @call to @d and drops the call's
+ * reference: mdw_async_complete(@call) runs once the device has released
+ * every skb, perhaps before this returns. @d is freed after it.
+ */
+void mdw_done_finish_async(struct mdw_done *d, void *call)
+{
+	atomic_inc(&mdw_async_calls);
+	d->call = call;
+	mdw_done_complete(NULL, &d->ubuf, true);
+}
+
+int mdw_async_init(void)
+{
+	mdw_async_wq = alloc_workqueue("mdwrite", WQ_UNBOUND, 0);
+	return mdw_async_wq ? 0 : -ENOMEM;
+}
+
+/*
+ * Module unload: every file is closed, but their asynchronous calls may
+ * still be in flight; wait for the devices to release them, then for the
+ * last completion work to return.
+ */
+void mdw_async_exit(void)
+{
+	wait_event(mdw_async_idle, !atomic_read(&mdw_async_calls));
+	destroy_workqueue(mdw_async_wq);
+}
+
+/* --- RLIMIT_MEMLOCK ------------------------------------------------------------ */
+
+/*
+ * Charges @bytes of pinned memory to the caller's RLIMIT_MEMLOCK exactly as
+ * MSG_ZEROCOPY does (nothing with CAP_IPC_LOCK). ERR_PTR(-ENOBUFS) over the
+ * limit.
+ */
+struct mmpin *mdw_memlock_charge(u64 bytes)
+{
+	struct mmpin *m = kzalloc(sizeof(*m), GFP_KERNEL);
+	int err;
+
+	if (!m)
+		return ERR_PTR(-ENOMEM);
+	err = mm_account_pinned_pages(m, bytes);
+	if (err) {
+		kfree(m);
+		return ERR_PTR(err);
+	}
+	return m;
+}
+
+/* Returns the charge; any context. */
+void mdw_memlock_uncharge(struct mmpin *m)
+{
+	mm_unaccount_pinned_pages(m);
+	kfree(m);
 }
 
 /* --- skbs ------------------------------------------------------------------ */

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * The interface between mdwrite's Rust code and its networking helpers in
- * mdwrite_net.c. Rust mirrors these declarations in rust/net_ffi.rs.
+ * mdwrite_net.c. Rust mirrors these declarations in rust/ffi.rs.
  */
 #ifndef MDWRITE_NET_H
 #define MDWRITE_NET_H
@@ -60,6 +60,15 @@ int mdw_neigh_resolve(const struct mdw_dev *d, bool ipv6, const u8 *daddr,
 
 struct mdw_done *mdw_done_new(void);
 void mdw_done_wait_free(struct mdw_done *d);
+void mdw_done_finish_async(struct mdw_done *d, void *call);
+int mdw_async_init(void);
+void mdw_async_exit(void);
+/* In Rust (rust/completion.rs): completes an asynchronous call. */
+void mdw_async_complete(void *call);
+
+struct mmpin;
+struct mmpin *mdw_memlock_charge(u64 bytes);
+void mdw_memlock_uncharge(struct mmpin *m);
 
 struct sk_buff *mdw_skb_build(const struct mdw_dev *d, const struct mdw_pkt *p,
 			      const struct mdw_frag *frags, struct mdw_done *done,

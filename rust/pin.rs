@@ -1,22 +1,41 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! Pinned user pages (`pin_user_pages_fast`, FOLL_PIN): the zero-copy
-//! translation from user virtual addresses to pages.
+//! translation from user virtual addresses to pages, and the
+//! `RLIMIT_MEMLOCK` charge of pins that outlive a system call.
 
 use kernel::{alloc::KVVec, bindings, page::PAGE_SHIFT, prelude::*};
 
-/// Pages of user memory pinned for one call, unpinned on drop.
+use kernel::sync::Arc;
+
+use crate::{buffer::RegisteredBuffer, errno, ffi};
+
+/// How long pages stay pinned.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PinKind {
+    /// For one call: released when its packets have left.
+    Call,
+    /// For a registered buffer (`FOLL_LONGTERM`: the pages are first
+    /// migrated out of movable memory, and memory that cannot be pinned for
+    /// long, such as DAX files, is refused).
+    LongTerm,
+}
+
+/// Pages of user memory, pinned in order and unpinned on drop.
 pub(crate) struct PinnedPages {
     pages: KVVec<*mut bindings::page>,
+    kind: PinKind,
 }
 
 // SAFETY: pinned pages may be unpinned from any thread.
 unsafe impl Send for PinnedPages {}
+// SAFETY: shared references only read the page pointers.
+unsafe impl Sync for PinnedPages {}
 
 impl PinnedPages {
     /// An empty set with room for `capacity` pages.
-    pub(crate) fn with_capacity(capacity: usize) -> Result<Self> {
-        Ok(Self { pages: KVVec::with_capacity(capacity, GFP_KERNEL)? })
+    pub(crate) fn with_capacity(capacity: usize, kind: PinKind) -> Result<Self> {
+        Ok(Self { pages: KVVec::with_capacity(capacity, GFP_KERNEL)?, kind })
     }
 
     /// Number of pages pinned.
@@ -25,35 +44,9 @@ impl PinnedPages {
     }
 
     /// Pins the `nr` pages starting with the one holding `addr`, appending
-    /// them; returns the index of the first. `EFAULT` when any page is not
-    /// mapped readable (nothing of this range stays pinned then).
+    /// them; returns the index of the first (see [`pin_into`]).
     pub(crate) fn pin(&mut self, addr: u64, nr: usize) -> Result<usize> {
-        let base = self.pages.len();
-        self.pages.reserve(nr, GFP_KERNEL)?;
-        let start = (addr >> PAGE_SHIFT) << PAGE_SHIFT;
-        let mut done = 0usize;
-        while done < nr {
-            let chunk = (nr - done).min(i32::MAX as usize);
-            let at = start + ((done as u64) << PAGE_SHIFT);
-            // SAFETY: `reserve` made room for `nr` more pointers after the
-            // current length; the kernel writes at most `chunk` of them.
-            let ret = unsafe {
-                bindings::pin_user_pages_fast(
-                    at as _,
-                    chunk as i32,
-                    0,
-                    self.pages.as_mut_ptr().add(base + done),
-                )
-            };
-            if ret <= 0 {
-                self.unpin_from(base, done);
-                return Err(if ret < 0 { Error::from_errno(ret) } else { EFAULT });
-            }
-            done += ret as usize;
-            // SAFETY: the kernel initialized `ret` more entries.
-            unsafe { self.pages.set_len(base + done) };
-        }
-        Ok(base)
+        pin_into(&mut self.pages, addr, nr, self.kind)
     }
 
     /// The pinned pages, in pinning order.
@@ -61,19 +54,155 @@ impl PinnedPages {
         &self.pages
     }
 
-    fn unpin_from(&mut self, base: usize, n: usize) {
-        if n > 0 {
-            // SAFETY: entries `base..base + n` hold pages pinned by `pin`.
-            unsafe { bindings::unpin_user_pages(self.pages.as_mut_ptr().add(base), n as _) };
-        }
-        // SAFETY: shrinking to initialized entries only.
-        unsafe { self.pages.set_len(base) };
-    }
 }
 
 impl Drop for PinnedPages {
     fn drop(&mut self) {
-        let n = self.pages.len();
-        self.unpin_from(0, n);
+        unpin_tail(&mut self.pages, 0);
+    }
+}
+
+/// Pins the `nr` pages starting with the one holding `addr` and appends
+/// them to `pages`; returns the index of the first. `EFAULT` when any page
+/// is not mapped readable (nothing of this range stays pinned then).
+fn pin_into(pages: &mut KVVec<*mut bindings::page>, addr: u64, nr: usize, kind: PinKind) -> Result<usize> {
+    let base = pages.len();
+    pages.reserve(nr, GFP_KERNEL)?;
+    let start = (addr >> PAGE_SHIFT) << PAGE_SHIFT;
+    let flags = match kind {
+        PinKind::Call => 0,
+        PinKind::LongTerm => bindings::FOLL_LONGTERM,
+    };
+    let mut done = 0usize;
+    while done < nr {
+        let chunk = (nr - done).min(i32::MAX as usize);
+        let at = start + ((done as u64) << PAGE_SHIFT);
+        // SAFETY: `reserve` made room for `nr` more pointers after the
+        // current length; the kernel writes at most `chunk` of them.
+        let ret = unsafe {
+            bindings::pin_user_pages_fast(at as _, chunk as i32, flags, pages.as_mut_ptr().add(base + done))
+        };
+        if ret <= 0 {
+            unpin_tail(pages, base);
+            return Err(if ret < 0 { Error::from_errno(ret) } else { EFAULT });
+        }
+        done += ret as usize;
+        // SAFETY: the kernel initialized `ret` more entries.
+        unsafe { pages.set_len(base + done) };
+    }
+    Ok(base)
+}
+
+/// Unpins the pages of `pages` from index `base` on and drops them from it.
+fn unpin_tail(pages: &mut KVVec<*mut bindings::page>, base: usize) {
+    let n = pages.len().saturating_sub(base);
+    if n > 0 {
+        // SAFETY: entries `base..` hold pages pinned by `pin_into`.
+        unsafe { bindings::unpin_user_pages(pages.as_mut_ptr().add(base), n as _) };
+    }
+    // SAFETY: shrinking to initialized entries (plain pointers, nothing to
+    // drop).
+    unsafe { pages.set_len(base.min(pages.len())) };
+}
+
+/// The pages of one call, indexed in entry order: pinned by the call for
+/// plain entries, borrowed from registered buffers (which the call holds)
+/// for `MDW_ENTRY_BUF` entries. Dropping it unpins what the call pinned
+/// and lets go of the buffers.
+pub(crate) struct CallPages {
+    /// Every page of the call.
+    pages: KVVec<*mut bindings::page>,
+    /// Ranges of `pages` the call pinned itself, merged when adjacent.
+    pinned: KVec<(usize, usize)>,
+    /// The buffers the borrowed pages belong to, one reference each.
+    buffers: KVec<Arc<RegisteredBuffer>>,
+}
+
+// SAFETY: pinned pages may be unpinned from any thread; the buffers are
+// `Send`.
+unsafe impl Send for CallPages {}
+
+impl CallPages {
+    /// An empty translation with room for `capacity` pages.
+    pub(crate) fn with_capacity(capacity: usize) -> Result<Self> {
+        Ok(Self {
+            pages: KVVec::with_capacity(capacity, GFP_KERNEL)?,
+            pinned: KVec::new(),
+            buffers: KVec::new(),
+        })
+    }
+
+    /// Pins `nr` pages from the one holding `addr` for this call (see
+    /// [`PinnedPages::pin`]); returns the index of the first.
+    pub(crate) fn pin(&mut self, addr: u64, nr: usize) -> Result<usize> {
+        self.pinned.reserve(1, GFP_KERNEL)?;
+        let base = pin_into(&mut self.pages, addr, nr, PinKind::Call)?;
+        match self.pinned.last_mut() {
+            Some((start, len)) if *start + *len == base => *len += nr,
+            _ => self.pinned.push((base, nr), GFP_KERNEL)?,
+        }
+        Ok(base)
+    }
+
+    /// Appends pages `first..first + nr` of registered buffer `buffer`
+    /// (held by the call from now on); returns the index of the first.
+    pub(crate) fn borrow(&mut self, buffer: &Arc<RegisteredBuffer>, first: usize, nr: usize) -> Result<usize> {
+        let end = first.checked_add(nr).ok_or(EFAULT)?;
+        let pages = buffer.pages().get(first..end).ok_or(EFAULT)?;
+        if !self.buffers.iter().any(|b| Arc::ptr_eq(b, buffer)) {
+            self.buffers.push(buffer.clone(), GFP_KERNEL)?;
+        }
+        let base = self.pages.len();
+        self.pages.extend_from_slice(pages, GFP_KERNEL)?;
+        Ok(base)
+    }
+
+    /// Every page of the call.
+    pub(crate) fn pages(&self) -> &[*mut bindings::page] {
+        &self.pages
+    }
+
+    /// How many pages the call pinned itself.
+    pub(crate) fn pinned(&self) -> usize {
+        self.pinned.iter().map(|&(_, n)| n).sum()
+    }
+}
+
+impl Drop for CallPages {
+    fn drop(&mut self) {
+        for &(start, n) in self.pinned.iter() {
+            if let Some(pages) = self.pages.get_mut(start..start + n) {
+                // SAFETY: `pin` pinned exactly these pages for this call.
+                unsafe { bindings::unpin_user_pages(pages.as_mut_ptr(), n as _) };
+            }
+        }
+    }
+}
+
+/// Pages charged to the caller's `RLIMIT_MEMLOCK` (as `MSG_ZEROCOPY`
+/// charges them: the user's `locked_vm`, nothing with `CAP_IPC_LOCK`);
+/// returned on drop, from any context.
+pub(crate) struct MemlockCharge(*mut ffi::MdwMmpin);
+
+// SAFETY: the charge may be returned from any thread.
+unsafe impl Send for MemlockCharge {}
+// SAFETY: no method takes `&self`.
+unsafe impl Sync for MemlockCharge {}
+
+impl MemlockCharge {
+    /// Charges `pages` pages to the calling task's user; `ENOBUFS` over the
+    /// limit.
+    pub(crate) fn new(pages: usize) -> Result<Self> {
+        let bytes = (pages as u64).checked_shl(PAGE_SHIFT as u32).ok_or(EINVAL)?;
+        // SAFETY: called in the task that is charged, as the helper requires.
+        let ptr = unsafe { ffi::mdw_memlock_charge(bytes) };
+        Ok(Self(errno::from_err_ptr(ptr)?))
+    }
+}
+
+impl Drop for MemlockCharge {
+    fn drop(&mut self) {
+        // SAFETY: `self.0` came from `mdw_memlock_charge`, returned once.
+        unsafe { ffi::mdw_memlock_uncharge(self.0) };
     }
 }

@@ -16,7 +16,9 @@
 //! - `ioctl`: decoding of ioctl numbers and copying of argument structs;
 //! - `dest`: destinations and their header templates;
 //! - `writev`: the multi-destination write, stage by stage;
-//! - `pin`: pinned user pages;
+//! - `buffer`: registered translation buffers;
+//! - `completion`: asynchronous calls and their completion records;
+//! - `pin`: pinned user pages and their `RLIMIT_MEMLOCK` charge;
 //! - `skb`: packets, the call's completion and batched transmit;
 //! - `net`: network namespaces and devices;
 //! - `stats`: per-file counters;
@@ -28,7 +30,9 @@
 use kernel::prelude::*;
 
 mod abi;
+mod buffer;
 mod client;
+mod completion;
 mod dest;
 mod errno;
 mod ffi;
@@ -63,15 +67,19 @@ module! {
 }
 
 struct MdwModule {
+    // Dropped in this order: no new files, then wait for the asynchronous
+    // calls of closed files.
     _misc: miscdev::Registration,
+    _async: completion::Runtime,
 }
 
 impl kernel::Module for MdwModule {
     fn init(_module: &'static ThisModule) -> Result<Self> {
         ffi::check_layouts()?;
+        let runtime = completion::Runtime::new()?;
         // Registration makes the device visible, so it comes last.
         let misc = miscdev::Registration::new()?;
         pr_info!("ABI version {} ready\n", abi::MDW_ABI_VERSION);
-        Ok(Self { _misc: misc })
+        Ok(Self { _misc: misc, _async: runtime })
     }
 }

@@ -3,9 +3,9 @@
 //! Packets: building skbs around pinned pages, the call's completion, and
 //! batched transmit.
 
-use kernel::{alloc::KVec, bindings, prelude::*};
+use kernel::{alloc::KVec, bindings, prelude::*, types::ForeignOwnable};
 
-use crate::{errno, ffi, net::NetDevice};
+use crate::{completion::AsyncCall, errno, ffi, net::NetDevice};
 
 /// Most page fragments one packet may have (a 64 KiB payload across pages).
 pub(crate) const MAX_FRAGS: usize = 17;
@@ -30,6 +30,18 @@ impl CallDone {
             return Err(ENOMEM);
         }
         Ok(Self(ptr))
+    }
+
+    /// Completes the call asynchronously: drops the call's reference and,
+    /// once the device has released every skb, hands `call` to
+    /// `completion::mdw_async_complete` (perhaps before this returns).
+    pub(crate) fn finish_async(self, call: KBox<AsyncCall>) {
+        let this = core::mem::ManuallyDrop::new(self);
+        let call = KBox::into_foreign(call).cast_mut();
+        // SAFETY: `this.0` came from `mdw_done_new` and is not used again
+        // here (no `Drop`); the C side frees it after completing `call`,
+        // which is a `KBox<AsyncCall>` given up to `mdw_async_complete`.
+        unsafe { ffi::mdw_done_finish_async(this.0, call) };
     }
 }
 

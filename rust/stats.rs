@@ -18,7 +18,8 @@ pub(crate) struct Stats {
 }
 
 impl Stats {
-    /// A snapshot for userspace.
+    /// A snapshot for userspace (the completion queue's fields are 0; see
+    /// `FileShared::snapshot`).
     pub(crate) fn snapshot(&self) -> MdwStats {
         MdwStats {
             calls: self.calls.load(Relaxed),
@@ -27,6 +28,7 @@ impl Stats {
             bytes_copied: self.bytes_copied.load(Relaxed),
             completions: self.completions.load(Relaxed),
             pages_pinned: self.pages_pinned.load(Relaxed),
+            ..Default::default()
         }
     }
 

@@ -7,14 +7,25 @@
 //! every page; then walk the round-robin order (`common::interleave`), cut
 //! each destination's data into packets (`common::segment`), build each
 //! packet's header from the template and its payload from page fragments,
-//! and hand them to the device in batches. The call returns after the
-//! device has released every packet (one completion for the call), and only
-//! then unpins.
+//! and hand them to the device in batches. A synchronous call returns after
+//! the device has released every packet (one completion for the call), and
+//! only then unpins; an asynchronous one (`MDW_WRITE_ASYNC`) returns once
+//! its packets are queued and leaves its pages to its completion
+//! (`completion.rs`).
 
-use kernel::{alloc::KVec, page::PAGE_SHIFT, prelude::*};
+use kernel::{
+    alloc::KVec,
+    page::PAGE_SHIFT,
+    prelude::*,
+    sync::{Arc, Mutex},
+};
 
 use crate::{
-    abi::{MdwEntry, MdwWritev, MDW_ENTRY_RTP_TS, MDW_MAX_CALL_BYTES, MDW_MAX_ENTRIES, MDW_WRITE_QDISC},
+    abi::{
+        MdwCompletion, MdwEntry, MdwWritev, MDW_ENTRY_BUF, MDW_ENTRY_RTP_TS, MDW_MAX_CALL_BYTES,
+        MDW_MAX_ENTRIES, MDW_WRITE_ASYNC, MDW_WRITE_QDISC,
+    },
+    buffer::{BufTable, RegisteredBuffer},
     client::DestTable,
     common::{
         checksum::from_native_sum,
@@ -22,17 +33,18 @@ use crate::{
         segment::{page_frags, pages_spanned, total_packets, EntryLens, EntrySpan, EntrySpans, PagedCursor},
         template::{PacketState, Template, UdpCsum, MAX_HEADER_LEN},
     },
+    completion::{AsyncCall, FileShared},
     errno, ffi,
     net::{NetDevice, NetNs},
-    pin::PinnedPages,
+    pin::{CallPages, MemlockCharge},
     skb::{payload_sum, CallDone, PacketParts, SkbPool, TxBatch, MAX_FRAGS},
     stats::Stats,
 };
 
 /// `MDW_WRITE_*` bits this module knows.
-const KNOWN_WRITE_FLAGS: u32 = MDW_WRITE_QDISC;
+const KNOWN_WRITE_FLAGS: u32 = MDW_WRITE_QDISC | MDW_WRITE_ASYNC;
 /// `MDW_ENTRY_*` bits this module knows.
-const KNOWN_ENTRY_FLAGS: u32 = MDW_ENTRY_RTP_TS;
+const KNOWN_ENTRY_FLAGS: u32 = MDW_ENTRY_RTP_TS | MDW_ENTRY_BUF;
 
 /// A failure tied to the entry being handled when it happened.
 pub(crate) struct EntryError {
@@ -56,6 +68,41 @@ struct Entry {
     page_base: usize,
     /// RTP timestamp of the entry's first packet, if the caller set one.
     rtp_ts: Option<u32>,
+    /// Where the data is.
+    source: Source,
+}
+
+/// Where an entry's data is.
+#[derive(Clone, Copy)]
+enum Source {
+    /// User memory at `addr`, pinned by the call.
+    User,
+    /// Registered buffer `buffers[index]` of the call, from its page
+    /// `first_page`.
+    Buffer { index: usize, first_page: usize },
+}
+
+/// The registered buffers one call uses, looked up once each.
+#[derive(Default)]
+struct CallBuffers {
+    held: KVec<(u32, Arc<RegisteredBuffer>)>,
+}
+
+impl CallBuffers {
+    /// The index of buffer `id` in this call, looking it up in `table`
+    /// the first time; `ENOENT` when the file has no such buffer.
+    fn index(&mut self, id: u32, table: &Mutex<BufTable>) -> Result<usize> {
+        if let Some(i) = self.held.iter().position(|(held, _)| *held == id) {
+            return Ok(i);
+        }
+        let buffer = table.lock().get(id).ok_or(ENOENT)?.clone();
+        self.held.push((id, buffer), GFP_KERNEL)?;
+        Ok(self.held.len() - 1)
+    }
+
+    fn get(&self, index: usize) -> Option<&Arc<RegisteredBuffer>> {
+        Some(&self.held.get(index)?.1)
+    }
 }
 
 /// One destination of this call.
@@ -186,24 +233,44 @@ pub(crate) fn check_header(req: &MdwWritev) -> Result<u32> {
 pub(crate) fn writev(
     net: &NetNs,
     dests: &mut DestTable,
-    stats: &Stats,
+    bufs: &Mutex<BufTable>,
+    shared: &Arc<FileShared>,
     req: &MdwWritev,
     raw: &[MdwEntry],
     quantum: u32,
 ) -> Result<Outcome, EntryError> {
+    let stats = &shared.stats;
+    let is_async = req.flags & MDW_WRITE_ASYNC != 0;
     // Validate and group by destination.
     let mut entries = KVec::with_capacity(raw.len(), GFP_KERNEL).map_err(nomem)?;
+    let mut buffers = CallBuffers::default();
+    // Pages the call pins itself.
+    let mut user_pages: usize = 0;
     let mut slots: KVec<Slot> = KVec::new();
     let mut devs: KVec<NetDevice> = KVec::new();
     let mut total: u64 = 0;
     for (i, e) in raw.iter().enumerate() {
         let index = i as u32;
         let err = at(index);
-        if e.flags & !KNOWN_ENTRY_FLAGS != 0 || e.reserved != 0 || e.len == 0 {
+        let from_buffer = e.flags & MDW_ENTRY_BUF != 0;
+        if e.flags & !KNOWN_ENTRY_FLAGS != 0 || (e.buf != 0 && !from_buffer) || e.len == 0 {
             return Err(err(EINVAL));
         }
-        if e.addr.checked_add(e.len).is_none() {
-            return Err(err(EFAULT));
+        let end = e.addr.checked_add(e.len).ok_or(err(EFAULT))?;
+        let (first_page_offset, source) = if from_buffer {
+            let index = buffers.index(e.buf, bufs).map_err(&err)?;
+            let buffer = buffers.get(index).ok_or(err(ENOENT))?;
+            if end > buffer.len() {
+                return Err(err(EFAULT));
+            }
+            let (first_page, offset) = buffer.locate(e.addr);
+            (offset, Source::Buffer { index, first_page })
+        } else {
+            ((e.addr & ((1 << PAGE_SHIFT) - 1)) as u32, Source::User)
+        };
+        let npages = pages_spanned(first_page_offset, e.len, PAGE_SHIFT as u32).map_err(|_| err(EINVAL))?;
+        if !from_buffer {
+            user_pages = user_pages.saturating_add(npages as usize);
         }
         total = total.saturating_add(e.len);
         if total > MDW_MAX_CALL_BYTES {
@@ -260,10 +327,18 @@ pub(crate) fn writev(
         };
         slots[slot].count += 1;
         let rtp_ts = (e.flags & MDW_ENTRY_RTP_TS != 0).then_some(e.rtp_timestamp);
-        let first_page_offset = (e.addr & ((1 << PAGE_SHIFT) - 1)) as u32;
         entries
             .push(
-                Entry { index, slot, addr: e.addr, len: e.len, first_page_offset, page_base: 0, rtp_ts },
+                Entry {
+                    index,
+                    slot,
+                    addr: e.addr,
+                    len: e.len,
+                    first_page_offset,
+                    page_base: 0,
+                    rtp_ts,
+                    source,
+                },
                 GFP_KERNEL,
             )
             .map_err(nomem)?;
@@ -285,17 +360,6 @@ pub(crate) fn writev(
         fill[e.slot] += 1;
     }
 
-    // Pin every page of every entry.
-    let mut pinned = PinnedPages::with_capacity(0).map_err(nomem)?;
-    for e in entries.iter_mut() {
-        let err = at(e.index);
-        let n = pages_spanned(e.first_page_offset, e.len, PAGE_SHIFT as u32).map_err(|_| err(EINVAL))?;
-        e.page_base = pinned.pin(e.addr, n as usize).map_err(&err)?;
-    }
-    let npinned = pinned.len() as u64;
-    Stats::add(&stats.pages_pinned, npinned);
-    let _unpinned = kernel::types::ScopeGuard::new(|| Stats::sub(&stats.pages_pinned, npinned));
-
     // Plan: packets per destination, then the round-robin order.
     let mut remaining = KVec::with_capacity(slots.len(), GFP_KERNEL).map_err(nomem)?;
     for s in slots.iter() {
@@ -306,9 +370,41 @@ pub(crate) fn writev(
     let mut active = KVec::from_elem(0u32, slots.len(), GFP_KERNEL).map_err(nomem)?;
     let turns = RoundRobin::new(&mut remaining, &mut active, quantum).map_err(|_| at(0)(EINVAL))?;
 
-    // Send. `done` is dropped (waiting for the device) before `pinned`.
+    // An asynchronous call takes a completion slot (EAGAIN when the file's
+    // queue is full) and charges what it pins to RLIMIT_MEMLOCK, as it
+    // keeps it pinned past the system call.
+    let reservation = if is_async { Some(shared.completions.reserve().map_err(at(0))?) } else { None };
+    let charge = match is_async && user_pages > 0 {
+        true => Some(MemlockCharge::new(user_pages).map_err(at(0))?),
+        false => None,
+    };
+    let call = match is_async {
+        true => Some(KBox::<AsyncCall>::new_uninit(GFP_KERNEL).map_err(nomem)?),
+        false => None,
+    };
+
+    // Translate every entry: pin user memory, borrow registered pages.
+    let mut pages = CallPages::with_capacity(0).map_err(nomem)?;
+    for e in entries.iter_mut() {
+        let err = at(e.index);
+        let n = pages_spanned(e.first_page_offset, e.len, PAGE_SHIFT as u32).map_err(|_| err(EINVAL))? as usize;
+        e.page_base = match e.source {
+            Source::User => pages.pin(e.addr, n),
+            Source::Buffer { index, first_page } => {
+                let buffer = buffers.get(index).ok_or(err(ENOENT))?;
+                pages.borrow(buffer, first_page, n)
+            }
+        }
+        .map_err(&err)?;
+    }
+    drop(buffers);
+
+    // Send. `done` is dropped (waiting for the device) before `pages`, or
+    // handed the pages with the rest of an asynchronous call.
     let done = CallDone::new().map_err(nomem)?;
     let mut pool = SkbPool::new(req.flags & MDW_WRITE_QDISC == 0).map_err(nomem)?;
+    let npinned = pages.pinned() as u64;
+    Stats::add(&stats.pages_pinned, npinned);
     let mut out = Outcome { bytes: 0, packets: 0, error: None };
     let mut batch = TxBatch::new(&devs[slots[0].dev], req.flags & MDW_WRITE_QDISC != 0);
     let mut header = [0u8; MAX_HEADER_LEN];
@@ -332,7 +428,7 @@ pub(crate) fn writev(
         }
         let current = slot.current;
 
-        let Some(nfrags) = fill_frags(&mut frags, pinned.pages(), pkt.page, pkt.offset, pkt.len) else {
+        let Some(nfrags) = fill_frags(&mut frags, pages.pages(), pkt.page, pkt.offset, pkt.len) else {
             out.error = Some(at(current)(EINVAL));
             break;
         };
@@ -384,9 +480,30 @@ pub(crate) fn writev(
     drop(batch);
     // The pool lets go of the skbs it kept for recycling.
     drop(pool);
-    // One completion for the call: wait until the device released it all.
-    drop(done);
-    drop(pinned);
+    match (call, reservation) {
+        (Some(call), Some(reservation)) if out.packets > 0 => {
+            // One completion for the call, later: it owns the pages now.
+            let record = MdwCompletion {
+                cookie: req.cookie,
+                bytes: out.bytes,
+                packets: out.packets,
+                error: out.error.as_ref().map_or(0, |e| e.error.to_errno()),
+                error_index: out.error.as_ref().map_or(0, |e| e.index),
+            };
+            reservation.commit();
+            let call = KBox::write(call, AsyncCall { shared: shared.clone(), record, pages, charge });
+            done.finish_async(call);
+        }
+        _ => {
+            // One completion for the call: wait until the device released
+            // it all, then unpin (and release any reservation).
+            drop(done);
+            drop(pages);
+            drop(charge);
+            Stats::sub(&stats.pages_pinned, npinned);
+            Stats::add(&stats.completions, 1);
+        }
+    }
 
     for s in slots.iter() {
         if let Some(d) = dests.get_mut(s.handle) {
@@ -395,7 +512,6 @@ pub(crate) fn writev(
     }
     Stats::add(&stats.packets, out.packets);
     Stats::add(&stats.bytes_zerocopy, out.bytes);
-    Stats::add(&stats.completions, 1);
     if out.packets > 0 {
         Stats::add(&stats.calls, 1);
     }

@@ -1,0 +1,373 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Asynchronous completion (`MDW_WRITE_ASYNC`): the completion records of a
+//! file, how a reader waits for them (`read`, `poll`, an eventfd), and the
+//! state an asynchronous call keeps until the device has released its last
+//! packet.
+//!
+//! Flow: the call reserves a record slot ([`Completions::reserve`]; a full
+//! queue is `EAGAIN`, never a lost record), queues its packets, and hands
+//! an [`AsyncCall`] to its `ubuf_info` completion (`skb::CallDone`). When the
+//! device releases the last skb, `mdwrite_net.c` runs
+//! [`mdw_async_complete`] from a workqueue: the call unpins, uncharges and
+//! queues its record, then wakes readers. Everything here runs in process
+//! context.
+
+use kernel::{
+    alloc::KVec,
+    bindings,
+    error::to_result,
+    ffi::c_void,
+    new_condvar, new_mutex,
+    prelude::*,
+    sync::{Arc, CondVar, Mutex},
+    types::{ForeignOwnable, Opaque},
+    uaccess::UserSliceWriter,
+};
+
+use crate::{
+    abi::{self, MdwCompletion, MdwStats, MDW_MAX_ASYNC},
+    ffi,
+    pin::{CallPages, MemlockCharge},
+    stats::Stats,
+};
+
+// `poll` event bits (include/uapi/linux/eventpoll.h; bindgen cannot see
+// these `__force` casts).
+const EPOLLIN: u32 = 0x0001;
+const EPOLLOUT: u32 = 0x0004;
+const EPOLLRDNORM: u32 = 0x0040;
+const EPOLLWRNORM: u32 = 0x0100;
+
+/// What a file shares with its asynchronous calls and registered buffers,
+/// which may outlive it: counters and the completion queue.
+#[pin_data]
+pub(crate) struct FileShared {
+    pub(crate) stats: Stats,
+    #[pin]
+    pub(crate) completions: Completions,
+}
+
+impl FileShared {
+    /// State for a newly opened file.
+    pub(crate) fn new() -> Result<Arc<Self>> {
+        Arc::pin_init(
+            try_pin_init!(Self { stats: Stats::default(), completions <- Completions::new() }),
+            GFP_KERNEL,
+        )
+    }
+
+    /// The file's counters for `MDW_IOC_STATS`.
+    pub(crate) fn snapshot(&self) -> MdwStats {
+        let mut stats = self.stats.snapshot();
+        let ring = self.completions.ring.lock();
+        stats.async_in_flight = ring.in_flight as u64;
+        stats.completions_queued = ring.len as u64;
+        stats
+    }
+}
+
+/// The queue of completion records: a ring with one slot reserved per call
+/// in flight, so a completion always has room.
+struct Ring {
+    /// `MDW_MAX_ASYNC` records once the file made its first async call.
+    slots: KVec<MdwCompletion>,
+    /// Oldest queued record.
+    head: usize,
+    /// Records queued.
+    len: usize,
+    /// Calls accepted whose record is not queued yet.
+    in_flight: usize,
+    /// Signalled once per record queued.
+    eventfd: Option<EventFd>,
+}
+
+impl Ring {
+    fn push(&mut self, record: MdwCompletion) {
+        let cap = self.slots.len();
+        if let Some(slot) = self.slots.get_mut((self.head + self.len) % cap.max(1)) {
+            *slot = record;
+            self.len += 1;
+        }
+    }
+}
+
+/// The completion records of one file and the tasks waiting for them.
+#[pin_data]
+pub(crate) struct Completions {
+    #[pin]
+    ring: Mutex<Ring>,
+    /// Blocked `read`s.
+    #[pin]
+    readers: CondVar,
+    /// `poll`/`epoll` waiters.
+    #[pin]
+    pollers: PollQueue,
+}
+
+impl Completions {
+    fn new() -> impl PinInit<Self, Error> {
+        try_pin_init!(Self {
+            ring <- new_mutex!(
+                Ring { slots: KVec::new(), head: 0, len: 0, in_flight: 0, eventfd: None },
+                "mdwrite:completions"
+            ),
+            readers <- new_condvar!("mdwrite:readers"),
+            pollers <- PollQueue::new(),
+        })
+    }
+
+    /// Reserves the record of a new asynchronous call; `EAGAIN` when
+    /// `MDW_MAX_ASYNC` calls are in flight or unread.
+    pub(crate) fn reserve(&self) -> Result<Reservation<'_>> {
+        let mut ring = self.ring.lock();
+        if ring.slots.is_empty() {
+            ring.slots = KVec::from_elem(MdwCompletion::default(), MDW_MAX_ASYNC as usize, GFP_KERNEL)?;
+        }
+        if ring.len + ring.in_flight >= MDW_MAX_ASYNC as usize {
+            return Err(EAGAIN);
+        }
+        ring.in_flight += 1;
+        Ok(Reservation { completions: self, armed: true })
+    }
+
+    /// Queues the record of a call in flight and wakes its readers.
+    fn complete(&self, record: MdwCompletion) {
+        {
+            let mut ring = self.ring.lock();
+            ring.in_flight -= 1;
+            ring.push(record);
+            if let Some(e) = &ring.eventfd {
+                e.signal();
+            }
+        }
+        self.wake();
+    }
+
+    fn wake(&self) {
+        self.readers.notify_all();
+        self.pollers.wake();
+    }
+
+    /// `read`: copies as many whole records as fit in `count` bytes,
+    /// oldest first, to `out`. Waits while none is queued and calls are in
+    /// flight (`EAGAIN` instead with `nonblock`); returns 0 when none is in
+    /// flight. A record leaves the queue only once copied.
+    pub(crate) fn read(&self, out: &mut UserSliceWriter, count: usize, nonblock: bool) -> Result<usize> {
+        const SIZE: usize = size_of::<MdwCompletion>();
+        let want = count / SIZE;
+        if want == 0 {
+            return Err(EINVAL);
+        }
+        let mut ring = self.ring.lock();
+        while ring.len == 0 {
+            if ring.in_flight == 0 {
+                return Ok(0);
+            }
+            if nonblock {
+                return Err(EAGAIN);
+            }
+            if self.readers.wait_interruptible(&mut ring) {
+                return Err(ERESTARTSYS);
+            }
+        }
+        let mut copied = 0;
+        while copied < want && ring.len > 0 {
+            let record = ring.slots[ring.head];
+            if let Err(e) = out.write_slice(abi::bytes_of(&record)) {
+                if copied == 0 {
+                    return Err(e);
+                }
+                break;
+            }
+            ring.head = (ring.head + 1) % ring.slots.len();
+            ring.len -= 1;
+            copied += 1;
+        }
+        drop(ring);
+        // Room for another call: wake writers polling for EPOLLOUT.
+        self.pollers.wake();
+        Ok(copied * SIZE)
+    }
+
+    /// `poll`: registers `table` and returns the ready events.
+    pub(crate) fn poll(&self, table: &PollTable) -> u32 {
+        self.pollers.register(table);
+        let ring = self.ring.lock();
+        let mut mask = 0;
+        if ring.len > 0 {
+            mask |= EPOLLIN | EPOLLRDNORM;
+        }
+        if ring.len + ring.in_flight < MDW_MAX_ASYNC as usize {
+            mask |= EPOLLOUT | EPOLLWRNORM;
+        }
+        mask
+    }
+
+    /// `MDW_IOC_SET_EVENTFD`: signal `fd` per record from now on; -1 stops.
+    pub(crate) fn set_eventfd(&self, fd: i32) -> Result {
+        let eventfd = if fd == -1 { None } else { Some(EventFd::get(fd)?) };
+        let old = core::mem::replace(&mut self.ring.lock().eventfd, eventfd);
+        drop(old);
+        Ok(())
+    }
+}
+
+/// A reserved record slot; released again on drop unless the call was
+/// handed to the device ([`Reservation::commit`]).
+pub(crate) struct Reservation<'a> {
+    completions: &'a Completions,
+    armed: bool,
+}
+
+impl Reservation<'_> {
+    /// The call is in flight: its completion will fill the slot.
+    pub(crate) fn commit(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.completions.ring.lock().in_flight -= 1;
+            // A reader may wait for the last call in flight.
+            self.completions.wake();
+        }
+    }
+}
+
+/// What an asynchronous call keeps until its last packet has left.
+pub(crate) struct AsyncCall {
+    pub(crate) shared: Arc<FileShared>,
+    pub(crate) record: MdwCompletion,
+    /// Unpinned (and buffers let go of) at completion.
+    pub(crate) pages: CallPages,
+    /// Returned after the pages are unpinned.
+    pub(crate) charge: Option<MemlockCharge>,
+}
+
+impl AsyncCall {
+    /// Releases the call's pages and charge, then queues its record: a
+    /// reader that sees the record may reuse the memory and the charge.
+    fn complete(self) {
+        let AsyncCall { shared, record, pages, charge } = self;
+        let pinned = pages.pinned() as u64;
+        drop(pages);
+        drop(charge);
+        Stats::sub(&shared.stats.pages_pinned, pinned);
+        Stats::add(&shared.stats.completions, 1);
+        shared.completions.complete(record);
+    }
+}
+
+/// Completes an asynchronous call: called once per call by `mdwrite_net.c`
+/// from its workqueue, after the device released the call's last skb.
+///
+/// # Safety
+///
+/// `call` came from `KBox::<AsyncCall>::into_foreign` in
+/// `skb::CallDone::finish_async` and is passed here exactly once.
+#[no_mangle]
+unsafe extern "C" fn mdw_async_complete(call: *mut c_void) {
+    // SAFETY: per the function's contract.
+    let call = unsafe { KBox::<AsyncCall>::from_foreign(call) };
+    KBox::into_inner(call).complete();
+}
+
+/// The module-wide part: the completion workqueue. Dropping it (module
+/// unload) waits until every asynchronous call of every (closed) file has
+/// completed.
+pub(crate) struct Runtime(());
+
+impl Runtime {
+    pub(crate) fn new() -> Result<Self> {
+        // SAFETY: called once, at module init.
+        to_result(unsafe { ffi::mdw_async_init() })?;
+        Ok(Self(()))
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        // SAFETY: `mdw_async_init` succeeded; called once, at unload.
+        unsafe { ffi::mdw_async_exit() };
+    }
+}
+
+/// A wait queue for `poll`.
+#[pin_data]
+struct PollQueue {
+    #[pin]
+    head: Opaque<bindings::wait_queue_head>,
+}
+
+// SAFETY: a wait queue head is made to be used from any thread.
+unsafe impl Send for PollQueue {}
+// SAFETY: as above.
+unsafe impl Sync for PollQueue {}
+
+impl PollQueue {
+    fn new() -> impl PinInit<Self> {
+        pin_init!(Self {
+            // SAFETY: `slot` is valid for writes; the head is pinned.
+            head <- Opaque::ffi_init(|slot| unsafe { ffi::mdw_waitqueue_init(slot) }),
+        })
+    }
+
+    fn register(&self, table: &PollTable) {
+        // SAFETY: `table` holds the `file` and `poll_table` of a running
+        // `poll`; the head lives as long as the file (it is part of the
+        // file's `FileShared`, which the file holds).
+        unsafe { ffi::mdw_poll_wait(table.file, self.head.get(), table.table) };
+    }
+
+    fn wake(&self) {
+        // SAFETY: the head is initialized.
+        unsafe { bindings::__wake_up(self.head.get(), bindings::TASK_NORMAL, 0, core::ptr::null_mut()) };
+    }
+}
+
+/// The arguments of one `poll` call.
+pub(crate) struct PollTable {
+    file: *mut bindings::file,
+    table: *mut bindings::poll_table_struct,
+}
+
+impl PollTable {
+    /// # Safety
+    ///
+    /// `file` and `table` are the arguments of a running `f_op->poll`, and
+    /// the value does not outlive it.
+    pub(crate) unsafe fn new(file: *mut bindings::file, table: *mut bindings::poll_table_struct) -> Self {
+        Self { file, table }
+    }
+}
+
+/// A referenced eventfd.
+struct EventFd(*mut ffi::MdwEventfd);
+
+// SAFETY: an eventfd context may be signalled and put from any thread.
+unsafe impl Send for EventFd {}
+
+impl EventFd {
+    /// The eventfd `fd`; `EBADF` when it is no file, `EINVAL` when not an
+    /// eventfd.
+    fn get(fd: i32) -> Result<Self> {
+        // SAFETY: looks `fd` up in the caller's file table.
+        let ptr = unsafe { ffi::mdw_eventfd_get(fd) };
+        Ok(Self(crate::errno::from_err_ptr(ptr)?))
+    }
+
+    fn signal(&self) {
+        // SAFETY: `self.0` is referenced.
+        unsafe { ffi::mdw_eventfd_signal(self.0) };
+    }
+}
+
+impl Drop for EventFd {
+    fn drop(&mut self) {
+        // SAFETY: drops the reference taken in `get`.
+        unsafe { ffi::mdw_eventfd_put(self.0) };
+    }
+}
