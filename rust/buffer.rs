@@ -9,7 +9,7 @@
 //! so unregistering (or closing the file) while packets are in flight
 //! releases the pages only after the last of them.
 
-use kernel::{alloc::KVec, bindings, page::PAGE_SHIFT, prelude::*, sync::Arc};
+use kernel::{bindings, page::PAGE_SHIFT, prelude::*, sync::Arc};
 
 use crate::{
     abi::{MDW_MAX_BUFS, MDW_MAX_BUF_BYTES},
@@ -17,6 +17,7 @@ use crate::{
     completion::FileShared,
     pin::{MemlockCharge, PinKind, PinnedPages},
     stats::Stats,
+    table::Table,
 };
 
 /// One registered buffer.
@@ -74,37 +75,5 @@ impl Drop for RegisteredBuffer {
     }
 }
 
-/// The registered buffers of one file, by id (index + 1).
-#[derive(Default)]
-pub(crate) struct BufTable {
-    slots: KVec<Option<Arc<RegisteredBuffer>>>,
-}
-
-impl BufTable {
-    /// The buffer `id` names.
-    pub(crate) fn get(&self, id: u32) -> Option<&Arc<RegisteredBuffer>> {
-        let index = (id as usize).checked_sub(1)?;
-        self.slots.get(index)?.as_ref()
-    }
-
-    /// Stores `buffer`; returns its id. `ENOSPC` past `MDW_MAX_BUFS`.
-    pub(crate) fn add(&mut self, buffer: RegisteredBuffer) -> Result<u32> {
-        let buffer = Arc::new(buffer, GFP_KERNEL)?;
-        if let Some(i) = self.slots.iter().position(Option::is_none) {
-            self.slots[i] = Some(buffer);
-            return Ok(i as u32 + 1);
-        }
-        if self.slots.len() >= MDW_MAX_BUFS as usize {
-            return Err(ENOSPC);
-        }
-        self.slots.push(Some(buffer), GFP_KERNEL)?;
-        Ok(self.slots.len() as u32)
-    }
-
-    /// Drops the table's reference to buffer `id`; `ENOENT` when none.
-    /// Calls still sending from it keep it pinned until they complete.
-    pub(crate) fn remove(&mut self, id: u32) -> Result<Arc<RegisteredBuffer>> {
-        let index = (id as usize).checked_sub(1).ok_or(ENOENT)?;
-        self.slots.get_mut(index).and_then(Option::take).ok_or(ENOENT)
-    }
-}
+/// The registered buffers of one file, by id.
+pub(crate) type BufTable = Table<Arc<RegisteredBuffer>, { MDW_MAX_BUFS as usize }>;

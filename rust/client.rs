@@ -29,6 +29,7 @@ use crate::{
     dest::Destination,
     ioctl::{read_array, Command, UserStruct},
     net::NetNs,
+    table::Table,
     writev,
 };
 
@@ -36,51 +37,8 @@ use crate::{
 const FEATURES: u64 =
     MDW_FEAT_WRITEV | MDW_FEAT_IPV6 | MDW_FEAT_RTP | MDW_FEAT_VLAN | MDW_FEAT_BUF | MDW_FEAT_ASYNC;
 
-/// The destinations of one file, by handle (index + 1).
-#[derive(Default)]
-pub(crate) struct DestTable {
-    slots: KVec<Option<KBox<Destination>>>,
-}
-
-impl DestTable {
-    /// The destination `handle` names.
-    pub(crate) fn get(&self, handle: u32) -> Option<&Destination> {
-        let index = (handle as usize).checked_sub(1)?;
-        self.slots.get(index)?.as_deref()
-    }
-
-    /// The destination `handle` names, mutably.
-    pub(crate) fn get_mut(&mut self, handle: u32) -> Option<&mut Destination> {
-        let index = (handle as usize).checked_sub(1)?;
-        self.slots.get_mut(index)?.as_deref_mut()
-    }
-
-    /// Stores `dest`; returns its handle. `ENOSPC` past `MDW_MAX_DESTS`.
-    fn add(&mut self, dest: Destination) -> Result<u32> {
-        let dest = KBox::new(dest, GFP_KERNEL)?;
-        if let Some(i) = self.slots.iter().position(Option::is_none) {
-            self.slots[i] = Some(dest);
-            return Ok(i as u32 + 1);
-        }
-        if self.slots.len() >= MDW_MAX_DESTS as usize {
-            return Err(ENOSPC);
-        }
-        self.slots.push(Some(dest), GFP_KERNEL)?;
-        Ok(self.slots.len() as u32)
-    }
-
-    /// Removes the destination `handle` names; `ENXIO` when none does.
-    fn remove(&mut self, handle: u32) -> Result {
-        let index = (handle as usize).checked_sub(1).ok_or(ENXIO)?;
-        match self.slots.get_mut(index) {
-            Some(slot @ Some(_)) => {
-                *slot = None;
-                Ok(())
-            }
-            _ => Err(ENXIO),
-        }
-    }
-}
+/// The destinations of one file, by handle.
+pub(crate) type DestTable = Table<KBox<Destination>, { MDW_MAX_DESTS as usize }>;
 
 /// One open `/dev/mdwrite` file.
 #[pin_data]
@@ -123,7 +81,7 @@ impl Client {
                 if req.flags != 0 {
                     return Err(EINVAL);
                 }
-                self.dests.lock().remove(req.handle)?;
+                self.dests.lock().remove(req.handle).ok_or(ENXIO)?;
             }
             Command::Writev(user) => self.writev(&user)?,
             Command::Stats(user) => user.write(&self.shared.snapshot())?,
@@ -133,7 +91,7 @@ impl Client {
                 if req.flags != 0 {
                     return Err(EINVAL);
                 }
-                let buffer = self.bufs.lock().remove(req.id)?;
+                let buffer = self.bufs.lock().remove(req.id).ok_or(ENOENT)?;
                 // Unpinned here unless a call in flight still holds it.
                 drop(buffer);
             }
@@ -168,7 +126,7 @@ impl Client {
         // Pin outside the lock: calls may look buffers up meanwhile.
         let buffer = RegisteredBuffer::new(&self.shared, req.addr, req.len)?;
         let mut bufs = self.bufs.lock();
-        req.id = bufs.add(buffer)?;
+        req.id = bufs.add(Arc::new(buffer, GFP_KERNEL)?)?;
         if let Err(e) = user.write(&req) {
             // The caller cannot learn the id: do not keep the buffer.
             let _ = bufs.remove(req.id);
@@ -179,7 +137,7 @@ impl Client {
 
     fn dest_add(&self, user: &UserStruct) -> Result {
         let mut req: MdwDest = user.read()?;
-        let dest = Destination::new(&self.net, &req)?;
+        let dest = KBox::new(Destination::new(&self.net, &req)?, GFP_KERNEL)?;
         let mut dests = self.dests.lock();
         req.handle = dests.add(dest)?;
         if let Err(e) = user.write(&req) {

@@ -22,6 +22,7 @@
 //! - `skb`: packets, the call's completion and batched transmit;
 //! - `net`: network namespaces and devices;
 //! - `stats`: per-file counters;
+//! - `table`: objects named by small integers (destinations, buffers);
 //! - `ffi`, `errno`: the C helpers' declarations, missing errnos;
 //! - `common`: the pure logic shared with the host crate
 //!   `userspace/mdwrite-common` (checksums, templates, segmentation,
@@ -43,6 +44,7 @@ mod net;
 mod pin;
 mod skb;
 mod stats;
+mod table;
 mod writev;
 
 /// Pure logic shared with the host crate `mdwrite-common`.
