@@ -47,9 +47,7 @@ pub(crate) use uapi::*;
 pub(crate) fn bytes_of<T: AsBytes>(value: &T) -> &[u8] {
     // SAFETY: `T: AsBytes` guarantees every byte of `value` is initialized;
     // the slice covers exactly `value` and borrows it.
-    unsafe {
-        core::slice::from_raw_parts(core::ptr::from_ref(value).cast::<u8>(), size_of::<T>())
-    }
+    unsafe { core::slice::from_raw_parts(core::ptr::from_ref(value).cast::<u8>(), size_of::<T>()) }
 }
 
 /// Views a uapi value as mutable bytes, to read it from user memory.

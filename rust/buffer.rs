@@ -48,7 +48,13 @@ impl RegisteredBuffer {
         let mut pages = PinnedPages::with_capacity(nr, PinKind::LongTerm)?;
         pages.pin(addr, nr)?;
         Stats::add(&shared.stats.pages_pinned, nr as u64);
-        Ok(Self { pages, _charge: charge, offset, len, shared: shared.clone() })
+        Ok(Self {
+            pages,
+            _charge: charge,
+            offset,
+            len,
+            shared: shared.clone(),
+        })
     }
 
     /// Bytes in the buffer.
@@ -60,7 +66,10 @@ impl RegisteredBuffer {
     /// [`Self::pages`] and its offset in that page.
     pub(crate) fn locate(&self, at: u64) -> (usize, u32) {
         let pos = self.offset as u64 + at;
-        ((pos >> PAGE_SHIFT) as usize, (pos & ((1 << PAGE_SHIFT) - 1)) as u32)
+        (
+            (pos >> PAGE_SHIFT) as usize,
+            (pos & ((1 << PAGE_SHIFT) - 1)) as u32,
+        )
     }
 
     /// The buffer's pages, in address order.

@@ -20,9 +20,9 @@ use kernel::{
 
 use crate::{
     abi::{
-        self, MdwBufReg, MdwBufUnreg, MdwDest, MdwDestDel, MdwEntry, MdwEventfd, MdwInfo, MdwWritev,
-        MDW_FEAT_ASYNC, MDW_FEAT_BUF, MDW_FEAT_IPV6, MDW_FEAT_RTP, MDW_FEAT_VLAN, MDW_FEAT_WRITEV,
-        MDW_MAX_DESTS,
+        self, MdwBufReg, MdwBufUnreg, MdwDest, MdwDestDel, MdwEntry, MdwEventfd, MdwInfo,
+        MdwWritev, MDW_FEAT_ASYNC, MDW_FEAT_BUF, MDW_FEAT_IPV6, MDW_FEAT_RTP, MDW_FEAT_VLAN,
+        MDW_FEAT_WRITEV, MDW_MAX_DESTS,
     },
     buffer::{BufTable, RegisteredBuffer},
     completion::{FileShared, PollTable},
@@ -155,13 +155,28 @@ impl Client {
             read_array(req.entries, req.count as usize, req.entry_size as usize)?;
         let result = {
             let mut dests = self.dests.lock();
-            writev::writev(&self.net, &mut dests, &self.bufs, &self.shared, &req, &raw, quantum)
+            writev::writev(
+                &self.net,
+                &mut dests,
+                &self.bufs,
+                &self.shared,
+                &req,
+                &raw,
+                quantum,
+            )
         };
         let (ret, out) = match result {
             Ok(out) => (Ok(()), out),
             Err(e) => {
                 let err = Err(e.error);
-                (err, writev::Outcome { bytes: 0, packets: 0, error: Some(e) })
+                (
+                    err,
+                    writev::Outcome {
+                        bytes: 0,
+                        packets: 0,
+                        error: Some(e),
+                    },
+                )
             }
         };
         req.bytes = out.bytes;

@@ -122,13 +122,17 @@ impl Completions {
     pub(crate) fn reserve(&self) -> Result<Reservation<'_>> {
         let mut ring = self.ring.lock();
         if ring.slots.is_empty() {
-            ring.slots = KVec::from_elem(MdwCompletion::default(), MDW_MAX_ASYNC as usize, GFP_KERNEL)?;
+            ring.slots =
+                KVec::from_elem(MdwCompletion::default(), MDW_MAX_ASYNC as usize, GFP_KERNEL)?;
         }
         if ring.len + ring.in_flight >= MDW_MAX_ASYNC as usize {
             return Err(EAGAIN);
         }
         ring.in_flight += 1;
-        Ok(Reservation { completions: self, armed: true })
+        Ok(Reservation {
+            completions: self,
+            armed: true,
+        })
     }
 
     /// Queues the record of a call in flight and wakes its readers.
@@ -153,7 +157,12 @@ impl Completions {
     /// oldest first, to `out`. Waits while none is queued and calls are in
     /// flight (`EAGAIN` instead with `nonblock`); returns 0 when none is in
     /// flight. A record leaves the queue only once copied.
-    pub(crate) fn read(&self, out: &mut UserSliceWriter, count: usize, nonblock: bool) -> Result<usize> {
+    pub(crate) fn read(
+        &self,
+        out: &mut UserSliceWriter,
+        count: usize,
+        nonblock: bool,
+    ) -> Result<usize> {
         const SIZE: usize = size_of::<MdwCompletion>();
         let want = count / SIZE;
         if want == 0 {
@@ -206,7 +215,11 @@ impl Completions {
 
     /// `MDW_IOC_SET_EVENTFD`: signal `fd` per record from now on; -1 stops.
     pub(crate) fn set_eventfd(&self, fd: i32) -> Result {
-        let eventfd = if fd == -1 { None } else { Some(EventFd::get(fd)?) };
+        let eventfd = if fd == -1 {
+            None
+        } else {
+            Some(EventFd::get(fd)?)
+        };
         let old = core::mem::replace(&mut self.ring.lock().eventfd, eventfd);
         drop(old);
         Ok(())
@@ -251,7 +264,12 @@ impl AsyncCall {
     /// Releases the call's pages and charge, then queues its record: a
     /// reader that sees the record may reuse the memory and the charge.
     fn complete(self) {
-        let AsyncCall { shared, record, pages, charge } = self;
+        let AsyncCall {
+            shared,
+            record,
+            pages,
+            charge,
+        } = self;
         let pinned = pages.pinned() as u64;
         drop(pages);
         drop(charge);
@@ -324,7 +342,14 @@ impl PollQueue {
 
     fn wake(&self) {
         // SAFETY: the head is initialized.
-        unsafe { bindings::__wake_up(self.head.get(), bindings::TASK_NORMAL, 0, core::ptr::null_mut()) };
+        unsafe {
+            bindings::__wake_up(
+                self.head.get(),
+                bindings::TASK_NORMAL,
+                0,
+                core::ptr::null_mut(),
+            )
+        };
     }
 }
 
@@ -339,7 +364,10 @@ impl PollTable {
     ///
     /// `file` and `table` are the arguments of a running `f_op->poll`, and
     /// the value does not outlive it.
-    pub(crate) unsafe fn new(file: *mut bindings::file, table: *mut bindings::poll_table_struct) -> Self {
+    pub(crate) unsafe fn new(
+        file: *mut bindings::file,
+        table: *mut bindings::poll_table_struct,
+    ) -> Self {
         Self { file, table }
     }
 }

@@ -79,13 +79,19 @@ impl Destination {
         };
 
         let ip = if ipv6 {
-            IpAddrs::V6 { src: req.src_addr, dst: req.dst_addr }
+            IpAddrs::V6 {
+                src: req.src_addr,
+                dst: req.dst_addr,
+            }
         } else {
             let v4 = |a: &[u8; 16]| [a[0], a[1], a[2], a[3]];
             if req.src_addr[4..] != [0; 12] || req.dst_addr[4..] != [0; 12] {
                 return Err(EINVAL);
             }
-            IpAddrs::V4 { src: v4(&req.src_addr), dst: v4(&req.dst_addr) }
+            IpAddrs::V4 {
+                src: v4(&req.src_addr),
+                dst: v4(&req.dst_addr),
+            }
         };
         let rtp = req.flags & MDW_DEST_RTP != 0;
         let spec = DestSpec {
@@ -95,7 +101,11 @@ impl Destination {
             ip,
             src_port: req.src_port,
             dst_port: req.dst_port,
-            hop_limit: if req.hop_limit == 0 { DEFAULT_HOP_LIMIT } else { req.hop_limit },
+            hop_limit: if req.hop_limit == 0 {
+                DEFAULT_HOP_LIMIT
+            } else {
+                req.hop_limit
+            },
             dscp: req.dscp,
             packet_size,
             rtp: rtp.then_some(RtpSpec {
@@ -108,6 +118,13 @@ impl Destination {
         };
         let template = Template::new(&spec).map_err(template_errno)?;
         let state = template.initial_state();
-        Ok(Self { ifindex: req.ifindex, packet_size, csum_zero, rtp, template, state })
+        Ok(Self {
+            ifindex: req.ifindex,
+            packet_size,
+            csum_zero,
+            rtp,
+            template,
+            state,
+        })
     }
 }

@@ -14,11 +14,7 @@ macro_rules! errnos {
     )*};
 }
 
-errnos!(
-    emsgsize = EMSGSIZE,
-    enetdown = ENETDOWN,
-    enobufs = ENOBUFS,
-);
+errnos!(emsgsize = EMSGSIZE, enetdown = ENETDOWN, enobufs = ENOBUFS,);
 
 /// Turns a C pointer that may be an `ERR_PTR` (or NULL: `ENOMEM`) into a
 /// `Result`.

@@ -81,8 +81,12 @@ extern "C" {
     pub(crate) fn mdw_dev_get(net: *mut bindings::net, ifindex: c_int) -> *mut MdwDev;
     pub(crate) fn mdw_dev_put(d: *mut MdwDev);
     pub(crate) fn mdw_dev_info(d: *const MdwDev, info: *mut MdwDevInfo);
-    pub(crate) fn mdw_neigh_resolve(d: *const MdwDev, ipv6: bool, daddr: *const u8, mac: *mut u8)
-        -> c_int;
+    pub(crate) fn mdw_neigh_resolve(
+        d: *const MdwDev,
+        ipv6: bool,
+        daddr: *const u8,
+        mac: *mut u8,
+    ) -> c_int;
     pub(crate) fn mdw_done_new() -> *mut MdwDone;
     pub(crate) fn mdw_done_wait_free(d: *mut MdwDone);
     pub(crate) fn mdw_done_finish_async(d: *mut MdwDone, call: *mut c_void);
@@ -109,8 +113,11 @@ extern "C" {
     pub(crate) fn mdw_skb_free(skb: *mut bindings::sk_buff);
     pub(crate) fn mdw_skb_release(skb: *mut bindings::sk_buff);
     pub(crate) fn mdw_csum_frags(frags: *const MdwFrag, nfrags: u32) -> u32;
-    pub(crate) fn mdw_xmit_direct(d: *const MdwDev, skbs: *mut *mut bindings::sk_buff, n: u32)
-        -> u32;
+    pub(crate) fn mdw_xmit_direct(
+        d: *const MdwDev,
+        skbs: *mut *mut bindings::sk_buff,
+        n: u32,
+    ) -> u32;
     pub(crate) fn mdw_xmit_qdisc(
         skbs: *mut *mut bindings::sk_buff,
         lens: *const u32,

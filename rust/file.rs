@@ -24,7 +24,10 @@ type ClientBox = Pin<KBox<Client>>;
 ///
 /// Called by the VFS with a valid `file` that nobody else uses yet.
 #[no_mangle]
-unsafe extern "C" fn mdw_fop_open(_inode: *mut bindings::inode, file: *mut bindings::file) -> c_int {
+unsafe extern "C" fn mdw_fop_open(
+    _inode: *mut bindings::inode,
+    file: *mut bindings::file,
+) -> c_int {
     match Client::new() {
         Ok(client) => {
             let ptr = ClientBox::into_foreign(client);
@@ -108,7 +111,10 @@ unsafe extern "C" fn mdw_fop_read(
 /// Called by the VFS with a valid `file` set up by [`mdw_fop_open`] and not
 /// yet released, and the `poll_table` of this poll.
 #[no_mangle]
-unsafe extern "C" fn mdw_fop_poll(file: *mut bindings::file, pt: *mut bindings::poll_table_struct) -> c_uint {
+unsafe extern "C" fn mdw_fop_poll(
+    file: *mut bindings::file,
+    pt: *mut bindings::poll_table_struct,
+) -> c_uint {
     // SAFETY: `file` is valid per the function's contract.
     let ptr = unsafe { (*file).private_data };
     // SAFETY: `ptr` came from `into_foreign` in `mdw_fop_open`, and the file

@@ -14,8 +14,8 @@ use kernel::{
 };
 
 use crate::abi::{
-    self, ioc, MdwBufReg, MdwBufUnreg, MdwDest, MdwDestDel, MdwEventfd, MdwInfo, MDW_STATS_SIZE_VER0,
-    MDW_WRITEV_SIZE_VER0,
+    self, ioc, MdwBufReg, MdwBufUnreg, MdwDest, MdwDestDel, MdwEventfd, MdwInfo,
+    MDW_STATS_SIZE_VER0, MDW_WRITEV_SIZE_VER0,
 };
 
 /// A decoded mdwrite ioctl: what to do, and the user struct it names.
@@ -84,7 +84,10 @@ impl Command {
 /// Reads one struct of `size` bytes (the caller's size) from `reader` into
 /// a `T`: fields the caller does not know read as zero, bytes the module
 /// does not know must be zero (`E2BIG`).
-fn read_sized<T: FromBytes + AsBytes + Default>(reader: &mut UserSliceReader, size: usize) -> Result<T> {
+fn read_sized<T: FromBytes + AsBytes + Default>(
+    reader: &mut UserSliceReader,
+    size: usize,
+) -> Result<T> {
     let mut value = T::default();
     let known = size.min(size_of::<T>());
     reader.read_slice(&mut abi::bytes_of_mut(&mut value)[..known])?;
@@ -112,7 +115,9 @@ impl UserStruct {
     pub(crate) fn write<T: AsBytes>(&self, value: &T) -> Result {
         let bytes = abi::bytes_of(value);
         let len = self.size.min(bytes.len());
-        UserSlice::new(self.ptr, len).writer().write_slice(&bytes[..len])
+        UserSlice::new(self.ptr, len)
+            .writer()
+            .write_slice(&bytes[..len])
     }
 }
 

@@ -35,7 +35,10 @@ unsafe impl Sync for PinnedPages {}
 impl PinnedPages {
     /// An empty set with room for `capacity` pages.
     pub(crate) fn with_capacity(capacity: usize, kind: PinKind) -> Result<Self> {
-        Ok(Self { pages: KVVec::with_capacity(capacity, GFP_KERNEL)?, kind })
+        Ok(Self {
+            pages: KVVec::with_capacity(capacity, GFP_KERNEL)?,
+            kind,
+        })
     }
 
     /// Number of pages pinned.
@@ -53,7 +56,6 @@ impl PinnedPages {
     pub(crate) fn pages(&self) -> &[*mut bindings::page] {
         &self.pages
     }
-
 }
 
 impl Drop for PinnedPages {
@@ -65,7 +67,12 @@ impl Drop for PinnedPages {
 /// Pins the `nr` pages starting with the one holding `addr` and appends
 /// them to `pages`; returns the index of the first. `EFAULT` when any page
 /// is not mapped readable (nothing of this range stays pinned then).
-fn pin_into(pages: &mut KVVec<*mut bindings::page>, addr: u64, nr: usize, kind: PinKind) -> Result<usize> {
+fn pin_into(
+    pages: &mut KVVec<*mut bindings::page>,
+    addr: u64,
+    nr: usize,
+    kind: PinKind,
+) -> Result<usize> {
     let base = pages.len();
     pages.reserve(nr, GFP_KERNEL)?;
     let start = (addr >> PAGE_SHIFT) << PAGE_SHIFT;
@@ -80,11 +87,20 @@ fn pin_into(pages: &mut KVVec<*mut bindings::page>, addr: u64, nr: usize, kind: 
         // SAFETY: `reserve` made room for `nr` more pointers after the
         // current length; the kernel writes at most `chunk` of them.
         let ret = unsafe {
-            bindings::pin_user_pages_fast(at as _, chunk as i32, flags, pages.as_mut_ptr().add(base + done))
+            bindings::pin_user_pages_fast(
+                at as _,
+                chunk as i32,
+                flags,
+                pages.as_mut_ptr().add(base + done),
+            )
         };
         if ret <= 0 {
             unpin_tail(pages, base);
-            return Err(if ret < 0 { Error::from_errno(ret) } else { EFAULT });
+            return Err(if ret < 0 {
+                Error::from_errno(ret)
+            } else {
+                EFAULT
+            });
         }
         done += ret as usize;
         // SAFETY: the kernel initialized `ret` more entries.
@@ -146,7 +162,12 @@ impl CallPages {
 
     /// Appends pages `first..first + nr` of registered buffer `buffer`
     /// (held by the call from now on); returns the index of the first.
-    pub(crate) fn borrow(&mut self, buffer: &Arc<RegisteredBuffer>, first: usize, nr: usize) -> Result<usize> {
+    pub(crate) fn borrow(
+        &mut self,
+        buffer: &Arc<RegisteredBuffer>,
+        first: usize,
+        nr: usize,
+    ) -> Result<usize> {
         let end = first.checked_add(nr).ok_or(EFAULT)?;
         let pages = buffer.pages().get(first..end).ok_or(EFAULT)?;
         if !self.buffers.iter().any(|b| Arc::ptr_eq(b, buffer)) {
@@ -193,7 +214,9 @@ impl MemlockCharge {
     /// Charges `pages` pages to the calling task's user; `ENOBUFS` over the
     /// limit.
     pub(crate) fn new(pages: usize) -> Result<Self> {
-        let bytes = (pages as u64).checked_shl(PAGE_SHIFT as u32).ok_or(EINVAL)?;
+        let bytes = (pages as u64)
+            .checked_shl(PAGE_SHIFT as u32)
+            .ok_or(EINVAL)?;
         // SAFETY: called in the task that is charged, as the helper requires.
         let ptr = unsafe { ffi::mdw_memlock_charge(bytes) };
         Ok(Self(errno::from_err_ptr(ptr)?))
