@@ -102,9 +102,10 @@ impl RegisteredBuffer {
         }
         let page = rustix::param::page_size();
         let map_len = len.div_ceil(page) * page;
-        // Populated (write-faulted) now: a page still mapped to the shared
-        // zero page when the module pins it would be replaced by the first
-        // write, and the module would keep sending zeros.
+        // Populated (write-faulted) now, so that the module pins the pages
+        // the caller will fill, never the shared zero page (which a
+        // read-only long-term pin unshares only on kernels since 5.19), and
+        // the pages are charged at once rather than faulted one by one.
         // SAFETY: a new anonymous mapping at an address of the kernel's
         // choice; it aliases nothing.
         let addr = unsafe {
