@@ -398,19 +398,58 @@ impl Template {
         payload_len: u16,
         csum: UdpCsum,
     ) -> Result<(), TemplateError> {
-        if payload_len == 0 || payload_len > self.max_payload {
-            return Err(TemplateError::InvalidPayloadLen);
-        }
-        if self.ipv6 && csum == UdpCsum::Zero {
-            return Err(TemplateError::ZeroChecksumIpv6);
-        }
+        self.check(payload_len, csum)?;
         let len = usize::from(self.header_len);
         let (Some(hdr), Some(template)) = (out.get_mut(..len), self.bytes.get(..len)) else {
             return Err(TemplateError::BufferTooShort);
         };
         // Both slices are `len` long.
         hdr.copy_from_slice(template);
+        self.patch(hdr, state, payload_len, csum);
+        Ok(())
+    }
 
+    /// Turns `out[..header_len()]`, which holds a header this template
+    /// wrote for an earlier packet (any packet, any checksum mode), into
+    /// the header [`Template::write_header`] would write, rewriting only
+    /// the fields that change from packet to packet: the constant bytes
+    /// are already in place, so nothing is copied.
+    ///
+    /// Errors and `state` are as for [`Template::write_header`].
+    #[inline(always)]
+    pub fn patch_header(
+        &self,
+        out: &mut [u8],
+        state: &mut PacketState,
+        payload_len: u16,
+        csum: UdpCsum,
+    ) -> Result<(), TemplateError> {
+        self.check(payload_len, csum)?;
+        let Some(hdr) = out.get_mut(..usize::from(self.header_len)) else {
+            return Err(TemplateError::BufferTooShort);
+        };
+        self.patch(hdr, state, payload_len, csum);
+        Ok(())
+    }
+
+    /// The checks of [`Template::write_header`] that do not depend on the
+    /// output buffer.
+    #[inline(always)]
+    fn check(&self, payload_len: u16, csum: UdpCsum) -> Result<(), TemplateError> {
+        if payload_len == 0 || payload_len > self.max_payload {
+            return Err(TemplateError::InvalidPayloadLen);
+        }
+        if self.ipv6 && csum == UdpCsum::Zero {
+            return Err(TemplateError::ZeroChecksumIpv6);
+        }
+        Ok(())
+    }
+
+    /// Writes every per-packet field of `hdr` (the template's constant
+    /// bytes are already there) and advances `state`; `payload_len` and
+    /// `csum` passed [`Template::check`].
+    #[inline(always)]
+    fn patch(&self, hdr: &mut [u8], state: &mut PacketState, payload_len: u16, csum: UdpCsum) {
         // No overflow: payload_len <= max_payload = packet_size - l3_header_len,
         // and the offsets are below MAX_HEADER_LEN.
         let udp_len = self.l4_header_len.wrapping_add(payload_len);
@@ -459,6 +498,5 @@ impl Template {
         state.ip_id = state.ip_id.wrapping_add(1);
         state.rtp_seq = state.rtp_seq.wrapping_add(1);
         state.rtp_ts = state.rtp_ts.wrapping_add(self.ts_increment);
-        Ok(())
     }
 }

@@ -28,6 +28,9 @@ pub mod checksum;
 #[path = "../../../rust/common/interleave.rs"]
 pub mod interleave;
 
+#[path = "../../../rust/common/recycle.rs"]
+pub mod recycle;
+
 #[path = "../../../rust/common/segment.rs"]
 pub mod segment;
 

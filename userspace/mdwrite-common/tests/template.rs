@@ -338,6 +338,55 @@ proptest! {
     }
 
     #[test]
+    fn patched_headers_equal_written_ones(
+        spec in arb_spec(),
+        start in (any::<u16>(), any::<u16>(), any::<u32>()),
+        packets in proptest::collection::vec((0u8..3, any::<prop::sample::Index>(), 0u8..3, any::<u32>()), 1..8),
+    ) {
+        // A recycled skb keeps the header of its destination's earlier
+        // packet: patching it must give exactly what writing gives.
+        let t = Template::new(&spec).map_err(|e| fail(format!("{e:?}")))?;
+        let (ip_id, rtp_seq, rtp_ts) = start;
+        let mut written_state = PacketState { ip_id, rtp_seq, rtp_ts };
+        let mut patched_state = written_state;
+        let hl = t.header_len();
+        let mut recycled = vec![0x5a; hl + 3];
+        let max = usize::from(t.max_payload());
+        for (k, (pick, index, mode, sum)) in packets.into_iter().enumerate() {
+            let len = match pick {
+                0 => 1,
+                1 => max,
+                _ => 1 + index.index(max),
+            } as u16;
+            let csum = match (mode, t.is_ipv6()) {
+                (0, _) => UdpCsum::Partial,
+                (1, false) => UdpCsum::Zero,
+                _ => UdpCsum::Full { payload_sum: sum },
+            };
+            let mut written = vec![0x5a; hl + 3];
+            t.write_header(&mut written, &mut written_state, len, csum).map_err(|e| fail(format!("{e:?}")))?;
+            if k == 0 {
+                t.write_header(&mut recycled, &mut patched_state, len, csum).map_err(|e| fail(format!("{e:?}")))?;
+            } else {
+                t.patch_header(&mut recycled, &mut patched_state, len, csum).map_err(|e| fail(format!("{e:?}")))?;
+            }
+            prop_assert_eq!(&recycled, &written, "packet {}", k);
+            prop_assert_eq!(patched_state, written_state);
+        }
+        // Errors change nothing, as for write_header.
+        let before = (recycled.clone(), patched_state);
+        prop_assert_eq!(
+            t.patch_header(&mut recycled, &mut patched_state, 0, UdpCsum::Partial),
+            Err(TemplateError::InvalidPayloadLen)
+        );
+        prop_assert_eq!(
+            t.patch_header(&mut recycled[..hl - 1], &mut patched_state, 1, UdpCsum::Partial),
+            Err(TemplateError::BufferTooShort)
+        );
+        prop_assert_eq!((recycled, patched_state), before);
+    }
+
+    #[test]
     fn too_small_packet_sizes_fail(spec in arb_spec(), short in 1u16..100) {
         let spec = DestSpec { packet_size: min_packet_size(&spec).saturating_sub(short), ..spec };
         prop_assert_eq!(Template::new(&spec), Err(TemplateError::PacketSizeTooSmall));

@@ -1,0 +1,138 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Tests of `recycle`: a ring of buffers driven by `RingCursor` against a
+//! model device that holds each buffer for a while after it is sent.
+
+use mdwrite_common::recycle::{BufState, RingCursor, Step};
+use proptest::prelude::*;
+
+/// One buffer of the model ring.
+#[derive(Debug, Clone, Copy)]
+struct Buf {
+    /// When it was last sent.
+    used: u64,
+    /// Until when (exclusive) the device holds it.
+    held_until: u64,
+    /// Whether it can no longer be used.
+    spoiled: bool,
+}
+
+/// What a run of the model saw.
+struct Run {
+    /// The ring's length after each packet.
+    lens: Vec<usize>,
+    /// The step of each packet.
+    steps: Vec<Step>,
+}
+
+/// Sends `holds.len()` packets through a ring that may hold `cap` buffers;
+/// packet `t`'s buffer is held by the device for `holds[t]` packets' time
+/// and spoiled when `spoil[t]`. Checks the cursor's contract on the way.
+fn run(holds: &[u64], spoil: &[bool], cap: usize) -> Result<Run, TestCaseError> {
+    let mut ring: Vec<Buf> = Vec::new();
+    let mut cursor = RingCursor::new();
+    let mut out = Run { lens: Vec::new(), steps: Vec::new() };
+    for (t, &hold) in holds.iter().enumerate() {
+        let now = t as u64;
+        let mut asked = None;
+        let len = ring.len();
+        let step = cursor.step(len, len < cap, |at| {
+            asked = Some(at);
+            let b = ring[at];
+            if b.held_until > now {
+                BufState::Busy
+            } else if b.spoiled {
+                BufState::Spoiled
+            } else {
+                BufState::Taken
+            }
+        });
+        if let Some(at) = asked {
+            prop_assert!(at < len);
+            // The one asked is the least recently used.
+            let oldest = ring.iter().map(|b| b.used).min();
+            prop_assert_eq!(Some(ring[at].used), oldest, "asked {} of {:?}", at, ring);
+        } else {
+            prop_assert_eq!(len, 0, "a non-empty ring was not asked");
+        }
+        let fresh = Buf { used: now, held_until: now + hold, spoiled: spoil.get(t).copied().unwrap_or(false) };
+        match step {
+            Step::Reuse(at) => {
+                prop_assert_eq!(asked, Some(at));
+                let b = ring[at];
+                prop_assert!(b.held_until <= now && !b.spoiled);
+                ring[at] = fresh;
+            }
+            Step::Insert(at) => {
+                prop_assert!(len < cap, "grew past the cap");
+                prop_assert!(at <= len);
+                if len > 0 {
+                    prop_assert_eq!(asked, Some(at));
+                    prop_assert!(ring[at].held_until > now, "grew though the buffer was free");
+                }
+                ring.insert(at, fresh);
+            }
+            Step::Replace(at) => {
+                prop_assert_eq!(asked, Some(at));
+                let b = ring[at];
+                prop_assert!(b.spoiled || (b.held_until > now && len >= cap));
+                ring[at] = fresh;
+            }
+            Step::Unkept => prop_assert!(len == 0 && cap == 0),
+        }
+        out.lens.push(ring.len());
+        out.steps.push(step);
+    }
+    Ok(out)
+}
+
+proptest! {
+    #[test]
+    fn contract_holds(holds in prop::collection::vec(0u64..40, 0..300),
+                      spoil in prop::collection::vec(prop::bool::weighted(0.05), 0..300),
+                      cap in 0usize..50) {
+        run(&holds, &spoil, cap)?;
+    }
+
+    #[test]
+    fn grows_to_what_the_device_holds(hold in 0u64..100, n in 1usize..500) {
+        let holds = vec![hold; n];
+        let r = run(&holds, &[], usize::MAX)?;
+        let want = (hold.max(1) as usize).min(n);
+        // Never more buffers than the device holds at once, plus the one
+        // being filled.
+        prop_assert!(r.lens.iter().all(|&l| l <= want));
+        prop_assert_eq!(r.lens.last().copied(), Some(want));
+        // Once grown, every packet reuses a buffer.
+        prop_assert!(r.steps[want..].iter().all(|s| matches!(s, Step::Reuse(_))));
+        prop_assert_eq!(r.steps.iter().filter(|s| matches!(s, Step::Insert(_))).count(), want);
+    }
+
+    #[test]
+    fn capped_ring_replaces(hold in 2u64..100, cap in 1usize..10, n in 1usize..300) {
+        let holds = vec![hold; n];
+        let r = run(&holds, &[], cap)?;
+        prop_assert!(r.lens.iter().all(|&l| l <= cap));
+    }
+}
+
+#[test]
+fn empty_ring_that_may_not_grow_keeps_nothing() {
+    let mut c = RingCursor::new();
+    assert_eq!(c.step(0, false, |_| unreachable!()), Step::Unkept);
+    assert_eq!(c.step(0, true, |_| unreachable!()), Step::Insert(0));
+}
+
+#[test]
+fn spoiled_buffer_is_replaced_in_place() {
+    let mut c = RingCursor::new();
+    assert_eq!(c.step(3, true, |_| BufState::Taken), Step::Reuse(0));
+    assert_eq!(c.step(3, true, |_| BufState::Spoiled), Step::Replace(1));
+    assert_eq!(c.step(3, true, |at| {
+        assert_eq!(at, 2);
+        BufState::Taken
+    }), Step::Reuse(2));
+    assert_eq!(c.step(3, true, |_| BufState::Taken), Step::Reuse(0));
+    // A ring that shrank under the cursor starts again at 0.
+    assert_eq!(c.step(1, true, |_| BufState::Busy), Step::Insert(0));
+}
