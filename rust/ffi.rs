@@ -46,6 +46,7 @@ pub(crate) struct MdwDevInfo {
     pub(crate) csum_ipv4: bool,
     pub(crate) csum_ipv6: bool,
     pub(crate) sg: bool,
+    pub(crate) skb_sharing: bool,
 }
 
 /// `struct mdw_frag`.
@@ -57,24 +58,26 @@ pub(crate) struct MdwFrag {
     pub(crate) len: u32,
 }
 
-/// `struct mdw_pkt`.
+/// `struct mdw_layout`.
 #[repr(C)]
-pub(crate) struct MdwPkt {
-    pub(crate) hdr: *const u8,
+#[derive(Clone, Copy)]
+pub(crate) struct MdwLayout {
     pub(crate) hdr_len: u32,
     pub(crate) l3_off: u32,
     pub(crate) l4_off: u32,
-    pub(crate) payload_len: u32,
-    pub(crate) nfrags: u32,
     pub(crate) ipv6: bool,
     pub(crate) csum_partial: bool,
 }
+
+/// `mdw_skb_reuse` results.
+pub(crate) const MDW_SKB_REUSED: c_int = 0;
+pub(crate) const MDW_SKB_BUSY: c_int = 1;
 
 // Only pointers cross this boundary; the lint looks through them into
 // bindgen's `struct page` and trips over an empty struct there.
 #[allow(improper_ctypes)]
 extern "C" {
-    pub(crate) fn mdw_ffi_check(info: usize, frag: usize, pkt: usize, max_header: usize) -> c_int;
+    pub(crate) fn mdw_ffi_check(info: usize, frag: usize, layout: usize, max_header: usize) -> c_int;
     pub(crate) fn mdw_net_get_current() -> *mut bindings::net;
     pub(crate) fn mdw_net_put(net: *mut bindings::net);
     pub(crate) fn mdw_net_capable_raw(net: *mut bindings::net) -> bool;
@@ -103,13 +106,25 @@ extern "C" {
     pub(crate) fn mdw_eventfd_get(fd: c_int) -> *mut MdwEventfd;
     pub(crate) fn mdw_eventfd_signal(ctx: *mut MdwEventfd);
     pub(crate) fn mdw_eventfd_put(ctx: *mut MdwEventfd);
-    pub(crate) fn mdw_skb_build(
+    pub(crate) fn mdw_skb_new(
         d: *const MdwDev,
-        p: *const MdwPkt,
+        l: *const MdwLayout,
         frags: *const MdwFrag,
+        nfrags: u32,
+        payload_len: u32,
         done: *mut MdwDone,
-        slot: *mut *mut bindings::sk_buff,
+        keep: bool,
+        hdr: *mut *mut u8,
     ) -> *mut bindings::sk_buff;
+    pub(crate) fn mdw_skb_reuse(
+        skb: *mut bindings::sk_buff,
+        l: *const MdwLayout,
+        frags: *const MdwFrag,
+        nfrags: u32,
+        payload_len: u32,
+        done: *mut MdwDone,
+        hdr: *mut *mut u8,
+    ) -> c_int;
     pub(crate) fn mdw_skb_free(skb: *mut bindings::sk_buff);
     pub(crate) fn mdw_skb_release(skb: *mut bindings::sk_buff);
     pub(crate) fn mdw_csum_frags(frags: *const MdwFrag, nfrags: u32) -> u32;
@@ -135,7 +150,7 @@ pub(crate) fn check_layouts() -> kernel::error::Result {
         mdw_ffi_check(
             size_of::<MdwDevInfo>(),
             size_of::<MdwFrag>(),
-            size_of::<MdwPkt>(),
+            size_of::<MdwLayout>(),
             crate::common::template::MAX_HEADER_LEN,
         )
     })

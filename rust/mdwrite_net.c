@@ -87,6 +87,7 @@ void mdw_dev_info(const struct mdw_dev *d, struct mdw_dev_info *info)
 	info->csum_ipv4 = !!(f & (NETIF_F_HW_CSUM | NETIF_F_IP_CSUM));
 	info->csum_ipv6 = !!(f & (NETIF_F_HW_CSUM | NETIF_F_IPV6_CSUM));
 	info->sg = !!(f & NETIF_F_SG);
+	info->skb_sharing = !!(dev->priv_flags & IFF_TX_SKB_SHARING);
 	memcpy(info->mac, dev->dev_addr, ETH_ALEN);
 }
 
@@ -272,19 +273,31 @@ void mdw_memlock_uncharge(struct mmpin *m)
 /* --- skbs ------------------------------------------------------------------ */
 
 /*
- * Whether @skb, a packet of the call of @done that the pool still holds,
- * can carry another packet: the device has let go of it (the pool's is the
- * only reference), no clone shares its head, and nothing replaced its
- * payload (a packet tap's clone copies zero-copy fragments and drops the
- * skb's ubuf_info), and its head has room for @size bytes.
+ * Packets are header-only skbs: the header in the linear part, written by
+ * Rust in place (the pointer returned through @hdr), the payload attached
+ * by reference as @nfrags page fragments of pinned user pages (no page
+ * references taken: SKBFL_MANAGED_FRAG_REFS, the call's pin outlives the
+ * skb through @done).
+ *
+ * Recycling (rust/skb.rs SkbRing): on a device that may be handed a shared
+ * skb (IFF_TX_SKB_SHARING, as pktgen requires for its bursts; such a driver
+ * does not modify the skb) and for direct sends, each destination of a call
+ * keeps a reference to the skbs it sent, and one the device has released is
+ * rearmed for the destination's next packet: its header, written for an
+ * earlier packet of the same destination, stays in place and Rust rewrites
+ * only the per-packet fields; only the fragments and lengths change here.
  */
-static bool mdw_skb_reusable(struct sk_buff *skb, struct mdw_done *done,
-			     unsigned int size)
+static void mdw_skb_set_frags(struct sk_buff *skb, const struct mdw_frag *frags,
+			      u32 nfrags, u32 payload_len)
 {
-	return refcount_read(&skb->users) == 1 && !skb_cloned(skb) &&
-	       skb_zcopy(skb) == &done->ubuf &&
-	       (skb_shinfo(skb)->flags & SKBFL_MANAGED_FRAG_REFS) &&
-	       !skb_has_frag_list(skb) && skb_end_offset(skb) >= size;
+	struct skb_shared_info *shinfo = skb_shinfo(skb);
+	unsigned int i;
+
+	for (i = 0; i < nfrags; i++)
+		__skb_fill_page_desc_noacc(shinfo, i, frags[i].page,
+					   frags[i].off, frags[i].len);
+	shinfo->nr_frags = nfrags;
+	skb->data_len = payload_len;
 }
 
 /* A new packet skb of @size head bytes, tied to the call's completion. */
@@ -301,106 +314,87 @@ static struct sk_buff *mdw_skb_alloc(unsigned int size, struct mdw_done *done)
 }
 
 /*
- * A packet: @hdr_len bytes of header copied into the linear part, the
- * payload attached by reference as @nfrags page fragments of pinned user
- * pages (no page references taken: SKBFL_MANAGED_FRAG_REFS, the call's
- * pin outlives the skb through @done).
- *
- * Recycling (@slot non-NULL, a slot of the call's skb pool): on a device
- * that may be handed a shared skb (IFF_TX_SKB_SHARING, as pktgen requires
- * for its bursts) the pool keeps a reference to every skb it gives out, and
- * an skb the device has released is rebuilt in place for a later packet
- * instead of being freed and allocated again. Any skb that is not exactly as
- * mdwrite left it is released and replaced by a new one.
+ * A new packet of layout @l on @d: @l->hdr_len zeroed header bytes at *@hdr
+ * for the caller to fill, the payload attached. With @keep, a second
+ * reference is taken for the caller's ring.
  */
-static void mdw_skb_set_frags(struct sk_buff *skb, const struct mdw_pkt *p,
-			      const struct mdw_frag *frags)
-{
-	struct skb_shared_info *shinfo = skb_shinfo(skb);
-	unsigned int i;
-
-	for (i = 0; i < p->nfrags; i++)
-		__skb_fill_page_desc_noacc(shinfo, i, frags[i].page,
-					   frags[i].off, frags[i].len);
-	shinfo->nr_frags = p->nfrags;
-	skb->len += p->payload_len;
-	skb->data_len = p->payload_len;
-	skb->truesize += p->payload_len;
-}
-
-/* Whether @skb last carried a packet of the same layout on the same device. */
-static bool mdw_skb_same_shape(const struct sk_buff *skb, const struct net_device *dev,
-			       const struct mdw_pkt *p)
-{
-	return skb->dev == dev && skb_headlen(skb) == p->hdr_len &&
-	       skb_mac_header(skb) == skb->data &&
-	       skb_network_offset(skb) == p->l3_off &&
-	       skb_transport_offset(skb) == p->l4_off &&
-	       (skb->ip_summed == CHECKSUM_PARTIAL) == p->csum_partial;
-}
-
-struct sk_buff *mdw_skb_build(const struct mdw_dev *d, const struct mdw_pkt *p,
-			      const struct mdw_frag *frags, struct mdw_done *done,
-			      struct sk_buff **slot)
+struct sk_buff *mdw_skb_new(const struct mdw_dev *d, const struct mdw_layout *l,
+			    const struct mdw_frag *frags, u32 nfrags,
+			    u32 payload_len, struct mdw_done *done, bool keep,
+			    u8 **hdr)
 {
 	struct net_device *dev = d->dev;
 	unsigned int reserve = LL_RESERVED_SPACE(dev) - ETH_HLEN;
-	unsigned int size = reserve + MDW_MAX_HEADER;
-	struct sk_buff *skb = NULL;
+	struct sk_buff *skb;
 
-	if (unlikely(p->nfrags > MAX_SKB_FRAGS || p->hdr_len > MDW_MAX_HEADER))
+	if (unlikely(nfrags > MAX_SKB_FRAGS || l->hdr_len > MDW_MAX_HEADER ||
+		     l->l4_off >= l->hdr_len || l->l3_off >= l->l4_off))
 		return NULL;
-	if (slot && !(dev->priv_flags & IFF_TX_SKB_SHARING))
-		slot = NULL;
-	if (slot && *slot) {
-		skb = *slot;
-		if (!mdw_skb_reusable(skb, done, size)) {
-			*slot = NULL;
-			consume_skb(skb);
-			skb = NULL;
-		} else {
-			skb_get(skb);
-			skb->truesize -= skb->data_len;
-			skb->len -= skb->data_len;
-			skb->data_len = 0;
-			if (likely(mdw_skb_same_shape(skb, dev, p))) {
-				/* Only the header bytes and the payload change. */
-				memcpy(skb->data, p->hdr, p->hdr_len);
-				mdw_skb_set_frags(skb, p, frags);
-				return skb;
-			}
-			skb->data = skb->head;
-			skb_reset_tail_pointer(skb);
-			skb->len = 0;
-		}
-	}
-	if (!skb) {
-		skb = mdw_skb_alloc(size, done);
-		if (unlikely(!skb))
-			return NULL;
-		if (slot)
-			*slot = skb_get(skb);
-	}
+	skb = mdw_skb_alloc(reserve + MDW_MAX_HEADER, done);
+	if (unlikely(!skb))
+		return NULL;
 	skb_reserve(skb, reserve);
 	skb_reset_mac_header(skb);
-	skb_put_data(skb, p->hdr, p->hdr_len);
-	skb_set_network_header(skb, p->l3_off);
-	skb_set_transport_header(skb, p->l4_off);
-	skb->protocol = p->ipv6 ? htons(ETH_P_IPV6) : htons(ETH_P_IP);
+	*hdr = skb_put_zero(skb, l->hdr_len);
+	skb_set_network_header(skb, l->l3_off);
+	skb_set_transport_header(skb, l->l4_off);
+	skb->protocol = l->ipv6 ? htons(ETH_P_IPV6) : htons(ETH_P_IP);
 	skb->dev = dev;
-	mdw_skb_set_frags(skb, p, frags);
-
-	if (p->csum_partial) {
+	mdw_skb_set_frags(skb, frags, nfrags, payload_len);
+	skb->len += payload_len;
+	skb->truesize += payload_len;
+	if (l->csum_partial) {
 		skb->ip_summed = CHECKSUM_PARTIAL;
 		skb->csum_start = skb_transport_header(skb) - skb->head;
 		skb->csum_offset = offsetof(struct udphdr, check);
 	} else {
 		skb->ip_summed = CHECKSUM_NONE;
 	}
+	if (keep)
+		skb_get(skb);
 	return skb;
 }
 
-/* Drops the skb pool's reference (end of a call). */
+/*
+ * Whether @skb, which the caller's ring alone holds, is exactly as
+ * mdw_skb_new left it for layout @l: no clone shares its head, nothing
+ * replaced its payload (a packet tap's clone copies zero-copy fragments and
+ * drops the skb's ubuf_info), and its header is where it was.
+ */
+static bool mdw_skb_intact(struct sk_buff *skb, const struct mdw_layout *l,
+			   struct mdw_done *done)
+{
+	return !skb_cloned(skb) && skb_zcopy(skb) == &done->ubuf &&
+	       (skb_shinfo(skb)->flags & SKBFL_MANAGED_FRAG_REFS) &&
+	       !skb_has_frag_list(skb) && skb_headlen(skb) == l->hdr_len &&
+	       skb_mac_header(skb) == skb->data &&
+	       skb_transport_offset(skb) == l->l4_off;
+}
+
+/*
+ * Rearms @skb, held by the caller's ring, for a packet of the same
+ * destination: MDW_SKB_REUSED with a second reference taken and *@hdr the
+ * header of the skb's last packet, in place; MDW_SKB_BUSY while the device
+ * still holds it; MDW_SKB_SPOILED when it can no longer be used.
+ */
+int mdw_skb_reuse(struct sk_buff *skb, const struct mdw_layout *l,
+		  const struct mdw_frag *frags, u32 nfrags, u32 payload_len,
+		  struct mdw_done *done, u8 **hdr)
+{
+	if (refcount_read(&skb->users) != 1)
+		return MDW_SKB_BUSY;
+	if (unlikely(nfrags > MAX_SKB_FRAGS || !mdw_skb_intact(skb, l, done)))
+		return MDW_SKB_SPOILED;
+	/* Only the ring holds it, so nothing can change the count under us. */
+	refcount_set(&skb->users, 2);
+	skb->truesize += payload_len - skb->data_len;
+	skb->len = l->hdr_len + payload_len;
+	mdw_skb_set_frags(skb, frags, nfrags, payload_len);
+	*hdr = skb->data;
+	return MDW_SKB_REUSED;
+}
+
+/* Drops a ring's reference (end of a call). */
 void mdw_skb_release(struct sk_buff *skb)
 {
 	consume_skb(skb);
@@ -510,10 +504,10 @@ bool mdw_signal_pending(void)
 }
 
 /* The Rust mirrors of the structs in mdwrite_net.h must match. */
-int mdw_ffi_check(size_t info, size_t frag, size_t pkt, size_t max_header)
+int mdw_ffi_check(size_t info, size_t frag, size_t layout, size_t max_header)
 {
 	if (info != sizeof(struct mdw_dev_info) || max_header != MDW_MAX_HEADER ||
-	    frag != sizeof(struct mdw_frag) || pkt != sizeof(struct mdw_pkt))
+	    frag != sizeof(struct mdw_frag) || layout != sizeof(struct mdw_layout))
 		return -EINVAL;
 	return 0;
 }

@@ -27,6 +27,8 @@ struct mdw_dev_info {
 	bool csum_ipv4;
 	bool csum_ipv6;
 	bool sg;
+	/* IFF_TX_SKB_SHARING: its skbs may be recycled. */
+	bool skb_sharing;
 };
 
 /* One payload fragment: part of a pinned page. */
@@ -36,17 +38,19 @@ struct mdw_frag {
 	u32 len;
 };
 
-/* One packet to build. */
-struct mdw_pkt {
-	const u8 *hdr;
+/* The layout of a destination's packets: header length and offsets. */
+struct mdw_layout {
 	u32 hdr_len;
 	u32 l3_off;
 	u32 l4_off;
-	u32 payload_len;
-	u32 nfrags;
 	bool ipv6;
 	bool csum_partial;
 };
+
+/* mdw_skb_reuse() results. */
+#define MDW_SKB_REUSED	0
+#define MDW_SKB_BUSY	1
+#define MDW_SKB_SPOILED	2
 
 struct net *mdw_net_get_current(void);
 void mdw_net_put(struct net *net);
@@ -70,9 +74,13 @@ struct mmpin;
 struct mmpin *mdw_memlock_charge(u64 bytes);
 void mdw_memlock_uncharge(struct mmpin *m);
 
-struct sk_buff *mdw_skb_build(const struct mdw_dev *d, const struct mdw_pkt *p,
-			      const struct mdw_frag *frags, struct mdw_done *done,
-			      struct sk_buff **slot);
+struct sk_buff *mdw_skb_new(const struct mdw_dev *d, const struct mdw_layout *l,
+			    const struct mdw_frag *frags, u32 nfrags,
+			    u32 payload_len, struct mdw_done *done, bool keep,
+			    u8 **hdr);
+int mdw_skb_reuse(struct sk_buff *skb, const struct mdw_layout *l,
+		  const struct mdw_frag *frags, u32 nfrags, u32 payload_len,
+		  struct mdw_done *done, u8 **hdr);
 void mdw_skb_free(struct sk_buff *skb);
 void mdw_skb_release(struct sk_buff *skb);
 u32 mdw_csum_frags(const struct mdw_frag *frags, u32 nfrags);
@@ -83,6 +91,6 @@ unsigned int mdw_xmit_qdisc(struct sk_buff **skbs, const u32 *lens,
 			    unsigned int n, u64 *bytes);
 bool mdw_xmit_wait(const struct mdw_dev *d);
 bool mdw_signal_pending(void);
-int mdw_ffi_check(size_t info, size_t frag, size_t pkt, size_t max_header);
+int mdw_ffi_check(size_t info, size_t frag, size_t layout, size_t max_header);
 
 #endif /* MDWRITE_NET_H */

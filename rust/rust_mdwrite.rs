@@ -26,7 +26,7 @@
 //! - `ffi`, `errno`: the C helpers' declarations, missing errnos;
 //! - `common`: the pure logic shared with the host crate
 //!   `userspace/mdwrite-common` (checksums, templates, segmentation,
-//!   interleaving), unit- and property-tested there.
+//!   interleaving, skb recycling order), unit- and property-tested there.
 
 use kernel::prelude::*;
 
@@ -54,6 +54,8 @@ mod common {
     pub mod checksum;
     #[path = "../common/interleave.rs"]
     pub mod interleave;
+    #[path = "../common/recycle.rs"]
+    pub mod recycle;
     #[path = "../common/segment.rs"]
     pub mod segment;
     #[path = "../common/template.rs"]

@@ -5,13 +5,22 @@
 
 use kernel::{alloc::KVec, bindings, prelude::*, types::ForeignOwnable};
 
-use crate::{completion::AsyncCall, errno, ffi, net::NetDevice};
+use crate::{
+    common::recycle::{BufState, RingCursor, Step},
+    completion::AsyncCall,
+    errno, ffi,
+    net::NetDevice,
+};
 
 /// Most page fragments one packet may have (a 64 KiB payload across pages).
 pub(crate) const MAX_FRAGS: usize = 17;
 
-/// Packets handed to the driver under one TX lock.
+/// Most packets handed to the driver under one TX lock.
 pub(crate) const BATCH: usize = 64;
+
+/// Fewest packets handed to the driver under one TX lock, unless the call
+/// has no more.
+const MIN_BATCH: usize = 16;
 
 /// The completion of one call: every skb of the call holds a reference; the
 /// device releasing the last one completes it (`ubuf_info` machinery).
@@ -52,66 +61,169 @@ impl Drop for CallDone {
     }
 }
 
-/// Skbs one call recycles: on devices that accept shared skbs
-/// (`IFF_TX_SKB_SHARING`), the pool keeps a reference to each skb it hands
-/// out, and `mdw_skb_build` rebuilds one the device has released for a
-/// later packet instead of freeing and allocating (see `mdwrite_net.c`).
-/// Packet `k` of the call uses slot `k % POOL`, so an skb has `POOL - 1`
-/// packets' time to come back. Dropping the pool drops its references; it
+/// Skbs one call recycles, per destination: on devices that accept shared
+/// skbs (`IFF_TX_SKB_SHARING`) and for direct sends, each destination keeps
+/// a ring of the skbs it sent (one reference each), and an skb the device
+/// has released carries the destination's next packet with its header left
+/// in place (`mdw_skb_reuse`): only the per-packet fields are rewritten
+/// (`Template::patch_header`). A ring grows only while its least recently
+/// used skb is still in flight (`common::recycle`), so it ends up as large
+/// as what the device holds at once, and a call that sends few packets sets
+/// up nothing it does not use. Dropping the pool drops its references; it
 /// must go before the `CallDone` that waits for the skbs.
 pub(crate) struct SkbPool {
-    slots: KVec<*mut bindings::sk_buff>,
-    next: usize,
+    enabled: bool,
+    /// One ring per destination of the call, created when first used.
+    rings: KVec<SkbRing>,
+    /// How many more skbs the rings may keep.
+    spare: usize,
 }
 
-/// Slots in a call's skb pool.
-pub(crate) const POOL: usize = 8 * BATCH;
+/// Most skbs one call's rings keep (a few hundred KiB to a few MiB of skb
+/// heads); past it, an skb still in flight is replaced, not kept.
+const KEPT_MAX: usize = 4096;
+
+/// The skbs one destination sent, least recently used at the cursor.
+struct SkbRing {
+    skbs: KVec<*mut bindings::sk_buff>,
+    cursor: RingCursor,
+}
 
 impl SkbPool {
     /// An empty pool; `enabled` false never recycles (qdisc sends: the
     /// stack may modify the skbs it is given).
     pub(crate) fn new(enabled: bool) -> Result<Self> {
-        let n = if enabled { POOL } else { 0 };
-        Ok(Self { slots: KVec::from_elem(core::ptr::null_mut(), n, GFP_KERNEL)?, next: 0 })
+        Ok(Self { enabled, rings: KVec::new(), spare: KEPT_MAX })
     }
 
-    /// The slot of the next packet, or null when the pool is disabled.
+    /// The ring of destination `index`.
     #[inline(always)]
-    fn next_slot(&mut self) -> *mut *mut bindings::sk_buff {
-        let Some(slot) = self.slots.get_mut(self.next) else {
-            return core::ptr::null_mut();
+    fn ring(&mut self, index: usize) -> Result<&mut SkbRing> {
+        if index >= self.rings.len() {
+            self.grow(index)?;
+        }
+        self.rings.get_mut(index).ok_or(EINVAL)
+    }
+
+    #[cold]
+    fn grow(&mut self, index: usize) -> Result {
+        while self.rings.len() <= index {
+            self.rings.push(SkbRing { skbs: KVec::new(), cursor: RingCursor::new() }, GFP_KERNEL)?;
+        }
+        Ok(())
+    }
+
+    /// An skb carrying `parts`, with one reference for the caller, and
+    /// whether its header bytes (at `*hdr`) are new (zeroed) rather than
+    /// those of the destination's earlier packet.
+    #[inline(always)]
+    fn take(
+        &mut self,
+        dev: &NetDevice,
+        parts: &PacketParts<'_>,
+        done: &CallDone,
+        hdr: &mut *mut u8,
+    ) -> Result<(*mut bindings::sk_buff, bool)> {
+        let new = |keep: bool, hdr: &mut *mut u8| {
+            // SAFETY: the device is held, the layout and fragments are valid
+            // for the call and their pages stay pinned until `done`
+            // completes, `done` is live and `hdr` is writable.
+            let skb = unsafe {
+                ffi::mdw_skb_new(
+                    dev.as_ptr(),
+                    parts.layout,
+                    parts.frags.as_ptr(),
+                    parts.frags.len() as u32,
+                    parts.payload_len,
+                    done.0,
+                    keep,
+                    hdr,
+                )
+            };
+            if skb.is_null() {
+                Err(ENOMEM)
+            } else {
+                Ok(skb)
+            }
         };
-        self.next = if self.next + 1 == POOL { 0 } else { self.next + 1 };
-        slot
+        if !self.enabled || !parts.recycle {
+            return Ok((new(false, hdr)?, true));
+        }
+        let grow = self.spare > 0;
+        let SkbRing { skbs, cursor } = self.ring(parts.ring)?;
+        let step = cursor.step(skbs.len(), grow, |at| {
+            let Some(&skb) = skbs.get(at) else {
+                return BufState::Spoiled;
+            };
+            // SAFETY: the ring holds a reference to `skb`, a packet of this
+            // call on this destination's device; as for `new` otherwise.
+            match unsafe {
+                ffi::mdw_skb_reuse(
+                    skb,
+                    parts.layout,
+                    parts.frags.as_ptr(),
+                    parts.frags.len() as u32,
+                    parts.payload_len,
+                    done.0,
+                    hdr,
+                )
+            } {
+                ffi::MDW_SKB_REUSED => BufState::Taken,
+                ffi::MDW_SKB_BUSY => BufState::Busy,
+                _ => BufState::Spoiled,
+            }
+        });
+        match step {
+            Step::Reuse(at) => Ok((*skbs.get(at).ok_or(EINVAL)?, false)),
+            Step::Insert(at) => {
+                skbs.reserve(1, GFP_KERNEL)?;
+                let skb = new(true, hdr)?;
+                // Cannot fail: room was reserved.
+                let _ = skbs.push(skb, GFP_KERNEL);
+                if let Some(tail) = skbs.get_mut(at..) {
+                    tail.rotate_right(1);
+                }
+                self.spare -= 1;
+                Ok((skb, true))
+            }
+            Step::Replace(at) => {
+                let skb = new(true, hdr)?;
+                if let Some(slot) = skbs.get_mut(at) {
+                    let old = core::mem::replace(slot, skb);
+                    // SAFETY: the ring owned one reference to `old`.
+                    unsafe { ffi::mdw_skb_release(old) };
+                }
+                Ok((skb, true))
+            }
+            Step::Unkept => Ok((new(false, hdr)?, true)),
+        }
     }
 }
 
 impl Drop for SkbPool {
     fn drop(&mut self) {
-        for &skb in self.slots.iter().filter(|s| !s.is_null()) {
-            // SAFETY: the pool owns one reference to each skb in it.
-            unsafe { ffi::mdw_skb_release(skb) };
+        for ring in self.rings.iter() {
+            for &skb in ring.skbs.iter() {
+                // SAFETY: the ring owns one reference to each skb in it.
+                unsafe { ffi::mdw_skb_release(skb) };
+            }
         }
     }
 }
 
-/// One packet to build: its header bytes and the page fragments of its
-/// payload.
+/// One packet to build: the layout of its destination's packets, the page
+/// fragments of its payload, and where to recycle its skb.
 pub(crate) struct PacketParts<'a> {
-    /// Header bytes (Ethernet through UDP or RTP).
-    pub(crate) header: &'a [u8],
-    /// Offset of the IP header in `header`.
-    pub(crate) l3_offset: usize,
-    /// Offset of the UDP header in `header`.
-    pub(crate) l4_offset: usize,
-    /// Whether the IP header is IPv6.
-    pub(crate) ipv6: bool,
-    /// Whether the device completes the UDP checksum.
-    pub(crate) csum_partial: bool,
+    /// Header length and offsets, and the checksum mode.
+    pub(crate) layout: &'a ffi::MdwLayout,
     /// Payload fragments: pinned pages, offsets and lengths.
     pub(crate) frags: &'a [ffi::MdwFrag],
     /// Sum of the fragment lengths.
     pub(crate) payload_len: u32,
+    /// The destination's index in the call: its ring in the pool.
+    pub(crate) ring: usize,
+    /// Whether the destination's device accepts shared skbs.
+    pub(crate) recycle: bool,
 }
 
 /// The native (`csum_partial`) sum of payload fragments.
@@ -128,13 +240,25 @@ pub(crate) struct TxBatch<'a> {
     /// Payload bytes of each queued skb.
     bytes: [u32; BATCH],
     len: usize,
+    /// Packets to queue before a flush, at most `BATCH`.
+    limit: usize,
 }
 
 impl<'a> TxBatch<'a> {
     /// An empty batch for `dev`; `qdisc` sends through the qdisc instead of
     /// straight to the TX queue.
     pub(crate) fn new(dev: &'a NetDevice, qdisc: bool) -> Self {
-        Self { dev, qdisc, skbs: [core::ptr::null_mut(); BATCH], bytes: [0; BATCH], len: 0 }
+        Self { dev, qdisc, skbs: [core::ptr::null_mut(); BATCH], bytes: [0; BATCH], len: 0, limit: BATCH }
+    }
+
+    /// Sizes the batch for a call to `destinations` destinations: one
+    /// packet per destination, within `MIN_BATCH..=BATCH`. A destination's
+    /// skbs are in flight from their push to the flush, so its ring grows
+    /// to about `limit / destinations + 1` skbs: with few destinations, a
+    /// shorter batch lets a call of few packets recycle sooner, and costs a
+    /// TX lock per `MIN_BATCH` packets at most.
+    pub(crate) fn limit_for(&mut self, destinations: usize) {
+        self.limit = destinations.clamp(MIN_BATCH, BATCH);
     }
 
     /// The device this batch sends on.
@@ -144,33 +268,36 @@ impl<'a> TxBatch<'a> {
 
     /// Whether the batch is full and must be flushed before the next push.
     pub(crate) fn is_full(&self) -> bool {
-        self.len == BATCH
+        self.len >= self.limit
     }
 
-    /// Builds one skb (header copied, payload by reference) and queues it
-    /// in the batch. The batch must not be full.
+    /// Builds one skb (payload by reference), has `header` write its
+    /// header bytes in place, and queues it in the batch. `header` is told
+    /// whether the bytes are new (zeroed) or still hold the header of the
+    /// destination's earlier packet; if it fails, the skb is dropped and its
+    /// error returned.
     #[inline(always)]
-    pub(crate) fn push(&mut self, parts: &PacketParts<'_>, done: &CallDone, pool: &mut SkbPool) -> Result {
+    pub(crate) fn push(
+        &mut self,
+        parts: &PacketParts<'_>,
+        done: &CallDone,
+        pool: &mut SkbPool,
+        header: impl FnOnce(&mut [u8], bool) -> Result,
+    ) -> Result {
         if self.is_full() || parts.frags.len() > MAX_FRAGS {
             return Err(EINVAL);
         }
-        let pkt = ffi::MdwPkt {
-            hdr: parts.header.as_ptr(),
-            hdr_len: parts.header.len() as u32,
-            l3_off: parts.l3_offset as u32,
-            l4_off: parts.l4_offset as u32,
-            payload_len: parts.payload_len,
-            nfrags: parts.frags.len() as u32,
-            ipv6: parts.ipv6,
-            csum_partial: parts.csum_partial,
-        };
-        let slot = pool.next_slot();
-        // SAFETY: the device is held, `pkt` and the fragments are valid for
-        // the call, the fragments' pages stay pinned until `done` completes,
-        // `done` is live, and `slot` is null or a slot of the call's pool.
-        let skb = unsafe { ffi::mdw_skb_build(self.dev.as_ptr(), &pkt, parts.frags.as_ptr(), done.0, slot) };
-        if skb.is_null() {
-            return Err(ENOMEM);
+        let mut hdr = core::ptr::null_mut();
+        let (skb, fresh) = pool.take(self.dev, parts, done, &mut hdr)?;
+        // SAFETY: `hdr` points to the `hdr_len` header bytes of `skb`'s
+        // linear part (initialised: zeroed when new, an earlier header when
+        // reused). Only this call writes them: `skb` is not handed to the
+        // device yet, and its head is not shared (`mdw_skb_reuse` checked).
+        let bytes = unsafe { core::slice::from_raw_parts_mut(hdr, parts.layout.hdr_len as usize) };
+        if let Err(e) = header(bytes, fresh) {
+            // SAFETY: not handed to the driver; the caller's reference.
+            unsafe { ffi::mdw_skb_free(skb) };
+            return Err(e);
         }
         self.skbs[self.len] = skb;
         self.bytes[self.len] = parts.payload_len;

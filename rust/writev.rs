@@ -31,7 +31,7 @@ use crate::{
         checksum::from_native_sum,
         interleave::RoundRobin,
         segment::{page_frags, pages_spanned, total_packets, EntryLens, EntrySpan, EntrySpans, PagedCursor},
-        template::{PacketState, Template, UdpCsum, MAX_HEADER_LEN},
+        template::{PacketState, Template, UdpCsum},
     },
     completion::{AsyncCall, FileShared},
     errno, ffi,
@@ -120,6 +120,10 @@ struct Slot {
     cursor: PagedCursor,
     /// Index in the caller's vector of the entry being sent.
     current: u32,
+    /// Header length and offsets of its packets, and the checksum mode.
+    layout: ffi::MdwLayout,
+    /// Whether its device accepts shared skbs (recycled ones).
+    recycle: bool,
 }
 
 #[derive(Clone, Copy)]
@@ -306,6 +310,13 @@ pub(crate) fn writev(
                 };
                 let cursor =
                     PagedCursor::new(dest.template.max_payload(), PAGE_SHIFT as u32).map_err(|_| err(EINVAL))?;
+                let layout = ffi::MdwLayout {
+                    hdr_len: dest.template.header_len() as u32,
+                    l3_off: dest.template.l3_offset() as u32,
+                    l4_off: dest.template.l4_offset() as u32,
+                    ipv6: dest.template.is_ipv6(),
+                    csum_partial: matches!(csum, CsumMode::Partial),
+                };
                 slots
                     .push(
                         Slot {
@@ -318,6 +329,8 @@ pub(crate) fn writev(
                             count: 0,
                             cursor,
                             current: index,
+                            layout,
+                            recycle: info.skb_sharing,
                         },
                         GFP_KERNEL,
                     )
@@ -407,7 +420,8 @@ pub(crate) fn writev(
     Stats::add(&stats.pages_pinned, npinned);
     let mut out = Outcome { bytes: 0, packets: 0, error: None };
     let mut batch = TxBatch::new(&devs[slots[0].dev], req.flags & MDW_WRITE_QDISC != 0);
-    let mut header = [0u8; MAX_HEADER_LEN];
+    let destinations = slots.len();
+    batch.limit_for(destinations);
     let mut frags = [ffi::MdwFrag { page: core::ptr::null_mut(), off: 0, len: 0 }; MAX_FRAGS];
     for turn in turns {
         let slot = &mut slots[turn.queue];
@@ -439,11 +453,6 @@ pub(crate) fn writev(
             CsumMode::Zero => UdpCsum::Zero,
             CsumMode::Software => UdpCsum::Full { payload_sum: from_native_sum(payload_sum(frags)) },
         };
-        if slot.template.write_header(&mut header, &mut slot.state, pkt.len, csum).is_err() {
-            out.error = Some(at(current)(EINVAL));
-            break;
-        }
-
         let dev = &devs[slot.dev];
         if !core::ptr::eq(batch.device(), dev) {
             if let Err(e) = out.count(batch.flush()) {
@@ -451,17 +460,27 @@ pub(crate) fn writev(
                 break;
             }
             batch = TxBatch::new(dev, req.flags & MDW_WRITE_QDISC != 0);
+            batch.limit_for(destinations);
         }
         let parts = PacketParts {
-            header: &header[..slot.template.header_len()],
-            l3_offset: slot.template.l3_offset(),
-            l4_offset: slot.template.l4_offset(),
-            ipv6: slot.template.is_ipv6(),
-            csum_partial: matches!(csum, UdpCsum::Partial),
+            layout: &slot.layout,
             frags,
             payload_len: pkt.len as u32,
+            ring: turn.queue,
+            recycle: slot.recycle,
         };
-        if let Err(e) = batch.push(&parts, &done, &mut pool) {
+        // The header: the template's bytes in a new skb, or only the
+        // per-packet fields in a recycled one (its earlier header stays).
+        let (template, state, len) = (&slot.template, &mut slot.state, pkt.len);
+        let written = batch.push(&parts, &done, &mut pool, |hdr, fresh| {
+            match fresh {
+                true => template.write_header(hdr, state, len, csum),
+                false => template.patch_header(hdr, state, len, csum),
+            }
+            .map_err(|_| EINVAL)
+        });
+        // An error ends the call: the pool keeps no skb for a later packet.
+        if let Err(e) = written {
             out.error = Some(at(current)(e));
             break;
         }
