@@ -151,13 +151,11 @@ impl SkbPool {
         }
         let grow = self.spare > 0;
         let SkbRing { skbs, cursor } = self.ring(parts.ring)?;
-        let step = cursor.step(skbs.len(), grow, |at| {
-            let Some(&skb) = skbs.get(at) else {
-                return BufState::Spoiled;
-            };
+        let state = match cursor.peek(skbs.len()).and_then(|at| skbs.get(at)) {
+            None => BufState::Spoiled,
             // SAFETY: the ring holds a reference to `skb`, a packet of this
             // call on this destination's device; as for `new` otherwise.
-            match unsafe {
+            Some(&skb) => match unsafe {
                 ffi::mdw_skb_reuse(
                     skb,
                     parts.layout,
@@ -171,9 +169,9 @@ impl SkbPool {
                 ffi::MDW_SKB_REUSED => BufState::Taken,
                 ffi::MDW_SKB_BUSY => BufState::Busy,
                 _ => BufState::Spoiled,
-            }
-        });
-        match step {
+            },
+        };
+        match cursor.step(skbs.len(), grow, state) {
             Step::Reuse(at) => Ok((*skbs.get(at).ok_or(EINVAL)?, false)),
             Step::Insert(at) => {
                 skbs.reserve(1, GFP_KERNEL)?;
@@ -271,38 +269,29 @@ impl<'a> TxBatch<'a> {
         self.len >= self.limit
     }
 
-    /// Builds one skb (payload by reference), has `header` write its
-    /// header bytes in place, and queues it in the batch. `header` is told
-    /// whether the bytes are new (zeroed) or still hold the header of the
-    /// destination's earlier packet; if it fails, the skb is dropped and its
-    /// error returned.
+    /// Builds one skb (payload by reference) for the batch; the caller
+    /// writes its header bytes in place and queues it
+    /// ([`Building::queue`]), or drops it. The batch must not be full.
     #[inline(always)]
-    pub(crate) fn push(
-        &mut self,
+    pub(crate) fn build<'b>(
+        &'b mut self,
         parts: &PacketParts<'_>,
         done: &CallDone,
         pool: &mut SkbPool,
-        header: impl FnOnce(&mut [u8], bool) -> Result,
-    ) -> Result {
+    ) -> Result<Building<'b, 'a>> {
         if self.is_full() || parts.frags.len() > MAX_FRAGS {
             return Err(EINVAL);
         }
         let mut hdr = core::ptr::null_mut();
         let (skb, fresh) = pool.take(self.dev, parts, done, &mut hdr)?;
-        // SAFETY: `hdr` points to the `hdr_len` header bytes of `skb`'s
-        // linear part (initialised: zeroed when new, an earlier header when
-        // reused). Only this call writes them: `skb` is not handed to the
-        // device yet, and its head is not shared (`mdw_skb_reuse` checked).
-        let bytes = unsafe { core::slice::from_raw_parts_mut(hdr, parts.layout.hdr_len as usize) };
-        if let Err(e) = header(bytes, fresh) {
-            // SAFETY: not handed to the driver; the caller's reference.
-            unsafe { ffi::mdw_skb_free(skb) };
-            return Err(e);
-        }
-        self.skbs[self.len] = skb;
-        self.bytes[self.len] = parts.payload_len;
-        self.len += 1;
-        Ok(())
+        Ok(Building {
+            batch: self,
+            skb,
+            hdr,
+            hdr_len: parts.layout.hdr_len as usize,
+            fresh,
+            payload_len: parts.payload_len,
+        })
     }
 
     /// Hands every queued skb to the device, waiting while its queue is
@@ -354,6 +343,57 @@ impl<'a> TxBatch<'a> {
 
     fn sum_bytes(&self, n: usize) -> u64 {
         self.bytes[..n].iter().map(|&b| b as u64).sum()
+    }
+}
+
+/// An skb built for a batch, owned (one reference) until queued.
+pub(crate) struct Building<'b, 'a> {
+    batch: &'b mut TxBatch<'a>,
+    skb: *mut bindings::sk_buff,
+    /// The header bytes in the skb's linear part.
+    hdr: *mut u8,
+    hdr_len: usize,
+    fresh: bool,
+    payload_len: u32,
+}
+
+impl Building<'_, '_> {
+    /// Whether the header bytes are new (zeroed) rather than the header of
+    /// the destination's earlier packet.
+    #[inline(always)]
+    pub(crate) fn fresh(&self) -> bool {
+        self.fresh
+    }
+
+    /// The header bytes, to write in place.
+    #[inline(always)]
+    pub(crate) fn header(&mut self) -> &mut [u8] {
+        // SAFETY: `hdr` points to the `hdr_len` header bytes of the skb's
+        // linear part (initialised: zeroed when new, an earlier header
+        // when reused). Only this call writes them while `self` lives: the
+        // skb is not handed to the device yet and its head is not shared
+        // (`mdw_skb_reuse` checked).
+        unsafe { core::slice::from_raw_parts_mut(self.hdr, self.hdr_len) }
+    }
+
+    /// Queues the skb in the batch.
+    #[inline(always)]
+    pub(crate) fn queue(self) {
+        let mut this = core::mem::ManuallyDrop::new(self);
+        let (skb, payload_len) = (this.skb, this.payload_len);
+        let batch = &mut this.batch;
+        // `build` checked that the batch has room.
+        batch.skbs[batch.len] = skb;
+        batch.bytes[batch.len] = payload_len;
+        batch.len += 1;
+    }
+}
+
+impl Drop for Building<'_, '_> {
+    fn drop(&mut self) {
+        // SAFETY: not queued, so not handed to the driver; the caller's
+        // reference.
+        unsafe { ffi::mdw_skb_free(self.skb) };
     }
 }
 

@@ -30,7 +30,9 @@ use crate::{
     common::{
         checksum::from_native_sum,
         interleave::RoundRobin,
-        segment::{page_frags, pages_spanned, total_packets, EntryLens, EntrySpan, EntrySpans, PagedCursor},
+        segment::{
+            page_frags, pages_spanned, split_two, total_packets, EntryLens, EntrySpan, EntrySpans, PagedCursor,
+        },
         template::{PacketState, Template, UdpCsum},
     },
     completion::{AsyncCall, FileShared},
@@ -180,6 +182,16 @@ fn fill_frags(
     offset: u32,
     len: u16,
 ) -> Option<usize> {
+    // The usual case, a payload in one page or across two.
+    if let Some((first, second)) = split_two(offset, len as u32, PAGE_SHIFT as u32) {
+        let [a, b, ..] = frags;
+        *a = ffi::MdwFrag { page: *pages.get(page)?, off: offset, len: first };
+        if second == 0 {
+            return Some(1);
+        }
+        *b = ffi::MdwFrag { page: *pages.get(page.checked_add(1)?)?, off: 0, len: second };
+        return Some(2);
+    }
     let pieces = page_frags(offset, 0, len as u32, PAGE_SHIFT as u32).ok()?;
     let mut n = 0;
     let mut covered = 0u32;
@@ -469,21 +481,26 @@ pub(crate) fn writev(
             ring: turn.queue,
             recycle: slot.recycle,
         };
+        let mut skb = match batch.build(&parts, &done, &mut pool) {
+            Ok(skb) => skb,
+            Err(e) => {
+                out.error = Some(at(current)(e));
+                break;
+            }
+        };
         // The header: the template's bytes in a new skb, or only the
         // per-packet fields in a recycled one (its earlier header stays).
-        let (template, state, len) = (&slot.template, &mut slot.state, pkt.len);
-        let written = batch.push(&parts, &done, &mut pool, |hdr, fresh| {
-            match fresh {
-                true => template.write_header(hdr, state, len, csum),
-                false => template.patch_header(hdr, state, len, csum),
-            }
-            .map_err(|_| EINVAL)
-        });
-        // An error ends the call: the pool keeps no skb for a later packet.
-        if let Err(e) = written {
-            out.error = Some(at(current)(e));
+        let written = match skb.fresh() {
+            true => slot.template.write_header(skb.header(), &mut slot.state, pkt.len, csum),
+            false => slot.template.patch_header(skb.header(), &mut slot.state, pkt.len, csum),
+        };
+        if written.is_err() {
+            // An error ends the call: the pool keeps no skb for a later
+            // packet of this destination.
+            out.error = Some(at(current)(EINVAL));
             break;
         }
+        skb.queue();
         if batch.is_full() || turn.last {
             if let Err(e) = out.count(batch.flush()) {
                 out.error = Some(at(current)(e));

@@ -6,8 +6,8 @@
 //! A destination keeps the buffers (skbs) it sent in a ring, in the order
 //! they were last used: the [`RingCursor`] points at the least recently
 //! used one. For each packet, the owner of the ring asks the buffer there
-//! whether it can carry the packet, and [`RingCursor::step`] says what to
-//! do:
+//! ([`RingCursor::peek`]) whether it can carry the packet, and
+//! [`RingCursor::step`] says what to do:
 //!
 //! - the buffer is free: reuse it ([`Step::Reuse`]);
 //! - the device still holds it: add a new buffer in front of it, so that it
@@ -62,19 +62,30 @@ impl RingCursor {
         Self { pos: 0 }
     }
 
-    /// Decides which buffer carries the next packet of a ring of `len`
-    /// buffers, asking the least recently used one through `ask` (called at
-    /// most once, with an index below `len`); `grow` says whether the ring
-    /// may get one more buffer. The caller then does what the [`Step`]
-    /// says, which keeps the ring's order of last use.
+    /// Returns the index of the least recently used buffer of a ring of
+    /// `len` buffers, the one to ask whether it can carry the next packet;
+    /// `None` when the ring is empty.
     #[inline(always)]
-    pub fn step(&mut self, len: usize, grow: bool, ask: impl FnOnce(usize) -> BufState) -> Step {
-        if len == 0 {
+    pub fn peek(&self, len: usize) -> Option<usize> {
+        match len {
+            0 => None,
+            _ if self.pos < len => Some(self.pos),
+            _ => Some(0),
+        }
+    }
+
+    /// Decides which buffer carries the next packet of a ring of `len`
+    /// buffers, given what the buffer at [`RingCursor::peek`] answered
+    /// (ignored when the ring is empty); `grow` says whether the ring may
+    /// get one more buffer. The caller then does what the [`Step`] says,
+    /// which keeps the ring's order of last use.
+    #[inline(always)]
+    pub fn step(&mut self, len: usize, grow: bool, state: BufState) -> Step {
+        let Some(at) = self.peek(len) else {
             self.pos = 0;
             return if grow { Step::Insert(0) } else { Step::Unkept };
-        }
-        let at = if self.pos < len { self.pos } else { 0 };
-        match ask(at) {
+        };
+        match state {
             BufState::Taken => {
                 self.pos = next(at, len);
                 Step::Reuse(at)

@@ -328,6 +328,32 @@ pub fn pages_spanned(
     Ok((end.wrapping_sub(1) >> page_shift).wrapping_add(1))
 }
 
+/// Splits `len` bytes starting `offset` bytes into a page into the bytes
+/// in that page and those in the next one (0 when none): the fragments
+/// [`page_frags`]`(offset, 0, len, page_shift)` gives when it gives at most
+/// two, as a send path's fast case. `None` when the bytes span more than
+/// two pages, `len` is 0, `offset` is not below the page size or the page
+/// shift is larger than [`MAX_PAGE_SHIFT`].
+#[inline(always)]
+pub fn split_two(offset: u32, len: u32, page_shift: u32) -> Option<(u32, u32)> {
+    if page_shift > MAX_PAGE_SHIFT || len == 0 {
+        return None;
+    }
+    let page = 1u64.wrapping_shl(page_shift);
+    let room = page.checked_sub(u64::from(offset)).filter(|&r| r != 0)?;
+    let len64 = u64::from(len);
+    if len64 <= room {
+        return Some((len, 0));
+    }
+    // No overflow: `room < len64`.
+    let rest = len64.wrapping_sub(room);
+    if rest > page {
+        return None;
+    }
+    // Both below `len`, a u32.
+    Some((room as u32, rest as u32))
+}
+
 /// One piece of a payload within one page.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Frag {

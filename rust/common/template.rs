@@ -230,6 +230,12 @@ fn put32(buf: &mut [u8], at: usize, value: u32) {
     }
 }
 
+/// The `N` bytes of `buf` from `at`, if in bounds.
+#[inline(always)]
+fn chunk<const N: usize>(buf: &mut [u8], at: usize) -> Option<&mut [u8; N]> {
+    buf.get_mut(at..)?.first_chunk_mut::<N>()
+}
+
 /// Converts a header offset or length (at most [`MAX_HEADER_LEN`]) to `u8`.
 fn small(n: usize) -> u8 {
     u8::try_from(n).unwrap_or(u8::MAX)
@@ -455,27 +461,28 @@ impl Template {
         let udp_len = self.l4_header_len.wrapping_add(payload_len);
         let l3 = usize::from(self.l3_offset);
         let l4 = usize::from(self.l4_offset);
+        // Each header is taken as a fixed-size array, bounds-checked once:
+        // the writes into it need no further checks.
         if self.ipv6 {
-            put16(hdr, l3.wrapping_add(4), udp_len);
-        } else {
+            if let Some(ip) = chunk::<6>(hdr, l3) {
+                put16(ip, 4, udp_len);
+            }
+        } else if let Some(ip) = chunk::<12>(hdr, l3) {
             let total_len = self.l3_header_len.wrapping_add(payload_len);
             let sum = u64::from(self.ip_sum)
                 .wrapping_add(u64::from(total_len))
                 .wrapping_add(u64::from(state.ip_id));
-            put16(hdr, l3.wrapping_add(2), total_len);
-            put16(hdr, l3.wrapping_add(4), state.ip_id);
-            put16(
-                hdr,
-                l3.wrapping_add(10),
-                checksum::finish(checksum::fold64(sum)),
-            );
+            put16(ip, 2, total_len);
+            put16(ip, 4, state.ip_id);
+            put16(ip, 10, checksum::finish(checksum::fold64(sum)));
         }
 
-        put16(hdr, l4.wrapping_add(4), udp_len);
         let mut rtp_sum = 0u64;
         if self.rtp {
-            put16(hdr, l4.wrapping_add(UDP_LEN + 2), state.rtp_seq);
-            put32(hdr, l4.wrapping_add(UDP_LEN + 4), state.rtp_ts);
+            if let Some(rtp) = chunk::<8>(hdr, l4.wrapping_add(UDP_LEN)) {
+                put16(rtp, 2, state.rtp_seq);
+                put32(rtp, 4, state.rtp_ts);
+            }
             rtp_sum = u64::from(state.rtp_seq).wrapping_add(u64::from(state.rtp_ts));
         }
         let check = match csum {
@@ -493,7 +500,10 @@ impl Template {
                 }
             }
         };
-        put16(hdr, l4.wrapping_add(UDP_CHECK_OFFSET), check);
+        if let Some(udp) = chunk::<UDP_LEN>(hdr, l4) {
+            put16(udp, 4, udp_len);
+            put16(udp, UDP_CHECK_OFFSET, check);
+        }
 
         state.ip_id = state.ip_id.wrapping_add(1);
         state.rtp_seq = state.rtp_seq.wrapping_add(1);

@@ -4,7 +4,7 @@
 
 use mdwrite_common::segment::{
     packet_count, page_frags, pages_spanned, total_packets, EntryLens, EntrySpan, Frag, Packet,
-    PagedCursor, SegmentCursor, SegmentError, Segments, MAX_PAGE_SHIFT,
+    split_two, PagedCursor, SegmentCursor, SegmentError, Segments, MAX_PAGE_SHIFT,
 };
 use proptest::prelude::*;
 
@@ -336,4 +336,34 @@ fn paged_cursor_rejects_bad_input() {
         PagedCursor::new(1472, 12).unwrap().next_packet(&bad[..]),
         None
     );
+}
+
+proptest! {
+    #[test]
+    fn split_two_is_page_frags_fast_case(shift in 0u32..=13, offset in any::<u32>(), len in 0u32..20000) {
+        let offset = offset & ((1u32 << shift) - 1);
+        let frags: Vec<Frag> = page_frags(offset, 0, len, shift).map_err(|e| TestCaseError::fail(format!("{e:?}")))?.collect();
+        let want = match frags.as_slice() {
+            [a] => Some((a.len, 0)),
+            [a, b] => Some((a.len, b.len)),
+            _ => None,
+        };
+        prop_assert_eq!(split_two(offset, len, shift), want);
+        if let Some((a, b)) = want {
+            prop_assert_eq!((frags[0].page, frags[0].offset), (0, offset));
+            prop_assert_eq!(a + b, len);
+        }
+    }
+}
+
+#[test]
+fn split_two_rejects_bad_input() {
+    assert_eq!(split_two(4096, 1, 12), None);
+    assert_eq!(split_two(0, 0, 12), None);
+    assert_eq!(split_two(0, 1, 32), None);
+    assert_eq!(split_two(4095, 4097, 12), Some((1, 4096)));
+    assert_eq!(split_two(4095, 4098, 12), None);
+    assert_eq!(split_two(0, 1, 31), Some((1, 0)));
+    assert_eq!(split_two(0x7fff_ffff, u32::MAX, 31), None);
+    assert_eq!(split_two(0x7fff_ffff, 0x8000_0001, 31), Some((1, 0x8000_0000)));
 }
