@@ -579,8 +579,12 @@ fn dev_by_mac(mac: &str) -> Result<String, String> {
 
 /// A real NIC driver (virtio-net) whose skbs come back asynchronously, at TX
 /// completion: it accepts shared skbs, so the module recycles them (see
-/// mdw_skb_build). Several calls to four destinations across the QEMU hub
-/// arrive byte-exact; dmesg and kmemleak judge the recycling's references.
+/// mdw_skb_reuse: a recycled skb keeps its header and only the per-packet
+/// fields are rewritten). Several calls to four destinations and one RTP
+/// destination across the QEMU hub arrive byte-exact (the receiving stack
+/// checks the IPv4 header checksums), the RTP packets with every sequence
+/// number once and timestamps that match them; dmesg and kmemleak judge the
+/// recycling's references.
 pub(crate) fn send_real_nic_recycled() -> TestResult {
     let a = dev_by_mac(HUB_NICS[0])?;
     let b = dev_by_mac(HUB_NICS[1])?;
@@ -615,6 +619,11 @@ pub(crate) fn send_real_nic_recycled() -> TestResult {
     let handles: Vec<_> = (0..DESTS)
         .map(|i| net::receiver(&rcv, false, 6000 + i as u16, CALLS << 20, 0, TIMEOUT))
         .collect::<Result<_, _>>()?;
+    // The RTP destination: 12-byte RTP headers, 1460-byte payloads.
+    let (rtp_port, rtp_payload, seq0, ts0, ts_inc) =
+        (6000 + DESTS as u16, 1460, 65_000u16, 0xffff_0000u32, 90);
+    let rtp_data = pattern(1 << 20, 77);
+    let rtp_rx = net::receiver(&rcv, false, rtp_port, CALLS << 20, 12, TIMEOUT)?;
 
     topo::enter(&snd)?;
     let ifindex = topo::ifindex(&snd, &a)?;
@@ -632,7 +641,24 @@ pub(crate) fn send_real_nic_recycled() -> TestResult {
                 .map_err(|e| format!("DEST_ADD: {e}"))?,
         );
     }
-    let entries = one_each(&ids, &datas);
+    let mut c = DestConfig::new(
+        ifindex,
+        "10.96.0.1:4000".parse().map_err(|_| "addr")?,
+        SocketAddr::new("10.96.0.2".parse().map_err(|_| "addr")?, rtp_port),
+    );
+    c.dst_mac = Some(mac);
+    c.rtp = Some(Rtp {
+        ssrc: 0xabcd,
+        payload_type: 96,
+        seq: seq0,
+        timestamp: ts0,
+        ts_increment: ts_inc,
+    });
+    let rtp_id = dev
+        .add_destination(&c)
+        .map_err(|e| format!("DEST_ADD rtp: {e}"))?;
+    let mut entries = one_each(&ids, &datas);
+    entries.push(Entry::new(rtp_id, &rtp_data));
     for call in 0..CALLS {
         let opts = WriteOptions {
             qdisc: std::env::var_os("MDW_TEST_QDISC").is_some(),
@@ -669,6 +695,33 @@ pub(crate) fn send_real_nic_recycled() -> TestResult {
                 want.len()
             ));
         }
+    }
+    // RTP: packet k of the three calls has sequence number seq0 + k, its
+    // timestamp and payload, whatever order the hub delivered them in.
+    let chunks: Vec<&[u8]> = rtp_data.chunks(rtp_payload).collect();
+    let total = CALLS * chunks.len();
+    let mut seen = vec![false; total];
+    let got = join(vec![rtp_rx])?;
+    for d in &got[0].datagrams {
+        let k = u16::from_be_bytes([d[2], d[3]]).wrapping_sub(seq0) as usize;
+        let ts = u32::from_be_bytes([d[4], d[5], d[6], d[7]]);
+        let ssrc = u32::from_be_bytes([d[8], d[9], d[10], d[11]]);
+        if k >= total || seen[k] {
+            return Err(format!(
+                "rtp: sequence number index {k} unexpected or repeated (of {total})"
+            ));
+        }
+        seen[k] = true;
+        if d[0] != 0x80 || d[1] != 96 || ssrc != 0xabcd || ts != ts0.wrapping_add(ts_inc * k as u32)
+        {
+            return Err(format!("rtp packet {k}: header {:02x?}", &d[..12]));
+        }
+        if d[12..] != *chunks[k % chunks.len()] {
+            return Err(format!("rtp packet {k}: payload differs"));
+        }
+    }
+    if let Some(k) = seen.iter().position(|s| !s) {
+        return Err(format!("rtp: packet {k} of {total} missing"));
     }
     Ok(())
 }
