@@ -356,19 +356,21 @@ struct sk_buff *mdw_skb_new(const struct mdw_dev *d, const struct mdw_layout *l,
 }
 
 /*
- * Whether @skb, which the caller's ring alone holds, is exactly as
- * mdw_skb_new left it for layout @l: no clone shares its head, nothing
- * replaced its payload (a packet tap's clone copies zero-copy fragments and
- * drops the skb's ubuf_info), and its header is where it was.
+ * Whether @skb, which the caller's ring alone holds, is as mdw_skb_new
+ * left it for layout @l: no clone shares its head, nothing replaced its
+ * payload (a packet tap's clone copies zero-copy fragments and drops the
+ * skb's ubuf_info) and its header is where it was. An IFF_TX_SKB_SHARING
+ * driver does not modify the skbs it is given; this only guards against
+ * what the stack around it may do.
  */
-static bool mdw_skb_intact(struct sk_buff *skb, const struct mdw_layout *l,
-			   struct mdw_done *done)
+static bool mdw_skb_intact(struct sk_buff *skb, const struct skb_shared_info *shinfo,
+			   const struct mdw_layout *l, struct mdw_done *done)
 {
-	return !skb_cloned(skb) && skb_zcopy(skb) == &done->ubuf &&
-	       (skb_shinfo(skb)->flags & SKBFL_MANAGED_FRAG_REFS) &&
-	       !skb_has_frag_list(skb) && skb_headlen(skb) == l->hdr_len &&
-	       skb_mac_header(skb) == skb->data &&
-	       skb_transport_offset(skb) == l->l4_off;
+	const u8 flags = SKBFL_ZEROCOPY_ENABLE | SKBFL_MANAGED_FRAG_REFS;
+
+	return !skb_cloned(skb) && (shinfo->flags & flags) == flags &&
+	       shinfo->destructor_arg == &done->ubuf && !shinfo->frag_list &&
+	       skb_headlen(skb) == l->hdr_len && skb->data == skb_mac_header(skb);
 }
 
 /*
@@ -381,15 +383,22 @@ int mdw_skb_reuse(struct sk_buff *skb, const struct mdw_layout *l,
 		  const struct mdw_frag *frags, u32 nfrags, u32 payload_len,
 		  struct mdw_done *done, u8 **hdr)
 {
+	struct skb_shared_info *shinfo = skb_shinfo(skb);
+	u32 i;
+
 	if (refcount_read(&skb->users) != 1)
 		return MDW_SKB_BUSY;
-	if (unlikely(nfrags > MAX_SKB_FRAGS || !mdw_skb_intact(skb, l, done)))
+	if (unlikely(nfrags > MAX_SKB_FRAGS || !mdw_skb_intact(skb, shinfo, l, done)))
 		return MDW_SKB_SPOILED;
 	/* Only the ring holds it, so nothing can change the count under us. */
 	refcount_set(&skb->users, 2);
+	for (i = 0; i < nfrags; i++)
+		__skb_fill_page_desc_noacc(shinfo, i, frags[i].page,
+					   frags[i].off, frags[i].len);
+	shinfo->nr_frags = nfrags;
 	skb->truesize += payload_len - skb->data_len;
+	skb->data_len = payload_len;
 	skb->len = l->hdr_len + payload_len;
-	mdw_skb_set_frags(skb, frags, nfrags, payload_len);
 	*hdr = skb->data;
 	return MDW_SKB_REUSED;
 }

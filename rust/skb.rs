@@ -83,6 +83,9 @@ pub(crate) struct SkbPool {
 /// heads); past it, an skb still in flight is replaced, not kept.
 const KEPT_MAX: usize = 4096;
 
+/// Skbs a ring has room for when it first grows.
+const RING_START: usize = 4;
+
 /// The skbs one destination sent, least recently used at the cursor.
 struct SkbRing {
     skbs: KVec<*mut bindings::sk_buff>,
@@ -107,6 +110,7 @@ impl SkbPool {
 
     #[cold]
     fn grow(&mut self, index: usize) -> Result {
+        self.rings.reserve((index + 1).saturating_sub(self.rings.len()), GFP_KERNEL)?;
         while self.rings.len() <= index {
             self.rings.push(SkbRing { skbs: KVec::new(), cursor: RingCursor::new() }, GFP_KERNEL)?;
         }
@@ -174,7 +178,10 @@ impl SkbPool {
         match cursor.step(skbs.len(), grow, state) {
             Step::Reuse(at) => Ok((*skbs.get(at).ok_or(EINVAL)?, false)),
             Step::Insert(at) => {
-                skbs.reserve(1, GFP_KERNEL)?;
+                if skbs.len() == skbs.capacity() {
+                    // Room for a few at once: most rings hold one to a few.
+                    skbs.reserve(skbs.len().max(RING_START), GFP_KERNEL)?;
+                }
                 let skb = new(true, hdr)?;
                 // Cannot fail: room was reserved.
                 let _ = skbs.push(skb, GFP_KERNEL);

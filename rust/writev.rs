@@ -135,16 +135,23 @@ enum CsumMode {
     Software,
 }
 
-/// The entry lengths of one destination, in order, for the segmenter.
+/// The entry lengths of one destination, in order, for the segmenter:
+/// `order[first..first + count]`, checked only when an entry is read (the
+/// send loop builds one per packet and reads it once per entry).
 struct SlotEntries<'a> {
     order: &'a [u32],
+    first: usize,
+    count: usize,
     entries: &'a [Entry],
 }
 
 impl SlotEntries<'_> {
     #[inline(always)]
     fn entry(&self, index: usize) -> Option<&Entry> {
-        self.entries.get(*self.order.get(index)? as usize)
+        if index >= self.count {
+            return None;
+        }
+        self.entries.get(*self.order.get(self.first.checked_add(index)?)? as usize)
     }
 }
 
@@ -165,7 +172,7 @@ impl EntrySpans for SlotEntries<'_> {
 impl Slot {
     #[inline(always)]
     fn lens<'a>(&self, order: &'a [u32], entries: &'a [Entry]) -> SlotEntries<'a> {
-        SlotEntries { order: &order[self.first..self.first + self.count], entries }
+        SlotEntries { order, first: self.first, count: self.count, entries }
     }
 }
 

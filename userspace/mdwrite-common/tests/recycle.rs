@@ -31,7 +31,10 @@ struct Run {
 fn run(holds: &[u64], spoil: &[bool], cap: usize) -> Result<Run, TestCaseError> {
     let mut ring: Vec<Buf> = Vec::new();
     let mut cursor = RingCursor::new();
-    let mut out = Run { lens: Vec::new(), steps: Vec::new() };
+    let mut out = Run {
+        lens: Vec::new(),
+        steps: Vec::new(),
+    };
     for (t, &hold) in holds.iter().enumerate() {
         let now = t as u64;
         let len = ring.len();
@@ -58,7 +61,11 @@ fn run(holds: &[u64], spoil: &[bool], cap: usize) -> Result<Run, TestCaseError> 
         } else {
             prop_assert_eq!(len, 0, "a non-empty ring was not asked");
         }
-        let fresh = Buf { used: now, held_until: now + hold, spoiled: spoil.get(t).copied().unwrap_or(false) };
+        let fresh = Buf {
+            used: now,
+            held_until: now + hold,
+            spoiled: spoil.get(t).copied().unwrap_or(false),
+        };
         match step {
             Step::Reuse(at) => {
                 prop_assert_eq!(asked, Some(at));

@@ -3,8 +3,8 @@
 //! Tests of `segment` against naive references.
 
 use mdwrite_common::segment::{
-    packet_count, page_frags, pages_spanned, total_packets, EntryLens, EntrySpan, Frag, Packet,
-    split_two, PagedCursor, SegmentCursor, SegmentError, Segments, MAX_PAGE_SHIFT,
+    packet_count, page_frags, pages_spanned, split_two, total_packets, EntryLens, EntrySpan, Frag,
+    Packet, PagedCursor, SegmentCursor, SegmentError, Segments, MAX_PAGE_SHIFT,
 };
 use proptest::prelude::*;
 
@@ -365,5 +365,8 @@ fn split_two_rejects_bad_input() {
     assert_eq!(split_two(4095, 4098, 12), None);
     assert_eq!(split_two(0, 1, 31), Some((1, 0)));
     assert_eq!(split_two(0x7fff_ffff, u32::MAX, 31), None);
-    assert_eq!(split_two(0x7fff_ffff, 0x8000_0001, 31), Some((1, 0x8000_0000)));
+    assert_eq!(
+        split_two(0x7fff_ffff, 0x8000_0001, 31),
+        Some((1, 0x8000_0000))
+    );
 }
