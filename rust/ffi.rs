@@ -77,7 +77,12 @@ pub(crate) const MDW_SKB_BUSY: c_int = 1;
 // bindgen's `struct page` and trips over an empty struct there.
 #[allow(improper_ctypes)]
 extern "C" {
-    pub(crate) fn mdw_ffi_check(info: usize, frag: usize, layout: usize, max_header: usize) -> c_int;
+    pub(crate) fn mdw_ffi_check(
+        info: usize,
+        frag: usize,
+        layout: usize,
+        max_header: usize,
+    ) -> c_int;
     pub(crate) fn mdw_net_get_current() -> *mut bindings::net;
     pub(crate) fn mdw_net_put(net: *mut bindings::net);
     pub(crate) fn mdw_net_capable_raw(net: *mut bindings::net) -> bool;
