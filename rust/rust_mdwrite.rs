@@ -84,6 +84,9 @@ impl kernel::Module for MdwModule {
         // Registration makes the device visible, so it comes last.
         let misc = miscdev::Registration::new()?;
         pr_info!("ABI version {} ready\n", abi::MDW_ABI_VERSION);
-        Ok(Self { _misc: misc, _async: runtime })
+        Ok(Self {
+            _misc: misc,
+            _async: runtime,
+        })
     }
 }

@@ -96,7 +96,11 @@ impl SkbPool {
     /// An empty pool; `enabled` false never recycles (qdisc sends: the
     /// stack may modify the skbs it is given).
     pub(crate) fn new(enabled: bool) -> Result<Self> {
-        Ok(Self { enabled, rings: KVec::new(), spare: KEPT_MAX })
+        Ok(Self {
+            enabled,
+            rings: KVec::new(),
+            spare: KEPT_MAX,
+        })
     }
 
     /// The ring of destination `index`.
@@ -110,9 +114,16 @@ impl SkbPool {
 
     #[cold]
     fn grow(&mut self, index: usize) -> Result {
-        self.rings.reserve((index + 1).saturating_sub(self.rings.len()), GFP_KERNEL)?;
+        self.rings
+            .reserve((index + 1).saturating_sub(self.rings.len()), GFP_KERNEL)?;
         while self.rings.len() <= index {
-            self.rings.push(SkbRing { skbs: KVec::new(), cursor: RingCursor::new() }, GFP_KERNEL)?;
+            self.rings.push(
+                SkbRing {
+                    skbs: KVec::new(),
+                    cursor: RingCursor::new(),
+                },
+                GFP_KERNEL,
+            )?;
         }
         Ok(())
     }
@@ -253,7 +264,14 @@ impl<'a> TxBatch<'a> {
     /// An empty batch for `dev`; `qdisc` sends through the qdisc instead of
     /// straight to the TX queue.
     pub(crate) fn new(dev: &'a NetDevice, qdisc: bool) -> Self {
-        Self { dev, qdisc, skbs: [core::ptr::null_mut(); BATCH], bytes: [0; BATCH], len: 0, limit: BATCH }
+        Self {
+            dev,
+            qdisc,
+            skbs: [core::ptr::null_mut(); BATCH],
+            bytes: [0; BATCH],
+            len: 0,
+            limit: BATCH,
+        }
     }
 
     /// Sizes the batch for a call to `destinations` destinations: one
@@ -313,10 +331,19 @@ impl<'a> TxBatch<'a> {
             let mut bytes = 0u64;
             // SAFETY: as above; `bytes[..n]` are the skbs' payload sizes.
             let ok = unsafe {
-                ffi::mdw_xmit_qdisc(self.skbs.as_mut_ptr(), self.bytes.as_ptr(), n as u32, &mut bytes)
+                ffi::mdw_xmit_qdisc(
+                    self.skbs.as_mut_ptr(),
+                    self.bytes.as_ptr(),
+                    n as u32,
+                    &mut bytes,
+                )
             } as usize;
             self.len = 0;
-            let result = if ok == n { Ok(()) } else { Err(errno::enobufs()) };
+            let result = if ok == n {
+                Ok(())
+            } else {
+                Err(errno::enobufs())
+            };
             return (ok, bytes, result);
         }
         let mut sent = 0;
@@ -325,7 +352,11 @@ impl<'a> TxBatch<'a> {
             // SAFETY: `skbs[sent..n]` are built skbs owned by the batch; the
             // helper consumes the first ones it returns the count of.
             let k = unsafe {
-                ffi::mdw_xmit_direct(self.dev.as_ptr(), self.skbs.as_mut_ptr().add(sent), (n - sent) as u32)
+                ffi::mdw_xmit_direct(
+                    self.dev.as_ptr(),
+                    self.skbs.as_mut_ptr().add(sent),
+                    (n - sent) as u32,
+                )
             } as usize;
             sent += k;
             if sent == n {

@@ -31,7 +31,8 @@ use crate::{
         checksum::from_native_sum,
         interleave::RoundRobin,
         segment::{
-            page_frags, pages_spanned, split_two, total_packets, EntryLens, EntrySpan, EntrySpans, PagedCursor,
+            page_frags, pages_spanned, split_two, total_packets, EntryLens, EntrySpan, EntrySpans,
+            PagedCursor,
         },
         template::{PacketState, Template, UdpCsum},
     },
@@ -151,7 +152,8 @@ impl SlotEntries<'_> {
         if index >= self.count {
             return None;
         }
-        self.entries.get(*self.order.get(self.first.checked_add(index)?)? as usize)
+        self.entries
+            .get(*self.order.get(self.first.checked_add(index)?)? as usize)
     }
 }
 
@@ -165,14 +167,23 @@ impl EntrySpans for SlotEntries<'_> {
     #[inline(always)]
     fn entry_span(&self, index: usize) -> Option<EntrySpan> {
         let e = self.entry(index)?;
-        Some(EntrySpan { len: e.len, first_page: e.page_base, page_offset: e.first_page_offset })
+        Some(EntrySpan {
+            len: e.len,
+            first_page: e.page_base,
+            page_offset: e.first_page_offset,
+        })
     }
 }
 
 impl Slot {
     #[inline(always)]
     fn lens<'a>(&self, order: &'a [u32], entries: &'a [Entry]) -> SlotEntries<'a> {
-        SlotEntries { order, first: self.first, count: self.count, entries }
+        SlotEntries {
+            order,
+            first: self.first,
+            count: self.count,
+            entries,
+        }
     }
 }
 
@@ -192,11 +203,19 @@ fn fill_frags(
     // The usual case, a payload in one page or across two.
     if let Some((first, second)) = split_two(offset, len as u32, PAGE_SHIFT as u32) {
         let [a, b, ..] = frags;
-        *a = ffi::MdwFrag { page: *pages.get(page)?, off: offset, len: first };
+        *a = ffi::MdwFrag {
+            page: *pages.get(page)?,
+            off: offset,
+            len: first,
+        };
         if second == 0 {
             return Some(1);
         }
-        *b = ffi::MdwFrag { page: *pages.get(page.checked_add(1)?)?, off: 0, len: second };
+        *b = ffi::MdwFrag {
+            page: *pages.get(page.checked_add(1)?)?,
+            off: 0,
+            len: second,
+        };
         return Some(2);
     }
     let pieces = page_frags(offset, 0, len as u32, PAGE_SHIFT as u32).ok()?;
@@ -204,7 +223,11 @@ fn fill_frags(
     let mut covered = 0u32;
     for f in pieces {
         let page = *pages.get(page.checked_add(f.page as usize)?)?;
-        *frags.get_mut(n)? = ffi::MdwFrag { page, off: f.offset, len: f.len };
+        *frags.get_mut(n)? = ffi::MdwFrag {
+            page,
+            off: f.offset,
+            len: f.len,
+        };
         n += 1;
         covered += f.len;
     }
@@ -229,7 +252,10 @@ impl Outcome {
 
 /// An allocation failure, not tied to an entry.
 fn nomem<E>(_: E) -> EntryError {
-    EntryError { error: ENOMEM, index: 0 }
+    EntryError {
+        error: ENOMEM,
+        index: 0,
+    }
 }
 
 fn at(index: u32) -> impl Fn(Error) -> EntryError {
@@ -291,7 +317,8 @@ pub(crate) fn writev(
         } else {
             ((e.addr & ((1 << PAGE_SHIFT) - 1)) as u32, Source::User)
         };
-        let npages = pages_spanned(first_page_offset, e.len, PAGE_SHIFT as u32).map_err(|_| err(EINVAL))?;
+        let npages =
+            pages_spanned(first_page_offset, e.len, PAGE_SHIFT as u32).map_err(|_| err(EINVAL))?;
         if !from_buffer {
             user_pages = user_pages.saturating_add(npages as usize);
         }
@@ -306,7 +333,10 @@ pub(crate) fn writev(
         let slot = match slots.iter().position(|s| s.handle == e.dest) {
             Some(s) => s,
             None => {
-                let dev = match devs.iter().position(|d| d.info().ifindex as i32 == dest.ifindex) {
+                let dev = match devs
+                    .iter()
+                    .position(|d| d.info().ifindex as i32 == dest.ifindex)
+                {
                     Some(d) => d,
                     None => {
                         let d = net.device(dest.ifindex).map_err(&err)?;
@@ -321,14 +351,18 @@ pub(crate) fn writev(
                 if info.mtu < dest.packet_size as u32 {
                     return Err(err(errno::emsgsize()));
                 }
-                let offload = if dest.template.is_ipv6() { info.csum_ipv6 } else { info.csum_ipv4 };
+                let offload = if dest.template.is_ipv6() {
+                    info.csum_ipv6
+                } else {
+                    info.csum_ipv4
+                };
                 let csum = match (dest.csum_zero, offload) {
                     (true, _) => CsumMode::Zero,
                     (false, true) => CsumMode::Partial,
                     (false, false) => CsumMode::Software,
                 };
-                let cursor =
-                    PagedCursor::new(dest.template.max_payload(), PAGE_SHIFT as u32).map_err(|_| err(EINVAL))?;
+                let cursor = PagedCursor::new(dest.template.max_payload(), PAGE_SHIFT as u32)
+                    .map_err(|_| err(EINVAL))?;
                 let layout = ffi::MdwLayout {
                     hdr_len: dest.template.header_len() as u32,
                     l3_off: dest.template.l3_offset() as u32,
@@ -405,7 +439,11 @@ pub(crate) fn writev(
     // An asynchronous call takes a completion slot (EAGAIN when the file's
     // queue is full) and charges what it pins to RLIMIT_MEMLOCK, as it
     // keeps it pinned past the system call.
-    let reservation = if is_async { Some(shared.completions.reserve().map_err(at(0))?) } else { None };
+    let reservation = if is_async {
+        Some(shared.completions.reserve().map_err(at(0))?)
+    } else {
+        None
+    };
     let charge = match is_async && user_pages > 0 {
         true => Some(MemlockCharge::new(user_pages).map_err(at(0))?),
         false => None,
@@ -419,7 +457,8 @@ pub(crate) fn writev(
     let mut pages = CallPages::with_capacity(0).map_err(nomem)?;
     for e in entries.iter_mut() {
         let err = at(e.index);
-        let n = pages_spanned(e.first_page_offset, e.len, PAGE_SHIFT as u32).map_err(|_| err(EINVAL))? as usize;
+        let n = pages_spanned(e.first_page_offset, e.len, PAGE_SHIFT as u32)
+            .map_err(|_| err(EINVAL))? as usize;
         e.page_base = match e.source {
             Source::User => pages.pin(e.addr, n),
             Source::Buffer { index, first_page } => {
@@ -437,11 +476,19 @@ pub(crate) fn writev(
     let mut pool = SkbPool::new(req.flags & MDW_WRITE_QDISC == 0).map_err(nomem)?;
     let npinned = pages.pinned() as u64;
     Stats::add(&stats.pages_pinned, npinned);
-    let mut out = Outcome { bytes: 0, packets: 0, error: None };
+    let mut out = Outcome {
+        bytes: 0,
+        packets: 0,
+        error: None,
+    };
     let mut batch = TxBatch::new(&devs[slots[0].dev], req.flags & MDW_WRITE_QDISC != 0);
     let destinations = slots.len();
     batch.limit_for(destinations);
-    let mut frags = [ffi::MdwFrag { page: core::ptr::null_mut(), off: 0, len: 0 }; MAX_FRAGS];
+    let mut frags = [ffi::MdwFrag {
+        page: core::ptr::null_mut(),
+        off: 0,
+        len: 0,
+    }; MAX_FRAGS];
     for turn in turns {
         let slot = &mut slots[turn.queue];
         let lens = slot.lens(&order, &entries);
@@ -461,7 +508,8 @@ pub(crate) fn writev(
         }
         let current = slot.current;
 
-        let Some(nfrags) = fill_frags(&mut frags, pages.pages(), pkt.page, pkt.offset, pkt.len) else {
+        let Some(nfrags) = fill_frags(&mut frags, pages.pages(), pkt.page, pkt.offset, pkt.len)
+        else {
             out.error = Some(at(current)(EINVAL));
             break;
         };
@@ -470,7 +518,9 @@ pub(crate) fn writev(
         let csum = match slot.csum {
             CsumMode::Partial => UdpCsum::Partial,
             CsumMode::Zero => UdpCsum::Zero,
-            CsumMode::Software => UdpCsum::Full { payload_sum: from_native_sum(payload_sum(frags)) },
+            CsumMode::Software => UdpCsum::Full {
+                payload_sum: from_native_sum(payload_sum(frags)),
+            },
         };
         let dev = &devs[slot.dev];
         if !core::ptr::eq(batch.device(), dev) {
@@ -498,8 +548,12 @@ pub(crate) fn writev(
         // The header: the template's bytes in a new skb, or only the
         // per-packet fields in a recycled one (its earlier header stays).
         let written = match skb.fresh() {
-            true => slot.template.write_header(skb.header(), &mut slot.state, pkt.len, csum),
-            false => slot.template.patch_header(skb.header(), &mut slot.state, pkt.len, csum),
+            true => slot
+                .template
+                .write_header(skb.header(), &mut slot.state, pkt.len, csum),
+            false => slot
+                .template
+                .patch_header(skb.header(), &mut slot.state, pkt.len, csum),
         };
         if written.is_err() {
             // An error ends the call: the pool keeps no skb for a later
@@ -534,7 +588,15 @@ pub(crate) fn writev(
                 error_index: out.error.as_ref().map_or(0, |e| e.index),
             };
             reservation.commit();
-            let call = KBox::write(call, AsyncCall { shared: shared.clone(), record, pages, charge });
+            let call = KBox::write(
+                call,
+                AsyncCall {
+                    shared: shared.clone(),
+                    record,
+                    pages,
+                    charge,
+                },
+            );
             done.finish_async(call);
         }
         _ => {

@@ -39,6 +39,9 @@ bash "$MDW_ROOT/scripts/install-deps.sh" || die "installing dependencies failed"
 
 ws=$MDW_ROOT/userspace/Cargo.toml
 check rustfmt cargo fmt --manifest-path "$ws" --all -- --check
+# The module's Rust, formatted as the kernel's `make rustfmtcheck` would
+# (rustfmt follows the crate root's modules, rust/common included).
+check kernel-rustfmt rustfmt --check --edition 2021 "$MDW_ROOT/rust/rust_mdwrite.rs"
 check clippy cargo clippy --manifest-path "$ws" --workspace --all-targets --release -- -D warnings
 
 # cargo test: count its own test results.
