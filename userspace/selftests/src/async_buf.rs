@@ -35,6 +35,7 @@ use mdwrite::{
 };
 
 use crate::{
+    errors::foll_pins,
     net,
     raw::{errno_name, expect_errno, ioctl},
     send::{config, pattern},
@@ -519,18 +520,6 @@ fn bounded<T>(limit: Duration, f: impl FnOnce() -> T) -> T {
     drop(tx);
     let _ = dog.join();
     r
-}
-
-/// `nr_foll_pin_acquired` and `nr_foll_pin_released` from /proc/vmstat.
-fn foll_pins() -> Result<(u64, u64), String> {
-    std::fs::write("/proc/sys/vm/stat_refresh", "1").map_err(|e| format!("stat_refresh: {e}"))?;
-    let text = std::fs::read_to_string("/proc/vmstat").map_err(|e| e.to_string())?;
-    let get = |k: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(k)?.trim().parse::<u64>().ok())
-            .ok_or(format!("{k} missing in /proc/vmstat"))
-    };
-    Ok((get("nr_foll_pin_acquired ")?, get("nr_foll_pin_released ")?))
 }
 
 /// Waits until every page pinned since `base` was released again.

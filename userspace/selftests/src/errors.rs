@@ -526,7 +526,7 @@ pub(crate) fn killed_mid_call() -> TestResult {
 }
 
 /// `nr_foll_pin_acquired` and `nr_foll_pin_released` from /proc/vmstat.
-fn foll_pins() -> Result<(u64, u64), String> {
+pub(crate) fn foll_pins() -> Result<(u64, u64), String> {
     // Fold the per-CPU counter deltas first.
     std::fs::write("/proc/sys/vm/stat_refresh", "1").map_err(|e| format!("stat_refresh: {e}"))?;
     let text = std::fs::read_to_string("/proc/vmstat").map_err(|e| e.to_string())?;
