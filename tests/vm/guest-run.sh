@@ -3,7 +3,7 @@
 #
 # The selftest runner inside the VM (started by scripts/vm-test.sh).
 #
-#   guest-run.sh OUTDIR [CANARY]
+#   guest-run.sh [--only PATTERN] OUTDIR [CANARY]
 #
 # Loads mdwrite.ko from $MDW_MODDIR, runs every selftest (binaries from
 # $MDW_BINDIR, which scripts/vm-run.sh puts on PATH) and prints KTAP. The last two results check the kernel log
@@ -15,8 +15,19 @@
 # loads a module that WARNs, "leak" loads one that leaks memory, "all" does
 # the three in one boot. A canary
 # run skips the selftests proper: it only has to show the runner notices.
+#
+# --only PATTERN runs only the selftests and t_*.sh scripts whose names (as
+# in the KTAP lines) match the extended regular expression PATTERN (grep -E,
+# unanchored); module_load, module_unload, module_reload, dmesg_clean and
+# kmemleak_clean always run. A PATTERN that matches none of them is an
+# error: nothing runs, the summary counts one failure, exit status 2.
 set -u
 
+only=
+if [ "${1:-}" = --only ]; then
+	only=$2
+	shift 2
+fi
 out=$1 canary=${2:-}
 moddir=$MDW_MODDIR
 here=$(cd "$(dirname "$0")" && pwd)
@@ -38,13 +49,26 @@ sysctl -qw net.core.netdev_max_backlog=100000
 # Each test is "name:command". Commands run under bash with a time limit.
 tests=("module_load:insmod $moddir/mdwrite.ko && test -c /dev/mdwrite")
 if [ -z "$canary" ]; then
+	selected=()
 	for t in $(mdwrite-selftests list); do
-		tests+=("$t:mdwrite-selftests run $t")
+		selected+=("$t:mdwrite-selftests run $t")
 	done
 	for f in "$here"/t_*.sh; do
 		name=$(basename "$f" .sh)
-		tests+=("${name#t_}:bash $f")
+		selected+=("${name#t_}:bash $f")
 	done
+	if [ -n "$only" ]; then
+		all=("${selected[@]}") selected=()
+		for t in "${all[@]}"; do
+			grep -Eq -- "$only" <<<"${t%%:*}" && selected+=("$t")
+		done
+		if [ ${#selected[@]} = 0 ]; then
+			echo "guest-run: --only '$only' matches no selftest or t_*.sh script (or is not an extended regex)" >&2
+			echo "0 1" >"$out/summary"
+			exit 2
+		fi
+	fi
+	tests+=("${selected[@]}")
 fi
 case "$canary" in
 "") ;;
