@@ -36,7 +36,7 @@ use mdwrite::{
 
 use crate::{
     errors::foll_pins,
-    net,
+    net::{self, Listen},
     raw::{errno_name, expect_errno, ioctl},
     send::{config, pattern},
     topo::{self, run, Topology},
@@ -53,8 +53,6 @@ const PAYLOAD: usize = 1472;
 const HOLD_MS: u64 = 2000;
 /// Receivers wait this long for their bytes.
 const RX_TIMEOUT: Duration = Duration::from_secs(120);
-/// First receiver port of `send::config`.
-const BASE_PORT: u16 = 5000;
 
 // ---------------------------------------------------------------------------
 // Raw ioctls and file operations.
@@ -617,59 +615,6 @@ fn spanned(addr: u64, len: u64) -> u64 {
     (addr + len - 1) / PAGE as u64 - addr / PAGE as u64 + 1
 }
 
-/// A topology without receivers and an up dummy device `d0` in the
-/// sender's namespace, optionally behind netem holding each packet `hold`
-/// ms; this thread enters the sender's namespace. Returns a destination on
-/// `d0` (whose packets go nowhere).
-fn dummy_setup(hold: Option<u64>) -> Result<(Topology, DestConfig), String> {
-    let topo = Topology::new(0)?;
-    run(&[
-        "ip",
-        "-n",
-        &topo.sender,
-        "link",
-        "add",
-        "d0",
-        "type",
-        "dummy",
-    ])?;
-    run(&["ip", "-n", &topo.sender, "link", "set", "d0", "up"])?;
-    if let Some(ms) = hold {
-        netem(&topo.sender, "d0", ms)?;
-    }
-    let ifindex = topo::ifindex(&topo.sender, "d0")?;
-    topo::enter(&topo.sender)?;
-    let mut c = DestConfig::new(
-        ifindex,
-        "10.98.0.1:4000".parse().map_err(|_| "addr")?,
-        "10.98.0.2:5000".parse().map_err(|_| "addr")?,
-    );
-    c.dst_mac = Some([2, 0, 0, 0, 0, 1]);
-    Ok((topo, c))
-}
-
-/// Puts netem with a delay of `ms` on `dev` in namespace `ns`.
-fn netem(ns: &str, dev: &str, ms: u64) -> TestResult {
-    run(&[
-        "ip",
-        "netns",
-        "exec",
-        ns,
-        "tc",
-        "qdisc",
-        "add",
-        "dev",
-        dev,
-        "root",
-        "netem",
-        "delay",
-        &format!("{ms}ms"),
-        "limit",
-        "100000",
-    ])
-    .map(|_| ())
-}
-
 /// Opens the device and registers destination `c` on it.
 fn open_with(c: &DestConfig) -> Result<(Device, u32), String> {
     let dev = Device::open().map_err(|e| format!("open: {e}"))?;
@@ -861,18 +806,11 @@ pub(crate) fn buf_send_exact() -> TestResult {
         .collect();
     // Each receiver gets its data twice: a synchronous and an asynchronous
     // call with the same entries.
-    let rx: Vec<_> = (0..3)
-        .map(|i| {
-            net::receiver(
-                &topo.receivers[i].ns,
-                false,
-                BASE_PORT + i as u16,
-                2 * want[i].len(),
-                0,
-                RX_TIMEOUT,
-            )
-        })
-        .collect::<Result<_, _>>()?;
+    let rx = net::receivers(&topo, 3, RX_TIMEOUT, |i| Listen {
+        v6: false,
+        expect: 2 * want[i].len(),
+        skip: 0,
+    })?;
 
     topo::enter(&topo.sender)?;
     let ifindex = topo.sender_ifindex()?;
@@ -985,8 +923,7 @@ pub(crate) fn buf_send_exact() -> TestResult {
         ));
     }
 
-    for (i, h) in rx.into_iter().enumerate() {
-        let got = h.join().map_err(|_| "receiver panicked")??;
+    for (i, got) in net::join_all(rx)?.into_iter().enumerate() {
         let twice = [want[i].as_slice(), want[i].as_slice()].concat();
         let bytes = got.bytes(0);
         if bytes != twice {
@@ -1017,7 +954,7 @@ pub(crate) fn buf_send_exact() -> TestResult {
 /// `MDW_ENTRY_BUF` entries, with `error_index`; ids per file and their
 /// reuse; `MDW_MAX_BUFS`; nothing sent or left pinned by a failure.
 pub(crate) fn buf_errors() -> TestResult {
-    let (_topo, c) = dummy_setup(None)?;
+    let (_topo, c) = topo::dummy_sender(None)?;
     let (dev, d) = open_with(&c)?;
     let fd = dev.as_fd();
     let m = Mapping::new(8, 71)?;
@@ -1422,7 +1359,7 @@ const LIMIT_PAGES: u64 = 64;
 /// registered buffers are not charged, and with `CAP_IPC_LOCK` the limit
 /// does not apply (nor is anything charged).
 pub(crate) fn buf_memlock_limit() -> TestResult {
-    let (_topo, c) = dummy_setup(None)?;
+    let (_topo, c) = topo::dummy_sender(None)?;
     let base_pins = foll_pins()?;
     let limit = LIMIT_PAGES * PAGE as u64;
     let m = Mapping::new(400, 81)?;
@@ -1591,18 +1528,11 @@ pub(crate) fn async_one_event_per_call() -> TestResult {
         .map(|k| pattern(2000 + 397 * k, 1000 + k as u32))
         .collect();
     let total: usize = datas.iter().map(Vec::len).sum();
-    let rx: Vec<_> = (0..2)
-        .map(|i| {
-            net::receiver(
-                &topo.receivers[i].ns,
-                false,
-                BASE_PORT + i as u16,
-                total,
-                0,
-                RX_TIMEOUT,
-            )
-        })
-        .collect::<Result<_, _>>()?;
+    let rx = net::receivers(&topo, 2, RX_TIMEOUT, |_| Listen {
+        v6: false,
+        expect: total,
+        skip: 0,
+    })?;
     topo::enter(&topo.sender)?;
     let ifindex = topo.sender_ifindex()?;
     let open = || -> Result<(Device, [u32; 2]), String> {
@@ -1742,8 +1672,7 @@ pub(crate) fn async_one_event_per_call() -> TestResult {
     // Every datagram of every call reached both receivers, once.
     let mut want: Vec<&[u8]> = datas.iter().flat_map(|d| d.chunks(PAYLOAD)).collect();
     want.sort_unstable();
-    for (i, h) in rx.into_iter().enumerate() {
-        let got = h.join().map_err(|_| "receiver panicked")??;
+    for (i, got) in net::join_all(rx)?.into_iter().enumerate() {
         let mut have: Vec<&[u8]> = got.datagrams.iter().map(Vec::as_slice).collect();
         have.sort_unstable();
         if have != want {
@@ -1762,7 +1691,7 @@ pub(crate) fn async_one_event_per_call() -> TestResult {
 /// and stopping; a closed eventfd is harmless. The 48-byte WRITEV struct of
 /// the first ABI still works asynchronously, with cookie 0.
 pub(crate) fn async_eventfd() -> TestResult {
-    let (_topo, c) = dummy_setup(None)?;
+    let (_topo, c) = topo::dummy_sender(None)?;
     let (dev, d) = open_with(&c)?;
     let fd = dev.as_fd();
     let data = pattern(5000, 91);
@@ -1878,7 +1807,7 @@ pub(crate) fn async_eventfd() -> TestResult {
 /// only, EFAULT without losing a record, 0 with nothing in flight; `write()`
 /// gives EINVAL.
 pub(crate) fn async_backpressure() -> TestResult {
-    let (_topo, c) = dummy_setup(Some(HOLD_MS))?;
+    let (_topo, c) = topo::dummy_sender(Some(HOLD_MS))?;
     let (dev, d) = open_with(&c)?;
     let fd = dev.as_fd();
     let data = pattern(1000, 101);
@@ -2051,11 +1980,18 @@ pub(crate) fn async_backpressure() -> TestResult {
 /// buffer byte-exact.
 pub(crate) fn buf_unregister_in_flight() -> TestResult {
     let topo = Topology::new(1)?;
-    netem(&topo.sender, "s0", HOLD_MS)?;
+    topo::netem(&topo.sender, "s0", HOLD_MS)?;
     let m = Mapping::new(9, 111)?;
     let (off, len) = (100usize, 7 * PAGE + 50);
     let want = m.bytes()[off..off + len].to_vec();
-    let rx = net::receiver(&topo.receivers[0].ns, false, BASE_PORT, len, 0, RX_TIMEOUT)?;
+    let rx = net::receiver(
+        &topo.receivers[0].ns,
+        false,
+        net::BASE_PORT,
+        len,
+        0,
+        RX_TIMEOUT,
+    )?;
     topo::enter(&topo.sender)?;
     let ifindex = topo.sender_ifindex()?;
     let (dev, d) = open_with(&config(&topo, ifindex, 0, false))?;
@@ -2144,7 +2080,7 @@ const LONG_HOLD_MS: u64 = 3000;
 /// the packets (the charge is the uid's: another process of that uid gets
 /// the whole budget back).
 pub(crate) fn async_close_in_flight() -> TestResult {
-    let (_topo, c) = dummy_setup(Some(LONG_HOLD_MS))?;
+    let (_topo, c) = topo::dummy_sender(Some(LONG_HOLD_MS))?;
     let hold = Duration::from_millis(LONG_HOLD_MS);
     let limit = LIMIT_PAGES * PAGE as u64;
     let m = Mapping::new(60, 121)?;
@@ -2262,7 +2198,7 @@ pub(crate) fn async_close_in_flight() -> TestResult {
 /// waits for them and succeeds, and the module loads again.
 pub(crate) fn async_unload_in_flight() -> TestResult {
     let moddir = std::env::var("MDW_MODDIR").map_err(|_| "MDW_MODDIR is not set")?;
-    let (_topo, c) = dummy_setup(Some(LONG_HOLD_MS))?;
+    let (_topo, c) = topo::dummy_sender(Some(LONG_HOLD_MS))?;
     let hold = Duration::from_millis(LONG_HOLD_MS);
     let m = Mapping::new(16, 131)?;
     let held = MDW_WRITE_ASYNC | MDW_WRITE_QDISC;

@@ -183,26 +183,7 @@ pub(crate) fn dest_add_errors() -> TestResult {
 
     // A known neighbour resolves.
     let r = &topo.receivers[0];
-    let mac = r
-        .mac
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":");
-    run(&[
-        "ip",
-        "-n",
-        &topo.sender,
-        "neigh",
-        "replace",
-        &r.v4.to_string(),
-        "lladdr",
-        &mac,
-        "dev",
-        "s0",
-        "nud",
-        "permanent",
-    ])?;
+    topo.permanent_neighbour(r.v4.into(), r.mac)?;
     dev.add_destination(&DestConfig {
         dst_mac: None,
         ..good.clone()
@@ -210,17 +191,7 @@ pub(crate) fn dest_add_errors() -> TestResult {
     .map_err(|e| format!("resolved neighbour: {e}"))?;
 
     // A device that is down.
-    run(&[
-        "ip",
-        "-n",
-        &topo.sender,
-        "link",
-        "add",
-        "d0",
-        "type",
-        "dummy",
-    ])?;
-    let d0 = topo::ifindex(&topo.sender, "d0")?;
+    let d0 = topo::add_dummy(&topo.sender, "d0", false)?;
     expect(
         "device down",
         errno_of(dev.add_destination(&DestConfig {
@@ -448,31 +419,12 @@ pub(crate) fn no_cap_net_raw() -> TestResult {
         .map_err(|e| format!("DEST_ADD with CAP_NET_RAW: {e}"))
 }
 
-/// A destination on dummy device `ifindex` (which sends nowhere).
-fn dummy_config(ifindex: u32) -> DestConfig {
-    let mut c = DestConfig::new(
-        ifindex,
-        "10.98.0.1:4000".parse().unwrap(),
-        "10.98.0.2:5000".parse().unwrap(),
-    );
-    c.dst_mac = Some([2, 0, 0, 0, 0, 1]);
-    c
-}
-
-/// Creates dummy device `d0`, up, in namespace `ns`; returns a destination
-/// on it.
-fn dummy_dest(ns: &str) -> Result<DestConfig, String> {
-    run(&["ip", "-n", ns, "link", "add", "d0", "type", "dummy"])?;
-    run(&["ip", "-n", ns, "link", "set", "d0", "up"])?;
-    Ok(dummy_config(topo::ifindex(ns, "d0")?))
-}
-
 /// A device deleted while destinations name it: writes fail with ENODEV,
 /// the destination can be removed, nothing leaks (dmesg_clean and
 /// kmemleak_clean judge the rest).
 pub(crate) fn device_deleted() -> TestResult {
     let (topo, dev, _) = setup()?;
-    let c = dummy_dest(&topo.sender)?;
+    let c = topo::dummy_config(topo::add_dummy(&topo.sender, "d0", true)?);
     let id = dev.add_destination(&c).map_err(|e| e.to_string())?;
     let data = pattern(100_000, 4);
     dev.write_vectored(&[Entry::new(id, &data)], WriteOptions::default())
@@ -491,7 +443,7 @@ pub(crate) fn device_deleted() -> TestResult {
 /// process exits, and every page it pinned is unpinned.
 pub(crate) fn killed_mid_call() -> TestResult {
     let topo = Topology::new(0)?;
-    dummy_dest(&topo.sender)?;
+    topo::add_dummy(&topo.sender, "d0", true)?;
     let (acq0, rel0) = foll_pins()?;
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let mut child = Command::new("ip")
@@ -543,7 +495,7 @@ pub(crate) fn foll_pins() -> Result<(u64, u64), String> {
 pub(crate) fn flood(dev_name: &str, seconds: u64) -> TestResult {
     let name = std::ffi::CString::new(dev_name).map_err(|e| e.to_string())?;
     // SAFETY: `name` is a valid C string; looked up in this thread's netns.
-    let c = dummy_config(unsafe { libc::if_nametoindex(name.as_ptr()) });
+    let c = topo::dummy_config(unsafe { libc::if_nametoindex(name.as_ptr()) });
     let dev = Device::open().map_err(|e| e.to_string())?;
     let ids: Vec<DestId> = (0..8)
         .map(|_| dev.add_destination(&c))
@@ -562,9 +514,7 @@ pub(crate) fn flood(dev_name: &str, seconds: u64) -> TestResult {
 /// Several threads on one file and several files at once: every call
 /// succeeds and every packet is counted once.
 pub(crate) fn concurrent_calls() -> TestResult {
-    let topo = Topology::new(0)?;
-    let c = dummy_dest(&topo.sender)?;
-    topo::enter(&topo.sender)?;
+    let (_topo, c) = topo::dummy_sender(None)?;
     let data = pattern(1 << 20, 6);
     let per_call: u64 = 4 * (data.len().div_ceil(1472) as u64);
     let calls = 5;
@@ -625,9 +575,7 @@ pub(crate) fn concurrent_calls() -> TestResult {
 /// pages to the end; the pins balance and nothing breaks (dmesg_clean,
 /// kmemleak_clean).
 pub(crate) fn munmap_mid_call() -> TestResult {
-    let topo = Topology::new(0)?;
-    let c = dummy_dest(&topo.sender)?;
-    topo::enter(&topo.sender)?;
+    let (_topo, c) = topo::dummy_sender(None)?;
     let dev = Device::open().map_err(|e| e.to_string())?;
     let ids: Vec<DestId> = (0..4)
         .map(|_| dev.add_destination(&c))

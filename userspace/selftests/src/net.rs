@@ -12,7 +12,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::topo;
+use crate::topo::{self, Topology};
+
+/// Receiver `i` of a test listens on UDP port `BASE_PORT + i`.
+pub(crate) const BASE_PORT: u16 = 5000;
 
 /// Receive buffer of every test socket: big enough to hold a whole test
 /// call, so no packet is dropped while the test thread is not reading.
@@ -98,6 +101,51 @@ pub(crate) fn receiver(
     rx.recv_timeout(Duration::from_secs(30))
         .map_err(|_| "receiver did not start".to_string())?;
     Ok(handle)
+}
+
+/// How one receiver of [`receivers`] listens.
+pub(crate) struct Listen {
+    /// On IPv6 (else IPv4).
+    pub(crate) v6: bool,
+    /// The payload bytes to wait for.
+    pub(crate) expect: usize,
+    /// Header bytes of each datagram not counted as payload (12 for RTP).
+    pub(crate) skip: usize,
+}
+
+/// A receiver's thread.
+pub(crate) type ReceiverHandle = JoinHandle<Result<Received, String>>;
+
+/// Starts a [`receiver`] in the namespace of each of the first `n`
+/// receivers of `topo`, receiver `i` on port `BASE_PORT + i` as `each(i)`
+/// says, each waiting at most `timeout`.
+pub(crate) fn receivers(
+    topo: &Topology,
+    n: usize,
+    timeout: Duration,
+    each: impl Fn(usize) -> Listen,
+) -> Result<Vec<ReceiverHandle>, String> {
+    (0..n)
+        .map(|i| {
+            let l = each(i);
+            receiver(
+                &topo.receivers[i].ns,
+                l.v6,
+                BASE_PORT + i as u16,
+                l.expect,
+                l.skip,
+                timeout,
+            )
+        })
+        .collect()
+}
+
+/// What each receiver got, in order.
+pub(crate) fn join_all(handles: Vec<ReceiverHandle>) -> Result<Vec<Received>, String> {
+    handles
+        .into_iter()
+        .map(|h| h.join().map_err(|_| "receiver panicked".to_string())?)
+        .collect()
 }
 
 /// A raw capture of every frame arriving on one device.

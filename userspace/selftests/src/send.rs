@@ -9,14 +9,13 @@ use std::{net::SocketAddr, time::Duration};
 use mdwrite::{DestConfig, DestId, Device, Entry, Rtp, WriteOptions};
 
 use crate::{
-    net::{self, Capture, Received},
+    net::{self, Capture, Listen, Received, ReceiverHandle, BASE_PORT},
     topo::{self, Topology},
     TestResult,
 };
 
 /// Receivers in the standard topology.
 pub(crate) const RECEIVERS: usize = 8;
-const BASE_PORT: u16 = 5000;
 const TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Deterministic test data: `len` bytes that differ at every offset.
@@ -73,33 +72,18 @@ fn sender(
     Ok((dev, ids))
 }
 
+/// Receivers on every receiver of `topo`, `expect[i]` bytes for receiver `i`.
 fn start_receivers(
     topo: &Topology,
     v6: bool,
     expect: &[usize],
     skip: usize,
-) -> Result<Vec<std::thread::JoinHandle<Result<Received, String>>>, String> {
-    (0..topo.receivers.len())
-        .map(|i| {
-            net::receiver(
-                &topo.receivers[i].ns,
-                v6,
-                BASE_PORT + i as u16,
-                expect[i],
-                skip,
-                TIMEOUT,
-            )
-        })
-        .collect()
-}
-
-fn join(
-    handles: Vec<std::thread::JoinHandle<Result<Received, String>>>,
-) -> Result<Vec<Received>, String> {
-    handles
-        .into_iter()
-        .map(|h| h.join().map_err(|_| "receiver panicked".to_string())?)
-        .collect()
+) -> Result<Vec<ReceiverHandle>, String> {
+    net::receivers(topo, topo.receivers.len(), TIMEOUT, |i| Listen {
+        v6,
+        expect: expect[i],
+        skip,
+    })
 }
 
 /// Checks that receiver `i` got exactly `want`, in packets no larger than
@@ -186,7 +170,7 @@ pub(crate) fn send_ipv4_8_receivers() -> TestResult {
     let (dev, ids) = sender(&topo, false, |_, _| {})?;
     let entries = one_each(&ids, &chunks);
     let report = write(&dev, &entries, 0)?;
-    let got = join(rx)?;
+    let got = net::join_all(rx)?;
     for (i, g) in got.iter().enumerate() {
         check_bytes(i, g, chunks[i], 0, 1472)?;
     }
@@ -254,7 +238,7 @@ pub(crate) fn send_ipv6_rtp() -> TestResult {
         })
         .collect();
     write(&dev, &entries, 0)?;
-    let got = join(rx)?;
+    let got = net::join_all(rx)?;
     for (i, g) in got.iter().enumerate() {
         let want = [first[i].as_slice(), second[i].as_slice()].concat();
         check_bytes(i, g, &want, 12, max_payload)?;
@@ -314,7 +298,7 @@ pub(crate) fn send_small_and_straddling() -> TestResult {
         }
     }
     write(&dev, &entries, 0)?;
-    let got = join(rx)?;
+    let got = net::join_all(rx)?;
     check_bytes(0, &got[0], &want0, 0, 1472)?;
     check_bytes(1, &got[1], &want1, 0, 1472)?;
     // Packets never span entries: destination 0 got 1 + 3 (3000 = 1472 +
@@ -357,7 +341,7 @@ fn interleave(quantum: u32) -> TestResult {
     let (dev, ids) = sender(&topo, false, |_, c| c.packet_size = Some(1028))?;
     let entries = one_each(&ids, &datas);
     write(&dev, &entries, quantum)?;
-    join(rx)?;
+    net::join_all(rx)?;
     let order: Vec<usize> = cap
         .drain()
         .iter()
@@ -413,7 +397,7 @@ pub(crate) fn demo() -> TestResult {
         LEN >> 20
     );
     let report = write(&dev, &entries, 0)?;
-    let got = join(rx)?;
+    let got = net::join_all(rx)?;
     println!(
         "{:<10} {:<16} {:>10} {:>10}  content",
         "receiver", "address", "bytes", "datagrams"
@@ -452,17 +436,7 @@ pub(crate) fn demo() -> TestResult {
 /// qdisc path delivers as well. Checked byte for byte, and on the wire.
 pub(crate) fn send_checksum_vlan_qdisc() -> TestResult {
     let topo = Topology::new(3)?;
-    topo::run(&[
-        "ip",
-        "netns",
-        "exec",
-        &topo.sender,
-        "ethtool",
-        "-K",
-        "s0",
-        "tx",
-        "off",
-    ])?;
+    topo.sender_offload_off("tx")?;
     // Receiver 2 listens on VLAN 100 over its veth.
     let r2 = &topo.receivers[2];
     topo::run(&[
@@ -510,7 +484,7 @@ pub(crate) fn send_checksum_vlan_qdisc() -> TestResult {
     if report.error.is_some() || report.bytes != lens.iter().sum::<usize>() as u64 / 2 {
         return Err(format!("qdisc call: {report:?}"));
     }
-    let got = join(rx)?;
+    let got = net::join_all(rx)?;
     for (i, g) in got.iter().enumerate() {
         check_bytes(
             i,
@@ -675,7 +649,7 @@ pub(crate) fn send_real_nic_recycled() -> TestResult {
     // busy receiver, so compare what arrived as a multiset: every packet of
     // every call, each exactly once, none altered (order is the veth tests'
     // business).
-    for (i, got) in join(handles)?.iter().enumerate() {
+    for (i, got) in net::join_all(handles)?.iter().enumerate() {
         let mut want: Vec<&[u8]> = (0..CALLS).flat_map(|_| datas[i].chunks(1472)).collect();
         let mut have: Vec<&[u8]> = got.datagrams.iter().map(Vec::as_slice).collect();
         want.sort_unstable();
@@ -701,7 +675,7 @@ pub(crate) fn send_real_nic_recycled() -> TestResult {
     let chunks: Vec<&[u8]> = rtp_data.chunks(rtp_payload).collect();
     let total = CALLS * chunks.len();
     let mut seen = vec![false; total];
-    let got = join(vec![rtp_rx])?;
+    let got = net::join_all(vec![rtp_rx])?;
     for d in &got[0].datagrams {
         let k = u16::from_be_bytes([d[2], d[3]]).wrapping_sub(seq0) as usize;
         let ts = u32::from_be_bytes([d[4], d[5], d[6], d[7]]);

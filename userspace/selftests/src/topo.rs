@@ -3,13 +3,18 @@
 //! The test network, shaped like the claims' system: a sender namespace,
 //! a veth to a bridge in a "switch" namespace, and one veth from the bridge
 //! to each receiver namespace. Removed on drop.
+//!
+//! Also the set-up the tests share around it: static neighbours, offloads,
+//! dummy devices, netem, and a sender namespace with only a dummy device.
 
 use std::{
     fs::File,
-    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
     os::fd::AsRawFd,
     process::Command,
 };
+
+use mdwrite::DestConfig;
 
 /// Namespace names carry this prefix (and the process id).
 const PREFIX: &str = "mdwt";
@@ -98,27 +103,9 @@ impl Topology {
             run(&[
                 "ip", "-n", &switch, "link", "set", port, "master", "br0", "up",
             ])?;
-            run(&[
-                "ip",
-                "-n",
-                ns,
-                "addr",
-                "add",
-                &format!("{v4}/24"),
-                "dev",
-                dev,
-            ])?;
-            run(&[
-                "ip",
-                "-n",
-                ns,
-                "addr",
-                "add",
-                &format!("{v6}/64"),
-                "dev",
-                dev,
-                "nodad",
-            ])?;
+            let (net4, net6) = (format!("{v4}/24"), format!("{v6}/64"));
+            run(&["ip", "-n", ns, "addr", "add", &net4, "dev", dev])?;
+            run(&["ip", "-n", ns, "addr", "add", &net6, "dev", dev, "nodad"])?;
             run(&["ip", "-n", ns, "link", "set", dev, "up"])?;
             run(&["ip", "-n", ns, "link", "set", "lo", "up"])
         };
@@ -171,6 +158,58 @@ impl Topology {
             IpAddr::V4(SENDER_V4)
         }
     }
+
+    /// Makes `addr` a permanent neighbour with MAC `mac` on the sender's
+    /// device.
+    pub(crate) fn permanent_neighbour(&self, addr: IpAddr, mac: [u8; 6]) -> Result<(), String> {
+        let mac = mac
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<Vec<_>>()
+            .join(":");
+        run(&[
+            "ip",
+            "-n",
+            &self.sender,
+            "neigh",
+            "replace",
+            &addr.to_string(),
+            "lladdr",
+            &mac,
+            "dev",
+            self.sender_dev,
+            "nud",
+            "permanent",
+        ])
+        .map(|_| ())
+    }
+
+    /// Every receiver's IPv4 and IPv6 address as a permanent neighbour, so
+    /// that the first packets of a socket sender (the library's fallback)
+    /// do not wait for, or get dropped by, address resolution.
+    pub(crate) fn static_neighbours(&self) -> Result<(), String> {
+        for r in &self.receivers {
+            self.permanent_neighbour(r.v4.into(), r.mac)?;
+            self.permanent_neighbour(r.v6.into(), r.mac)?;
+        }
+        Ok(())
+    }
+
+    /// Turns offload `feature` of the sender's device off (`ethtool -K`).
+    pub(crate) fn sender_offload_off(&self, feature: &str) -> Result<(), String> {
+        run(&[
+            "ip",
+            "netns",
+            "exec",
+            &self.sender,
+            "ethtool",
+            "-K",
+            self.sender_dev,
+            feature,
+            "off",
+        ])
+        .map(|_| ())
+    }
 }
 
 impl Drop for Topology {
@@ -210,4 +249,63 @@ pub(crate) fn spawn_in<T: Send + 'static>(
         enter(&ns)?;
         f()
     })
+}
+
+/// Creates dummy device `dev` in namespace `ns`, up when `up` (a dummy
+/// device drops what it is given); returns its ifindex.
+pub(crate) fn add_dummy(ns: &str, dev: &str, up: bool) -> Result<u32, String> {
+    run(&["ip", "-n", ns, "link", "add", dev, "type", "dummy"])?;
+    if up {
+        run(&["ip", "-n", ns, "link", "set", dev, "up"])?;
+    }
+    ifindex(ns, dev)
+}
+
+/// Puts netem with a delay of `ms` on `dev` in namespace `ns`: each packet
+/// stays on the qdisc that long, so calls through it stay in flight.
+pub(crate) fn netem(ns: &str, dev: &str, ms: u64) -> Result<(), String> {
+    run(&[
+        "ip",
+        "netns",
+        "exec",
+        ns,
+        "tc",
+        "qdisc",
+        "add",
+        "dev",
+        dev,
+        "root",
+        "netem",
+        "delay",
+        &format!("{ms}ms"),
+        "limit",
+        "100000",
+    ])
+    .map(|_| ())
+}
+
+/// A destination on a dummy device `ifindex` (whose packets go nowhere):
+/// 10.98.0.1:4000 to 10.98.0.2:5000, MAC 02:00:00:00:00:01.
+pub(crate) fn dummy_config(ifindex: u32) -> DestConfig {
+    let mut c = DestConfig::new(
+        ifindex,
+        SocketAddr::new(Ipv4Addr::new(10, 98, 0, 1).into(), 4000),
+        SocketAddr::new(Ipv4Addr::new(10, 98, 0, 2).into(), 5000),
+    );
+    c.dst_mac = Some([2, 0, 0, 0, 0, 1]);
+    c
+}
+
+/// A topology without receivers and an up dummy device `d0` in the
+/// sender's namespace, behind netem holding each packet `hold` ms when
+/// given; this thread enters the sender's namespace. Returns a destination
+/// on `d0` ([`dummy_config`]).
+pub(crate) fn dummy_sender(hold: Option<u64>) -> Result<(Topology, DestConfig), String> {
+    let topo = Topology::new(0)?;
+    let ifindex = add_dummy(&topo.sender, "d0", true)?;
+    if let Some(ms) = hold {
+        netem(&topo.sender, "d0", ms)?;
+    }
+    enter(&topo.sender)?;
+    Ok((topo, dummy_config(ifindex)))
 }
