@@ -11,19 +11,19 @@ use mdwrite::{
 };
 
 use crate::{
-    net::{self, Capture, Received},
+    net::{self, Capture, Listen, Received, BASE_PORT},
     send::pattern,
-    topo::{self, run, Topology},
+    topo::{self, Topology},
     TestResult,
 };
 
 const RECEIVERS: usize = 4;
-const BASE_PORT: u16 = 5000;
 const TIMEOUT: Duration = Duration::from_secs(120);
 
-/// Receiver `i`'s destination: 0 and 1 IPv4 RTP at the MTU, 2 IPv4 plain
-/// UDP at packet size 1000, 3 IPv6 RTP at packet size 1200.
-fn config(topo: &Topology, ifindex: u32, i: usize) -> DestConfig {
+/// Receiver `i`'s destination without RTP, from port 4000 to
+/// `BASE_PORT + i`: 0 and 1 IPv4 at the MTU, 2 IPv4 at packet size 1000,
+/// 3 IPv6 at packet size 1200.
+pub(crate) fn plain_config(topo: &Topology, ifindex: u32, i: usize) -> DestConfig {
     let v6 = i == 3;
     let mut c = DestConfig::new(
         ifindex,
@@ -36,6 +36,14 @@ fn config(topo: &Topology, ifindex: u32, i: usize) -> DestConfig {
         3 => Some(1200),
         _ => None,
     };
+    c
+}
+
+/// Receiver `i`'s destination: [`plain_config`] with RTP for all but
+/// receiver 2 (0 and 1 IPv4 RTP at the MTU, 2 IPv4 plain UDP at packet
+/// size 1000, 3 IPv6 RTP at packet size 1200).
+fn config(topo: &Topology, ifindex: u32, i: usize) -> DestConfig {
+    let mut c = plain_config(topo, ifindex, i);
     if i != 2 {
         c.rtp = Some(Rtp {
             ssrc: 0xab00 + i as u32,
@@ -48,34 +56,33 @@ fn config(topo: &Topology, ifindex: u32, i: usize) -> DestConfig {
     c
 }
 
-/// The neighbours as permanent entries, so that the fallback's first
-/// packets do not wait for (or get dropped by) address resolution.
-fn static_neighbours(topo: &Topology) -> TestResult {
-    for r in &topo.receivers {
-        let mac = r
-            .mac
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<Vec<_>>()
-            .join(":");
-        for addr in [r.v4.to_string(), r.v6.to_string()] {
-            run(&[
-                "ip",
-                "-n",
-                &topo.sender,
-                "neigh",
-                "replace",
-                &addr,
-                "lladdr",
-                &mac,
-                "dev",
-                topo.sender_dev,
-                "nud",
-                "permanent",
-            ])?;
-        }
+/// Opens a `Sender` on `backend`.
+pub(crate) fn open_backend(backend: Backend) -> Result<Sender, String> {
+    match backend {
+        Backend::Module => Sender::open_module(),
+        Backend::Fallback => Sender::open_fallback(),
     }
-    Ok(())
+    .map_err(|e| format!("open {backend}: {e}"))
+}
+
+/// Connects `c` through `sender` and adds to `group` a stream of `cfg` to
+/// that destination alone, reading `src`.
+pub(crate) fn add_stream_to(
+    group: &mut StreamGroup<FakeClock>,
+    sender: &mut Sender,
+    c: &DestConfig,
+    cfg: StreamConfig,
+    src: Vec<u8>,
+) -> TestResult {
+    let id = sender.connect(c).map_err(|e| format!("connect: {e}"))?;
+    let cfg = StreamConfig {
+        dests: vec![id],
+        ..cfg
+    };
+    group
+        .add_stream(cfg, Box::new(std::io::Cursor::new(src)))
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 /// A UDP datagram seen on the wire: (IPv6, destination port, payload).
@@ -121,6 +128,22 @@ struct Outcome {
     gso_messages: u64,
 }
 
+impl Outcome {
+    /// The IPv4 datagrams on the wire, in order.
+    fn ipv4(&self) -> Vec<WireDatagram> {
+        self.wire.iter().filter(|d| !d.0).cloned().collect()
+    }
+
+    /// The payloads on the wire to destination port `port`, in order.
+    fn to_port(&self, port: u16) -> Vec<Vec<u8>> {
+        self.wire
+            .iter()
+            .filter(|d| d.1 == port)
+            .map(|d| d.2.clone())
+            .collect()
+    }
+}
+
 /// Sends `datas` through `backend` (entry `k` of `datas` goes to receiver
 /// `datas[k].0`, with RTP timestamp `datas[k].2`), captured where the
 /// sender's link enters the switch.
@@ -161,19 +184,11 @@ fn run_workload(topo: &Topology, backend: Backend, work: Workload) -> Result<Out
             }
         }
     }
-    let rx: Vec<_> = (0..RECEIVERS)
-        .map(|i| {
-            let skip = if i == 2 { 0 } else { 12 };
-            net::receiver(
-                &topo.receivers[i].ns,
-                i == 3,
-                BASE_PORT + i as u16,
-                expect[i],
-                skip,
-                TIMEOUT,
-            )
-        })
-        .collect::<Result<_, _>>()?;
+    let rx = net::receivers(topo, RECEIVERS, TIMEOUT, |i| Listen {
+        v6: i == 3,
+        expect: expect[i],
+        skip: if i == 2 { 0 } else { 12 },
+    })?;
     let sw = topo.switch.clone();
     let capture = std::thread::spawn(move || {
         topo::enter(&sw)?;
@@ -187,11 +202,7 @@ fn run_workload(topo: &Topology, backend: Backend, work: Workload) -> Result<Out
     let ifindex = topo.sender_ifindex()?;
     let configs: Vec<DestConfig> = (0..RECEIVERS).map(|i| config(topo, ifindex, i)).collect();
     let (packets, payloads, gso_messages) = topo::spawn_in(&sender_ns, move || {
-        let mut sender = match backend {
-            Backend::Module => Sender::open_module(),
-            Backend::Fallback => Sender::open_fallback(),
-        }
-        .map_err(|e| format!("open {backend}: {e}"))?;
+        let mut sender = open_backend(backend)?;
         if sender.backend() != backend {
             return Err(format!("opened {} for {backend}", sender.backend()));
         }
@@ -259,10 +270,7 @@ fn run_workload(topo: &Topology, backend: Backend, work: Workload) -> Result<Out
     })
     .join()
     .map_err(|_| "sender thread panicked")??;
-    let received = rx
-        .into_iter()
-        .map(|h| h.join().map_err(|_| "receiver panicked".to_string())?)
-        .collect::<Result<Vec<_>, _>>()?;
+    let received = net::join_all(rx)?;
     let wire = capture
         .drain()
         .iter()
@@ -281,21 +289,11 @@ fn run_workload(topo: &Topology, backend: Backend, work: Workload) -> Result<Out
 /// at the sender's device.
 fn wire_topology() -> Result<Topology, String> {
     let topo = Topology::new(RECEIVERS)?;
-    static_neighbours(&topo)?;
+    topo.static_neighbours()?;
     // A veth passes GSO packets on whole; make the kernel cut them at the
     // sender's device, as for a NIC without UDP segmentation offload, so
     // that the capture sees the packets a wire would carry.
-    run(&[
-        "ip",
-        "netns",
-        "exec",
-        &topo.sender,
-        "ethtool",
-        "-K",
-        topo.sender_dev,
-        "tx-udp-segmentation",
-        "off",
-    ])?;
+    topo.sender_offload_off("tx-udp-segmentation")?;
     Ok(topo)
 }
 
@@ -322,9 +320,7 @@ pub(crate) fn sender_group_same_packets() -> TestResult {
             fallback.packets
         ));
     }
-    let v4 =
-        |o: &Outcome| -> Vec<WireDatagram> { o.wire.iter().filter(|d| !d.0).cloned().collect() };
-    let (m4, f4) = (v4(&module), v4(&fallback));
+    let (m4, f4) = (module.ipv4(), fallback.ipv4());
     if let Some(k) = (0..m4.len().max(f4.len())).find(|&k| m4.get(k) != f4.get(k)) {
         return Err(format!(
             "IPv4 wire order differs at datagram {k}: module {:?} {:?}, fallback {:?} {:?}",
@@ -338,14 +334,7 @@ pub(crate) fn sender_group_same_packets() -> TestResult {
     for (i, stream) in [(0, 0), (1, 0), (2, 1), (3, 0)] {
         let src = &streams[stream].2;
         let port = BASE_PORT + i as u16;
-        let on_wire = |o: &Outcome| -> Vec<Vec<u8>> {
-            o.wire
-                .iter()
-                .filter(|d| d.1 == port)
-                .map(|d| d.2.clone())
-                .collect()
-        };
-        let (mw, fw) = (on_wire(&module), on_wire(&fallback));
+        let (mw, fw) = (module.to_port(port), fallback.to_port(port));
         if mw != fw {
             return Err(format!("receiver {i}: the backends' datagrams differ"));
         }
@@ -416,10 +405,7 @@ pub(crate) fn sender_backends_same_packets() -> TestResult {
                 module.packets
             ));
         }
-        let v4 = |o: &Outcome| -> Vec<WireDatagram> {
-            o.wire.iter().filter(|d| !d.0).cloned().collect()
-        };
-        let (m4, f4) = (v4(&module), v4(&fallback));
+        let (m4, f4) = (module.ipv4(), fallback.ipv4());
         if let Some(k) = (0..m4.len().max(f4.len())).find(|&k| m4.get(k) != f4.get(k)) {
             return Err(format!(
                 "quantum {quantum}: IPv4 wire order differs at datagram {k} of {}/{}: module port {:?} len {:?}, fallback port {:?} len {:?}",
@@ -433,14 +419,7 @@ pub(crate) fn sender_backends_same_packets() -> TestResult {
         }
         for i in 0..RECEIVERS {
             let port = BASE_PORT + i as u16;
-            let on_wire = |o: &Outcome| -> Vec<Vec<u8>> {
-                o.wire
-                    .iter()
-                    .filter(|d| d.1 == port)
-                    .map(|d| d.2.clone())
-                    .collect()
-            };
-            let (mw, fw) = (on_wire(&module), on_wire(&fallback));
+            let (mw, fw) = (module.to_port(port), fallback.to_port(port));
             if mw != fw {
                 let k = (0..mw.len().max(fw.len()))
                     .find(|&k| mw.get(k) != fw.get(k))
@@ -494,21 +473,14 @@ pub(crate) fn sender_backends_same_packets() -> TestResult {
 /// every receiver gets its stream's bytes.
 pub(crate) fn sender_stream_group_module() -> TestResult {
     let topo = Topology::new(2)?;
-    static_neighbours(&topo)?;
+    topo.static_neighbours()?;
     let ifindex = topo.sender_ifindex()?;
     let sources = [pattern(1316 * 100 + 17, 10), pattern(1316 * 30, 11)];
-    let rx: Vec<_> = (0..2)
-        .map(|i| {
-            net::receiver(
-                &topo.receivers[i].ns,
-                false,
-                BASE_PORT + i as u16,
-                sources[i].len(),
-                12,
-                TIMEOUT,
-            )
-        })
-        .collect::<Result<_, _>>()?;
+    let rx = net::receivers(&topo, 2, TIMEOUT, |i| Listen {
+        v6: false,
+        expect: sources[i].len(),
+        skip: 12,
+    })?;
     let configs: Vec<DestConfig> = (0..2).map(|i| config(&topo, ifindex, i)).collect();
     let srcs = sources.clone();
     topo::spawn_in(&topo.sender, move || {
@@ -533,14 +505,7 @@ pub(crate) fn sender_stream_group_module() -> TestResult {
             if let Some(r) = c.rtp.as_mut() {
                 r.ts_increment = cfg.rtp_ts_increment().unwrap_or(0);
             }
-            let id = sender.connect(&c).map_err(|e| format!("connect: {e}"))?;
-            let cfg = StreamConfig {
-                dests: vec![id],
-                ..cfg
-            };
-            group
-                .add_stream(cfg, Box::new(std::io::Cursor::new(src)))
-                .map_err(|e| e.to_string())?;
+            add_stream_to(&mut group, &mut sender, &c, cfg, src)?;
         }
         while !group.is_empty() {
             let r = group.tick(&mut sender).map_err(|e| format!("tick: {e}"))?;
@@ -556,8 +521,7 @@ pub(crate) fn sender_stream_group_module() -> TestResult {
     })
     .join()
     .map_err(|_| "sender thread panicked")??;
-    for (i, h) in rx.into_iter().enumerate() {
-        let got = h.join().map_err(|_| "receiver panicked")??;
+    for (i, got) in net::join_all(rx)?.into_iter().enumerate() {
         if got.bytes(12) != sources[i] {
             return Err(format!(
                 "receiver {i}: {} bytes in {} datagrams, want {}",
@@ -586,17 +550,7 @@ fn errno_of<T: std::fmt::Debug>(r: std::io::Result<T>) -> Result<i32, String> {
 pub(crate) fn sender_backends_same_errors() -> TestResult {
     let topo = Topology::new(3)?;
     // A device that is down.
-    run(&[
-        "ip",
-        "-n",
-        &topo.sender,
-        "link",
-        "add",
-        "d0",
-        "type",
-        "dummy",
-    ])?;
-    let down = topo::ifindex(&topo.sender, "d0")?;
+    let down = topo::add_dummy(&topo.sender, "d0", false)?;
     let ifindex = topo.sender_ifindex()?;
     // Receiver 2's destination (plain IPv4 UDP), at the MTU.
     let good = DestConfig {
@@ -662,11 +616,7 @@ pub(crate) fn sender_backends_same_errors() -> TestResult {
     let sender_ns = topo.sender.clone();
     topo::spawn_in(&sender_ns, move || {
         for backend in [Backend::Module, Backend::Fallback] {
-            let mut sender = match backend {
-                Backend::Module => Sender::open_module(),
-                Backend::Fallback => Sender::open_fallback(),
-            }
-            .map_err(|e| format!("open {backend}: {e}"))?;
+            let mut sender = open_backend(backend)?;
             for (what, d, want) in &cases {
                 let got =
                     errno_of(sender.connect(d)).map_err(|e| format!("{backend}: {what}: {e}"))?;

@@ -8,7 +8,6 @@
 use std::{
     collections::HashMap,
     io::Read,
-    net::SocketAddr,
     os::fd::{AsFd, FromRawFd, OwnedFd},
     time::{Duration, Instant},
 };
@@ -20,35 +19,25 @@ use mdwrite::{
 };
 
 use crate::{
-    net::{self, Received},
+    net::{self, Listen, Received},
     send::pattern,
-    topo::{self, run, Topology},
+    sender::{add_stream_to, open_backend, plain_config},
+    topo::{self, Topology},
     TestResult,
 };
 
 const RECEIVERS: usize = 4;
-const BASE_PORT: u16 = 5000;
 const TIMEOUT: Duration = Duration::from_secs(120);
 /// Asynchronous calls of `sender_registered_async_*`.
 const CALLS: usize = 6;
 /// Cookies of those calls start here.
 const COOKIE: u64 = 0xC0DE_0000_0000;
 
-/// Receiver `i`'s destination: 0 and 1 IPv4 plain UDP at the MTU, 2 IPv4
-/// RTP at packet size 1000, 3 IPv6 plain UDP at packet size 1200.
+/// Receiver `i`'s destination: `sender::plain_config` with RTP for
+/// receiver 2 (0 and 1 IPv4 plain UDP at the MTU, 2 IPv4 RTP at packet size
+/// 1000, 3 IPv6 plain UDP at packet size 1200).
 fn config(topo: &Topology, ifindex: u32, i: usize) -> DestConfig {
-    let v6 = i == 3;
-    let mut c = DestConfig::new(
-        ifindex,
-        SocketAddr::new(topo.sender_addr(v6), 4000),
-        SocketAddr::new(topo.addr(i, v6), BASE_PORT + i as u16),
-    );
-    c.dst_mac = Some(topo.receivers[i].mac);
-    c.packet_size = match i {
-        2 => Some(1000),
-        3 => Some(1200),
-        _ => None,
-    };
+    let mut c = plain_config(topo, ifindex, i);
     if i == 2 {
         c.rtp = Some(Rtp {
             ssrc: 0x5e0d,
@@ -68,36 +57,6 @@ fn header(i: usize) -> usize {
     } else {
         0
     }
-}
-
-/// The neighbours as permanent entries, so that the fallback's first
-/// packets do not wait for address resolution.
-fn static_neighbours(topo: &Topology) -> TestResult {
-    for r in &topo.receivers {
-        let mac = r
-            .mac
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<Vec<_>>()
-            .join(":");
-        for addr in [r.v4.to_string(), r.v6.to_string()] {
-            run(&[
-                "ip",
-                "-n",
-                &topo.sender,
-                "neigh",
-                "replace",
-                &addr,
-                "lladdr",
-                &mac,
-                "dev",
-                topo.sender_dev,
-                "nud",
-                "permanent",
-            ])?;
-        }
-    }
-    Ok(())
 }
 
 /// Fails unless `sender` is the module with registered buffers and
@@ -212,33 +171,23 @@ impl Layout {
 /// the module, the counters. Returns what each receiver got.
 fn registered_async(backend: Backend) -> Result<Vec<Received>, String> {
     let topo = Topology::new(RECEIVERS)?;
-    static_neighbours(&topo)?;
+    topo.static_neighbours()?;
     let ifindex = topo.sender_ifindex()?;
     let layout = Layout::new();
     let data = pattern(layout.len, 61);
     let extra = pattern(10_001, 62);
-    let rx: Vec<_> = (0..RECEIVERS)
-        .map(|i| {
-            let want = layout.expected(&data, i, if i == 0 { &extra } else { &[] });
-            net::receiver(
-                &topo.receivers[i].ns,
-                i == 3,
-                BASE_PORT + i as u16,
-                want.len(),
-                header(i),
-                TIMEOUT,
-            )
-        })
-        .collect::<Result<_, _>>()?;
+    let rx = net::receivers(&topo, RECEIVERS, TIMEOUT, |i| Listen {
+        v6: i == 3,
+        expect: layout
+            .expected(&data, i, if i == 0 { &extra } else { &[] })
+            .len(),
+        skip: header(i),
+    })?;
     let configs: Vec<DestConfig> = (0..RECEIVERS).map(|i| config(&topo, ifindex, i)).collect();
     let (d, x) = (data.clone(), extra.clone());
     let chunks = layout.chunks.clone();
     topo::spawn_in(&topo.sender, move || {
-        let mut sender = match backend {
-            Backend::Module => Sender::open_module(),
-            Backend::Fallback => Sender::open_fallback(),
-        }
-        .map_err(|e| format!("open: {e}"))?;
+        let mut sender = open_backend(backend)?;
         if backend == Backend::Module {
             require_module(&sender)?;
         }
@@ -327,10 +276,7 @@ fn registered_async(backend: Backend) -> Result<Vec<Received>, String> {
     })
     .join()
     .map_err(|_| "sender thread panicked")??;
-    let got = rx
-        .into_iter()
-        .map(|h| h.join().map_err(|_| "receiver panicked".to_string())?)
-        .collect::<Result<Vec<_>, _>>()?;
+    let got = net::join_all(rx)?;
     for (i, g) in got.iter().enumerate() {
         let want = layout.expected(&data, i, if i == 0 { &extra } else { &[] });
         let bytes = g.bytes(header(i));
@@ -367,56 +313,13 @@ pub(crate) fn sender_registered_async_module() -> TestResult {
     Ok(())
 }
 
-/// Holds every packet of `ms` ms on a dummy device in a new sender
-/// namespace, entered by this thread; returns a destination on it.
-fn held_destination(ms: u64) -> Result<(Topology, DestConfig), String> {
-    let topo = Topology::new(0)?;
-    run(&[
-        "ip",
-        "-n",
-        &topo.sender,
-        "link",
-        "add",
-        "d0",
-        "type",
-        "dummy",
-    ])?;
-    run(&["ip", "-n", &topo.sender, "link", "set", "d0", "up"])?;
-    run(&[
-        "ip",
-        "netns",
-        "exec",
-        &topo.sender,
-        "tc",
-        "qdisc",
-        "add",
-        "dev",
-        "d0",
-        "root",
-        "netem",
-        "delay",
-        &format!("{ms}ms"),
-        "limit",
-        "100000",
-    ])?;
-    let ifindex = topo::ifindex(&topo.sender, "d0")?;
-    topo::enter(&topo.sender)?;
-    let mut c = DestConfig::new(
-        ifindex,
-        "10.98.0.1:4000".parse().map_err(|_| "addr")?,
-        "10.98.0.2:5000".parse().map_err(|_| "addr")?,
-    );
-    c.dst_mac = Some([2, 0, 0, 0, 0, 1]);
-    Ok((topo, c))
-}
-
 /// With netem holding packets, `MDW_MAX_ASYNC` calls are accepted and the
 /// next one is `EAGAIN` (`WouldBlock`); a timed wait returns nothing while
 /// they are held; `send_async_waiting` reads completions and gets the call
 /// through; every call completes once, and the eventfd counted them all.
 pub(crate) fn sender_async_backpressure_module() -> TestResult {
     const HOLD_MS: u64 = 3000;
-    let (_topo, c) = held_destination(HOLD_MS)?;
+    let (_topo, c) = topo::dummy_sender(Some(HOLD_MS))?;
     let mut sender = Sender::open_module().map_err(|e| format!("open: {e}"))?;
     require_module(&sender)?;
     let dest = sender.connect(&c).map_err(|e| format!("connect: {e}"))?;
@@ -514,18 +417,11 @@ pub(crate) fn sender_group_async_module() -> TestResult {
     let sources = [pattern(1316 * 400 + 17, 70), pattern(1316 * 90, 71)];
     // Receiver 0 plain UDP, receiver 1 RTP.
     let skip = [0, 12];
-    let rx: Vec<_> = (0..2)
-        .map(|i| {
-            net::receiver(
-                &topo.receivers[i].ns,
-                false,
-                BASE_PORT + i as u16,
-                sources[i].len(),
-                skip[i],
-                TIMEOUT,
-            )
-        })
-        .collect::<Result<_, _>>()?;
+    let rx = net::receivers(&topo, 2, TIMEOUT, |i| Listen {
+        v6: false,
+        expect: sources[i].len(),
+        skip: skip[i],
+    })?;
     let configs: Vec<DestConfig> = (0..2)
         .map(|i| {
             let mut c = config(&topo, ifindex, i);
@@ -558,14 +454,7 @@ pub(crate) fn sender_group_async_module() -> TestResult {
                     ts_increment: cfg.rtp_ts_increment().unwrap_or(0),
                 });
             }
-            let id = sender.connect(&c).map_err(|e| format!("connect: {e}"))?;
-            let cfg = StreamConfig {
-                dests: vec![id],
-                ..cfg
-            };
-            group
-                .add_stream(cfg, Box::new(std::io::Cursor::new(src)))
-                .map_err(|e| e.to_string())?;
+            add_stream_to(&mut group, &mut sender, &c, cfg, src)?;
         }
         let mut pinned_while_running = 0;
         while !group.is_empty() {
@@ -604,8 +493,7 @@ pub(crate) fn sender_group_async_module() -> TestResult {
     })
     .join()
     .map_err(|_| "sender thread panicked")??;
-    for (i, h) in rx.into_iter().enumerate() {
-        let got = h.join().map_err(|_| "receiver panicked")??;
+    for (i, got) in net::join_all(rx)?.into_iter().enumerate() {
         if got.bytes(skip[i]) != sources[i] {
             return Err(format!(
                 "receiver {i}: {} bytes in {} datagrams, want {}",
