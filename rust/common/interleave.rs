@@ -43,6 +43,19 @@ pub struct Turn {
     pub last: bool,
 }
 
+/// One turn of the transmit order: a queue's packets in a row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Burst {
+    /// The queue that sends.
+    pub queue: usize,
+    /// How many packets it sends in a row, at least 1.
+    pub packets: u64,
+    /// Whether this turn ends its round.
+    pub round_end: bool,
+    /// Whether this is the last turn of all (it also ends its round).
+    pub last: bool,
+}
+
 /// The round-robin transmit order described in the module doc.
 #[derive(Debug)]
 pub struct RoundRobin<'a> {
@@ -95,6 +108,53 @@ impl<'a> RoundRobin<'a> {
             write: 0,
             burst: 0,
             quantum,
+        })
+    }
+}
+
+impl RoundRobin<'_> {
+    /// Returns the rest of the current turn, or the next one, as a whole:
+    /// the packets [`Iterator::next`] would yield one by one until the
+    /// turn ends. A send loop that handles a turn's packets in an inner
+    /// loop pays for the order once per turn.
+    #[inline(always)]
+    pub fn next_burst(&mut self) -> Option<Burst> {
+        if self.read >= self.len {
+            return None;
+        }
+        let queue = *self.active.get(self.read)?;
+        let index = usize::try_from(queue).ok()?;
+        let count = self.remaining.get_mut(index)?;
+        let before = *count;
+        let packets = match self.burst {
+            0 => before.min(u64::from(self.quantum)),
+            rest => u64::from(rest),
+        };
+        // Every queue in `active[..len]` has packets left, and a turn
+        // started by `next` has at most `before` left.
+        let left = before.checked_sub(packets).filter(|_| packets != 0)?;
+        *count = left;
+        self.burst = 0;
+        if left != 0 {
+            if let Some(slot) = self.active.get_mut(self.write) {
+                *slot = queue;
+            }
+            // No overflow: `write <= read < len`.
+            self.write = self.write.wrapping_add(1);
+        }
+        self.read = self.read.wrapping_add(1);
+        let mut round_end = false;
+        if self.read == self.len {
+            self.len = self.write;
+            self.read = 0;
+            self.write = 0;
+            round_end = true;
+        }
+        Some(Burst {
+            queue: index,
+            packets,
+            round_end,
+            last: round_end && self.len == 0,
         })
     }
 }

@@ -74,6 +74,14 @@ impl RingCursor {
         }
     }
 
+    /// Moves past the buffer at `at`, which [`RingCursor::peek`] returned
+    /// for a ring of `len` buffers and which said [`BufState::Taken`]: the
+    /// same as [`RingCursor::step`] then, for the send path's usual case.
+    #[inline(always)]
+    pub fn reused(&mut self, at: usize, len: usize) {
+        self.pos = next(at, len);
+    }
+
     /// Decides which buffer carries the next packet of a ring of `len`
     /// buffers, given what the buffer at [`RingCursor::peek`] answered
     /// (ignored when the ring is empty); `grow` says whether the ring may

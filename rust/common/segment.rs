@@ -183,6 +183,25 @@ pub struct PagedPacket {
     pub offset: u32,
 }
 
+/// A full-size packet within two pages ([`PagedCursor::peek_full`]):
+/// `len0` bytes from byte `offset` of page `page`, then `len1` bytes (0:
+/// none) from the start of page `page + 1`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FullPacket {
+    /// The page of the payload's first byte.
+    pub page: usize,
+    /// The offset of the payload's first byte in `page`.
+    pub offset: u32,
+    /// The bytes in `page`.
+    pub len0: u32,
+    /// The bytes in the next page.
+    pub len1: u32,
+    /// The page of the byte after the packet.
+    next_page: usize,
+    /// The offset of the byte after the packet in `next_page`.
+    next_offset: u32,
+}
+
 /// The position of a destination's next packet, kept as a page position so
 /// that the per-packet step is a few additions: the packets are those of
 /// [`SegmentCursor`], located in memory.
@@ -222,6 +241,57 @@ impl PagedCursor {
             max_payload,
             page_shift,
         })
+    }
+
+    /// Returns the largest payload of a packet.
+    pub fn max_payload(&self) -> u16 {
+        self.max_payload
+    }
+
+    /// Returns the next packet when it is a full-size packet
+    /// (`max_payload` bytes) of the current entry within two pages, the
+    /// common case, for a page size of `1 << SHIFT` (the cursor's); `None`
+    /// otherwise (call [`PagedCursor::next_packet`] then). It does not move
+    /// the cursor: [`PagedCursor::advance`] does. What it returns is what
+    /// [`PagedCursor::next_packet`] and [`split_two`] would: the same
+    /// packet, not the entry's first.
+    #[inline(always)]
+    pub fn peek_full<const SHIFT: u32>(&self) -> Option<FullPacket> {
+        let len = u32::from(self.max_payload);
+        if self.left < u64::from(len) || self.page_shift != SHIFT || SHIFT > MAX_PAGE_SHIFT {
+            return None;
+        }
+        let page_size = 1u32 << SHIFT;
+        // No overflow: `offset < page_size <= 2^31`, `len < 2^16`.
+        let end = self.offset.wrapping_add(len);
+        let (len0, len1) = if end <= page_size {
+            (len, 0)
+        } else {
+            // No overflow: `offset < page_size < end`.
+            let len1 = end.wrapping_sub(page_size);
+            if len1 > page_size {
+                return None;
+            }
+            (page_size.wrapping_sub(self.offset), len1)
+        };
+        Some(FullPacket {
+            page: self.page,
+            offset: self.offset,
+            len0,
+            len1,
+            next_page: self.page.checked_add((end >> SHIFT) as usize)?,
+            next_offset: end & page_size.wrapping_sub(1),
+        })
+    }
+
+    /// Moves past `packet`, which [`PagedCursor::peek_full`] returned
+    /// for the cursor as it is.
+    #[inline(always)]
+    pub fn advance(&mut self, packet: &FullPacket) {
+        self.page = packet.next_page;
+        self.offset = packet.next_offset;
+        // No overflow: `peek_full` checked `left >= max_payload`.
+        self.left = self.left.wrapping_sub(u64::from(self.max_payload));
     }
 
     /// Returns the next packet and moves past it, or `None` at the end or

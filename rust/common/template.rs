@@ -189,6 +189,82 @@ pub struct Template {
     initial: PacketState,
 }
 
+/// The per-packet writes of a destination's full-size packets, computed
+/// once per call by [`Template::full_size_patch`].
+///
+/// With [`UdpCsum::Partial`] or [`UdpCsum::Zero`], every packet carrying
+/// [`Template::max_payload`] bytes has the same length fields and the same
+/// UDP checksum field, so turning an earlier header of the same template
+/// into the next full-size packet's ([`FullSizePatch::patch`]) costs the
+/// IPv4 id and header checksum and the RTP fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FullSizePatch {
+    /// The length of the header.
+    header_len: u8,
+    /// The offset of the IP header.
+    l3_offset: u8,
+    /// The offset of the UDP header.
+    l4_offset: u8,
+    /// Whether the IP header is IPv6.
+    ipv6: bool,
+    /// Whether an RTP header follows the UDP header.
+    rtp: bool,
+    /// The IPv4 total length or IPv6 payload length.
+    l3_len: u16,
+    /// The UDP length and checksum fields, as stored.
+    udp_tail: [u8; 4],
+    /// The IPv4 header sum without id and checksum (with the length).
+    ip_sum: u32,
+    /// The RTP timestamp increment per packet.
+    ts_increment: u32,
+}
+
+impl FullSizePatch {
+    /// Turns `out[..header_len()]`, which holds a header its template
+    /// wrote for an earlier packet, into the header
+    /// [`Template::write_header`] writes for a packet of
+    /// [`Template::max_payload`] bytes with the checksum mode the patch was
+    /// made for, and advances `state` the same way.
+    #[inline(always)]
+    pub fn patch(&self, out: &mut [u8], state: &mut PacketState) -> Result<(), TemplateError> {
+        // Checked first, so that an error changes nothing.
+        let out = out
+            .get_mut(..usize::from(self.header_len))
+            .ok_or(TemplateError::BufferTooShort)?;
+        let l3 = usize::from(self.l3_offset);
+        let l4 = usize::from(self.l4_offset);
+        if self.ipv6 {
+            let ip = chunk::<6>(out, l3).ok_or(TemplateError::BufferTooShort)?;
+            put16(ip, 4, self.l3_len);
+        } else {
+            let ip = chunk::<12>(out, l3).ok_or(TemplateError::BufferTooShort)?;
+            put16(ip, 2, self.l3_len);
+            put16(ip, 4, state.ip_id);
+            put16(
+                ip,
+                10,
+                checksum::finish(checksum::add16(self.ip_sum, state.ip_id)),
+            );
+        }
+        if self.rtp {
+            let l4h = chunk::<{ UDP_LEN + 8 }>(out, l4).ok_or(TemplateError::BufferTooShort)?;
+            let [.., l0, l1, c0, c1] =
+                chunk::<UDP_LEN>(l4h, 0).ok_or(TemplateError::BufferTooShort)?;
+            [*l0, *l1, *c0, *c1] = self.udp_tail;
+            put16(l4h, UDP_LEN + 2, state.rtp_seq);
+            put32(l4h, UDP_LEN + 4, state.rtp_ts);
+        } else {
+            let [.., l0, l1, c0, c1] =
+                chunk::<UDP_LEN>(out, l4).ok_or(TemplateError::BufferTooShort)?;
+            [*l0, *l1, *c0, *c1] = self.udp_tail;
+        }
+        state.ip_id = state.ip_id.wrapping_add(1);
+        state.rtp_seq = state.rtp_seq.wrapping_add(1);
+        state.rtp_ts = state.rtp_ts.wrapping_add(self.ts_increment);
+        Ok(())
+    }
+}
+
 /// Appends bytes to a header under construction.
 struct Builder {
     /// The header bytes.
@@ -388,6 +464,41 @@ impl Template {
     /// and timestamp as in the spec's [`RtpSpec`].
     pub fn initial_state(&self) -> PacketState {
         self.initial
+    }
+
+    /// Returns the per-packet writes of this template's full-size packets
+    /// with checksum mode `csum`, or `None` for [`UdpCsum::Full`] (the
+    /// checksum depends on the payload) and for what
+    /// [`Template::write_header`] refuses ([`UdpCsum::Zero`] with IPv6).
+    pub fn full_size_patch(&self, csum: UdpCsum) -> Option<FullSizePatch> {
+        let payload_len = self.max_payload;
+        self.check(payload_len, csum).ok()?;
+        // No overflow: max_payload = packet_size - l3_header_len.
+        let udp_len = self.l4_header_len.wrapping_add(payload_len);
+        let check = match csum {
+            UdpCsum::Partial => checksum::fold(checksum::add16(self.pseudo_sum, udp_len)),
+            UdpCsum::Zero => 0,
+            UdpCsum::Full { .. } => return None,
+        };
+        let (l3_len, ip_sum) = if self.ipv6 {
+            (udp_len, 0)
+        } else {
+            let total_len = self.l3_header_len.wrapping_add(payload_len);
+            (total_len, checksum::add16(self.ip_sum, total_len))
+        };
+        let [l0, l1] = udp_len.to_be_bytes();
+        let [c0, c1] = check.to_be_bytes();
+        Some(FullSizePatch {
+            header_len: self.header_len,
+            l3_offset: self.l3_offset,
+            l4_offset: self.l4_offset,
+            ipv6: self.ipv6,
+            rtp: self.rtp,
+            l3_len,
+            udp_tail: [l0, l1, c0, c1],
+            ip_sum,
+            ts_increment: self.ts_increment,
+        })
     }
 
     /// Writes the header of one packet carrying `payload_len` bytes into

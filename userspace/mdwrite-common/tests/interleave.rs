@@ -2,7 +2,7 @@
 
 //! Tests of `interleave` against a naive round-by-round reference.
 
-use mdwrite_common::interleave::{InterleaveError, RoundRobin, Turn, DEFAULT_QUANTUM};
+use mdwrite_common::interleave::{Burst, InterleaveError, RoundRobin, Turn, DEFAULT_QUANTUM};
 use proptest::prelude::*;
 
 /// Builds the order round by round: each non-empty queue, ascending, sends
@@ -148,4 +148,43 @@ fn exhausted_queues_are_not_rescanned() {
     let rr = RoundRobin::new(&mut remaining, &mut active, 1).unwrap();
     assert_eq!(rr.count(), 1_100_000);
     assert!(start.elapsed() < std::time::Duration::from_secs(20));
+}
+
+proptest! {
+    /// Turn by turn, the order is the same as packet by packet, also when
+    /// a caller starts a turn with `next` and finishes it with
+    /// `next_burst`.
+    #[test]
+    fn bursts_flatten_to_the_order(
+        counts in proptest::collection::vec(prop_oneof![Just(0u64), 0u64..5, 0u64..40], 0..24),
+        quantum in prop_oneof![Just(1u32), 1u32..6, Just(u32::MAX)],
+        singles in proptest::collection::vec(any::<bool>(), 0..64),
+    ) {
+        let expected = naive_order(&counts, quantum);
+        let mut remaining = counts.clone();
+        let mut active = vec![u32::MAX; counts.iter().filter(|&&c| c > 0).count()];
+        let mut rr = RoundRobin::new(&mut remaining, &mut active, quantum).unwrap();
+        let mut got = Vec::new();
+        let mut pick = singles.iter().cycle();
+        loop {
+            if singles.is_empty() || !*pick.next().unwrap() {
+                let Some(Burst { queue, packets, round_end, last }) = rr.next_burst() else {
+                    break;
+                };
+                prop_assert!(packets >= 1);
+                for k in 0..packets {
+                    let end = k + 1 == packets;
+                    got.push(Turn { queue, round_end: round_end && end, last: last && end });
+                }
+            } else {
+                let Some(turn) = rr.next() else {
+                    break;
+                };
+                got.push(turn);
+            }
+        }
+        prop_assert_eq!(rr.next_burst(), None);
+        prop_assert_eq!(&got, &expected);
+        prop_assert!(remaining.iter().all(|&r| r == 0));
+    }
 }

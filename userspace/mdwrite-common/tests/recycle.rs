@@ -146,3 +146,23 @@ fn spoiled_buffer_is_replaced_in_place() {
     assert_eq!(c.peek(1), Some(0));
     assert_eq!(c.step(1, true, BufState::Busy), Step::Insert(0));
 }
+
+proptest! {
+    /// `reused` is `step` for a buffer that was taken.
+    #[test]
+    fn reused_is_step_taken(len in 1usize..50, moves in prop::collection::vec(any::<bool>(), 0..100)) {
+        let mut a = RingCursor::new();
+        let mut b = RingCursor::new();
+        for m in moves {
+            let at = a.peek(len).unwrap();
+            if m {
+                a.reused(at, len);
+                prop_assert_eq!(b.step(len, false, BufState::Taken), Step::Reuse(at));
+            } else {
+                a.step(len, false, BufState::Spoiled);
+                b.step(len, false, BufState::Spoiled);
+            }
+            prop_assert_eq!(a, b);
+        }
+    }
+}

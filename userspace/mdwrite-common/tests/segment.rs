@@ -323,6 +323,52 @@ proptest! {
     }
 }
 
+proptest! {
+    /// The fast case gives what the general step and `split_two` give, and
+    /// declines exactly when the packet is not a full-size one of the
+    /// current entry within two pages.
+    #[test]
+    fn peek_full_matches_next_packet(
+        lens in proptest::collection::vec(prop_oneof![Just(0u64), 1u64..20, 1u64..20_000], 0..10),
+        offsets in proptest::collection::vec(0u32..5000, 1..4),
+        max in prop_oneof![1u16..4, 1u16..3000, 4000u16..9000],
+        peek_first in any::<bool>(),
+    ) {
+        const SHIFT: u32 = 12;
+        let spans = spans_for(&lens, &offsets, SHIFT);
+        let mut cursor = PagedCursor::new(max, SHIFT).unwrap();
+        loop {
+            // A cursor of another page size never takes the fast case.
+            prop_assert_eq!(cursor.peek_full::<13>(), None);
+            let fast = cursor.peek_full::<SHIFT>();
+            let mut general = cursor;
+            let Some(expected) = general.next_packet(&spans[..]) else {
+                prop_assert_eq!(fast, None);
+                break;
+            };
+            let split = split_two(expected.offset, u32::from(expected.len), SHIFT);
+            let full = !expected.first && expected.len == max && split.is_some();
+            match fast {
+                Some(p) => {
+                    prop_assert!(full, "fast case for {:?}", expected);
+                    let (len0, len1) = split.unwrap();
+                    prop_assert_eq!((p.page, p.offset, p.len0, p.len1), (expected.page, expected.offset, len0, len1));
+                    if peek_first {
+                        // Peeking twice changes nothing.
+                        prop_assert_eq!(cursor.peek_full::<SHIFT>(), Some(p));
+                    }
+                    cursor.advance(&p);
+                    prop_assert_eq!(cursor, general);
+                }
+                None => {
+                    prop_assert!(!full || expected.first, "no fast case for {:?}", expected);
+                    cursor = general;
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn paged_cursor_rejects_bad_input() {
     assert_eq!(PagedCursor::new(0, 12), Err(SegmentError::ZeroMaxPayload));

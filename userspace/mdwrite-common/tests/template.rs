@@ -387,6 +387,48 @@ proptest! {
     }
 
     #[test]
+    fn full_size_patch_equals_written_header(
+        spec in arb_spec(),
+        start in (any::<u16>(), any::<u16>(), any::<u32>()),
+        earlier in proptest::collection::vec((0u8..3, any::<prop::sample::Index>()), 1..4),
+        zero in any::<bool>(),
+        count in 1usize..6,
+    ) {
+        // The send path's fast case: a recycled header of any earlier packet
+        // of the destination (any length, any checksum mode), turned into
+        // full-size packets by the patch computed once for the call.
+        let t = Template::new(&spec).map_err(|e| fail(format!("{e:?}")))?;
+        let csum = if zero && !t.is_ipv6() { UdpCsum::Zero } else { UdpCsum::Partial };
+        let patch = t.full_size_patch(csum).ok_or_else(|| fail("no patch"))?;
+        let (ip_id, rtp_seq, rtp_ts) = start;
+        let mut state = PacketState { ip_id, rtp_seq, rtp_ts };
+        let hl = t.header_len();
+        let max = usize::from(t.max_payload());
+        let mut recycled = vec![0x5a; hl + 3];
+        for (pick, index) in earlier {
+            let len = match pick {
+                0 => 1,
+                1 => max,
+                _ => 1 + index.index(max),
+            } as u16;
+            let old = if pick == 2 { UdpCsum::Full { payload_sum: index.index(1 << 20) as u32 } } else { csum };
+            t.write_header(&mut recycled, &mut state, len, old).map_err(|e| fail(format!("{e:?}")))?;
+        }
+        for k in 0..count {
+            let mut written_state = state;
+            let mut written = vec![0x5a; hl + 3];
+            t.write_header(&mut written, &mut written_state, t.max_payload(), csum).map_err(|e| fail(format!("{e:?}")))?;
+            patch.patch(&mut recycled, &mut state).map_err(|e| fail(format!("{e:?}")))?;
+            prop_assert_eq!(&recycled, &written, "packet {}", k);
+            prop_assert_eq!(state, written_state);
+        }
+        // A short buffer is refused and changes nothing.
+        let before = (recycled.clone(), state);
+        prop_assert_eq!(patch.patch(&mut recycled[..hl - 1], &mut state), Err(TemplateError::BufferTooShort));
+        prop_assert_eq!((recycled, state), before);
+    }
+
+    #[test]
     fn too_small_packet_sizes_fail(spec in arb_spec(), short in 1u16..100) {
         let spec = DestSpec { packet_size: min_packet_size(&spec).saturating_sub(short), ..spec };
         prop_assert_eq!(Template::new(&spec), Err(TemplateError::PacketSizeTooSmall));
@@ -671,4 +713,21 @@ fn full_checksum_zero_is_sent_as_ffff() {
     )
     .unwrap();
     assert_eq!(out[check_off..][..2], [0xff, 0xff]);
+}
+
+#[test]
+fn full_size_patch_only_for_payload_independent_checksums() {
+    let t = Template::new(&base_spec()).unwrap();
+    assert!(t.full_size_patch(UdpCsum::Partial).is_some());
+    assert!(t.full_size_patch(UdpCsum::Zero).is_some());
+    assert!(t
+        .full_size_patch(UdpCsum::Full { payload_sum: 0 })
+        .is_none());
+    let t6 = Template::new(&DestSpec {
+        ip: v6(),
+        ..base_spec()
+    })
+    .unwrap();
+    assert!(t6.full_size_patch(UdpCsum::Partial).is_some());
+    assert!(t6.full_size_patch(UdpCsum::Zero).is_none());
 }
