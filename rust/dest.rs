@@ -9,6 +9,7 @@ use crate::{
     common::template::{DestSpec, IpAddrs, PacketState, RtpSpec, Template, TemplateError},
     errno,
     net::NetNs,
+    skb::SkbCache,
 };
 
 /// `MDW_DEST_*` bits this module knows.
@@ -32,6 +33,8 @@ pub(crate) struct Destination {
     pub(crate) template: Template,
     /// IPv4 id, RTP sequence number and timestamp of the next packet.
     pub(crate) state: PacketState,
+    /// Skbs kept from the last call for the next (`SkbPool::keep`).
+    pub(crate) skbs: SkbCache,
 }
 
 fn template_errno(e: TemplateError) -> Error {
@@ -125,6 +128,7 @@ impl Destination {
             rtp,
             template,
             state,
+            skbs: SkbCache::default(),
         })
     }
 }

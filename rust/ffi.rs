@@ -70,6 +70,15 @@ pub(crate) struct MdwLayout {
 }
 
 /// `mdw_skb_reuse` results.
+/// `struct mdw_rearm`: what `mdw_skb_rearm` checks a destination's skbs
+/// against, kept per destination.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub(crate) struct MdwRearm {
+    pub(crate) hdr_len: u32,
+    pub(crate) done: *mut MdwDone,
+}
+
 pub(crate) const MDW_SKB_REUSED: c_int = 0;
 pub(crate) const MDW_SKB_BUSY: c_int = 1;
 
@@ -81,6 +90,7 @@ extern "C" {
         info: usize,
         frag: usize,
         layout: usize,
+        rearm: usize,
         max_header: usize,
     ) -> c_int;
     pub(crate) fn mdw_net_get_current() -> *mut bindings::net;
@@ -130,6 +140,26 @@ extern "C" {
         done: *mut MdwDone,
         hdr: *mut *mut u8,
     ) -> c_int;
+    pub(crate) fn mdw_skb_rearm(
+        skb: *mut bindings::sk_buff,
+        r: *const MdwRearm,
+        page0: *mut bindings::page,
+        page1: *mut bindings::page,
+        off0: u32,
+        lens: u32,
+    ) -> *mut u8;
+    pub(crate) fn mdw_skb_detach(
+        skb: *mut bindings::sk_buff,
+        hdr_len: u32,
+        done: *mut MdwDone,
+    ) -> bool;
+    pub(crate) fn mdw_skb_attach(
+        skb: *mut bindings::sk_buff,
+        d: *const MdwDev,
+        l: *const MdwLayout,
+        done: *mut MdwDone,
+    ) -> bool;
+    pub(crate) fn mdw_skb_payload_len(skb: *const bindings::sk_buff) -> u32;
     pub(crate) fn mdw_skb_free(skb: *mut bindings::sk_buff);
     pub(crate) fn mdw_skb_release(skb: *mut bindings::sk_buff);
     pub(crate) fn mdw_csum_frags(frags: *const MdwFrag, nfrags: u32) -> u32;
@@ -138,12 +168,8 @@ extern "C" {
         skbs: *mut *mut bindings::sk_buff,
         n: u32,
     ) -> u32;
-    pub(crate) fn mdw_xmit_qdisc(
-        skbs: *mut *mut bindings::sk_buff,
-        lens: *const u32,
-        n: u32,
-        bytes: *mut u64,
-    ) -> u32;
+    pub(crate) fn mdw_xmit_qdisc(skbs: *mut *mut bindings::sk_buff, n: u32, bytes: *mut u64)
+        -> u32;
     pub(crate) fn mdw_xmit_wait(d: *const MdwDev) -> bool;
     pub(crate) fn mdw_signal_pending() -> bool;
 }
@@ -156,6 +182,7 @@ pub(crate) fn check_layouts() -> kernel::error::Result {
             size_of::<MdwDevInfo>(),
             size_of::<MdwFrag>(),
             size_of::<MdwLayout>(),
+            size_of::<MdwRearm>(),
             crate::common::template::MAX_HEADER_LEN,
         )
     })

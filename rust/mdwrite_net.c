@@ -313,6 +313,18 @@ static struct sk_buff *mdw_skb_alloc(unsigned int size, struct mdw_done *done)
 	return skb;
 }
 
+/* The checksum fields of a packet skb of layout @l. */
+static void mdw_skb_set_csum(struct sk_buff *skb, const struct mdw_layout *l)
+{
+	if (l->csum_partial) {
+		skb->ip_summed = CHECKSUM_PARTIAL;
+		skb->csum_start = skb_transport_header(skb) - skb->head;
+		skb->csum_offset = offsetof(struct udphdr, check);
+	} else {
+		skb->ip_summed = CHECKSUM_NONE;
+	}
+}
+
 /*
  * A new packet of layout @l on @d: @l->hdr_len zeroed header bytes at *@hdr
  * for the caller to fill, the payload attached. With @keep, a second
@@ -343,13 +355,7 @@ struct sk_buff *mdw_skb_new(const struct mdw_dev *d, const struct mdw_layout *l,
 	mdw_skb_set_frags(skb, frags, nfrags, payload_len);
 	skb->len += payload_len;
 	skb->truesize += payload_len;
-	if (l->csum_partial) {
-		skb->ip_summed = CHECKSUM_PARTIAL;
-		skb->csum_start = skb_transport_header(skb) - skb->head;
-		skb->csum_offset = offsetof(struct udphdr, check);
-	} else {
-		skb->ip_summed = CHECKSUM_NONE;
-	}
+	mdw_skb_set_csum(skb, l);
 	if (keep)
 		skb_get(skb);
 	return skb;
@@ -363,14 +369,15 @@ struct sk_buff *mdw_skb_new(const struct mdw_dev *d, const struct mdw_layout *l,
  * driver does not modify the skbs it is given; this only guards against
  * what the stack around it may do.
  */
-static bool mdw_skb_intact(struct sk_buff *skb, const struct skb_shared_info *shinfo,
-			   const struct mdw_layout *l, struct mdw_done *done)
+static __always_inline bool mdw_skb_intact(struct sk_buff *skb,
+			   const struct skb_shared_info *shinfo, u32 hdr_len,
+			   const struct mdw_done *done)
 {
 	const u8 flags = SKBFL_ZEROCOPY_ENABLE | SKBFL_MANAGED_FRAG_REFS;
 
 	return !skb_cloned(skb) && (shinfo->flags & flags) == flags &&
 	       shinfo->destructor_arg == &done->ubuf && !shinfo->frag_list &&
-	       skb_headlen(skb) == l->hdr_len && skb->data == skb_mac_header(skb);
+	       skb_headlen(skb) == hdr_len && skb->data == skb_mac_header(skb);
 }
 
 /*
@@ -388,7 +395,7 @@ int mdw_skb_reuse(struct sk_buff *skb, const struct mdw_layout *l,
 
 	if (refcount_read(&skb->users) != 1)
 		return MDW_SKB_BUSY;
-	if (unlikely(nfrags > MAX_SKB_FRAGS || !mdw_skb_intact(skb, shinfo, l, done)))
+	if (unlikely(nfrags > MAX_SKB_FRAGS || !mdw_skb_intact(skb, shinfo, l->hdr_len, done)))
 		return MDW_SKB_SPOILED;
 	/* Only the ring holds it, so nothing can change the count under us. */
 	refcount_set(&skb->users, 2);
@@ -403,10 +410,99 @@ int mdw_skb_reuse(struct sk_buff *skb, const struct mdw_layout *l,
 	return MDW_SKB_REUSED;
 }
 
+/*
+ * mdw_skb_reuse() for the usual packet, a payload in one page or across
+ * two: @lens holds the bytes in @page0 from @off0 (low 16 bits) and those
+ * from the start of @page1 (high 16 bits, 0 for one fragment); @r the
+ * destination's header length and the call's completion. Returns the
+ * header bytes, or NULL when the skb is busy or spoiled (the caller then
+ * asks mdw_skb_reuse() which). The send path calls it once per packet, so
+ * it is written out for that case, its arguments in registers.
+ */
+u8 *mdw_skb_rearm(struct sk_buff *skb, const struct mdw_rearm *r,
+		  struct page *page0, struct page *page1, u32 off0, u32 lens)
+{
+	struct skb_shared_info *shinfo = skb_shinfo(skb);
+	u32 len0 = lens & 0xffff, len1 = lens >> 16;
+	u32 payload_len = len0 + len1;
+
+	if (refcount_read(&skb->users) != 1 ||
+	    unlikely(!mdw_skb_intact(skb, shinfo, r->hdr_len, r->done)))
+		return NULL;
+	/* Only the ring holds it, so nothing can change the count under us. */
+	refcount_set(&skb->users, 2);
+	__skb_fill_page_desc_noacc(shinfo, 0, page0, off0, len0);
+	if (len1) {
+		__skb_fill_page_desc_noacc(shinfo, 1, page1, 0, len1);
+		shinfo->nr_frags = 2;
+	} else {
+		shinfo->nr_frags = 1;
+	}
+	skb->truesize += payload_len - skb->data_len;
+	skb->data_len = payload_len;
+	skb->len = r->hdr_len + payload_len;
+	return skb->data;
+}
+
+/*
+ * End of a call: unties @skb, which only the caller's ring holds and which
+ * is as mdw_skb_new() left it for @hdr_len header bytes and @done, from
+ * the call (dropping its reference on @done, without completing it: the
+ * call holds its own) and from the call's pages, so that its destination
+ * can keep it, header in place, for its next call. False, with nothing
+ * done, when it cannot be kept.
+ */
+bool mdw_skb_detach(struct sk_buff *skb, u32 hdr_len, struct mdw_done *done)
+{
+	struct skb_shared_info *shinfo = skb_shinfo(skb);
+
+	if (refcount_read(&skb->users) != 1 ||
+	    !mdw_skb_intact(skb, shinfo, hdr_len, done))
+		return false;
+	shinfo->nr_frags = 0;
+	skb->truesize -= skb->data_len;
+	skb->len -= skb->data_len;
+	skb->data_len = 0;
+	skb->dev = NULL;
+	skb_zcopy_clear(skb, true);
+	return true;
+}
+
+/*
+ * Start of a call: ties @skb, kept by a destination of layout @l since its
+ * last call (mdw_skb_detach()), to the call of @done on @d, so its ring can
+ * rearm it; the checksum mode is this call's (the device's offloads may
+ * have changed). False, with nothing done, when it cannot be used there;
+ * the caller then releases it.
+ */
+bool mdw_skb_attach(struct sk_buff *skb, const struct mdw_dev *d,
+		    const struct mdw_layout *l, struct mdw_done *done)
+{
+	struct net_device *dev = d->dev;
+
+	if (refcount_read(&skb->users) != 1 || skb_cloned(skb) || skb_zcopy(skb) ||
+	    skb_shinfo(skb)->nr_frags || skb_headlen(skb) != l->hdr_len ||
+	    skb->data != skb_mac_header(skb) ||
+	    skb_headroom(skb) < LL_RESERVED_SPACE(dev) - ETH_HLEN)
+		return false;
+	skb_shinfo(skb)->flags |= SKBFL_MANAGED_FRAG_REFS;
+	net_zcopy_get(&done->ubuf);
+	skb_zcopy_init(skb, &done->ubuf);
+	skb->dev = dev;
+	mdw_skb_set_csum(skb, l);
+	return true;
+}
+
 /* Drops a ring's reference (end of a call). */
 void mdw_skb_release(struct sk_buff *skb)
 {
 	consume_skb(skb);
+}
+
+/* The payload bytes of a packet skb: its page fragments. */
+u32 mdw_skb_payload_len(const struct sk_buff *skb)
+{
+	return skb->data_len;
 }
 
 void mdw_skb_free(struct sk_buff *skb)
@@ -449,21 +545,24 @@ unsigned int mdw_xmit_direct(const struct mdw_dev *d, struct sk_buff **skbs,
 	struct net_device *dev = d->dev;
 	struct netdev_queue *txq;
 	unsigned int sent = 0;
+	bool nit;
 	u16 q;
 
 	local_bh_disable();
 	q = smp_processor_id() % dev->real_num_tx_queues;
 	txq = netdev_get_tx_queue(dev, q);
+	/*
+	 * Packet taps (tcpdump) see mdwrite's packets, unlike
+	 * PACKET_QDISC_BYPASS's; one test per batch when there are none.
+	 */
+	nit = dev_nit_active(dev);
 	HARD_TX_LOCK(dev, txq, smp_processor_id());
 	while (sent < n && !netif_xmit_frozen_or_drv_stopped(txq)) {
 		struct sk_buff *skb = skbs[sent];
 		netdev_tx_t rc;
 
 		skb_set_queue_mapping(skb, q);
-		/* Packet taps (tcpdump) see mdwrite's packets, unlike
-		 * PACKET_QDISC_BYPASS's; one test when there are none.
-		 */
-		if (dev_nit_active(dev))
+		if (nit)
 			dev_queue_xmit_nit(skb, dev);
 		rc = netdev_start_xmit(skb, dev, txq, sent + 1 < n);
 		if (!dev_xmit_complete(rc))
@@ -478,17 +577,18 @@ unsigned int mdw_xmit_direct(const struct mdw_dev *d, struct sk_buff **skbs,
 /*
  * Through the qdisc (MDW_WRITE_QDISC): every skb is consumed. Returns the
  * number the qdisc accepted (the others were dropped) and adds their
- * payload sizes, @lens, to @bytes.
+ * payload sizes to @bytes.
  */
-unsigned int mdw_xmit_qdisc(struct sk_buff **skbs, const u32 *lens,
-			    unsigned int n, u64 *bytes)
+unsigned int mdw_xmit_qdisc(struct sk_buff **skbs, unsigned int n, u64 *bytes)
 {
 	unsigned int i, ok = 0;
 
 	for (i = 0; i < n; i++) {
+		u32 len = mdw_skb_payload_len(skbs[i]);
+
 		if (dev_queue_xmit(skbs[i]) == NET_XMIT_SUCCESS) {
 			ok++;
-			*bytes += lens[i];
+			*bytes += len;
 		}
 	}
 	return ok;
@@ -513,10 +613,12 @@ bool mdw_signal_pending(void)
 }
 
 /* The Rust mirrors of the structs in mdwrite_net.h must match. */
-int mdw_ffi_check(size_t info, size_t frag, size_t layout, size_t max_header)
+int mdw_ffi_check(size_t info, size_t frag, size_t layout, size_t rearm,
+		  size_t max_header)
 {
 	if (info != sizeof(struct mdw_dev_info) || max_header != MDW_MAX_HEADER ||
-	    frag != sizeof(struct mdw_frag) || layout != sizeof(struct mdw_layout))
+	    frag != sizeof(struct mdw_frag) || layout != sizeof(struct mdw_layout) ||
+	    rearm != sizeof(struct mdw_rearm))
 		return -EINVAL;
 	return 0;
 }

@@ -47,6 +47,12 @@ struct mdw_layout {
 	bool csum_partial;
 };
 
+/* What mdw_skb_rearm() checks a destination's skbs against. */
+struct mdw_rearm {
+	u32 hdr_len;
+	struct mdw_done *done;
+};
+
 /* mdw_skb_reuse() results. */
 #define MDW_SKB_REUSED	0
 #define MDW_SKB_BUSY	1
@@ -81,16 +87,22 @@ struct sk_buff *mdw_skb_new(const struct mdw_dev *d, const struct mdw_layout *l,
 int mdw_skb_reuse(struct sk_buff *skb, const struct mdw_layout *l,
 		  const struct mdw_frag *frags, u32 nfrags, u32 payload_len,
 		  struct mdw_done *done, u8 **hdr);
+u8 *mdw_skb_rearm(struct sk_buff *skb, const struct mdw_rearm *r,
+		  struct page *page0, struct page *page1, u32 off0, u32 lens);
+bool mdw_skb_detach(struct sk_buff *skb, u32 hdr_len, struct mdw_done *done);
+bool mdw_skb_attach(struct sk_buff *skb, const struct mdw_dev *d,
+		    const struct mdw_layout *l, struct mdw_done *done);
+u32 mdw_skb_payload_len(const struct sk_buff *skb);
 void mdw_skb_free(struct sk_buff *skb);
 void mdw_skb_release(struct sk_buff *skb);
 u32 mdw_csum_frags(const struct mdw_frag *frags, u32 nfrags);
 
 unsigned int mdw_xmit_direct(const struct mdw_dev *d, struct sk_buff **skbs,
 			     unsigned int n);
-unsigned int mdw_xmit_qdisc(struct sk_buff **skbs, const u32 *lens,
-			    unsigned int n, u64 *bytes);
+unsigned int mdw_xmit_qdisc(struct sk_buff **skbs, unsigned int n, u64 *bytes);
 bool mdw_xmit_wait(const struct mdw_dev *d);
 bool mdw_signal_pending(void);
-int mdw_ffi_check(size_t info, size_t frag, size_t layout, size_t max_header);
+int mdw_ffi_check(size_t info, size_t frag, size_t layout, size_t rearm,
+		  size_t max_header);
 
 #endif /* MDWRITE_NET_H */

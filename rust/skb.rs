@@ -90,6 +90,8 @@ const RING_START: usize = 4;
 struct SkbRing {
     skbs: KVec<*mut bindings::sk_buff>,
     cursor: RingCursor,
+    /// `mdw_skb_rearm`'s arguments for this destination.
+    rearm: ffi::MdwRearm,
 }
 
 impl SkbPool {
@@ -121,6 +123,10 @@ impl SkbPool {
                 SkbRing {
                     skbs: KVec::new(),
                     cursor: RingCursor::new(),
+                    rearm: ffi::MdwRearm {
+                        hdr_len: 0,
+                        done: core::ptr::null_mut(),
+                    },
                 },
                 GFP_KERNEL,
             )?;
@@ -131,7 +137,6 @@ impl SkbPool {
     /// An skb carrying `parts`, with one reference for the caller, and
     /// whether its header bytes (at `*hdr`) are new (zeroed) rather than
     /// those of the destination's earlier packet.
-    #[inline(always)]
     fn take(
         &mut self,
         dev: &NetDevice,
@@ -139,37 +144,16 @@ impl SkbPool {
         done: &CallDone,
         hdr: &mut *mut u8,
     ) -> Result<(*mut bindings::sk_buff, bool)> {
-        let new = |keep: bool, hdr: &mut *mut u8| {
-            // SAFETY: the device is held, the layout and fragments are valid
-            // for the call and their pages stay pinned until `done`
-            // completes, `done` is live and `hdr` is writable.
-            let skb = unsafe {
-                ffi::mdw_skb_new(
-                    dev.as_ptr(),
-                    parts.layout,
-                    parts.frags.as_ptr(),
-                    parts.frags.len() as u32,
-                    parts.payload_len,
-                    done.0,
-                    keep,
-                    hdr,
-                )
-            };
-            if skb.is_null() {
-                Err(ENOMEM)
-            } else {
-                Ok(skb)
-            }
-        };
         if !self.enabled || !parts.recycle {
-            return Ok((new(false, hdr)?, true));
+            return Ok((new_skb(dev, parts, done, false, hdr)?, true));
         }
-        let grow = self.spare > 0;
-        let SkbRing { skbs, cursor } = self.ring(parts.ring)?;
+        let SkbRing { skbs, cursor, .. } = self.ring(parts.ring)?;
         let state = match cursor.peek(skbs.len()).and_then(|at| skbs.get(at)) {
             None => BufState::Spoiled,
             // SAFETY: the ring holds a reference to `skb`, a packet of this
-            // call on this destination's device; as for `new` otherwise.
+            // call on this destination's device; the layout and fragments
+            // are valid for the call and their pages stay pinned until
+            // `done` completes, `done` is live and `hdr` is writable.
             Some(&skb) => match unsafe {
                 ffi::mdw_skb_reuse(
                     skb,
@@ -186,6 +170,59 @@ impl SkbPool {
                 _ => BufState::Spoiled,
             },
         };
+        self.settle(dev, parts, done, hdr, state)
+    }
+
+    /// The fast way to an skb for destination `ring`'s next packet, a
+    /// payload in one page or across two: its least recently used skb,
+    /// rearmed in one call when the device has released it. `None` when
+    /// that is not so (the pool is off, the ring is empty, its skb busy or
+    /// spoiled): [`SkbPool::take`] then does what the ring needs.
+    #[inline(always)]
+    fn rearm(&mut self, ring: usize, two: &TwoFrags) -> Option<(*mut bindings::sk_buff, *mut u8)> {
+        if !self.enabled {
+            return None;
+        }
+        let ring = self.rings.get_mut(ring)?;
+        let len = ring.skbs.len();
+        let at = ring.cursor.peek(len)?;
+        let skb = *ring.skbs.get(at)?;
+        let lens = two.len0 | two.len1 << 16;
+        if (two.len0 | two.len1) >> 16 != 0 {
+            return None;
+        }
+        // SAFETY: the ring holds a reference to `skb`, a packet of this
+        // call on this destination's device; the pages stay pinned until
+        // the call's `done` completes, and `rearm` holds the header length
+        // and that `done`, set by `settle` when the ring got its first skb.
+        let hdr =
+            unsafe { ffi::mdw_skb_rearm(skb, &ring.rearm, two.page0, two.page1, two.off, lens) };
+        if hdr.is_null() {
+            return None;
+        }
+        ring.cursor.reused(at, len);
+        Some((skb, hdr))
+    }
+
+    /// Does what the destination's ring says for `state`, the answer of
+    /// its least recently used skb (ignored when the ring is empty).
+    #[inline(never)]
+    fn settle(
+        &mut self,
+        dev: &NetDevice,
+        parts: &PacketParts<'_>,
+        done: &CallDone,
+        hdr: &mut *mut u8,
+        state: BufState,
+    ) -> Result<(*mut bindings::sk_buff, bool)> {
+        let grow = self.spare > 0;
+        let SkbRing {
+            skbs,
+            cursor,
+            rearm,
+        } = self.ring(parts.ring)?;
+        rearm.hdr_len = parts.layout.hdr_len;
+        rearm.done = done.0;
         match cursor.step(skbs.len(), grow, state) {
             Step::Reuse(at) => Ok((*skbs.get(at).ok_or(EINVAL)?, false)),
             Step::Insert(at) => {
@@ -193,7 +230,7 @@ impl SkbPool {
                     // Room for a few at once: most rings hold one to a few.
                     skbs.reserve(skbs.len().max(RING_START), GFP_KERNEL)?;
                 }
-                let skb = new(true, hdr)?;
+                let skb = new_skb(dev, parts, done, true, hdr)?;
                 // Cannot fail: room was reserved.
                 let _ = skbs.push(skb, GFP_KERNEL);
                 if let Some(tail) = skbs.get_mut(at..) {
@@ -203,7 +240,7 @@ impl SkbPool {
                 Ok((skb, true))
             }
             Step::Replace(at) => {
-                let skb = new(true, hdr)?;
+                let skb = new_skb(dev, parts, done, true, hdr)?;
                 if let Some(slot) = skbs.get_mut(at) {
                     let old = core::mem::replace(slot, skb);
                     // SAFETY: the ring owned one reference to `old`.
@@ -211,8 +248,176 @@ impl SkbPool {
                 }
                 Ok((skb, true))
             }
-            Step::Unkept => Ok((new(false, hdr)?, true)),
+            Step::Unkept => Ok((new_skb(dev, parts, done, false, hdr)?, true)),
         }
+    }
+}
+
+/// A new skb carrying `parts`, with one reference for the caller and,
+/// with `keep`, one more for a ring; its header bytes at `*hdr`, zeroed.
+fn new_skb(
+    dev: &NetDevice,
+    parts: &PacketParts<'_>,
+    done: &CallDone,
+    keep: bool,
+    hdr: &mut *mut u8,
+) -> Result<*mut bindings::sk_buff> {
+    // SAFETY: the device is held, the layout and fragments are valid for
+    // the call and their pages stay pinned until `done` completes, `done`
+    // is live and `hdr` is writable.
+    let skb = unsafe {
+        ffi::mdw_skb_new(
+            dev.as_ptr(),
+            parts.layout,
+            parts.frags.as_ptr(),
+            parts.frags.len() as u32,
+            parts.payload_len,
+            done.0,
+            keep,
+            hdr,
+        )
+    };
+    if skb.is_null() {
+        Err(ENOMEM)
+    } else {
+        Ok(skb)
+    }
+}
+
+/// A payload in one page or across two, the usual packet: `len0` bytes
+/// from `off` in `page0`, then `len1` bytes (0: none) from the start of
+/// `page1`.
+#[derive(Clone, Copy)]
+pub(crate) struct TwoFrags {
+    pub(crate) page0: *mut bindings::page,
+    pub(crate) page1: *mut bindings::page,
+    pub(crate) off: u32,
+    pub(crate) len0: u32,
+    pub(crate) len1: u32,
+}
+
+/// Skbs a destination keeps between calls, at most this many.
+const CACHED_MAX: usize = 8;
+
+/// The skbs a destination keeps from one call to the next: untied from
+/// any call and any page (`mdw_skb_detach`), each with the header of one
+/// of the destination's packets still in place, so that its next call
+/// starts recycling at once instead of allocating (`SkbPool::adopt`).
+/// Dropping it frees them.
+#[derive(Default)]
+pub(crate) struct SkbCache {
+    skbs: KVec<*mut bindings::sk_buff>,
+}
+
+// SAFETY: the cache alone holds its skbs; they may be freed from any
+// thread.
+unsafe impl Send for SkbCache {}
+// SAFETY: shared references give no access to the skbs.
+unsafe impl Sync for SkbCache {}
+
+impl Drop for SkbCache {
+    fn drop(&mut self) {
+        for &skb in self.skbs.iter() {
+            // SAFETY: the cache owns its one reference to each skb.
+            unsafe { ffi::mdw_skb_release(skb) };
+        }
+    }
+}
+
+impl SkbPool {
+    /// Gives destination `ring`'s ring the skbs its destination kept from
+    /// its last call, tied to this call (`done`, on `dev`, with the
+    /// destination's `layout` and this call's checksum mode); those that
+    /// cannot be used here are freed. Call before the ring's first packet.
+    pub(crate) fn adopt(
+        &mut self,
+        ring: usize,
+        cache: &mut SkbCache,
+        dev: &NetDevice,
+        layout: &ffi::MdwLayout,
+        done: &CallDone,
+    ) -> Result {
+        if cache.skbs.is_empty() {
+            return Ok(());
+        }
+        if !self.enabled {
+            // Nothing to recycle into: keep them for a later call.
+            return Ok(());
+        }
+        self.ring(ring)?;
+        let spare = &mut self.spare;
+        let SkbRing {
+            skbs,
+            cursor,
+            rearm,
+        } = self.rings.get_mut(ring).ok_or(EINVAL)?;
+        if !skbs.is_empty() {
+            return Ok(());
+        }
+        rearm.hdr_len = layout.hdr_len;
+        rearm.done = done.0;
+        // The cache's vector becomes the ring: no allocation.
+        *skbs = core::mem::take(&mut cache.skbs);
+        let mut n = 0;
+        for i in 0..skbs.len() {
+            let skb = skbs[i];
+            // SAFETY: the cache held the skb's only reference; the device
+            // is held, `layout` valid and `done` live.
+            if *spare > 0 && unsafe { ffi::mdw_skb_attach(skb, dev.as_ptr(), layout, done.0) } {
+                skbs[n] = skb;
+                n += 1;
+                *spare -= 1;
+            } else {
+                // SAFETY: the cache held the skb's only reference.
+                unsafe { ffi::mdw_skb_release(skb) };
+            }
+        }
+        // SAFETY: `n` is at most the length; the entries from `n` on are
+        // plain pointers whose references were released or moved below
+        // `n`.
+        unsafe { skbs.set_len(n) };
+        *cursor = RingCursor::new();
+        Ok(())
+    }
+
+    /// End of a call: moves destination `ring`'s skbs that the device has
+    /// released into `cache`, untied from the call, for its next call (up
+    /// to what the cache keeps); the others are left to the pool's drop.
+    pub(crate) fn keep(&mut self, ring: usize, cache: &mut SkbCache) {
+        if !cache.skbs.is_empty() {
+            // Not adopted by this call: the cache keeps what it has.
+            return;
+        }
+        let Some(SkbRing {
+            skbs,
+            cursor,
+            rearm,
+        }) = self.rings.get_mut(ring)
+        else {
+            return;
+        };
+        // Least recently used first, as the ring would have used them.
+        let start = cursor.peek(skbs.len()).unwrap_or(0);
+        skbs.rotate_left(start);
+        let mut n = 0;
+        for i in 0..skbs.len() {
+            let skb = skbs[i];
+            // SAFETY: the ring holds a reference to `skb`, a packet of
+            // this call with `rearm`'s header length and completion.
+            if n < CACHED_MAX && unsafe { ffi::mdw_skb_detach(skb, rearm.hdr_len, rearm.done) } {
+                skbs[n] = skb;
+                n += 1;
+            } else {
+                // SAFETY: the ring's reference, given up here (the device
+                // may still hold its own).
+                unsafe { ffi::mdw_skb_release(skb) };
+            }
+        }
+        // SAFETY: as in `adopt`.
+        unsafe { skbs.set_len(n) };
+        *cursor = RingCursor::new();
+        // The ring's vector becomes the cache: no allocation.
+        cache.skbs = core::mem::take(skbs);
     }
 }
 
@@ -253,8 +458,8 @@ pub(crate) struct TxBatch<'a> {
     dev: &'a NetDevice,
     qdisc: bool,
     skbs: [*mut bindings::sk_buff; BATCH],
-    /// Payload bytes of each queued skb.
-    bytes: [u32; BATCH],
+    /// Payload bytes of the queued skbs.
+    bytes: u64,
     len: usize,
     /// Packets to queue before a flush, at most `BATCH`.
     limit: usize,
@@ -268,7 +473,7 @@ impl<'a> TxBatch<'a> {
             dev,
             qdisc,
             skbs: [core::ptr::null_mut(); BATCH],
-            bytes: [0; BATCH],
+            bytes: 0,
             len: 0,
             limit: BATCH,
         }
@@ -319,6 +524,32 @@ impl<'a> TxBatch<'a> {
         })
     }
 
+    /// [`TxBatch::build`]'s fast way, for a payload in one page or across
+    /// two on a destination whose device accepts shared skbs: `None` when
+    /// [`SkbPool::rearm`] says no (nothing was changed then). The header is
+    /// that of the destination's earlier packet.
+    #[inline(always)]
+    pub(crate) fn build_rearmed<'b>(
+        &'b mut self,
+        ring: usize,
+        hdr_len: u32,
+        two: &TwoFrags,
+        pool: &mut SkbPool,
+    ) -> Option<Building<'b, 'a>> {
+        if self.is_full() {
+            return None;
+        }
+        let (skb, hdr) = pool.rearm(ring, two)?;
+        Some(Building {
+            batch: self,
+            skb,
+            hdr,
+            hdr_len: hdr_len as usize,
+            fresh: false,
+            payload_len: two.len0.wrapping_add(two.len1),
+        })
+    }
+
     /// Hands every queued skb to the device, waiting while its queue is
     /// stopped. Returns how many packets and payload bytes the device
     /// accepted: all of them unless the device went down (`ENETDOWN`), a
@@ -326,19 +557,13 @@ impl<'a> TxBatch<'a> {
     pub(crate) fn flush(&mut self) -> (usize, u64, Result) {
         let n = self.len;
         if self.qdisc {
+            let mut bytes = 0u64;
             // SAFETY: `skbs[..n]` are built skbs owned by the batch; the
             // helper consumes all of them.
-            let mut bytes = 0u64;
-            // SAFETY: as above; `bytes[..n]` are the skbs' payload sizes.
-            let ok = unsafe {
-                ffi::mdw_xmit_qdisc(
-                    self.skbs.as_mut_ptr(),
-                    self.bytes.as_ptr(),
-                    n as u32,
-                    &mut bytes,
-                )
-            } as usize;
+            let ok = unsafe { ffi::mdw_xmit_qdisc(self.skbs.as_mut_ptr(), n as u32, &mut bytes) }
+                as usize;
             self.len = 0;
+            self.bytes = 0;
             let result = if ok == n {
                 Ok(())
             } else {
@@ -371,16 +596,17 @@ impl<'a> TxBatch<'a> {
                 break;
             }
         }
+        let mut bytes = self.bytes;
         for &skb in &self.skbs[sent..n] {
+            // SAFETY: a built skb, still owned by the batch.
+            let unsent = unsafe { ffi::mdw_skb_payload_len(skb) };
+            bytes = bytes.saturating_sub(u64::from(unsent));
             // SAFETY: not handed to the driver, still owned by the batch.
             unsafe { ffi::mdw_skb_free(skb) };
         }
         self.len = 0;
-        (sent, self.sum_bytes(sent), result)
-    }
-
-    fn sum_bytes(&self, n: usize) -> u64 {
-        self.bytes[..n].iter().map(|&b| b as u64).sum()
+        self.bytes = 0;
+        (sent, bytes, result)
     }
 }
 
@@ -421,9 +647,12 @@ impl Building<'_, '_> {
         let (skb, payload_len) = (this.skb, this.payload_len);
         let batch = &mut this.batch;
         // `build` checked that the batch has room.
-        batch.skbs[batch.len] = skb;
-        batch.bytes[batch.len] = payload_len;
-        batch.len += 1;
+        if let Some(slot) = batch.skbs.get_mut(batch.len) {
+            *slot = skb;
+            // No overflow: `len < BATCH`, and a call's bytes fit a u64.
+            batch.len = batch.len.wrapping_add(1);
+            batch.bytes = batch.bytes.wrapping_add(u64::from(payload_len));
+        }
     }
 }
 

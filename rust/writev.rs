@@ -34,13 +34,13 @@ use crate::{
             page_frags, pages_spanned, split_two, total_packets, EntryLens, EntrySpan, EntrySpans,
             PagedCursor,
         },
-        template::{PacketState, Template, UdpCsum},
+        template::{FullSizePatch, PacketState, Template, UdpCsum},
     },
     completion::{AsyncCall, FileShared},
     errno, ffi,
     net::{NetDevice, NetNs},
     pin::{CallPages, MemlockCharge},
-    skb::{payload_sum, CallDone, PacketParts, SkbPool, TxBatch, MAX_FRAGS},
+    skb::{payload_sum, CallDone, PacketParts, SkbPool, TwoFrags, TxBatch, MAX_FRAGS},
     stats::Stats,
 };
 
@@ -127,6 +127,9 @@ struct Slot {
     layout: ffi::MdwLayout,
     /// Whether its device accepts shared skbs (recycled ones).
     recycle: bool,
+    /// The header writes of its full-size packets, when they do not depend
+    /// on the payload and its packets are recycled skbs (`send_fast`).
+    fast: Option<FullSizePatch>,
 }
 
 #[derive(Clone, Copy)]
@@ -176,6 +179,18 @@ impl EntrySpans for SlotEntries<'_> {
 }
 
 impl Slot {
+    /// Moves on to the destination's entry `index` (of `lens`): the one
+    /// errors now name, and its RTP timestamp if the caller set one.
+    #[cold]
+    fn start_entry(&mut self, lens: &SlotEntries<'_>, index: usize) -> Result<(), EntryError> {
+        let entry = lens.entry(index).ok_or(at(self.current)(EINVAL))?;
+        self.current = entry.index;
+        if let Some(ts) = entry.rtp_ts {
+            self.state.rtp_ts = ts;
+        }
+        Ok(())
+    }
+
     #[inline(always)]
     fn lens<'a>(&self, order: &'a [u32], entries: &'a [Entry]) -> SlotEntries<'a> {
         SlotEntries {
@@ -232,6 +247,217 @@ fn fill_frags(
         covered += f.len;
     }
     (covered == len as u32).then_some(n)
+}
+
+/// An unused fragment slot.
+const NO_FRAG: ffi::MdwFrag = ffi::MdwFrag {
+    page: core::ptr::null_mut(),
+    off: 0,
+    len: 0,
+};
+
+/// Sends the call's packets in the round-robin order `turns`, in batches
+/// per device. Stops at the first error, freeing what is still batched.
+#[inline(never)]
+#[allow(clippy::too_many_arguments)]
+fn send_all(
+    turns: &mut RoundRobin<'_>,
+    slots: &mut [Slot],
+    devs: &[NetDevice],
+    order: &[u32],
+    entries: &[Entry],
+    pages: &[*mut kernel::bindings::page],
+    done: &CallDone,
+    pool: &mut SkbPool,
+    qdisc: bool,
+) -> Outcome {
+    let mut out = Outcome {
+        bytes: 0,
+        packets: 0,
+        error: None,
+    };
+    let destinations = slots.len();
+    let Some(first) = slots.first().and_then(|s| devs.get(s.dev)) else {
+        out.error = Some(at(0)(EINVAL));
+        return out;
+    };
+    let mut batch = TxBatch::new(first, qdisc);
+    batch.limit_for(destinations);
+    let mut frags = [NO_FRAG; MAX_FRAGS];
+    // Turn by turn: the order costs once per turn, the packets of a turn
+    // go in an inner loop.
+    'call: while let Some(burst) = turns.next_burst() {
+        let Some(slot) = slots.get_mut(burst.queue) else {
+            out.error = Some(at(0)(EINVAL));
+            break;
+        };
+        // With one device (the usual case) the batch never switches.
+        if devs.len() > 1 {
+            let Some(dev) = devs.get(slot.dev) else {
+                out.error = Some(at(slot.current)(EINVAL));
+                break;
+            };
+            if !core::ptr::eq(batch.device(), dev) {
+                if let Err(e) = out.count(batch.flush()) {
+                    out.error = Some(at(slot.current)(e));
+                    break;
+                }
+                batch = TxBatch::new(dev, qdisc);
+                batch.limit_for(destinations);
+            }
+        }
+        let mut left = burst.packets;
+        while left > 0 {
+            left -= 1;
+            let sent = match send_fast(slot, burst.queue, pages, &mut batch, pool) {
+                Some(sent) => sent,
+                None => send_packet(
+                    slot,
+                    burst.queue,
+                    order,
+                    entries,
+                    pages,
+                    &mut frags,
+                    &mut batch,
+                    done,
+                    pool,
+                ),
+            };
+            if let Err(e) = sent {
+                out.error = Some(e);
+                break 'call;
+            }
+            if batch.is_full() {
+                if let Err(e) = out.count(batch.flush()) {
+                    out.error = Some(at(slot.current)(e));
+                    break 'call;
+                }
+                let more = left > 0 || !burst.last;
+                if more && crate::net::signal_pending() {
+                    out.error = Some(at(slot.current)(EINTR));
+                    break 'call;
+                }
+            }
+        }
+    }
+    if out.error.is_none() {
+        if let Err(e) = out.count(batch.flush()) {
+            let index = entries.last().map_or(0, |e| e.index);
+            out.error = Some(at(index)(e));
+        }
+    }
+    // Anything still batched after an error is freed, not sent (dropping
+    // the batch).
+    out
+}
+
+/// The usual packet, the fast way: a full-size packet of the current entry
+/// in one page or across two, with a checksum that does not depend on the
+/// payload, in the destination's least recently used skb, which the device
+/// has released; its header is the destination's earlier one, patched
+/// with the writes computed for the call. `None` when the packet is not
+/// like that (nothing changed then): [`send_packet`] handles every case.
+#[inline(always)]
+fn send_fast(
+    slot: &mut Slot,
+    ring: usize,
+    pages: &[*mut kernel::bindings::page],
+    batch: &mut TxBatch<'_>,
+    pool: &mut SkbPool,
+) -> Option<Result<(), EntryError>> {
+    let Slot {
+        fast: Some(fast),
+        cursor,
+        state,
+        layout,
+        current,
+        ..
+    } = slot
+    else {
+        return None;
+    };
+    let pkt = cursor.peek_full::<{ PAGE_SHIFT as u32 }>()?;
+    let page1 = match pkt.len1 {
+        0 => core::ptr::null_mut(),
+        _ => *pages.get(pkt.page.wrapping_add(1))?,
+    };
+    let two = TwoFrags {
+        page0: *pages.get(pkt.page)?,
+        page1,
+        off: pkt.offset,
+        len0: pkt.len0,
+        len1: pkt.len1,
+    };
+    let mut skb = batch.build_rearmed(ring, layout.hdr_len, &two, pool)?;
+    cursor.advance(&pkt);
+    // An error ends the call; dropping the skb frees it.
+    Some(match fast.patch(skb.header(), state) {
+        Ok(()) => {
+            skb.queue();
+            Ok(())
+        }
+        Err(_) => Err(at(*current)(EINVAL)),
+    })
+}
+
+/// Builds destination `slot`'s next packet (`ring`: its index in the call)
+/// and queues it in `batch`, which must have room.
+#[allow(clippy::too_many_arguments)]
+#[inline(never)]
+fn send_packet(
+    slot: &mut Slot,
+    ring: usize,
+    order: &[u32],
+    entries: &[Entry],
+    pages: &[*mut kernel::bindings::page],
+    frags: &mut [ffi::MdwFrag; MAX_FRAGS],
+    batch: &mut TxBatch<'_>,
+    done: &CallDone,
+    pool: &mut SkbPool,
+) -> Result<(), EntryError> {
+    let lens = slot.lens(order, entries);
+    let Some(pkt) = slot.cursor.next_packet(&lens) else {
+        return Err(at(slot.current)(EINVAL));
+    };
+    if pkt.first {
+        slot.start_entry(&lens, pkt.entry)?;
+    }
+    let err = at(slot.current);
+    let n = fill_frags(frags, pages, pkt.page, pkt.offset, pkt.len).ok_or(err(EINVAL))?;
+    let frags = frags.get(..n).ok_or(err(EINVAL))?;
+    let csum = match slot.csum {
+        CsumMode::Partial => UdpCsum::Partial,
+        CsumMode::Zero => UdpCsum::Zero,
+        CsumMode::Software => UdpCsum::Full {
+            payload_sum: from_native_sum(payload_sum(frags)),
+        },
+    };
+    let parts = PacketParts {
+        layout: &slot.layout,
+        frags,
+        payload_len: pkt.len as u32,
+        ring,
+        recycle: slot.recycle,
+    };
+    let mut skb = batch.build(&parts, done, pool).map_err(&err)?;
+    // The header: the template's bytes in a new skb, or only the per-packet
+    // fields in a recycled one (its earlier header stays); for a full-size
+    // packet those were mostly computed once for the call.
+    let written = match (skb.fresh(), &slot.fast) {
+        (true, _) => slot
+            .template
+            .write_header(skb.header(), &mut slot.state, pkt.len, csum),
+        (false, Some(fast)) if pkt.len == slot.template.max_payload() => {
+            fast.patch(skb.header(), &mut slot.state)
+        }
+        (false, _) => slot
+            .template
+            .patch_header(skb.header(), &mut slot.state, pkt.len, csum),
+    };
+    // An error ends the call; dropping the skb frees it.
+    written.map_err(|_| err(EINVAL))?;
+    skb.queue();
+    Ok(())
 }
 
 /// What a call did: its counters and, if it stopped early, why.
@@ -384,6 +610,15 @@ pub(crate) fn writev(
                             current: index,
                             layout,
                             recycle: info.skb_sharing,
+                            // Only recycled skbs keep an earlier header.
+                            fast: match (info.skb_sharing, req.flags & MDW_WRITE_QDISC) {
+                                (true, 0) => dest.template.full_size_patch(match csum {
+                                    CsumMode::Partial => UdpCsum::Partial,
+                                    CsumMode::Zero => UdpCsum::Zero,
+                                    CsumMode::Software => UdpCsum::Full { payload_sum: 0 },
+                                }),
+                                _ => None,
+                            },
                         },
                         GFP_KERNEL,
                     )
@@ -434,7 +669,8 @@ pub(crate) fn writev(
         remaining.push(n, GFP_KERNEL).map_err(nomem)?;
     }
     let mut active = KVec::from_elem(0u32, slots.len(), GFP_KERNEL).map_err(nomem)?;
-    let turns = RoundRobin::new(&mut remaining, &mut active, quantum).map_err(|_| at(0)(EINVAL))?;
+    let mut turns =
+        RoundRobin::new(&mut remaining, &mut active, quantum).map_err(|_| at(0)(EINVAL))?;
 
     // An asynchronous call takes a completion slot (EAGAIN when the file's
     // queue is full) and charges what it pins to RLIMIT_MEMLOCK, as it
@@ -474,108 +710,33 @@ pub(crate) fn writev(
     // handed the pages with the rest of an asynchronous call.
     let done = CallDone::new().map_err(nomem)?;
     let mut pool = SkbPool::new(req.flags & MDW_WRITE_QDISC == 0).map_err(nomem)?;
-    let npinned = pages.pinned() as u64;
-    Stats::add(&stats.pages_pinned, npinned);
-    let mut out = Outcome {
-        bytes: 0,
-        packets: 0,
-        error: None,
-    };
-    let mut batch = TxBatch::new(&devs[slots[0].dev], req.flags & MDW_WRITE_QDISC != 0);
-    let destinations = slots.len();
-    batch.limit_for(destinations);
-    let mut frags = [ffi::MdwFrag {
-        page: core::ptr::null_mut(),
-        off: 0,
-        len: 0,
-    }; MAX_FRAGS];
-    for turn in turns {
-        let slot = &mut slots[turn.queue];
-        let lens = slot.lens(&order, &entries);
-        let Some(pkt) = slot.cursor.next_packet(&lens) else {
-            out.error = Some(at(slot.current)(EINVAL));
-            break;
-        };
-        if pkt.first {
-            let Some(entry) = lens.entry(pkt.entry) else {
-                out.error = Some(at(slot.current)(EINVAL));
-                break;
-            };
-            slot.current = entry.index;
-            if let Some(ts) = entry.rtp_ts {
-                slot.state.rtp_ts = ts;
-            }
-        }
-        let current = slot.current;
-
-        let Some(nfrags) = fill_frags(&mut frags, pages.pages(), pkt.page, pkt.offset, pkt.len)
-        else {
-            out.error = Some(at(current)(EINVAL));
-            break;
-        };
-        let frags = &frags[..nfrags];
-
-        let csum = match slot.csum {
-            CsumMode::Partial => UdpCsum::Partial,
-            CsumMode::Zero => UdpCsum::Zero,
-            CsumMode::Software => UdpCsum::Full {
-                payload_sum: from_native_sum(payload_sum(frags)),
-            },
-        };
-        let dev = &devs[slot.dev];
-        if !core::ptr::eq(batch.device(), dev) {
-            if let Err(e) = out.count(batch.flush()) {
-                out.error = Some(at(current)(e));
-                break;
-            }
-            batch = TxBatch::new(dev, req.flags & MDW_WRITE_QDISC != 0);
-            batch.limit_for(destinations);
-        }
-        let parts = PacketParts {
-            layout: &slot.layout,
-            frags,
-            payload_len: pkt.len as u32,
-            ring: turn.queue,
-            recycle: slot.recycle,
-        };
-        let mut skb = match batch.build(&parts, &done, &mut pool) {
-            Ok(skb) => skb,
-            Err(e) => {
-                out.error = Some(at(current)(e));
-                break;
-            }
-        };
-        // The header: the template's bytes in a new skb, or only the
-        // per-packet fields in a recycled one (its earlier header stays).
-        let written = match skb.fresh() {
-            true => slot
-                .template
-                .write_header(skb.header(), &mut slot.state, pkt.len, csum),
-            false => slot
-                .template
-                .patch_header(skb.header(), &mut slot.state, pkt.len, csum),
-        };
-        if written.is_err() {
-            // An error ends the call: the pool keeps no skb for a later
-            // packet of this destination.
-            out.error = Some(at(current)(EINVAL));
-            break;
-        }
-        skb.queue();
-        if batch.is_full() || turn.last {
-            if let Err(e) = out.count(batch.flush()) {
-                out.error = Some(at(current)(e));
-                break;
-            }
-            if crate::net::signal_pending() && !turn.last {
-                out.error = Some(at(current)(EINTR));
-                break;
-            }
+    // Each destination's skbs from its last call, header in place.
+    for (i, s) in slots.iter().enumerate() {
+        if let (true, Some(d), Some(dev)) = (s.recycle, dests.get_mut(s.handle), devs.get(s.dev)) {
+            // Failing only costs new skbs.
+            let _ = pool.adopt(i, &mut d.skbs, dev, &s.layout, &done);
         }
     }
-    // Anything still batched after an error is freed, not sent.
-    drop(batch);
-    // The pool lets go of the skbs it kept for recycling.
+    let npinned = pages.pinned() as u64;
+    Stats::add(&stats.pages_pinned, npinned);
+    let out = send_all(
+        &mut turns,
+        &mut slots,
+        &devs,
+        &order,
+        &entries,
+        pages.pages(),
+        &done,
+        &mut pool,
+        req.flags & MDW_WRITE_QDISC != 0,
+    );
+    // Each destination keeps the skbs the device is done with for its next
+    // call; the pool lets go of the others.
+    for (i, s) in slots.iter().enumerate() {
+        if let Some(d) = dests.get_mut(s.handle) {
+            pool.keep(i, &mut d.skbs);
+        }
+    }
     drop(pool);
     match (call, reservation) {
         (Some(call), Some(reservation)) if out.packets > 0 => {
