@@ -218,13 +218,11 @@ fn workloads(args: &RunArgs) -> Result<Vec<Workload>, String> {
 fn measure(ifname: &str, name: &str, wl: &Workload, pool: &Pool) -> io::Result<Row> {
     let mut m = methods::make(name, ifname)?;
     m.prepare(wl, pool)?;
-    // Warm-up: the same destinations, at most 64 KiB each (sockets,
-    // routes, slab caches and the code path are warm; not timed).
-    let warm = Workload {
-        bytes: wl.bytes.min(64 << 10),
-        ..*wl
-    };
-    m.send(&warm, pool)?;
+    // Warm-up: the same send once, not timed. Sockets, routes, slab
+    // caches and the code path are warm, and kernel work left over by the
+    // previous row (freeing its buffers costs the next large send about 60
+    // instructions per packet, whatever the method) is done.
+    m.send(wl, pool)?;
     let tx0 = tx_packets(ifname)?;
     let t0 = now_ns();
     let out = m.send(wl, pool)?;
