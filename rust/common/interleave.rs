@@ -113,6 +113,28 @@ impl<'a> RoundRobin<'a> {
 }
 
 impl RoundRobin<'_> {
+    /// Ends the turn of `queue`, which has `left` packets after it: keeps
+    /// it for the next round if it has any, and moves to the next queue.
+    /// Returns whether the turn ended its round.
+    #[inline(always)]
+    fn end_turn(&mut self, queue: u32, left: u64) -> bool {
+        if left != 0 {
+            if let Some(slot) = self.active.get_mut(self.write) {
+                *slot = queue;
+            }
+            // No overflow: `write <= read < len`.
+            self.write = self.write.wrapping_add(1);
+        }
+        self.read = self.read.wrapping_add(1);
+        if self.read != self.len {
+            return false;
+        }
+        self.len = self.write;
+        self.read = 0;
+        self.write = 0;
+        true
+    }
+
     /// Returns the rest of the current turn, or the next one, as a whole:
     /// the packets [`Iterator::next`] would yield one by one until the
     /// turn ends. A send loop that handles a turn's packets in an inner
@@ -135,21 +157,7 @@ impl RoundRobin<'_> {
         let left = before.checked_sub(packets).filter(|_| packets != 0)?;
         *count = left;
         self.burst = 0;
-        if left != 0 {
-            if let Some(slot) = self.active.get_mut(self.write) {
-                *slot = queue;
-            }
-            // No overflow: `write <= read < len`.
-            self.write = self.write.wrapping_add(1);
-        }
-        self.read = self.read.wrapping_add(1);
-        let mut round_end = false;
-        if self.read == self.len {
-            self.len = self.write;
-            self.read = 0;
-            self.write = 0;
-            round_end = true;
-        }
+        let round_end = self.end_turn(queue, left);
         Some(Burst {
             queue: index,
             packets,
@@ -180,23 +188,7 @@ impl Iterator for RoundRobin<'_> {
         // No overflow: `burst` was at least 1.
         self.burst = self.burst.wrapping_sub(1);
 
-        let mut round_end = false;
-        if self.burst == 0 {
-            if left != 0 {
-                if let Some(slot) = self.active.get_mut(self.write) {
-                    *slot = queue;
-                }
-                // No overflow: `write <= read < len`.
-                self.write = self.write.wrapping_add(1);
-            }
-            self.read = self.read.wrapping_add(1);
-            if self.read == self.len {
-                self.len = self.write;
-                self.read = 0;
-                self.write = 0;
-                round_end = true;
-            }
-        }
+        let round_end = self.burst == 0 && self.end_turn(queue, left);
         Some(Turn {
             queue: index,
             round_end,
