@@ -286,6 +286,7 @@ fn send_all(
     let mut frags = [NO_FRAG; MAX_FRAGS];
     // Turn by turn: the order costs once per turn, the packets of a turn
     // go in an inner loop.
+    let mut last = 0;
     'call: while let Some(burst) = turns.next_burst() {
         let Some(slot) = slots.get_mut(burst.queue) else {
             out.error = Some(at(0)(EINVAL));
@@ -339,11 +340,13 @@ fn send_all(
                 }
             }
         }
+        // The entry of the call's last packet so far: a failing last flush
+        // names it.
+        last = slot.current;
     }
     if out.error.is_none() {
         if let Err(e) = out.count(batch.flush()) {
-            let index = entries.last().map_or(0, |e| e.index);
-            out.error = Some(at(index)(e));
+            out.error = Some(at(last)(e));
         }
     }
     // Anything still batched after an error is freed, not sent (dropping
