@@ -2,16 +2,22 @@
 
 //! The state of one open `/dev/mdwrite` file and its ioctl dispatch.
 //!
-//! Locking: `dests` is held for the whole of a `MDW_IOC_WRITEV` call, so
-//! calls on one file run one at a time (calls on different files run in
-//! parallel) and destinations cannot change under a call. `bufs` is taken
-//! briefly, inside `dests` when a call looks its buffers up (each call then
-//! holds its own references). Counters and completion records live in
+//! Locking: `dests` is held while a `MDW_IOC_WRITEV` call builds and
+//! queues its packets, so calls on one file send one at a time (calls on
+//! different files run in parallel) and destinations cannot change under
+//! a call; a synchronous call waits for its completion after dropping it
+//! (and its device references), so other ioctls on the file go on
+//! meanwhile. `bufs` is taken briefly, inside `dests` when a call looks its
+//! buffers up (each call then holds its own references).
+//!
+//! Privilege belongs to the file, as for a socket: the opener's
+//! `CAP_NET_RAW` (checked at open on its credentials) for `DEST_ADD`, and a
+//! file opened for writing for `DEST_ADD`, `WRITEV` and `BUF_REGISTER`. Counters and completion records live in
 //! [`FileShared`], which asynchronous calls and registered buffers share and
 //! which may outlive the file.
 
 use kernel::{
-    alloc::KVec,
+    alloc::KVVec,
     new_mutex,
     prelude::*,
     sync::{Arc, Mutex},
@@ -21,7 +27,7 @@ use kernel::{
 use crate::{
     abi::{
         self, MdwBufReg, MdwBufUnreg, MdwDest, MdwDestDel, MdwEntry, MdwEventfd, MdwInfo,
-        MdwWritev, MDW_FEAT_ASYNC, MDW_FEAT_BUF, MDW_FEAT_IPV6, MDW_FEAT_RTP, MDW_FEAT_VLAN,
+        MdwWritev, MDW_WRITE_ASYNC, MDW_FEAT_ASYNC, MDW_FEAT_BUF, MDW_FEAT_IPV6, MDW_FEAT_RTP, MDW_FEAT_VLAN,
         MDW_FEAT_WRITEV, MDW_MAX_DESTS,
     },
     buffer::{BufTable, RegisteredBuffer},
@@ -40,11 +46,26 @@ const FEATURES: u64 =
 /// The destinations of one file, by handle.
 pub(crate) type DestTable = Table<KBox<Destination>, { MDW_MAX_DESTS as usize }>;
 
+/// What the opener of a file may do with it, fixed at open.
+#[derive(Clone, Copy)]
+pub(crate) struct Access {
+    /// Opened for writing (`FMODE_WRITE`): `DEST_ADD`, `WRITEV` and
+    /// `BUF_REGISTER` need it (`EBADF`).
+    pub(crate) write: bool,
+    /// The opener had `CAP_NET_RAW` over the file's network namespace:
+    /// `DEST_ADD` needs it (`EPERM`).
+    pub(crate) net_raw: bool,
+}
+
 /// One open `/dev/mdwrite` file.
 #[pin_data]
 pub(crate) struct Client {
     /// The opener's network namespace: devices are looked up in it.
     net: NetNs,
+    access: Access,
+    /// Picks the file's TX queue on each device: one queue per file and
+    /// device, so a file's packets never overtake each other.
+    flow: u32,
     #[pin]
     dests: Mutex<DestTable>,
     #[pin]
@@ -54,17 +75,28 @@ pub(crate) struct Client {
 
 impl Client {
     /// Creates the state of a newly opened file.
-    pub(crate) fn new() -> Result<Pin<KBox<Self>>> {
+    pub(crate) fn new(net: NetNs, access: Access) -> Result<Pin<KBox<Self>>> {
         let shared = FileShared::new()?;
         KBox::try_pin_init(
             try_pin_init!(Self {
-                net: NetNs::current(),
+                net,
+                access,
+                flow: crate::net::random_u32(),
                 dests <- new_mutex!(DestTable::default(), "mdwrite:dests"),
                 bufs <- new_mutex!(BufTable::default(), "mdwrite:bufs"),
                 shared,
             }),
-            GFP_KERNEL,
+            GFP_KERNEL_ACCOUNT,
         )
+    }
+
+    /// `EBADF` unless the file was opened for writing.
+    fn writable(&self) -> Result {
+        if self.access.write {
+            Ok(())
+        } else {
+            Err(EBADF)
+        }
     }
 
     /// Runs one ioctl; returns the ioctl's non-negative result.
@@ -75,7 +107,10 @@ impl Client {
                 info_size: size_of::<MdwInfo>() as u32,
                 features: FEATURES,
             })?,
-            Command::DestAdd(user) => self.dest_add(&user)?,
+            Command::DestAdd(user) => {
+                self.writable()?;
+                self.dest_add(&user)?
+            }
             Command::DestDel(user) => {
                 let req: MdwDestDel = user.read()?;
                 if req.flags != 0 {
@@ -83,9 +118,15 @@ impl Client {
                 }
                 self.dests.lock().remove(req.handle).ok_or(ENXIO)?;
             }
-            Command::Writev(user) => self.writev(&user)?,
+            Command::Writev(user) => {
+                self.writable()?;
+                self.writev(&user)?
+            }
             Command::Stats(user) => user.write(&self.shared.snapshot())?,
-            Command::BufRegister(user) => self.buf_register(&user)?,
+            Command::BufRegister(user) => {
+                self.writable()?;
+                self.buf_register(&user)?
+            }
             Command::BufUnregister(user) => {
                 let req: MdwBufUnreg = user.read()?;
                 if req.flags != 0 {
@@ -126,7 +167,7 @@ impl Client {
         // Pin outside the lock: calls may look buffers up meanwhile.
         let buffer = RegisteredBuffer::new(&self.shared, req.addr, req.len)?;
         let mut bufs = self.bufs.lock();
-        req.id = bufs.add(Arc::new(buffer, GFP_KERNEL)?)?;
+        req.id = bufs.add(Arc::new(buffer, GFP_KERNEL_ACCOUNT)?)?;
         if let Err(e) = user.write(&req) {
             // The caller cannot learn the id: do not keep the buffer.
             let _ = bufs.remove(req.id);
@@ -137,7 +178,10 @@ impl Client {
 
     fn dest_add(&self, user: &UserStruct) -> Result {
         let mut req: MdwDest = user.read()?;
-        let dest = KBox::new(Destination::new(&self.net, &req)?, GFP_KERNEL)?;
+        let dest = KBox::new(
+            Destination::new(&self.net, &req, self.access.net_raw)?,
+            GFP_KERNEL_ACCOUNT,
+        )?;
         let mut dests = self.dests.lock();
         req.handle = dests.add(dest)?;
         if let Err(e) = user.write(&req) {
@@ -151,7 +195,14 @@ impl Client {
     fn writev(&self, user: &UserStruct) -> Result {
         let mut req: MdwWritev = user.read()?;
         let quantum = writev::check_header(&req)?;
-        let raw: KVec<MdwEntry> =
+        let is_async = req.flags & MDW_WRITE_ASYNC != 0;
+        if is_async {
+            // Fail on unwritable out-fields before anything is queued: once
+            // an asynchronous call is in flight, its completion record is
+            // its result, and the ioctl must not fail.
+            user.write(&req)?;
+        }
+        let raw: KVVec<MdwEntry> =
             read_array(req.entries, req.count as usize, req.entry_size as usize)?;
         let result = {
             let mut dests = self.dests.lock();
@@ -163,16 +214,27 @@ impl Client {
                 &req,
                 &raw,
                 quantum,
+                self.flow,
             )
         };
+        drop(raw);
         let (ret, out) = match result {
-            Ok(out) => (Ok(()), out),
+            Ok((out, wait)) => {
+                // A synchronous call: its packets are queued, the file's
+                // lock and device references dropped; wait for them to
+                // leave. A fatal signal ends the wait (and the process).
+                if let Some(wait) = wait {
+                    wait.wait()?;
+                }
+                (Ok(()), out)
+            }
             Err(e) => {
                 let err = Err(e.error);
                 (
                     err,
                     writev::Outcome {
                         bytes: 0,
+                        copied: 0,
                         packets: 0,
                         error: Some(e),
                     },
@@ -185,7 +247,11 @@ impl Client {
             Some(e) => (e.error.to_errno(), e.index),
             None => (0, 0),
         };
-        user.write(&req)?;
-        ret
+        match user.write(&req) {
+            // Checked writable before the call; unmapped since: the
+            // completion record has the result.
+            Err(_) if is_async && ret.is_ok() => ret,
+            written => written.and(ret),
+        }
     }
 }

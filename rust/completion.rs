@@ -53,7 +53,7 @@ impl FileShared {
     pub(crate) fn new() -> Result<Arc<Self>> {
         Arc::pin_init(
             try_pin_init!(Self { stats: Stats::default(), completions <- Completions::new() }),
-            GFP_KERNEL,
+            GFP_KERNEL_ACCOUNT,
         )
     }
 
@@ -78,6 +78,8 @@ struct Ring {
     len: usize,
     /// Calls accepted whose record is not queued yet.
     in_flight: usize,
+    /// A `read` is copying records out (without the lock); others wait.
+    reader_busy: bool,
     /// Signalled once per record queued.
     eventfd: Option<EventFd>,
 }
@@ -109,7 +111,14 @@ impl Completions {
     fn new() -> impl PinInit<Self, Error> {
         try_pin_init!(Self {
             ring <- new_mutex!(
-                Ring { slots: KVec::new(), head: 0, len: 0, in_flight: 0, eventfd: None },
+                Ring {
+                    slots: KVec::new(),
+                    head: 0,
+                    len: 0,
+                    in_flight: 0,
+                    reader_busy: false,
+                    eventfd: None
+                },
                 "mdwrite:completions"
             ),
             readers <- new_condvar!("mdwrite:readers"),
@@ -123,7 +132,7 @@ impl Completions {
         let mut ring = self.ring.lock();
         if ring.slots.is_empty() {
             ring.slots =
-                KVec::from_elem(MdwCompletion::default(), MDW_MAX_ASYNC as usize, GFP_KERNEL)?;
+                KVec::from_elem(MdwCompletion::default(), MDW_MAX_ASYNC as usize, GFP_KERNEL_ACCOUNT)?;
         }
         if ring.len + ring.in_flight >= MDW_MAX_ASYNC as usize {
             return Err(EAGAIN);
@@ -157,6 +166,10 @@ impl Completions {
     /// oldest first, to `out`. Waits while none is queued and calls are in
     /// flight (`EAGAIN` instead with `nonblock`); returns 0 when none is in
     /// flight. A record leaves the queue only once copied.
+    ///
+    /// Records are copied to user space without the ring's lock (a fault
+    /// there must not hold up completions), a few at a time; one reader
+    /// copies at a time, in order, and the others wait interruptibly.
     pub(crate) fn read(
         &self,
         out: &mut UserSliceWriter,
@@ -164,13 +177,15 @@ impl Completions {
         nonblock: bool,
     ) -> Result<usize> {
         const SIZE: usize = size_of::<MdwCompletion>();
+        /// Records copied per round without the lock.
+        const CHUNK: usize = 16;
         let want = count / SIZE;
         if want == 0 {
             return Err(EINVAL);
         }
         let mut ring = self.ring.lock();
-        while ring.len == 0 {
-            if ring.in_flight == 0 {
+        while ring.reader_busy || ring.len == 0 {
+            if !ring.reader_busy && ring.in_flight == 0 {
                 return Ok(0);
             }
             if nonblock {
@@ -180,23 +195,42 @@ impl Completions {
                 return Err(ERESTARTSYS);
             }
         }
+        ring.reader_busy = true;
         let mut copied = 0;
+        let mut result = Ok(());
         while copied < want && ring.len > 0 {
-            let record = ring.slots[ring.head];
-            if let Err(e) = out.write_slice(abi::bytes_of(&record)) {
-                if copied == 0 {
-                    return Err(e);
+            let cap = ring.slots.len().max(1);
+            let n = (want - copied).min(ring.len).min(CHUNK);
+            let mut chunk = [MdwCompletion::default(); CHUNK];
+            for (i, record) in chunk.iter_mut().take(n).enumerate() {
+                *record = ring.slots.get((ring.head + i) % cap).copied().unwrap_or_default();
+            }
+            drop(ring);
+            let mut written = 0;
+            for record in &chunk[..n] {
+                if let Err(e) = out.write_slice(abi::bytes_of(record)) {
+                    result = Err(e);
+                    break;
                 }
+                written += 1;
+            }
+            ring = self.ring.lock();
+            // Only this reader removes records: they are still the oldest.
+            ring.head = (ring.head + written) % cap;
+            ring.len -= written;
+            copied += written;
+            if written < n {
                 break;
             }
-            ring.head = (ring.head + 1) % ring.slots.len();
-            ring.len -= 1;
-            copied += 1;
         }
+        ring.reader_busy = false;
         drop(ring);
-        // Room for another call: wake writers polling for EPOLLOUT.
-        self.pollers.wake();
-        Ok(copied * SIZE)
+        // Room for another call (EPOLLOUT), and the next reader's turn.
+        self.wake();
+        match result {
+            Err(e) if copied == 0 => Err(e),
+            _ => Ok(copied * SIZE),
+        }
     }
 
     /// `poll`: registers `table` and returns the ready events.
@@ -277,6 +311,50 @@ impl AsyncCall {
         Stats::add(&shared.stats.completions, 1);
         shared.completions.complete(record);
     }
+}
+
+/// What a synchronous call holds until the device has released its last
+/// packet: its pages and their `RLIMIT_MEMLOCK` charge. Released by the
+/// call after its wait, or, when its caller was killed while waiting, by
+/// [`mdw_call_release`] once the device lets go.
+pub(crate) struct CallRelease {
+    pub(crate) shared: Arc<FileShared>,
+    /// Unpinned (and buffers let go of) at release.
+    pub(crate) pages: CallPages,
+    /// Returned after the pages are unpinned.
+    pub(crate) charge: Option<MemlockCharge>,
+}
+
+impl CallRelease {
+    /// Unpins, returns the charge, and counts the call's completion.
+    pub(crate) fn release(self) {
+        let CallRelease {
+            shared,
+            pages,
+            charge,
+        } = self;
+        let pinned = pages.pinned() as u64;
+        drop(pages);
+        drop(charge);
+        Stats::sub(&shared.stats.pages_pinned, pinned);
+        Stats::add(&shared.stats.completions, 1);
+    }
+}
+
+/// Releases a synchronous call whose caller was killed while it waited:
+/// called once by `mdwrite_net.c` from its workqueue, after the device
+/// released the call's last skb.
+///
+/// # Safety
+///
+/// `release` came from `KBox::<CallRelease>::into_foreign` in
+/// `skb::CallDone::wait_killable`, which gave it up, and is passed here
+/// exactly once.
+#[no_mangle]
+unsafe extern "C" fn mdw_call_release(release: *mut c_void) {
+    // SAFETY: per the function's contract.
+    let release = unsafe { KBox::<CallRelease>::from_foreign(release) };
+    KBox::into_inner(release).release();
 }
 
 /// Completes an asynchronous call: called once per call by `mdwrite_net.c`

@@ -7,8 +7,8 @@ use kernel::prelude::*;
 use crate::{
     abi::{MdwDest, MDW_DEST_IPV6, MDW_DEST_RTP, MDW_DEST_UDP_CSUM_ZERO, MDW_DEST_VLAN},
     common::template::{DestSpec, IpAddrs, PacketState, RtpSpec, Template, TemplateError},
-    errno,
-    net::NetNs,
+    errno, ffi,
+    net::{NetDevice, NetNs},
     skb::SkbCache,
 };
 
@@ -35,6 +35,19 @@ pub(crate) struct Destination {
     pub(crate) state: PacketState,
     /// Skbs kept from the last call for the next (`SkbPool::keep`).
     pub(crate) skbs: SkbCache,
+    /// What the device does with this destination's packets, and the
+    /// device state it was probed for.
+    caps: Option<ProbedCaps>,
+}
+
+/// A device's answer for one destination's packets (`NetDevice::probe`),
+/// valid while the device's index and features stay as they were.
+#[derive(Clone, Copy)]
+struct ProbedCaps {
+    ifindex: u32,
+    features: u64,
+    vlan_features: u64,
+    caps: ffi::MdwDevCaps,
 }
 
 fn template_errno(e: TemplateError) -> Error {
@@ -46,10 +59,10 @@ fn template_errno(e: TemplateError) -> Error {
 
 impl Destination {
     /// Validates `req` and builds the destination's template. The device
-    /// must be in `net`, an Ethernet device and up, and the caller must have
-    /// `CAP_NET_RAW` over `net`.
-    pub(crate) fn new(net: &NetNs, req: &MdwDest) -> Result<Self> {
-        if !net.capable_net_raw() {
+    /// must be in `net`, an Ethernet device and up, and the file's opener
+    /// must have had `CAP_NET_RAW` over `net` (`net_raw`).
+    pub(crate) fn new(net: &NetNs, req: &MdwDest, net_raw: bool) -> Result<Self> {
+        if !net_raw {
             return Err(EPERM);
         }
         if req.flags & !KNOWN_FLAGS != 0 || req.pad0 != 0 || req.src_port == 0 {
@@ -68,6 +81,9 @@ impl Destination {
         }
         if !info.up {
             return Err(errno::enetdown());
+        }
+        if req.flags & MDW_DEST_VLAN != 0 && info.vlan_challenged {
+            return Err(EOPNOTSUPP);
         }
         let mtu = u16::try_from(info.mtu).unwrap_or(u16::MAX);
         let packet_size = match req.packet_size {
@@ -129,6 +145,58 @@ impl Destination {
             template,
             state,
             skbs: SkbCache::default(),
+            caps: None,
         })
+    }
+
+    /// Checks that `dev`, the destination's device as a call looked it up,
+    /// still fits the template: an Ethernet device (`ENODEV`: its index
+    /// now names another kind of device), taking 802.1Q frames if the
+    /// destination is tagged (`EOPNOTSUPP`). A changed MAC address is
+    /// taken into the template (and the skbs kept with the old header
+    /// are dropped).
+    pub(crate) fn revalidate(&mut self, dev: &NetDevice) -> Result {
+        let info = dev.info();
+        if !info.ethernet {
+            return Err(ENODEV);
+        }
+        if self.template.is_vlan() && info.vlan_challenged {
+            return Err(EOPNOTSUPP);
+        }
+        if self.template.src_mac() != info.mac {
+            self.template.set_src_mac(info.mac);
+            self.skbs = SkbCache::default();
+        }
+        Ok(())
+    }
+
+    /// What `dev` does with this destination's packets (`layout`):
+    /// scatter-gather and checksum offload, probed again only when the
+    /// device's index or features changed since the last call.
+    pub(crate) fn caps(
+        &mut self,
+        dev: &NetDevice,
+        layout: &ffi::MdwLayout,
+    ) -> Result<ffi::MdwDevCaps> {
+        let info = dev.info();
+        match self.caps {
+            Some(p)
+                if p.ifindex == info.ifindex
+                    && p.features == info.features
+                    && p.vlan_features == info.vlan_features =>
+            {
+                Ok(p.caps)
+            }
+            _ => {
+                let caps = dev.probe(layout, self.template.header())?;
+                self.caps = Some(ProbedCaps {
+                    ifindex: info.ifindex,
+                    features: info.features,
+                    vlan_features: info.vlan_features,
+                    caps,
+                });
+                Ok(caps)
+            }
+        }
     }
 }

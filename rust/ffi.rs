@@ -38,15 +38,23 @@ pub(crate) struct MdwEventfd {
 #[repr(C)]
 #[derive(Default, Clone, Copy)]
 pub(crate) struct MdwDevInfo {
+    pub(crate) features: u64,
+    pub(crate) vlan_features: u64,
     pub(crate) ifindex: u32,
     pub(crate) mtu: u32,
     pub(crate) mac: [u8; 6],
     pub(crate) ethernet: bool,
     pub(crate) up: bool,
-    pub(crate) csum_ipv4: bool,
-    pub(crate) csum_ipv6: bool,
+    pub(crate) vlan_challenged: bool,
+    pub(crate) recycle_ok: bool,
+}
+
+/// `struct mdw_dev_caps`.
+#[repr(C)]
+#[derive(Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct MdwDevCaps {
     pub(crate) sg: bool,
-    pub(crate) skb_sharing: bool,
+    pub(crate) csum: bool,
 }
 
 /// `struct mdw_frag`.
@@ -66,6 +74,7 @@ pub(crate) struct MdwLayout {
     pub(crate) l3_off: u32,
     pub(crate) l4_off: u32,
     pub(crate) ipv6: bool,
+    pub(crate) vlan: bool,
     pub(crate) csum_partial: bool,
 }
 
@@ -80,6 +89,9 @@ pub(crate) struct MdwRearm {
 }
 
 pub(crate) const MDW_SKB_REUSED: c_int = 0;
+/// `mdw_xmit_direct` stop reasons.
+pub(crate) const MDW_TX_DOWN: c_int = 1;
+pub(crate) const MDW_TX_LOOP: c_int = 2;
 pub(crate) const MDW_SKB_BUSY: c_int = 1;
 
 // Only pointers cross this boundary; the lint looks through them into
@@ -91,14 +103,21 @@ extern "C" {
         frag: usize,
         layout: usize,
         rearm: usize,
+        caps: usize,
         max_header: usize,
     ) -> c_int;
     pub(crate) fn mdw_net_get_current() -> *mut bindings::net;
     pub(crate) fn mdw_net_put(net: *mut bindings::net);
-    pub(crate) fn mdw_net_capable_raw(net: *mut bindings::net) -> bool;
     pub(crate) fn mdw_dev_get(net: *mut bindings::net, ifindex: c_int) -> *mut MdwDev;
     pub(crate) fn mdw_dev_put(d: *mut MdwDev);
     pub(crate) fn mdw_dev_info(d: *const MdwDev, info: *mut MdwDevInfo);
+    pub(crate) fn mdw_dev_probe(
+        d: *const MdwDev,
+        l: *const MdwLayout,
+        hdr: *const u8,
+        caps: *mut MdwDevCaps,
+    ) -> c_int;
+    pub(crate) fn mdw_dev_nit_active(d: *const MdwDev) -> bool;
     pub(crate) fn mdw_neigh_resolve(
         d: *const MdwDev,
         ipv6: bool,
@@ -107,6 +126,7 @@ extern "C" {
     ) -> c_int;
     pub(crate) fn mdw_done_new() -> *mut MdwDone;
     pub(crate) fn mdw_done_wait_free(d: *mut MdwDone);
+    pub(crate) fn mdw_done_wait_killable(d: *mut MdwDone, release: *mut c_void) -> c_int;
     pub(crate) fn mdw_done_finish_async(d: *mut MdwDone, call: *mut c_void);
     pub(crate) fn mdw_async_init() -> c_int;
     pub(crate) fn mdw_async_exit();
@@ -129,6 +149,15 @@ extern "C" {
         payload_len: u32,
         done: *mut MdwDone,
         keep: bool,
+        hdr: *mut *mut u8,
+    ) -> *mut bindings::sk_buff;
+    pub(crate) fn mdw_skb_new_linear(
+        d: *const MdwDev,
+        l: *const MdwLayout,
+        frags: *const MdwFrag,
+        nfrags: u32,
+        payload_len: u32,
+        done: *mut MdwDone,
         hdr: *mut *mut u8,
     ) -> *mut bindings::sk_buff;
     pub(crate) fn mdw_skb_reuse(
@@ -159,7 +188,6 @@ extern "C" {
         l: *const MdwLayout,
         done: *mut MdwDone,
     ) -> bool;
-    pub(crate) fn mdw_skb_payload_len(skb: *const bindings::sk_buff) -> u32;
     pub(crate) fn mdw_skb_free(skb: *mut bindings::sk_buff);
     pub(crate) fn mdw_skb_release(skb: *mut bindings::sk_buff);
     pub(crate) fn mdw_csum_frags(frags: *const MdwFrag, nfrags: u32) -> u32;
@@ -167,11 +195,19 @@ extern "C" {
         d: *const MdwDev,
         skbs: *mut *mut bindings::sk_buff,
         n: u32,
+        flow: u32,
+        why: *mut c_int,
     ) -> u32;
-    pub(crate) fn mdw_xmit_qdisc(skbs: *mut *mut bindings::sk_buff, n: u32, bytes: *mut u64)
-        -> u32;
+    pub(crate) fn mdw_xmit_qdisc(
+        skbs: *mut *mut bindings::sk_buff,
+        lens: *const u32,
+        n: u32,
+        bytes: *mut u64,
+    ) -> u32;
     pub(crate) fn mdw_xmit_wait(d: *const MdwDev) -> bool;
     pub(crate) fn mdw_signal_pending() -> bool;
+    pub(crate) fn mdw_fatal_signal_pending() -> bool;
+    pub(crate) fn mdw_cond_resched();
 }
 
 /// Checks that the Rust mirrors above have the C layouts.
@@ -183,6 +219,7 @@ pub(crate) fn check_layouts() -> kernel::error::Result {
             size_of::<MdwFrag>(),
             size_of::<MdwLayout>(),
             size_of::<MdwRearm>(),
+            size_of::<MdwDevCaps>(),
             crate::common::template::MAX_HEADER_LEN,
         )
     })

@@ -13,7 +13,15 @@ use kernel::{
     types::ForeignOwnable,
 };
 
-use crate::{client::Client, completion::PollTable};
+use crate::{
+    client::{Access, Client},
+    completion::PollTable,
+    net::NetNs,
+};
+
+/// `FMODE_WRITE` (`include/linux/fs.h`; bindgen cannot see its `__force`
+/// cast).
+const FMODE_WRITE: u32 = 1 << 1;
 
 /// The `private_data` of an open `/dev/mdwrite` file.
 type ClientBox = Pin<KBox<Client>>;
@@ -28,7 +36,14 @@ unsafe extern "C" fn mdw_fop_open(
     _inode: *mut bindings::inode,
     file: *mut bindings::file,
 ) -> c_int {
-    match Client::new() {
+    let net = NetNs::current();
+    // SAFETY: `file` is valid per the function's contract.
+    let (f_mode, net_raw) = unsafe { ((*file).f_mode, net.file_capable_net_raw(file)) };
+    let access = Access {
+        write: f_mode & FMODE_WRITE != 0,
+        net_raw,
+    };
+    match Client::new(net, access) {
         Ok(client) => {
             let ptr = ClientBox::into_foreign(client);
             // SAFETY: `file` is valid per the function's contract and not yet

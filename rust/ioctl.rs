@@ -7,10 +7,12 @@
 //! (see `uapi/mdwrite.h`).
 
 use kernel::{
-    alloc::KVec,
+    alloc::KVVec,
+    bindings,
+    ffi::c_void,
     prelude::*,
     types::{AsBytes, FromBytes},
-    uaccess::{UserPtr, UserSlice, UserSliceReader},
+    uaccess::{UserPtr, UserSlice},
 };
 
 use crate::abi::{
@@ -81,33 +83,38 @@ impl Command {
     }
 }
 
-/// Reads one struct of `size` bytes (the caller's size) from `reader` into
-/// a `T`: fields the caller does not know read as zero, bytes the module
-/// does not know must be zero (`E2BIG`).
-fn read_sized<T: FromBytes + AsBytes + Default>(
-    reader: &mut UserSliceReader,
-    size: usize,
-) -> Result<T> {
+/// `E2BIG` unless the `len` user bytes at `ptr` are all zero
+/// (`check_zeroed_user`: word-sized reads, no copy).
+fn check_zeroed(ptr: UserPtr, len: usize) -> Result {
+    if len == 0 {
+        return Ok(());
+    }
+    // SAFETY: `check_zeroed_user` reads user memory only through the
+    // uaccess routines, which fail with `-EFAULT` instead of faulting.
+    match unsafe { bindings::check_zeroed_user(ptr as *const c_void, len) } {
+        1 => Ok(()),
+        0 => Err(E2BIG),
+        e => Err(Error::from_errno(e)),
+    }
+}
+
+/// Reads one struct of `size` bytes (the caller's size) at user address
+/// `ptr` into a `T`: fields the caller does not know read as zero, bytes
+/// the module does not know must be zero (`E2BIG`).
+fn read_sized<T: FromBytes + AsBytes + Default>(ptr: UserPtr, size: usize) -> Result<T> {
     let mut value = T::default();
     let known = size.min(size_of::<T>());
-    reader.read_slice(&mut abi::bytes_of_mut(&mut value)[..known])?;
-    let mut extra = size - known;
-    let mut buf = [0u8; 64];
-    while extra > 0 {
-        let n = extra.min(buf.len());
-        reader.read_slice(&mut buf[..n])?;
-        if buf[..n].iter().any(|&b| b != 0) {
-            return Err(E2BIG);
-        }
-        extra -= n;
-    }
+    UserSlice::new(ptr, known)
+        .reader()
+        .read_slice(&mut abi::bytes_of_mut(&mut value)[..known])?;
+    check_zeroed(ptr.checked_add(known).ok_or(EFAULT)?, size - known)?;
     Ok(value)
 }
 
 impl UserStruct {
     /// Reads the caller's struct (see [`read_sized`]).
     pub(crate) fn read<T: FromBytes + AsBytes + Default>(&self) -> Result<T> {
-        read_sized(&mut UserSlice::new(self.ptr, self.size).reader(), self.size)
+        read_sized(self.ptr, self.size)
     }
 
     /// Writes `value` to the caller's struct: the first
@@ -121,19 +128,27 @@ impl UserStruct {
     }
 }
 
+/// Structs read between two checks for a fatal signal.
+const READS_PER_YIELD: usize = 64;
+
 /// Reads `count` structs of `size` bytes each (the caller's size) from user
-/// address `ptr`, with the rule of [`read_sized`] for each.
+/// address `ptr`, with the rule of [`read_sized`] for each. The caller
+/// bounds `count` and `size`; this yields and stops on a fatal signal
+/// (`EINTR`) every few structs.
 pub(crate) fn read_array<T: FromBytes + AsBytes + Default>(
     ptr: u64,
     count: usize,
     size: usize,
-) -> Result<KVec<T>> {
-    let total = count.checked_mul(size).ok_or(EINVAL)?;
+) -> Result<KVVec<T>> {
+    count.checked_mul(size).ok_or(EINVAL)?;
     let ptr = usize::try_from(ptr).map_err(|_| EFAULT)?;
-    let mut reader = UserSlice::new(ptr, total).reader();
-    let mut out = KVec::with_capacity(count, GFP_KERNEL)?;
-    for _ in 0..count {
-        out.push(read_sized(&mut reader, size)?, GFP_KERNEL)?;
+    let mut out = KVVec::with_capacity(count, GFP_KERNEL_ACCOUNT)?;
+    for i in 0..count {
+        if i % READS_PER_YIELD == READS_PER_YIELD - 1 {
+            crate::net::yield_killable()?;
+        }
+        let at = ptr.checked_add(i * size).ok_or(EFAULT)?;
+        out.push(read_sized(at, size)?, GFP_KERNEL_ACCOUNT)?;
     }
     Ok(out)
 }

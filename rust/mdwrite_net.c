@@ -43,11 +43,6 @@ void mdw_net_put(struct net *net)
 	put_net(net);
 }
 
-bool mdw_net_capable_raw(struct net *net)
-{
-	return ns_capable(net->user_ns, CAP_NET_RAW);
-}
-
 /* --- devices --------------------------------------------------------------- */
 
 struct mdw_dev {
@@ -57,7 +52,7 @@ struct mdw_dev {
 
 struct mdw_dev *mdw_dev_get(struct net *net, int ifindex)
 {
-	struct mdw_dev *d = kmalloc(sizeof(*d), GFP_KERNEL);
+	struct mdw_dev *d = kmalloc(sizeof(*d), GFP_KERNEL_ACCOUNT);
 
 	if (!d)
 		return ERR_PTR(-ENOMEM);
@@ -75,20 +70,110 @@ void mdw_dev_put(struct mdw_dev *d)
 	kfree(d);
 }
 
+/*
+ * Drivers audited to leave a shared skb alone (Documentation/design.rst,
+ * "Which devices recycle"): they neither write the skb's head or data
+ * nor clone, expand, linearize or pad it. IFF_TX_SKB_SHARING proves
+ * nothing (ether_setup() sets it on every Ethernet device).
+ */
+static bool mdw_driver_audited(const struct net_device *dev)
+{
+	const struct device *parent = dev->dev.parent;
+
+	if (dev->rtnl_link_ops && !strcmp(dev->rtnl_link_ops->kind, "dummy"))
+		return true;
+	return parent && parent->driver &&
+	       !strcmp(parent->driver->name, "virtio_net");
+}
+
 void mdw_dev_info(const struct mdw_dev *d, struct mdw_dev_info *info)
 {
 	const struct net_device *dev = d->dev;
-	netdev_features_t f = dev->features;
 
+	info->features = dev->features;
+	info->vlan_features = dev->vlan_features;
 	info->ifindex = dev->ifindex;
 	info->mtu = dev->mtu;
 	info->ethernet = dev->type == ARPHRD_ETHER && dev->addr_len == ETH_ALEN;
 	info->up = netif_running(dev) && netif_carrier_ok(dev);
-	info->csum_ipv4 = !!(f & (NETIF_F_HW_CSUM | NETIF_F_IP_CSUM));
-	info->csum_ipv6 = !!(f & (NETIF_F_HW_CSUM | NETIF_F_IPV6_CSUM));
-	info->sg = !!(f & NETIF_F_SG);
-	info->skb_sharing = !!(dev->priv_flags & IFF_TX_SKB_SHARING);
+	info->vlan_challenged = !!(dev->features & NETIF_F_VLAN_CHALLENGED);
+	info->recycle_ok = mdw_driver_audited(dev) && !dev->needed_tailroom;
 	memcpy(info->mac, dev->dev_addr, ETH_ALEN);
+}
+
+/* Packet taps (tcpdump, AF_PACKET) on @d or on every device. */
+bool mdw_dev_nit_active(const struct mdw_dev *d)
+{
+	return dev_nit_active(d->dev);
+}
+
+static bool mdw_layout_ok(const struct mdw_layout *l)
+{
+	return l->hdr_len <= MDW_MAX_HEADER && l->l4_off < l->hdr_len &&
+	       l->l3_off < l->l4_off;
+}
+
+/*
+ * The metadata of a packet of layout @l whose Ethernet header is at
+ * skb->data, as the stack would set it: protocol (ETH_P_8021Q for a tagged
+ * frame, so drivers and taps parse it), header offsets and mac_len.
+ */
+static void mdw_skb_set_shape(struct sk_buff *skb, struct net_device *dev,
+			      const struct mdw_layout *l)
+{
+	skb_set_network_header(skb, l->l3_off);
+	skb_set_transport_header(skb, l->l4_off);
+	skb->mac_len = l->l3_off;
+	if (l->vlan)
+		skb->protocol = htons(ETH_P_8021Q);
+	else
+		skb->protocol = l->ipv6 ? htons(ETH_P_IPV6) : htons(ETH_P_IP);
+	skb->dev = dev;
+}
+
+/* The checksum fields of a packet skb of layout @l. */
+static void mdw_skb_set_csum(struct sk_buff *skb, const struct mdw_layout *l)
+{
+	if (l->csum_partial) {
+		skb->ip_summed = CHECKSUM_PARTIAL;
+		skb->csum_start = skb_transport_header(skb) - skb->head;
+		skb->csum_offset = offsetof(struct udphdr, check);
+	} else {
+		skb->ip_summed = CHECKSUM_NONE;
+	}
+}
+
+/*
+ * What @d does with packets of layout @l and header @hdr: the features
+ * netif_skb_features() gives a checksum-offloaded packet of that shape
+ * (it folds in vlan_features, ndo_features_check and whether the device
+ * can checksum the protocol), the answer the core's validate_xmit_skb()
+ * would act on. The direct path skips that function, so mdwrite follows
+ * the answer itself: no fragments without NETIF_F_SG, no
+ * CHECKSUM_PARTIAL without a checksum feature.
+ */
+int mdw_dev_probe(const struct mdw_dev *d, const struct mdw_layout *l,
+		  const u8 *hdr, struct mdw_dev_caps *caps)
+{
+	struct mdw_layout partial = *l;
+	netdev_features_t f;
+	struct sk_buff *skb;
+
+	if (!mdw_layout_ok(l))
+		return -EINVAL;
+	skb = alloc_skb(MDW_MAX_HEADER, GFP_KERNEL_ACCOUNT);
+	if (!skb)
+		return -ENOMEM;
+	skb_reset_mac_header(skb);
+	skb_put_data(skb, hdr, l->hdr_len);
+	mdw_skb_set_shape(skb, d->dev, l);
+	partial.csum_partial = true;
+	mdw_skb_set_csum(skb, &partial);
+	f = netif_skb_features(skb);
+	consume_skb(skb);
+	caps->sg = !!(f & NETIF_F_SG);
+	caps->csum = !!(f & NETIF_F_CSUM_MASK);
+	return 0;
 }
 
 /*
@@ -149,7 +234,13 @@ struct mdw_done {
 	struct completion done;
 	struct work_struct work;
 	void *call;
+	/* A synchronous call: @call is its release, run only if abandoned. */
+	bool sync;
+	/* MDW_WAITING -> MDW_DONE (completion first) or MDW_ABANDONED. */
+	atomic_t state;
 };
+
+enum { MDW_WAITING, MDW_DONE, MDW_ABANDONED };
 
 /* Asynchronous calls whose completion has not run yet, of every file. */
 static atomic_t mdw_async_calls = ATOMIC_INIT(0);
@@ -163,7 +254,13 @@ static void mdw_done_complete(struct sk_buff *skb, struct ubuf_info *uarg,
 
 	if (!refcount_dec_and_test(&uarg->refcnt))
 		return;
-	if (d->call)
+	/*
+	 * An asynchronous call, or a synchronous one whose caller was killed
+	 * while waiting (mdw_done_wait_killable()), is released from the
+	 * workqueue; otherwise its waiter is woken.
+	 */
+	if (!d->sync || atomic_cmpxchg(&d->state, MDW_WAITING, MDW_DONE) ==
+				MDW_ABANDONED)
 		queue_work(mdw_async_wq, &d->work);
 	else
 		complete(&d->done);
@@ -177,7 +274,10 @@ static void mdw_done_work(struct work_struct *work)
 {
 	struct mdw_done *d = container_of(work, struct mdw_done, work);
 
-	mdw_async_complete(d->call);
+	if (d->sync)
+		mdw_call_release(d->call);
+	else
+		mdw_async_complete(d->call);
 	kfree(d);
 	if (atomic_dec_and_test(&mdw_async_calls))
 		wake_up(&mdw_async_idle);
@@ -185,7 +285,7 @@ static void mdw_done_work(struct work_struct *work)
 
 struct mdw_done *mdw_done_new(void)
 {
-	struct mdw_done *d = kmalloc(sizeof(*d), GFP_KERNEL);
+	struct mdw_done *d = kmalloc(sizeof(*d), GFP_KERNEL_ACCOUNT);
 
 	if (!d)
 		return NULL;
@@ -201,15 +301,48 @@ struct mdw_done *mdw_done_new(void)
 	init_completion(&d->done);
 	INIT_WORK(&d->work, mdw_done_work);
 	d->call = NULL;
+	d->sync = true;
+	atomic_set(&d->state, MDW_WAITING);
 	return d;
 }
 
-/* Drops the call's reference, waits for every skb to be released, frees. */
+/*
+ * Drops the call's reference, waits for every skb to be released, frees.
+ * Only for calls with nothing in flight that can be held up (nothing
+ * sent, or every skb already released): the wait is not killable.
+ */
 void mdw_done_wait_free(struct mdw_done *d)
 {
 	mdw_done_complete(NULL, &d->ubuf, true);
 	wait_for_completion(&d->done);
 	kfree(d);
+}
+
+/*
+ * A synchronous call's end: drops the call's reference and waits, killably,
+ * until the device has released every skb; frees @d. Returns 0 then: the
+ * caller still owns @release. On a fatal signal returns -EINTR at once and
+ * @release belongs to the deferred release: mdw_call_release(@release)
+ * runs from the workqueue once the last skb is released (module unload
+ * waits for it like for an asynchronous call).
+ */
+int mdw_done_wait_killable(struct mdw_done *d, void *release)
+{
+	d->call = release;
+	mdw_done_complete(NULL, &d->ubuf, true);
+	if (!wait_for_completion_killable(&d->done)) {
+		kfree(d);
+		return 0;
+	}
+	atomic_inc(&mdw_async_calls);
+	if (atomic_cmpxchg(&d->state, MDW_WAITING, MDW_ABANDONED) == MDW_WAITING)
+		return -EINTR;
+	/* Completed meanwhile: complete() has been or is being called. */
+	if (atomic_dec_and_test(&mdw_async_calls))
+		wake_up(&mdw_async_idle);
+	wait_for_completion(&d->done);
+	kfree(d);
+	return 0;
 }
 
 /*
@@ -221,6 +354,7 @@ void mdw_done_finish_async(struct mdw_done *d, void *call)
 {
 	atomic_inc(&mdw_async_calls);
 	d->call = call;
+	d->sync = false;
 	mdw_done_complete(NULL, &d->ubuf, true);
 }
 
@@ -250,7 +384,7 @@ void mdw_async_exit(void)
  */
 struct mmpin *mdw_memlock_charge(u64 bytes)
 {
-	struct mmpin *m = kzalloc(sizeof(*m), GFP_KERNEL);
+	struct mmpin *m = kzalloc(sizeof(*m), GFP_KERNEL_ACCOUNT);
 	int err;
 
 	if (!m)
@@ -303,7 +437,7 @@ static void mdw_skb_set_frags(struct sk_buff *skb, const struct mdw_frag *frags,
 /* A new packet skb of @size head bytes, tied to the call's completion. */
 static struct sk_buff *mdw_skb_alloc(unsigned int size, struct mdw_done *done)
 {
-	struct sk_buff *skb = alloc_skb(size, GFP_KERNEL);
+	struct sk_buff *skb = alloc_skb(size, GFP_KERNEL_ACCOUNT);
 
 	if (unlikely(!skb))
 		return NULL;
@@ -311,18 +445,6 @@ static struct sk_buff *mdw_skb_alloc(unsigned int size, struct mdw_done *done)
 	net_zcopy_get(&done->ubuf);
 	skb_zcopy_init(skb, &done->ubuf);
 	return skb;
-}
-
-/* The checksum fields of a packet skb of layout @l. */
-static void mdw_skb_set_csum(struct sk_buff *skb, const struct mdw_layout *l)
-{
-	if (l->csum_partial) {
-		skb->ip_summed = CHECKSUM_PARTIAL;
-		skb->csum_start = skb_transport_header(skb) - skb->head;
-		skb->csum_offset = offsetof(struct udphdr, check);
-	} else {
-		skb->ip_summed = CHECKSUM_NONE;
-	}
 }
 
 /*
@@ -339,8 +461,7 @@ struct sk_buff *mdw_skb_new(const struct mdw_dev *d, const struct mdw_layout *l,
 	unsigned int reserve = LL_RESERVED_SPACE(dev) - ETH_HLEN;
 	struct sk_buff *skb;
 
-	if (unlikely(nfrags > MAX_SKB_FRAGS || l->hdr_len > MDW_MAX_HEADER ||
-		     l->l4_off >= l->hdr_len || l->l3_off >= l->l4_off))
+	if (unlikely(nfrags > MAX_SKB_FRAGS || !mdw_layout_ok(l)))
 		return NULL;
 	skb = mdw_skb_alloc(reserve + MDW_MAX_HEADER, done);
 	if (unlikely(!skb))
@@ -348,16 +469,61 @@ struct sk_buff *mdw_skb_new(const struct mdw_dev *d, const struct mdw_layout *l,
 	skb_reserve(skb, reserve);
 	skb_reset_mac_header(skb);
 	*hdr = skb_put_zero(skb, l->hdr_len);
-	skb_set_network_header(skb, l->l3_off);
-	skb_set_transport_header(skb, l->l4_off);
-	skb->protocol = l->ipv6 ? htons(ETH_P_IPV6) : htons(ETH_P_IP);
-	skb->dev = dev;
+	mdw_skb_set_shape(skb, dev, l);
 	mdw_skb_set_frags(skb, frags, nfrags, payload_len);
 	skb->len += payload_len;
 	skb->truesize += payload_len;
 	mdw_skb_set_csum(skb, l);
 	if (keep)
 		skb_get(skb);
+	return skb;
+}
+
+/*
+ * mdw_skb_new() for a device without scatter-gather for this packet
+ * shape: the payload is copied into the linear part after the header
+ * (the caller counts it in bytes_copied), as validate_xmit_skb() would
+ * linearize it. Still tied to the call, so the call completes after it.
+ * Never recycled.
+ */
+struct sk_buff *mdw_skb_new_linear(const struct mdw_dev *d,
+				   const struct mdw_layout *l,
+				   const struct mdw_frag *frags, u32 nfrags,
+				   u32 payload_len, struct mdw_done *done,
+				   u8 **hdr)
+{
+	struct net_device *dev = d->dev;
+	unsigned int reserve = LL_RESERVED_SPACE(dev) - ETH_HLEN;
+	struct sk_buff *skb;
+	u32 i, copied = 0;
+
+	if (unlikely(nfrags > MAX_SKB_FRAGS || !mdw_layout_ok(l) ||
+		     payload_len > SZ_64K))
+		return NULL;
+	skb = alloc_skb(reserve + l->hdr_len + payload_len +
+			dev->needed_tailroom, GFP_KERNEL_ACCOUNT);
+	if (unlikely(!skb))
+		return NULL;
+	skb_reserve(skb, reserve);
+	skb_reset_mac_header(skb);
+	*hdr = skb_put_zero(skb, l->hdr_len);
+	for (i = 0; i < nfrags; i++) {
+		if (unlikely(frags[i].len > payload_len - copied)) {
+			kfree_skb(skb);
+			return NULL;
+		}
+		memcpy_from_page(skb_put(skb, frags[i].len), frags[i].page,
+				 frags[i].off, frags[i].len);
+		copied += frags[i].len;
+	}
+	if (unlikely(copied != payload_len)) {
+		kfree_skb(skb);
+		return NULL;
+	}
+	mdw_skb_set_shape(skb, dev, l);
+	mdw_skb_set_csum(skb, l);
+	net_zcopy_get(&done->ubuf);
+	skb_zcopy_init(skb, &done->ubuf);
 	return skb;
 }
 
@@ -395,6 +561,8 @@ int mdw_skb_reuse(struct sk_buff *skb, const struct mdw_layout *l,
 
 	if (refcount_read(&skb->users) != 1)
 		return MDW_SKB_BUSY;
+	/* Pairs with the release in the device's skb_unref() (as it does). */
+	smp_acquire__after_ctrl_dep();
 	if (unlikely(nfrags > MAX_SKB_FRAGS || !mdw_skb_intact(skb, shinfo, l->hdr_len, done)))
 		return MDW_SKB_SPOILED;
 	/* Only the ring holds it, so nothing can change the count under us. */
@@ -426,8 +594,10 @@ u8 *mdw_skb_rearm(struct sk_buff *skb, const struct mdw_rearm *r,
 	u32 len0 = lens & 0xffff, len1 = lens >> 16;
 	u32 payload_len = len0 + len1;
 
-	if (refcount_read(&skb->users) != 1 ||
-	    unlikely(!mdw_skb_intact(skb, shinfo, r->hdr_len, r->done)))
+	if (refcount_read(&skb->users) != 1)
+		return NULL;
+	smp_acquire__after_ctrl_dep();
+	if (unlikely(!mdw_skb_intact(skb, shinfo, r->hdr_len, r->done)))
 		return NULL;
 	/* Only the ring holds it, so nothing can change the count under us. */
 	refcount_set(&skb->users, 2);
@@ -456,8 +626,10 @@ bool mdw_skb_detach(struct sk_buff *skb, u32 hdr_len, struct mdw_done *done)
 {
 	struct skb_shared_info *shinfo = skb_shinfo(skb);
 
-	if (refcount_read(&skb->users) != 1 ||
-	    !mdw_skb_intact(skb, shinfo, hdr_len, done))
+	if (refcount_read(&skb->users) != 1)
+		return false;
+	smp_acquire__after_ctrl_dep();
+	if (!mdw_skb_intact(skb, shinfo, hdr_len, done))
 		return false;
 	shinfo->nr_frags = 0;
 	skb->truesize -= skb->data_len;
@@ -480,7 +652,10 @@ bool mdw_skb_attach(struct sk_buff *skb, const struct mdw_dev *d,
 {
 	struct net_device *dev = d->dev;
 
-	if (refcount_read(&skb->users) != 1 || skb_cloned(skb) || skb_zcopy(skb) ||
+	if (refcount_read(&skb->users) != 1)
+		return false;
+	smp_acquire__after_ctrl_dep();
+	if (skb_cloned(skb) || skb_zcopy(skb) ||
 	    skb_shinfo(skb)->nr_frags || skb_headlen(skb) != l->hdr_len ||
 	    skb->data != skb_mac_header(skb) ||
 	    skb_headroom(skb) < LL_RESERVED_SPACE(dev) - ETH_HLEN)
@@ -488,7 +663,7 @@ bool mdw_skb_attach(struct sk_buff *skb, const struct mdw_dev *d,
 	skb_shinfo(skb)->flags |= SKBFL_MANAGED_FRAG_REFS;
 	net_zcopy_get(&done->ubuf);
 	skb_zcopy_init(skb, &done->ubuf);
-	skb->dev = dev;
+	mdw_skb_set_shape(skb, dev, l);
 	mdw_skb_set_csum(skb, l);
 	return true;
 }
@@ -497,12 +672,6 @@ bool mdw_skb_attach(struct sk_buff *skb, const struct mdw_dev *d,
 void mdw_skb_release(struct sk_buff *skb)
 {
 	consume_skb(skb);
-}
-
-/* The payload bytes of a packet skb: its page fragments. */
-u32 mdw_skb_payload_len(const struct sk_buff *skb)
-{
-	return skb->data_len;
 }
 
 void mdw_skb_free(struct sk_buff *skb)
@@ -534,13 +703,42 @@ u32 mdw_csum_frags(const struct mdw_frag *frags, u32 nfrags)
 /* --- transmit ----------------------------------------------------------------- */
 
 /*
+ * Hands a packet tap a copy of @skb when @skb is shared: skb_clone() of a
+ * shared zero-copy skb fails (skb_copy_ubufs() refuses it) and the tap
+ * would silently miss the packet. The send path builds fresh skbs while
+ * a tap is active, so this only covers a tap that appeared mid-batch.
+ */
+static void mdw_xmit_nit(struct sk_buff *skb, struct net_device *dev)
+{
+	struct sk_buff *copy;
+
+	if (likely(!skb_shared(skb) || !skb_zcopy(skb))) {
+		dev_queue_xmit_nit(skb, dev);
+		return;
+	}
+	copy = skb_copy(skb, GFP_ATOMIC);
+	if (copy) {
+		dev_queue_xmit_nit(copy, dev);
+		consume_skb(copy);
+	}
+}
+
+/*
  * Hands skbs[0..n) to the driver of @d under one TX lock, announcing
  * xmit_more for all but the last, like pktgen and AF_PACKET's
- * PACKET_QDISC_BYPASS. Stops early, keeping the rest, when the queue is
- * stopped or the driver says busy. Returns the number consumed.
+ * PACKET_QDISC_BYPASS, on the TX queue of @flow (one queue per open file
+ * and device: a flow's packets are never reordered across queues).
+ * Inside the BH-disabled section, which dev_close() waits for
+ * (synchronize_net()) before ndo_stop, the device is checked to be
+ * running with a carrier, and the transmit recursion is counted as the
+ * core counts it. Stops early, keeping the rest, when the queue is
+ * stopped or the driver says busy (*@why = MDW_TX_STOPPED; a driver that
+ * stops its queue rings its doorbell whatever xmit_more said), the device
+ * is down (MDW_TX_DOWN) or the recursion limit is reached (MDW_TX_LOOP).
+ * Returns the number consumed.
  */
 unsigned int mdw_xmit_direct(const struct mdw_dev *d, struct sk_buff **skbs,
-			     unsigned int n)
+			     unsigned int n, u32 flow, int *why)
 {
 	struct net_device *dev = d->dev;
 	struct netdev_queue *txq;
@@ -548,8 +746,17 @@ unsigned int mdw_xmit_direct(const struct mdw_dev *d, struct sk_buff **skbs,
 	bool nit;
 	u16 q;
 
+	*why = MDW_TX_STOPPED;
 	local_bh_disable();
-	q = smp_processor_id() % dev->real_num_tx_queues;
+	if (unlikely(!netif_running(dev) || !netif_carrier_ok(dev))) {
+		*why = MDW_TX_DOWN;
+		goto out;
+	}
+	if (unlikely(dev_xmit_recursion())) {
+		*why = MDW_TX_LOOP;
+		goto out;
+	}
+	q = reciprocal_scale(flow, dev->real_num_tx_queues);
 	txq = netdev_get_tx_queue(dev, q);
 	/*
 	 * Packet taps (tcpdump) see mdwrite's packets, unlike
@@ -557,19 +764,22 @@ unsigned int mdw_xmit_direct(const struct mdw_dev *d, struct sk_buff **skbs,
 	 */
 	nit = dev_nit_active(dev);
 	HARD_TX_LOCK(dev, txq, smp_processor_id());
+	dev_xmit_recursion_inc();
 	while (sent < n && !netif_xmit_frozen_or_drv_stopped(txq)) {
 		struct sk_buff *skb = skbs[sent];
 		netdev_tx_t rc;
 
 		skb_set_queue_mapping(skb, q);
 		if (nit)
-			dev_queue_xmit_nit(skb, dev);
+			mdw_xmit_nit(skb, dev);
 		rc = netdev_start_xmit(skb, dev, txq, sent + 1 < n);
 		if (!dev_xmit_complete(rc))
 			break;
 		sent++;
 	}
+	dev_xmit_recursion_dec();
 	HARD_TX_UNLOCK(dev, txq);
+out:
 	local_bh_enable();
 	return sent;
 }
@@ -577,16 +787,18 @@ unsigned int mdw_xmit_direct(const struct mdw_dev *d, struct sk_buff **skbs,
 /*
  * Through the qdisc (MDW_WRITE_QDISC): every skb is consumed. Returns the
  * number the qdisc accepted (the others were dropped) and adds their
- * payload sizes to @bytes.
+ * payload sizes, @lens, to @bytes.
  */
-unsigned int mdw_xmit_qdisc(struct sk_buff **skbs, unsigned int n, u64 *bytes)
+unsigned int mdw_xmit_qdisc(struct sk_buff **skbs, const u32 *lens,
+			    unsigned int n, u64 *bytes)
 {
 	unsigned int i, ok = 0;
 
 	for (i = 0; i < n; i++) {
-		u32 len = mdw_skb_payload_len(skbs[i]);
+		u32 len = lens[i];
 
-		if (dev_queue_xmit(skbs[i]) == NET_XMIT_SUCCESS) {
+		/* NET_XMIT_CN: queued, other packets were dropped. */
+		if (net_xmit_eval(dev_queue_xmit(skbs[i])) == 0) {
 			ok++;
 			*bytes += len;
 		}
@@ -612,11 +824,22 @@ bool mdw_signal_pending(void)
 	return signal_pending(current);
 }
 
+bool mdw_fatal_signal_pending(void)
+{
+	return fatal_signal_pending(current);
+}
+
+void mdw_cond_resched(void)
+{
+	cond_resched();
+}
+
 /* The Rust mirrors of the structs in mdwrite_net.h must match. */
 int mdw_ffi_check(size_t info, size_t frag, size_t layout, size_t rearm,
-		  size_t max_header)
+		  size_t caps, size_t max_header)
 {
 	if (info != sizeof(struct mdw_dev_info) || max_header != MDW_MAX_HEADER ||
+	    caps != sizeof(struct mdw_dev_caps) ||
 	    frag != sizeof(struct mdw_frag) || layout != sizeof(struct mdw_layout) ||
 	    rearm != sizeof(struct mdw_rearm))
 		return -EINVAL;

@@ -19,16 +19,30 @@ struct mdw_done;
 
 /* What the send path needs to know about a device. */
 struct mdw_dev_info {
+	/* dev->features and dev->vlan_features: a change asks for a new probe. */
+	u64 features;
+	u64 vlan_features;
 	u32 ifindex;
 	u32 mtu;
 	u8 mac[6];
 	bool ethernet;
 	bool up;
-	bool csum_ipv4;
-	bool csum_ipv6;
+	/* NETIF_F_VLAN_CHALLENGED: no 802.1Q frames. */
+	bool vlan_challenged;
+	/*
+	 * A driver audited to leave the skbs it is given alone (dummy,
+	 * virtio_net; see Documentation/design.rst) that needs no tailroom:
+	 * its skbs may be recycled, i.e. handed over shared.
+	 */
+	bool recycle_ok;
+};
+
+/* What a device does with one destination's packets (mdw_dev_probe()). */
+struct mdw_dev_caps {
+	/* Page fragments (NETIF_F_SG): else packets are copied, linear. */
 	bool sg;
-	/* IFF_TX_SKB_SHARING: its skbs may be recycled. */
-	bool skb_sharing;
+	/* The UDP checksum of this packet shape is offloaded. */
+	bool csum;
 };
 
 /* One payload fragment: part of a pinned page. */
@@ -44,6 +58,8 @@ struct mdw_layout {
 	u32 l3_off;
 	u32 l4_off;
 	bool ipv6;
+	/* An 802.1Q tag follows the Ethernet addresses. */
+	bool vlan;
 	bool csum_partial;
 };
 
@@ -53,6 +69,11 @@ struct mdw_rearm {
 	struct mdw_done *done;
 };
 
+/* Why mdw_xmit_direct() stopped before the end. */
+#define MDW_TX_STOPPED	0	/* queue stopped or driver busy: retry */
+#define MDW_TX_DOWN	1	/* device not running or no carrier */
+#define MDW_TX_LOOP	2	/* transmit recursion limit reached */
+
 /* mdw_skb_reuse() results. */
 #define MDW_SKB_REUSED	0
 #define MDW_SKB_BUSY	1
@@ -60,21 +81,26 @@ struct mdw_rearm {
 
 struct net *mdw_net_get_current(void);
 void mdw_net_put(struct net *net);
-bool mdw_net_capable_raw(struct net *net);
 
 struct mdw_dev *mdw_dev_get(struct net *net, int ifindex);
 void mdw_dev_put(struct mdw_dev *d);
 void mdw_dev_info(const struct mdw_dev *d, struct mdw_dev_info *info);
+int mdw_dev_probe(const struct mdw_dev *d, const struct mdw_layout *l,
+		  const u8 *hdr, struct mdw_dev_caps *caps);
+bool mdw_dev_nit_active(const struct mdw_dev *d);
 int mdw_neigh_resolve(const struct mdw_dev *d, bool ipv6, const u8 *daddr,
 		      u8 *mac);
 
 struct mdw_done *mdw_done_new(void);
 void mdw_done_wait_free(struct mdw_done *d);
+int mdw_done_wait_killable(struct mdw_done *d, void *release);
 void mdw_done_finish_async(struct mdw_done *d, void *call);
 int mdw_async_init(void);
 void mdw_async_exit(void);
 /* In Rust (rust/completion.rs): completes an asynchronous call. */
 void mdw_async_complete(void *call);
+/* In Rust (rust/completion.rs): releases an abandoned synchronous call. */
+void mdw_call_release(void *release);
 
 struct mmpin;
 struct mmpin *mdw_memlock_charge(u64 bytes);
@@ -84,6 +110,11 @@ struct sk_buff *mdw_skb_new(const struct mdw_dev *d, const struct mdw_layout *l,
 			    const struct mdw_frag *frags, u32 nfrags,
 			    u32 payload_len, struct mdw_done *done, bool keep,
 			    u8 **hdr);
+struct sk_buff *mdw_skb_new_linear(const struct mdw_dev *d,
+				   const struct mdw_layout *l,
+				   const struct mdw_frag *frags, u32 nfrags,
+				   u32 payload_len, struct mdw_done *done,
+				   u8 **hdr);
 int mdw_skb_reuse(struct sk_buff *skb, const struct mdw_layout *l,
 		  const struct mdw_frag *frags, u32 nfrags, u32 payload_len,
 		  struct mdw_done *done, u8 **hdr);
@@ -92,17 +123,19 @@ u8 *mdw_skb_rearm(struct sk_buff *skb, const struct mdw_rearm *r,
 bool mdw_skb_detach(struct sk_buff *skb, u32 hdr_len, struct mdw_done *done);
 bool mdw_skb_attach(struct sk_buff *skb, const struct mdw_dev *d,
 		    const struct mdw_layout *l, struct mdw_done *done);
-u32 mdw_skb_payload_len(const struct sk_buff *skb);
 void mdw_skb_free(struct sk_buff *skb);
 void mdw_skb_release(struct sk_buff *skb);
 u32 mdw_csum_frags(const struct mdw_frag *frags, u32 nfrags);
 
 unsigned int mdw_xmit_direct(const struct mdw_dev *d, struct sk_buff **skbs,
-			     unsigned int n);
-unsigned int mdw_xmit_qdisc(struct sk_buff **skbs, unsigned int n, u64 *bytes);
+			     unsigned int n, u32 flow, int *why);
+unsigned int mdw_xmit_qdisc(struct sk_buff **skbs, const u32 *lens,
+			    unsigned int n, u64 *bytes);
 bool mdw_xmit_wait(const struct mdw_dev *d);
 bool mdw_signal_pending(void);
+bool mdw_fatal_signal_pending(void);
+void mdw_cond_resched(void);
 int mdw_ffi_check(size_t info, size_t frag, size_t layout, size_t rearm,
-		  size_t max_header);
+		  size_t caps, size_t max_header);
 
 #endif /* MDWRITE_NET_H */

@@ -23,11 +23,19 @@ impl NetNs {
         Self(unsafe { ffi::mdw_net_get_current() })
     }
 
-    /// Whether the calling task has `CAP_NET_RAW` in the user namespace that
-    /// owns this network namespace.
-    pub(crate) fn capable_net_raw(&self) -> bool {
-        // SAFETY: `self.0` is a live reference.
-        unsafe { ffi::mdw_net_capable_raw(self.0) }
+    /// Whether the opener of `file` had `CAP_NET_RAW` in the user namespace
+    /// that owns this network namespace: the file's credentials
+    /// (`f_cred`), not the caller's, as for a socket.
+    ///
+    /// # Safety
+    ///
+    /// `file` must point to a valid `struct file` for the whole call.
+    pub(crate) unsafe fn file_capable_net_raw(&self, file: *const bindings::file) -> bool {
+        // SAFETY: `self.0` is a live reference, so its `user_ns` is valid;
+        // `file` is valid per the function's contract.
+        unsafe {
+            bindings::file_ns_capable(file, (*self.0).user_ns, bindings::CAP_NET_RAW as i32)
+        }
     }
 
     /// Looks up the device `ifindex` in this namespace and holds it.
@@ -75,6 +83,27 @@ impl NetDevice {
         Ok(mac)
     }
 
+    /// What the device does with packets of `layout` whose header is
+    /// `hdr` (`netif_skb_features` of such a packet): scatter-gather and
+    /// checksum offload.
+    pub(crate) fn probe(&self, layout: &ffi::MdwLayout, hdr: &[u8]) -> Result<ffi::MdwDevCaps> {
+        if hdr.len() != layout.hdr_len as usize {
+            return Err(EINVAL);
+        }
+        let mut caps = ffi::MdwDevCaps::default();
+        // SAFETY: `self.ptr` is held; `layout` and the `hdr_len` bytes at
+        // `hdr` are readable, `caps` writable.
+        to_result(unsafe { ffi::mdw_dev_probe(self.ptr, layout, hdr.as_ptr(), &mut caps) })?;
+        Ok(caps)
+    }
+
+    /// Whether a packet tap (tcpdump, an `AF_PACKET` socket) sees this
+    /// device's packets now.
+    pub(crate) fn nit_active(&self) -> bool {
+        // SAFETY: `self.ptr` is held.
+        unsafe { ffi::mdw_dev_nit_active(self.ptr) }
+    }
+
     /// The C handle, for `skb.rs`.
     pub(crate) fn as_ptr(&self) -> *const ffi::MdwDev {
         self.ptr
@@ -103,4 +132,33 @@ impl Drop for NetDevice {
 pub(crate) fn signal_pending() -> bool {
     // SAFETY: reads the current task's state only.
     unsafe { ffi::mdw_signal_pending() }
+}
+
+/// A random `u32` (`get_random_u32`).
+pub(crate) fn random_u32() -> u32 {
+    // SAFETY: callable from any context; no arguments.
+    unsafe { bindings::get_random_u32() }
+}
+
+/// Whether the calling task is being killed (`SIGKILL`).
+pub(crate) fn fatal_signal_pending() -> bool {
+    // SAFETY: reads the current task's state only.
+    unsafe { ffi::mdw_fatal_signal_pending() }
+}
+
+/// Lets other tasks run if this one has used its share (process context).
+pub(crate) fn cond_resched() {
+    // SAFETY: called from process context without spinlocks held (every
+    // caller is an ioctl path holding at most mutexes).
+    unsafe { ffi::mdw_cond_resched() }
+}
+
+/// A long loop's check, every so many steps: yields, and stops with
+/// `EINTR` when the task is being killed.
+pub(crate) fn yield_killable() -> Result {
+    cond_resched();
+    if fatal_signal_pending() {
+        return Err(EINTR);
+    }
+    Ok(())
 }

@@ -10,6 +10,9 @@ use kernel::sync::Arc;
 
 use crate::{buffer::RegisteredBuffer, errno, ffi};
 
+/// Pages pinned between two checks for a fatal signal.
+const PIN_CHUNK: usize = 1024;
+
 /// How long pages stay pinned.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum PinKind {
@@ -36,7 +39,7 @@ impl PinnedPages {
     /// An empty set with room for `capacity` pages.
     pub(crate) fn with_capacity(capacity: usize, kind: PinKind) -> Result<Self> {
         Ok(Self {
-            pages: KVVec::with_capacity(capacity, GFP_KERNEL)?,
+            pages: KVVec::with_capacity(capacity, GFP_KERNEL_ACCOUNT)?,
             kind,
         })
     }
@@ -74,7 +77,7 @@ fn pin_into(
     kind: PinKind,
 ) -> Result<usize> {
     let base = pages.len();
-    pages.reserve(nr, GFP_KERNEL)?;
+    pages.reserve(nr, GFP_KERNEL_ACCOUNT)?;
     let start = (addr >> PAGE_SHIFT) << PAGE_SHIFT;
     let flags = match kind {
         PinKind::Call => 0,
@@ -82,7 +85,15 @@ fn pin_into(
     };
     let mut done = 0usize;
     while done < nr {
-        let chunk = (nr - done).min(i32::MAX as usize);
+        // A chunk at a time, yielding in between: an entry may span up to
+        // `MDW_MAX_CALL_BYTES`.
+        if done > 0 {
+            if let Err(e) = crate::net::yield_killable() {
+                unpin_tail(pages, base);
+                return Err(e);
+            }
+        }
+        let chunk = (nr - done).min(PIN_CHUNK);
         let at = start + ((done as u64) << PAGE_SHIFT);
         // SAFETY: `reserve` made room for `nr` more pointers after the
         // current length; the kernel writes at most `chunk` of them.
@@ -129,7 +140,7 @@ pub(crate) struct CallPages {
     /// Every page of the call.
     pages: KVVec<*mut bindings::page>,
     /// Ranges of `pages` the call pinned itself, merged when adjacent.
-    pinned: KVec<(usize, usize)>,
+    pinned: KVVec<(usize, usize)>,
     /// The buffers the borrowed pages belong to, one reference each.
     buffers: KVec<Arc<RegisteredBuffer>>,
 }
@@ -142,8 +153,8 @@ impl CallPages {
     /// An empty translation with room for `capacity` pages.
     pub(crate) fn with_capacity(capacity: usize) -> Result<Self> {
         Ok(Self {
-            pages: KVVec::with_capacity(capacity, GFP_KERNEL)?,
-            pinned: KVec::new(),
+            pages: KVVec::with_capacity(capacity, GFP_KERNEL_ACCOUNT)?,
+            pinned: KVVec::new(),
             buffers: KVec::new(),
         })
     }
@@ -151,11 +162,11 @@ impl CallPages {
     /// Pins `nr` pages from the one holding `addr` for this call (see
     /// [`PinnedPages::pin`]); returns the index of the first.
     pub(crate) fn pin(&mut self, addr: u64, nr: usize) -> Result<usize> {
-        self.pinned.reserve(1, GFP_KERNEL)?;
+        self.pinned.reserve(1, GFP_KERNEL_ACCOUNT)?;
         let base = pin_into(&mut self.pages, addr, nr, PinKind::Call)?;
         match self.pinned.last_mut() {
             Some((start, len)) if *start + *len == base => *len += nr,
-            _ => self.pinned.push((base, nr), GFP_KERNEL)?,
+            _ => self.pinned.push((base, nr), GFP_KERNEL_ACCOUNT)?,
         }
         Ok(base)
     }
@@ -171,10 +182,10 @@ impl CallPages {
         let end = first.checked_add(nr).ok_or(EFAULT)?;
         let pages = buffer.pages().get(first..end).ok_or(EFAULT)?;
         if !self.buffers.iter().any(|b| Arc::ptr_eq(b, buffer)) {
-            self.buffers.push(buffer.clone(), GFP_KERNEL)?;
+            self.buffers.push(buffer.clone(), GFP_KERNEL_ACCOUNT)?;
         }
         let base = self.pages.len();
-        self.pages.extend_from_slice(pages, GFP_KERNEL)?;
+        self.pages.extend_from_slice(pages, GFP_KERNEL_ACCOUNT)?;
         Ok(base)
     }
 

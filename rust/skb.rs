@@ -3,11 +3,16 @@
 //! Packets: building skbs around pinned pages, the call's completion, and
 //! batched transmit.
 
-use kernel::{alloc::KVec, bindings, prelude::*, types::ForeignOwnable};
+use kernel::{
+    alloc::{KVVec, KVec},
+    bindings,
+    prelude::*,
+    types::ForeignOwnable,
+};
 
 use crate::{
     common::recycle::{BufState, RingCursor, Step},
-    completion::AsyncCall,
+    completion::{AsyncCall, CallRelease},
     errno, ffi,
     net::NetDevice,
 };
@@ -52,6 +57,26 @@ impl CallDone {
         // which is a `KBox<AsyncCall>` given up to `mdw_async_complete`.
         unsafe { ffi::mdw_done_finish_async(this.0, call) };
     }
+
+    /// A synchronous call's end: drops the call's reference and waits,
+    /// killably, until the device has released every skb, then runs
+    /// `release`. On a fatal signal returns `EINTR` at once; `release` then
+    /// runs from the completion workqueue once the device lets go.
+    pub(crate) fn wait_killable(self, release: KBox<CallRelease>) -> Result {
+        let this = core::mem::ManuallyDrop::new(self);
+        let ptr = KBox::into_foreign(release).cast_mut();
+        // SAFETY: `this.0` came from `mdw_done_new` and is not used again
+        // here (no `Drop`; the helper frees it or hands it to the
+        // workqueue); `ptr` is a `KBox<CallRelease>` that the helper gives
+        // back (0) or passes to `completion::mdw_call_release` (-EINTR).
+        if unsafe { ffi::mdw_done_wait_killable(this.0, ptr) } != 0 {
+            return Err(EINTR);
+        }
+        // SAFETY: the helper returned 0: `ptr` is still ours, from
+        // `into_foreign` above.
+        KBox::into_inner(unsafe { KBox::<CallRelease>::from_foreign(ptr) }).release();
+        Ok(())
+    }
 }
 
 impl Drop for CallDone {
@@ -74,7 +99,7 @@ impl Drop for CallDone {
 pub(crate) struct SkbPool {
     enabled: bool,
     /// One ring per destination of the call, created when first used.
-    rings: KVec<SkbRing>,
+    rings: KVVec<SkbRing>,
     /// How many more skbs the rings may keep.
     spare: usize,
 }
@@ -100,7 +125,7 @@ impl SkbPool {
     pub(crate) fn new(enabled: bool) -> Result<Self> {
         Ok(Self {
             enabled,
-            rings: KVec::new(),
+            rings: KVVec::new(),
             spare: KEPT_MAX,
         })
     }
@@ -117,7 +142,7 @@ impl SkbPool {
     #[cold]
     fn grow(&mut self, index: usize) -> Result {
         self.rings
-            .reserve((index + 1).saturating_sub(self.rings.len()), GFP_KERNEL)?;
+            .reserve((index + 1).saturating_sub(self.rings.len()), GFP_KERNEL_ACCOUNT)?;
         while self.rings.len() <= index {
             self.rings.push(
                 SkbRing {
@@ -128,7 +153,7 @@ impl SkbPool {
                         done: core::ptr::null_mut(),
                     },
                 },
-                GFP_KERNEL,
+                GFP_KERNEL_ACCOUNT,
             )?;
         }
         Ok(())
@@ -144,6 +169,9 @@ impl SkbPool {
         done: &CallDone,
         hdr: &mut *mut u8,
     ) -> Result<(*mut bindings::sk_buff, bool)> {
+        if parts.linear {
+            return Ok((new_linear_skb(dev, parts, done, hdr)?, true));
+        }
         if !self.enabled || !parts.recycle {
             return Ok((new_skb(dev, parts, done, false, hdr)?, true));
         }
@@ -228,11 +256,11 @@ impl SkbPool {
             Step::Insert(at) => {
                 if skbs.len() == skbs.capacity() {
                     // Room for a few at once: most rings hold one to a few.
-                    skbs.reserve(skbs.len().max(RING_START), GFP_KERNEL)?;
+                    skbs.reserve(skbs.len().max(RING_START), GFP_KERNEL_ACCOUNT)?;
                 }
                 let skb = new_skb(dev, parts, done, true, hdr)?;
                 // Cannot fail: room was reserved.
-                let _ = skbs.push(skb, GFP_KERNEL);
+                let _ = skbs.push(skb, GFP_KERNEL_ACCOUNT);
                 if let Some(tail) = skbs.get_mut(at..) {
                     tail.rotate_right(1);
                 }
@@ -274,6 +302,35 @@ fn new_skb(
             parts.payload_len,
             done.0,
             keep,
+            hdr,
+        )
+    };
+    if skb.is_null() {
+        Err(ENOMEM)
+    } else {
+        Ok(skb)
+    }
+}
+
+/// A new linear skb carrying a copy of `parts`'s payload, for a device
+/// without scatter-gather for it; its header bytes at `*hdr`, zeroed.
+fn new_linear_skb(
+    dev: &NetDevice,
+    parts: &PacketParts<'_>,
+    done: &CallDone,
+    hdr: &mut *mut u8,
+) -> Result<*mut bindings::sk_buff> {
+    // SAFETY: the device is held, the layout and fragments are valid for
+    // the call and their pages stay pinned while this copies them, `done`
+    // is live and `hdr` is writable.
+    let skb = unsafe {
+        ffi::mdw_skb_new_linear(
+            dev.as_ptr(),
+            parts.layout,
+            parts.frags.as_ptr(),
+            parts.frags.len() as u32,
+            parts.payload_len,
+            done.0,
             hdr,
         )
     };
@@ -443,8 +500,10 @@ pub(crate) struct PacketParts<'a> {
     pub(crate) payload_len: u32,
     /// The destination's index in the call: its ring in the pool.
     pub(crate) ring: usize,
-    /// Whether the destination's device accepts shared skbs.
+    /// Whether the skb may be recycled (handed over shared).
     pub(crate) recycle: bool,
+    /// Whether the payload is copied into a linear skb.
+    pub(crate) linear: bool,
 }
 
 /// The native (`csum_partial`) sum of payload fragments.
@@ -453,11 +512,30 @@ pub(crate) fn payload_sum(frags: &[ffi::MdwFrag]) -> u32 {
     unsafe { ffi::mdw_csum_frags(frags.as_ptr(), frags.len() as u32) }
 }
 
+/// What one flush of a batch sent.
+pub(crate) struct Flushed {
+    pub(crate) packets: usize,
+    /// Payload bytes sent.
+    pub(crate) bytes: u64,
+    /// Of those, bytes copied into linear skbs.
+    pub(crate) copied: u64,
+    pub(crate) result: Result,
+}
+
 /// Skbs built for one device, not yet handed to its driver.
 pub(crate) struct TxBatch<'a> {
     dev: &'a NetDevice,
     qdisc: bool,
+    /// The file's flow: picks the device's TX queue.
+    flow: u32,
+    /// No packet tap on the device when the batch started: its skbs may
+    /// be recycled. With a tap, fresh skbs, which a tap's clone can copy.
+    recycling: bool,
     skbs: [*mut bindings::sk_buff; BATCH],
+    /// Payload bytes of each queued skb.
+    lens: [u32; BATCH],
+    /// Which queued skbs are linear copies (bit `i` for `skbs[i]`).
+    linear: u64,
     /// Payload bytes of the queued skbs.
     bytes: u64,
     len: usize,
@@ -467,16 +545,28 @@ pub(crate) struct TxBatch<'a> {
 
 impl<'a> TxBatch<'a> {
     /// An empty batch for `dev`; `qdisc` sends through the qdisc instead of
-    /// straight to the TX queue.
-    pub(crate) fn new(dev: &'a NetDevice, qdisc: bool) -> Self {
+    /// straight to the TX queue (of the file's `flow`).
+    pub(crate) fn new(dev: &'a NetDevice, qdisc: bool, flow: u32) -> Self {
         Self {
             dev,
             qdisc,
+            flow,
+            recycling: !dev.nit_active(),
             skbs: [core::ptr::null_mut(); BATCH],
+            lens: [0; BATCH],
+            linear: 0,
             bytes: 0,
             len: 0,
             limit: BATCH,
         }
+    }
+
+    /// Whether skbs queued in this batch may be recycled: no packet tap
+    /// was active on the device when the batch started (checked again for
+    /// each batch).
+    #[inline(always)]
+    pub(crate) fn recycling(&self) -> bool {
+        self.recycling
     }
 
     /// Sizes the batch for a call to `destinations` destinations: one
@@ -520,6 +610,7 @@ impl<'a> TxBatch<'a> {
             hdr,
             hdr_len: parts.layout.hdr_len as usize,
             fresh,
+            linear: parts.linear,
             payload_len: parts.payload_len,
         })
     }
@@ -546,34 +637,45 @@ impl<'a> TxBatch<'a> {
             hdr,
             hdr_len: hdr_len as usize,
             fresh: false,
+            linear: false,
             payload_len: two.len0.wrapping_add(two.len1),
         })
     }
 
     /// Hands every queued skb to the device, waiting while its queue is
     /// stopped. Returns how many packets and payload bytes the device
-    /// accepted: all of them unless the device went down (`ENETDOWN`), a
-    /// signal arrived (`EINTR`), or the qdisc dropped some (`ENOBUFS`).
-    pub(crate) fn flush(&mut self) -> (usize, u64, Result) {
+    /// accepted: all of them unless the device went down (`ENETDOWN`), the
+    /// transmit recursion limit was reached (`ELOOP`), a signal arrived
+    /// (`EINTR`), or the qdisc dropped some (`ENOBUFS`).
+    pub(crate) fn flush(&mut self) -> Flushed {
         let n = self.len;
-        if self.qdisc {
-            let mut bytes = 0u64;
-            // SAFETY: `skbs[..n]` are built skbs owned by the batch; the
-            // helper consumes all of them.
-            let ok = unsafe { ffi::mdw_xmit_qdisc(self.skbs.as_mut_ptr(), n as u32, &mut bytes) }
-                as usize;
-            self.len = 0;
-            self.bytes = 0;
-            let result = if ok == n {
-                Ok(())
-            } else {
-                Err(errno::enobufs())
-            };
-            return (ok, bytes, result);
-        }
         let mut sent = 0;
         let mut result = Ok(());
+        if self.qdisc {
+            let mut bytes = 0u64;
+            // SAFETY: `skbs[..n]` are built skbs owned by the batch and
+            // `lens[..n]` their payload lengths; the helper consumes all of
+            // them.
+            let ok = unsafe {
+                ffi::mdw_xmit_qdisc(self.skbs.as_mut_ptr(), self.lens.as_ptr(), n as u32, &mut bytes)
+            } as usize;
+            let flushed = Flushed {
+                packets: ok,
+                bytes,
+                // Every skb was consumed: count the copies of those sent
+                // as if all were (a qdisc drop is reported as ENOBUFS).
+                copied: self.linear_bytes(n).min(bytes),
+                result: if ok == n {
+                    Ok(())
+                } else {
+                    Err(errno::enobufs())
+                },
+            };
+            self.reset();
+            return flushed;
+        }
         while sent < n {
+            let mut why = 0;
             // SAFETY: `skbs[sent..n]` are built skbs owned by the batch; the
             // helper consumes the first ones it returns the count of.
             let k = unsafe {
@@ -581,12 +683,26 @@ impl<'a> TxBatch<'a> {
                     self.dev.as_ptr(),
                     self.skbs.as_mut_ptr().add(sent),
                     (n - sent) as u32,
+                    self.flow,
+                    &mut why,
                 )
             } as usize;
             sent += k;
             if sent == n {
                 break;
             }
+            match why {
+                ffi::MDW_TX_DOWN => {
+                    result = Err(errno::enetdown());
+                    break;
+                }
+                ffi::MDW_TX_LOOP => {
+                    result = Err(ELOOP);
+                    break;
+                }
+                _ => {}
+            }
+            // The queue is stopped: wait for it, killably.
             if let Err(e) = self.dev.wait_tx() {
                 result = Err(e);
                 break;
@@ -597,16 +713,41 @@ impl<'a> TxBatch<'a> {
             }
         }
         let mut bytes = self.bytes;
-        for &skb in &self.skbs[sent..n] {
-            // SAFETY: a built skb, still owned by the batch.
-            let unsent = unsafe { ffi::mdw_skb_payload_len(skb) };
-            bytes = bytes.saturating_sub(u64::from(unsent));
+        for (&skb, &len) in self.skbs[sent..n].iter().zip(&self.lens[sent..n]) {
+            bytes = bytes.saturating_sub(u64::from(len));
             // SAFETY: not handed to the driver, still owned by the batch.
             unsafe { ffi::mdw_skb_free(skb) };
         }
+        let flushed = Flushed {
+            packets: sent,
+            bytes,
+            copied: self.linear_bytes(sent),
+            result,
+        };
+        self.reset();
+        flushed
+    }
+
+    /// Payload bytes of the linear skbs among the first `n` queued.
+    fn linear_bytes(&self, n: usize) -> u64 {
+        if self.linear == 0 {
+            return 0;
+        }
+        self.lens[..n]
+            .iter()
+            .enumerate()
+            .filter(|&(i, _)| self.linear & (1 << i) != 0)
+            .map(|(_, &len)| u64::from(len))
+            .sum()
+    }
+
+    /// Empties the batch (its skbs were consumed or freed) and checks
+    /// again for a packet tap.
+    fn reset(&mut self) {
         self.len = 0;
         self.bytes = 0;
-        (sent, bytes, result)
+        self.linear = 0;
+        self.recycling = !self.dev.nit_active();
     }
 }
 
@@ -618,6 +759,8 @@ pub(crate) struct Building<'b, 'a> {
     hdr: *mut u8,
     hdr_len: usize,
     fresh: bool,
+    /// A linear copy (counted in `bytes_copied`).
+    linear: bool,
     payload_len: u32,
 }
 
@@ -644,11 +787,18 @@ impl Building<'_, '_> {
     #[inline(always)]
     pub(crate) fn queue(self) {
         let mut this = core::mem::ManuallyDrop::new(self);
-        let (skb, payload_len) = (this.skb, this.payload_len);
+        let (skb, payload_len, linear) = (this.skb, this.payload_len, this.linear);
         let batch = &mut this.batch;
         // `build` checked that the batch has room.
-        if let Some(slot) = batch.skbs.get_mut(batch.len) {
+        if let (Some(slot), Some(len)) = (
+            batch.skbs.get_mut(batch.len),
+            batch.lens.get_mut(batch.len),
+        ) {
             *slot = skb;
+            *len = payload_len;
+            if linear {
+                batch.linear |= 1 << batch.len;
+            }
             // No overflow: `len < BATCH`, and a call's bytes fit a u64.
             batch.len = batch.len.wrapping_add(1);
             batch.bytes = batch.bytes.wrapping_add(u64::from(payload_len));

@@ -4,16 +4,16 @@
 //! freed names reused first, like file descriptors: the destinations and
 //! the registered buffers of a file.
 
-use kernel::{alloc::KVec, prelude::*};
+use kernel::{alloc::KVVec, prelude::*};
 
 /// Up to `MAX` objects of type `T`, by name.
 pub(crate) struct Table<T, const MAX: usize> {
-    slots: KVec<Option<T>>,
+    slots: KVVec<Option<T>>,
 }
 
 impl<T, const MAX: usize> Default for Table<T, MAX> {
     fn default() -> Self {
-        Self { slots: KVec::new() }
+        Self { slots: KVVec::new() }
     }
 }
 
@@ -41,7 +41,7 @@ impl<T, const MAX: usize> Table<T, MAX> {
         if self.slots.len() >= MAX {
             return Err(ENOSPC);
         }
-        self.slots.push(Some(value), GFP_KERNEL)?;
+        self.slots.push(Some(value), GFP_KERNEL_ACCOUNT)?;
         Ok(self.slots.len() as u32)
     }
 

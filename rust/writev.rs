@@ -9,12 +9,16 @@
 //! packet's header from the template and its payload from page fragments,
 //! and hand them to the device in batches. A synchronous call returns after
 //! the device has released every packet (one completion for the call), and
-//! only then unpins; an asynchronous one (`MDW_WRITE_ASYNC`) returns once
-//! its packets are queued and leaves its pages to its completion
-//! (`completion.rs`).
+//! only then unpins; it waits killably, after its caller dropped the file's
+//! lock and the call its device references ([`SyncWait`]). An asynchronous
+//! one (`MDW_WRITE_ASYNC`) returns once its packets are queued and leaves
+//! its pages to its completion (`completion.rs`).
+//!
+//! Every loop whose length the caller controls (entries, pages, packets,
+//! the wait for a stopped queue) yields and stops on a fatal signal.
 
 use kernel::{
-    alloc::KVec,
+    alloc::{KVVec, KVec},
     page::PAGE_SHIFT,
     prelude::*,
     sync::{Arc, Mutex},
@@ -23,7 +27,7 @@ use kernel::{
 use crate::{
     abi::{
         MdwCompletion, MdwEntry, MdwWritev, MDW_ENTRY_BUF, MDW_ENTRY_RTP_TS, MDW_MAX_CALL_BYTES,
-        MDW_MAX_ENTRIES, MDW_WRITE_ASYNC, MDW_WRITE_QDISC,
+        MDW_MAX_ENTRIES, MDW_MAX_ENTRY_SIZE, MDW_WRITE_ASYNC, MDW_WRITE_QDISC,
     },
     buffer::{BufTable, RegisteredBuffer},
     client::DestTable,
@@ -36,13 +40,16 @@ use crate::{
         },
         template::{FullSizePatch, PacketState, Template, UdpCsum},
     },
-    completion::{AsyncCall, FileShared},
+    completion::{AsyncCall, CallRelease, FileShared},
     errno, ffi,
-    net::{NetDevice, NetNs},
+    net::{yield_killable, NetDevice, NetNs},
     pin::{CallPages, MemlockCharge},
     skb::{payload_sum, CallDone, PacketParts, SkbPool, TwoFrags, TxBatch, MAX_FRAGS},
     stats::Stats,
 };
+
+/// Entries validated between two checks for a fatal signal.
+const ENTRIES_PER_YIELD: usize = 64;
 
 /// `MDW_WRITE_*` bits this module knows.
 const KNOWN_WRITE_FLAGS: u32 = MDW_WRITE_QDISC | MDW_WRITE_ASYNC;
@@ -99,7 +106,7 @@ impl CallBuffers {
             return Ok(i);
         }
         let buffer = table.lock().get(id).ok_or(ENOENT)?.clone();
-        self.held.push((id, buffer), GFP_KERNEL)?;
+        self.held.push((id, buffer), GFP_KERNEL_ACCOUNT)?;
         Ok(self.held.len() - 1)
     }
 
@@ -125,8 +132,12 @@ struct Slot {
     current: u32,
     /// Header length and offsets of its packets, and the checksum mode.
     layout: ffi::MdwLayout,
-    /// Whether its device accepts shared skbs (recycled ones).
+    /// Whether its skbs may be recycled: handed to the device shared
+    /// (an audited driver, scatter-gather, direct sends).
     recycle: bool,
+    /// Whether its packets are copied into linear skbs: the device has no
+    /// scatter-gather for them (`bytes_copied`).
+    linear: bool,
     /// The header writes of its full-size packets, when they do not depend
     /// on the payload and its packets are recycled skbs (`send_fast`).
     fast: Option<FullSizePatch>,
@@ -270,9 +281,11 @@ fn send_all(
     done: &CallDone,
     pool: &mut SkbPool,
     qdisc: bool,
+    flow: u32,
 ) -> Outcome {
     let mut out = Outcome {
         bytes: 0,
+        copied: 0,
         packets: 0,
         error: None,
     };
@@ -281,7 +294,7 @@ fn send_all(
         out.error = Some(at(0)(EINVAL));
         return out;
     };
-    let mut batch = TxBatch::new(first, qdisc);
+    let mut batch = TxBatch::new(first, qdisc, flow);
     batch.limit_for(destinations);
     let mut frags = [NO_FRAG; MAX_FRAGS];
     // Turn by turn: the order costs once per turn, the packets of a turn
@@ -303,7 +316,7 @@ fn send_all(
                     out.error = Some(at(slot.current)(e));
                     break;
                 }
-                batch = TxBatch::new(dev, qdisc);
+                batch = TxBatch::new(dev, qdisc, flow);
                 batch.limit_for(destinations);
             }
         }
@@ -338,6 +351,7 @@ fn send_all(
                     out.error = Some(at(slot.current)(EINTR));
                     break 'call;
                 }
+                crate::net::cond_resched();
             }
         }
         // The entry of the call's last packet so far: a failing last flush
@@ -379,6 +393,10 @@ fn send_fast(
     else {
         return None;
     };
+    // A packet tap on the device: fresh skbs, which it can clone.
+    if !batch.recycling() {
+        return None;
+    }
     let pkt = cursor.peek_full::<{ PAGE_SHIFT as u32 }>()?;
     let page1 = match pkt.len1 {
         0 => core::ptr::null_mut(),
@@ -440,7 +458,8 @@ fn send_packet(
         frags,
         payload_len: pkt.len as u32,
         ring,
-        recycle: slot.recycle,
+        recycle: slot.recycle && batch.recycling(),
+        linear: slot.linear,
     };
     let mut skb = batch.build(&parts, done, pool).map_err(&err)?;
     // The header: the template's bytes in a new skb, or only the per-packet
@@ -465,17 +484,37 @@ fn send_packet(
 
 /// What a call did: its counters and, if it stopped early, why.
 pub(crate) struct Outcome {
+    /// Payload bytes sent.
     pub(crate) bytes: u64,
+    /// Of those, bytes copied into linear skbs.
+    pub(crate) copied: u64,
     pub(crate) packets: u64,
     pub(crate) error: Option<EntryError>,
 }
 
 impl Outcome {
     /// Counts what a batch flush sent; passes its error on.
-    fn count(&mut self, (packets, bytes, result): (usize, u64, Result)) -> Result {
-        self.packets += packets as u64;
-        self.bytes += bytes;
-        result
+    fn count(&mut self, flushed: crate::skb::Flushed) -> Result {
+        self.packets += flushed.packets as u64;
+        self.bytes += flushed.bytes;
+        self.copied += flushed.copied;
+        flushed.result
+    }
+}
+
+/// The end of a synchronous call, after the file's lock and the call's
+/// device references are dropped: the wait until the device has released
+/// every packet, then the release of the call's pages.
+pub(crate) struct SyncWait {
+    done: CallDone,
+    release: KBox<CallRelease>,
+}
+
+impl SyncWait {
+    /// Waits, killably. On a fatal signal returns `EINTR` at once and the
+    /// pages are released later, when the device lets go of the packets.
+    pub(crate) fn wait(self) -> Result {
+        self.done.wait_killable(self.release)
     }
 }
 
@@ -502,12 +541,17 @@ pub(crate) fn check_header(req: &MdwWritev) -> Result<u32> {
     if (req.entry_size as usize) < size_of::<MdwEntry>() {
         return Err(EINVAL);
     }
+    if req.entry_size > MDW_MAX_ENTRY_SIZE {
+        return Err(E2BIG);
+    }
     Ok(req.quantum.max(1))
 }
 
 /// Runs one call over already copied entries. Errors found before anything
 /// was sent come back as `Err`; an error after some packets left is in the
-/// `Outcome`.
+/// `Outcome`. A synchronous call comes back with the wait for its
+/// completion, which the caller runs after dropping the file's lock.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn writev(
     net: &NetNs,
     dests: &mut DestTable,
@@ -516,20 +560,25 @@ pub(crate) fn writev(
     req: &MdwWritev,
     raw: &[MdwEntry],
     quantum: u32,
-) -> Result<Outcome, EntryError> {
+    flow: u32,
+) -> Result<(Outcome, Option<SyncWait>), EntryError> {
     let stats = &shared.stats;
     let is_async = req.flags & MDW_WRITE_ASYNC != 0;
+    let qdisc = req.flags & MDW_WRITE_QDISC != 0;
     // Validate and group by destination.
-    let mut entries = KVec::with_capacity(raw.len(), GFP_KERNEL).map_err(nomem)?;
+    let mut entries = KVVec::with_capacity(raw.len(), GFP_KERNEL_ACCOUNT).map_err(nomem)?;
     let mut buffers = CallBuffers::default();
     // Pages the call pins itself.
     let mut user_pages: usize = 0;
-    let mut slots: KVec<Slot> = KVec::new();
+    let mut slots: KVVec<Slot> = KVVec::new();
     let mut devs: KVec<NetDevice> = KVec::new();
     let mut total: u64 = 0;
     for (i, e) in raw.iter().enumerate() {
         let index = i as u32;
         let err = at(index);
+        if i % ENTRIES_PER_YIELD == ENTRIES_PER_YIELD - 1 {
+            yield_killable().map_err(&err)?;
+        }
         let from_buffer = e.flags & MDW_ENTRY_BUF != 0;
         if e.flags & !KNOWN_ENTRY_FLAGS != 0 || (e.buf != 0 && !from_buffer) || e.len == 0 {
             return Err(err(EINVAL));
@@ -555,7 +604,7 @@ pub(crate) fn writev(
         if total > MDW_MAX_CALL_BYTES {
             return Err(err(E2BIG));
         }
-        let dest = dests.get(e.dest).ok_or(err(ENXIO))?;
+        let dest = dests.get_mut(e.dest).ok_or(err(ENXIO))?;
         if e.flags & MDW_ENTRY_RTP_TS != 0 && !dest.rtp {
             return Err(err(EINVAL));
         }
@@ -569,36 +618,38 @@ pub(crate) fn writev(
                     Some(d) => d,
                     None => {
                         let d = net.device(dest.ifindex).map_err(&err)?;
-                        devs.push(d, GFP_KERNEL).map_err(nomem)?;
+                        devs.push(d, GFP_KERNEL_ACCOUNT).map_err(nomem)?;
                         devs.len() - 1
                     }
                 };
-                let info = devs[dev].info();
+                let device = devs.get(dev).ok_or(err(EINVAL))?;
+                let info = *device.info();
+                dest.revalidate(device).map_err(&err)?;
                 if !info.up {
                     return Err(err(errno::enetdown()));
                 }
                 if info.mtu < dest.packet_size as u32 {
                     return Err(err(errno::emsgsize()));
                 }
-                let offload = if dest.template.is_ipv6() {
-                    info.csum_ipv6
-                } else {
-                    info.csum_ipv4
-                };
-                let csum = match (dest.csum_zero, offload) {
-                    (true, _) => CsumMode::Zero,
-                    (false, true) => CsumMode::Partial,
-                    (false, false) => CsumMode::Software,
-                };
-                let cursor = PagedCursor::new(dest.template.max_payload(), PAGE_SHIFT as u32)
-                    .map_err(|_| err(EINVAL))?;
-                let layout = ffi::MdwLayout {
+                let mut layout = ffi::MdwLayout {
                     hdr_len: dest.template.header_len() as u32,
                     l3_off: dest.template.l3_offset() as u32,
                     l4_off: dest.template.l4_offset() as u32,
                     ipv6: dest.template.is_ipv6(),
-                    csum_partial: matches!(csum, CsumMode::Partial),
+                    vlan: dest.template.is_vlan(),
+                    csum_partial: false,
                 };
+                // Never hand the driver a packet its features do not cover.
+                let caps = dest.caps(device, &layout).map_err(&err)?;
+                let csum = match (dest.csum_zero, caps.csum) {
+                    (true, _) => CsumMode::Zero,
+                    (false, true) => CsumMode::Partial,
+                    (false, false) => CsumMode::Software,
+                };
+                layout.csum_partial = matches!(csum, CsumMode::Partial);
+                let recycle = info.recycle_ok && caps.sg && !qdisc;
+                let cursor = PagedCursor::new(dest.template.max_payload(), PAGE_SHIFT as u32)
+                    .map_err(|_| err(EINVAL))?;
                 slots
                     .push(
                         Slot {
@@ -612,18 +663,19 @@ pub(crate) fn writev(
                             cursor,
                             current: index,
                             layout,
-                            recycle: info.skb_sharing,
+                            recycle,
+                            linear: !caps.sg,
                             // Only recycled skbs keep an earlier header.
-                            fast: match (info.skb_sharing, req.flags & MDW_WRITE_QDISC) {
-                                (true, 0) => dest.template.full_size_patch(match csum {
+                            fast: match recycle {
+                                true => dest.template.full_size_patch(match csum {
                                     CsumMode::Partial => UdpCsum::Partial,
                                     CsumMode::Zero => UdpCsum::Zero,
                                     CsumMode::Software => UdpCsum::Full { payload_sum: 0 },
                                 }),
-                                _ => None,
+                                false => None,
                             },
                         },
-                        GFP_KERNEL,
+                        GFP_KERNEL_ACCOUNT,
                     )
                     .map_err(nomem)?;
                 slots.len() - 1
@@ -643,7 +695,7 @@ pub(crate) fn writev(
                     rtp_ts,
                     source,
                 },
-                GFP_KERNEL,
+                GFP_KERNEL_ACCOUNT,
             )
             .map_err(nomem)?;
     }
@@ -654,48 +706,56 @@ pub(crate) fn writev(
         s.first = next;
         next += s.count;
     }
-    let mut fill: KVec<usize> = KVec::with_capacity(slots.len(), GFP_KERNEL).map_err(nomem)?;
+    let mut fill: KVVec<usize> =
+        KVVec::with_capacity(slots.len(), GFP_KERNEL_ACCOUNT).map_err(nomem)?;
     for s in slots.iter() {
-        fill.push(s.first, GFP_KERNEL).map_err(nomem)?;
+        fill.push(s.first, GFP_KERNEL_ACCOUNT).map_err(nomem)?;
     }
-    let mut order = KVec::from_elem(0u32, entries.len(), GFP_KERNEL).map_err(nomem)?;
+    let mut order = KVVec::from_elem(0u32, entries.len(), GFP_KERNEL_ACCOUNT).map_err(nomem)?;
     for (i, e) in entries.iter().enumerate() {
         order[fill[e.slot]] = i as u32;
         fill[e.slot] += 1;
     }
 
     // Plan: packets per destination, then the round-robin order.
-    let mut remaining = KVec::with_capacity(slots.len(), GFP_KERNEL).map_err(nomem)?;
+    let mut remaining = KVVec::with_capacity(slots.len(), GFP_KERNEL_ACCOUNT).map_err(nomem)?;
     for s in slots.iter() {
         let n = total_packets(&s.lens(&order, &entries), s.template.max_payload())
             .map_err(|_| at(entries[order[s.first] as usize].index)(EINVAL))?;
-        remaining.push(n, GFP_KERNEL).map_err(nomem)?;
+        remaining.push(n, GFP_KERNEL_ACCOUNT).map_err(nomem)?;
     }
-    let mut active = KVec::from_elem(0u32, slots.len(), GFP_KERNEL).map_err(nomem)?;
+    let mut active = KVVec::from_elem(0u32, slots.len(), GFP_KERNEL_ACCOUNT).map_err(nomem)?;
     let mut turns =
         RoundRobin::new(&mut remaining, &mut active, quantum).map_err(|_| at(0)(EINVAL))?;
 
     // An asynchronous call takes a completion slot (EAGAIN when the file's
-    // queue is full) and charges what it pins to RLIMIT_MEMLOCK, as it
-    // keeps it pinned past the system call.
+    // queue is full). Every call charges what it pins to RLIMIT_MEMLOCK as
+    // MSG_ZEROCOPY does: an asynchronous call keeps its pages past the
+    // system call, and so does a synchronous one whose caller is killed
+    // while its packets wait in a queue.
     let reservation = if is_async {
         Some(shared.completions.reserve().map_err(at(0))?)
     } else {
         None
     };
-    let charge = match is_async && user_pages > 0 {
+    let charge = match user_pages > 0 {
         true => Some(MemlockCharge::new(user_pages).map_err(at(0))?),
         false => None,
     };
     let call = match is_async {
-        true => Some(KBox::<AsyncCall>::new_uninit(GFP_KERNEL).map_err(nomem)?),
+        true => Some(KBox::<AsyncCall>::new_uninit(GFP_KERNEL_ACCOUNT).map_err(nomem)?),
         false => None,
+    };
+    let sync_release = match is_async {
+        false => Some(KBox::<CallRelease>::new_uninit(GFP_KERNEL_ACCOUNT).map_err(nomem)?),
+        true => None,
     };
 
     // Translate every entry: pin user memory, borrow registered pages.
     let mut pages = CallPages::with_capacity(0).map_err(nomem)?;
     for e in entries.iter_mut() {
         let err = at(e.index);
+        yield_killable().map_err(&err)?;
         let n = pages_spanned(e.first_page_offset, e.len, PAGE_SHIFT as u32)
             .map_err(|_| err(EINVAL))? as usize;
         e.page_base = match e.source {
@@ -712,7 +772,7 @@ pub(crate) fn writev(
     // Send. `done` is dropped (waiting for the device) before `pages`, or
     // handed the pages with the rest of an asynchronous call.
     let done = CallDone::new().map_err(nomem)?;
-    let mut pool = SkbPool::new(req.flags & MDW_WRITE_QDISC == 0).map_err(nomem)?;
+    let mut pool = SkbPool::new(!qdisc).map_err(nomem)?;
     // Each destination's skbs from its last call, header in place.
     for (i, s) in slots.iter().enumerate() {
         if let (true, Some(d), Some(dev)) = (s.recycle, dests.get_mut(s.handle), devs.get(s.dev)) {
@@ -731,7 +791,8 @@ pub(crate) fn writev(
         pages.pages(),
         &done,
         &mut pool,
-        req.flags & MDW_WRITE_QDISC != 0,
+        qdisc,
+        flow,
     );
     // Each destination keeps the skbs the device is done with for its next
     // call; the pool lets go of the others.
@@ -741,8 +802,24 @@ pub(crate) fn writev(
         }
     }
     drop(pool);
-    match (call, reservation) {
-        (Some(call), Some(reservation)) if out.packets > 0 => {
+    for s in slots.iter() {
+        if let Some(d) = dests.get_mut(s.handle) {
+            d.state = s.state;
+        }
+    }
+    Stats::add(&stats.packets, out.packets);
+    Stats::add(&stats.bytes_zerocopy, out.bytes - out.copied);
+    Stats::add(&stats.bytes_copied, out.copied);
+    if out.packets > 0 {
+        Stats::add(&stats.calls, 1);
+    }
+    let release = CallRelease {
+        shared: shared.clone(),
+        pages,
+        charge,
+    };
+    let wait = match (call, reservation, sync_release) {
+        (Some(call), Some(reservation), _) if out.packets > 0 => {
             // One completion for the call, later: it owns the pages now.
             let record = MdwCompletion {
                 cookie: req.cookie,
@@ -757,35 +834,33 @@ pub(crate) fn writev(
                 AsyncCall {
                     shared: shared.clone(),
                     record,
-                    pages,
-                    charge,
+                    pages: release.pages,
+                    charge: release.charge,
                 },
             );
             done.finish_async(call);
+            None
         }
+        (_, _, Some(sync_release)) => Some(SyncWait {
+            done,
+            release: KBox::write(sync_release, release),
+        }),
         _ => {
-            // One completion for the call: wait until the device released
-            // it all, then unpin (and release any reservation).
+            // An asynchronous call that queued nothing: nothing is in
+            // flight, so the wait is immediate; its reservation goes too.
             drop(done);
-            drop(pages);
-            drop(charge);
-            Stats::sub(&stats.pages_pinned, npinned);
-            Stats::add(&stats.completions, 1);
+            release.release();
+            None
         }
-    }
-
-    for s in slots.iter() {
-        if let Some(d) = dests.get_mut(s.handle) {
-            d.state = s.state;
-        }
-    }
-    Stats::add(&stats.packets, out.packets);
-    Stats::add(&stats.bytes_zerocopy, out.bytes);
-    if out.packets > 0 {
-        Stats::add(&stats.calls, 1);
-    }
+    };
     match out.error {
-        Some(e) if out.packets == 0 => Err(e),
-        _ => Ok(out),
+        Some(e) if out.packets == 0 => {
+            // Nothing left: nothing can hold up the wait.
+            if let Some(wait) = wait {
+                let _ = wait.wait();
+            }
+            Err(e)
+        }
+        _ => Ok((out, wait)),
     }
 }

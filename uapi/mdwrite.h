@@ -235,6 +235,7 @@ struct mdw_eventfd {
 
 /* Limits. */
 #define MDW_MAX_ENTRIES		4096
+#define MDW_MAX_ENTRY_SIZE	4096		/* bytes per entry (entry_size) */
 #define MDW_MAX_DESTS		4096
 #define MDW_MAX_CALL_BYTES	(1ULL << 30)
 #define MDW_MAX_BUFS		1024		/* registered buffers per file */

@@ -212,6 +212,8 @@ abi_struct! {
 
 /// Most entries in one call.
 pub const MDW_MAX_ENTRIES: u32 = 4096;
+/// Largest `entry_size`: bytes per entry, the caller's struct size.
+pub const MDW_MAX_ENTRY_SIZE: u32 = 4096;
 /// Most destinations on one open file.
 pub const MDW_MAX_DESTS: u32 = 4096;
 /// Most payload bytes in one call.

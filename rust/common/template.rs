@@ -457,6 +457,31 @@ impl Template {
         self.ipv6
     }
 
+    /// Returns whether packets carry an 802.1Q tag.
+    pub fn is_vlan(&self) -> bool {
+        self.l3_offset() == ETH_LEN + VLAN_LEN
+    }
+
+    /// Returns the header bytes, with 0 in every per-packet field.
+    pub fn header(&self) -> &[u8] {
+        self.bytes.get(..self.header_len()).unwrap_or(&[])
+    }
+
+    /// Returns the source MAC address of the Ethernet header.
+    pub fn src_mac(&self) -> [u8; 6] {
+        let mut mac = [0u8; 6];
+        mac.copy_from_slice(&self.bytes[6..12]);
+        mac
+    }
+
+    /// Replaces the source MAC address (the device's changed).
+    ///
+    /// No checksum covers the Ethernet header, so the template stays as
+    /// [`Template::new`] would build it with `mac` in the spec.
+    pub fn set_src_mac(&mut self, mac: [u8; 6]) {
+        self.bytes[6..12].copy_from_slice(&mac);
+    }
+
     /// Returns the state of the destination's first packet.
     ///
     /// The IPv4 id starts at 0 (any value is valid for unfragmented

@@ -731,3 +731,20 @@ fn full_size_patch_only_for_payload_independent_checksums() {
     assert!(t6.full_size_patch(UdpCsum::Partial).is_some());
     assert!(t6.full_size_patch(UdpCsum::Zero).is_none());
 }
+
+proptest! {
+    /// A template whose source MAC was replaced (the device's MAC changed)
+    /// is the template built with the new MAC; the accessors describe it.
+    #[test]
+    fn set_src_mac_is_rebuild(spec in arb_spec(), mac in any::<[u8; 6]>()) {
+        let mut t = Template::new(&spec).unwrap();
+        prop_assert_eq!(t.src_mac(), spec.src_mac);
+        prop_assert_eq!(t.header().len(), t.header_len());
+        prop_assert_eq!(&t.header()[..6], &spec.dst_mac[..]);
+        prop_assert_eq!(t.is_vlan(), spec.vlan_tci.is_some());
+        t.set_src_mac(mac);
+        let rebuilt = Template::new(&DestSpec { src_mac: mac, ..spec }).unwrap();
+        prop_assert_eq!(t, rebuilt);
+        prop_assert_eq!(t.src_mac(), mac);
+    }
+}

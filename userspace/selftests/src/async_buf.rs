@@ -1431,13 +1431,15 @@ pub(crate) fn buf_memlock_limit() -> TestResult {
             return Err(format!("the refused call changed {before:?} to {after:?}"));
         }
         expect_drained(fd, "after the refused asynchronous call")?;
-        // Synchronous calls are not charged.
-        writev_ok(
+        // Synchronous calls are charged too (a killed caller's pages stay
+        // pinned until its packets leave).
+        writev_fails(
             fd,
             &[plain(d, bytes(200, 4))],
             0,
+            libc::ENOBUFS,
             0,
-            "synchronous call at the limit",
+            "synchronous call of 4 plain pages over the limit",
         )?;
         unregister(fd, b).map_err(|e| fail("UNREGISTER", e))?;
 

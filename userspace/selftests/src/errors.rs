@@ -52,7 +52,7 @@ fn setup() -> Result<(Topology, Device, u32), String> {
 
 /// Sends a raw `MDW_IOC_WRITEV`; returns the result and the struct as the
 /// module left it.
-fn raw_writev(
+pub(crate) fn raw_writev(
     dev: &Device,
     entries: &[MdwEntry],
     tweak: impl Fn(&mut MdwWritev),
@@ -365,7 +365,9 @@ pub(crate) fn writev_errors() -> TestResult {
 const CAP_NET_RAW: u32 = 13;
 
 /// Drops `CAP_NET_RAW` from this thread's effective set.
-fn drop_cap_net_raw() -> Result<(), String> {
+/// Sets or clears `CAP_NET_RAW` in the calling thread's effective set (it
+/// stays permitted, so it can be set again).
+pub(crate) fn set_cap_net_raw(on: bool) -> Result<(), String> {
     #[repr(C)]
     struct Header {
         version: u32,
@@ -388,7 +390,11 @@ fn drop_cap_net_raw() -> Result<(), String> {
         if libc::syscall(libc::SYS_capget, &mut hdr as *mut Header, data.as_mut_ptr()) != 0 {
             return Err(format!("capget: {}", std::io::Error::last_os_error()));
         }
-        data[0].effective &= !(1 << CAP_NET_RAW);
+        if on {
+            data[0].effective |= 1 << CAP_NET_RAW;
+        } else {
+            data[0].effective &= !(1 << CAP_NET_RAW);
+        }
         if libc::syscall(libc::SYS_capset, &mut hdr as *mut Header, data.as_ptr()) != 0 {
             return Err(format!("capset: {}", std::io::Error::last_os_error()));
         }
@@ -396,24 +402,25 @@ fn drop_cap_net_raw() -> Result<(), String> {
     Ok(())
 }
 
-/// Without `CAP_NET_RAW` over the device's network namespace, registering
-/// a destination fails with EPERM.
+/// A file opened without `CAP_NET_RAW` over the device's network namespace
+/// cannot register destinations (EPERM); one opened with it can.
 pub(crate) fn no_cap_net_raw() -> TestResult {
     let (topo, dev, ifindex) = setup()?;
     let c = config(&topo, ifindex, 0, false);
     std::thread::scope(|s| {
         s.spawn(|| {
-            drop_cap_net_raw()?;
+            set_cap_net_raw(false)?;
+            let without = Device::open().map_err(|e| format!("open: {e}"))?;
             expect(
-                "DEST_ADD without CAP_NET_RAW",
-                errno_of(dev.add_destination(&c)),
+                "DEST_ADD on a file opened without CAP_NET_RAW",
+                errno_of(without.add_destination(&c)),
                 libc::EPERM,
             )
         })
         .join()
         .map_err(|_| "thread panicked".to_string())?
     })?;
-    // With it, the same works.
+    // Opened with it, the same works.
     dev.add_destination(&c)
         .map(|_| ())
         .map_err(|e| format!("DEST_ADD with CAP_NET_RAW: {e}"))

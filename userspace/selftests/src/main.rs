@@ -6,7 +6,8 @@
 //! `mdwrite-selftests run NAME` runs one test and exits 0 (pass), 1 (fail,
 //! reason on stdout) or 4 (skip), the kselftest convention.
 //! `mdwrite-selftests demo` is the main job's demonstration and
-//! `mdwrite-selftests flood DEV SECONDS` a helper of `killed_mid_call`. The guest
+//! `mdwrite-selftests flood DEV SECONDS` a helper of `killed_mid_call`,
+//! `mdwrite-selftests stuck DEV` one of `sync_call_killable`. The guest
 //! runner (tests/vm/guest-run.sh) turns each test into one KTAP result.
 
 mod abi;
@@ -14,6 +15,7 @@ mod async_buf;
 mod errors;
 mod net;
 mod raw;
+mod safety;
 mod send;
 mod sender;
 mod sender_async;
@@ -50,6 +52,14 @@ const TESTS: &[Test] = &[
     ("killed_mid_call", errors::killed_mid_call),
     ("concurrent_calls", errors::concurrent_calls),
     ("munmap_mid_call", errors::munmap_mid_call),
+    ("tx_nosg_linear", safety::tx_nosg_linear),
+    ("tx_vlan_like_stack", safety::tx_vlan_like_stack),
+    ("tap_sees_recycled", safety::tap_sees_recycled),
+    ("entry_size_bounded", safety::entry_size_bounded),
+    ("sync_call_killable", safety::sync_call_killable),
+    ("privilege_of_opener", safety::privilege_of_opener),
+    ("qdisc_congestion_queued", safety::qdisc_congestion_queued),
+    ("dev_mac_changed", safety::dev_mac_changed),
     ("buf_send_exact", async_buf::buf_send_exact),
     ("buf_errors", async_buf::buf_errors),
     ("buf_memlock_limit", async_buf::buf_memlock_limit),
@@ -111,6 +121,13 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        ["stuck", dev] => match safety::stuck(dev) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(reason) => {
+                eprintln!("stuck: {reason}");
+                ExitCode::FAILURE
+            }
+        },
         ["demo"] => match send::demo() {
             Ok(()) => ExitCode::SUCCESS,
             Err(reason) => {
@@ -132,7 +149,9 @@ fn main() -> ExitCode {
             }
         },
         _ => {
-            eprintln!("usage: mdwrite-selftests list | run NAME | demo | flood DEV SECONDS");
+            eprintln!(
+                "usage: mdwrite-selftests list | run NAME | demo | flood DEV SECONDS | stuck DEV"
+            );
             ExitCode::from(2)
         }
     }

@@ -190,6 +190,36 @@ impl Capture {
         Ok(Self { fd })
     }
 
+    /// Every frame the device sent so far, with the protocol the tap
+    /// reported for it (`sll_protocol`, i.e. `skb->protocol`, host order);
+    /// frames it received are left out (non-blocking drain).
+    pub(crate) fn drain_ll(&self) -> Vec<(u16, Vec<u8>)> {
+        let mut frames = Vec::new();
+        let mut buf = vec![0u8; 65536];
+        loop {
+            // SAFETY: a zeroed sockaddr_ll is valid.
+            let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+            let mut len = size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+            // SAFETY: `buf` and `sll` are writable for their lengths.
+            let n = unsafe {
+                libc::recvfrom(
+                    self.fd.as_raw_fd(),
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                    libc::MSG_DONTWAIT,
+                    (&mut sll as *mut libc::sockaddr_ll).cast(),
+                    &mut len,
+                )
+            };
+            if n <= 0 {
+                return frames;
+            }
+            if sll.sll_pkttype == libc::PACKET_OUTGOING {
+                frames.push((u16::from_be(sll.sll_protocol), buf[..n as usize].to_vec()));
+            }
+        }
+    }
+
     /// Every frame captured so far (non-blocking drain).
     pub(crate) fn drain(&self) -> Vec<Vec<u8>> {
         let mut frames = Vec::new();
