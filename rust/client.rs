@@ -27,8 +27,8 @@ use kernel::{
 use crate::{
     abi::{
         self, MdwBufReg, MdwBufUnreg, MdwDest, MdwDestDel, MdwEntry, MdwEventfd, MdwInfo,
-        MdwWritev, MDW_WRITE_ASYNC, MDW_FEAT_ASYNC, MDW_FEAT_BUF, MDW_FEAT_IPV6, MDW_FEAT_RTP, MDW_FEAT_VLAN,
-        MDW_FEAT_WRITEV, MDW_MAX_DESTS,
+        MdwWritev, MDW_FEAT_ASYNC, MDW_FEAT_BUF, MDW_FEAT_IPV6, MDW_FEAT_RTP, MDW_FEAT_VLAN,
+        MDW_FEAT_WRITEV, MDW_MAX_DESTS, MDW_WRITE_ASYNC,
     },
     buffer::{BufTable, RegisteredBuffer},
     completion::{FileShared, PollTable},

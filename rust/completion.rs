@@ -131,8 +131,11 @@ impl Completions {
     pub(crate) fn reserve(&self) -> Result<Reservation<'_>> {
         let mut ring = self.ring.lock();
         if ring.slots.is_empty() {
-            ring.slots =
-                KVec::from_elem(MdwCompletion::default(), MDW_MAX_ASYNC as usize, GFP_KERNEL_ACCOUNT)?;
+            ring.slots = KVec::from_elem(
+                MdwCompletion::default(),
+                MDW_MAX_ASYNC as usize,
+                GFP_KERNEL_ACCOUNT,
+            )?;
         }
         if ring.len + ring.in_flight >= MDW_MAX_ASYNC as usize {
             return Err(EAGAIN);
@@ -203,7 +206,11 @@ impl Completions {
             let n = (want - copied).min(ring.len).min(CHUNK);
             let mut chunk = [MdwCompletion::default(); CHUNK];
             for (i, record) in chunk.iter_mut().take(n).enumerate() {
-                *record = ring.slots.get((ring.head + i) % cap).copied().unwrap_or_default();
+                *record = ring
+                    .slots
+                    .get((ring.head + i) % cap)
+                    .copied()
+                    .unwrap_or_default();
             }
             drop(ring);
             let mut written = 0;

@@ -33,9 +33,7 @@ impl NetNs {
     pub(crate) unsafe fn file_capable_net_raw(&self, file: *const bindings::file) -> bool {
         // SAFETY: `self.0` is a live reference, so its `user_ns` is valid;
         // `file` is valid per the function's contract.
-        unsafe {
-            bindings::file_ns_capable(file, (*self.0).user_ns, bindings::CAP_NET_RAW as i32)
-        }
+        unsafe { bindings::file_ns_capable(file, (*self.0).user_ns, bindings::CAP_NET_RAW as i32) }
     }
 
     /// Looks up the device `ifindex` in this namespace and holds it.

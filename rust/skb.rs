@@ -141,8 +141,10 @@ impl SkbPool {
 
     #[cold]
     fn grow(&mut self, index: usize) -> Result {
-        self.rings
-            .reserve((index + 1).saturating_sub(self.rings.len()), GFP_KERNEL_ACCOUNT)?;
+        self.rings.reserve(
+            (index + 1).saturating_sub(self.rings.len()),
+            GFP_KERNEL_ACCOUNT,
+        )?;
         while self.rings.len() <= index {
             self.rings.push(
                 SkbRing {
@@ -657,7 +659,12 @@ impl<'a> TxBatch<'a> {
             // `lens[..n]` their payload lengths; the helper consumes all of
             // them.
             let ok = unsafe {
-                ffi::mdw_xmit_qdisc(self.skbs.as_mut_ptr(), self.lens.as_ptr(), n as u32, &mut bytes)
+                ffi::mdw_xmit_qdisc(
+                    self.skbs.as_mut_ptr(),
+                    self.lens.as_ptr(),
+                    n as u32,
+                    &mut bytes,
+                )
             } as usize;
             let flushed = Flushed {
                 packets: ok,
@@ -790,10 +797,9 @@ impl Building<'_, '_> {
         let (skb, payload_len, linear) = (this.skb, this.payload_len, this.linear);
         let batch = &mut this.batch;
         // `build` checked that the batch has room.
-        if let (Some(slot), Some(len)) = (
-            batch.skbs.get_mut(batch.len),
-            batch.lens.get_mut(batch.len),
-        ) {
+        if let (Some(slot), Some(len)) =
+            (batch.skbs.get_mut(batch.len), batch.lens.get_mut(batch.len))
+        {
             *slot = skb;
             *len = payload_len;
             if linear {

@@ -13,7 +13,9 @@ pub(crate) struct Table<T, const MAX: usize> {
 
 impl<T, const MAX: usize> Default for Table<T, MAX> {
     fn default() -> Self {
-        Self { slots: KVVec::new() }
+        Self {
+            slots: KVVec::new(),
+        }
     }
 }
 
