@@ -83,7 +83,7 @@ impl Destination {
             return Err(errno::enetdown());
         }
         if req.flags & MDW_DEST_VLAN != 0 && info.vlan_challenged {
-            return Err(EOPNOTSUPP);
+            return Err(errno::eopnotsupp());
         }
         let mtu = u16::try_from(info.mtu).unwrap_or(u16::MAX);
         let packet_size = match req.packet_size {
@@ -161,7 +161,7 @@ impl Destination {
             return Err(ENODEV);
         }
         if self.template.is_vlan() && info.vlan_challenged {
-            return Err(EOPNOTSUPP);
+            return Err(errno::eopnotsupp());
         }
         if self.template.src_mac() != info.mac {
             self.template.set_src_mac(info.mac);

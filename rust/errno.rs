@@ -14,7 +14,13 @@ macro_rules! errnos {
     )*};
 }
 
-errnos!(emsgsize = EMSGSIZE, enetdown = ENETDOWN, enobufs = ENOBUFS,);
+errnos!(
+    emsgsize = EMSGSIZE,
+    enetdown = ENETDOWN,
+    enobufs = ENOBUFS,
+    eopnotsupp = EOPNOTSUPP,
+    eloop = ELOOP,
+);
 
 /// Turns a C pointer that may be an `ERR_PTR` (or NULL: `ENOMEM`) into a
 /// `Result`.

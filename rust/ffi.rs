@@ -108,6 +108,10 @@ extern "C" {
     ) -> c_int;
     pub(crate) fn mdw_net_get_current() -> *mut bindings::net;
     pub(crate) fn mdw_net_put(net: *mut bindings::net);
+    pub(crate) fn mdw_file_capable_raw(
+        file: *const bindings::file,
+        net: *mut bindings::net,
+    ) -> bool;
     pub(crate) fn mdw_dev_get(net: *mut bindings::net, ifindex: c_int) -> *mut MdwDev;
     pub(crate) fn mdw_dev_put(d: *mut MdwDev);
     pub(crate) fn mdw_dev_info(d: *const MdwDev, info: *mut MdwDevInfo);

@@ -11,6 +11,7 @@
 #include <linux/capability.h>
 #include <linux/completion.h>
 #include <linux/etherdevice.h>
+#include <linux/fs.h>
 #include <linux/delay.h>
 #include <linux/highmem.h>
 #include <linux/if_arp.h>
@@ -41,6 +42,16 @@ struct net *mdw_net_get_current(void)
 void mdw_net_put(struct net *net)
 {
 	put_net(net);
+}
+
+/*
+ * Whether the opener of @file had CAP_NET_RAW over @net: the file's
+ * credentials (f_cred), as for a socket. struct net's layout is not in
+ * Rust's bindings.
+ */
+bool mdw_file_capable_raw(const struct file *file, struct net *net)
+{
+	return file_ns_capable(file, net->user_ns, CAP_NET_RAW);
 }
 
 /* --- devices --------------------------------------------------------------- */

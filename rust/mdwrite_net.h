@@ -11,6 +11,7 @@
 
 #include <linux/types.h>
 
+struct file;
 struct net;
 struct page;
 struct sk_buff;
@@ -81,6 +82,7 @@ struct mdw_rearm {
 
 struct net *mdw_net_get_current(void);
 void mdw_net_put(struct net *net);
+bool mdw_file_capable_raw(const struct file *file, struct net *net);
 
 struct mdw_dev *mdw_dev_get(struct net *net, int ifindex);
 void mdw_dev_put(struct mdw_dev *d);

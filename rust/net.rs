@@ -31,9 +31,9 @@ impl NetNs {
     ///
     /// `file` must point to a valid `struct file` for the whole call.
     pub(crate) unsafe fn file_capable_net_raw(&self, file: *const bindings::file) -> bool {
-        // SAFETY: `self.0` is a live reference, so its `user_ns` is valid;
-        // `file` is valid per the function's contract.
-        unsafe { bindings::file_ns_capable(file, (*self.0).user_ns, bindings::CAP_NET_RAW as i32) }
+        // SAFETY: `self.0` is a live reference; `file` is valid per the
+        // function's contract.
+        unsafe { ffi::mdw_file_capable_raw(file, self.0) }
     }
 
     /// Looks up the device `ifindex` in this namespace and holds it.

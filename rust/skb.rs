@@ -704,7 +704,7 @@ impl<'a> TxBatch<'a> {
                     break;
                 }
                 ffi::MDW_TX_LOOP => {
-                    result = Err(ELOOP);
+                    result = Err(errno::eloop());
                     break;
                 }
                 _ => {}
