@@ -807,9 +807,11 @@ unsigned int mdw_xmit_qdisc(struct sk_buff **skbs, const u32 *lens,
 
 	for (i = 0; i < n; i++) {
 		u32 len = lens[i];
+		/* net_xmit_eval() evaluates its argument twice. */
+		int rc = dev_queue_xmit(skbs[i]);
 
 		/* NET_XMIT_CN: queued, other packets were dropped. */
-		if (net_xmit_eval(dev_queue_xmit(skbs[i])) == 0) {
+		if (net_xmit_eval(rc) == 0) {
 			ok++;
 			*bytes += len;
 		}
