@@ -51,6 +51,50 @@ hub_nics+=" -netdev hubport,id=mdwh1,hubid=0 -device virtio-net-pci,netdev=mdwh1
 cmd="MDW_MODDIR=$moddir MDW_BINDIR=$bindir PATH=$bindir:\$PATH bash"
 for a in "$@"; do cmd+=" $(printf '%q' "$a")"; done
 
-PATH=$(dirname "$VNG"):$PATH exec timeout --foreground "$timeout" "$VNG" --run "$kdir/arch/x86/boot/bzImage" \
+# vng runs in a session of its own (setsid), so that a timeout, or this
+# script being stopped, ends all of it: vng, its shell, virtme-run and
+# QEMU (killing vng alone left QEMU running a stuck guest at full CPU). Its
+# output goes through a pipe: QEMU rewrites a regular-file stdout from
+# offset 0, garbling a redirected log.
+timed_out=$MDW_CACHE/vm-timeout.$$
+rm -f "$timed_out"
+PATH=$(dirname "$VNG"):$PATH setsid "$VNG" --run "$kdir/arch/x86/boot/bzImage" \
 	--disable-kvm --force-9p --cpus "$cpus" --memory 2G "${rwdir[@]}" --qemu-opts="$hub_nics $qemu_opts" \
-	--exec "$cmd" </dev/null
+	--exec "$cmd" </dev/null > >(cat) &
+vm=$!
+kill_vm() {
+	kill -TERM -- "-$vm" 2>/dev/null || return 0
+	for _ in $(seq 20); do
+		kill -0 -- "-$vm" 2>/dev/null || return 0
+		sleep 0.5
+	done
+	kill -KILL -- "-$vm" 2>/dev/null || true
+}
+trap 'kill_vm; exit 130' INT TERM
+(
+	# Not the VM lock's holder, and its sleep goes with it.
+	exec 9>&-
+	trap 'kill "$nap" 2>/dev/null; exit 0' TERM
+	sleep "$timeout" &
+	nap=$!
+	wait "$nap"
+	if kill -0 "$vm" 2>/dev/null; then
+		: >"$timed_out"
+		kill_vm
+	fi
+) &
+watchdog=$!
+set +e
+wait "$vm"
+rc=$?
+set -e
+kill "$watchdog" 2>/dev/null || true
+wait "$watchdog" 2>/dev/null || true
+if [ -e "$timed_out" ]; then
+	rm -f "$timed_out"
+	# The whole session is gone: vng, virtme-run, QEMU.
+	kill_vm
+	log "the guest timed out after ${timeout}s (MDW_VM_TIMEOUT) running: $*"
+	exit 124
+fi
+exit "$rc"

@@ -296,7 +296,7 @@ pub(crate) fn entry_size_bounded() -> TestResult {
 }
 
 /// The `stuck DEV` helper of `sync_call_killable`: one thread blocks in a
-/// synchronous call whose packets netem holds for 1000 s; meanwhile
+/// synchronous call whose packets netem holds for 100 s; meanwhile
 /// another thread adds a destination on the same file and prints how long
 /// that took ("dest_add_ms N"), then the process waits to be killed.
 pub(crate) fn stuck(dev_name: &str) -> TestResult {
@@ -330,7 +330,7 @@ pub(crate) fn stuck(dev_name: &str) -> TestResult {
     })
 }
 
-/// A synchronous call stuck behind `netem delay 1000s` (tc's limit is about 4294 s): another thread's
+/// A synchronous call stuck behind `netem delay 100s`: another thread's
 /// DEST_ADD on the same file is not blocked meanwhile, SIGKILL ends the
 /// process within a second, and the call's pages are unpinned once the
 /// packets are dropped. Without the fix DEST_ADD blocked on the file's lock
@@ -338,7 +338,7 @@ pub(crate) fn stuck(dev_name: &str) -> TestResult {
 pub(crate) fn sync_call_killable() -> TestResult {
     let topo = Topology::new(0)?;
     topo::add_dummy(&topo.sender, "d0", true)?;
-    topo::netem(&topo.sender, "d0", 1_000_000)?;
+    topo::netem(&topo.sender, "d0", 100_000)?;
     let (acq0, rel0) = foll_pins()?;
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let mut child = Command::new("ip")
