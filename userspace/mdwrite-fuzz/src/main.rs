@@ -1283,3 +1283,74 @@ fn main() -> ExitCode {
         ExitCode::SUCCESS
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The syzkaller description's constants match the ABI.
+    #[test]
+    fn syzkaller_consts() {
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../tests/syzkaller/mdwrite.txt.const"
+        ))
+        .unwrap();
+        let want: &[(&str, u64)] = &[
+            ("MDW_IOC_INFO", MDW_IOC_INFO.into()),
+            ("MDW_IOC_DEST_ADD", MDW_IOC_DEST_ADD.into()),
+            ("MDW_IOC_DEST_DEL", MDW_IOC_DEST_DEL.into()),
+            ("MDW_IOC_WRITEV", MDW_IOC_WRITEV.into()),
+            ("MDW_IOC_STATS", MDW_IOC_STATS.into()),
+            ("MDW_IOC_BUF_REGISTER", MDW_IOC_BUF_REGISTER.into()),
+            ("MDW_IOC_BUF_UNREGISTER", MDW_IOC_BUF_UNREGISTER.into()),
+            ("MDW_IOC_SET_EVENTFD", MDW_IOC_SET_EVENTFD.into()),
+            ("MDW_DEST_IPV6", MDW_DEST_IPV6.into()),
+            ("MDW_DEST_RTP", MDW_DEST_RTP.into()),
+            ("MDW_DEST_VLAN", MDW_DEST_VLAN.into()),
+            ("MDW_DEST_UDP_CSUM_ZERO", MDW_DEST_UDP_CSUM_ZERO.into()),
+            ("MDW_ENTRY_RTP_TS", MDW_ENTRY_RTP_TS.into()),
+            ("MDW_ENTRY_BUF", MDW_ENTRY_BUF.into()),
+            ("MDW_WRITE_QDISC", MDW_WRITE_QDISC.into()),
+            ("MDW_WRITE_ASYNC", MDW_WRITE_ASYNC.into()),
+            ("O_RDWR", libc::O_RDWR as u64),
+            ("O_NONBLOCK", libc::O_NONBLOCK as u64),
+            ("O_CLOEXEC", libc::O_CLOEXEC as u64),
+        ];
+        for (name, value) in want {
+            let got = text
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("{name} = ")))
+                .unwrap_or_else(|| panic!("{name} missing"));
+            assert_eq!(got.trim().parse::<u64>().unwrap(), *value, "{name}");
+        }
+        // The sizes the description's structs assume.
+        assert_eq!(std::mem::size_of::<MdwDest>(), 76);
+        assert_eq!(std::mem::size_of::<MdwEntry>(), 32);
+        assert_eq!(std::mem::size_of::<MdwWritev>(), 56);
+    }
+
+    /// Every kind the workers record has a row in `ALLOWED`.
+    #[test]
+    fn allowed_table() {
+        for k in [
+            "info",
+            "dest_add",
+            "dest_del",
+            "writev_sync",
+            "writev_async",
+            "stats",
+            "buf_register",
+            "buf_unregister",
+            "set_eventfd",
+            "read",
+            "poll",
+            "write",
+            "bad_ioctl",
+        ] {
+            assert!(ALLOWED.iter().any(|(a, _)| *a == k), "{k}");
+        }
+        assert!(allowed("writev_sync", libc::ENXIO));
+        assert!(!allowed("dest_del", libc::ENOENT));
+    }
+}
