@@ -891,9 +891,43 @@ fn ifindex(name: &str) -> i32 {
 }
 
 fn dummy_up(name: &str) -> i32 {
-    ip(&["link", "add", name, "type", "dummy"]);
+    if let Ok(o) = Command::new("ip")
+        .args(["link", "add", name, "type", "dummy"])
+        .output()
+    {
+        if !o.status.success() && ifindex(name) == 0 {
+            eprintln!(
+                "ip link add {name} type dummy: {}",
+                String::from_utf8_lossy(&o.stderr).trim()
+            );
+        }
+    }
     ip(&["link", "set", name, "up"]);
     ifindex(name)
+}
+
+/// Set once every thread has stopped.
+static JOINED: AtomicBool = AtomicBool::new(false);
+
+/// Ends the process if the threads have not stopped `grace` after the
+/// run's end: a call that never returns is a failure, and the kernel stacks
+/// of the threads say where they are.
+fn watchdog(end: Instant, grace: Duration) {
+    std::thread::spawn(move || {
+        std::thread::sleep((end + grace).saturating_duration_since(Instant::now()));
+        if JOINED.load(Ordering::SeqCst) {
+            return;
+        }
+        println!("FAIL: threads still running {grace:?} after the end; kernel stacks:");
+        if let Ok(dir) = std::fs::read_dir("/proc/self/task") {
+            for t in dir.flatten() {
+                let stack = std::fs::read_to_string(t.path().join("stack")).unwrap_or_default();
+                println!("task {}:\n{stack}", t.file_name().to_string_lossy());
+            }
+        }
+        println!("mdwrite-fuzz: FAIL");
+        std::process::exit(1);
+    });
 }
 
 fn chaos_mem(sh: &Shared, seed: u64) -> Stats {
@@ -1175,6 +1209,7 @@ fn main() -> ExitCode {
         args.seed, args.duration, args.threads
     );
     let end = Instant::now() + Duration::from_secs(args.duration);
+    watchdog(end, Duration::from_secs(120));
     let mut total = Stats::default();
     std::thread::scope(|s| {
         let sh = &sh;
@@ -1209,6 +1244,7 @@ fn main() -> ExitCode {
             }
         }
     });
+    JOINED.store(true, Ordering::SeqCst);
     // Close everything.
     drop(sh);
     ip(&["link", "del", "fz1"]);
