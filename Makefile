@@ -40,6 +40,6 @@ bench:
 DURATION ?= 600
 SEED ?= 1
 fuzz:
-	MDW_FUZZ_DURATION=$(DURATION) MDW_FUZZ_SEED=$(SEED) scripts/vm-test.sh --kernel debug --only '^fuzz$$' | cat
+	MDW_FUZZ_DURATION=$(DURATION) MDW_FUZZ_SEED=$(SEED) scripts/vm-test.sh --kernel debug --only '^fuzz$$'
 
 .PHONY: all clean demo check bench fuzz
