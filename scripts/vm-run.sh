@@ -10,6 +10,8 @@
 # Builds what is missing (kernel, module, userspace) first. In the guest,
 # SCRIPT runs as root under bash with MDW_MODDIR (where mdwrite.ko is) and
 # MDW_BINDIR (the userspace binaries, also on PATH) set; DIR is writable.
+# MDW_FUZZ_DURATION and MDW_FUZZ_SEED, when set on the host, are passed to
+# the guest too (tests/vm/t_fuzz.sh).
 # Exits with the script's status; 124 when the guest ran out of time.
 # --cpus sets the guest's vCPUs (default 2); --qemu-opts passes extra QEMU
 # options (the benchmark's -icount).
@@ -48,7 +50,13 @@ fi
 hub_nics="-netdev hubport,id=mdwh0,hubid=0 -device virtio-net-pci,netdev=mdwh0,mac=52:54:00:00:00:10"
 hub_nics+=" -netdev hubport,id=mdwh1,hubid=0 -device virtio-net-pci,netdev=mdwh1,mac=52:54:00:00:00:11"
 
-cmd="MDW_MODDIR=$moddir MDW_BINDIR=$bindir PATH=$bindir:\$PATH bash"
+cmd="MDW_MODDIR=$moddir MDW_BINDIR=$bindir PATH=$bindir:\$PATH"
+# The fuzzer's knobs (tests/vm/t_fuzz.sh) reach the guest from the host's
+# environment; the guest command line carries no other environment.
+for v in MDW_FUZZ_DURATION MDW_FUZZ_SEED; do
+	[ -z "${!v:-}" ] || cmd+=" $v=$(printf '%q' "${!v}")"
+done
+cmd+=" bash"
 for a in "$@"; do cmd+=" $(printf '%q' "$a")"; done
 
 # vng runs in a session of its own (setsid), so that a timeout, or this
