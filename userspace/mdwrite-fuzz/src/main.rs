@@ -51,6 +51,8 @@ const ALLOWED: &[(&str, &[i32])] = &[
             libc::EHOSTUNREACH,
             libc::ENOSPC,
             libc::E2BIG,
+            libc::EBADF,
+            libc::EOPNOTSUPP,
         ],
     ),
     ("dest_del", &[libc::EINVAL, libc::ENXIO]),
@@ -66,6 +68,7 @@ const ALLOWED: &[(&str, &[i32])] = &[
             libc::ENOBUFS,
             libc::ENOSPC,
             libc::ENOMEM,
+            libc::EBADF,
         ],
     ),
     ("buf_unregister", &[libc::EINVAL, libc::ENOENT]),
@@ -91,10 +94,18 @@ const WRITEV_ERRNOS: &[i32] = &[
     libc::EMSGSIZE,
     libc::ENOMEM,
     libc::EINTR,
+    libc::EBADF,
+    libc::EOPNOTSUPP,
 ];
 
 /// The negative errnos `mdw_writev.error` may carry after a partial send.
-const WRITEV_PARTIAL: &[i32] = &[libc::ENETDOWN, libc::EINTR, libc::ENOBUFS, libc::ENOMEM];
+const WRITEV_PARTIAL: &[i32] = &[
+    libc::ENETDOWN,
+    libc::ELOOP,
+    libc::EINTR,
+    libc::ENOBUFS,
+    libc::ENOMEM,
+];
 
 fn allowed(kind: &str, e: i32) -> bool {
     COMMON.contains(&e)
