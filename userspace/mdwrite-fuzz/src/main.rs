@@ -639,7 +639,7 @@ impl Worker<'_> {
                         let i = self.rng.below(entries.len() as u64) as usize;
                         mutate_entry(self.sh, &mut self.rng, &mut entries[i]);
                     }
-                    4 => w.count = self.rng.pick(&[0, 4097, u32::MAX, w.count + 1]),
+                    4 => w.count = self.rng.pick(&[0, 4097, u32::MAX, w.count.wrapping_add(1)]),
                     5 => {
                         w.entry_size =
                             self.rng
