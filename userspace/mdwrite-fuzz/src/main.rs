@@ -438,7 +438,7 @@ fn good_entries(sh: &Shared, rng: &mut Rng, dests: &[u32], bufs: &[(u32, u64)]) 
 
 fn mutate_entry(sh: &Shared, rng: &mut Rng, e: &mut MdwEntry) {
     match rng.below(16) {
-        0 => e.dest = rng.pick(&[0, 4097, u32::MAX, e.dest + 1]),
+        0 => e.dest = rng.pick(&[0, 4097, u32::MAX, e.dest.wrapping_add(1)]),
         1 => e.flags = rng.next() as u32,
         2 => e.flags |= MDW_ENTRY_RTP_TS,
         3 => e.len = 0,
