@@ -13,6 +13,7 @@
 mod abi;
 mod async_buf;
 mod errors;
+mod faults;
 mod net;
 mod raw;
 mod safety;
@@ -60,6 +61,7 @@ const TESTS: &[Test] = &[
     ("privilege_of_opener", safety::privilege_of_opener),
     ("qdisc_congestion_queued", safety::qdisc_congestion_queued),
     ("dev_mac_changed", safety::dev_mac_changed),
+    ("faults_injected", faults::faults_injected),
     ("buf_send_exact", async_buf::buf_send_exact),
     ("buf_errors", async_buf::buf_errors),
     ("buf_memlock_limit", async_buf::buf_memlock_limit),
