@@ -4,7 +4,7 @@
 # Boot a cached test kernel under QEMU/TCG (virtme-ng, host root over 9p)
 # and run one script in it.
 #
-#   scripts/vm-run.sh [--kernel debug|release] [--rwdir DIR] [--cpus N]
+#   scripts/vm-run.sh [--kernel debug|release|kcsan] [--rwdir DIR] [--cpus N]
 #                     [--qemu-opts STR] SCRIPT [ARGS...]
 #
 # Builds what is missing (kernel, module, userspace) first. In the guest,
@@ -14,7 +14,8 @@
 # the guest too (tests/vm/t_fuzz.sh).
 # Exits with the script's status; 124 when the guest ran out of time.
 # --cpus sets the guest's vCPUs (default 2); --qemu-opts passes extra QEMU
-# options (the benchmark's -icount).
+# options (the benchmark's -icount). MDW_VM_VERBOSE=1 shows the guest's
+# kernel console (a crash under a selftest otherwise prints nothing).
 #
 # One VM at a time per machine: TCG guests on a 2-core host slow each other
 # down until their tests time out, so a second run waits for the first
@@ -33,7 +34,7 @@ while (($#)); do
 	*) break ;;
 	esac
 done
-(($#)) || die "usage: $0 [--kernel debug|release] [--rwdir DIR] [--cpus N] [--qemu-opts STR] SCRIPT [ARGS...]"
+(($#)) || die "usage: $0 [--kernel debug|release|kcsan] [--rwdir DIR] [--cpus N] [--qemu-opts STR] SCRIPT [ARGS...]"
 
 kdir=$("$MDW_ROOT/scripts/build-kernel.sh" "$flavor")
 moddir=$("$MDW_ROOT/scripts/build-module.sh" "$flavor")
@@ -66,7 +67,9 @@ for a in "$@"; do cmd+=" $(printf '%q' "$a")"; done
 # offset 0, garbling a redirected log.
 timed_out=$MDW_CACHE/vm-timeout.$$
 rm -f "$timed_out"
-PATH=$(dirname "$VNG"):$PATH setsid "$VNG" --run "$kdir/arch/x86/boot/bzImage" \
+verbose=()
+[ "${MDW_VM_VERBOSE:-0}" = 0 ] || verbose=(--verbose)
+PATH=$(dirname "$VNG"):$PATH setsid "$VNG" "${verbose[@]}" --run "$kdir/arch/x86/boot/bzImage" \
 	--disable-kvm --force-9p --cpus "$cpus" --memory 2G "${rwdir[@]}" --qemu-opts="$hub_nics $qemu_opts" \
 	--exec "$cmd" </dev/null > >(cat) &
 vm=$!
