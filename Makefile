@@ -9,12 +9,14 @@
 #   make bench                the benchmark (see Documentation/benchmarks.md)
 #   make fuzz DURATION=600    only the fuzzer in a debug VM (SEED=N optional;
 #                             see Documentation/testing.rst)
+#   make kcsan DURATION=300   the concurrency selftests and the fuzzer on the
+#                             KCSAN kernel (scripts/run-kcsan.sh)
 #
 # KDIR defaults to the cached debug test kernel (scripts/build-kernel.sh
 # builds it on first use). A kernel built with LLVM=1 or LLVM=-N needs the
 # same LLVM= here; the cached kernels record theirs in mdwrite-build.env.
 
-ifneq ($(filter-out demo check bench fuzz,$(or $(MAKECMDGOALS),all)),)
+ifneq ($(filter-out demo check bench fuzz kcsan,$(or $(MAKECMDGOALS),all)),)
 KDIR ?= $(shell $(CURDIR)/scripts/build-kernel.sh debug)
 -include $(KDIR)/mdwrite-build.env
 endif
@@ -42,4 +44,7 @@ SEED ?= 1
 fuzz:
 	MDW_FUZZ_DURATION=$(DURATION) MDW_FUZZ_SEED=$(SEED) scripts/vm-test.sh --kernel debug --only '^fuzz$$'
 
-.PHONY: all clean demo check bench fuzz
+kcsan:
+	scripts/run-kcsan.sh $(DURATION)
+
+.PHONY: all clean demo check bench fuzz kcsan

@@ -3,7 +3,13 @@
 #
 # Build the mdwrite test kernel, cached outside the repo.
 #
-#   scripts/build-kernel.sh release|debug
+#   scripts/build-kernel.sh release|debug|kcsan
+#
+# A flavour is tests/kconfig/base.config plus tests/kconfig/FLAVOUR.config;
+# a "# mdwrite-llvm: -19" line in the latter builds with LLVM=-19 (clang),
+# otherwise gcc. release: fast, for demos and benchmarks; debug: KASAN,
+# lockdep, kmemleak, UBSAN, fault injection (the selftests' default);
+# kcsan: the data-race detector (it cannot share a kernel with KASAN).
 #
 # Prints the kernel build directory (usable as KDIR) on stdout. The build is
 # keyed by the kernel source version, the config fragments, the toolchain
@@ -13,11 +19,13 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
 flavor=${1:-debug}
+frag_dir=$MDW_ROOT/tests/kconfig
 case "$flavor" in
-release) llvm= ;;
-debug) llvm=-19 ;;
-*) die "unknown kernel flavour '$flavor' (release or debug)" ;;
+*/* | base | "") die "unknown kernel flavour '$flavor'" ;;
 esac
+[ -r "$frag_dir/$flavor.config" ] ||
+	die "unknown kernel flavour '$flavor' (one of: $(cd "$frag_dir" && ls ./*.config | sed 's|^\./||; s|\.config$||' | grep -vx base | tr '\n' ' '))"
+llvm=$(sed -n 's/^# mdwrite-llvm: *//p' "$frag_dir/$flavor.config")
 
 tarball=/usr/src/linux-source-6.12.tar.xz
 [ -r "$tarball" ] || die "$tarball missing: run scripts/install-deps.sh"
@@ -25,7 +33,6 @@ tarball=/usr/src/linux-source-6.12.tar.xz
 [ -x "$BINDGEN" ] || die "$BINDGEN missing: run scripts/install-deps.sh"
 
 src_version=$(dpkg-query -W -f='${Version}' linux-source-6.12)
-frag_dir=$MDW_ROOT/tests/kconfig
 fragments=("$frag_dir/base.config" "$frag_dir/$flavor.config")
 if [ -n "$llvm" ]; then
 	cc_version=$(clang$llvm --version | head -n1)

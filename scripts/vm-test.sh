@@ -3,7 +3,7 @@
 #
 # Run the mdwrite selftests in a VM (QEMU/TCG through virtme-ng).
 #
-#   scripts/vm-test.sh [--kernel debug|release] [--canary fail|warn|leak|all]
+#   scripts/vm-test.sh [--kernel debug|release|kcsan] [--canary fail|warn|leak|all]
 #                      [--only PATTERN]
 #
 # Boots the kernel (scripts/vm-run.sh), runs tests/vm/guest-run.sh and
@@ -21,7 +21,7 @@ set -euo pipefail
 
 . "$(dirname "$0")/lib.sh"
 
-usage="usage: $0 [--kernel debug|release] [--canary fail|warn|leak|all] [--only PATTERN]"
+usage="usage: $0 [--kernel debug|release|kcsan] [--canary fail|warn|leak|all] [--only PATTERN]"
 flavor=debug canary= only=
 while (($#)); do
 	case "$1" in
