@@ -15,6 +15,7 @@ use crate::{
     completion::{AsyncCall, CallRelease},
     errno, ffi,
     net::NetDevice,
+    vec,
 };
 
 /// Most page fragments one packet may have (a 64 KiB payload across pages).
@@ -119,15 +120,50 @@ struct SkbRing {
     rearm: ffi::MdwRearm,
 }
 
+/// The array of a pool's rings, kept by the file from one call to the
+/// next (`writev::CallArena`): a call reuses it rather than allocating one
+/// ring per destination.
+pub(crate) struct SkbRings(KVVec<SkbRing>);
+
+impl Default for SkbRings {
+    fn default() -> Self {
+        Self(KVVec::new())
+    }
+}
+
 impl SkbPool {
-    /// An empty pool; `enabled` false never recycles (qdisc sends: the
-    /// stack may modify the skbs it is given).
-    pub(crate) fn new(enabled: bool) -> Result<Self> {
-        Ok(Self {
+    /// An empty pool in `rings` (emptied by [`SkbPool::into_rings`]);
+    /// `enabled` false never recycles (qdisc sends: the stack may modify
+    /// the skbs it is given).
+    pub(crate) fn new(enabled: bool, rings: SkbRings) -> Self {
+        Self {
             enabled,
-            rings: KVVec::new(),
+            rings: rings.0,
             spare: KEPT_MAX,
-        })
+        }
+    }
+
+    /// Ends the pool: lets go of the skbs still in its rings (after
+    /// [`SkbPool::keep`] moved those worth keeping), and gives the rings'
+    /// array back, empty, for the next call.
+    pub(crate) fn into_rings(mut self) -> SkbRings {
+        self.release_all();
+        let mut rings = core::mem::replace(&mut self.rings, KVVec::new());
+        vec::clear(&mut rings);
+        SkbRings(rings)
+    }
+
+    /// Releases the rings' references to their skbs.
+    fn release_all(&mut self) {
+        for ring in self.rings.iter_mut() {
+            for &skb in ring.skbs.iter() {
+                // SAFETY: the ring owns one reference to each skb in it.
+                unsafe { ffi::mdw_skb_release(skb) };
+            }
+            // SAFETY: every reference was released just above; the
+            // pointers are not used again.
+            unsafe { ring.skbs.set_len(0) };
+        }
     }
 
     /// The ring of destination `index`.
@@ -482,12 +518,7 @@ impl SkbPool {
 
 impl Drop for SkbPool {
     fn drop(&mut self) {
-        for ring in self.rings.iter() {
-            for &skb in ring.skbs.iter() {
-                // SAFETY: the ring owns one reference to each skb in it.
-                unsafe { ffi::mdw_skb_release(skb) };
-            }
-        }
+        self.release_all();
     }
 }
 
