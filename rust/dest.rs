@@ -13,7 +13,7 @@ use crate::{
     },
     errno, ffi,
     net::{NetDevice, NetNs},
-    skb::SkbCache,
+    skb::SkbRing,
 };
 
 /// `MDW_DEST_*` bits this module knows.
@@ -37,8 +37,9 @@ pub(crate) struct Destination {
     pub(crate) template: Template,
     /// IPv4 id, RTP sequence number and timestamp of the next packet.
     pub(crate) state: PacketState,
-    /// Skbs kept from the last call for the next (`SkbPool::keep`).
-    pub(crate) skbs: SkbCache,
+    /// Its skbs: those of the current call, and between calls those
+    /// kept for the next (`SkbPool::adopt`, `SkbPool::keep`).
+    pub(crate) ring: SkbRing,
     /// What its packets need from its device, for the device state it was
     /// worked out for.
     prepared: Option<Prepared>,
@@ -195,7 +196,7 @@ impl Destination {
             rtp,
             template,
             state,
-            skbs: SkbCache::default(),
+            ring: SkbRing::default(),
             prepared: None,
             mark: CallMark::default(),
         })
@@ -247,7 +248,7 @@ impl Destination {
         }
         if self.template.src_mac() != info.mac {
             self.template.set_src_mac(info.mac);
-            self.skbs = SkbCache::default();
+            self.ring = SkbRing::default();
         }
         if !info.up {
             return Err(errno::enetdown());

@@ -39,14 +39,14 @@ use crate::{
             page_frags, pages_spanned, split_two, total_packets, EntryLens, EntrySpan, EntrySpans,
             PagedCursor,
         },
-        template::{FullSizePatch, PacketState, Template},
+        template::{FullSizePatch, PacketState},
     },
     completion::{AsyncCall, CallRelease, FileShared},
     dest::{CsumMode, Destination},
     ffi,
     net::{yield_killable, NetDevice, NetNs},
     pin::{CallPages, MemlockCharge},
-    skb::{payload_sum, CallDone, PacketParts, SkbPool, SkbRings, TwoFrags, TxBatch, MAX_FRAGS},
+    skb::{payload_sum, CallDone, PacketParts, SkbPool, TwoFrags, TxBatch, MAX_FRAGS},
     stats::Stats,
     vec,
 };
@@ -105,13 +105,12 @@ impl CallBuffers {
     }
 }
 
-/// One destination of this call: its prepared state (`dest::Prepared`)
-/// and its progress through the call.
+/// One destination of this call: what the send loop needs of its
+/// prepared state (`dest::Prepared`), and its progress through the call.
+/// Its template, packet state and skb ring stay with the destination.
 struct Slot {
     /// Handle of the destination.
     handle: u32,
-    template: Template,
-    state: PacketState,
     csum: CsumMode,
     /// Index of the device in the call's device list.
     dev: usize,
@@ -121,6 +120,8 @@ struct Slot {
     cursor: PagedCursor,
     /// Index in the caller's vector of the entry being sent.
     current: u32,
+    /// The largest payload of its packets.
+    max_payload: u16,
     /// Header length and offsets of its packets, and the checksum mode.
     layout: ffi::MdwLayout,
     /// Whether its skbs may be recycled: handed to the device shared
@@ -152,8 +153,6 @@ pub(crate) struct CallArena {
     active: KVVec<u32>,
     runs: KVVec<Run>,
     devs: KVec<NetDevice>,
-    /// The skb rings of the call's pool, one per destination.
-    rings: SkbRings,
 }
 
 impl Default for CallArena {
@@ -167,7 +166,6 @@ impl Default for CallArena {
             active: KVVec::new(),
             runs: KVVec::new(),
             devs: KVec::new(),
-            rings: SkbRings::default(),
         }
     }
 }
@@ -234,11 +232,16 @@ impl Slot {
     /// Moves on to the destination's entry `index` (of `lens`): the one
     /// errors now name, and its RTP timestamp if the caller set one.
     #[cold]
-    fn start_entry(&mut self, lens: &SlotEntries<'_>, index: usize) -> Result<(), EntryError> {
+    fn start_entry(
+        &mut self,
+        state: &mut PacketState,
+        lens: &SlotEntries<'_>,
+        index: usize,
+    ) -> Result<(), EntryError> {
         let entry = lens.entry(index).ok_or(at(self.current)(EINVAL))?;
         self.current = entry.index;
         if let Some(ts) = entry.rtp_ts {
-            self.state.rtp_ts = ts;
+            state.rtp_ts = ts;
         }
         Ok(())
     }
@@ -315,6 +318,7 @@ const NO_FRAG: ffi::MdwFrag = ffi::MdwFrag {
 fn send_all(
     turns: &mut RoundRobin<'_>,
     slots: &mut [Slot],
+    dests: &mut DestTable,
     devs: &[NetDevice],
     order: &[u32],
     entries: &[Entry],
@@ -343,7 +347,11 @@ fn send_all(
     let mut last = 0;
     'call: while let Some(burst) = turns.next_burst() {
         let Some(slot) = slots.get_mut(burst.queue) else {
-            out.error = Some(at(0)(EINVAL));
+            out.error = Some(at(last)(EINVAL));
+            break;
+        };
+        let Some(dest) = dests.get_mut(slot.handle) else {
+            out.error = Some(at(slot.current)(EINVAL));
             break;
         };
         // With one device (the usual case) the batch never switches.
@@ -364,18 +372,10 @@ fn send_all(
         let mut left = burst.packets;
         while left > 0 {
             left -= 1;
-            let sent = match send_fast(slot, burst.queue, pages, &mut batch, pool) {
+            let sent = match send_fast(slot, dest, pages, &mut batch, pool) {
                 Some(sent) => sent,
                 None => send_packet(
-                    slot,
-                    burst.queue,
-                    order,
-                    entries,
-                    pages,
-                    &mut frags,
-                    &mut batch,
-                    done,
-                    pool,
+                    slot, dest, order, entries, pages, &mut frags, &mut batch, done, pool,
                 ),
             };
             if let Err(e) = sent {
@@ -418,7 +418,7 @@ fn send_all(
 #[inline(always)]
 fn send_fast(
     slot: &mut Slot,
-    ring: usize,
+    dest: &mut Destination,
     pages: &[*mut kernel::bindings::page],
     batch: &mut TxBatch<'_>,
     pool: &mut SkbPool,
@@ -426,7 +426,6 @@ fn send_fast(
     let Slot {
         fast: Some(fast),
         cursor,
-        state,
         layout,
         current,
         ..
@@ -450,10 +449,10 @@ fn send_fast(
         len0: pkt.len0,
         len1: pkt.len1,
     };
-    let mut skb = batch.build_rearmed(ring, layout.hdr_len, &two, pool)?;
+    let mut skb = batch.build_rearmed(&mut dest.ring, layout.hdr_len, &two, pool)?;
     cursor.advance(&pkt);
     // An error ends the call; dropping the skb frees it.
-    Some(match fast.patch(skb.header(), state) {
+    Some(match fast.patch(skb.header(), &mut dest.state) {
         Ok(()) => {
             skb.queue();
             Ok(())
@@ -462,13 +461,13 @@ fn send_fast(
     })
 }
 
-/// Builds destination `slot`'s next packet (`ring`: its index in the call)
-/// and queues it in `batch`, which must have room.
+/// Builds the next packet of `slot`, the call's slot of `dest`, and queues
+/// it in `batch`, which must have room.
 #[allow(clippy::too_many_arguments)]
 #[inline(never)]
 fn send_packet(
     slot: &mut Slot,
-    ring: usize,
+    dest: &mut Destination,
     order: &[u32],
     entries: &[Entry],
     pages: &[*mut kernel::bindings::page],
@@ -482,7 +481,7 @@ fn send_packet(
         return Err(at(slot.current)(EINVAL));
     };
     if pkt.first {
-        slot.start_entry(&lens, pkt.entry)?;
+        slot.start_entry(&mut dest.state, &lens, pkt.entry)?;
     }
     let err = at(slot.current);
     let n = fill_frags(frags, pages, pkt.page, pkt.offset, pkt.len).ok_or(err(EINVAL))?;
@@ -496,24 +495,23 @@ fn send_packet(
         layout: &slot.layout,
         frags,
         payload_len: pkt.len as u32,
-        ring,
         recycle: slot.recycle && batch.recycling(),
         linear: slot.linear,
     };
-    let mut skb = batch.build(&parts, done, pool).map_err(&err)?;
+    let Destination {
+        template,
+        state,
+        ring,
+        ..
+    } = dest;
+    let mut skb = batch.build(&parts, done, pool, ring).map_err(&err)?;
     // The header: the template's bytes in a new skb, or only the per-packet
     // fields in a recycled one (its earlier header stays); for a full-size
     // packet those were mostly computed once for the call.
     let written = match (skb.fresh(), &slot.fast) {
-        (true, _) => slot
-            .template
-            .write_header(skb.header(), &mut slot.state, pkt.len, csum),
-        (false, Some(fast)) if pkt.len == slot.template.max_payload() => {
-            fast.patch(skb.header(), &mut slot.state)
-        }
-        (false, _) => slot
-            .template
-            .patch_header(skb.header(), &mut slot.state, pkt.len, csum),
+        (true, _) => template.write_header(skb.header(), state, pkt.len, csum),
+        (false, Some(fast)) if pkt.len == slot.max_payload => fast.patch(skb.header(), state),
+        (false, _) => template.patch_header(skb.header(), state, pkt.len, csum),
     };
     // An error ends the call; dropping the skb frees it.
     written.map_err(|_| err(EINVAL))?;
@@ -617,7 +615,6 @@ pub(crate) fn writev(
         active,
         runs,
         devs,
-        rings,
         ..
     } = arena;
     group(entries, slots, order, remaining)?;
@@ -653,12 +650,13 @@ pub(crate) fn writev(
     // Send. `done` is dropped (waiting for the device) before `pages`, or
     // handed the pages with the rest of an asynchronous call.
     let done = CallDone::new().map_err(nomem)?;
-    let mut pool = SkbPool::new(!qdisc, core::mem::take(rings));
+    let mut pool = SkbPool::new(!qdisc);
+    // From here to the end of `keep` below nothing returns early: adopted
+    // rings hold the call's completion until kept.
     // Each destination's skbs from its last call, header in place.
-    for (i, s) in slots.iter().enumerate() {
+    for s in slots.iter() {
         if let (true, Some(d), Some(dev)) = (s.recycle, dests.get_mut(s.handle), devs.get(s.dev)) {
-            // Failing only costs new skbs.
-            let _ = pool.adopt(i, &mut d.skbs, dev, &s.layout, &done);
+            pool.adopt(&mut d.ring, dev, &s.layout, &done);
         }
     }
     let npinned = pages.pinned() as u64;
@@ -666,6 +664,7 @@ pub(crate) fn writev(
     let out = send_all(
         &mut turns,
         slots,
+        dests,
         devs,
         order,
         entries,
@@ -676,14 +675,12 @@ pub(crate) fn writev(
         flow,
     );
     // Each destination keeps the skbs the device is done with for its next
-    // call, and its packet state; the pool lets go of the other skbs.
-    for (i, s) in slots.iter().enumerate() {
-        if let Some(d) = dests.get_mut(s.handle) {
-            pool.keep(i, &mut d.skbs);
-            d.state = s.state;
+    // call and lets go of the others.
+    for s in slots.iter() {
+        if let (true, Some(d)) = (s.recycle, dests.get_mut(s.handle)) {
+            pool.keep(&mut d.ring);
         }
     }
-    *rings = pool.into_rings();
     Stats::add(&stats.packets, out.packets);
     Stats::add(&stats.bytes_zerocopy, out.bytes - out.copied);
     Stats::add(&stats.bytes_copied, out.copied);
@@ -882,19 +879,18 @@ fn new_slot(
     let device = devs.get(dev).ok_or(EINVAL)?;
     let p = *dest.prepare(device)?;
     let recycle = p.recycle && !qdisc;
-    let cursor =
-        PagedCursor::new(dest.template.max_payload(), PAGE_SHIFT as u32).map_err(|_| EINVAL)?;
+    let max_payload = dest.template.max_payload();
+    let cursor = PagedCursor::new(max_payload, PAGE_SHIFT as u32).map_err(|_| EINVAL)?;
     slots.push(
         Slot {
             handle,
-            template: dest.template,
-            state: dest.state,
             csum: p.csum,
             dev,
             first: 0,
             count: 0,
             cursor,
             current: index,
+            max_payload,
             layout: p.layout,
             recycle,
             linear: p.linear,
@@ -943,7 +939,7 @@ fn plan<'a>(
     quantum: u32,
 ) -> Result<RoundRobin<'a>, EntryError> {
     for s in slots.iter() {
-        let n = total_packets(&s.lens(order, entries), s.template.max_payload()).map_err(|_| {
+        let n = total_packets(&s.lens(order, entries), s.max_payload).map_err(|_| {
             let first = order.get(s.first).and_then(|&i| entries.get(i as usize));
             at(first.map_or(0, |e| e.index))(EINVAL)
         })?;
