@@ -50,6 +50,22 @@ pub(crate) fn bytes_of<T: AsBytes>(value: &T) -> &[u8] {
     unsafe { core::slice::from_raw_parts(core::ptr::from_ref(value).cast::<u8>(), size_of::<T>()) }
 }
 
+/// Views uninitialised room for uapi values as uninitialised bytes, to
+/// read them from user memory in one copy.
+pub(crate) fn uninit_bytes_mut<T: FromBytes>(
+    values: &mut [core::mem::MaybeUninit<T>],
+) -> &mut [core::mem::MaybeUninit<u8>] {
+    // SAFETY: the slice covers exactly the memory of `values` and borrows
+    // it mutably; `MaybeUninit<u8>` has no validity requirement, and
+    // `T: FromBytes` makes whatever bytes get written a valid `T`.
+    unsafe {
+        core::slice::from_raw_parts_mut(
+            values.as_mut_ptr().cast::<core::mem::MaybeUninit<u8>>(),
+            core::mem::size_of_val(values),
+        )
+    }
+}
+
 /// Views a uapi value as mutable bytes, to read it from user memory.
 pub(crate) fn bytes_of_mut<T: AsBytes + FromBytes>(value: &mut T) -> &mut [u8] {
     // SAFETY: `T: AsBytes` makes every byte initialized and `T: FromBytes`

@@ -5,9 +5,10 @@
 //! Locking: `dests` is held while a `MDW_IOC_WRITEV` call builds and
 //! queues its packets, so calls on one file send one at a time (calls on
 //! different files run in parallel) and destinations cannot change under
-//! a call; a synchronous call waits for its completion after dropping it
-//! (and its device references), so other ioctls on the file go on
-//! meanwhile. `bufs` is taken briefly, inside `dests` when a call looks its
+//! a call; the file's call arena (`writev::CallArena`, its working arrays
+//! kept from call to call) lives behind the same lock. A synchronous call
+//! waits for its completion after dropping it (and its device
+//! references), so other ioctls on the file go on meanwhile. `bufs` is taken briefly, inside `dests` when a call looks its
 //! buffers up (each call then holds its own references).
 //!
 //! Privilege belongs to the file, as for a socket: the opener's
@@ -33,10 +34,10 @@ use crate::{
     buffer::{BufTable, RegisteredBuffer},
     completion::{FileShared, PollTable},
     dest::Destination,
-    ioctl::{read_array, Command, UserStruct},
+    ioctl::{read_array_into, Command, UserStruct},
     net::NetNs,
     table::Table,
-    writev,
+    writev::{self, CallArena},
 };
 
 /// Feature bits this build of the module implements.
@@ -45,6 +46,26 @@ const FEATURES: u64 =
 
 /// The destinations of one file, by handle.
 pub(crate) type DestTable = Table<KBox<Destination>, { MDW_MAX_DESTS as usize }>;
+
+/// What the file's lock protects: its destinations and the arrays its
+/// calls work in (kept between calls: no allocation per call once they
+/// are large enough).
+pub(crate) struct Dests {
+    table: DestTable,
+    arena: CallArena,
+    /// The entries of the current call, as copied in.
+    raw: KVVec<MdwEntry>,
+}
+
+impl Default for Dests {
+    fn default() -> Self {
+        Self {
+            table: DestTable::default(),
+            arena: CallArena::default(),
+            raw: KVVec::new(),
+        }
+    }
+}
 
 /// What the opener of a file may do with it, fixed at open.
 #[derive(Clone, Copy)]
@@ -67,7 +88,7 @@ pub(crate) struct Client {
     /// device, so a file's packets never overtake each other.
     flow: u32,
     #[pin]
-    dests: Mutex<DestTable>,
+    dests: Mutex<Dests>,
     #[pin]
     bufs: Mutex<BufTable>,
     shared: Arc<FileShared>,
@@ -82,7 +103,7 @@ impl Client {
                 net,
                 access,
                 flow: crate::net::random_u32(),
-                dests <- new_mutex!(DestTable::default(), "mdwrite:dests"),
+                dests <- new_mutex!(Dests::default(), "mdwrite:dests"),
                 bufs <- new_mutex!(BufTable::default(), "mdwrite:bufs"),
                 shared,
             }),
@@ -116,7 +137,7 @@ impl Client {
                 if req.flags != 0 {
                     return Err(EINVAL);
                 }
-                self.dests.lock().remove(req.handle).ok_or(ENXIO)?;
+                self.dests.lock().table.remove(req.handle).ok_or(ENXIO)?;
             }
             Command::Writev(user) => {
                 self.writable()?;
@@ -183,10 +204,10 @@ impl Client {
             GFP_KERNEL_ACCOUNT,
         )?;
         let mut dests = self.dests.lock();
-        req.handle = dests.add(dest)?;
+        req.handle = dests.table.add(dest)?;
         if let Err(e) = user.write(&req) {
             // The caller cannot learn the handle: do not keep it.
-            let _ = dests.remove(req.handle);
+            let _ = dests.table.remove(req.handle);
             return Err(e);
         }
         Ok(())
@@ -202,22 +223,31 @@ impl Client {
             // its result, and the ioctl must not fail.
             user.write(&req)?;
         }
-        let raw: KVVec<MdwEntry> =
-            read_array(req.entries, req.count as usize, req.entry_size as usize)?;
         let result = {
-            let mut dests = self.dests.lock();
-            writev::writev(
+            let mut guard = self.dests.lock();
+            let Dests { table, arena, raw } = &mut *guard;
+            // Copy-in: the entries, into the file's array for them.
+            read_array_into(
+                raw,
+                req.entries,
+                req.count as usize,
+                req.entry_size as usize,
+            )?;
+            let result = writev::writev(
                 &self.net,
-                &mut dests,
+                table,
+                arena,
                 &self.bufs,
                 &self.shared,
                 &req,
-                &raw,
+                raw,
                 quantum,
                 self.flow,
-            )
+            );
+            // The call's device references go before any wait.
+            arena.clear();
+            result
         };
-        drop(raw);
         let (ret, out) = match result {
             Ok((out, wait)) => {
                 // A synchronous call: its packets are queued, the file's

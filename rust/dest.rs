@@ -1,15 +1,19 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Destinations (`MDW_IOC_DEST_ADD`): validation and the header template.
+//! Destinations (`MDW_IOC_DEST_ADD`): validation, the header template,
+//! and what its packets need from its device ([`Prepared`]), worked out
+//! once and again only when the device changes.
 
 use kernel::prelude::*;
 
 use crate::{
     abi::{MdwDest, MDW_DEST_IPV6, MDW_DEST_RTP, MDW_DEST_UDP_CSUM_ZERO, MDW_DEST_VLAN},
-    common::template::{DestSpec, IpAddrs, PacketState, RtpSpec, Template, TemplateError},
+    common::template::{
+        DestSpec, FullSizePatch, IpAddrs, PacketState, RtpSpec, Template, TemplateError, UdpCsum,
+    },
     errno, ffi,
     net::{NetDevice, NetNs},
-    skb::SkbCache,
+    skb::SkbRing,
 };
 
 /// `MDW_DEST_*` bits this module knows.
@@ -33,21 +37,69 @@ pub(crate) struct Destination {
     pub(crate) template: Template,
     /// IPv4 id, RTP sequence number and timestamp of the next packet.
     pub(crate) state: PacketState,
-    /// Skbs kept from the last call for the next (`SkbPool::keep`).
-    pub(crate) skbs: SkbCache,
-    /// What the device does with this destination's packets, and the
-    /// device state it was probed for.
-    caps: Option<ProbedCaps>,
+    /// Its skbs: those of the current call, and between calls those
+    /// kept for the next (`SkbPool::adopt`, `SkbPool::keep`).
+    pub(crate) ring: SkbRing,
+    /// What its packets need from its device, for the device state it was
+    /// worked out for.
+    prepared: Option<Prepared>,
+    /// The call that last gave this destination a slot, and the slot: a
+    /// call finds an entry's slot in O(1).
+    mark: CallMark,
 }
 
-/// A device's answer for one destination's packets (`NetDevice::probe`),
-/// valid while the device's index and features stay as they were.
+/// A call's slot for a destination (`Destination::slot_in`).
+#[derive(Clone, Copy, Default)]
+struct CallMark {
+    call: u64,
+    slot: u32,
+}
+
+/// How a destination's UDP checksums are made.
 #[derive(Clone, Copy)]
-struct ProbedCaps {
-    ifindex: u32,
-    features: u64,
-    vlan_features: u64,
-    caps: ffi::MdwDevCaps,
+pub(crate) enum CsumMode {
+    /// By the device (`CHECKSUM_PARTIAL`).
+    Partial,
+    /// Not at all: 0 (IPv4, `MDW_DEST_UDP_CSUM_ZERO`).
+    Zero,
+    /// By the module, over the payload.
+    Software,
+}
+
+impl CsumMode {
+    /// The template's checksum mode for a packet whose payload sums to
+    /// `payload_sum` (used only by `Software`).
+    #[inline(always)]
+    pub(crate) fn udp(self, payload_sum: u32) -> UdpCsum {
+        match self {
+            CsumMode::Partial => UdpCsum::Partial,
+            CsumMode::Zero => UdpCsum::Zero,
+            CsumMode::Software => UdpCsum::Full { payload_sum },
+        }
+    }
+}
+
+/// What a destination's packets need from its device: worked out when a
+/// call first sends to the device (the device checked, its features
+/// probed for the packet's shape), then reused while the device reports
+/// exactly the same state (`MdwDevInfo`: index, features, MTU, MAC,
+/// flags), so that a call pays a comparison per destination, not a probe.
+#[derive(Clone, Copy)]
+pub(crate) struct Prepared {
+    /// The device state this was worked out for.
+    info: ffi::MdwDevInfo,
+    /// Header length and offsets of its packets, and the checksum mode.
+    pub(crate) layout: ffi::MdwLayout,
+    pub(crate) csum: CsumMode,
+    /// Its skbs may be recycled on direct sends (an audited driver with
+    /// scatter-gather for these packets).
+    pub(crate) recycle: bool,
+    /// Its packets are copied into linear skbs: no scatter-gather for
+    /// them (`bytes_copied`).
+    pub(crate) linear: bool,
+    /// The header writes of its full-size packets in recycled skbs, when
+    /// they do not depend on the payload.
+    pub(crate) fast: Option<FullSizePatch>,
 }
 
 fn template_errno(e: TemplateError) -> Error {
@@ -144,19 +196,50 @@ impl Destination {
             rtp,
             template,
             state,
-            skbs: SkbCache::default(),
-            caps: None,
+            ring: SkbRing::default(),
+            prepared: None,
+            mark: CallMark::default(),
         })
     }
 
-    /// Checks that `dev`, the destination's device as a call looked it up,
-    /// still fits the template: an Ethernet device (`ENODEV`: its index
-    /// now names another kind of device), taking 802.1Q frames if the
-    /// destination is tagged (`EOPNOTSUPP`). A changed MAC address is
-    /// taken into the template (and the skbs kept with the old header
-    /// are dropped).
-    pub(crate) fn revalidate(&mut self, dev: &NetDevice) -> Result {
-        let info = dev.info();
+    /// The slot of this destination in call `call` (a number no other
+    /// call of the file has): `Ok(slot)` when the call gave it one
+    /// already, `Err(next)` after giving it `next`, which the caller then
+    /// creates.
+    #[inline(always)]
+    pub(crate) fn slot_in(&mut self, call: u64, next: u32) -> core::result::Result<u32, u32> {
+        if self.mark.call == call {
+            return Ok(self.mark.slot);
+        }
+        self.mark = CallMark { call, slot: next };
+        Err(next)
+    }
+
+    /// What this destination's packets need from `dev`, its device as a
+    /// call looked it up: the last answer while the device reports the
+    /// same state, else worked out again ([`Destination::prepare_again`]).
+    #[inline(always)]
+    pub(crate) fn prepare(&mut self, dev: &NetDevice) -> Result<&Prepared> {
+        if !matches!(&self.prepared, Some(p) if p.info == *dev.info()) {
+            self.prepared = None;
+            let p = self.prepare_again(dev)?;
+            self.prepared = Some(p);
+        }
+        self.prepared.as_ref().ok_or(EINVAL)
+    }
+
+    /// Checks `dev` for this destination and works out what its packets
+    /// need: an Ethernet device (`ENODEV`: its index now names another
+    /// kind of device), taking 802.1Q frames if the destination is tagged
+    /// (`EOPNOTSUPP`), up (`ENETDOWN`), with an MTU that fits the
+    /// destination's packets (`EMSGSIZE`). A changed MAC address is taken
+    /// into the template (and the skbs kept with the old header are
+    /// dropped). The device's features for a packet of this shape decide
+    /// scatter-gather and checksum offload: never a packet its features do
+    /// not cover.
+    #[cold]
+    fn prepare_again(&mut self, dev: &NetDevice) -> Result<Prepared> {
+        let info = *dev.info();
         if !info.ethernet {
             return Err(ENODEV);
         }
@@ -165,38 +248,41 @@ impl Destination {
         }
         if self.template.src_mac() != info.mac {
             self.template.set_src_mac(info.mac);
-            self.skbs = SkbCache::default();
+            self.ring = SkbRing::default();
         }
-        Ok(())
-    }
-
-    /// What `dev` does with this destination's packets (`layout`):
-    /// scatter-gather and checksum offload, probed again only when the
-    /// device's index or features changed since the last call.
-    pub(crate) fn caps(
-        &mut self,
-        dev: &NetDevice,
-        layout: &ffi::MdwLayout,
-    ) -> Result<ffi::MdwDevCaps> {
-        let info = dev.info();
-        match self.caps {
-            Some(p)
-                if p.ifindex == info.ifindex
-                    && p.features == info.features
-                    && p.vlan_features == info.vlan_features =>
-            {
-                Ok(p.caps)
-            }
-            _ => {
-                let caps = dev.probe(layout, self.template.header())?;
-                self.caps = Some(ProbedCaps {
-                    ifindex: info.ifindex,
-                    features: info.features,
-                    vlan_features: info.vlan_features,
-                    caps,
-                });
-                Ok(caps)
-            }
+        if !info.up {
+            return Err(errno::enetdown());
         }
+        if info.mtu < self.packet_size as u32 {
+            return Err(errno::emsgsize());
+        }
+        let mut layout = ffi::MdwLayout {
+            hdr_len: self.template.header_len() as u32,
+            l3_off: self.template.l3_offset() as u32,
+            l4_off: self.template.l4_offset() as u32,
+            ipv6: self.template.is_ipv6(),
+            vlan: self.template.is_vlan(),
+            csum_partial: false,
+        };
+        let caps = dev.probe(&layout, self.template.header())?;
+        let csum = match (self.csum_zero, caps.csum) {
+            (true, _) => CsumMode::Zero,
+            (false, true) => CsumMode::Partial,
+            (false, false) => CsumMode::Software,
+        };
+        layout.csum_partial = matches!(csum, CsumMode::Partial);
+        let recycle = info.recycle_ok && caps.sg;
+        Ok(Prepared {
+            info,
+            layout,
+            csum,
+            recycle,
+            linear: !caps.sg,
+            // Only recycled skbs keep an earlier header.
+            fast: match recycle {
+                true => self.template.full_size_patch(csum.udp(0)),
+                false => None,
+            },
+        })
     }
 }

@@ -36,7 +36,7 @@ pub(crate) struct MdwEventfd {
 
 /// `struct mdw_dev_info`.
 #[repr(C)]
-#[derive(Default, Clone, Copy)]
+#[derive(Default, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct MdwDevInfo {
     pub(crate) features: u64,
     pub(crate) vlan_features: u64,

@@ -52,7 +52,7 @@ impl PinnedPages {
     /// Pins the `nr` pages starting with the one holding `addr`, appending
     /// them; returns the index of the first (see [`pin_into`]).
     pub(crate) fn pin(&mut self, addr: u64, nr: usize) -> Result<usize> {
-        pin_into(&mut self.pages, addr, nr, self.kind)
+        pin_into(&mut self.pages, addr, nr, self.kind).map_err(|(e, _)| e)
     }
 
     /// The pinned pages, in pinning order.
@@ -75,9 +75,11 @@ fn pin_into(
     addr: u64,
     nr: usize,
     kind: PinKind,
-) -> Result<usize> {
+) -> core::result::Result<usize, (Error, usize)> {
     let base = pages.len();
-    pages.reserve(nr, GFP_KERNEL_ACCOUNT)?;
+    pages
+        .reserve(nr, GFP_KERNEL_ACCOUNT)
+        .map_err(|e| (e.into(), 0))?;
     let start = (addr >> PAGE_SHIFT) << PAGE_SHIFT;
     let flags = match kind {
         PinKind::Call => 0,
@@ -90,7 +92,7 @@ fn pin_into(
         if done > 0 {
             if let Err(e) = crate::net::yield_killable() {
                 unpin_tail(pages, base);
-                return Err(e);
+                return Err((e, done));
             }
         }
         let chunk = (nr - done).min(PIN_CHUNK);
@@ -107,11 +109,12 @@ fn pin_into(
         };
         if ret <= 0 {
             unpin_tail(pages, base);
-            return Err(if ret < 0 {
+            let error = if ret < 0 {
                 Error::from_errno(ret)
             } else {
                 EFAULT
-            });
+            };
+            return Err((error, done));
         }
         done += ret as usize;
         // SAFETY: the kernel initialized `ret` more entries.
@@ -161,12 +164,24 @@ impl CallPages {
 
     /// Pins `nr` pages from the one holding `addr` for this call (see
     /// [`PinnedPages::pin`]); returns the index of the first.
-    pub(crate) fn pin(&mut self, addr: u64, nr: usize) -> Result<usize> {
-        self.pinned.reserve(1, GFP_KERNEL_ACCOUNT)?;
+    /// On failure, also says how many of the pages (the first ones) could
+    /// be pinned before it.
+    pub(crate) fn pin(
+        &mut self,
+        addr: u64,
+        nr: usize,
+    ) -> core::result::Result<usize, (Error, usize)> {
+        self.pinned
+            .reserve(1, GFP_KERNEL_ACCOUNT)
+            .map_err(|e| (e.into(), 0))?;
         let base = pin_into(&mut self.pages, addr, nr, PinKind::Call)?;
         match self.pinned.last_mut() {
             Some((start, len)) if *start + *len == base => *len += nr,
-            _ => self.pinned.push((base, nr), GFP_KERNEL_ACCOUNT)?,
+            // Cannot fail: room was reserved.
+            _ => self
+                .pinned
+                .push((base, nr), GFP_KERNEL_ACCOUNT)
+                .map_err(|e| (e.into(), 0))?,
         }
         Ok(base)
     }

@@ -45,6 +45,7 @@ mod pin;
 mod skb;
 mod stats;
 mod table;
+mod vec;
 mod writev;
 
 /// Pure logic shared with the host crate `mdwrite-common`.
@@ -56,6 +57,8 @@ mod common {
     pub mod interleave;
     #[path = "../common/recycle.rs"]
     pub mod recycle;
+    #[path = "../common/runs.rs"]
+    pub mod runs;
     #[path = "../common/segment.rs"]
     pub mod segment;
     #[path = "../common/template.rs"]

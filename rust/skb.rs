@@ -3,12 +3,7 @@
 //! Packets: building skbs around pinned pages, the call's completion, and
 //! batched transmit.
 
-use kernel::{
-    alloc::{KVVec, KVec},
-    bindings,
-    prelude::*,
-    types::ForeignOwnable,
-};
+use kernel::{alloc::KVec, bindings, prelude::*, types::ForeignOwnable};
 
 use crate::{
     common::recycle::{BufState, RingCursor, Step},
@@ -86,21 +81,19 @@ impl Drop for CallDone {
     }
 }
 
-/// Skbs one call recycles, per destination: on devices that accept shared
-/// skbs (`IFF_TX_SKB_SHARING`) and for direct sends, each destination keeps
-/// a ring of the skbs it sent (one reference each), and an skb the device
-/// has released carries the destination's next packet with its header left
-/// in place (`mdw_skb_reuse`): only the per-packet fields are rewritten
+/// A call's recycling of skbs. On devices whose driver leaves shared skbs
+/// alone (see `Which devices recycle` in Documentation/design.rst) and for
+/// direct sends, each destination keeps a ring of the skbs it sent (one
+/// reference each), and an skb the device has released carries the
+/// destination's next packet with its header left in place
+/// (`mdw_skb_reuse`): only the per-packet fields are rewritten
 /// (`Template::patch_header`). A ring grows only while its least recently
 /// used skb is still in flight (`common::recycle`), so it ends up as large
-/// as what the device holds at once, and a call that sends few packets sets
-/// up nothing it does not use. Dropping the pool drops its references; it
-/// must go before the `CallDone` that waits for the skbs.
+/// as what the device holds at once, and a call that sends few packets
+/// sets up nothing it does not use.
 pub(crate) struct SkbPool {
     enabled: bool,
-    /// One ring per destination of the call, created when first used.
-    rings: KVVec<SkbRing>,
-    /// How many more skbs the rings may keep.
+    /// How many more skbs the rings may keep in this call.
     spare: usize,
 }
 
@@ -111,65 +104,73 @@ const KEPT_MAX: usize = 4096;
 /// Skbs a ring has room for when it first grows.
 const RING_START: usize = 4;
 
-/// The skbs one destination sent, least recently used at the cursor.
-struct SkbRing {
+/// Skbs a destination keeps between calls, at most this many.
+const CACHED_MAX: usize = 8;
+
+/// The skbs one destination sent, least recently used at the cursor. A
+/// destination owns its ring for its whole life (`Destination::ring`):
+/// during a call its skbs are tied to the call ([`SkbPool::adopt`]);
+/// between calls it keeps up to `CACHED_MAX` of them untied from any call
+/// and any page (`mdw_skb_detach`, [`SkbPool::keep`]), each with the
+/// header of one of the destination's packets still in place, so that its
+/// next call recycles at once instead of allocating. Dropping it frees
+/// them; a ring is only dropped between calls.
+pub(crate) struct SkbRing {
     skbs: KVec<*mut bindings::sk_buff>,
     cursor: RingCursor,
-    /// `mdw_skb_rearm`'s arguments for this destination.
+    /// `mdw_skb_rearm`'s arguments for this destination in this call.
     rearm: ffi::MdwRearm,
 }
 
+// SAFETY: the ring alone holds its references to its skbs; they may be
+// released from any thread.
+unsafe impl Send for SkbRing {}
+// SAFETY: shared references give no access to the skbs.
+unsafe impl Sync for SkbRing {}
+
+impl Default for SkbRing {
+    fn default() -> Self {
+        Self {
+            skbs: KVec::new(),
+            cursor: RingCursor::new(),
+            rearm: ffi::MdwRearm {
+                hdr_len: 0,
+                done: core::ptr::null_mut(),
+            },
+        }
+    }
+}
+
+impl Drop for SkbRing {
+    fn drop(&mut self) {
+        for &skb in self.skbs.iter() {
+            // SAFETY: the ring owns one reference to each skb in it.
+            unsafe { ffi::mdw_skb_release(skb) };
+        }
+    }
+}
+
 impl SkbPool {
-    /// An empty pool; `enabled` false never recycles (qdisc sends: the
-    /// stack may modify the skbs it is given).
-    pub(crate) fn new(enabled: bool) -> Result<Self> {
-        Ok(Self {
+    /// A pool for one call; `enabled` false never recycles (qdisc sends:
+    /// the stack may modify the skbs it is given).
+    pub(crate) fn new(enabled: bool) -> Self {
+        Self {
             enabled,
-            rings: KVVec::new(),
             spare: KEPT_MAX,
-        })
-    }
-
-    /// The ring of destination `index`.
-    #[inline(always)]
-    fn ring(&mut self, index: usize) -> Result<&mut SkbRing> {
-        if index >= self.rings.len() {
-            self.grow(index)?;
         }
-        self.rings.get_mut(index).ok_or(EINVAL)
-    }
-
-    #[cold]
-    fn grow(&mut self, index: usize) -> Result {
-        self.rings.reserve(
-            (index + 1).saturating_sub(self.rings.len()),
-            GFP_KERNEL_ACCOUNT,
-        )?;
-        while self.rings.len() <= index {
-            self.rings.push(
-                SkbRing {
-                    skbs: KVec::new(),
-                    cursor: RingCursor::new(),
-                    rearm: ffi::MdwRearm {
-                        hdr_len: 0,
-                        done: core::ptr::null_mut(),
-                    },
-                },
-                GFP_KERNEL_ACCOUNT,
-            )?;
-        }
-        Ok(())
     }
 
     /// An skb carrying `parts`, with one reference for the caller, and
     /// whether its header bytes (at `*hdr`) are new (zeroed) rather than
-    /// those of the destination's earlier packet.
+    /// those of the destination's earlier packet; `ring` is the
+    /// destination's.
     fn take(
         &mut self,
         dev: &NetDevice,
         parts: &PacketParts<'_>,
         done: &CallDone,
         hdr: &mut *mut u8,
+        ring: &mut SkbRing,
     ) -> Result<(*mut bindings::sk_buff, bool)> {
         if parts.linear {
             return Ok((new_linear_skb(dev, parts, done, hdr)?, true));
@@ -177,8 +178,11 @@ impl SkbPool {
         if !self.enabled || !parts.recycle {
             return Ok((new_skb(dev, parts, done, false, hdr)?, true));
         }
-        let SkbRing { skbs, cursor, .. } = self.ring(parts.ring)?;
-        let state = match cursor.peek(skbs.len()).and_then(|at| skbs.get(at)) {
+        let state = match ring
+            .cursor
+            .peek(ring.skbs.len())
+            .and_then(|at| ring.skbs.get(at))
+        {
             None => BufState::Spoiled,
             // SAFETY: the ring holds a reference to `skb`, a packet of this
             // call on this destination's device; the layout and fragments
@@ -200,20 +204,23 @@ impl SkbPool {
                 _ => BufState::Spoiled,
             },
         };
-        self.settle(dev, parts, done, hdr, state)
+        self.settle(dev, parts, done, hdr, state, ring)
     }
 
-    /// The fast way to an skb for destination `ring`'s next packet, a
-    /// payload in one page or across two: its least recently used skb,
-    /// rearmed in one call when the device has released it. `None` when
-    /// that is not so (the pool is off, the ring is empty, its skb busy or
-    /// spoiled): [`SkbPool::take`] then does what the ring needs.
+    /// The fast way to an skb for the destination's next packet, a payload
+    /// in one page or across two: the least recently used skb of its
+    /// `ring`, rearmed in one call when the device has released it. `None`
+    /// when that is not so (the pool is off, the ring is empty, its skb
+    /// busy or spoiled): [`SkbPool::take`] then does what the ring needs.
     #[inline(always)]
-    fn rearm(&mut self, ring: usize, two: &TwoFrags) -> Option<(*mut bindings::sk_buff, *mut u8)> {
+    fn rearm(
+        &mut self,
+        ring: &mut SkbRing,
+        two: &TwoFrags,
+    ) -> Option<(*mut bindings::sk_buff, *mut u8)> {
         if !self.enabled {
             return None;
         }
-        let ring = self.rings.get_mut(ring)?;
         let len = ring.skbs.len();
         let at = ring.cursor.peek(len)?;
         let skb = *ring.skbs.get(at)?;
@@ -224,7 +231,8 @@ impl SkbPool {
         // SAFETY: the ring holds a reference to `skb`, a packet of this
         // call on this destination's device; the pages stay pinned until
         // the call's `done` completes, and `rearm` holds the header length
-        // and that `done`, set by `settle` when the ring got its first skb.
+        // and that `done`, set when the ring was adopted or got its first
+        // skb in this call.
         let hdr =
             unsafe { ffi::mdw_skb_rearm(skb, &ring.rearm, two.page0, two.page1, two.off, lens) };
         if hdr.is_null() {
@@ -234,7 +242,7 @@ impl SkbPool {
         Some((skb, hdr))
     }
 
-    /// Does what the destination's ring says for `state`, the answer of
+    /// Does what the destination's `ring` says for `state`, the answer of
     /// its least recently used skb (ignored when the ring is empty).
     #[inline(never)]
     fn settle(
@@ -244,13 +252,14 @@ impl SkbPool {
         done: &CallDone,
         hdr: &mut *mut u8,
         state: BufState,
+        ring: &mut SkbRing,
     ) -> Result<(*mut bindings::sk_buff, bool)> {
         let grow = self.spare > 0;
         let SkbRing {
             skbs,
             cursor,
             rearm,
-        } = self.ring(parts.ring)?;
+        } = ring;
         rearm.hdr_len = parts.layout.hdr_len;
         rearm.done = done.0;
         match cursor.step(skbs.len(), grow, state) {
@@ -280,6 +289,82 @@ impl SkbPool {
             }
             Step::Unkept => Ok((new_skb(dev, parts, done, false, hdr)?, true)),
         }
+    }
+
+    /// Start of a call: ties the skbs `ring` kept from its destination's
+    /// last call to this call (`done`, on `dev`, with the destination's
+    /// `layout` and this call's checksum mode); those that cannot be used
+    /// here are freed. Every adopted ring must be handed to
+    /// [`SkbPool::keep`] before the call ends: its skbs hold the call's
+    /// completion until then.
+    pub(crate) fn adopt(
+        &mut self,
+        ring: &mut SkbRing,
+        dev: &NetDevice,
+        layout: &ffi::MdwLayout,
+        done: &CallDone,
+    ) {
+        ring.rearm.hdr_len = layout.hdr_len;
+        ring.rearm.done = done.0;
+        ring.cursor = RingCursor::new();
+        if ring.skbs.is_empty() || !self.enabled {
+            return;
+        }
+        let spare = &mut self.spare;
+        let skbs = &mut ring.skbs;
+        let mut n = 0;
+        for i in 0..skbs.len() {
+            let skb = skbs[i];
+            // SAFETY: the ring held the skb's only reference, untied from
+            // any call; the device is held, `layout` valid and `done` live.
+            if *spare > 0 && unsafe { ffi::mdw_skb_attach(skb, dev.as_ptr(), layout, done.0) } {
+                skbs[n] = skb;
+                n += 1;
+                *spare -= 1;
+            } else {
+                // SAFETY: the ring held the skb's only reference.
+                unsafe { ffi::mdw_skb_release(skb) };
+            }
+        }
+        // SAFETY: `n` is at most the length; the entries from `n` on are
+        // plain pointers whose references were released or moved below
+        // `n`.
+        unsafe { skbs.set_len(n) };
+    }
+
+    /// End of a call: unties the skbs of `ring` that the device has
+    /// released from the call and keeps them (up to `CACHED_MAX`, least
+    /// recently used first) for the destination's next call; lets go of
+    /// the others (the device may still hold its own references).
+    pub(crate) fn keep(&mut self, ring: &mut SkbRing) {
+        let SkbRing {
+            skbs,
+            cursor,
+            rearm,
+        } = ring;
+        // Least recently used first, as the ring would have used them.
+        let start = cursor.peek(skbs.len()).unwrap_or(0);
+        if start != 0 {
+            skbs.rotate_left(start);
+        }
+        let mut n = 0;
+        for i in 0..skbs.len() {
+            let skb = skbs[i];
+            // SAFETY: the ring holds a reference to `skb`, a packet of
+            // this call with `rearm`'s header length and completion.
+            if n < CACHED_MAX && unsafe { ffi::mdw_skb_detach(skb, rearm.hdr_len, rearm.done) } {
+                skbs[n] = skb;
+                n += 1;
+            } else {
+                // SAFETY: the ring's reference, given up here (the device
+                // may still hold its own).
+                unsafe { ffi::mdw_skb_release(skb) };
+            }
+        }
+        // SAFETY: as in `adopt`.
+        unsafe { skbs.set_len(n) };
+        *cursor = RingCursor::new();
+        rearm.done = core::ptr::null_mut();
     }
 }
 
@@ -355,142 +440,6 @@ pub(crate) struct TwoFrags {
     pub(crate) len1: u32,
 }
 
-/// Skbs a destination keeps between calls, at most this many.
-const CACHED_MAX: usize = 8;
-
-/// The skbs a destination keeps from one call to the next: untied from
-/// any call and any page (`mdw_skb_detach`), each with the header of one
-/// of the destination's packets still in place, so that its next call
-/// starts recycling at once instead of allocating (`SkbPool::adopt`).
-/// Dropping it frees them.
-#[derive(Default)]
-pub(crate) struct SkbCache {
-    skbs: KVec<*mut bindings::sk_buff>,
-}
-
-// SAFETY: the cache alone holds its skbs; they may be freed from any
-// thread.
-unsafe impl Send for SkbCache {}
-// SAFETY: shared references give no access to the skbs.
-unsafe impl Sync for SkbCache {}
-
-impl Drop for SkbCache {
-    fn drop(&mut self) {
-        for &skb in self.skbs.iter() {
-            // SAFETY: the cache owns its one reference to each skb.
-            unsafe { ffi::mdw_skb_release(skb) };
-        }
-    }
-}
-
-impl SkbPool {
-    /// Gives destination `ring`'s ring the skbs its destination kept from
-    /// its last call, tied to this call (`done`, on `dev`, with the
-    /// destination's `layout` and this call's checksum mode); those that
-    /// cannot be used here are freed. Call before the ring's first packet.
-    pub(crate) fn adopt(
-        &mut self,
-        ring: usize,
-        cache: &mut SkbCache,
-        dev: &NetDevice,
-        layout: &ffi::MdwLayout,
-        done: &CallDone,
-    ) -> Result {
-        if cache.skbs.is_empty() {
-            return Ok(());
-        }
-        if !self.enabled {
-            // Nothing to recycle into: keep them for a later call.
-            return Ok(());
-        }
-        self.ring(ring)?;
-        let spare = &mut self.spare;
-        let SkbRing {
-            skbs,
-            cursor,
-            rearm,
-        } = self.rings.get_mut(ring).ok_or(EINVAL)?;
-        if !skbs.is_empty() {
-            return Ok(());
-        }
-        rearm.hdr_len = layout.hdr_len;
-        rearm.done = done.0;
-        // The cache's vector becomes the ring: no allocation.
-        *skbs = core::mem::take(&mut cache.skbs);
-        let mut n = 0;
-        for i in 0..skbs.len() {
-            let skb = skbs[i];
-            // SAFETY: the cache held the skb's only reference; the device
-            // is held, `layout` valid and `done` live.
-            if *spare > 0 && unsafe { ffi::mdw_skb_attach(skb, dev.as_ptr(), layout, done.0) } {
-                skbs[n] = skb;
-                n += 1;
-                *spare -= 1;
-            } else {
-                // SAFETY: the cache held the skb's only reference.
-                unsafe { ffi::mdw_skb_release(skb) };
-            }
-        }
-        // SAFETY: `n` is at most the length; the entries from `n` on are
-        // plain pointers whose references were released or moved below
-        // `n`.
-        unsafe { skbs.set_len(n) };
-        *cursor = RingCursor::new();
-        Ok(())
-    }
-
-    /// End of a call: moves destination `ring`'s skbs that the device has
-    /// released into `cache`, untied from the call, for its next call (up
-    /// to what the cache keeps); the others are left to the pool's drop.
-    pub(crate) fn keep(&mut self, ring: usize, cache: &mut SkbCache) {
-        if !cache.skbs.is_empty() {
-            // Not adopted by this call: the cache keeps what it has.
-            return;
-        }
-        let Some(SkbRing {
-            skbs,
-            cursor,
-            rearm,
-        }) = self.rings.get_mut(ring)
-        else {
-            return;
-        };
-        // Least recently used first, as the ring would have used them.
-        let start = cursor.peek(skbs.len()).unwrap_or(0);
-        skbs.rotate_left(start);
-        let mut n = 0;
-        for i in 0..skbs.len() {
-            let skb = skbs[i];
-            // SAFETY: the ring holds a reference to `skb`, a packet of
-            // this call with `rearm`'s header length and completion.
-            if n < CACHED_MAX && unsafe { ffi::mdw_skb_detach(skb, rearm.hdr_len, rearm.done) } {
-                skbs[n] = skb;
-                n += 1;
-            } else {
-                // SAFETY: the ring's reference, given up here (the device
-                // may still hold its own).
-                unsafe { ffi::mdw_skb_release(skb) };
-            }
-        }
-        // SAFETY: as in `adopt`.
-        unsafe { skbs.set_len(n) };
-        *cursor = RingCursor::new();
-        // The ring's vector becomes the cache: no allocation.
-        cache.skbs = core::mem::take(skbs);
-    }
-}
-
-impl Drop for SkbPool {
-    fn drop(&mut self) {
-        for ring in self.rings.iter() {
-            for &skb in ring.skbs.iter() {
-                // SAFETY: the ring owns one reference to each skb in it.
-                unsafe { ffi::mdw_skb_release(skb) };
-            }
-        }
-    }
-}
-
 /// One packet to build: the layout of its destination's packets, the page
 /// fragments of its payload, and where to recycle its skb.
 pub(crate) struct PacketParts<'a> {
@@ -500,8 +449,6 @@ pub(crate) struct PacketParts<'a> {
     pub(crate) frags: &'a [ffi::MdwFrag],
     /// Sum of the fragment lengths.
     pub(crate) payload_len: u32,
-    /// The destination's index in the call: its ring in the pool.
-    pub(crate) ring: usize,
     /// Whether the skb may be recycled (handed over shared).
     pub(crate) recycle: bool,
     /// Whether the payload is copied into a linear skb.
@@ -600,12 +547,13 @@ impl<'a> TxBatch<'a> {
         parts: &PacketParts<'_>,
         done: &CallDone,
         pool: &mut SkbPool,
+        ring: &mut SkbRing,
     ) -> Result<Building<'b, 'a>> {
         if self.is_full() || parts.frags.len() > MAX_FRAGS {
             return Err(EINVAL);
         }
         let mut hdr = core::ptr::null_mut();
-        let (skb, fresh) = pool.take(self.dev, parts, done, &mut hdr)?;
+        let (skb, fresh) = pool.take(self.dev, parts, done, &mut hdr, ring)?;
         Ok(Building {
             batch: self,
             skb,
@@ -624,7 +572,7 @@ impl<'a> TxBatch<'a> {
     #[inline(always)]
     pub(crate) fn build_rearmed<'b>(
         &'b mut self,
-        ring: usize,
+        ring: &mut SkbRing,
         hdr_len: u32,
         two: &TwoFrags,
         pool: &mut SkbPool,

@@ -34,18 +34,21 @@ use crate::{
     common::{
         checksum::from_native_sum,
         interleave::RoundRobin,
+        runs::{self, Run, RunLayout, Source},
         segment::{
             page_frags, pages_spanned, split_two, total_packets, EntryLens, EntrySpan, EntrySpans,
             PagedCursor,
         },
-        template::{FullSizePatch, PacketState, Template, UdpCsum},
+        template::{FullSizePatch, PacketState},
     },
     completion::{AsyncCall, CallRelease, FileShared},
-    errno, ffi,
+    dest::{CsumMode, Destination},
+    ffi,
     net::{yield_killable, NetDevice, NetNs},
     pin::{CallPages, MemlockCharge},
     skb::{payload_sum, CallDone, PacketParts, SkbPool, TwoFrags, TxBatch, MAX_FRAGS},
     stats::Stats,
+    vec,
 };
 
 /// Entries validated between two checks for a fatal signal.
@@ -69,27 +72,14 @@ struct Entry {
     /// Index in the caller's vector.
     index: u32,
     /// Slot of its destination in this call.
-    slot: usize,
-    addr: u64,
+    slot: u32,
     len: u64,
     /// Offset of `addr` in its page.
     first_page_offset: u32,
-    /// Index of its first page in the call's pinned pages.
+    /// Index of its first page in the call's page array.
     page_base: usize,
     /// RTP timestamp of the entry's first packet, if the caller set one.
     rtp_ts: Option<u32>,
-    /// Where the data is.
-    source: Source,
-}
-
-/// Where an entry's data is.
-#[derive(Clone, Copy)]
-enum Source {
-    /// User memory at `addr`, pinned by the call.
-    User,
-    /// Registered buffer `buffers[index]` of the call, from its page
-    /// `first_page`.
-    Buffer { index: usize, first_page: usize },
 }
 
 /// The registered buffers one call uses, looked up once each.
@@ -115,12 +105,12 @@ impl CallBuffers {
     }
 }
 
-/// One destination of this call.
+/// One destination of this call: what the send loop needs of its
+/// prepared state (`dest::Prepared`), and its progress through the call.
+/// Its template, packet state and skb ring stay with the destination.
 struct Slot {
     /// Handle of the destination.
     handle: u32,
-    template: Template,
-    state: PacketState,
     csum: CsumMode,
     /// Index of the device in the call's device list.
     dev: usize,
@@ -130,6 +120,8 @@ struct Slot {
     cursor: PagedCursor,
     /// Index in the caller's vector of the entry being sent.
     current: u32,
+    /// The largest payload of its packets.
+    max_payload: u16,
     /// Header length and offsets of its packets, and the checksum mode.
     layout: ffi::MdwLayout,
     /// Whether its skbs may be recycled: handed to the device shared
@@ -143,11 +135,58 @@ struct Slot {
     fast: Option<FullSizePatch>,
 }
 
-#[derive(Clone, Copy)]
-enum CsumMode {
-    Partial,
-    Zero,
-    Software,
+/// A file's working arrays for its calls, kept from one call to the next
+/// (emptied, not freed), so that a call in the steady state allocates
+/// none of them: they grow to the largest call's size and stay. Calls on
+/// a file run one at a time, under the lock this lives behind.
+pub(crate) struct CallArena {
+    /// Numbers the file's calls, for `Destination::slot_in`.
+    calls: u64,
+    entries: KVVec<Entry>,
+    slots: KVVec<Slot>,
+    /// Entry indices grouped by slot (`Slot::first`, `Slot::count`).
+    order: KVVec<u32>,
+    /// Per slot: where its next entry goes in `order`, then the packets
+    /// it has left to send (the plan).
+    remaining: KVVec<u64>,
+    /// Scratch space of the round-robin order.
+    active: KVVec<u32>,
+    runs: KVVec<Run>,
+    devs: KVec<NetDevice>,
+}
+
+impl Default for CallArena {
+    fn default() -> Self {
+        Self {
+            calls: 0,
+            entries: KVVec::new(),
+            slots: KVVec::new(),
+            order: KVVec::new(),
+            remaining: KVVec::new(),
+            active: KVVec::new(),
+            runs: KVVec::new(),
+            devs: KVec::new(),
+        }
+    }
+}
+
+impl CallArena {
+    /// Empties every array for a new call (capacity kept) and numbers it.
+    fn start(&mut self) {
+        self.calls = self.calls.wrapping_add(1);
+        self.clear();
+    }
+
+    /// Drops what the last call left: its device references above all.
+    pub(crate) fn clear(&mut self) {
+        vec::clear(&mut self.entries);
+        vec::clear(&mut self.slots);
+        vec::clear(&mut self.order);
+        vec::clear(&mut self.remaining);
+        vec::clear(&mut self.active);
+        vec::clear(&mut self.runs);
+        vec::clear(&mut self.devs);
+    }
 }
 
 /// The entry lengths of one destination, in order, for the segmenter:
@@ -193,11 +232,16 @@ impl Slot {
     /// Moves on to the destination's entry `index` (of `lens`): the one
     /// errors now name, and its RTP timestamp if the caller set one.
     #[cold]
-    fn start_entry(&mut self, lens: &SlotEntries<'_>, index: usize) -> Result<(), EntryError> {
+    fn start_entry(
+        &mut self,
+        state: &mut PacketState,
+        lens: &SlotEntries<'_>,
+        index: usize,
+    ) -> Result<(), EntryError> {
         let entry = lens.entry(index).ok_or(at(self.current)(EINVAL))?;
         self.current = entry.index;
         if let Some(ts) = entry.rtp_ts {
-            self.state.rtp_ts = ts;
+            state.rtp_ts = ts;
         }
         Ok(())
     }
@@ -274,6 +318,7 @@ const NO_FRAG: ffi::MdwFrag = ffi::MdwFrag {
 fn send_all(
     turns: &mut RoundRobin<'_>,
     slots: &mut [Slot],
+    dests: &mut DestTable,
     devs: &[NetDevice],
     order: &[u32],
     entries: &[Entry],
@@ -302,7 +347,11 @@ fn send_all(
     let mut last = 0;
     'call: while let Some(burst) = turns.next_burst() {
         let Some(slot) = slots.get_mut(burst.queue) else {
-            out.error = Some(at(0)(EINVAL));
+            out.error = Some(at(last)(EINVAL));
+            break;
+        };
+        let Some(dest) = dests.get_mut(slot.handle) else {
+            out.error = Some(at(slot.current)(EINVAL));
             break;
         };
         // With one device (the usual case) the batch never switches.
@@ -323,18 +372,10 @@ fn send_all(
         let mut left = burst.packets;
         while left > 0 {
             left -= 1;
-            let sent = match send_fast(slot, burst.queue, pages, &mut batch, pool) {
+            let sent = match send_fast(slot, dest, pages, &mut batch, pool) {
                 Some(sent) => sent,
                 None => send_packet(
-                    slot,
-                    burst.queue,
-                    order,
-                    entries,
-                    pages,
-                    &mut frags,
-                    &mut batch,
-                    done,
-                    pool,
+                    slot, dest, order, entries, pages, &mut frags, &mut batch, done, pool,
                 ),
             };
             if let Err(e) = sent {
@@ -377,7 +418,7 @@ fn send_all(
 #[inline(always)]
 fn send_fast(
     slot: &mut Slot,
-    ring: usize,
+    dest: &mut Destination,
     pages: &[*mut kernel::bindings::page],
     batch: &mut TxBatch<'_>,
     pool: &mut SkbPool,
@@ -385,7 +426,6 @@ fn send_fast(
     let Slot {
         fast: Some(fast),
         cursor,
-        state,
         layout,
         current,
         ..
@@ -409,10 +449,10 @@ fn send_fast(
         len0: pkt.len0,
         len1: pkt.len1,
     };
-    let mut skb = batch.build_rearmed(ring, layout.hdr_len, &two, pool)?;
+    let mut skb = batch.build_rearmed(&mut dest.ring, layout.hdr_len, &two, pool)?;
     cursor.advance(&pkt);
     // An error ends the call; dropping the skb frees it.
-    Some(match fast.patch(skb.header(), state) {
+    Some(match fast.patch(skb.header(), &mut dest.state) {
         Ok(()) => {
             skb.queue();
             Ok(())
@@ -421,13 +461,13 @@ fn send_fast(
     })
 }
 
-/// Builds destination `slot`'s next packet (`ring`: its index in the call)
-/// and queues it in `batch`, which must have room.
+/// Builds the next packet of `slot`, the call's slot of `dest`, and queues
+/// it in `batch`, which must have room.
 #[allow(clippy::too_many_arguments)]
 #[inline(never)]
 fn send_packet(
     slot: &mut Slot,
-    ring: usize,
+    dest: &mut Destination,
     order: &[u32],
     entries: &[Entry],
     pages: &[*mut kernel::bindings::page],
@@ -441,40 +481,37 @@ fn send_packet(
         return Err(at(slot.current)(EINVAL));
     };
     if pkt.first {
-        slot.start_entry(&lens, pkt.entry)?;
+        slot.start_entry(&mut dest.state, &lens, pkt.entry)?;
     }
     let err = at(slot.current);
     let n = fill_frags(frags, pages, pkt.page, pkt.offset, pkt.len).ok_or(err(EINVAL))?;
     let frags = frags.get(..n).ok_or(err(EINVAL))?;
     let csum = match slot.csum {
-        CsumMode::Partial => UdpCsum::Partial,
-        CsumMode::Zero => UdpCsum::Zero,
-        CsumMode::Software => UdpCsum::Full {
-            payload_sum: from_native_sum(payload_sum(frags)),
-        },
+        // Only a software checksum reads the payload.
+        CsumMode::Software => slot.csum.udp(from_native_sum(payload_sum(frags))),
+        mode => mode.udp(0),
     };
     let parts = PacketParts {
         layout: &slot.layout,
         frags,
         payload_len: pkt.len as u32,
-        ring,
         recycle: slot.recycle && batch.recycling(),
         linear: slot.linear,
     };
-    let mut skb = batch.build(&parts, done, pool).map_err(&err)?;
+    let Destination {
+        template,
+        state,
+        ring,
+        ..
+    } = dest;
+    let mut skb = batch.build(&parts, done, pool, ring).map_err(&err)?;
     // The header: the template's bytes in a new skb, or only the per-packet
     // fields in a recycled one (its earlier header stays); for a full-size
     // packet those were mostly computed once for the call.
     let written = match (skb.fresh(), &slot.fast) {
-        (true, _) => slot
-            .template
-            .write_header(skb.header(), &mut slot.state, pkt.len, csum),
-        (false, Some(fast)) if pkt.len == slot.template.max_payload() => {
-            fast.patch(skb.header(), &mut slot.state)
-        }
-        (false, _) => slot
-            .template
-            .patch_header(skb.header(), &mut slot.state, pkt.len, csum),
+        (true, _) => template.write_header(skb.header(), state, pkt.len, csum),
+        (false, Some(fast)) if pkt.len == slot.max_payload => fast.patch(skb.header(), state),
+        (false, _) => template.patch_header(skb.header(), state, pkt.len, csum),
     };
     // An error ends the call; dropping the skb frees it.
     written.map_err(|_| err(EINVAL))?;
@@ -547,14 +584,16 @@ pub(crate) fn check_header(req: &MdwWritev) -> Result<u32> {
     Ok(req.quantum.max(1))
 }
 
-/// Runs one call over already copied entries. Errors found before anything
-/// was sent come back as `Err`; an error after some packets left is in the
-/// `Outcome`. A synchronous call comes back with the wait for its
-/// completion, which the caller runs after dropping the file's lock.
+/// Runs one call over already copied entries, in the file's `arena`.
+/// Errors found before anything was sent come back as `Err`; an error
+/// after some packets left is in the `Outcome`. A synchronous call comes
+/// back with the wait for its completion, which the caller runs after
+/// dropping the file's lock and emptying `arena` (its device references).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn writev(
     net: &NetNs,
     dests: &mut DestTable,
+    arena: &mut CallArena,
     bufs: &Mutex<BufTable>,
     shared: &Arc<FileShared>,
     req: &MdwWritev,
@@ -565,168 +604,21 @@ pub(crate) fn writev(
     let stats = &shared.stats;
     let is_async = req.flags & MDW_WRITE_ASYNC != 0;
     let qdisc = req.flags & MDW_WRITE_QDISC != 0;
-    // Validate and group by destination.
-    let mut entries = KVVec::with_capacity(raw.len(), GFP_KERNEL_ACCOUNT).map_err(nomem)?;
+    arena.start();
     let mut buffers = CallBuffers::default();
-    // Pages the call pins itself.
-    let mut user_pages: usize = 0;
-    let mut slots: KVVec<Slot> = KVVec::new();
-    let mut devs: KVec<NetDevice> = KVec::new();
-    let mut total: u64 = 0;
-    for (i, e) in raw.iter().enumerate() {
-        let index = i as u32;
-        let err = at(index);
-        if i % ENTRIES_PER_YIELD == ENTRIES_PER_YIELD - 1 {
-            yield_killable().map_err(&err)?;
-        }
-        let from_buffer = e.flags & MDW_ENTRY_BUF != 0;
-        if e.flags & !KNOWN_ENTRY_FLAGS != 0 || (e.buf != 0 && !from_buffer) || e.len == 0 {
-            return Err(err(EINVAL));
-        }
-        let end = e.addr.checked_add(e.len).ok_or(err(EFAULT))?;
-        let (first_page_offset, source) = if from_buffer {
-            let index = buffers.index(e.buf, bufs).map_err(&err)?;
-            let buffer = buffers.get(index).ok_or(err(ENOENT))?;
-            if end > buffer.len() {
-                return Err(err(EFAULT));
-            }
-            let (first_page, offset) = buffer.locate(e.addr);
-            (offset, Source::Buffer { index, first_page })
-        } else {
-            ((e.addr & ((1 << PAGE_SHIFT) - 1)) as u32, Source::User)
-        };
-        let npages =
-            pages_spanned(first_page_offset, e.len, PAGE_SHIFT as u32).map_err(|_| err(EINVAL))?;
-        if !from_buffer {
-            user_pages = user_pages.saturating_add(npages as usize);
-        }
-        total = total.saturating_add(e.len);
-        if total > MDW_MAX_CALL_BYTES {
-            return Err(err(E2BIG));
-        }
-        let dest = dests.get_mut(e.dest).ok_or(err(ENXIO))?;
-        if e.flags & MDW_ENTRY_RTP_TS != 0 && !dest.rtp {
-            return Err(err(EINVAL));
-        }
-        let slot = match slots.iter().position(|s| s.handle == e.dest) {
-            Some(s) => s,
-            None => {
-                let dev = match devs
-                    .iter()
-                    .position(|d| d.info().ifindex as i32 == dest.ifindex)
-                {
-                    Some(d) => d,
-                    None => {
-                        let d = net.device(dest.ifindex).map_err(&err)?;
-                        devs.push(d, GFP_KERNEL_ACCOUNT).map_err(nomem)?;
-                        devs.len() - 1
-                    }
-                };
-                let device = devs.get(dev).ok_or(err(EINVAL))?;
-                let info = *device.info();
-                dest.revalidate(device).map_err(&err)?;
-                if !info.up {
-                    return Err(err(errno::enetdown()));
-                }
-                if info.mtu < dest.packet_size as u32 {
-                    return Err(err(errno::emsgsize()));
-                }
-                let mut layout = ffi::MdwLayout {
-                    hdr_len: dest.template.header_len() as u32,
-                    l3_off: dest.template.l3_offset() as u32,
-                    l4_off: dest.template.l4_offset() as u32,
-                    ipv6: dest.template.is_ipv6(),
-                    vlan: dest.template.is_vlan(),
-                    csum_partial: false,
-                };
-                // Never hand the driver a packet its features do not cover.
-                let caps = dest.caps(device, &layout).map_err(&err)?;
-                let csum = match (dest.csum_zero, caps.csum) {
-                    (true, _) => CsumMode::Zero,
-                    (false, true) => CsumMode::Partial,
-                    (false, false) => CsumMode::Software,
-                };
-                layout.csum_partial = matches!(csum, CsumMode::Partial);
-                let recycle = info.recycle_ok && caps.sg && !qdisc;
-                let cursor = PagedCursor::new(dest.template.max_payload(), PAGE_SHIFT as u32)
-                    .map_err(|_| err(EINVAL))?;
-                slots
-                    .push(
-                        Slot {
-                            handle: e.dest,
-                            template: dest.template,
-                            state: dest.state,
-                            csum,
-                            dev,
-                            first: 0,
-                            count: 0,
-                            cursor,
-                            current: index,
-                            layout,
-                            recycle,
-                            linear: !caps.sg,
-                            // Only recycled skbs keep an earlier header.
-                            fast: match recycle {
-                                true => dest.template.full_size_patch(match csum {
-                                    CsumMode::Partial => UdpCsum::Partial,
-                                    CsumMode::Zero => UdpCsum::Zero,
-                                    CsumMode::Software => UdpCsum::Full { payload_sum: 0 },
-                                }),
-                                false => None,
-                            },
-                        },
-                        GFP_KERNEL_ACCOUNT,
-                    )
-                    .map_err(nomem)?;
-                slots.len() - 1
-            }
-        };
-        slots[slot].count += 1;
-        let rtp_ts = (e.flags & MDW_ENTRY_RTP_TS != 0).then_some(e.rtp_timestamp);
-        entries
-            .push(
-                Entry {
-                    index,
-                    slot,
-                    addr: e.addr,
-                    len: e.len,
-                    first_page_offset,
-                    page_base: 0,
-                    rtp_ts,
-                    source,
-                },
-                GFP_KERNEL_ACCOUNT,
-            )
-            .map_err(nomem)?;
-    }
-
-    // Order the entries by destination, keeping each one's order.
-    let mut next = 0;
-    for s in slots.iter_mut() {
-        s.first = next;
-        next += s.count;
-    }
-    let mut fill: KVVec<usize> =
-        KVVec::with_capacity(slots.len(), GFP_KERNEL_ACCOUNT).map_err(nomem)?;
-    for s in slots.iter() {
-        fill.push(s.first, GFP_KERNEL_ACCOUNT).map_err(nomem)?;
-    }
-    let mut order = KVVec::from_elem(0u32, entries.len(), GFP_KERNEL_ACCOUNT).map_err(nomem)?;
-    for (i, e) in entries.iter().enumerate() {
-        order[fill[e.slot]] = i as u32;
-        fill[e.slot] += 1;
-    }
-
-    // Plan: packets per destination, then the round-robin order.
-    let mut remaining = KVVec::with_capacity(slots.len(), GFP_KERNEL_ACCOUNT).map_err(nomem)?;
-    for s in slots.iter() {
-        let n = total_packets(&s.lens(&order, &entries), s.template.max_payload())
-            .map_err(|_| at(entries[order[s.first] as usize].index)(EINVAL))?;
-        remaining.push(n, GFP_KERNEL_ACCOUNT).map_err(nomem)?;
-    }
-    let mut active = KVVec::from_elem(0u32, slots.len(), GFP_KERNEL_ACCOUNT).map_err(nomem)?;
-    let mut turns =
-        RoundRobin::new(&mut remaining, &mut active, quantum).map_err(|_| at(0)(EINVAL))?;
+    let pages_needed = validate(net, dests, arena, bufs, &mut buffers, raw, qdisc)?;
+    let CallArena {
+        entries,
+        slots,
+        order,
+        remaining,
+        active,
+        runs,
+        devs,
+        ..
+    } = arena;
+    group(entries, slots, order, remaining)?;
+    let mut turns = plan(entries, slots, order, remaining, active, quantum)?;
 
     // An asynchronous call takes a completion slot (EAGAIN when the file's
     // queue is full). Every call charges what it pins to RLIMIT_MEMLOCK as
@@ -738,8 +630,8 @@ pub(crate) fn writev(
     } else {
         None
     };
-    let charge = match user_pages > 0 {
-        true => Some(MemlockCharge::new(user_pages).map_err(at(0))?),
+    let charge = match pages_needed.pinned > 0 {
+        true => Some(MemlockCharge::new(pages_needed.pinned).map_err(at(0))?),
         false => None,
     };
     let call = match is_async {
@@ -751,43 +643,31 @@ pub(crate) fn writev(
         true => None,
     };
 
-    // Translate every entry: pin user memory, borrow registered pages.
-    let mut pages = CallPages::with_capacity(0).map_err(nomem)?;
-    for e in entries.iter_mut() {
-        let err = at(e.index);
-        yield_killable().map_err(&err)?;
-        let n = pages_spanned(e.first_page_offset, e.len, PAGE_SHIFT as u32)
-            .map_err(|_| err(EINVAL))? as usize;
-        e.page_base = match e.source {
-            Source::User => pages.pin(e.addr, n),
-            Source::Buffer { index, first_page } => {
-                let buffer = buffers.get(index).ok_or(err(ENOENT))?;
-                pages.borrow(buffer, first_page, n)
-            }
-        }
-        .map_err(&err)?;
-    }
+    let mut pages = CallPages::with_capacity(pages_needed.total).map_err(nomem)?;
+    translate(raw, runs, &buffers, &mut pages)?;
     drop(buffers);
 
     // Send. `done` is dropped (waiting for the device) before `pages`, or
     // handed the pages with the rest of an asynchronous call.
     let done = CallDone::new().map_err(nomem)?;
-    let mut pool = SkbPool::new(!qdisc).map_err(nomem)?;
+    let mut pool = SkbPool::new(!qdisc);
+    // From here to the end of `keep` below nothing returns early: adopted
+    // rings hold the call's completion until kept.
     // Each destination's skbs from its last call, header in place.
-    for (i, s) in slots.iter().enumerate() {
+    for s in slots.iter() {
         if let (true, Some(d), Some(dev)) = (s.recycle, dests.get_mut(s.handle), devs.get(s.dev)) {
-            // Failing only costs new skbs.
-            let _ = pool.adopt(i, &mut d.skbs, dev, &s.layout, &done);
+            pool.adopt(&mut d.ring, dev, &s.layout, &done);
         }
     }
     let npinned = pages.pinned() as u64;
     Stats::add(&stats.pages_pinned, npinned);
     let out = send_all(
         &mut turns,
-        &mut slots,
-        &devs,
-        &order,
-        &entries,
+        slots,
+        dests,
+        devs,
+        order,
+        entries,
         pages.pages(),
         &done,
         &mut pool,
@@ -795,16 +675,10 @@ pub(crate) fn writev(
         flow,
     );
     // Each destination keeps the skbs the device is done with for its next
-    // call; the pool lets go of the others.
-    for (i, s) in slots.iter().enumerate() {
-        if let Some(d) = dests.get_mut(s.handle) {
-            pool.keep(i, &mut d.skbs);
-        }
-    }
-    drop(pool);
+    // call and lets go of the others.
     for s in slots.iter() {
-        if let Some(d) = dests.get_mut(s.handle) {
-            d.state = s.state;
+        if let (true, Some(d)) = (s.recycle, dests.get_mut(s.handle)) {
+            pool.keep(&mut d.ring);
         }
     }
     Stats::add(&stats.packets, out.packets);
@@ -863,4 +737,269 @@ pub(crate) fn writev(
         }
         _ => Ok((out, wait)),
     }
+}
+
+/// The pages a call needs in its page array.
+struct PagesNeeded {
+    /// Pages it pins itself (user memory), charged to `RLIMIT_MEMLOCK`.
+    pinned: usize,
+    /// All of them, with the registered buffers' pages it borrows.
+    total: usize,
+}
+
+/// Stage 1, validation: checks every entry; gives each destination a slot
+/// on its first entry (its device looked up once per call and device,
+/// its prepared state checked against it); works out where each entry's
+/// pages will be in the call's page array (`Run`).
+fn validate(
+    net: &NetNs,
+    dests: &mut DestTable,
+    arena: &mut CallArena,
+    bufs: &Mutex<BufTable>,
+    buffers: &mut CallBuffers,
+    raw: &[MdwEntry],
+    qdisc: bool,
+) -> Result<PagesNeeded, EntryError> {
+    let CallArena {
+        calls,
+        entries,
+        slots,
+        runs,
+        devs,
+        ..
+    } = arena;
+    let call = *calls;
+    entries
+        .reserve(raw.len(), GFP_KERNEL_ACCOUNT)
+        .map_err(nomem)?;
+    let mut total: u64 = 0;
+    let mut layout = RunLayout::default();
+    for (i, e) in raw.iter().enumerate() {
+        let index = i as u32;
+        let err = at(index);
+        if i % ENTRIES_PER_YIELD == ENTRIES_PER_YIELD - 1 {
+            yield_killable().map_err(&err)?;
+        }
+        let from_buffer = e.flags & MDW_ENTRY_BUF != 0;
+        if e.flags & !KNOWN_ENTRY_FLAGS != 0 || (e.buf != 0 && !from_buffer) || e.len == 0 {
+            return Err(err(EINVAL));
+        }
+        let end = e.addr.checked_add(e.len).ok_or(err(EFAULT))?;
+        let (first_page_offset, source, first_page) = if from_buffer {
+            let index = buffers.index(e.buf, bufs).map_err(&err)?;
+            let buffer = buffers.get(index).ok_or(err(ENOENT))?;
+            if end > buffer.len() {
+                return Err(err(EFAULT));
+            }
+            let (first_page, offset) = buffer.locate(e.addr);
+            (offset, Source::Buffer(index), first_page as u64)
+        } else {
+            (
+                (e.addr & ((1 << PAGE_SHIFT) - 1)) as u32,
+                Source::User,
+                e.addr >> PAGE_SHIFT,
+            )
+        };
+        let npages =
+            pages_spanned(first_page_offset, e.len, PAGE_SHIFT as u32).map_err(|_| err(EINVAL))?;
+        total = total.saturating_add(e.len);
+        if total > MDW_MAX_CALL_BYTES {
+            return Err(err(E2BIG));
+        }
+        // The entry's pages: in the open run if they continue it.
+        let placed = layout
+            .place(source, first_page, npages, index)
+            .map_err(|_| err(EINVAL))?;
+        if let Some(run) = placed.closed {
+            runs.push(run, GFP_KERNEL_ACCOUNT).map_err(nomem)?;
+        }
+        // No truncation: a call's pages are bounded by its 1 GiB.
+        let page_base = placed.page_base as usize;
+
+        let dest = dests.get_mut(e.dest).ok_or(err(ENXIO))?;
+        if e.flags & MDW_ENTRY_RTP_TS != 0 && !dest.rtp {
+            return Err(err(EINVAL));
+        }
+        let slot = match dest.slot_in(call, slots.len() as u32) {
+            Ok(slot) => slot,
+            Err(slot) => {
+                new_slot(net, dest, e.dest, devs, slots, qdisc, index).map_err(&err)?;
+                slot
+            }
+        };
+        let s = slots.get_mut(slot as usize).ok_or(err(EINVAL))?;
+        s.count += 1;
+        let rtp_ts = (e.flags & MDW_ENTRY_RTP_TS != 0).then_some(e.rtp_timestamp);
+        // Cannot fail: room was reserved.
+        entries
+            .push(
+                Entry {
+                    index,
+                    slot,
+                    len: e.len,
+                    first_page_offset,
+                    page_base,
+                    rtp_ts,
+                },
+                GFP_KERNEL_ACCOUNT,
+            )
+            .map_err(nomem)?;
+    }
+    if let Some(run) = layout.finish() {
+        runs.push(run, GFP_KERNEL_ACCOUNT).map_err(nomem)?;
+    }
+    Ok(PagesNeeded {
+        pinned: layout.pinned_pages() as usize,
+        total: layout.total_pages() as usize,
+    })
+}
+
+/// Gives `dest` (handle `handle`) the next slot of the call, on its device
+/// (looked up once per call), with its prepared state.
+#[inline(never)]
+fn new_slot(
+    net: &NetNs,
+    dest: &mut Destination,
+    handle: u32,
+    devs: &mut KVec<NetDevice>,
+    slots: &mut KVVec<Slot>,
+    qdisc: bool,
+    index: u32,
+) -> Result {
+    let dev = match devs
+        .iter()
+        .position(|d| d.info().ifindex as i32 == dest.ifindex)
+    {
+        Some(d) => d,
+        None => {
+            devs.push(net.device(dest.ifindex)?, GFP_KERNEL_ACCOUNT)?;
+            devs.len() - 1
+        }
+    };
+    let device = devs.get(dev).ok_or(EINVAL)?;
+    let p = *dest.prepare(device)?;
+    let recycle = p.recycle && !qdisc;
+    let max_payload = dest.template.max_payload();
+    let cursor = PagedCursor::new(max_payload, PAGE_SHIFT as u32).map_err(|_| EINVAL)?;
+    slots.push(
+        Slot {
+            handle,
+            csum: p.csum,
+            dev,
+            first: 0,
+            count: 0,
+            cursor,
+            current: index,
+            max_payload,
+            layout: p.layout,
+            recycle,
+            linear: p.linear,
+            fast: if recycle { p.fast } else { None },
+        },
+        GFP_KERNEL_ACCOUNT,
+    )?;
+    Ok(())
+}
+
+/// Stage 2: orders the entries by destination, each destination's in the
+/// caller's order (`order`, `Slot::first`, `Slot::count`).
+fn group(
+    entries: &[Entry],
+    slots: &mut [Slot],
+    order: &mut KVVec<u32>,
+    fill: &mut KVVec<u64>,
+) -> Result<(), EntryError> {
+    let mut next = 0;
+    for s in slots.iter_mut() {
+        s.first = next;
+        next += s.count;
+        fill.push(s.first as u64, GFP_KERNEL_ACCOUNT)
+            .map_err(nomem)?;
+    }
+    order
+        .extend_with(entries.len(), 0, GFP_KERNEL_ACCOUNT)
+        .map_err(nomem)?;
+    for (i, e) in entries.iter().enumerate() {
+        let f = fill.get_mut(e.slot as usize).ok_or(at(e.index)(EINVAL))?;
+        *order.get_mut(*f as usize).ok_or(at(e.index)(EINVAL))? = i as u32;
+        *f += 1;
+    }
+    vec::clear(fill);
+    Ok(())
+}
+
+/// Stage 3, the plan: each destination's packets, then the round-robin
+/// order over them (`common::interleave`).
+fn plan<'a>(
+    entries: &[Entry],
+    slots: &[Slot],
+    order: &[u32],
+    remaining: &'a mut KVVec<u64>,
+    active: &'a mut KVVec<u32>,
+    quantum: u32,
+) -> Result<RoundRobin<'a>, EntryError> {
+    for s in slots.iter() {
+        let n = total_packets(&s.lens(order, entries), s.max_payload).map_err(|_| {
+            let first = order.get(s.first).and_then(|&i| entries.get(i as usize));
+            at(first.map_or(0, |e| e.index))(EINVAL)
+        })?;
+        remaining.push(n, GFP_KERNEL_ACCOUNT).map_err(nomem)?;
+    }
+    active
+        .extend_with(slots.len(), 0, GFP_KERNEL_ACCOUNT)
+        .map_err(nomem)?;
+    RoundRobin::new(remaining, active, quantum).map_err(|_| at(0)(EINVAL))
+}
+
+/// Stage 4, translation: pins each run of user pages, borrows each run of
+/// registered-buffer pages, in order, so that every entry's `page_base`
+/// names its first page.
+fn translate(
+    raw: &[MdwEntry],
+    runs: &[Run],
+    buffers: &CallBuffers,
+    pages: &mut CallPages,
+) -> Result<(), EntryError> {
+    for r in runs.iter() {
+        let err = at(r.entry);
+        yield_killable().map_err(&err)?;
+        match r.source {
+            Source::User => {
+                pages
+                    .pin(r.first << PAGE_SHIFT, r.pages as usize)
+                    .map_err(|(e, pinned)| blame(raw, r, pinned as u64, e))?;
+            }
+            Source::Buffer(index) => {
+                let buffer = buffers.get(index).ok_or(err(ENOENT))?;
+                pages
+                    .borrow(buffer, r.first as usize, r.pages as usize)
+                    .map_err(&err)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The error of a run of user pages that could be pinned only up to page
+/// `pinned` of it, tied to the entry a call pinning entry by entry would
+/// have failed on (`common::runs::blame`).
+#[cold]
+fn blame(raw: &[MdwEntry], run: &Run, pinned: u64, error: Error) -> EntryError {
+    let start = run.entry as usize;
+    let tail = raw.get(start..).unwrap_or(&[]).iter().map(|e| {
+        if e.flags & MDW_ENTRY_BUF != 0 {
+            // Never the run's source: runs of user pages are blamed here.
+            return (Source::Buffer(usize::MAX), 0, 0);
+        }
+        let first = e.addr >> PAGE_SHIFT;
+        // Validated: `len > 0` and `addr + len` does not wrap.
+        let last = e.addr.saturating_add(e.len).saturating_sub(1) >> PAGE_SHIFT;
+        (
+            Source::User,
+            first,
+            last.saturating_sub(first).saturating_add(1),
+        )
+    });
+    let found = runs::blame(run, pinned, tail);
+    at(found.map_or(run.entry, |i| start.saturating_add(i) as u32))(error)
 }

@@ -31,6 +31,9 @@ pub mod interleave;
 #[path = "../../../rust/common/recycle.rs"]
 pub mod recycle;
 
+#[path = "../../../rust/common/runs.rs"]
+pub mod runs;
+
 #[path = "../../../rust/common/segment.rs"]
 pub mod segment;
 

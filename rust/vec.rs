@@ -1,0 +1,20 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! What `kernel::alloc::Vec` of 6.12 lacks and the module needs: emptying
+//! a vector while keeping its memory (newer kernels have `Vec::clear`).
+
+use kernel::alloc::{Allocator, Vec};
+
+/// Drops every element of `v` and sets its length to 0; its capacity
+/// stays, so refilling it up to that allocates nothing.
+pub(crate) fn clear<T, A: Allocator>(v: &mut Vec<T, A>) {
+    let len = v.len();
+    let elems = core::ptr::slice_from_raw_parts_mut(v.as_mut_ptr(), len);
+    // SAFETY: the length goes to 0 first, so a panicking `Drop` below
+    // cannot lead to a double drop; `elems` are the `len` initialised
+    // elements, dropped once each here and never read again.
+    unsafe {
+        v.set_len(0);
+        core::ptr::drop_in_place(elems);
+    }
+}
