@@ -603,3 +603,61 @@ pub(crate) fn dev_mac_changed() -> TestResult {
     }
     Ok(())
 }
+
+/// Entries whose pages join one pinning run (the second starts inside the
+/// first's page) and whose second reaches an unreadable page: `EFAULT`,
+/// naming the second entry as a call pinning entry by entry would, and
+/// nothing left pinned.
+pub(crate) fn pin_fault_names_entry() -> TestResult {
+    let (_topo, c) = topo::dummy_sender(None)?;
+    let dev = Device::open().map_err(|e| e.to_string())?;
+    let a = dev.add_destination(&c).map_err(|e| e.to_string())?;
+    // SAFETY: a fresh private anonymous mapping of three pages, checked.
+    let map = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            3 * 4096,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE,
+            -1,
+            0,
+        )
+    };
+    if map == libc::MAP_FAILED {
+        return Err(format!("mmap: {}", std::io::Error::last_os_error()));
+    }
+    let base = map as u64;
+    // SAFETY: the third page of our own mapping.
+    unsafe { libc::mprotect(map.cast::<u8>().add(2 * 4096).cast(), 4096, libc::PROT_NONE) };
+    let entry = |addr: u64, len: u64| MdwEntry {
+        dest: a.handle(),
+        addr,
+        len,
+        ..Default::default()
+    };
+    let entries = [
+        entry(base + 100, 3000),
+        entry(base + 2000, 2 * 4096 + 100),
+        entry(base + 50, 1000),
+    ];
+    let (acq0, rel0) = foll_pins()?;
+    let (r, req) = raw_writev(&dev, &entries, |_| {});
+    let (acq1, rel1) = foll_pins()?;
+    // SAFETY: unmaps the mapping made above; nothing refers to it now.
+    unsafe { libc::munmap(map, 3 * 4096) };
+    expect_errno("WRITEV reaching a PROT_NONE page", r, libc::EFAULT)?;
+    if req.error_index != 1 || req.packets != 0 {
+        return Err(format!(
+            "error_index {} packets {}, want entry 1 and nothing sent",
+            req.error_index, req.packets
+        ));
+    }
+    if acq1 - acq0 != rel1 - rel0 {
+        return Err(format!(
+            "pins acquired {} released {} by a failed call",
+            acq1 - acq0,
+            rel1 - rel0
+        ));
+    }
+    Ok(())
+}

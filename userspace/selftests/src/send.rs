@@ -196,6 +196,60 @@ pub(crate) fn send_ipv4_8_receivers() -> TestResult {
     Ok(())
 }
 
+/// One payload to every receiver in one call (the same memory in each
+/// entry): byte-exact delivery to all, and its pages pinned once, not once
+/// per destination (`nr_foll_pin_acquired` grows by the payload's pages).
+/// Then overlapping chunks of one buffer: pinned as the union of their
+/// pages.
+pub(crate) fn send_fanout_pins_once() -> TestResult {
+    let topo = Topology::new(RECEIVERS)?;
+    // 100,000 bytes from offset 100 of a page-aligned region: 25 pages.
+    let region = pattern(200 * 1024 + 4096, 9);
+    let base = region.as_ptr().align_offset(4096);
+    let payload = &region[base + 100..base + 100 + 100_000];
+    let pages = (100 + 100_000usize).div_ceil(4096) as u64;
+    let rx = start_receivers(&topo, false, &[payload.len(); RECEIVERS], 0)?;
+    let (dev, ids) = sender(&topo, false, |_, _| {})?;
+    let entries: Vec<Entry<'_>> = ids.iter().map(|&id| Entry::new(id, payload)).collect();
+    let (acq0, _) = crate::errors::foll_pins()?;
+    let report = write(&dev, &entries, 0)?;
+    let (acq1, _) = crate::errors::foll_pins()?;
+    let got = net::join_all(rx)?;
+    for (i, g) in got.iter().enumerate() {
+        check_bytes(i, g, payload, 0, 1472)?;
+    }
+    let want = (RECEIVERS * payload.len()) as u64;
+    if report.bytes != want {
+        return Err(format!("report {} bytes, want {want}", report.bytes));
+    }
+    if acq1 - acq0 != pages {
+        return Err(format!(
+            "{} pages pinned for one {pages}-page payload sent to {RECEIVERS} destinations, want {pages}",
+            acq1 - acq0
+        ));
+    }
+    // Overlapping chunks, in the caller's order: one run.
+    let chunks: Vec<&[u8]> = (0..RECEIVERS)
+        .map(|i| &region[base + i * 1500..base + i * 1500 + 3000])
+        .collect();
+    let rx = start_receivers(&topo, false, &[3000; RECEIVERS], 0)?;
+    let (acq0, _) = crate::errors::foll_pins()?;
+    write(&dev, &one_each(&ids, &chunks), 0)?;
+    let (acq1, _) = crate::errors::foll_pins()?;
+    let got = net::join_all(rx)?;
+    for (i, g) in got.iter().enumerate() {
+        check_bytes(i, g, chunks[i], 0, 1472)?;
+    }
+    // Bytes 0..13,500 of the region: its pages 0 to 3.
+    if acq1 - acq0 != 4 {
+        return Err(format!(
+            "{} pages pinned for chunks covering 4 pages, want 4",
+            acq1 - acq0
+        ));
+    }
+    Ok(())
+}
+
 /// IPv6 with RTP and a packet size below the MTU: byte-exact delivery,
 /// sequence numbers continuing across calls, timestamps advancing by the
 /// increment, and an entry's explicit timestamp taking over.
