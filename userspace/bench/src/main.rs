@@ -66,6 +66,10 @@ enum Cmd {
         /// KiB per destination per call.
         #[arg(long, default_value_t = 256)]
         kib: usize,
+        /// Full packets per destination per call instead of `--kib` (the
+        /// live regime: one call per interval, a few packets each).
+        #[arg(long)]
+        packets: Option<usize>,
         /// Payload (`1472`, `1316+rtp`).
         #[arg(long, default_value = "1472")]
         payload: String,
@@ -307,7 +311,7 @@ fn repeat(
     ifname: &str,
     method: &str,
     dests: usize,
-    kib: usize,
+    bytes: Bytes,
     payload: &str,
     times: u32,
 ) -> io::Result<bool> {
@@ -315,7 +319,10 @@ fn repeat(
         parse_payload(payload).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     let wl = Workload {
         dests,
-        bytes: kib << 10,
+        bytes: match bytes {
+            Bytes::Kib(kib) => kib << 10,
+            Bytes::Packets(k) => k * payload,
+        },
         payload,
         rtp,
     };
@@ -334,6 +341,12 @@ fn repeat(
         (t1 - t0) / (u64::from(times) * wl.packets()).max(1)
     );
     Ok(true)
+}
+
+/// Payload bytes per destination per call, as `repeat` is told them.
+enum Bytes {
+    Kib(usize),
+    Packets(usize),
 }
 
 fn demangle() -> io::Result<bool> {
@@ -389,9 +402,17 @@ fn main() -> ExitCode {
             method,
             dests,
             kib,
+            packets,
             payload,
             times,
-        } => repeat(&ifname, &method, dests, kib, &payload, times),
+        } => repeat(
+            &ifname,
+            &method,
+            dests,
+            packets.map_or(Bytes::Kib(kib), Bytes::Packets),
+            &payload,
+            times,
+        ),
         Cmd::Report { csv } => fs::read_to_string(&csv).and_then(|text| {
             print!("{}", report::markdown(&text)?);
             Ok(true)
