@@ -109,10 +109,13 @@ fn pin_into(
         };
         if ret <= 0 {
             unpin_tail(pages, base);
-            let error = if ret < 0 {
-                Error::from_errno(ret)
-            } else {
-                EFAULT
+            // A range whose page-rounded end wraps past the top of the
+            // address space is `EOVERFLOW` to GUP: for the caller it is
+            // memory that is not mapped, `EFAULT` as documented.
+            let error = match ret {
+                0 => EFAULT,
+                e if e == -(bindings::EOVERFLOW as i32) => EFAULT,
+                e => Error::from_errno(e),
             };
             return Err((error, done));
         }

@@ -71,5 +71,14 @@ if [ ! -s "$out/summary" ]; then
 	exit 1
 fi
 read -r pass fail <"$out/summary"
+if [ "$fail" != 0 ] || [ "$rc" != 0 ]; then
+	# The run directory goes with this script: keep the kernel log and
+	# the kmemleak report of a failed run for a look afterwards.
+	keep=$MDW_CACHE/last-failed-run
+	rm -rf "$keep"
+	mkdir -p "$keep"
+	cp "$out"/dmesg.txt* "$out"/kmemleak.txt "$keep"/ 2>/dev/null || true
+	log "kernel log and kmemleak report of this run kept in $keep"
+fi
 echo "vm: $pass passed, $fail failed"
 [ "$fail" = 0 ] && [ "$rc" = 0 ]

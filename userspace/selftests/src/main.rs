@@ -60,6 +60,10 @@ const TESTS: &[Test] = &[
     ("entry_size_bounded", safety::entry_size_bounded),
     ("sync_call_killable", safety::sync_call_killable),
     ("pin_fault_names_entry", safety::pin_fault_names_entry),
+    (
+        "top_of_address_space_efault",
+        safety::top_of_address_space_efault,
+    ),
     ("privilege_of_opener", safety::privilege_of_opener),
     ("qdisc_congestion_queued", safety::qdisc_congestion_queued),
     ("dev_mac_changed", safety::dev_mac_changed),

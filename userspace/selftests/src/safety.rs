@@ -661,3 +661,41 @@ pub(crate) fn pin_fault_names_entry() -> TestResult {
     }
     Ok(())
 }
+
+/// Memory at the top of the address space, whose page-rounded end wraps
+/// (GUP's `EOVERFLOW`): `EFAULT`, the documented errno, for
+/// `BUF_REGISTER` and for a `WRITEV` entry (found by the fuzzer on the
+/// KCSAN kernel).
+pub(crate) fn top_of_address_space_efault() -> TestResult {
+    let (_topo, c) = topo::dummy_sender(None)?;
+    let dev = Device::open().map_err(|e| e.to_string())?;
+    let a = dev.add_destination(&c).map_err(|e| e.to_string())?;
+    let top = u64::MAX - 4096;
+    let mut reg = MdwBufReg {
+        addr: top,
+        len: 36,
+        ..Default::default()
+    };
+    let r = ioctl(
+        dev.as_fd(),
+        MDW_IOC_BUF_REGISTER,
+        &mut reg as *mut MdwBufReg as usize,
+    );
+    expect_errno(
+        "BUF_REGISTER at the top of the address space",
+        r,
+        libc::EFAULT,
+    )?;
+    let entries = [MdwEntry {
+        dest: a.handle(),
+        addr: top,
+        len: 36,
+        ..Default::default()
+    }];
+    let (r, req) = raw_writev(&dev, &entries, |_| {});
+    expect_errno("WRITEV at the top of the address space", r, libc::EFAULT)?;
+    if req.error_index != 0 {
+        return Err(format!("error_index {}, want 0", req.error_index));
+    }
+    Ok(())
+}
