@@ -73,6 +73,9 @@ enum Cmd {
         /// Payload (`1472`, `1316+rtp`).
         #[arg(long, default_value = "1472")]
         payload: String,
+        /// Every destination gets the same payload (the same memory).
+        #[arg(long)]
+        fanout: bool,
         /// How many times.
         #[arg(long, default_value_t = 100)]
         times: u32,
@@ -109,6 +112,15 @@ struct RunArgs {
     /// only.
     #[arg(long, value_delimiter = ',', default_value = "64x256")]
     extra: Vec<String>,
+    /// The live regime: full packets per destination per call (e.g.
+    /// `1,2,4,8,16`) instead of `--kib` and `--extra`. The rows' KiB column
+    /// then holds the packets per destination; name such a table `live...`
+    /// so the report labels and checks it as one.
+    #[arg(long, value_delimiter = ',')]
+    packets: Vec<usize>,
+    /// Fan-out: every destination gets the same payload (the same memory).
+    #[arg(long)]
+    fanout: bool,
     /// Methods, in column order.
     #[arg(
         long,
@@ -193,32 +205,43 @@ fn workloads(args: &RunArgs) -> Result<Vec<Workload>, String> {
     let mut v = Vec::new();
     for (i, p) in args.payloads.iter().enumerate() {
         let (payload, rtp) = parse_payload(p)?;
-        let mut add = |dests, kib: usize| {
+        let mut add = |dests, bytes: usize| {
             v.push(Workload {
                 dests,
-                bytes: kib << 10,
+                bytes,
                 payload,
                 rtp,
+                fanout: args.fanout,
             })
         };
+        if !args.packets.is_empty() {
+            for &k in &args.packets {
+                if k == 0 {
+                    return Err("--packets: 0 packets per destination".into());
+                }
+                for &n in &args.dests {
+                    add(n, k * payload);
+                }
+            }
+            continue;
+        }
         for &kib in &args.kib {
             for &n in &args.dests {
-                add(n, kib);
+                add(n, kib << 10);
             }
         }
         if i == 0 {
             for e in args.extra.iter().filter(|e| !e.is_empty()) {
                 let (n, kib) = e.split_once('x').ok_or(format!("bad workload '{e}'"))?;
                 let n = n.parse().map_err(|_| format!("bad workload '{e}'"))?;
-                let kib = kib.parse().map_err(|_| format!("bad workload '{e}'"))?;
-                add(n, kib);
+                let kib: usize = kib.parse().map_err(|_| format!("bad workload '{e}'"))?;
+                add(n, kib << 10);
             }
         }
     }
     Ok(v)
 }
 
-/// One method over one workload: prepare, warm up, time, check.
 fn measure(ifname: &str, name: &str, wl: &Workload, pool: &Pool) -> io::Result<Row> {
     let mut m = methods::make(name, ifname)?;
     m.prepare(wl, pool)?;
@@ -288,6 +311,10 @@ fn run(args: &RunArgs) -> io::Result<bool> {
                 }
             };
             row.table.clone_from(&args.table);
+            if !args.packets.is_empty() {
+                // Live tables count packets per destination, not KiB.
+                row.kib = wl.packets_per_dest() as u64;
+            }
             all_ok &= row.status == "ok";
             eprintln!(
                 "[bench] {} {}/{} {} {}x{}KiB {:<16} {}",
@@ -307,12 +334,14 @@ fn run(args: &RunArgs) -> io::Result<bool> {
     Ok(all_ok)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn repeat(
     ifname: &str,
     method: &str,
     dests: usize,
     bytes: Bytes,
     payload: &str,
+    fanout: bool,
     times: u32,
 ) -> io::Result<bool> {
     let (payload, rtp) =
@@ -325,6 +354,7 @@ fn repeat(
         },
         payload,
         rtp,
+        fanout,
     };
     raise_nofile()?;
     let pool = Pool::new(wl.pool_size())?;
@@ -404,6 +434,7 @@ fn main() -> ExitCode {
             kib,
             packets,
             payload,
+            fanout,
             times,
         } => repeat(
             &ifname,
@@ -411,6 +442,7 @@ fn main() -> ExitCode {
             dests,
             packets.map_or(Bytes::Kib(kib), Bytes::Packets),
             &payload,
+            fanout,
             times,
         ),
         Cmd::Report { csv } => fs::read_to_string(&csv).and_then(|text| {

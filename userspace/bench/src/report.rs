@@ -216,9 +216,15 @@ pub fn markdown(csv: &str) -> io::Result<String> {
                 "#### {table}, payload {payload} bytes: guest instructions per packet\n"
             )
             .unwrap();
+            // Live tables count packets per destination per call.
+            let unit = if table.starts_with("live") {
+                "packets/dest"
+            } else {
+                "KiB"
+            };
             writeln!(
                 md,
-                "| destinations x KiB | packets | {} |",
+                "| destinations x {unit} | packets | {} |",
                 methods.join(" | ")
             )
             .unwrap();
@@ -287,6 +293,7 @@ pub fn markdown(csv: &str) -> io::Result<String> {
         writeln!(md).unwrap();
     }
     targets(&rows, &mut md);
+    live_targets(&rows, &mut md);
     if !notes.is_empty() {
         writeln!(md, "Failed rows:\n").unwrap();
         for (i, n) in notes.iter().enumerate() {
@@ -411,6 +418,143 @@ fn targets(rows: &[Row], md: &mut String) {
     writeln!(md).unwrap();
 }
 
+/// "met", or "missed by N" (instructions per packet over `limit`).
+fn verdict(measured: f64, limit: f64) -> String {
+    if measured <= limit {
+        "met".into()
+    } else {
+        format!("missed by {}", group((measured - limit).round() as u64))
+    }
+}
+
+/// The targets of issue 13 (the live regime), checked against the rows of
+/// the `live` tables (packets per destination in the KiB column) and the
+/// headline, for the plain and the registered-buffer call.
+fn live_targets(rows: &[Row], md: &mut String) {
+    let live = |r: &Row| r.ok() && r.table.starts_with("live") && !r.table.contains("fan-out");
+    let fanout = |r: &Row| r.ok() && r.table.starts_with("live") && r.table.contains("fan-out");
+    let find = |pick: &dyn Fn(&Row) -> bool, payload: &str, n: u64, k: u64, method: &str| {
+        rows.iter().find(|r| {
+            pick(r) && r.payload == payload && r.dests == n && r.kib == k && r.method == method
+        })
+    };
+    let mut lines = Vec::new();
+    for method in ["mdwrite", "mdwrite-regbuf"] {
+        let mut one = Vec::new();
+        for n in [64, 512] {
+            if let Some(r) = find(&live, "1472", n, 1, method) {
+                let p = r.per_packet();
+                one.push(p);
+                lines.push(format!(
+                    "| {method}, {n} x 1 packet, 1472 B: at most 600 | {} | {} |",
+                    group(p.round() as u64),
+                    verdict(p, 600.0)
+                ));
+            }
+        }
+        if let [a, b] = one[..] {
+            let d = (b / a - 1.0) * 100.0;
+            lines.push(format!(
+                "| {method}, 1 packet: flat in N (512 within 10% of 64) | {d:+.1}% | {} |",
+                if d.abs() <= 10.0 { "met" } else { "missed" }
+            ));
+        }
+        for n in [8, 64, 512] {
+            if let Some(r) = find(&live, "1472", n, 4, method) {
+                let p = r.per_packet();
+                lines.push(format!(
+                    "| {method}, {n} x 4 packets, 1472 B: at most 450 | {} | {} |",
+                    group(p.round() as u64),
+                    verdict(p, 450.0)
+                ));
+            }
+        }
+        for n in [64, 512] {
+            if let Some(r) = find(&fanout, "1316+rtp", n, 1, method) {
+                let p = r.per_packet();
+                lines.push(format!(
+                    "| {method}, fan-out of one 1316+RTP payload to {n}: at most 350 | {} | {} |",
+                    group(p.round() as u64),
+                    verdict(p, 350.0)
+                ));
+            }
+        }
+        // At least 2x under every stock method in every cell.
+        let mut cells = 0;
+        let mut met = 0;
+        let mut worst: Option<(f64, String)> = None;
+        for m in rows
+            .iter()
+            .filter(|r| (live(r) || fanout(r)) && r.method == method)
+        {
+            let best = rows
+                .iter()
+                .filter(|r| {
+                    r.ok()
+                        && r.table == m.table
+                        && r.payload == m.payload
+                        && r.dests == m.dests
+                        && r.kib == m.kib
+                        && is_stock(&r.method)
+                })
+                .min_by(|a, b| a.per_packet().total_cmp(&b.per_packet()));
+            let Some(b) = best else { continue };
+            let ratio = b.per_packet() / m.per_packet();
+            cells += 1;
+            if ratio >= 2.0 {
+                met += 1;
+            }
+            if worst.as_ref().is_none_or(|(w, _)| ratio < *w) {
+                worst = Some((
+                    ratio,
+                    format!(
+                        "{}, {} x {} packets, {}: {:.2}x ({} vs {} {})",
+                        m.table,
+                        m.dests,
+                        m.kib,
+                        m.payload,
+                        ratio,
+                        group(m.per_packet().round() as u64),
+                        b.method,
+                        group(b.per_packet().round() as u64)
+                    ),
+                ));
+            }
+        }
+        if let Some((_, w)) = worst {
+            lines.push(format!(
+                "| {method}: 2x under every stock method in every live cell | {met} of {cells} cells; worst {w} | {} |",
+                if met == cells { "met" } else { "missed" }
+            ));
+        }
+        if let Some(h) = rows.iter().find(|r| {
+            r.ok()
+                && r.table == "offload on"
+                && r.payload == "1472"
+                && r.dests == 64
+                && r.kib == 256
+                && r.method == method
+        }) {
+            let p = h.per_packet();
+            lines.push(format!(
+                "| {method}, headline 64 x 256 KiB: at most 431 (aim 350) | {} | {} |",
+                group(p.round() as u64),
+                verdict(p, 431.0)
+            ));
+        }
+    }
+    if lines.is_empty() {
+        return;
+    }
+    writeln!(md, "#### Targets (issue 13: the live regime)\n").unwrap();
+    writeln!(md, "| target | measured | |").unwrap();
+    writeln!(md, "| --- | ---: | --- |").unwrap();
+    for l in lines {
+        writeln!(md, "{l}").unwrap();
+    }
+    writeln!(md).unwrap();
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -421,6 +565,7 @@ mod tests {
             bytes: 256 << 10,
             payload: 1472,
             rtp: false,
+            fanout: false,
         }
     }
 
@@ -498,6 +643,65 @@ mod tests {
         );
         assert!(
             md.contains("| mdwrite-regbuf: at least 2x fewer than pktgen's fresh-skb path (1,000) | 1.67x | missed |"),
+            "{md}"
+        );
+    }
+
+    #[test]
+    fn live_targets_say_met_or_missed_by_how_much() {
+        let row = |table: &str, payload: &str, n: u64, k: u64, method: &str, per: u64| Row {
+            table: table.into(),
+            payload: payload.into(),
+            dests: n,
+            kib: k,
+            method: method.into(),
+            packets: n * k,
+            instructions: per * n * k,
+            status: "ok".into(),
+            ..Default::default()
+        };
+        let rows = vec![
+            row("live, offload on", "1472", 64, 1, "mdwrite", 550),
+            row("live, offload on", "1472", 512, 1, "mdwrite", 700),
+            row("live, offload on", "1472", 64, 1, "af_packet-ring", 1000),
+            row("live, offload on", "1472", 512, 1, "af_packet-ring", 1000),
+            row("live, offload on", "1472", 64, 4, "mdwrite", 400),
+            row(
+                "live fan-out, offload on",
+                "1316+rtp",
+                64,
+                1,
+                "mdwrite",
+                360,
+            ),
+        ];
+        let mut md = String::new();
+        live_targets(&rows, &mut md);
+        assert!(
+            md.contains("| mdwrite, 64 x 1 packet, 1472 B: at most 600 | 550 | met |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| mdwrite, 512 x 1 packet, 1472 B: at most 600 | 700 | missed by 100 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("flat in N (512 within 10% of 64) | +27.3% | missed |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| mdwrite, 64 x 4 packets, 1472 B: at most 450 | 400 | met |"),
+            "{md}"
+        );
+        assert!(
+            md.contains(
+                "fan-out of one 1316+RTP payload to 64: at most 350 | 360 | missed by 10 |"
+            ),
+            "{md}"
+        );
+        // 1000/550 = 1.82x and 1000/700: the 2x target is missed.
+        assert!(
+            md.contains("0 of 2 cells; worst live, offload on, 512 x 1 packets, 1472: 1.43x"),
             "{md}"
         );
     }

@@ -63,6 +63,9 @@ pub struct Workload {
     pub payload: usize,
     /// Whether each packet carries an RTP header in front of its payload.
     pub rtp: bool,
+    /// Fan-out: every destination gets the same payload (the same memory),
+    /// as a relay or a multicast-to-unicast gateway sends it.
+    pub fanout: bool,
 }
 
 impl Workload {
@@ -124,6 +127,9 @@ impl Workload {
 
     /// Size of the distinct payload memory the workload uses.
     pub fn pool_size(&self) -> usize {
+        if self.fanout {
+            return self.bytes;
+        }
         let per_pool = (POOL_CAP / self.bytes).clamp(1, self.dests);
         per_pool * self.bytes
     }
@@ -250,10 +256,25 @@ mod tests {
             bytes: 256 << 10,
             payload: 1472,
             rtp: false,
+            fanout: false,
         };
         assert_eq!(wl.packets(), 11_456);
         assert_eq!(wl.packet_len(178), (256 << 10) - 178 * 1472);
         assert_eq!(wl.gso_segments(), 44);
+    }
+
+    #[test]
+    fn fanout_sends_the_same_memory_to_every_destination() {
+        let wl = Workload {
+            dests: 512,
+            bytes: 1316,
+            payload: 1316,
+            rtp: true,
+            fanout: true,
+        };
+        assert_eq!(wl.pool_size(), 1316);
+        assert!((0..512).all(|d| wl.offset(d) == 0));
+        assert_eq!(wl.packets(), 512);
     }
 
     #[test]
@@ -263,6 +284,7 @@ mod tests {
             bytes: 1 << 20,
             payload: 1316,
             rtp: true,
+            fanout: false,
         };
         assert_eq!(wl.pool_size(), POOL_CAP);
         for d in 0..wl.dests {
