@@ -24,7 +24,7 @@ set -euo pipefail
 
 . "$(dirname "$0")/lib.sh"
 
-flavor=debug rwdir=() cpus=2 qemu_opts= timeout=${MDW_VM_TIMEOUT:-2700}
+flavor=debug rwdir=() cpus=2 qemu_opts= timeout=${MDW_VM_TIMEOUT:-3600}
 while (($#)); do
 	case "$1" in
 	--kernel) flavor=$2; shift 2 ;;
