@@ -406,10 +406,16 @@ fn targets(rows: &[Row], md: &mut String) {
             yes(d.abs() <= 5.0)
         ));
     }
+    target_table(md, "Targets (issue 5)", &lines);
+}
+
+/// Writes a table of targets (`| target | measured | verdict |` lines),
+/// nothing when there are none.
+fn target_table(md: &mut String, title: &str, lines: &[String]) {
     if lines.is_empty() {
         return;
     }
-    writeln!(md, "#### Targets (issue 5)\n").unwrap();
+    writeln!(md, "#### {title}\n").unwrap();
     writeln!(md, "| target | measured | |").unwrap();
     writeln!(md, "| --- | ---: | --- |").unwrap();
     for l in lines {
@@ -543,16 +549,7 @@ fn live_targets(rows: &[Row], md: &mut String) {
             ));
         }
     }
-    if lines.is_empty() {
-        return;
-    }
-    writeln!(md, "#### Targets (issue 13: the live regime)\n").unwrap();
-    writeln!(md, "| target | measured | |").unwrap();
-    writeln!(md, "| --- | ---: | --- |").unwrap();
-    for l in lines {
-        writeln!(md, "{l}").unwrap();
-    }
-    writeln!(md).unwrap();
+    target_table(md, "Targets (issue 13: the live regime)", &lines);
 }
 
 #[cfg(test)]

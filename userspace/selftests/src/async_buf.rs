@@ -535,13 +535,13 @@ fn pins_balance(base: (u64, u64), limit: Duration, what: &str) -> TestResult {
 // Memory, destinations, processes.
 
 /// An anonymous, populated, page-aligned mapping filled with a pattern.
-struct Mapping {
+pub(crate) struct Mapping {
     addr: usize,
     len: usize,
 }
 
 impl Mapping {
-    fn new(pages: usize, seed: u32) -> Result<Self, String> {
+    pub(crate) fn new(pages: usize, seed: u32) -> Result<Self, String> {
         let len = pages * PAGE;
         // SAFETY: a fresh anonymous mapping.
         let p = unsafe {
@@ -571,8 +571,31 @@ impl Mapping {
         unsafe { std::slice::from_raw_parts(self.addr as *const u8, self.len) }
     }
 
-    fn at(&self, off: usize) -> u64 {
+    pub(crate) fn at(&self, off: usize) -> u64 {
         (self.addr + off) as u64
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Makes page `page` of the mapping inaccessible (`PROT_NONE`).
+    pub(crate) fn protect_none(&self, page: usize) -> Result<(), String> {
+        if (page + 1) * PAGE > self.len {
+            return Err(format!("page {page} is past the mapping"));
+        }
+        // SAFETY: a page inside our own mapping.
+        let r = unsafe {
+            libc::mprotect(
+                (self.addr + page * PAGE) as *mut libc::c_void,
+                PAGE,
+                libc::PROT_NONE,
+            )
+        };
+        if r != 0 {
+            return Err(format!("mprotect: {}", std::io::Error::last_os_error()));
+        }
+        Ok(())
     }
 
     /// Unmaps now (the module may still hold pins on the pages).

@@ -33,6 +33,7 @@ use mdwrite::{
 };
 
 use crate::{
+    async_buf::Mapping,
     errors::foll_pins,
     raw::{errno_name, ioctl},
     topo, TestResult,
@@ -173,53 +174,6 @@ fn format_u32(mut n: u32, buf: &mut [u8; 16]) -> &[u8] {
         if n == 0 {
             return &buf[i..];
         }
-    }
-}
-
-/// Page-aligned, populated anonymous memory filled with a pattern, so
-/// the calls under faults take no page fault of their own.
-struct Region {
-    ptr: *mut u8,
-    len: usize,
-}
-
-impl Region {
-    fn new(len: usize, seed: u8) -> Result<Self, String> {
-        // SAFETY: a fresh private anonymous mapping; checked below.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE,
-                -1,
-                0,
-            )
-        };
-        if ptr == libc::MAP_FAILED {
-            return Err(format!("mmap: {}", std::io::Error::last_os_error()));
-        }
-        let r = Region {
-            ptr: ptr.cast(),
-            len,
-        };
-        // SAFETY: the mapping is `len` writable bytes, ours alone.
-        let bytes = unsafe { std::slice::from_raw_parts_mut(r.ptr, len) };
-        for (i, b) in bytes.iter_mut().enumerate() {
-            *b = (i as u8).wrapping_mul(31).wrapping_add(seed);
-        }
-        Ok(r)
-    }
-
-    fn addr(&self) -> u64 {
-        self.ptr as u64
-    }
-}
-
-impl Drop for Region {
-    fn drop(&mut self) {
-        // SAFETY: unmaps exactly the mapping made in `new`.
-        unsafe { libc::munmap(self.ptr.cast(), self.len) };
     }
 }
 
@@ -404,7 +358,7 @@ impl Op for Writev<'_> {
 }
 
 struct BufRegister<'a> {
-    region: &'a Region,
+    region: &'a Mapping,
     id: Option<u32>,
 }
 
@@ -413,8 +367,8 @@ impl Op for BufRegister<'_> {
     const ALLOWED: &'static [i32] = BUF_OK;
     fn call(&mut self, fd: BorrowedFd<'_>) -> Result<Option<i32>, i32> {
         let mut reg = MdwBufReg {
-            addr: self.region.addr(),
-            len: self.region.len as u64,
+            addr: self.region.at(0),
+            len: self.region.len() as u64,
             ..Default::default()
         };
         ioctl(
@@ -463,8 +417,10 @@ pub(crate) fn faults_injected() -> TestResult {
     let mut c2 = c.clone();
     c2.to.set_port(5001);
     let b = dev.add_destination(&c2).map_err(|e| e.to_string())?;
-    let data = Region::new(128 * 1024, 21)?;
-    let region = Region::new(256 * 1024, 22)?;
+    // Populated beforehand: the calls under faults take no page fault of
+    // their own.
+    let data = Mapping::new(32, 21)?;
+    let region = Mapping::new(64, 22)?;
     let buf_id = {
         let mut reg = BufRegister {
             region: &region,
@@ -478,13 +434,13 @@ pub(crate) fn faults_injected() -> TestResult {
     let plain = [
         MdwEntry {
             dest: a.handle(),
-            addr: data.addr(),
+            addr: data.at(0),
             len: 64 * 1024,
             ..Default::default()
         },
         MdwEntry {
             dest: b.handle(),
-            addr: data.addr() + 4096 - 700,
+            addr: data.at(0) + 4096 - 700,
             len: 3000,
             ..Default::default()
         },

@@ -612,23 +612,9 @@ pub(crate) fn pin_fault_names_entry() -> TestResult {
     let (_topo, c) = topo::dummy_sender(None)?;
     let dev = Device::open().map_err(|e| e.to_string())?;
     let a = dev.add_destination(&c).map_err(|e| e.to_string())?;
-    // SAFETY: a fresh private anonymous mapping of three pages, checked.
-    let map = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            3 * 4096,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE,
-            -1,
-            0,
-        )
-    };
-    if map == libc::MAP_FAILED {
-        return Err(format!("mmap: {}", std::io::Error::last_os_error()));
-    }
-    let base = map as u64;
-    // SAFETY: the third page of our own mapping.
-    unsafe { libc::mprotect(map.cast::<u8>().add(2 * 4096).cast(), 4096, libc::PROT_NONE) };
+    let map = crate::async_buf::Mapping::new(3, 8)?;
+    map.protect_none(2)?;
+    let base = map.at(0);
     let entry = |addr: u64, len: u64| MdwEntry {
         dest: a.handle(),
         addr,
@@ -643,8 +629,7 @@ pub(crate) fn pin_fault_names_entry() -> TestResult {
     let (acq0, rel0) = foll_pins()?;
     let (r, req) = raw_writev(&dev, &entries, |_| {});
     let (acq1, rel1) = foll_pins()?;
-    // SAFETY: unmaps the mapping made above; nothing refers to it now.
-    unsafe { libc::munmap(map, 3 * 4096) };
+    drop(map);
     expect_errno("WRITEV reaching a PROT_NONE page", r, libc::EFAULT)?;
     if req.error_index != 1 || req.packets != 0 {
         return Err(format!(
