@@ -17,6 +17,7 @@ awk -v known="$here/kcsan-known.txt" '
 	/BUG: KCSAN: / {
 		title = $0
 		sub(/.*BUG: KCSAN: [a-z-]+ in /, "", title)
+		gsub(/\+0x[0-9a-f]+\/0x[0-9a-f]+/, "", title)
 		if (title in ok) {
 			print "known kernel-internal KCSAN report (not mdwrite): " title > "/dev/stderr"
 			skip = 1
