@@ -6,6 +6,8 @@
 #
 #   scripts/bench.sh [--quick | --live]      # or: make bench
 #   scripts/bench.sh --profile METHOD[,METHOD...] [DESTS KIB PAYLOAD TIMES]
+#   scripts/bench.sh --run ARGS...         # one `mdwrite-bench run ARGS...`
+#   scripts/bench.sh --exec-profile METHOD DESTS PACKETS [PAYLOAD [TIMES [fanout]]]
 #
 # Boots the release kernel under QEMU/TCG with one vCPU and
 # -icount shift=0,sleep=off, so the guest's CLOCK_MONOTONIC advances one ns
@@ -19,6 +21,14 @@
 # the pipeline: it writes bench/results/quick.csv and leaves the docs alone);
 # --live only the live-regime tables (bench/results/live.csv, docs left
 # alone), which the full run includes.
+# --run passes its arguments to one `mdwrite-bench run` on dummy0 (offload
+# on) and prints its table; nothing is written (a developer's measurement:
+# `--run --dests 64 --packets 1 --payloads 1472 --methods mdwrite`).
+# --exec-profile counts the module's own instructions exactly, per function
+# (QEMU exec log, scripts/exec-profile.py) over TIMES (default 100) calls of
+# DESTS x PACKETS full packets (PAYLOAD default 1472; `fanout`: one
+# payload for every destination); prints them per packet, next to the
+# whole call's instructions per packet.
 # --profile samples where METHOD's instructions go (perf, timer samples) over
 # TIMES sends of a workload (default: the headline 64 x 256 KiB, 1472 B, 200
 # times) and writes bench/results/profile-METHOD.txt for each.
@@ -71,7 +81,12 @@ case "${1:-}" in
 	(($# >= 2)) || die "usage: $0 --profile METHOD [DESTS KIB PAYLOAD TIMES]"
 	mode=profile args=("${@:2}")
 	;;
-*) die "usage: $0 [--quick | --live | --profile METHOD [DESTS KIB PAYLOAD TIMES]]" ;;
+--run) mode=run args=("${@:2}") ;;
+--exec-profile)
+	(($# >= 4)) || die "usage: $0 --exec-profile METHOD DESTS PACKETS [PAYLOAD [TIMES [fanout]]]"
+	mode=xprof args=("${@:2}")
+	;;
+*) die "usage: $0 [--quick | --live | --profile METHOD [DESTS KIB PAYLOAD TIMES] | --run ARGS... | --exec-profile METHOD DESTS PACKETS [PAYLOAD [TIMES [fanout]]]]" ;;
 esac
 
 "$MDW_ROOT/scripts/install-deps.sh"
@@ -87,13 +102,25 @@ log "benchmark ($mode): booting the release kernel, 1 vCPU, -icount shift=0,slee
 # file that stdout is redirected to), noting when the guest's first line
 # came: the run's own time, without the wait for another VM's lock.
 status=0
+qemu_opts="-icount shift=0,sleep=off"
+# The module area only: the log stays small.
+[ "$mode" = xprof ] && qemu_opts+=" -d in_asm,exec,nochain -dfilter 0xffffffffa0000000..0xffffffffff000000 -D $out/exec.log"
 MDW_VM_TIMEOUT=${MDW_VM_TIMEOUT:-3600} "$MDW_ROOT/scripts/vm-run.sh" --kernel release --cpus 1 \
-	--qemu-opts "-icount shift=0,sleep=off" --rwdir "$out" \
+	--qemu-opts "$qemu_opts" --rwdir "$out" \
 	"$MDW_ROOT/tests/bench/guest-bench.sh" "$out" "$mode" "${args[@]}" 2>&1 |
 	while IFS= read -r line; do
 		[[ -e $out/t0 || $line != kernel:* ]] || date +%s >"$out/t0"
 		printf '%s\n' "$line"
 	done || status=${PIPESTATUS[0]}
+if [ "$mode" = xprof ]; then
+	[ -s "$out/syms.txt" ] || die "the guest wrote no symbols (status $status)"
+	run=$(cat "$out/xprof-run.txt")
+	packets=$(sed -n 's/.*: \([0-9]*\) x \([0-9]*\) packets.*/\1 \2/p' <<<"$run" | awk '{ print $1 * $2 }')
+	echo "# ${args[*]}: $run"
+	"$MDW_ROOT/scripts/exec-profile.py" "$out/exec.log" "$out/syms.txt" "$packets" |
+		"$MDW_ROOT/userspace/target/release/mdwrite-bench" demangle
+	exit 0
+fi
 if [ "$mode" = profile ]; then
 	for m in ${args[0]//,/ }; do
 		[ -s "$out/profile-$m.txt" ] || die "the guest wrote no profile of $m (status $status)"
@@ -109,6 +136,11 @@ fi
 cat "$out/setup.txt" "$out/calibrate.txt" >&2
 bindir=$MDW_ROOT/userspace/target/release
 kernel=$(sed -n 's/^kernel: \([^ ]*\).*/\1/p' "$out/setup.txt")
+if [ "$mode" = run ]; then
+	"$bindir/mdwrite-bench" report "$out/results.csv"
+	log "run done in $(($(date +%s) - start)) s"
+	exit 0
+fi
 if [ "$mode" = quick ] || [ "$mode" = live ]; then
 	cp "$out/results.csv" "$results/$mode.csv"
 	"$bindir/mdwrite-bench" report "$results/$mode.csv"

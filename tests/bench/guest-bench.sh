@@ -6,6 +6,8 @@
 #
 #   guest-bench.sh OUTDIR [full|quick]
 #   guest-bench.sh OUTDIR profile METHOD[,METHOD...] [DESTS KIB PAYLOAD TIMES]
+#   guest-bench.sh OUTDIR run ARGS...   (one `mdwrite-bench run ARGS...`)
+#   guest-bench.sh OUTDIR xprof METHOD DESTS PACKETS [PAYLOAD [TIMES [fanout]]]
 #
 # Sets up dummy0 like a NIC (checksum offload on, UDP segmentation offload
 # off, so GSO is done in software), a permanent neighbour entry per
@@ -143,6 +145,22 @@ full)
 	;;
 live)
 	live
+	rmmod mdwrite
+	exit $status
+	;;
+xprof)
+	# Under QEMU's exec log (scripts/bench.sh --exec-profile): the calls,
+	# then the module's symbols for scripts/exec-profile.py.
+	set -- "${@:3}"
+	sysctl -qw kernel.kptr_restrict=0
+	mdwrite-bench repeat --ifname "$dev" --method "$1" --dests "$2" --packets "$3" \
+		--payload "${4:-1472}" --times "${5:-100}" ${6:+--$6} 2>&1 | tee "$out/xprof-run.txt"
+	grep '\[mdwrite\]' /proc/kallsyms | sed 's/^/SYM /' >"$out/syms.txt"
+	rmmod mdwrite
+	exit 0
+	;;
+run)
+	mdwrite-bench run --ifname "$dev" --table "run, offload on" --csv "$csv" "${@:3}" || status=1
 	rmmod mdwrite
 	exit $status
 	;;
