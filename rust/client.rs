@@ -28,8 +28,8 @@ use kernel::{
 use crate::{
     abi::{
         self, MdwBufReg, MdwBufUnreg, MdwDest, MdwDestDel, MdwEntry, MdwEventfd, MdwInfo,
-        MdwWritev, MDW_FEAT_ASYNC, MDW_FEAT_BUF, MDW_FEAT_IPV6, MDW_FEAT_RTP, MDW_FEAT_VLAN,
-        MDW_FEAT_WRITEV, MDW_MAX_DESTS, MDW_WRITE_ASYNC,
+        MdwWritev, MDW_FEAT_ASYNC, MDW_FEAT_BUF, MDW_FEAT_FANOUT, MDW_FEAT_IPV6, MDW_FEAT_RTP,
+        MDW_FEAT_VLAN, MDW_FEAT_WRITEV, MDW_MAX_DESTS, MDW_WRITE_ASYNC,
     },
     buffer::{BufTable, RegisteredBuffer},
     completion::{FileShared, PollTable},
@@ -41,8 +41,13 @@ use crate::{
 };
 
 /// Feature bits this build of the module implements.
-const FEATURES: u64 =
-    MDW_FEAT_WRITEV | MDW_FEAT_IPV6 | MDW_FEAT_RTP | MDW_FEAT_VLAN | MDW_FEAT_BUF | MDW_FEAT_ASYNC;
+const FEATURES: u64 = MDW_FEAT_WRITEV
+    | MDW_FEAT_IPV6
+    | MDW_FEAT_RTP
+    | MDW_FEAT_VLAN
+    | MDW_FEAT_BUF
+    | MDW_FEAT_ASYNC
+    | MDW_FEAT_FANOUT;
 
 /// The destinations of one file, by handle.
 pub(crate) type DestTable = Table<KBox<Destination>, { MDW_MAX_DESTS as usize }>;
@@ -254,7 +259,8 @@ impl Client {
                 // lock and device references dropped; wait for them to
                 // leave. A fatal signal ends the wait (and the process).
                 if let Some(wait) = wait {
-                    wait.wait()?;
+                    let pages = wait.wait()?;
+                    self.dests.lock().arena.keep_pages(pages);
                 }
                 (Ok(()), out)
             }

@@ -333,18 +333,20 @@ pub(crate) struct CallRelease {
 }
 
 impl CallRelease {
-    /// Unpins, returns the charge, and counts the call's completion.
-    pub(crate) fn release(self) {
+    /// Unpins, returns the charge, and counts the call's completion;
+    /// returns the call's page arrays, empty, for another call.
+    pub(crate) fn release(self) -> CallPages {
         let CallRelease {
             shared,
             pages,
             charge,
         } = self;
         let pinned = pages.pinned() as u64;
-        drop(pages);
+        let pages = pages.recycle();
         drop(charge);
         Stats::sub(&shared.stats.pages_pinned, pinned);
         Stats::add(&shared.stats.completions, 1);
+        pages
     }
 }
 

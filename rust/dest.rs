@@ -41,8 +41,9 @@ pub(crate) struct Destination {
     /// kept for the next (`SkbPool::adopt`, `SkbPool::keep`).
     pub(crate) ring: SkbRing,
     /// What its packets need from its device, for the device state it was
-    /// worked out for.
-    prepared: Option<Prepared>,
+    /// worked out for: set by [`Destination::prepare`], which a call runs
+    /// before it sends to the destination.
+    pub(crate) prepared: Option<Prepared>,
     /// The call that last gave this destination a slot, and the slot: a
     /// call finds an entry's slot in O(1).
     mark: CallMark,
@@ -81,13 +82,16 @@ impl CsumMode {
 
 /// What a destination's packets need from its device: worked out when a
 /// call first sends to the device (the device checked, its features
-/// probed for the packet's shape), then reused while the device reports
+/// probed for the packet's shape), then reused while the device is in
 /// exactly the same state (`MdwDevInfo`: index, features, MTU, MAC,
-/// flags), so that a call pays a comparison per destination, not a probe.
+/// flags; compared once per call and device, which gives the state a
+/// stamp: `calldevs::CallDevs`), so that a call pays a comparison of
+/// stamps per destination, not a probe.
 #[derive(Clone, Copy)]
 pub(crate) struct Prepared {
-    /// The device state this was worked out for.
-    info: ffi::MdwDevInfo,
+    /// The stamp of the device state this was worked out for
+    /// (`calldevs::CallDevs`).
+    stamp: u64,
     /// Header length and offsets of its packets, and the checksum mode.
     pub(crate) layout: ffi::MdwLayout,
     pub(crate) csum: CsumMode,
@@ -216,13 +220,14 @@ impl Destination {
     }
 
     /// What this destination's packets need from `dev`, its device as a
-    /// call looked it up: the last answer while the device reports the
-    /// same state, else worked out again ([`Destination::prepare_again`]).
+    /// call looked it up in the state of stamp `stamp`: the last answer
+    /// while the device is in the same state, else worked out again
+    /// ([`Destination::prepare_again`]).
     #[inline(always)]
-    pub(crate) fn prepare(&mut self, dev: &NetDevice) -> Result<&Prepared> {
-        if !matches!(&self.prepared, Some(p) if p.info == *dev.info()) {
+    pub(crate) fn prepare(&mut self, dev: &NetDevice, stamp: u64) -> Result<&Prepared> {
+        if !matches!(&self.prepared, Some(p) if p.stamp == stamp) {
             self.prepared = None;
-            let p = self.prepare_again(dev)?;
+            let p = self.prepare_again(dev, stamp)?;
             self.prepared = Some(p);
         }
         self.prepared.as_ref().ok_or(EINVAL)
@@ -238,7 +243,7 @@ impl Destination {
     /// scatter-gather and checksum offload: never a packet its features do
     /// not cover.
     #[cold]
-    fn prepare_again(&mut self, dev: &NetDevice) -> Result<Prepared> {
+    fn prepare_again(&mut self, dev: &NetDevice, stamp: u64) -> Result<Prepared> {
         let info = *dev.info();
         if !info.ethernet {
             return Err(ENODEV);
@@ -273,7 +278,7 @@ impl Destination {
         layout.csum_partial = matches!(csum, CsumMode::Partial);
         let recycle = info.recycle_ok && caps.sg;
         Ok(Prepared {
-            info,
+            stamp,
             layout,
             csum,
             recycle,

@@ -79,13 +79,15 @@ pub(crate) struct MdwLayout {
 }
 
 /// `mdw_skb_reuse` results.
-/// `struct mdw_rearm`: what `mdw_skb_rearm` checks a destination's skbs
-/// against, kept per destination.
+/// `struct mdw_rearm`: a destination's skbs in one call, what
+/// `mdw_skb_rearm` and `mdw_skb_reuse` check them against and what ties a
+/// kept skb to the call; kept per destination.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub(crate) struct MdwRearm {
-    pub(crate) hdr_len: u32,
+    pub(crate) layout: MdwLayout,
     pub(crate) done: *mut MdwDone,
+    pub(crate) dev: *const MdwDev,
 }
 
 pub(crate) const MDW_SKB_REUSED: c_int = 0;
@@ -166,11 +168,10 @@ extern "C" {
     ) -> *mut bindings::sk_buff;
     pub(crate) fn mdw_skb_reuse(
         skb: *mut bindings::sk_buff,
-        l: *const MdwLayout,
+        r: *const MdwRearm,
         frags: *const MdwFrag,
         nfrags: u32,
         payload_len: u32,
-        done: *mut MdwDone,
         hdr: *mut *mut u8,
     ) -> c_int;
     pub(crate) fn mdw_skb_rearm(
@@ -184,12 +185,6 @@ extern "C" {
     pub(crate) fn mdw_skb_detach(
         skb: *mut bindings::sk_buff,
         hdr_len: u32,
-        done: *mut MdwDone,
-    ) -> bool;
-    pub(crate) fn mdw_skb_attach(
-        skb: *mut bindings::sk_buff,
-        d: *const MdwDev,
-        l: *const MdwLayout,
         done: *mut MdwDone,
     ) -> bool;
     pub(crate) fn mdw_skb_free(skb: *mut bindings::sk_buff);

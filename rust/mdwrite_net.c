@@ -558,14 +558,55 @@ static __always_inline bool mdw_skb_intact(struct sk_buff *skb,
 }
 
 /*
- * Rearms @skb, held by the caller's ring, for a packet of the same
- * destination: MDW_SKB_REUSED with a second reference taken and *@hdr the
- * header of the skb's last packet, in place; MDW_SKB_BUSY while the device
- * still holds it; MDW_SKB_SPOILED when it can no longer be used.
+ * Ties @skb, which a destination kept untied since its last call
+ * (mdw_skb_detach()) and which only its ring holds, to the call of @r on
+ * its device, as mdw_skb_new() would have made it: false, with nothing
+ * done, when it cannot be used there. The checksum mode is the call's
+ * (the device's offloads may have changed). Done when the ring first
+ * reuses the skb in a call, so that a call pays only for the kept skbs it
+ * uses.
  */
-int mdw_skb_reuse(struct sk_buff *skb, const struct mdw_layout *l,
+static __always_inline bool mdw_skb_tie(struct sk_buff *skb,
+					const struct mdw_rearm *r)
+{
+	const struct mdw_layout *l = &r->layout;
+	struct net_device *dev = r->dev->dev;
+
+	if (skb_cloned(skb) || skb_shinfo(skb)->nr_frags ||
+	    skb_headlen(skb) != l->hdr_len || skb->data != skb_mac_header(skb) ||
+	    skb_headroom(skb) < LL_RESERVED_SPACE(dev) - ETH_HLEN)
+		return false;
+	skb_shinfo(skb)->flags |= SKBFL_MANAGED_FRAG_REFS;
+	net_zcopy_get(&r->done->ubuf);
+	skb_zcopy_init(skb, &r->done->ubuf);
+	mdw_skb_set_shape(skb, dev, l);
+	mdw_skb_set_csum(skb, l);
+	return true;
+}
+
+/*
+ * Whether @skb, which only the caller's ring holds, can carry a packet of
+ * the call of @r: tied to it already and intact, or kept untied since the
+ * destination's last call and tied now.
+ */
+static __always_inline bool mdw_skb_usable(struct sk_buff *skb,
+					   const struct mdw_rearm *r)
+{
+	if (!skb_zcopy(skb))
+		return mdw_skb_tie(skb, r);
+	return mdw_skb_intact(skb, skb_shinfo(skb), r->layout.hdr_len, r->done);
+}
+
+/*
+ * Rearms @skb, held by the caller's ring, for a packet of the same
+ * destination in the call of @r: MDW_SKB_REUSED with a second reference
+ * taken and *@hdr the header of the skb's last packet, in place;
+ * MDW_SKB_BUSY while the device still holds it; MDW_SKB_SPOILED when it
+ * can no longer be used.
+ */
+int mdw_skb_reuse(struct sk_buff *skb, const struct mdw_rearm *r,
 		  const struct mdw_frag *frags, u32 nfrags, u32 payload_len,
-		  struct mdw_done *done, u8 **hdr)
+		  u8 **hdr)
 {
 	struct skb_shared_info *shinfo = skb_shinfo(skb);
 	u32 i;
@@ -574,7 +615,7 @@ int mdw_skb_reuse(struct sk_buff *skb, const struct mdw_layout *l,
 		return MDW_SKB_BUSY;
 	/* Pairs with the release in the device's skb_unref() (as it does). */
 	smp_acquire__after_ctrl_dep();
-	if (unlikely(nfrags > MAX_SKB_FRAGS || !mdw_skb_intact(skb, shinfo, l->hdr_len, done)))
+	if (unlikely(nfrags > MAX_SKB_FRAGS || !mdw_skb_usable(skb, r)))
 		return MDW_SKB_SPOILED;
 	/* Only the ring holds it, so nothing can change the count under us. */
 	refcount_set(&skb->users, 2);
@@ -584,7 +625,7 @@ int mdw_skb_reuse(struct sk_buff *skb, const struct mdw_layout *l,
 	shinfo->nr_frags = nfrags;
 	skb->truesize += payload_len - skb->data_len;
 	skb->data_len = payload_len;
-	skb->len = l->hdr_len + payload_len;
+	skb->len = r->layout.hdr_len + payload_len;
 	*hdr = skb->data;
 	return MDW_SKB_REUSED;
 }
@@ -593,7 +634,7 @@ int mdw_skb_reuse(struct sk_buff *skb, const struct mdw_layout *l,
  * mdw_skb_reuse() for the usual packet, a payload in one page or across
  * two: @lens holds the bytes in @page0 from @off0 (low 16 bits) and those
  * from the start of @page1 (high 16 bits, 0 for one fragment); @r the
- * destination's header length and the call's completion. Returns the
+ * destination's layout, the call's completion and device. Returns the
  * header bytes, or NULL when the skb is busy or spoiled (the caller then
  * asks mdw_skb_reuse() which). The send path calls it once per packet, so
  * it is written out for that case, its arguments in registers.
@@ -608,7 +649,7 @@ u8 *mdw_skb_rearm(struct sk_buff *skb, const struct mdw_rearm *r,
 	if (refcount_read(&skb->users) != 1)
 		return NULL;
 	smp_acquire__after_ctrl_dep();
-	if (unlikely(!mdw_skb_intact(skb, shinfo, r->hdr_len, r->done)))
+	if (!mdw_skb_usable(skb, r))
 		return NULL;
 	/* Only the ring holds it, so nothing can change the count under us. */
 	refcount_set(&skb->users, 2);
@@ -621,7 +662,7 @@ u8 *mdw_skb_rearm(struct sk_buff *skb, const struct mdw_rearm *r,
 	}
 	skb->truesize += payload_len - skb->data_len;
 	skb->data_len = payload_len;
-	skb->len = r->hdr_len + payload_len;
+	skb->len = r->layout.hdr_len + payload_len;
 	return skb->data;
 }
 
@@ -648,34 +689,6 @@ bool mdw_skb_detach(struct sk_buff *skb, u32 hdr_len, struct mdw_done *done)
 	skb->data_len = 0;
 	skb->dev = NULL;
 	skb_zcopy_clear(skb, true);
-	return true;
-}
-
-/*
- * Start of a call: ties @skb, kept by a destination of layout @l since its
- * last call (mdw_skb_detach()), to the call of @done on @d, so its ring can
- * rearm it; the checksum mode is this call's (the device's offloads may
- * have changed). False, with nothing done, when it cannot be used there;
- * the caller then releases it.
- */
-bool mdw_skb_attach(struct sk_buff *skb, const struct mdw_dev *d,
-		    const struct mdw_layout *l, struct mdw_done *done)
-{
-	struct net_device *dev = d->dev;
-
-	if (refcount_read(&skb->users) != 1)
-		return false;
-	smp_acquire__after_ctrl_dep();
-	if (skb_cloned(skb) || skb_zcopy(skb) ||
-	    skb_shinfo(skb)->nr_frags || skb_headlen(skb) != l->hdr_len ||
-	    skb->data != skb_mac_header(skb) ||
-	    skb_headroom(skb) < LL_RESERVED_SPACE(dev) - ETH_HLEN)
-		return false;
-	skb_shinfo(skb)->flags |= SKBFL_MANAGED_FRAG_REFS;
-	net_zcopy_get(&done->ubuf);
-	skb_zcopy_init(skb, &done->ubuf);
-	mdw_skb_set_shape(skb, dev, l);
-	mdw_skb_set_csum(skb, l);
 	return true;
 }
 

@@ -64,10 +64,14 @@ struct mdw_layout {
 	bool csum_partial;
 };
 
-/* What mdw_skb_rearm() checks a destination's skbs against. */
+/*
+ * A destination's skbs in one call: what mdw_skb_rearm() and
+ * mdw_skb_reuse() check them against, and what ties a kept skb to the call.
+ */
 struct mdw_rearm {
-	u32 hdr_len;
+	struct mdw_layout layout;
 	struct mdw_done *done;
+	const struct mdw_dev *dev;
 };
 
 /* Why mdw_xmit_direct() stopped before the end. */
@@ -117,14 +121,12 @@ struct sk_buff *mdw_skb_new_linear(const struct mdw_dev *d,
 				   const struct mdw_frag *frags, u32 nfrags,
 				   u32 payload_len, struct mdw_done *done,
 				   u8 **hdr);
-int mdw_skb_reuse(struct sk_buff *skb, const struct mdw_layout *l,
+int mdw_skb_reuse(struct sk_buff *skb, const struct mdw_rearm *r,
 		  const struct mdw_frag *frags, u32 nfrags, u32 payload_len,
-		  struct mdw_done *done, u8 **hdr);
+		  u8 **hdr);
 u8 *mdw_skb_rearm(struct sk_buff *skb, const struct mdw_rearm *r,
 		  struct page *page0, struct page *page1, u32 off0, u32 lens);
 bool mdw_skb_detach(struct sk_buff *skb, u32 hdr_len, struct mdw_done *done);
-bool mdw_skb_attach(struct sk_buff *skb, const struct mdw_dev *d,
-		    const struct mdw_layout *l, struct mdw_done *done);
 void mdw_skb_free(struct sk_buff *skb);
 void mdw_skb_release(struct sk_buff *skb);
 u32 mdw_csum_frags(const struct mdw_frag *frags, u32 nfrags);

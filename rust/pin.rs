@@ -156,13 +156,38 @@ pub(crate) struct CallPages {
 unsafe impl Send for CallPages {}
 
 impl CallPages {
-    /// An empty translation with room for `capacity` pages.
-    pub(crate) fn with_capacity(capacity: usize) -> Result<Self> {
-        Ok(Self {
-            pages: KVVec::with_capacity(capacity, GFP_KERNEL_ACCOUNT)?,
+    /// An empty translation with room for `capacity` pages, in the arrays
+    /// of `spare` (an earlier call's, [`CallPages::recycle`]d) when there
+    /// is one: a call as large as the file's earlier ones allocates none.
+    pub(crate) fn reuse(spare: Option<Self>, capacity: usize) -> Result<Self> {
+        let mut this = spare.unwrap_or_else(|| Self {
+            pages: KVVec::new(),
             pinned: KVVec::new(),
             buffers: KVec::new(),
-        })
+        });
+        this.pages.reserve(capacity, GFP_KERNEL_ACCOUNT)?;
+        Ok(this)
+    }
+
+    /// Unpins what the call pinned and lets go of its buffers, keeping the
+    /// arrays for another call ([`CallPages::reuse`]).
+    pub(crate) fn recycle(mut self) -> Self {
+        self.release();
+        self
+    }
+
+    /// Unpins what the call pinned and lets go of its buffers; empty after.
+    fn release(&mut self) {
+        for &(start, n) in self.pinned.iter() {
+            if let Some(pages) = self.pages.get_mut(start..start + n) {
+                // SAFETY: `pin` pinned exactly these pages for this call,
+                // and `pinned` is emptied below, so never again.
+                unsafe { bindings::unpin_user_pages(pages.as_mut_ptr(), n as _) };
+            }
+        }
+        crate::vec::clear(&mut self.pinned);
+        crate::vec::clear(&mut self.pages);
+        crate::vec::clear(&mut self.buffers);
     }
 
     /// Pins `nr` pages from the one holding `addr` for this call (see
@@ -212,6 +237,11 @@ impl CallPages {
         &self.pages
     }
 
+    /// How many pages the page array has room for.
+    pub(crate) fn capacity(&self) -> usize {
+        self.pages.capacity()
+    }
+
     /// How many pages the call pinned itself.
     pub(crate) fn pinned(&self) -> usize {
         self.pinned.iter().map(|&(_, n)| n).sum()
@@ -220,12 +250,7 @@ impl CallPages {
 
 impl Drop for CallPages {
     fn drop(&mut self) {
-        for &(start, n) in self.pinned.iter() {
-            if let Some(pages) = self.pages.get_mut(start..start + n) {
-                // SAFETY: `pin` pinned exactly these pages for this call.
-                unsafe { bindings::unpin_user_pages(pages.as_mut_ptr(), n as _) };
-            }
-        }
+        self.release();
     }
 }
 

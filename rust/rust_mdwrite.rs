@@ -32,6 +32,7 @@ use kernel::prelude::*;
 
 mod abi;
 mod buffer;
+mod calldevs;
 mod client;
 mod completion;
 mod dest;
@@ -53,6 +54,8 @@ mod writev;
 mod common {
     #[path = "../common/checksum.rs"]
     pub mod checksum;
+    #[path = "../common/group.rs"]
+    pub mod group;
     #[path = "../common/interleave.rs"]
     pub mod interleave;
     #[path = "../common/recycle.rs"]

@@ -3,6 +3,8 @@
 //! Packets: building skbs around pinned pages, the call's completion, and
 //! batched transmit.
 
+use core::mem::MaybeUninit;
+
 use kernel::{alloc::KVec, bindings, prelude::*, types::ForeignOwnable};
 
 use crate::{
@@ -10,6 +12,7 @@ use crate::{
     completion::{AsyncCall, CallRelease},
     errno, ffi,
     net::NetDevice,
+    pin::CallPages,
 };
 
 /// Most page fragments one packet may have (a 64 KiB payload across pages).
@@ -55,9 +58,10 @@ impl CallDone {
 
     /// A synchronous call's end: drops the call's reference and waits,
     /// killably, until the device has released every skb, then runs
-    /// `release`. On a fatal signal returns `EINTR` at once; `release` then
+    /// `release`, and returns the call's page arrays, empty, for another
+    /// call. On a fatal signal returns `EINTR` at once; `release` then
     /// runs from the completion workqueue once the device lets go.
-    pub(crate) fn wait_killable(self, release: KBox<CallRelease>) -> Result {
+    pub(crate) fn wait_killable(self, release: KBox<CallRelease>) -> Result<CallPages> {
         let this = core::mem::ManuallyDrop::new(self);
         let ptr = KBox::into_foreign(release).cast_mut();
         // SAFETY: `this.0` came from `mdw_done_new` and is not used again
@@ -69,8 +73,7 @@ impl CallDone {
         }
         // SAFETY: the helper returned 0: `ptr` is still ours, from
         // `into_foreign` above.
-        KBox::into_inner(unsafe { KBox::<CallRelease>::from_foreign(ptr) }).release();
-        Ok(())
+        Ok(KBox::into_inner(unsafe { KBox::<CallRelease>::from_foreign(ptr) }).release())
     }
 }
 
@@ -134,8 +137,16 @@ impl Default for SkbRing {
             skbs: KVec::new(),
             cursor: RingCursor::new(),
             rearm: ffi::MdwRearm {
-                hdr_len: 0,
+                layout: ffi::MdwLayout {
+                    hdr_len: 0,
+                    l3_off: 0,
+                    l4_off: 0,
+                    ipv6: false,
+                    vlan: false,
+                    csum_partial: false,
+                },
                 done: core::ptr::null_mut(),
+                dev: core::ptr::null(),
             },
         }
     }
@@ -185,17 +196,18 @@ impl SkbPool {
         {
             None => BufState::Spoiled,
             // SAFETY: the ring holds a reference to `skb`, a packet of this
-            // call on this destination's device; the layout and fragments
-            // are valid for the call and their pages stay pinned until
-            // `done` completes, `done` is live and `hdr` is writable.
+            // destination, tied to this call or kept untied from its last
+            // one; `rearm` holds the call's live `done` and held device
+            // (set by `adopt`), the fragments are valid for the call and
+            // their pages stay pinned until `done` completes, and `hdr` is
+            // writable.
             Some(&skb) => match unsafe {
                 ffi::mdw_skb_reuse(
                     skb,
-                    parts.layout,
+                    &ring.rearm,
                     parts.frags.as_ptr(),
                     parts.frags.len() as u32,
                     parts.payload_len,
-                    done.0,
                     hdr,
                 )
             } {
@@ -229,10 +241,10 @@ impl SkbPool {
             return None;
         }
         // SAFETY: the ring holds a reference to `skb`, a packet of this
-        // call on this destination's device; the pages stay pinned until
-        // the call's `done` completes, and `rearm` holds the header length
-        // and that `done`, set when the ring was adopted or got its first
-        // skb in this call.
+        // destination, tied to this call or kept untied from its last one;
+        // the pages stay pinned until the call's `done` completes, and
+        // `rearm` holds the layout, that `done` and the call's held device,
+        // set when the ring was adopted.
         let hdr =
             unsafe { ffi::mdw_skb_rearm(skb, &ring.rearm, two.page0, two.page1, two.off, lens) };
         if hdr.is_null() {
@@ -260,8 +272,9 @@ impl SkbPool {
             cursor,
             rearm,
         } = ring;
-        rearm.hdr_len = parts.layout.hdr_len;
+        rearm.layout = *parts.layout;
         rearm.done = done.0;
+        rearm.dev = dev.as_ptr();
         match cursor.step(skbs.len(), grow, state) {
             Step::Reuse(at) => Ok((*skbs.get(at).ok_or(EINVAL)?, false)),
             Step::Insert(at) => {
@@ -291,12 +304,15 @@ impl SkbPool {
         }
     }
 
-    /// Start of a call: ties the skbs `ring` kept from its destination's
-    /// last call to this call (`done`, on `dev`, with the destination's
-    /// `layout` and this call's checksum mode); those that cannot be used
-    /// here are freed. Every adopted ring must be handed to
+    /// Start of a call: readies `ring` for this call (`done`, on `dev`,
+    /// with the destination's `layout` and this call's checksum mode). Its
+    /// skbs kept from the destination's last call are tied to this call
+    /// one by one, when it first uses each (`mdw_skb_rearm`), so a call
+    /// pays only for those it uses. Every adopted ring must be handed to
     /// [`SkbPool::keep`] before the call ends: its skbs hold the call's
-    /// completion until then.
+    /// completion until then. A ring adopted already by this call (a
+    /// destination in several slots of it) is left as it is.
+    #[inline(always)]
     pub(crate) fn adopt(
         &mut self,
         ring: &mut SkbRing,
@@ -304,55 +320,50 @@ impl SkbPool {
         layout: &ffi::MdwLayout,
         done: &CallDone,
     ) {
-        ring.rearm.hdr_len = layout.hdr_len;
-        ring.rearm.done = done.0;
-        ring.cursor = RingCursor::new();
-        if ring.skbs.is_empty() || !self.enabled {
+        if core::ptr::eq(ring.rearm.done, done.0) {
             return;
         }
-        let spare = &mut self.spare;
-        let skbs = &mut ring.skbs;
-        let mut n = 0;
-        for i in 0..skbs.len() {
-            let skb = skbs[i];
-            // SAFETY: the ring held the skb's only reference, untied from
-            // any call; the device is held, `layout` valid and `done` live.
-            if *spare > 0 && unsafe { ffi::mdw_skb_attach(skb, dev.as_ptr(), layout, done.0) } {
-                skbs[n] = skb;
-                n += 1;
-                *spare -= 1;
-            } else {
-                // SAFETY: the ring held the skb's only reference.
-                unsafe { ffi::mdw_skb_release(skb) };
-            }
-        }
-        // SAFETY: `n` is at most the length; the entries from `n` on are
-        // plain pointers whose references were released or moved below
-        // `n`.
-        unsafe { skbs.set_len(n) };
+        ring.rearm = ffi::MdwRearm {
+            layout: *layout,
+            done: done.0,
+            dev: dev.as_ptr(),
+        };
+        ring.cursor = RingCursor::new();
     }
 
-    /// End of a call: unties the skbs of `ring` that the device has
-    /// released from the call and keeps them (up to `CACHED_MAX`, least
-    /// recently used first) for the destination's next call; lets go of
-    /// the others (the device may still hold its own references).
+    /// End of a call: unties the skbs of `ring` that carried packets of
+    /// this call and that the device has released, and keeps them with
+    /// those the call did not use (up to `CACHED_MAX`, least recently used
+    /// first) for the destination's next call; lets go of the others (the
+    /// device may still hold its own references). A ring not adopted by
+    /// the call, or kept already, is left as it is.
     pub(crate) fn keep(&mut self, ring: &mut SkbRing) {
+        if ring.rearm.done.is_null() {
+            return;
+        }
         let SkbRing {
             skbs,
             cursor,
             rearm,
         } = ring;
-        // Least recently used first, as the ring would have used them.
-        let start = cursor.peek(skbs.len()).unwrap_or(0);
-        if start != 0 {
-            skbs.rotate_left(start);
+        // The call used `skbs[..touched]`, least recently used first
+        // unless it went round the ring (then it used all of them and the
+        // least recently used one is at the cursor); the others are still
+        // untied, and older.
+        let len = skbs.len();
+        let touched = cursor.touched(len);
+        if touched == len {
+            let start = cursor.peek(len).unwrap_or(0);
+            if start != 0 {
+                skbs.rotate_left(start);
+            }
         }
         let mut n = 0;
-        for i in 0..skbs.len() {
+        for i in 0..touched {
             let skb = skbs[i];
             // SAFETY: the ring holds a reference to `skb`, a packet of
             // this call with `rearm`'s header length and completion.
-            if n < CACHED_MAX && unsafe { ffi::mdw_skb_detach(skb, rearm.hdr_len, rearm.done) } {
+            if unsafe { ffi::mdw_skb_detach(skb, rearm.layout.hdr_len, rearm.done) } {
                 skbs[n] = skb;
                 n += 1;
             } else {
@@ -361,10 +372,27 @@ impl SkbPool {
                 unsafe { ffi::mdw_skb_release(skb) };
             }
         }
-        // SAFETY: as in `adopt`.
-        unsafe { skbs.set_len(n) };
+        // Least recently used first: the untouched ones, then those this
+        // call used, in their order.
+        if touched < len {
+            skbs.copy_within(touched..len, n);
+            let untouched = len - touched;
+            if let Some(live) = skbs.get_mut(..n + untouched) {
+                live.rotate_left(n);
+            }
+            n += untouched;
+        }
+        for &skb in skbs.get(CACHED_MAX.min(n)..n).unwrap_or(&[]) {
+            // SAFETY: the ring's reference, given up here.
+            unsafe { ffi::mdw_skb_release(skb) };
+        }
+        // SAFETY: `n` is at most the length; the entries from `n` on are
+        // plain pointers whose references were released or moved below
+        // `n`, and those past `CACHED_MAX` were released just above.
+        unsafe { skbs.set_len(n.min(CACHED_MAX)) };
         *cursor = RingCursor::new();
         rearm.done = core::ptr::null_mut();
+        rearm.dev = core::ptr::null();
     }
 }
 
@@ -480,9 +508,12 @@ pub(crate) struct TxBatch<'a> {
     /// No packet tap on the device when the batch started: its skbs may
     /// be recycled. With a tap, fresh skbs, which a tap's clone can copy.
     recycling: bool,
-    skbs: [*mut bindings::sk_buff; BATCH],
+    /// The queued skbs, `skbs[..len]`; the rest uninitialised (a batch
+    /// is made per call and per device switch: zeroing would cost an
+    /// instruction per byte under `-icount`).
+    skbs: [MaybeUninit<*mut bindings::sk_buff>; BATCH],
     /// Payload bytes of each queued skb.
-    lens: [u32; BATCH],
+    lens: [MaybeUninit<u32>; BATCH],
     /// Which queued skbs are linear copies (bit `i` for `skbs[i]`).
     linear: u64,
     /// Payload bytes of the queued skbs.
@@ -501,8 +532,8 @@ impl<'a> TxBatch<'a> {
             qdisc,
             flow,
             recycling: !dev.nit_active(),
-            skbs: [core::ptr::null_mut(); BATCH],
-            lens: [0; BATCH],
+            skbs: [MaybeUninit::uninit(); BATCH],
+            lens: [MaybeUninit::uninit(); BATCH],
             linear: 0,
             bytes: 0,
             len: 0,
@@ -608,8 +639,8 @@ impl<'a> TxBatch<'a> {
             // them.
             let ok = unsafe {
                 ffi::mdw_xmit_qdisc(
-                    self.skbs.as_mut_ptr(),
-                    self.lens.as_ptr(),
+                    self.skbs.as_mut_ptr().cast(),
+                    self.lens.as_ptr().cast(),
                     n as u32,
                     &mut bytes,
                 )
@@ -636,7 +667,10 @@ impl<'a> TxBatch<'a> {
             let k = unsafe {
                 ffi::mdw_xmit_direct(
                     self.dev.as_ptr(),
-                    self.skbs.as_mut_ptr().add(sent),
+                    self.skbs
+                        .as_mut_ptr()
+                        .cast::<*mut bindings::sk_buff>()
+                        .add(sent),
                     (n - sent) as u32,
                     self.flow,
                     &mut why,
@@ -668,7 +702,9 @@ impl<'a> TxBatch<'a> {
             }
         }
         let mut bytes = self.bytes;
-        for (&skb, &len) in self.skbs[sent..n].iter().zip(&self.lens[sent..n]) {
+        let (skbs, lens) = self.queued();
+        let unsent = skbs.get(sent..).unwrap_or(&[]).iter();
+        for (&skb, &len) in unsent.zip(lens.get(sent..).unwrap_or(&[])) {
             bytes = bytes.saturating_sub(u64::from(len));
             // SAFETY: not handed to the driver, still owned by the batch.
             unsafe { ffi::mdw_skb_free(skb) };
@@ -688,12 +724,29 @@ impl<'a> TxBatch<'a> {
         if self.linear == 0 {
             return 0;
         }
-        self.lens[..n]
+        self.queued()
+            .1
+            .get(..n)
+            .unwrap_or(&[])
             .iter()
             .enumerate()
             .filter(|&(i, _)| self.linear & (1 << i) != 0)
             .map(|(_, &len)| u64::from(len))
             .sum()
+    }
+
+    /// The queued skbs and their payload lengths.
+    fn queued(&self) -> (&[*mut bindings::sk_buff], &[u32]) {
+        let n = self.len.min(BATCH);
+        // SAFETY: `skbs[..len]` and `lens[..len]` were written by
+        // `Building::queue` (each queue writes both at `len`, then raises
+        // it); `MaybeUninit<T>` has `T`'s layout.
+        unsafe {
+            (
+                core::slice::from_raw_parts(self.skbs.as_ptr().cast(), n),
+                core::slice::from_raw_parts(self.lens.as_ptr().cast(), n),
+            )
+        }
     }
 
     /// Empties the batch (its skbs were consumed or freed) and checks
@@ -748,8 +801,8 @@ impl Building<'_, '_> {
         if let (Some(slot), Some(len)) =
             (batch.skbs.get_mut(batch.len), batch.lens.get_mut(batch.len))
         {
-            *slot = skb;
-            *len = payload_len;
+            slot.write(skb);
+            len.write(payload_len);
             if linear {
                 batch.linear |= 1 << batch.len;
             }
@@ -770,7 +823,7 @@ impl Drop for Building<'_, '_> {
 
 impl Drop for TxBatch<'_> {
     fn drop(&mut self) {
-        for &skb in &self.skbs[..self.len] {
+        for &skb in self.queued().0 {
             // SAFETY: skbs still in the batch are owned by it.
             unsafe { ffi::mdw_skb_free(skb) };
         }

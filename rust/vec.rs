@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! What `kernel::alloc::Vec` of 6.12 lacks and the module needs: emptying
-//! a vector while keeping its memory (newer kernels have `Vec::clear`).
+//! a vector while keeping its memory (newer kernels have `Vec::clear`),
+//! and an inlined push into reserved room (`push_within_capacity`).
 
 use kernel::alloc::{Allocator, Vec};
 
@@ -17,4 +18,21 @@ pub(crate) fn clear<T, A: Allocator>(v: &mut Vec<T, A>) {
         v.set_len(0);
         core::ptr::drop_in_place(elems);
     }
+}
+
+/// Appends `value` to `v` if it has room for it, as a few inlined
+/// instructions (`Vec::push` of 6.12 is an out-of-line call that may
+/// allocate): for vectors reserved beforehand. `ENOMEM`, with `v`
+/// unchanged, when there is no room.
+#[inline(always)]
+pub(crate) fn push_reserved<T, A: Allocator>(v: &mut Vec<T, A>, value: T) -> kernel::error::Result {
+    let len = v.len();
+    let Some(slot) = v.spare_capacity_mut().first_mut() else {
+        return Err(kernel::error::code::ENOMEM);
+    };
+    slot.write(value);
+    // SAFETY: the element at `len`, the first of the spare capacity, was
+    // just initialised.
+    unsafe { v.set_len(len + 1) };
+    Ok(())
 }

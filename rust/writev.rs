@@ -26,23 +26,25 @@ use kernel::{
 
 use crate::{
     abi::{
-        MdwCompletion, MdwEntry, MdwWritev, MDW_ENTRY_BUF, MDW_ENTRY_RTP_TS, MDW_MAX_CALL_BYTES,
-        MDW_MAX_ENTRIES, MDW_MAX_ENTRY_SIZE, MDW_WRITE_ASYNC, MDW_WRITE_QDISC,
+        MdwCompletion, MdwEntry, MdwWritev, MDW_ENTRY_BUF, MDW_ENTRY_RTP_TS, MDW_ENTRY_SAME,
+        MDW_MAX_CALL_BYTES, MDW_MAX_ENTRIES, MDW_MAX_ENTRY_SIZE, MDW_WRITE_ASYNC, MDW_WRITE_QDISC,
     },
     buffer::{BufTable, RegisteredBuffer},
+    calldevs::CallDevs,
     client::DestTable,
     common::{
         checksum::from_native_sum,
-        interleave::RoundRobin,
+        group::{group_by_slot, Grouping, SlotRanges},
+        interleave::{Burst, RoundRobin},
         runs::{self, Run, RunLayout, Source},
         segment::{
-            page_frags, pages_spanned, split_two, total_packets, EntryLens, EntrySpan, EntrySpans,
+            packet_count, page_frags, pages_spanned, split_two, EntrySpan, EntrySpans, FullPacket,
             PagedCursor,
         },
-        template::{FullSizePatch, PacketState},
+        template::PacketState,
     },
     completion::{AsyncCall, CallRelease, FileShared},
-    dest::{CsumMode, Destination},
+    dest::{CsumMode, Destination, Prepared},
     ffi,
     net::{yield_killable, NetDevice, NetNs},
     pin::{CallPages, MemlockCharge},
@@ -51,13 +53,17 @@ use crate::{
     vec,
 };
 
+/// Most pages of a page array a file keeps between calls (128 KiB of
+/// pointers, 64 MiB of payload).
+const SPARE_PAGES_MAX: usize = 16384;
+
 /// Entries validated between two checks for a fatal signal.
 const ENTRIES_PER_YIELD: usize = 64;
 
 /// `MDW_WRITE_*` bits this module knows.
 const KNOWN_WRITE_FLAGS: u32 = MDW_WRITE_QDISC | MDW_WRITE_ASYNC;
 /// `MDW_ENTRY_*` bits this module knows.
-const KNOWN_ENTRY_FLAGS: u32 = MDW_ENTRY_RTP_TS | MDW_ENTRY_BUF;
+const KNOWN_ENTRY_FLAGS: u32 = MDW_ENTRY_RTP_TS | MDW_ENTRY_BUF | MDW_ENTRY_SAME;
 
 /// A failure tied to the entry being handled when it happened.
 pub(crate) struct EntryError {
@@ -68,11 +74,16 @@ pub(crate) struct EntryError {
 }
 
 /// One validated entry.
+#[derive(Clone, Copy)]
 struct Entry {
     /// Index in the caller's vector.
     index: u32,
-    /// Slot of its destination in this call.
+    /// Slot of its destination (or of its fan-out) in this call.
     slot: u32,
+    /// Handle of its destination.
+    dest: u32,
+    /// Index of its destination's device in the call's device list.
+    dev: u32,
     len: u64,
     /// Offset of `addr` in its page.
     first_page_offset: u32,
@@ -105,34 +116,31 @@ impl CallBuffers {
     }
 }
 
-/// One destination of this call: what the send loop needs of its
-/// prepared state (`dest::Prepared`), and its progress through the call.
-/// Its template, packet state and skb ring stay with the destination.
+/// One destination of this call, or one fan-out: its progress through
+/// the call. What its packets need from its device is with the
+/// destination (`Destination::prepared`), as are its template, packet
+/// state and skb ring.
+///
+/// A fan-out's slot (`fanout`) sends the data of its first entry to the
+/// destination of each of its entries (`MDW_ENTRY_SAME`): its cursor walks
+/// that one entry, each packet goes to every destination in turn.
 struct Slot {
-    /// Handle of the destination.
+    /// Handle of the destination (of a fan-out: of its first entry).
     handle: u32,
-    csum: CsumMode,
+    /// A fan-out.
+    fanout: bool,
     /// Index of the device in the call's device list.
-    dev: usize,
-    /// The entries of this destination, as a range of `order`.
+    dev: u32,
+    /// Whether its skbs are recycled in this call: handed to the device
+    /// shared (an audited driver, scatter-gather, direct sends).
+    recycle: bool,
+    /// The entries of this destination (of a fan-out: its destinations),
+    /// as a range of `order`.
     first: usize,
     count: usize,
     cursor: PagedCursor,
     /// Index in the caller's vector of the entry being sent.
     current: u32,
-    /// The largest payload of its packets.
-    max_payload: u16,
-    /// Header length and offsets of its packets, and the checksum mode.
-    layout: ffi::MdwLayout,
-    /// Whether its skbs may be recycled: handed to the device shared
-    /// (an audited driver, scatter-gather, direct sends).
-    recycle: bool,
-    /// Whether its packets are copied into linear skbs: the device has no
-    /// scatter-gather for them (`bytes_copied`).
-    linear: bool,
-    /// The header writes of its full-size packets, when they do not depend
-    /// on the payload and its packets are recycled skbs (`send_fast`).
-    fast: Option<FullSizePatch>,
 }
 
 /// A file's working arrays for its calls, kept from one call to the next
@@ -152,7 +160,10 @@ pub(crate) struct CallArena {
     /// Scratch space of the round-robin order.
     active: KVVec<u32>,
     runs: KVVec<Run>,
-    devs: KVec<NetDevice>,
+    devs: CallDevs,
+    /// The page arrays of the file's last synchronous call, empty, for
+    /// the next (`CallPages::reuse`).
+    spare_pages: Option<CallPages>,
 }
 
 impl Default for CallArena {
@@ -165,7 +176,8 @@ impl Default for CallArena {
             remaining: KVVec::new(),
             active: KVVec::new(),
             runs: KVVec::new(),
-            devs: KVec::new(),
+            devs: CallDevs::default(),
+            spare_pages: None,
         }
     }
 }
@@ -177,6 +189,15 @@ impl CallArena {
         self.clear();
     }
 
+    /// Keeps a finished call's page arrays for the next call, unless they
+    /// grew past `SPARE_PAGES_MAX` pages (a file that once sent a large
+    /// call does not keep its array for ever).
+    pub(crate) fn keep_pages(&mut self, pages: CallPages) {
+        if pages.capacity() <= SPARE_PAGES_MAX {
+            self.spare_pages = Some(pages);
+        }
+    }
+
     /// Drops what the last call left: its device references above all.
     pub(crate) fn clear(&mut self) {
         vec::clear(&mut self.entries);
@@ -185,7 +206,7 @@ impl CallArena {
         vec::clear(&mut self.remaining);
         vec::clear(&mut self.active);
         vec::clear(&mut self.runs);
-        vec::clear(&mut self.devs);
+        self.devs.clear();
     }
 }
 
@@ -210,12 +231,6 @@ impl SlotEntries<'_> {
     }
 }
 
-impl EntryLens for SlotEntries<'_> {
-    fn entry_len(&self, index: usize) -> Option<u64> {
-        Some(self.entry(index)?.len)
-    }
-}
-
 impl EntrySpans for SlotEntries<'_> {
     #[inline(always)]
     fn entry_span(&self, index: usize) -> Option<EntrySpan> {
@@ -231,7 +246,7 @@ impl EntrySpans for SlotEntries<'_> {
 impl Slot {
     /// Moves on to the destination's entry `index` (of `lens`): the one
     /// errors now name, and its RTP timestamp if the caller set one.
-    #[cold]
+    #[inline(always)]
     fn start_entry(
         &mut self,
         state: &mut PacketState,
@@ -246,12 +261,31 @@ impl Slot {
         Ok(())
     }
 
+    /// Moves the cursor, at the end of an entry, to the start of the
+    /// destination's next one ([`Slot::start_entry`]), so that its first
+    /// packet can go the fast way too.
+    #[inline(always)]
+    fn enter_next(
+        &mut self,
+        state: &mut PacketState,
+        order: &[u32],
+        entries: &[Entry],
+    ) -> Result<(), EntryError> {
+        let lens = self.lens(order, entries);
+        let index = self
+            .cursor
+            .enter_next(&lens)
+            .ok_or(at(self.current)(EINVAL))?;
+        self.start_entry(state, &lens, index)
+    }
+
     #[inline(always)]
     fn lens<'a>(&self, order: &'a [u32], entries: &'a [Entry]) -> SlotEntries<'a> {
         SlotEntries {
             order,
             first: self.first,
-            count: self.count,
+            // A fan-out's data is that of its first entry.
+            count: if self.fanout { 1 } else { self.count },
             entries,
         }
     }
@@ -335,7 +369,7 @@ fn send_all(
         error: None,
     };
     let destinations = slots.len();
-    let Some(first) = slots.first().and_then(|s| devs.get(s.dev)) else {
+    let Some(first) = slots.first().and_then(|s| devs.get(s.dev as usize)) else {
         out.error = Some(at(0)(EINVAL));
         return out;
     };
@@ -350,28 +384,59 @@ fn send_all(
             out.error = Some(at(last)(EINVAL));
             break;
         };
+        if slot.fanout {
+            let sent = send_fanout(
+                slot,
+                &burst,
+                &mut SendTo {
+                    dests,
+                    devs,
+                    order,
+                    entries,
+                    pages,
+                    done,
+                    pool,
+                    batch: &mut batch,
+                    frags: &mut frags,
+                    out: &mut out,
+                    qdisc,
+                    flow,
+                    destinations,
+                },
+            );
+            if let Err(e) = sent {
+                out.error = Some(e);
+                break;
+            }
+            last = slot.current;
+            continue;
+        }
         let Some(dest) = dests.get_mut(slot.handle) else {
             out.error = Some(at(slot.current)(EINVAL));
             break;
         };
         // With one device (the usual case) the batch never switches.
-        if devs.len() > 1 {
-            let Some(dev) = devs.get(slot.dev) else {
-                out.error = Some(at(slot.current)(EINVAL));
-                break;
-            };
-            if !core::ptr::eq(batch.device(), dev) {
-                if let Err(e) = out.count(batch.flush()) {
-                    out.error = Some(at(slot.current)(e));
-                    break;
-                }
-                batch = TxBatch::new(dev, qdisc, flow);
-                batch.limit_for(destinations);
-            }
+        if let Err(e) = switch_to(
+            &mut batch,
+            devs,
+            slot.dev,
+            &mut out,
+            qdisc,
+            flow,
+            destinations,
+        ) {
+            out.error = Some(at(slot.current)(e));
+            break;
         }
         let mut left = burst.packets;
         while left > 0 {
             left -= 1;
+            if slot.cursor.at_entry_end() {
+                if let Err(e) = slot.enter_next(&mut dest.state, order, entries) {
+                    out.error = Some(e);
+                    break 'call;
+                }
+            }
             let sent = match send_fast(slot, dest, pages, &mut batch, pool) {
                 Some(sent) => sent,
                 None => send_packet(
@@ -382,17 +447,9 @@ fn send_all(
                 out.error = Some(e);
                 break 'call;
             }
-            if batch.is_full() {
-                if let Err(e) = out.count(batch.flush()) {
-                    out.error = Some(at(slot.current)(e));
-                    break 'call;
-                }
-                let more = left > 0 || !burst.last;
-                if more && crate::net::signal_pending() {
-                    out.error = Some(at(slot.current)(EINTR));
-                    break 'call;
-                }
-                crate::net::cond_resched();
+            if let Err(e) = make_room(&mut batch, &mut out, left > 0 || !burst.last) {
+                out.error = Some(at(slot.current)(e));
+                break 'call;
             }
         }
         // The entry of the call's last packet so far: a failing last flush
@@ -409,11 +466,152 @@ fn send_all(
     out
 }
 
+/// Makes `batch` the batch of the call's device `dev` (flushing the one it
+/// was for). With one device, the usual case, the batch never switches.
+#[inline(always)]
+fn switch_to<'d>(
+    batch: &mut TxBatch<'d>,
+    devs: &'d [NetDevice],
+    dev: u32,
+    out: &mut Outcome,
+    qdisc: bool,
+    flow: u32,
+    destinations: usize,
+) -> Result {
+    if devs.len() <= 1 {
+        return Ok(());
+    }
+    let dev = devs.get(dev as usize).ok_or(EINVAL)?;
+    if !core::ptr::eq(batch.device(), dev) {
+        out.count(batch.flush())?;
+        *batch = TxBatch::new(dev, qdisc, flow);
+        batch.limit_for(destinations);
+    }
+    Ok(())
+}
+
+/// Flushes `batch` when it is full; then, with `more` packets to come,
+/// stops on a signal (`EINTR`) and yields.
+#[inline(always)]
+fn make_room(batch: &mut TxBatch<'_>, out: &mut Outcome, more: bool) -> Result {
+    if batch.is_full() {
+        out.count(batch.flush())?;
+        if more && crate::net::signal_pending() {
+            return Err(EINTR);
+        }
+        crate::net::cond_resched();
+    }
+    Ok(())
+}
+
+/// What a fan-out's burst sends with.
+struct SendTo<'s, 'd> {
+    dests: &'s mut DestTable,
+    devs: &'d [NetDevice],
+    order: &'s [u32],
+    entries: &'s [Entry],
+    pages: &'s [*mut kernel::bindings::page],
+    done: &'s CallDone,
+    pool: &'s mut SkbPool,
+    batch: &'s mut TxBatch<'d>,
+    frags: &'s mut [ffi::MdwFrag; MAX_FRAGS],
+    out: &'s mut Outcome,
+    qdisc: bool,
+    flow: u32,
+    destinations: usize,
+}
+
+/// A turn of fan-out `slot`: each of `burst`'s packets of its data to every
+/// destination of the fan-out, in entry order, before the next packet.
+#[inline(never)]
+fn send_fanout(slot: &mut Slot, burst: &Burst, to: &mut SendTo<'_, '_>) -> Result<(), EntryError> {
+    let members = to
+        .order
+        .get(slot.first..slot.first.saturating_add(slot.count))
+        .ok_or(at(slot.current)(EINVAL))?;
+    let lens = slot.lens(to.order, to.entries);
+    let mut left = burst.packets;
+    while left > 0 {
+        left -= 1;
+        let err = at(slot.current);
+        let first = slot.cursor.at_entry_end();
+        if first {
+            slot.cursor.enter_next(&lens).ok_or(err(EINVAL))?;
+        }
+        // Where the packet is: two fragments the fast way, else any.
+        let mut next = slot.cursor;
+        let (two, nfrags, len) = match next.peek_full::<{ PAGE_SHIFT as u32 }>() {
+            Some(pkt) => {
+                next.advance(&pkt);
+                let two = two_frags(&pkt, to.pages).ok_or(err(EINVAL))?;
+                let n = frags_of_two(&two, to.frags);
+                (Some(two), n, slot.cursor.max_payload())
+            }
+            None => {
+                let pkt = next.next_packet(&lens).ok_or(err(EINVAL))?;
+                let n = fill_frags(to.frags, to.pages, pkt.page, pkt.offset, pkt.len)
+                    .ok_or(err(EINVAL))?;
+                (None, n, pkt.len)
+            }
+        };
+        let frags = to.frags.get(..nfrags).ok_or(err(EINVAL))?;
+        for (k, &i) in members.iter().enumerate() {
+            let e = to.entries.get(i as usize).ok_or(err(EINVAL))?;
+            let err = at(e.index);
+            let dest = to.dests.get_mut(e.dest).ok_or(err(EINVAL))?;
+            if let (true, Some(ts)) = (first, e.rtp_ts) {
+                dest.state.rtp_ts = ts;
+            }
+            switch_to(
+                to.batch,
+                to.devs,
+                e.dev,
+                to.out,
+                to.qdisc,
+                to.flow,
+                to.destinations,
+            )
+            .map_err(&err)?;
+            let recycle = !to.qdisc && dest.prepared.as_ref().is_some_and(|p| p.recycle);
+            let fast = two
+                .as_ref()
+                .and_then(|two| rearm_to(dest, recycle, two, to.batch, to.pool));
+            match fast {
+                Some(sent) => sent,
+                None => build_to(dest, recycle, frags, len, to.batch, to.done, to.pool),
+            }
+            .map_err(&err)?;
+            let more = left > 0 || k + 1 < members.len() || !burst.last;
+            make_room(to.batch, to.out, more).map_err(&err)?;
+            slot.current = e.index;
+        }
+        slot.cursor = next;
+    }
+    Ok(())
+}
+
+/// Writes `two` as page fragments; returns how many.
+#[inline(always)]
+fn frags_of_two(two: &TwoFrags, frags: &mut [ffi::MdwFrag; MAX_FRAGS]) -> usize {
+    let [a, b, ..] = frags;
+    *a = ffi::MdwFrag {
+        page: two.page0,
+        off: two.off,
+        len: two.len0,
+    };
+    if two.len1 == 0 {
+        return 1;
+    }
+    *b = ffi::MdwFrag {
+        page: two.page1,
+        off: 0,
+        len: two.len1,
+    };
+    2
+}
+
 /// The usual packet, the fast way: a full-size packet of the current entry
-/// in one page or across two, with a checksum that does not depend on the
-/// payload, in the destination's least recently used skb, which the device
-/// has released; its header is the destination's earlier one, patched
-/// with the writes computed for the call. `None` when the packet is not
+/// in one page or across two ([`rearm_to`]). `None` when the packet is not
 /// like that (nothing changed then): [`send_packet`] handles every case.
 #[inline(always)]
 fn send_fast(
@@ -423,41 +621,74 @@ fn send_fast(
     batch: &mut TxBatch<'_>,
     pool: &mut SkbPool,
 ) -> Option<Result<(), EntryError>> {
-    let Slot {
-        fast: Some(fast),
-        cursor,
-        layout,
-        current,
-        ..
-    } = slot
-    else {
-        return None;
-    };
-    // A packet tap on the device: fresh skbs, which it can clone.
-    if !batch.recycling() {
-        return None;
-    }
-    let pkt = cursor.peek_full::<{ PAGE_SHIFT as u32 }>()?;
+    let pkt = slot.cursor.peek_full::<{ PAGE_SHIFT as u32 }>()?;
+    let two = two_frags(&pkt, pages)?;
+    let sent = rearm_to(dest, slot.recycle, &two, batch, pool)?;
+    slot.cursor.advance(&pkt);
+    Some(sent.map_err(at(slot.current)))
+}
+
+/// The page fragments of a full-size packet.
+#[inline(always)]
+fn two_frags(pkt: &FullPacket, pages: &[*mut kernel::bindings::page]) -> Option<TwoFrags> {
     let page1 = match pkt.len1 {
         0 => core::ptr::null_mut(),
         _ => *pages.get(pkt.page.wrapping_add(1))?,
     };
-    let two = TwoFrags {
+    Some(TwoFrags {
         page0: *pages.get(pkt.page)?,
         page1,
         off: pkt.offset,
         len0: pkt.len0,
         len1: pkt.len1,
+    })
+}
+
+/// A full-size packet of `dest` carrying `two`, the fast way: with a
+/// checksum that does not depend on the payload, in the destination's
+/// least recently used skb, which the device has released; its header is
+/// the destination's earlier one, patched with the writes computed for
+/// the call. `None` when that is not so (nothing changed then): the
+/// destination does not recycle (`recycle`), a packet tap is on the
+/// device, the skb is busy, or the packet is not full-size for `dest`.
+#[inline(always)]
+fn rearm_to(
+    dest: &mut Destination,
+    recycle: bool,
+    two: &TwoFrags,
+    batch: &mut TxBatch<'_>,
+    pool: &mut SkbPool,
+) -> Option<Result> {
+    let Destination {
+        prepared:
+            Some(Prepared {
+                fast: Some(fast),
+                layout,
+                ..
+            }),
+        ring,
+        state,
+        template,
+        ..
+    } = dest
+    else {
+        return None;
     };
-    let mut skb = batch.build_rearmed(&mut dest.ring, layout.hdr_len, &two, pool)?;
-    cursor.advance(&pkt);
+    // A packet tap on the device: fresh skbs, which it can clone.
+    if !recycle || !batch.recycling() {
+        return None;
+    }
+    if two.len0.wrapping_add(two.len1) != u32::from(template.max_payload()) {
+        return None;
+    }
+    let mut skb = batch.build_rearmed(ring, layout.hdr_len, two, pool)?;
     // An error ends the call; dropping the skb frees it.
-    Some(match fast.patch(skb.header(), &mut dest.state) {
+    Some(match fast.patch(skb.header(), state) {
         Ok(()) => {
             skb.queue();
             Ok(())
         }
-        Err(_) => Err(at(*current)(EINVAL)),
+        Err(_) => Err(EINVAL),
     })
 }
 
@@ -486,37 +717,95 @@ fn send_packet(
     let err = at(slot.current);
     let n = fill_frags(frags, pages, pkt.page, pkt.offset, pkt.len).ok_or(err(EINVAL))?;
     let frags = frags.get(..n).ok_or(err(EINVAL))?;
-    let csum = match slot.csum {
-        // Only a software checksum reads the payload.
-        CsumMode::Software => slot.csum.udp(from_native_sum(payload_sum(frags))),
-        mode => mode.udp(0),
-    };
-    let parts = PacketParts {
-        layout: &slot.layout,
-        frags,
-        payload_len: pkt.len as u32,
-        recycle: slot.recycle && batch.recycling(),
-        linear: slot.linear,
-    };
+    build_to(dest, slot.recycle, frags, pkt.len, batch, done, pool).map_err(err)
+}
+
+/// Builds a packet of `dest` carrying `len` payload bytes in `frags` and
+/// queues it in `batch`, which must have room: every case, in a recycled
+/// skb when `recycle` allows and one is free, else a new one.
+#[inline(never)]
+fn build_to(
+    dest: &mut Destination,
+    recycle: bool,
+    frags: &[ffi::MdwFrag],
+    len: u16,
+    batch: &mut TxBatch<'_>,
+    done: &CallDone,
+    pool: &mut SkbPool,
+) -> Result {
     let Destination {
+        prepared: Some(p),
         template,
         state,
         ring,
         ..
-    } = dest;
-    let mut skb = batch.build(&parts, done, pool, ring).map_err(&err)?;
+    } = dest
+    else {
+        return Err(EINVAL);
+    };
+    let csum = match p.csum {
+        // Only a software checksum reads the payload.
+        CsumMode::Software => p.csum.udp(from_native_sum(payload_sum(frags))),
+        mode => mode.udp(0),
+    };
+    let parts = PacketParts {
+        layout: &p.layout,
+        frags,
+        payload_len: u32::from(len),
+        recycle: recycle && batch.recycling(),
+        linear: p.linear,
+    };
+    let mut skb = batch.build(&parts, done, pool, ring)?;
     // The header: the template's bytes in a new skb, or only the per-packet
     // fields in a recycled one (its earlier header stays); for a full-size
     // packet those were mostly computed once for the call.
-    let written = match (skb.fresh(), &slot.fast) {
-        (true, _) => template.write_header(skb.header(), state, pkt.len, csum),
-        (false, Some(fast)) if pkt.len == slot.max_payload => fast.patch(skb.header(), state),
-        (false, _) => template.patch_header(skb.header(), state, pkt.len, csum),
+    let written = match (skb.fresh(), &p.fast) {
+        (true, _) => template.write_header(skb.header(), state, len, csum),
+        (false, Some(fast)) if len == template.max_payload() => fast.patch(skb.header(), state),
+        (false, _) => template.patch_header(skb.header(), state, len, csum),
     };
     // An error ends the call; dropping the skb frees it.
-    written.map_err(|_| err(EINVAL))?;
+    written.map_err(|_| EINVAL)?;
     skb.queue();
     Ok(())
+}
+
+/// The entries of fan-out slot `s`: one per destination.
+fn fanout_entries<'a>(
+    s: &Slot,
+    order: &'a [u32],
+    entries: &'a [Entry],
+) -> impl Iterator<Item = &'a Entry> {
+    let range = order.get(s.first..s.first.saturating_add(s.count));
+    range
+        .unwrap_or(&[])
+        .iter()
+        .filter_map(|&i| entries.get(i as usize))
+}
+
+/// Readies destination `handle`'s skb ring for the call, on device `dev`,
+/// if the destination recycles (`allowed`: not through the qdisc).
+fn adopt(
+    dests: &mut DestTable,
+    handle: u32,
+    devs: &[NetDevice],
+    dev: u32,
+    allowed: bool,
+    pool: &mut SkbPool,
+    done: &CallDone,
+) {
+    if let (Some(d), Some(dev)) = (dests.get_mut(handle), devs.get(dev as usize)) {
+        if let Destination {
+            prepared: Some(p),
+            ring,
+            ..
+        } = &mut **d
+        {
+            if allowed && p.recycle {
+                pool.adopt(ring, dev, &p.layout, done);
+            }
+        }
+    }
 }
 
 /// What a call did: its counters and, if it stopped early, why.
@@ -548,9 +837,11 @@ pub(crate) struct SyncWait {
 }
 
 impl SyncWait {
-    /// Waits, killably. On a fatal signal returns `EINTR` at once and the
-    /// pages are released later, when the device lets go of the packets.
-    pub(crate) fn wait(self) -> Result {
+    /// Waits, killably; returns the call's page arrays, empty, for the
+    /// file's next call ([`CallArena::keep_pages`]). On a fatal signal
+    /// returns `EINTR` at once and the pages are released later, when the
+    /// device lets go of the packets.
+    pub(crate) fn wait(self) -> Result<CallPages> {
         self.done.wait_killable(self.release)
     }
 }
@@ -606,7 +897,8 @@ pub(crate) fn writev(
     let qdisc = req.flags & MDW_WRITE_QDISC != 0;
     arena.start();
     let mut buffers = CallBuffers::default();
-    let pages_needed = validate(net, dests, arena, bufs, &mut buffers, raw, qdisc)?;
+    let checked = validate(net, dests, arena, bufs, &mut buffers, raw, qdisc)?;
+    let pages_needed = checked.pages;
     let CallArena {
         entries,
         slots,
@@ -615,10 +907,14 @@ pub(crate) fn writev(
         active,
         runs,
         devs,
+        spare_pages,
         ..
     } = arena;
-    group(entries, slots, order, remaining)?;
-    let mut turns = plan(entries, slots, order, remaining, active, quantum)?;
+    let devs = devs.devices();
+    if !checked.grouped {
+        group(entries, slots, order, active)?;
+    }
+    let mut turns = plan(slots, remaining, active, quantum)?;
 
     // An asynchronous call takes a completion slot (EAGAIN when the file's
     // queue is full). Every call charges what it pins to RLIMIT_MEMLOCK as
@@ -643,7 +939,7 @@ pub(crate) fn writev(
         true => None,
     };
 
-    let mut pages = CallPages::with_capacity(pages_needed.total).map_err(nomem)?;
+    let mut pages = CallPages::reuse(spare_pages.take(), pages_needed.total).map_err(nomem)?;
     translate(raw, runs, &buffers, &mut pages)?;
     drop(buffers);
 
@@ -655,8 +951,12 @@ pub(crate) fn writev(
     // rings hold the call's completion until kept.
     // Each destination's skbs from its last call, header in place.
     for s in slots.iter() {
-        if let (true, Some(d), Some(dev)) = (s.recycle, dests.get_mut(s.handle), devs.get(s.dev)) {
-            pool.adopt(&mut d.ring, dev, &s.layout, &done);
+        if s.fanout {
+            for e in fanout_entries(s, order, entries) {
+                adopt(dests, e.dest, devs, e.dev, !qdisc, &mut pool, &done);
+            }
+        } else if s.recycle {
+            adopt(dests, s.handle, devs, s.dev, true, &mut pool, &done);
         }
     }
     let npinned = pages.pinned() as u64;
@@ -677,7 +977,13 @@ pub(crate) fn writev(
     // Each destination keeps the skbs the device is done with for its next
     // call and lets go of the others.
     for s in slots.iter() {
-        if let (true, Some(d)) = (s.recycle, dests.get_mut(s.handle)) {
+        if s.fanout {
+            for e in fanout_entries(s, order, entries) {
+                if let Some(d) = dests.get_mut(e.dest) {
+                    pool.keep(&mut d.ring);
+                }
+            }
+        } else if let (true, Some(d)) = (s.recycle, dests.get_mut(s.handle)) {
             pool.keep(&mut d.ring);
         }
     }
@@ -747,9 +1053,19 @@ struct PagesNeeded {
     total: usize,
 }
 
+/// What validation found out about a call.
+struct Checked {
+    pages: PagesNeeded,
+    /// Each destination's entries came one after the other: `order` is
+    /// the identity and each slot's `first` is right, so there is nothing
+    /// to group.
+    grouped: bool,
+}
+
 /// Stage 1, validation: checks every entry; gives each destination a slot
 /// on its first entry (its device looked up once per call and device,
-/// its prepared state checked against it); works out where each entry's
+/// its prepared state checked against it); counts each destination's
+/// packets (in `remaining`, the plan) and works out where each entry's
 /// pages will be in the call's page array (`Run`).
 fn validate(
     net: &NetNs,
@@ -759,11 +1075,13 @@ fn validate(
     buffers: &mut CallBuffers,
     raw: &[MdwEntry],
     qdisc: bool,
-) -> Result<PagesNeeded, EntryError> {
+) -> Result<Checked, EntryError> {
     let CallArena {
         calls,
         entries,
         slots,
+        order,
+        remaining,
         runs,
         devs,
         ..
@@ -772,13 +1090,39 @@ fn validate(
     entries
         .reserve(raw.len(), GFP_KERNEL_ACCOUNT)
         .map_err(nomem)?;
+    order
+        .reserve(raw.len(), GFP_KERNEL_ACCOUNT)
+        .map_err(nomem)?;
+    // At most a slot per entry.
+    slots
+        .reserve(raw.len(), GFP_KERNEL_ACCOUNT)
+        .map_err(nomem)?;
+    remaining
+        .reserve(raw.len(), GFP_KERNEL_ACCOUNT)
+        .map_err(nomem)?;
     let mut total: u64 = 0;
+    let mut grouping = Grouping::new();
     let mut layout = RunLayout::default();
     for (i, e) in raw.iter().enumerate() {
         let index = i as u32;
         let err = at(index);
         if i % ENTRIES_PER_YIELD == ENTRIES_PER_YIELD - 1 {
             yield_killable().map_err(&err)?;
+        }
+        if e.flags & MDW_ENTRY_SAME != 0 {
+            let to = FanOutTo {
+                net,
+                dests,
+                devs,
+                slots,
+                remaining,
+            };
+            let entry = to.add(e, index, entries.last()).map_err(&err)?;
+            grouping.entry(entry.slot as usize, slots.len());
+            // Neither can fail: room was reserved.
+            vec::push_reserved(entries, entry).map_err(nomem)?;
+            vec::push_reserved(order, index).map_err(nomem)?;
+            continue;
         }
         let from_buffer = e.flags & MDW_ENTRY_BUF != 0;
         if e.flags & !KNOWN_ENTRY_FLAGS != 0 || (e.buf != 0 && !from_buffer) || e.len == 0 {
@@ -820,131 +1164,199 @@ fn validate(
         if e.flags & MDW_ENTRY_RTP_TS != 0 && !dest.rtp {
             return Err(err(EINVAL));
         }
-        let slot = match dest.slot_in(call, slots.len() as u32) {
+        // The first entry of a fan-out gets a slot of its own, the others
+        // their destination's.
+        let fanout = raw
+            .get(i + 1)
+            .is_some_and(|next| next.flags & MDW_ENTRY_SAME != 0);
+        let slot = match fanout {
+            true => Err(slots.len() as u32),
+            false => dest.slot_in(call, slots.len() as u32),
+        };
+        let slot = match slot {
             Ok(slot) => slot,
             Err(slot) => {
-                new_slot(net, dest, e.dest, devs, slots, qdisc, index).map_err(&err)?;
+                new_slot(net, dest, e.dest, devs, slots, qdisc, i, fanout).map_err(&err)?;
+                vec::push_reserved(remaining, 0).map_err(nomem)?;
                 slot
             }
         };
+        grouping.entry(slot as usize, slots.len());
         let s = slots.get_mut(slot as usize).ok_or(err(EINVAL))?;
         s.count += 1;
+        let dev = s.dev;
+        let packets = packet_count(e.len, s.cursor.max_payload()).map_err(|_| err(EINVAL))?;
+        let planned = remaining.get_mut(slot as usize).ok_or(err(EINVAL))?;
+        *planned = planned.checked_add(packets).ok_or(err(EINVAL))?;
         let rtp_ts = (e.flags & MDW_ENTRY_RTP_TS != 0).then_some(e.rtp_timestamp);
-        // Cannot fail: room was reserved.
-        entries
-            .push(
-                Entry {
-                    index,
-                    slot,
-                    len: e.len,
-                    first_page_offset,
-                    page_base,
-                    rtp_ts,
-                },
-                GFP_KERNEL_ACCOUNT,
-            )
-            .map_err(nomem)?;
+        // Neither can fail: room was reserved.
+        vec::push_reserved(
+            entries,
+            Entry {
+                index,
+                slot,
+                dest: e.dest,
+                dev,
+                len: e.len,
+                first_page_offset,
+                page_base,
+                rtp_ts,
+            },
+        )
+        .map_err(nomem)?;
+        vec::push_reserved(order, index).map_err(nomem)?;
     }
     if let Some(run) = layout.finish() {
         runs.push(run, GFP_KERNEL_ACCOUNT).map_err(nomem)?;
     }
-    Ok(PagesNeeded {
-        pinned: layout.pinned_pages() as usize,
-        total: layout.total_pages() as usize,
+    Ok(Checked {
+        pages: PagesNeeded {
+            pinned: layout.pinned_pages() as usize,
+            total: layout.total_pages() as usize,
+        },
+        grouped: grouping.grouped(),
     })
 }
 
-/// Gives `dest` (handle `handle`) the next slot of the call, on its device
-/// (looked up once per call), with its prepared state.
+/// The index of `dest`'s device in the call's device list (looked up
+/// once per call and device), with the destination's prepared state
+/// checked against it.
+#[inline(always)]
+fn call_device(net: &NetNs, dest: &mut Destination, devs: &mut CallDevs) -> Result<u32> {
+    let (dev, stamp) = devs.get(net, dest.ifindex)?;
+    let device = devs.devices().get(dev as usize).ok_or(EINVAL)?;
+    dest.prepare(device, stamp)?;
+    Ok(dev)
+}
+
+/// Gives `dest` (handle `handle`) the next slot of the call, on its device,
+/// with its prepared state; its entries start at `first` if they come one
+/// after the other. With `fanout`, the slot of a fan-out whose first entry
+/// is `dest`'s.
+#[allow(clippy::too_many_arguments)]
 #[inline(never)]
 fn new_slot(
     net: &NetNs,
     dest: &mut Destination,
     handle: u32,
-    devs: &mut KVec<NetDevice>,
+    devs: &mut CallDevs,
     slots: &mut KVVec<Slot>,
     qdisc: bool,
-    index: u32,
+    first: usize,
+    fanout: bool,
 ) -> Result {
-    let dev = match devs
-        .iter()
-        .position(|d| d.info().ifindex as i32 == dest.ifindex)
-    {
-        Some(d) => d,
-        None => {
-            devs.push(net.device(dest.ifindex)?, GFP_KERNEL_ACCOUNT)?;
-            devs.len() - 1
-        }
-    };
-    let device = devs.get(dev).ok_or(EINVAL)?;
-    let p = *dest.prepare(device)?;
-    let recycle = p.recycle && !qdisc;
-    let max_payload = dest.template.max_payload();
-    let cursor = PagedCursor::new(max_payload, PAGE_SHIFT as u32).map_err(|_| EINVAL)?;
-    slots.push(
+    let dev = call_device(net, dest, devs)?;
+    let recycle = dest.prepared.as_ref().is_some_and(|p| p.recycle) && !qdisc;
+    let cursor =
+        PagedCursor::new(dest.template.max_payload(), PAGE_SHIFT as u32).map_err(|_| EINVAL)?;
+    vec::push_reserved(
+        slots,
         Slot {
             handle,
-            csum: p.csum,
+            fanout,
             dev,
-            first: 0,
+            recycle,
+            first,
             count: 0,
             cursor,
-            current: index,
-            max_payload,
-            layout: p.layout,
-            recycle,
-            linear: p.linear,
-            fast: if recycle { p.fast } else { None },
+            current: first as u32,
         },
-        GFP_KERNEL_ACCOUNT,
-    )?;
-    Ok(())
+    )
 }
 
-/// Stage 2: orders the entries by destination, each destination's in the
-/// caller's order (`order`, `Slot::first`, `Slot::count`).
+/// What a fan-out's further entries (`MDW_ENTRY_SAME`) are checked and
+/// added with.
+struct FanOutTo<'a> {
+    net: &'a NetNs,
+    dests: &'a mut DestTable,
+    devs: &'a mut CallDevs,
+    slots: &'a mut KVVec<Slot>,
+    remaining: &'a mut KVVec<u64>,
+}
+
+impl FanOutTo<'_> {
+    /// Checks `e`, entry `index`, an `MDW_ENTRY_SAME` entry after `before`
+    /// (`EINVAL` without one, or with data of its own), and adds its
+    /// destination to `before`'s fan-out: the fan-out's packets shrink to
+    /// the destination's payload if it is smaller. Returns its entry.
+    #[inline(never)]
+    fn add(self, e: &MdwEntry, index: u32, before: Option<&Entry>) -> Result<Entry> {
+        let before = *before.ok_or(EINVAL)?;
+        if e.flags & !(MDW_ENTRY_SAME | MDW_ENTRY_RTP_TS) != 0 || e.addr != 0 || e.len != 0 {
+            return Err(EINVAL);
+        }
+        if e.buf != 0 {
+            return Err(EINVAL);
+        }
+        let dest = self.dests.get_mut(e.dest).ok_or(ENXIO)?;
+        if e.flags & MDW_ENTRY_RTP_TS != 0 && !dest.rtp {
+            return Err(EINVAL);
+        }
+        let dev = call_device(self.net, dest, self.devs)?;
+        let max_payload = dest.template.max_payload();
+        let s = self.slots.get_mut(before.slot as usize).ok_or(EINVAL)?;
+        if !s.fanout {
+            return Err(EINVAL);
+        }
+        s.count += 1;
+        if max_payload < s.cursor.max_payload() {
+            s.cursor = PagedCursor::new(max_payload, PAGE_SHIFT as u32).map_err(|_| EINVAL)?;
+            let planned = self.remaining.get_mut(before.slot as usize).ok_or(EINVAL)?;
+            *planned = packet_count(before.len, max_payload).map_err(|_| EINVAL)?;
+        }
+        Ok(Entry {
+            index,
+            dest: e.dest,
+            dev,
+            rtp_ts: (e.flags & MDW_ENTRY_RTP_TS != 0).then_some(e.rtp_timestamp),
+            ..before
+        })
+    }
+}
+
+impl SlotRanges for [Slot] {
+    fn slots(&self) -> usize {
+        self.len()
+    }
+
+    fn count(&self, slot: usize) -> usize {
+        self.get(slot).map_or(0, |s| s.count)
+    }
+
+    fn set_first(&mut self, slot: usize, first: usize) {
+        if let Some(s) = self.get_mut(slot) {
+            s.first = first;
+        }
+    }
+}
+
+/// Stage 2, only when a destination's entries are not one after the
+/// other (`common::group`): orders the entries by destination, each
+/// destination's in the caller's order (`order`, `Slot::first`,
+/// `Slot::count`); `fill` is scratch space.
+#[cold]
 fn group(
     entries: &[Entry],
     slots: &mut [Slot],
-    order: &mut KVVec<u32>,
-    fill: &mut KVVec<u64>,
+    order: &mut [u32],
+    fill: &mut KVVec<u32>,
 ) -> Result<(), EntryError> {
-    let mut next = 0;
-    for s in slots.iter_mut() {
-        s.first = next;
-        next += s.count;
-        fill.push(s.first as u64, GFP_KERNEL_ACCOUNT)
-            .map_err(nomem)?;
-    }
-    order
-        .extend_with(entries.len(), 0, GFP_KERNEL_ACCOUNT)
+    fill.extend_with(slots.len(), 0, GFP_KERNEL_ACCOUNT)
         .map_err(nomem)?;
-    for (i, e) in entries.iter().enumerate() {
-        let f = fill.get_mut(e.slot as usize).ok_or(at(e.index)(EINVAL))?;
-        *order.get_mut(*f as usize).ok_or(at(e.index)(EINVAL))? = i as u32;
-        *f += 1;
-    }
+    let slot_of = |i: usize| entries.get(i).map(|e| e.slot);
+    let grouped = group_by_slot(slot_of, slots, order, fill);
     vec::clear(fill);
-    Ok(())
+    grouped.map_err(|_| at(0)(EINVAL))
 }
 
-/// Stage 3, the plan: each destination's packets, then the round-robin
-/// order over them (`common::interleave`).
+/// Stage 3, the plan: the round-robin order (`common::interleave`) over
+/// each destination's packets, counted by validation in `remaining`.
 fn plan<'a>(
-    entries: &[Entry],
     slots: &[Slot],
-    order: &[u32],
     remaining: &'a mut KVVec<u64>,
     active: &'a mut KVVec<u32>,
     quantum: u32,
 ) -> Result<RoundRobin<'a>, EntryError> {
-    for s in slots.iter() {
-        let n = total_packets(&s.lens(order, entries), s.max_payload).map_err(|_| {
-            let first = order.get(s.first).and_then(|&i| entries.get(i as usize));
-            at(first.map_or(0, |e| e.index))(EINVAL)
-        })?;
-        remaining.push(n, GFP_KERNEL_ACCOUNT).map_err(nomem)?;
-    }
     active
         .extend_with(slots.len(), 0, GFP_KERNEL_ACCOUNT)
         .map_err(nomem)?;

@@ -39,6 +39,7 @@
 #define MDW_FEAT_VLAN		(1ULL << 3)	/* MDW_DEST_VLAN */
 #define MDW_FEAT_BUF		(1ULL << 4)	/* BUF_REGISTER/UNREGISTER, MDW_ENTRY_BUF */
 #define MDW_FEAT_ASYNC		(1ULL << 5)	/* MDW_WRITE_ASYNC, read()/poll(), SET_EVENTFD */
+#define MDW_FEAT_FANOUT		(1ULL << 6)	/* MDW_ENTRY_SAME */
 
 /**
  * struct mdw_info - what the loaded module implements (MDW_IOC_INFO)
@@ -149,6 +150,7 @@ struct mdw_buf_unreg {
 /* mdw_entry.flags */
 #define MDW_ENTRY_RTP_TS	(1U << 0)	/* rtp_timestamp starts this entry */
 #define MDW_ENTRY_BUF		(1U << 1)	/* addr is an offset in registered buffer @buf */
+#define MDW_ENTRY_SAME		(1U << 2)	/* the data of the entry before: a fan-out */
 
 /**
  * struct mdw_entry - one chunk of data for one destination
@@ -160,6 +162,16 @@ struct mdw_buf_unreg {
  * @rtp_timestamp: with MDW_ENTRY_RTP_TS, the RTP timestamp of the entry's
  *	first packet (the per-packet increment continues from it)
  * @buf: with MDW_ENTRY_BUF, the id of a registered buffer; else 0
+ *
+ * MDW_ENTRY_SAME: the entry sends the data of the entry before it to its
+ * own destination; @addr, @len and @buf are 0 and MDW_ENTRY_BUF is clear
+ * (MDW_ENTRY_RTP_TS may be set). An entry without it followed by entries
+ * with it is a fan-out: the data is checked and pinned once, cut into
+ * packets of the smallest payload any of its destinations allows, and each
+ * packet goes to every destination of the fan-out, in entry order, before
+ * the next (the fan-out takes turns with the call's other destinations as
+ * one). Each packet carries its destination's own headers, IPv4 id and RTP
+ * sequence number and timestamp.
  */
 struct mdw_entry {
 	__u32 dest;

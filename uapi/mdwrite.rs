@@ -39,6 +39,8 @@ pub const MDW_FEAT_BUF: u64 = 1 << 4;
 /// `MDW_FEAT_ASYNC`: `MDW_WRITE_ASYNC`, completions by `read()`/`poll()`,
 /// `MDW_IOC_SET_EVENTFD`.
 pub const MDW_FEAT_ASYNC: u64 = 1 << 5;
+/// `MDW_FEAT_FANOUT`: fan-outs (`MDW_ENTRY_SAME`).
+pub const MDW_FEAT_FANOUT: u64 = 1 << 6;
 
 /// `MDW_DEST_IPV6`: the addresses are IPv6.
 pub const MDW_DEST_IPV6: u32 = 1 << 0;
@@ -129,6 +131,9 @@ abi_struct! {
 pub const MDW_ENTRY_RTP_TS: u32 = 1 << 0;
 /// `MDW_ENTRY_BUF`: `addr` is an offset in registered buffer `buf`.
 pub const MDW_ENTRY_BUF: u32 = 1 << 1;
+/// `MDW_ENTRY_SAME`: the data of the entry before, to this entry's
+/// destination (`addr`, `len` and `buf` 0): a fan-out (see `uapi/mdwrite.h`).
+pub const MDW_ENTRY_SAME: u32 = 1 << 2;
 
 abi_struct! {
     /// One chunk of data for one destination.

@@ -284,6 +284,43 @@ impl PagedCursor {
         })
     }
 
+    /// Returns whether the cursor is at the end of its entry (or before
+    /// the first): its next packet is the first of the next entry.
+    #[inline(always)]
+    pub fn at_entry_end(&self) -> bool {
+        self.left == 0
+    }
+
+    /// Moves a cursor at the end of its entry ([`PagedCursor::at_entry_end`])
+    /// to the start of the next entry with bytes and returns that entry's
+    /// index; then [`PagedCursor::peek_full`] can return its first packet.
+    /// `None` when there is no such entry or a span is invalid (offset not
+    /// below the page size, an index overflowing); the cursor may then
+    /// have moved past empty entries. A cursor inside an entry stays
+    /// there and returns its entry.
+    ///
+    /// O(1), plus one step per skipped empty entry.
+    #[inline(always)]
+    pub fn enter_next<S: EntrySpans + ?Sized>(&mut self, spans: &S) -> Option<usize> {
+        while self.left == 0 {
+            let next = if self.started {
+                self.entry.checked_add(1)?
+            } else {
+                0
+            };
+            let span = spans.entry_span(next)?;
+            if u64::from(span.page_offset) >> self.page_shift != 0 {
+                return None;
+            }
+            self.started = true;
+            self.entry = next;
+            self.left = span.len;
+            self.page = span.first_page;
+            self.offset = span.page_offset;
+        }
+        Some(self.entry)
+    }
+
     /// Moves past `packet`, which [`PagedCursor::peek_full`] returned
     /// for the cursor as it is.
     #[inline(always)]
@@ -301,23 +338,9 @@ impl PagedCursor {
     /// O(1), plus one step per skipped empty entry.
     #[inline(always)]
     pub fn next_packet<S: EntrySpans + ?Sized>(&mut self, spans: &S) -> Option<PagedPacket> {
-        let mut first = false;
-        while self.left == 0 {
-            let next = if self.started {
-                self.entry.checked_add(1)?
-            } else {
-                0
-            };
-            let span = spans.entry_span(next)?;
-            if u64::from(span.page_offset) >> self.page_shift != 0 {
-                return None;
-            }
-            self.started = true;
-            self.entry = next;
-            self.left = span.len;
-            self.page = span.first_page;
-            self.offset = span.page_offset;
-            first = true;
+        let first = self.left == 0;
+        if first {
+            self.enter_next(spans)?;
         }
         let len = u16::try_from(self.left).map_or(self.max_payload, |l| l.min(self.max_payload));
         let packet = PagedPacket {

@@ -25,6 +25,9 @@
 #[path = "../../../rust/common/checksum.rs"]
 pub mod checksum;
 
+#[path = "../../../rust/common/group.rs"]
+pub mod group;
+
 #[path = "../../../rust/common/interleave.rs"]
 pub mod interleave;
 

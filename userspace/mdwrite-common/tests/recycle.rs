@@ -166,3 +166,38 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    /// A ring kept from an earlier call (`kept` free buffers, least
+    /// recently used first) sends a few packets: `touched` names exactly
+    /// the buffers that carried one, as a prefix of the ring.
+    #[test]
+    fn touched_is_the_used_prefix(kept in 0usize..10,
+                                  packets in prop::collection::vec((0u8..4, any::<bool>()), 0..40),
+                                  cap in 0usize..20) {
+        // (carried a packet in this call, held by the device until)
+        let mut ring: Vec<(bool, u64)> = vec![(false, 0); kept];
+        let mut c = RingCursor::new();
+        for (t, &(hold, spoiled)) in packets.iter().enumerate() {
+            let now = t as u64;
+            let len = ring.len();
+            let state = match c.peek(len) {
+                None => BufState::Spoiled,
+                Some(_) if spoiled => BufState::Spoiled,
+                Some(at) if ring[at].1 > now => BufState::Busy,
+                Some(_) => BufState::Taken,
+            };
+            let fresh = (true, now + u64::from(hold));
+            match c.step(len, len < cap.max(kept), state) {
+                Step::Reuse(at) | Step::Replace(at) => ring[at] = fresh,
+                Step::Insert(at) => ring.insert(at, fresh),
+                Step::Unkept => {}
+            }
+            let n = c.touched(ring.len());
+            prop_assert!(n <= ring.len());
+            for (i, b) in ring.iter().enumerate() {
+                prop_assert_eq!(b.0, i < n, "touched {} of {:?}", n, ring);
+            }
+        }
+    }
+}

@@ -416,3 +416,49 @@ fn split_two_rejects_bad_input() {
         Some((1, 0x8000_0000))
     );
 }
+
+proptest! {
+    /// Entering each entry explicitly, then taking the fast case where it
+    /// applies and the general step elsewhere, gives the packets the
+    /// general step alone gives: the send path's order of calls.
+    #[test]
+    fn enter_next_then_fast_matches_next_packet(
+        lens in proptest::collection::vec(prop_oneof![Just(0u64), 1u64..20, 1u64..20_000], 0..10),
+        offsets in proptest::collection::vec(0u32..5000, 1..4),
+        max in prop_oneof![1u16..4, 1u16..3000, 4000u16..9000],
+    ) {
+        const SHIFT: u32 = 12;
+        let spans = spans_for(&lens, &offsets, SHIFT);
+        let mut general = PagedCursor::new(max, SHIFT).unwrap();
+        let mut cursor = general;
+        while let Some(expected) = general.next_packet(&spans[..]) {
+            if cursor.at_entry_end() {
+                prop_assert!(expected.first);
+                prop_assert_eq!(cursor.enter_next(&spans[..]), Some(expected.entry));
+                prop_assert!(!cursor.at_entry_end());
+            } else {
+                prop_assert!(!expected.first);
+                // Inside an entry, entering changes nothing.
+                let before = cursor;
+                prop_assert_eq!(cursor.enter_next(&spans[..]), Some(expected.entry));
+                prop_assert_eq!(cursor, before);
+            }
+            match cursor.peek_full::<SHIFT>() {
+                Some(p) => {
+                    prop_assert_eq!((p.page, p.offset), (expected.page, expected.offset));
+                    prop_assert_eq!(p.len0 + p.len1, u32::from(expected.len));
+                    cursor.advance(&p);
+                }
+                None => {
+                    let mut again = cursor;
+                    let got = again.next_packet(&spans[..]).unwrap();
+                    prop_assert_eq!((got.page, got.offset, got.len), (expected.page, expected.offset, expected.len));
+                    cursor = again;
+                }
+            }
+            prop_assert_eq!(cursor, general);
+        }
+        // At the end, nothing more to enter.
+        prop_assert_eq!(cursor.enter_next(&spans[..]), None);
+    }
+}

@@ -13,6 +13,7 @@
 mod abi;
 mod async_buf;
 mod errors;
+mod fanout;
 mod faults;
 mod net;
 mod raw;
@@ -43,6 +44,11 @@ const TESTS: &[Test] = &[
     ("send_ipv6_rtp", send::send_ipv6_rtp),
     ("send_small_and_straddling", send::send_small_and_straddling),
     ("send_fanout_pins_once", send::send_fanout_pins_once),
+    (
+        "fanout_rtp_per_destination",
+        fanout::fanout_rtp_per_destination,
+    ),
+    ("fanout_errors", fanout::fanout_errors),
     ("interleave_round_robin", send::interleave_round_robin),
     ("interleave_quantum", send::interleave_quantum),
     ("send_checksum_vlan_qdisc", send::send_checksum_vlan_qdisc),

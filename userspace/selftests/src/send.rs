@@ -52,7 +52,7 @@ fn one_each<'a, D: AsRef<[u8]>>(ids: &[DestId], datas: &'a [D]) -> Vec<Entry<'a>
 
 /// Opens the device in the sender's namespace and registers one
 /// destination per receiver, configured by `tweak`.
-fn sender(
+pub(crate) fn sender(
     topo: &Topology,
     v6: bool,
     tweak: impl Fn(usize, &mut DestConfig),
@@ -73,7 +73,7 @@ fn sender(
 }
 
 /// Receivers on every receiver of `topo`, `expect[i]` bytes for receiver `i`.
-fn start_receivers(
+pub(crate) fn start_receivers(
     topo: &Topology,
     v6: bool,
     expect: &[usize],
@@ -88,7 +88,7 @@ fn start_receivers(
 
 /// Checks that receiver `i` got exactly `want`, in packets no larger than
 /// `max_payload` (after `skip` header bytes).
-fn check_bytes(
+pub(crate) fn check_bytes(
     i: usize,
     got: &Received,
     want: &[u8],

@@ -1,0 +1,103 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The devices of a call: each looked up once per call and held until the
+//! call's packets are queued (never across its completion wait), with a
+//! stamp of its state, so that a destination checks that what it worked
+//! out for its device still holds with one comparison.
+
+use kernel::{alloc::KVec, prelude::*};
+
+use crate::{
+    ffi::MdwDevInfo,
+    net::{NetDevice, NetNs},
+    vec,
+};
+
+/// Most device states a file remembers; past it, it forgets them all (its
+/// destinations then work out their devices' needs again, once).
+const SEEN_MAX: usize = 64;
+
+/// A file's calls' devices. Kept with the file's other call arrays.
+pub(crate) struct CallDevs {
+    /// The devices of the current call.
+    devs: KVec<NetDevice>,
+    /// The stamp of each device's state, for `devs`.
+    stamps: KVec<u64>,
+    /// The last state of every device the file's calls used, and its
+    /// stamp. A state gets a new stamp, never used before in this file,
+    /// whenever it differs in anything from the one seen before.
+    seen: KVec<(MdwDevInfo, u64)>,
+    /// The last stamp given.
+    last: u64,
+}
+
+impl Default for CallDevs {
+    fn default() -> Self {
+        Self {
+            devs: KVec::new(),
+            stamps: KVec::new(),
+            seen: KVec::new(),
+            last: 0,
+        }
+    }
+}
+
+impl CallDevs {
+    /// The device `ifindex` of `net` in this call, looked up (and held)
+    /// on the call's first use of it: its index in [`CallDevs::devices`]
+    /// and the stamp of its state.
+    #[inline(always)]
+    pub(crate) fn get(&mut self, net: &NetNs, ifindex: i32) -> Result<(u32, u64)> {
+        for (i, (d, &stamp)) in self.devs.iter().zip(self.stamps.iter()).enumerate() {
+            if d.info().ifindex as i32 == ifindex {
+                return Ok((i as u32, stamp));
+            }
+        }
+        self.look_up(net, ifindex)
+    }
+
+    #[inline(never)]
+    fn look_up(&mut self, net: &NetNs, ifindex: i32) -> Result<(u32, u64)> {
+        self.devs.reserve(1, GFP_KERNEL_ACCOUNT)?;
+        self.stamps.reserve(1, GFP_KERNEL_ACCOUNT)?;
+        let dev = net.device(ifindex)?;
+        let stamp = self.stamp(dev.info())?;
+        // Neither can fail: room was reserved.
+        vec::push_reserved(&mut self.devs, dev)?;
+        vec::push_reserved(&mut self.stamps, stamp)?;
+        Ok(((self.devs.len() - 1) as u32, stamp))
+    }
+
+    /// The stamp of a device in state `info`.
+    fn stamp(&mut self, info: &MdwDevInfo) -> Result<u64> {
+        let at = self
+            .seen
+            .iter()
+            .position(|(s, _)| s.ifindex == info.ifindex);
+        if let Some((seen, stamp)) = at.and_then(|i| self.seen.get_mut(i)) {
+            if seen != info {
+                self.last += 1;
+                *seen = *info;
+                *stamp = self.last;
+            }
+            return Ok(*stamp);
+        }
+        if self.seen.len() >= SEEN_MAX {
+            vec::clear(&mut self.seen);
+        }
+        self.last += 1;
+        self.seen.push((*info, self.last), GFP_KERNEL_ACCOUNT)?;
+        Ok(self.last)
+    }
+
+    /// The devices of the current call.
+    pub(crate) fn devices(&self) -> &[NetDevice] {
+        &self.devs
+    }
+
+    /// Lets go of the current call's devices.
+    pub(crate) fn clear(&mut self) {
+        vec::clear(&mut self.devs);
+        vec::clear(&mut self.stamps);
+    }
+}
