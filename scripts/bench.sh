@@ -31,7 +31,7 @@
 # whole call's instructions per packet.
 # --profile samples where METHOD's instructions go (perf, timer samples) over
 # TIMES sends of a workload (default: the headline 64 x 256 KiB, 1472 B, 200
-# times) and writes bench/results/profile-METHOD.txt for each.
+# times; KIB "Np" is N full packets per destination) and writes bench/results/profile-METHOD.txt for each.
 set -euo pipefail
 
 . "$(dirname "$0")/lib.sh"

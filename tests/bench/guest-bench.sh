@@ -17,7 +17,8 @@
 # and OUTDIR/setup.txt.
 #
 # profile: where METHOD's instructions go. Sends the workload (default the
-# headline, 64 destinations x 256 KiB of 1472-byte packets) TIMES times
+# headline, 64 destinations x 256 KiB of 1472-byte packets; KIB "1p" is one
+# full packet per destination) TIMES times
 # under `perf record -e cpu-clock` (timer samples, so proportional to
 # instructions under -icount; one sample per tick, hence the repetitions)
 # and writes OUTDIR/profile-METHOD.txt.
@@ -81,12 +82,17 @@ summarise() {
 
 if [ "$mode" = profile ]; then
 	methods=$3 dests=${4:-64} kib=${5:-256} payload=${6:-1472} times=${7:-200}
+	# KIB, or "Np" for N full packets per destination (the live regime).
+	case "$kib" in
+	*p) size="--packets ${kib%p}" ;;
+	*) size="--kib $kib" ;;
+	esac
 	sysctl -qw kernel.kptr_restrict=0 kernel.perf_event_paranoid=-1
 	export HOME=$out
 	for method in ${methods//,/ }; do
 		perf record -q -N -e cpu-clock -g -o "$out/perf.data" -- \
 			mdwrite-bench repeat --ifname "$dev" --method "$method" --dests "$dests" \
-			--kib "$kib" --payload "$payload" --times "$times" 2>&1 | tee "$out/profile-run.txt"
+			$size --payload "$payload" --times "$times" 2>&1 | tee "$out/profile-run.txt"
 		per_packet=$(sed -n 's/.* \([0-9]*\) instructions\/packet$/\1/p' "$out/profile-run.txt")
 		{
 			echo "# $method, $dests destinations x $kib KiB, payload $payload, $times calls; $(uname -r)"
@@ -160,7 +166,7 @@ xprof)
 	exit 0
 	;;
 run)
-	mdwrite-bench run --ifname "$dev" --table "run, offload on" --csv "$csv" "${@:3}" || status=1
+	mdwrite-bench run --ifname "$dev" --table "run: offload on" --csv "$csv" "${@:3}" || status=1
 	rmmod mdwrite
 	exit $status
 	;;

@@ -2,11 +2,25 @@
 
 //! mdwrite: one `MDW_IOC_WRITEV` for every destination of the workload,
 //! from ordinary memory (pinned by each call) or from a registered buffer
-//! (pinned once, outside the timed section).
+//! (pinned once, outside the timed section). A fan-out workload (one
+//! payload for every destination) is sent as a fan-out: one entry with the
+//! payload, then an `MDW_ENTRY_SAME` entry per further destination.
+//!
+//! The entries are written into an array the method keeps (as a sender
+//! that calls once per interval would), not allocated per call.
 
-use std::{ffi::CString, io, net::SocketAddr};
+use std::{
+    ffi::CString,
+    io,
+    mem::size_of,
+    net::SocketAddr,
+    os::fd::{AsFd, AsRawFd},
+};
 
-use mdwrite::{DestConfig, DestId, Device, Entry, RegisteredBuffer, Rtp, WriteOptions};
+use mdwrite::{
+    uapi::{MdwEntry, MdwWritev, MDW_ENTRY_BUF, MDW_ENTRY_SAME, MDW_IOC_WRITEV},
+    DestConfig, DestId, Device, RegisteredBuffer, Rtp,
+};
 
 use super::{Method, Outcome};
 use crate::workload::{
@@ -26,6 +40,8 @@ pub struct Mdwrite {
     /// go as `MDW_ENTRY_BUF` entries.
     registered: bool,
     regbuf: Option<RegisteredBuffer>,
+    /// The call's entries, rewritten by each call.
+    entries: Vec<MdwEntry>,
 }
 
 impl Mdwrite {
@@ -40,15 +56,42 @@ impl Mdwrite {
             pinned_pages: 0,
             registered,
             regbuf: None,
+            entries: Vec::new(),
         })
     }
 
-    /// Destination `d`'s payload: in the pool, or at the same offset in
-    /// the registered copy.
-    fn data<'a>(&'a self, wl: &Workload, pool: &'a Pool, d: usize) -> &'a [u8] {
+    /// Destination `d`'s entry: its payload in the pool, or at the same
+    /// offset in the registered copy; with `fanout`, the payload of the
+    /// entry before.
+    fn entry(&self, wl: &Workload, pool: &Pool, d: usize, fanout: bool) -> MdwEntry {
+        let dest = self.dests[d].handle();
+        if fanout {
+            return MdwEntry {
+                dest,
+                flags: MDW_ENTRY_SAME,
+                ..Default::default()
+            };
+        }
         match &self.regbuf {
-            Some(buf) => &buf[wl.offset(d)..wl.offset(d) + wl.bytes],
-            _ => pool.dest_data(wl, d),
+            Some(buf) => MdwEntry {
+                dest,
+                flags: MDW_ENTRY_BUF,
+                addr: wl.offset(d) as u64,
+                len: wl.bytes as u64,
+                rtp_timestamp: 0,
+                buf: buf.id().unwrap_or(0),
+            },
+            None => {
+                let data = pool.dest_data(wl, d);
+                MdwEntry {
+                    dest,
+                    flags: 0,
+                    addr: data.as_ptr() as u64,
+                    len: data.len() as u64,
+                    rtp_timestamp: 0,
+                    buf: 0,
+                }
+            }
         }
     }
 }
@@ -102,25 +145,47 @@ impl Method for Mdwrite {
             self.regbuf = Some(buf);
             self.pinned_pages = 0;
         } else {
-            self.pinned_pages = (0..wl.dests).map(|d| pages(pool.dest_data(wl, d))).sum();
+            // A fan-out's payload is pinned once.
+            let pinned = if wl.fanout { 1 } else { wl.dests };
+            self.pinned_pages = (0..pinned).map(|d| pages(pool.dest_data(wl, d))).sum();
         }
         Ok(())
     }
 
     fn send(&mut self, wl: &Workload, pool: &Pool) -> io::Result<Outcome> {
-        let entries: Vec<Entry<'_>> = self
-            .dests
-            .iter()
-            .enumerate()
-            .map(|(d, &id)| Entry::new(id, self.data(wl, pool, d)))
-            .collect();
-        let report = self.dev.write_vectored(&entries, WriteOptions::default())?;
+        let mut entries = std::mem::take(&mut self.entries);
+        entries.clear();
+        entries.extend((0..self.dests.len()).map(|d| self.entry(wl, pool, d, wl.fanout && d > 0)));
+        let mut req = MdwWritev {
+            entries: entries.as_ptr() as u64,
+            count: entries.len() as u32,
+            entry_size: size_of::<MdwEntry>() as u32,
+            ..Default::default()
+        };
+        // SAFETY: `req` names `count` entries of `entry_size` bytes in
+        // `entries`, whose data (the pool or the registered buffer) stays
+        // mapped; the call is synchronous, so nothing is read after it.
+        let r = unsafe {
+            libc::ioctl(
+                self.dev.as_fd().as_raw_fd(),
+                MDW_IOC_WRITEV as libc::c_ulong,
+                &mut req as *mut MdwWritev,
+            )
+        };
+        self.entries = entries;
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
         let mut note = String::new();
-        if let Some((e, i)) = report.error {
-            note = format!("stopped at entry {i}: {e}");
+        if req.error != 0 {
+            note = format!(
+                "stopped at entry {}: {}",
+                req.error_index,
+                io::Error::from_raw_os_error(-req.error)
+            );
         }
         Ok(Outcome {
-            packets: report.packets,
+            packets: req.packets,
             syscalls: 1,
             pinned_pages: Some(self.pinned_pages),
             elapsed_ns: None,
