@@ -84,8 +84,8 @@ Description: Linux kernel headers for $krel (mdwrite $flavor test kernel)
  The external-module build tree of the mdwrite $flavor test kernel,
  including the Rust crate metadata that out-of-tree Rust modules need.
 EOF
-# Uncompressed: the tree is mostly crate metadata, and this is a test artefact.
-dpkg-deb --root-owner-group -Znone --build "$root" "$deb" >/dev/null
+# zstd: 38 MB instead of 152 (mostly crate metadata), quick to unpack in TCG.
+dpkg-deb --root-owner-group -Zzstd -z3 --build "$root" "$deb" >/dev/null
 rm -rf "$root"
 touch "$out/.mdwrite-done"
 echo "$deb"
