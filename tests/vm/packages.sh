@@ -112,8 +112,11 @@ step dkms_package '
 	dkms status mdwrite
 	dkms status mdwrite | grep -q "^mdwrite/0.1.0, $krel, x86_64: installed"
 	test -f /lib/modules/$krel/updates/dkms/mdwrite.ko
-	# dkms install again is a no-op for an installed module.
-	dkms install mdwrite/0.1.0 -k $krel'
+	# dkms uninstall and install again: the built module goes back in place.
+	dkms uninstall mdwrite/0.1.0 -k $krel
+	test ! -e /lib/modules/$krel/updates/dkms/mdwrite.ko
+	dkms install mdwrite/0.1.0 -k $krel
+	test -f /lib/modules/$krel/updates/dkms/mdwrite.ko'
 
 # 5. modprobe from /lib/modules; modinfo shows version and ABI version.
 step modprobe '
