@@ -102,6 +102,8 @@ debdir=$(tail -n 1 "$logdir/deb-build.log")
 for c in lintian file-capability versions channels; do
 	check "deb-$c" "$MDW_ROOT/tests/packaging/checks.sh" "$c" "$debdir"
 done
+check deb-install "$MDW_ROOT/tests/packaging/checks.sh" install "$debdir" \
+	"$("$MDW_ROOT/scripts/build-headers.sh" debug 2>/dev/null)"
 log=$logdir/vm-packages.log
 "$MDW_ROOT/scripts/vm-packages.sh" --kernel debug >"$log" 2>&1
 rc=$?

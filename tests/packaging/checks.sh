@@ -5,6 +5,7 @@
 # half is scripts/vm-packages.sh).
 #
 #   tests/packaging/checks.sh lintian|file-capability|versions|channels DEBDIR
+#   tests/packaging/checks.sh install DEBDIR HEADERS.deb
 #
 # lintian          lintian --pedantic on the packages: no error, no warning,
 #                  no unexplained info (overrides carry their reason).
@@ -15,6 +16,15 @@
 #                  and the cargo workspace name one version.
 # channels         the unit's line-up script: the command it builds, and its
 #                  errors on a bad line-up.
+# install          on the host, in a mount namespace of its own whose /usr,
+#                  /etc and /var are tmpfs overlays (nothing reaches the
+#                  host): the test kernel's headers package, mdwrite-tools
+#                  (group, file capability on /usr/bin/mdwrite, man pages)
+#                  and mdwrite-dkms (DKMS builds the module for the newest
+#                  kernel in /lib/modules, the test kernel) with dpkg; dkms
+#                  uninstall/install/remove; dpkg -r and -P leave no file.
+#                  The VM test does the same and also loads and uses the
+#                  module; this one runs in a minute.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -88,8 +98,65 @@ channels)
 		! grep -q . "$scratch/verify" || fail "systemd-analyze verify complained"
 	fi
 	;;
+install)
+	hdeb=$3
+	if [ -z "${MDW_IN_NS:-}" ]; then
+		MDW_IN_NS=1 exec unshare -m --propagation private "$0" "$@"
+	fi
+	krel=$(dpkg-deb -f "$hdeb" Package | sed 's/^linux-headers-//')
+	# Only this namespace sees the mounts; the directory must be free to go.
+	trap 'cd /; umount -l /usr /etc /var "$scratch" 2>/dev/null; rm -rf "$scratch"' EXIT
+	mount -t tmpfs -o size=2g,mode=0755 mdwpkg "$scratch"
+	for d in usr etc var; do
+		mkdir -p "$scratch/$d.u" "$scratch/$d.w"
+		mount -t overlay "mdwpkg-$d" -o "lowerdir=/$d,upperdir=$scratch/$d.u,workdir=$scratch/$d.w" "/$d"
+	done
+	[ ! -e "/lib/modules/$krel" ] || fail "the host has /lib/modules/$krel already"
+	dpkg --force-unsafe-io -i "$hdeb" >/dev/null
+	[ "$(readlink "/lib/modules/$krel/build")" = "/usr/src/linux-headers-$krel" ] || fail "no build link"
+	dpkg --force-unsafe-io -i "$debdir"/mdwrite-tools_"$version"_*.deb
+	getent group mdwrite || fail "no group mdwrite"
+	getcap /usr/bin/mdwrite | grep -q cap_net_raw || fail "no file capability on /usr/bin/mdwrite"
+	man -w mdwrite-send | grep -q /usr/share/man/man1/mdwrite-send.1.gz || fail "man mdwrite-send not found"
+	setpriv --reuid 4242 --regid 4242 --clear-groups --inh-caps=-all \
+		/usr/bin/mdwrite recv --listen 127.0.0.1:0 --duration 2 >/dev/null 2>&1 &
+	pid=$!
+	sleep 1
+	eff=$(awk '/^CapEff:/ {print $2}' "/proc/$pid/status")
+	wait "$pid" || fail "mdwrite recv as uid 4242 failed"
+	[ "$eff" = 0000000000002000 ] || fail "installed helper run by uid 4242: CapEff $eff, not CAP_NET_RAW"
+	echo "installed /usr/bin/mdwrite run by uid 4242: CapEff $eff (CAP_NET_RAW)"
+	dpkg --force-unsafe-io -i "$debdir"/mdwrite-dkms_"$version"_all.deb
+	dkms status mdwrite | grep -q "^mdwrite/$version, $krel, x86_64: installed" ||
+		fail "dkms did not install the module for $krel: $(dkms status mdwrite)"
+	ko=/lib/modules/$krel/updates/dkms/mdwrite.ko
+	[ "$(modinfo -F version "$ko")" = "$version" ] || fail "modinfo version"
+	[ "$(modinfo -F abi_version "$ko")" = 1 ] || fail "modinfo abi_version"
+	grep -q '^updates/dkms/mdwrite.ko:' "/lib/modules/$krel/modules.dep" || fail "not in modules.dep"
+	dkms uninstall "mdwrite/$version" -k "$krel" >/dev/null
+	[ ! -e "$ko" ] || fail "dkms uninstall left $ko"
+	dkms install "mdwrite/$version" -k "$krel" >/dev/null
+	[ -f "$ko" ] || fail "dkms install did not put $ko back"
+	files=$( (dpkg -L mdwrite-dkms; dpkg -L mdwrite-tools) | sort -u)
+	dkms remove "mdwrite/$version" --all >/dev/null
+	[ ! -e /var/lib/dkms/mdwrite ] || fail "dkms remove left /var/lib/dkms/mdwrite"
+	[ -z "$(find "/lib/modules/$krel" -name 'mdwrite.ko*')" ] || fail "dkms remove left a module"
+	! grep -q mdwrite "/lib/modules/$krel/modules.dep" || fail "modules.dep still names mdwrite"
+	dpkg -r mdwrite-dkms mdwrite-tools >/dev/null
+	dpkg -P mdwrite-dkms mdwrite-tools >/dev/null
+	left=
+	for f in $files; do
+		[ -d "$f" ] && continue
+		if [ -e "$f" ] || [ -L "$f" ]; then left+=" $f"; fi
+	done
+	[ -z "$left" ] || fail "dpkg -P left:$left"
+	[ ! -e "/usr/src/mdwrite-$version" ] || fail "dpkg -P left /usr/src/mdwrite-$version"
+	dpkg -P "linux-headers-$krel" >/dev/null 2>&1
+	[ ! -e "/lib/modules/$krel/build" ] || fail "the headers package left its build link"
+	echo "installed, built by DKMS for $krel, removed and purged: nothing left"
+	;;
 *)
-	echo "usage: $0 lintian|file-capability|versions|channels DEBDIR" >&2
+	echo "usage: $0 lintian|file-capability|versions|channels DEBDIR | install DEBDIR HEADERS.deb" >&2
 	exit 2
 	;;
 esac
