@@ -11,12 +11,14 @@
 #                             see Documentation/testing.rst)
 #   make kcsan DURATION=300   the concurrency selftests and the fuzzer on the
 #                             KCSAN kernel (scripts/run-kcsan.sh)
+#   make deb                  the Debian packages mdwrite-dkms and mdwrite-tools
+#                             (see Documentation/install.rst)
 #
 # KDIR defaults to the cached debug test kernel (scripts/build-kernel.sh
 # builds it on first use). A kernel built with LLVM=1 or LLVM=-N needs the
 # same LLVM= here; the cached kernels record theirs in mdwrite-build.env.
 
-ifneq ($(filter-out demo check bench fuzz kcsan,$(or $(MAKECMDGOALS),all)),)
+ifneq ($(filter-out demo check bench fuzz kcsan deb,$(or $(MAKECMDGOALS),all)),)
 KDIR ?= $(shell $(CURDIR)/scripts/build-kernel.sh debug)
 -include $(KDIR)/mdwrite-build.env
 endif
@@ -47,4 +49,7 @@ fuzz:
 kcsan:
 	scripts/run-kcsan.sh $(DURATION)
 
-.PHONY: all clean demo check bench fuzz kcsan
+deb:
+	scripts/build-deb.sh
+
+.PHONY: all clean demo check bench fuzz kcsan deb

@@ -89,3 +89,12 @@ void mdw_eventfd_put(struct eventfd_ctx *ctx)
 {
 	eventfd_ctx_put(ctx);
 }
+
+/*
+ * The modinfo fields the module! macro of 6.12 has no key for (it takes name,
+ * author, description, license and alias): the release (the version of the
+ * mdwrite-dkms package and of the userspace workspace) and the ABI version
+ * MDW_IOC_INFO reports.
+ */
+MODULE_VERSION("0.1.0");
+MODULE_INFO(abi_version, __stringify(MDW_ABI_VERSION));

@@ -5,7 +5,8 @@
 # kernel source, the Rust toolchain kbuild can use (Debian's rustc-web, which
 # ships the library source), a pinned bindgen-cli, clang/LLVM 19 for the debug
 # kernel, QEMU and virtme-ng for the selftests, and the network tools the
-# tests run inside the guest.
+# tests run inside the guest, and debhelper, dh-dkms, dkms and lintian for the
+# Debian packages (make deb) and their test.
 #
 # Idempotent and quiet when everything is already there.
 set -euo pipefail
@@ -22,6 +23,7 @@ DEB_PACKAGES=(
 	iproute2 ethtool tcpdump
 	gnuplot-nox
 	ffmpeg tshark
+	dkms dh-dkms debhelper lintian libcap2-bin adduser man-db systemd
 )
 
 missing=()

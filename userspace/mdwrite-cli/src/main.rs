@@ -62,3 +62,10 @@ fn main() -> ExitCode {
         }
     }
 }
+
+/// The command-line definition, for the man pages and shell completions
+/// (`src/bin/mdwrite-gen-docs.rs`).
+#[allow(dead_code)]
+pub(crate) fn command() -> clap::Command {
+    Cli::command()
+}
