@@ -146,14 +146,27 @@ impl Device {
     /// is queued, with what was queued. Exactly one completion with
     /// `cookie` follows (read it with
     /// [`read_completions`](Device::read_completions)), after the device
-    /// released the last packet; do not rewrite the entries' memory
-    /// before it.
+    /// released the last packet.
+    ///
+    /// This is the raw call; [`Sender::send_async`](crate::Sender::send_async)
+    /// is the safe one (it takes the buffers by value until the completion).
     ///
     /// `EAGAIN` (nothing sent): `MDW_MAX_ASYNC` calls are in flight or
     /// completed and unread; read completions, then retry. `ENOBUFS`:
     /// pinning unregistered memory until the completion would exceed
     /// `RLIMIT_MEMLOCK` (send from [`RegisteredBuffer`]s).
-    pub fn write_vectored_async(
+    ///
+    /// # Safety
+    ///
+    /// The module reads the entries' memory after this returns, until the
+    /// call's completion is queued. Until the caller has read that
+    /// completion (or knows the call failed: an `Err` sends nothing), the
+    /// memory of every entry must not be written, and memory outside a
+    /// buffer registered on this device must stay allocated and mapped
+    /// (a dropped [`RegisteredBuffer`] is fine: the module keeps its pages).
+    /// Otherwise the packets carry whatever the memory holds when the
+    /// device reads it, other data of the program included.
+    pub unsafe fn write_vectored_async(
         &self,
         entries: &[Entry<'_>],
         options: WriteOptions,

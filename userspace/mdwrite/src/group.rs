@@ -215,10 +215,20 @@ pub trait Transmit {
         RegisteredBuffer::unregistered(len)
     }
     /// Sends the entries in one asynchronous call, as
-    /// [`Sender::send_async`]. The default sends synchronously and has no
-    /// completion, which is what [`wait_completions`](Transmit::wait_completions)
-    /// returning 0 (nothing in flight) then says.
-    fn send_async(
+    /// [`Sender::send_async`] does with owned buffers. The default sends
+    /// synchronously and has no completion, which is what
+    /// [`wait_completions`](Transmit::wait_completions) returning 0
+    /// (nothing in flight) then says.
+    ///
+    /// # Safety
+    ///
+    /// The memory of the entries must stay mapped and unchanged until the
+    /// call's completion has been read with
+    /// [`wait_completions`](Transmit::wait_completions) (or until it
+    /// returned 0, nothing in flight). [`StreamGroup`] keeps that rule: a
+    /// ring region is read into again only after the completions of the
+    /// calls that used it.
+    unsafe fn send_async(
         &mut self,
         entries: &[Entry<'_>],
         opts: &WriteOptions,
@@ -260,13 +270,14 @@ impl Transmit for Sender {
         Sender::register_buffer(self, len)
     }
 
-    fn send_async(
+    unsafe fn send_async(
         &mut self,
         entries: &[Entry<'_>],
         opts: &WriteOptions,
         cookie: u64,
     ) -> io::Result<WriteReport> {
-        Sender::send_async(self, entries, opts, cookie)
+        // SAFETY: the trait method's contract is the same.
+        unsafe { Sender::send_async_borrowed(self, entries, opts, cookie) }
     }
 
     fn wait_completions(
@@ -934,7 +945,14 @@ fn send_all_async<T: Transmit + ?Sized>(
     ring: &mut Ring,
 ) -> io::Result<Option<WriteReport>> {
     send_chunked(entries, &mut |call: &[Entry<'_>]| loop {
-        match out.send_async(call, opts, cookie) {
+        // SAFETY: the entries lie in ring regions of `slot` (the caller
+        // sends asynchronously only then), counted busy below; a region is
+        // read into again only once `ring.wait` has read the completions of
+        // every call that used it. A stream removed meanwhile drops its
+        // ring, and the module keeps the pages of a registered buffer; an
+        // unregistered one (module without registered buffers) stays
+        // pinned, so its pages are not reused either.
+        match unsafe { out.send_async(call, opts, cookie) } {
             Ok(r) => {
                 ring.busy[slot] += 1;
                 return Ok(r);

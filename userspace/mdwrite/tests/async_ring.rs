@@ -108,7 +108,7 @@ impl Transmit for LateDevice {
         RegisteredBuffer::unregistered(len)
     }
 
-    fn send_async(
+    unsafe fn send_async(
         &mut self,
         entries: &[Entry<'_>],
         _: &WriteOptions,
@@ -160,6 +160,7 @@ impl Transmit for LateDevice {
             bytes,
             packets: 0,
             error: None,
+            buffers: Vec::new(),
         });
         Ok(1)
     }

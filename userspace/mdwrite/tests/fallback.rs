@@ -13,8 +13,8 @@ use std::{
 };
 
 use mdwrite::{
-    Backend, DestConfig, DestId, Entry, FakeClock, GroupOptions, Rtp, Sender, StreamConfig,
-    StreamGroup, WriteOptions,
+    AsyncEntry, Backend, DestConfig, DestId, Entry, FakeClock, GroupOptions, RegisteredBuffer, Rtp,
+    Sender, StreamConfig, StreamGroup, WriteOptions,
 };
 use rustix::event::{eventfd, EventfdFlags};
 
@@ -518,32 +518,149 @@ fn registered_buffer_and_async_send_through_the_fallback() {
     );
     assert!(sender.wait_completion(None).unwrap().is_none());
 
+    let addr = buf.as_ptr();
     let entries = [
-        Entry::new(d1, &buf[100..2600]),
-        Entry::new(d2, &buf[100..1100]),
+        AsyncEntry::new(d1, 0, 100..2600),
+        AsyncEntry::new(d2, 0, 100..1100),
     ];
     let report = sender
-        .send_async(&entries, &WriteOptions::default(), 0xfeed)
+        .send_async(vec![buf], &entries, &WriteOptions::default(), 0xfeed)
         .unwrap();
     assert_eq!((report.bytes, report.packets), (3500, 5));
     assert_eq!(sender.in_flight(), 1);
     assert_eq!(sender.try_completions(&mut done).unwrap(), 1);
     assert_eq!(sender.in_flight(), 0);
-    let c = &done[0];
+    let c = &mut done[0];
     assert_eq!((c.cookie, c.bytes, c.packets), (0xfeed, 3500, 5));
     assert!(c.error.is_none());
+    // The buffer comes back with the completion, the same memory.
+    assert_eq!(c.buffers.len(), 1);
+    let buf = c.buffers.pop().unwrap();
+    assert_eq!((buf.as_ptr(), buf.len()), (addr, 10_000));
     assert_eq!(recv_n(&r1, 3).concat(), payload);
     assert_eq!(recv_n(&r2, 2).concat(), &payload[..1000]);
     assert_drained(&r1);
     assert_drained(&r2);
 
-    // A call that fails has no completion.
+    // A call that fails has no completion, and hands the buffers back.
     let e = sender
-        .send_async(&[Entry::new(d1, &[])], &WriteOptions::default(), 1)
+        .send_async(
+            vec![buf],
+            &[AsyncEntry::new(d1, 0, 5..5)],
+            &WriteOptions::default(),
+            1,
+        )
         .unwrap_err();
     assert_eq!(e.raw_os_error(), Some(libc::EINVAL));
+    assert_eq!(e.buffers.len(), 1);
+    assert_eq!(e.buffers[0].as_ptr(), addr);
     assert_eq!(sender.in_flight(), 0);
     assert_eq!(sender.try_completions(&mut done).unwrap(), 0);
+    // An entry outside its buffer, or naming no buffer of the call, is
+    // EINVAL before anything is sent.
+    let buf = e.buffers.into_iter().next().unwrap();
+    let e = sender
+        .send_async(
+            vec![buf],
+            &[AsyncEntry::new(d1, 0, 9_000..10_001)],
+            &WriteOptions::default(),
+            2,
+        )
+        .unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EINVAL));
+    let e = sender
+        .send_async(
+            e.buffers,
+            &[AsyncEntry::new(d1, 1, 0..10)],
+            &WriteOptions::default(),
+            3,
+        )
+        .unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EINVAL));
+    let io_error: io::Error = e.into();
+    assert_eq!(io_error.raw_os_error(), Some(libc::EINVAL));
+    assert_eq!(sender.in_flight(), 0);
+    assert_drained(&r1);
+}
+
+#[test]
+fn split_pieces_go_in_flight_independently() {
+    let r = receiver("127.0.0.1");
+    let mut sender = Sender::open_fallback().unwrap();
+    let d = sender.connect(&dest_to(&r, 1000, None)).unwrap();
+    let mut buf = sender.register_buffer(3000).unwrap();
+    let base = buf.as_ptr() as usize;
+    for (i, b) in buf.iter_mut().enumerate() {
+        *b = (i / 1000) as u8 + 1;
+    }
+    let mut pieces = buf.into_chunks(1000);
+    assert_eq!(pieces.len(), 3);
+    for (i, p) in pieces.iter().enumerate() {
+        assert_eq!((p.as_ptr() as usize - base, p.len()), (i * 1000, 1000));
+        assert!(p.iter().all(|&b| b == i as u8 + 1));
+    }
+    let last = pieces.pop().unwrap();
+    let middle = pieces.pop().unwrap();
+    let mut first = pieces.pop().unwrap();
+    let opts = WriteOptions::default();
+    sender
+        .send_async(vec![middle], &[AsyncEntry::new(d, 0, 0..1000)], &opts, 20)
+        .unwrap();
+    sender
+        .send_async(
+            vec![last],
+            &[AsyncEntry::new(d, 0, 0..10).with_rtp_timestamp(5)],
+            &opts,
+            30,
+        )
+        .unwrap_err(); // a timestamp for a destination without RTP
+                       // The other pieces are still ours to rewrite.
+    first.fill(9);
+    let mut tail = first.split_off(600);
+    assert_eq!((first.len(), tail.len()), (600, 400));
+    tail.fill(8);
+    assert!(first.iter().all(|&b| b == 9));
+    let mut done = Vec::new();
+    sender.try_completions(&mut done).unwrap();
+    assert_eq!(done.len(), 1);
+    assert_eq!(done[0].cookie, 20);
+    assert_eq!(done[0].buffers[0].as_ptr() as usize - base, 1000);
+    assert_eq!(recv_n(&r, 1).concat(), vec![2u8; 1000]);
+}
+
+#[test]
+fn sender_fd_is_readable_while_completions_wait() {
+    use std::os::fd::AsFd;
+    let r = receiver("127.0.0.1");
+    let mut sender = Sender::open_fallback().unwrap();
+    let d = sender.connect(&dest_to(&r, 1000, None)).unwrap();
+    let readable = |s: &Sender| {
+        let fd = s.as_fd();
+        let mut fds = [rustix::event::PollFd::new(
+            &fd,
+            rustix::event::PollFlags::IN,
+        )];
+        rustix::event::poll(&mut fds, Some(&rustix::event::Timespec::default())).unwrap() == 1
+    };
+    assert!(!readable(&sender));
+    for cookie in 0..2 {
+        let buf = sender.register_buffer(10).unwrap();
+        sender
+            .send_async(
+                vec![buf],
+                &[AsyncEntry::new(d, 0, 0..10)],
+                &WriteOptions::default(),
+                cookie,
+            )
+            .unwrap();
+    }
+    assert!(readable(&sender));
+    assert!(sender.wait_completion(None).unwrap().is_some());
+    assert!(readable(&sender), "one completion still waits");
+    let mut done = Vec::new();
+    assert_eq!(sender.try_completions(&mut done).unwrap(), 1);
+    assert!(!readable(&sender));
+    recv_n(&r, 2);
 }
 
 #[test]
@@ -551,24 +668,26 @@ fn fallback_back_pressure_is_the_modules() {
     let r = receiver("127.0.0.1");
     let mut sender = Sender::open_fallback().unwrap();
     let d = sender.connect(&dest_to(&r, 1000, None)).unwrap();
-    let one = [7u8; 10];
+    let one = || {
+        let mut b = RegisteredBuffer::unregistered(10).unwrap();
+        b.fill(7);
+        vec![b]
+    };
+    let entry = [AsyncEntry::new(d, 0, 0..10)];
     let opts = WriteOptions::default();
     let limit = mdwrite::uapi::MDW_MAX_ASYNC as u64;
     for cookie in 0..limit {
-        sender
-            .send_async(&[Entry::new(d, &one)], &opts, cookie)
-            .unwrap();
+        sender.send_async(one(), &entry, &opts, cookie).unwrap();
     }
     assert_eq!(sender.in_flight(), limit);
-    let e = sender
-        .send_async(&[Entry::new(d, &one)], &opts, limit)
-        .unwrap_err();
+    let e = sender.send_async(one(), &entry, &opts, limit).unwrap_err();
     assert_eq!(e.raw_os_error(), Some(libc::EAGAIN));
-    assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+    assert_eq!(e.error.kind(), io::ErrorKind::WouldBlock);
+    assert_eq!(e.buffers.len(), 1);
     // Waiting variant: reads the completions, then sends.
     let mut done = Vec::new();
     sender
-        .send_async_waiting(&[Entry::new(d, &one)], &opts, limit, &mut done)
+        .send_async_waiting(e.buffers, &entry, &opts, limit, &mut done)
         .unwrap();
     let cookies: Vec<u64> = done.iter().map(|c| c.cookie).collect();
     assert_eq!(cookies, (0..limit).collect::<Vec<_>>(), "oldest first");
@@ -587,9 +706,15 @@ fn fallback_signals_the_eventfd() {
     sender
         .set_eventfd(Some(std::os::fd::AsFd::as_fd(&efd)))
         .unwrap();
+    let x = || {
+        let mut b = RegisteredBuffer::unregistered(1).unwrap();
+        b[0] = b'x';
+        vec![b]
+    };
+    let entry = [AsyncEntry::new(d, 0, 0..1)];
     for cookie in 0..3 {
         sender
-            .send_async(&[Entry::new(d, b"x")], &WriteOptions::default(), cookie)
+            .send_async(x(), &entry, &WriteOptions::default(), cookie)
             .unwrap();
     }
     let mut count = [0u8; 8];
@@ -597,7 +722,7 @@ fn fallback_signals_the_eventfd() {
     assert_eq!(u64::from_ne_bytes(count), 3);
     sender.set_eventfd(None).unwrap();
     sender
-        .send_async(&[Entry::new(d, b"x")], &WriteOptions::default(), 3)
+        .send_async(x(), &entry, &WriteOptions::default(), 3)
         .unwrap();
     let e = rustix::io::read(&efd, &mut count).unwrap_err();
     assert_eq!(e, rustix::io::Errno::AGAIN);
