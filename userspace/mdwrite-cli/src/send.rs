@@ -311,7 +311,7 @@ fn dest_config(
 fn connect(sender: &mut Sender, to: SocketAddr, cfg: &DestConfig) -> Result<DestId, Error> {
     let deadline = Instant::now() + NEIGHBOUR_WAIT;
     loop {
-        match sender.connect(cfg) {
+        match sender.add_destination(cfg) {
             Ok(id) => return Ok(id),
             Err(e) if is_errno(&e, Errno::HOSTUNREACH) && Instant::now() < deadline => {
                 thread::sleep(Duration::from_millis(50));
@@ -441,12 +441,11 @@ pub(crate) fn run(args: SendArgs, files_at: &[usize], to_at: &[usize]) -> Result
         } else {
             Box::new(LoopReader::new(f, args.looping))
         };
-        let cfg = StreamConfig {
-            bitrate: s.bitrate,
-            payload_size: args.payload_size,
-            dests: s.dests.iter().map(|&d| dests[d].id).collect(),
-            rtp_clock_hz: args.rtp.then_some(mdwrite::media::rtp::CLOCK_90KHZ),
-        };
+        let mut cfg = StreamConfig::new(s.bitrate, args.payload_size)
+            .with_dests(s.dests.iter().map(|&d| dests[d].id).collect());
+        if args.rtp {
+            cfg = cfg.with_rtp_clock_hz(mdwrite::media::rtp::CLOCK_90KHZ);
+        }
         s.id = Some(
             group
                 .add_stream(cfg, source)

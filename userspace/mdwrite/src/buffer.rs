@@ -65,7 +65,7 @@ use crate::{device::DeviceFile, sys};
 /// use mdwrite::{DestConfig, Entry, Sender, WriteOptions};
 ///
 /// let mut sender = Sender::open()?;
-/// let dest = sender.connect(&DestConfig::route("192.0.2.1:5000".parse().unwrap(), None)?)?;
+/// let dest = sender.add_destination(&DestConfig::route("192.0.2.1:5000".parse().unwrap(), None)?)?;
 /// let mut buf = sender.register_buffer(1 << 20)?;
 /// buf[..4].copy_from_slice(b"data");
 /// sender.send_vectored(&[Entry::new(dest, &buf[..4])], &WriteOptions::default())?;

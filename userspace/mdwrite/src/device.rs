@@ -64,13 +64,65 @@ pub struct Info {
     pub features: Features,
 }
 
-/// Optional capabilities of the module (`MDW_FEAT_*` bits).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Features(pub u64);
+bitflags::bitflags! {
+    /// Optional capabilities of the module (`MDW_FEAT_*` bits). Bits this
+    /// library does not know are kept ([`Features::bits`]).
+    ///
+    /// ```
+    /// use mdwrite::Features;
+    /// let f = Features::from_bits_retain(0x31 | 0x80);
+    /// assert!(f.contains(Features::BUF | Features::ASYNC));
+    /// assert!(!f.contains(Features::IPV6));
+    /// assert_eq!(f.to_string(), "0xb1");
+    /// assert_eq!(f.names(), "writev,buf,async,0x80");
+    /// ```
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct Features: u64 {
+        /// `MDW_FEAT_WRITEV`: destinations, vectored writes, counters.
+        const WRITEV = mdwrite_uapi::MDW_FEAT_WRITEV;
+        /// `MDW_FEAT_IPV6`: IPv6 destinations.
+        const IPV6 = mdwrite_uapi::MDW_FEAT_IPV6;
+        /// `MDW_FEAT_RTP`: RTP headers.
+        const RTP = mdwrite_uapi::MDW_FEAT_RTP;
+        /// `MDW_FEAT_VLAN`: 802.1Q tags.
+        const VLAN = mdwrite_uapi::MDW_FEAT_VLAN;
+        /// `MDW_FEAT_BUF`: registered buffers.
+        const BUF = mdwrite_uapi::MDW_FEAT_BUF;
+        /// `MDW_FEAT_ASYNC`: asynchronous calls and completions.
+        const ASYNC = mdwrite_uapi::MDW_FEAT_ASYNC;
+        // A newer module's bits are kept as they are.
+        const _ = !0;
+    }
+}
+
+impl Features {
+    /// The names of the known bits, comma-separated in bit order, then the
+    /// unknown bits in hex (`"writev,buf,async,0xc0"`); empty for none.
+    pub fn names(&self) -> String {
+        let mut names: Vec<String> = self
+            .iter_names()
+            .map(|(name, _)| name.to_ascii_lowercase())
+            .collect();
+        let unknown = self.bits() & !Features::all_known().bits();
+        if unknown != 0 {
+            names.push(format!("{unknown:#x}"));
+        }
+        names.join(",")
+    }
+
+    fn all_known() -> Features {
+        Features::WRITEV
+            | Features::IPV6
+            | Features::RTP
+            | Features::VLAN
+            | Features::BUF
+            | Features::ASYNC
+    }
+}
 
 impl fmt::Display for Features {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:#x}", self.0)
+        write!(f, "{:#x}", self.bits())
     }
 }
 
@@ -107,7 +159,7 @@ impl Device {
         Ok(Info {
             abi_version: raw.abi_version,
             info_size: raw.info_size,
-            features: Features(raw.features),
+            features: Features::from_bits_retain(raw.features),
         })
     }
 }

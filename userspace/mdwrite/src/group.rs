@@ -78,6 +78,7 @@ pub const MIN_INTERVAL: Duration = Duration::from_millis(1);
 ///
 /// [`DestConfig::packet_size_for`]: crate::DestConfig::packet_size_for
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct StreamConfig {
     /// Bits of payload per second, non-zero.
     pub bitrate: u64,
@@ -97,17 +98,36 @@ pub struct StreamConfig {
 }
 
 impl StreamConfig {
+    /// A stream of `bitrate` bits per second in packets of
+    /// `payload_size` bytes, to no destination yet and without RTP
+    /// timestamps.
+    pub fn new(bitrate: u64, payload_size: usize) -> Self {
+        Self {
+            bitrate,
+            payload_size,
+            dests: Vec::new(),
+            rtp_clock_hz: None,
+        }
+    }
+
+    /// With `dests` as its destinations.
+    pub fn with_dests(mut self, dests: Vec<DestId>) -> Self {
+        self.dests = dests;
+        self
+    }
+
+    /// With RTP timestamps at `hz` (90 000 for MPEG-TS).
+    pub fn with_rtp_clock_hz(mut self, hz: u32) -> Self {
+        self.rtp_clock_hz = Some(hz);
+        self
+    }
+
     /// The RTP timestamp increment of one packet: its payload's duration at
     /// the bitrate, in `rtp_clock_hz` units, rounded to nearest. `None`
     /// without an RTP clock or with a zero bitrate.
     ///
     /// ```
-    /// let cfg = mdwrite::StreamConfig {
-    ///     bitrate: 3_760_000,
-    ///     payload_size: 1316,
-    ///     dests: vec![],
-    ///     rtp_clock_hz: Some(90_000),
-    /// };
+    /// let cfg = mdwrite::StreamConfig::new(3_760_000, 1316).with_rtp_clock_hz(90_000);
     /// // 1316 bytes at 3.76 Mb/s last 2.8 ms: 252 ticks of 90 kHz.
     /// assert_eq!(cfg.rtp_ts_increment(), Some(252));
     /// ```
@@ -132,8 +152,10 @@ impl StreamConfig {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct StreamId(u64);
 
-/// How a [`StreamGroup`] paces and sends.
+/// How a [`StreamGroup`] paces and sends: [`GroupOptions::default`] and
+/// the `with_*` methods.
 #[derive(Clone, Copy, Debug)]
+#[non_exhaustive]
 pub struct GroupOptions {
     /// The longest tick interval: how long data may wait before it is sent.
     pub latency: Duration,
@@ -142,6 +164,26 @@ pub struct GroupOptions {
     pub buffer: Duration,
     /// How each tick's call is sent.
     pub write: WriteOptions,
+}
+
+impl GroupOptions {
+    /// With `latency` as the longest tick interval.
+    pub fn with_latency(mut self, latency: Duration) -> Self {
+        self.latency = latency;
+        self
+    }
+
+    /// With `buffer` as the most a stream sends in one late tick.
+    pub fn with_buffer(mut self, buffer: Duration) -> Self {
+        self.buffer = buffer;
+        self
+    }
+
+    /// With `write` for each tick's call.
+    pub fn with_write(mut self, write: WriteOptions) -> Self {
+        self.write = write;
+        self
+    }
 }
 
 impl Default for GroupOptions {
@@ -485,12 +527,12 @@ impl Ring {
 /// let mut sender = Sender::open_fallback()?;
 /// let mut dest = DestConfig::route(receiver.local_addr()?, None)?;
 /// dest.packet_size = Some(dest.packet_size_for(1316));
-/// let dest = sender.connect(&dest)?;
+/// let dest = sender.add_destination(&dest)?;
 ///
 /// let clock = FakeClock::new();
 /// let mut group = StreamGroup::new(clock.clone(), GroupOptions::default());
 /// let data = vec![0x47u8; 1316 * 10];
-/// let cfg = StreamConfig { bitrate: 1_000_000, payload_size: 1316, dests: vec![dest], rtp_clock_hz: None };
+/// let cfg = StreamConfig::new(1_000_000, 1316).with_dests(vec![dest]);
 /// let stream = group.add_stream(cfg, Box::new(std::io::Cursor::new(data)))?;
 /// while !group.is_empty() {
 ///     group.tick(&mut sender)?; // the fake clock jumps to each tick
@@ -597,9 +639,7 @@ impl<C: Clock> StreamGroup<C> {
     /// use std::time::Duration;
     ///
     /// let mut group = StreamGroup::new(FakeClock::new(), GroupOptions::default());
-    /// let cfg = |bitrate| StreamConfig {
-    ///     bitrate, payload_size: 1250, dests: vec![DestId::from_handle(1)], rtp_clock_hz: None,
-    /// };
+    /// let cfg = |bitrate| StreamConfig::new(bitrate, 1250).with_dests(vec![DestId::from_handle(1)]);
     /// group.add_stream(cfg(2_000_000), Box::new(std::io::empty()))?;
     /// assert_eq!(group.interval(), Duration::from_millis(5)); // 10 000 bits at 2 Mb/s
     /// group.add_stream(cfg(100_000), Box::new(std::io::empty()))?;

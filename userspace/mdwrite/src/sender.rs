@@ -41,7 +41,7 @@ impl fmt::Display for Backend {
 }
 
 /// A multi-destination UDP sender, used like [`std::net::UdpSocket`]:
-/// [`connect`](Sender::connect) registers destinations, and
+/// [`add_destination`](Sender::add_destination) registers destinations, and
 /// [`send_vectored`](Sender::send_vectored) sends many chunks to many of
 /// them in one call.
 ///
@@ -57,8 +57,8 @@ impl fmt::Display for Backend {
 ///
 /// let mut sender = Sender::open()?;
 /// println!("backend: {}", sender.backend());
-/// let a = sender.connect(&DestConfig::route("192.0.2.1:5000".parse().unwrap(), None)?)?;
-/// let b = sender.connect(&DestConfig::route("192.0.2.2:5000".parse().unwrap(), None)?)?;
+/// let a = sender.add_destination(&DestConfig::route("192.0.2.1:5000".parse().unwrap(), None)?)?;
+/// let b = sender.add_destination(&DestConfig::route("192.0.2.2:5000".parse().unwrap(), None)?)?;
 /// let data = vec![0u8; 1 << 20];
 /// let report = sender.send_vectored(
 ///     &[Entry::new(a, &data), Entry::new(b, &data)],
@@ -210,7 +210,7 @@ impl Sender {
     /// is not loaded).
     pub fn open_module() -> io::Result<Sender> {
         let dev = Device::open()?;
-        let features = dev.info()?.features.0;
+        let features = dev.info()?.features.bits();
         let module_async = features & MDW_FEAT_ASYNC != 0;
         Ok(Sender {
             inner: Inner::Module(dev),
@@ -279,8 +279,9 @@ impl Sender {
 
     /// Registers a destination. Fails with the module's errno for the same
     /// mistake (`EINVAL`, `ENODEV`, `EMSGSIZE`, ...; see
-    /// `Documentation/uapi.rst`).
-    pub fn connect(&mut self, dest: &DestConfig) -> io::Result<DestId> {
+    /// `Documentation/uapi.rst`). The same name as
+    /// [`Device::add_destination`].
+    pub fn add_destination(&mut self, dest: &DestConfig) -> io::Result<DestId> {
         let id = match &mut self.inner {
             Inner::Module(dev) => dev.add_destination(dest)?,
             Inner::Fallback(fb) => fb.connect(dest)?,
@@ -299,8 +300,20 @@ impl Sender {
         Ok(id)
     }
 
-    /// Removes a destination; `ENXIO` when there is none with this id.
+    /// The old name of [`add_destination`](Sender::add_destination).
+    #[deprecated(note = "renamed add_destination, as on Device")]
+    pub fn connect(&mut self, dest: &DestConfig) -> io::Result<DestId> {
+        self.add_destination(dest)
+    }
+
+    /// The old name of [`remove_destination`](Sender::remove_destination).
+    #[deprecated(note = "renamed remove_destination, as on Device")]
     pub fn disconnect(&mut self, id: DestId) -> io::Result<()> {
+        self.remove_destination(id)
+    }
+
+    /// Removes a destination; `ENXIO` when there is none with this id.
+    pub fn remove_destination(&mut self, id: DestId) -> io::Result<()> {
         match &mut self.inner {
             Inner::Module(dev) => dev.remove_destination(id)?,
             Inner::Fallback(fb) => fb.disconnect(id)?,
@@ -411,7 +424,7 @@ impl Sender {
     /// use mdwrite::{AsyncEntry, DestConfig, Sender, WriteOptions};
     ///
     /// let mut sender = Sender::open()?;
-    /// let dest = sender.connect(&DestConfig::route("192.0.2.1:5000".parse().unwrap(), None)?)?;
+    /// let dest = sender.add_destination(&DestConfig::route("192.0.2.1:5000".parse().unwrap(), None)?)?;
     /// let mut buf = sender.register_buffer(1 << 20)?;
     /// buf[..4].copy_from_slice(b"data");
     /// sender.send_async(vec![buf], &[AsyncEntry::new(dest, 0, 0..4)], &WriteOptions::default(), 7)?;
@@ -429,7 +442,7 @@ impl Sender {
     /// use mdwrite::{AsyncEntry, DestConfig, Sender, WriteOptions};
     ///
     /// let mut sender = Sender::open()?;
-    /// let dest = sender.connect(&DestConfig::route("192.0.2.1:5000".parse().unwrap(), None)?)?;
+    /// let dest = sender.add_destination(&DestConfig::route("192.0.2.1:5000".parse().unwrap(), None)?)?;
     /// let mut buf = sender.register_buffer(4096)?;
     /// sender.send_async(vec![buf], &[AsyncEntry::new(dest, 0, 0..4096)], &WriteOptions::default(), 1)?;
     /// buf[0] = 1; // the device may still be reading it
@@ -443,7 +456,7 @@ impl Sender {
     /// use mdwrite::{DestConfig, Entry, Sender, WriteOptions};
     ///
     /// let mut sender = Sender::open()?;
-    /// let dest = sender.connect(&DestConfig::route("192.0.2.1:5000".parse().unwrap(), None)?)?;
+    /// let dest = sender.add_destination(&DestConfig::route("192.0.2.1:5000".parse().unwrap(), None)?)?;
     /// let data = vec![0u8; 4096];
     /// sender.send_async(&[Entry::new(dest, &data)], &WriteOptions::default(), 1)?;
     /// drop(data);

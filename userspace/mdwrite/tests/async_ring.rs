@@ -167,12 +167,8 @@ impl Transmit for LateDevice {
 }
 
 fn stream(bitrate: u64, dests: &[u32]) -> StreamConfig {
-    StreamConfig {
-        bitrate,
-        payload_size: 1316,
-        dests: dests.iter().map(|&d| DestId::from_handle(d)).collect(),
-        rtp_clock_hz: None,
-    }
+    StreamConfig::new(bitrate, 1316)
+        .with_dests(dests.iter().map(|&d| DestId::from_handle(d)).collect())
 }
 
 /// Runs two streams for `ticks` ticks, some of them late, then flushes;

@@ -63,13 +63,10 @@ fn dest_to(s: &UdpSocket, payload: usize, rtp: Option<Rtp>) -> DestConfig {
 }
 
 fn rtp(ssrc: u32, seq: u16, timestamp: u32, ts_increment: u32) -> Rtp {
-    Rtp {
-        ssrc,
-        payload_type: 33,
-        seq,
-        timestamp,
-        ts_increment,
-    }
+    Rtp::new(ssrc, 33)
+        .with_seq(seq)
+        .with_timestamp(timestamp)
+        .with_ts_increment(ts_increment)
 }
 
 /// The RTP header fields of a datagram: (marker, pt, seq, ts, ssrc).
@@ -94,7 +91,7 @@ fn send_rtp_to(ip: &str) {
         .enumerate()
         .map(|(i, s)| {
             let r = rtp(0x1000 + i as u32, 65530 + i as u16, 1000 * i as u32, 90);
-            sender.connect(&dest_to(s, 1316, Some(r))).unwrap()
+            sender.add_destination(&dest_to(s, 1316, Some(r))).unwrap()
         })
         .collect();
     for &id in &ids {
@@ -183,7 +180,7 @@ fn plain_udp_default_packet_size_is_the_mtu() {
     let mut sender = Sender::open_fallback().unwrap();
     let rx = receiver("127.0.0.1");
     let d = DestConfig::route(rx.local_addr().unwrap(), None).unwrap();
-    let id = sender.connect(&d).unwrap();
+    let id = sender.add_destination(&d).unwrap();
     // lo's MTU (65536) is above the largest IP packet: 65535 - 20 - 8.
     let mtu = mdwrite::interface_mtu(d.ifindex).unwrap();
     let max = (mtu.min(65535) - 28) as usize;
@@ -211,7 +208,7 @@ fn destinations_sharing_a_source_share_a_socket() {
                 port = d.src_port;
             }
             d.src_port = port;
-            sender.connect(&d).unwrap()
+            sender.add_destination(&d).unwrap()
         })
         .collect();
     let bufs: Vec<Vec<u8>> = (0..4).map(|i| data(1000 * 70 + 1 + i, i as u8)).collect();
@@ -220,10 +217,7 @@ fn destinations_sharing_a_source_share_a_socket() {
         .zip(&bufs)
         .map(|(&id, b)| Entry::new(id, b))
         .collect();
-    let opts = WriteOptions {
-        quantum: 3,
-        ..Default::default()
-    };
+    let opts = WriteOptions::default().with_quantum(3);
     let r = sender.send_vectored(&entries, &opts).unwrap();
     assert_eq!(r.packets, 4 * 71);
     for (i, s) in rx.iter().enumerate() {
@@ -241,7 +235,7 @@ fn destinations_sharing_a_source_share_a_socket() {
     let (_, from) = s.recv_from(&mut buf).unwrap();
     assert_eq!(from.port(), port);
     // Disconnecting one keeps the others' socket.
-    sender.disconnect(ids[0]).unwrap();
+    sender.remove_destination(ids[0]).unwrap();
     sender
         .send_vectored(&[Entry::new(ids[1], b"y")], &opts)
         .unwrap();
@@ -273,32 +267,24 @@ fn connect_errors_are_the_modules() {
         ),
         (with(&|d| d.from = "::1".parse().unwrap()), libc::EINVAL),
         (with(&|d| d.dscp = 64), libc::EINVAL),
-        (
-            with(&|d| {
-                d.rtp = Some(Rtp {
-                    payload_type: 128,
-                    ..Default::default()
-                })
-            }),
-            libc::EINVAL,
-        ),
+        (with(&|d| d.rtp = Some(Rtp::new(0, 128))), libc::EINVAL),
         (with(&|d| d.vlan_tci = Some(0)), libc::EINVAL),
         (with(&|d| d.packet_size = Some(28)), libc::EMSGSIZE),
         (with(&|d| d.vlan_tci = Some(5)), libc::EOPNOTSUPP),
     ];
     for (d, errno) in cases {
-        assert_eq!(errno_of(sender.connect(&d)), errno, "{d:?}");
+        assert_eq!(errno_of(sender.add_destination(&d)), errno, "{d:?}");
     }
-    let id = sender.connect(&good).unwrap();
-    sender.disconnect(id).unwrap();
-    assert_eq!(errno_of(sender.disconnect(id)), libc::ENXIO);
+    let id = sender.add_destination(&good).unwrap();
+    sender.remove_destination(id).unwrap();
+    assert_eq!(errno_of(sender.remove_destination(id)), libc::ENXIO);
 }
 
 #[test]
 fn write_errors_are_the_modules() {
     let mut sender = Sender::open_fallback().unwrap();
     let rx = receiver("127.0.0.1");
-    let id = sender.connect(&dest_to(&rx, 1316, None)).unwrap();
+    let id = sender.add_destination(&dest_to(&rx, 1316, None)).unwrap();
     let opts = WriteOptions::default();
     let one = [1u8; 10];
     assert_eq!(errno_of(sender.send_vectored(&[], &opts)), libc::EINVAL);
@@ -336,19 +322,17 @@ fn stream_group_through_the_fallback() {
     // Stream 0 to receivers 0 and 1 over RTP and to receiver 3 as plain
     // UDP (its entries carry no timestamp), stream 1 to receiver 2.
     for (i, dests) in [vec![0usize, 1, 3], vec![2]].into_iter().enumerate() {
-        let mut cfg = StreamConfig {
-            bitrate: bitrates[i],
-            payload_size: 1316,
-            dests: Vec::new(),
-            rtp_clock_hz: (i == 0).then_some(90_000),
-        };
+        let mut cfg = StreamConfig::new(bitrates[i], 1316);
+        if i == 0 {
+            cfg = cfg.with_rtp_clock_hz(90_000);
+        }
         for r in dests {
             let rtp = cfg
                 .rtp_ts_increment()
                 .filter(|_| r != 3)
                 .map(|inc| rtp(r as u32, 0, 1_000_000 * r as u32, inc));
             cfg.dests
-                .push(sender.connect(&dest_to(&rx[r], 1316, rtp)).unwrap());
+                .push(sender.add_destination(&dest_to(&rx[r], 1316, rtp)).unwrap());
         }
         cfgs.push(cfg.clone());
         group
@@ -395,7 +379,7 @@ fn gso_sends_the_same_packets_in_fewer_messages() {
         let rx: Vec<UdpSocket> = (0..2).map(|_| receiver("127.0.0.1")).collect();
         let ids: Vec<DestId> = rx
             .iter()
-            .map(|s| sender.connect(&dest_to(s, 1000, None)).unwrap())
+            .map(|s| sender.add_destination(&dest_to(s, 1000, None)).unwrap())
             .collect();
         // One destination: 150 full packets and a partial one, in runs of
         // at most 64 packets per message.
@@ -428,10 +412,7 @@ fn gso_sends_the_same_packets_in_fewer_messages() {
             Entry::new(ids[1], &c),
             Entry::new(ids[0], &d),
         ];
-        let opts = WriteOptions {
-            quantum: 4,
-            ..Default::default()
-        };
+        let opts = WriteOptions::default().with_quantum(4);
         let r = sender.send_vectored(&entries, &opts).unwrap();
         assert_eq!(r.packets, 19);
         assert_eq!(recv_n(&rx[0], 12).concat(), [b.clone(), d.clone()].concat());
@@ -448,10 +429,12 @@ fn no_gso_with_rtp_or_mixed_payloads() {
     let mut sender = Sender::open_fallback().unwrap();
     let rx: Vec<UdpSocket> = (0..3).map(|_| receiver("127.0.0.1")).collect();
     let rtp_dest = sender
-        .connect(&dest_to(&rx[0], 1000, Some(rtp(1, 0, 0, 10))))
+        .add_destination(&dest_to(&rx[0], 1000, Some(rtp(1, 0, 0, 10))))
         .unwrap();
-    let plain = sender.connect(&dest_to(&rx[1], 1000, None)).unwrap();
-    let other = sender.connect(&dest_to(&rx[2], 800, None)).unwrap();
+    let plain = sender
+        .add_destination(&dest_to(&rx[1], 1000, None))
+        .unwrap();
+    let other = sender.add_destination(&dest_to(&rx[2], 800, None)).unwrap();
     let a = data(1000 * 20, 5);
     for (id, s, n) in [(rtp_dest, 0, 20), (plain, 1, 20), (other, 2, 25)] {
         let before = sender.fallback_stats().unwrap();
@@ -468,10 +451,7 @@ fn no_gso_with_rtp_or_mixed_payloads() {
     }
     // Together (different payload sizes), nothing is merged.
     let before = sender.fallback_stats().unwrap();
-    let opts = WriteOptions {
-        quantum: 8,
-        ..Default::default()
-    };
+    let opts = WriteOptions::default().with_quantum(8);
     sender
         .send_vectored(&[Entry::new(plain, &a), Entry::new(other, &a)], &opts)
         .unwrap();
@@ -500,8 +480,8 @@ fn open_without_the_module_is_the_fallback() {
 fn registered_buffer_and_async_send_through_the_fallback() {
     let (r1, r2) = (receiver("127.0.0.1"), receiver("127.0.0.1"));
     let mut sender = Sender::open_fallback().unwrap();
-    let d1 = sender.connect(&dest_to(&r1, 1000, None)).unwrap();
-    let d2 = sender.connect(&dest_to(&r2, 500, None)).unwrap();
+    let d1 = sender.add_destination(&dest_to(&r1, 1000, None)).unwrap();
+    let d2 = sender.add_destination(&dest_to(&r2, 500, None)).unwrap();
     let mut buf = sender.register_buffer(10_000).unwrap();
     assert_eq!(buf.id(), None, "plain memory on the fallback");
     assert_eq!(buf.len(), 10_000);
@@ -587,7 +567,7 @@ fn registered_buffer_and_async_send_through_the_fallback() {
 fn split_pieces_go_in_flight_independently() {
     let r = receiver("127.0.0.1");
     let mut sender = Sender::open_fallback().unwrap();
-    let d = sender.connect(&dest_to(&r, 1000, None)).unwrap();
+    let d = sender.add_destination(&dest_to(&r, 1000, None)).unwrap();
     let mut buf = sender.register_buffer(3000).unwrap();
     let base = buf.as_ptr() as usize;
     for (i, b) in buf.iter_mut().enumerate() {
@@ -633,7 +613,7 @@ fn sender_fd_is_readable_while_completions_wait() {
     use std::os::fd::AsFd;
     let r = receiver("127.0.0.1");
     let mut sender = Sender::open_fallback().unwrap();
-    let d = sender.connect(&dest_to(&r, 1000, None)).unwrap();
+    let d = sender.add_destination(&dest_to(&r, 1000, None)).unwrap();
     let readable = |s: &Sender| {
         let fd = s.as_fd();
         let mut fds = [rustix::event::PollFd::new(
@@ -667,7 +647,7 @@ fn sender_fd_is_readable_while_completions_wait() {
 fn fallback_back_pressure_is_the_modules() {
     let r = receiver("127.0.0.1");
     let mut sender = Sender::open_fallback().unwrap();
-    let d = sender.connect(&dest_to(&r, 1000, None)).unwrap();
+    let d = sender.add_destination(&dest_to(&r, 1000, None)).unwrap();
     let one = || {
         let mut b = RegisteredBuffer::unregistered(10).unwrap();
         b.fill(7);
@@ -701,7 +681,7 @@ fn fallback_back_pressure_is_the_modules() {
 fn fallback_signals_the_eventfd() {
     let r = receiver("127.0.0.1");
     let mut sender = Sender::open_fallback().unwrap();
-    let d = sender.connect(&dest_to(&r, 1000, None)).unwrap();
+    let d = sender.add_destination(&dest_to(&r, 1000, None)).unwrap();
     let efd = eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK).unwrap();
     sender
         .set_eventfd(Some(std::os::fd::AsFd::as_fd(&efd)))

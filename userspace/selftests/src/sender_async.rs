@@ -39,13 +39,12 @@ const COOKIE: u64 = 0xC0DE_0000_0000;
 fn config(topo: &Topology, ifindex: u32, i: usize) -> DestConfig {
     let mut c = plain_config(topo, ifindex, i);
     if i == 2 {
-        c.rtp = Some(Rtp {
-            ssrc: 0x5e0d,
-            payload_type: 33,
-            seq: 1,
-            timestamp: 0,
-            ts_increment: 90,
-        });
+        c.rtp = Some(
+            Rtp::new(0x5e0d, 33)
+                .with_seq(1)
+                .with_timestamp(0)
+                .with_ts_increment(90),
+        );
     }
     c
 }
@@ -70,10 +69,10 @@ fn require_module(sender: &Sender) -> TestResult {
         .map_err(|e| format!("info: {e}"))?
         .ok_or("no module info")?;
     let want = MDW_FEAT_BUF | MDW_FEAT_ASYNC;
-    if info.features.0 & want != want {
+    if info.features.bits() & want != want {
         return Err(format!(
             "the module lacks MDW_FEAT_BUF | MDW_FEAT_ASYNC: features {:#x}",
-            info.features.0
+            info.features.bits()
         ));
     }
     Ok(())
@@ -193,7 +192,7 @@ fn registered_async(backend: Backend) -> Result<Vec<Received>, String> {
         }
         let ids = configs
             .iter()
-            .map(|c| sender.connect(c))
+            .map(|c| sender.add_destination(c))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| format!("connect: {e}"))?;
         let mut buf = sender
@@ -344,7 +343,9 @@ pub(crate) fn sender_async_backpressure_module() -> TestResult {
     let (_topo, c) = topo::dummy_sender(Some(HOLD_MS))?;
     let mut sender = Sender::open_module().map_err(|e| format!("open: {e}"))?;
     require_module(&sender)?;
-    let dest = sender.connect(&c).map_err(|e| format!("connect: {e}"))?;
+    let dest = sender
+        .add_destination(&c)
+        .map_err(|e| format!("connect: {e}"))?;
     // SAFETY: plain eventfd(2); no pointers.
     let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
     if fd < 0 {
@@ -360,10 +361,7 @@ pub(crate) fn sender_async_backpressure_module() -> TestResult {
         .register_buffer(1 << 16)
         .map_err(|e| format!("register_buffer: {e}"))?;
     buf.copy_from_slice(&pattern(1 << 16, 5));
-    let opts = WriteOptions {
-        qdisc: true,
-        ..WriteOptions::default()
-    };
+    let opts = WriteOptions::default().with_qdisc(true);
     let limit = u64::from(MDW_MAX_ASYNC);
     let mut reports = HashMap::new();
     let first = Instant::now();
@@ -464,20 +462,19 @@ pub(crate) fn sender_group_async_module() -> TestResult {
             .set_async_ring(3)
             .map_err(|e| format!("set_async_ring: {e}"))?;
         for (i, (mut c, src)) in configs.into_iter().zip(srcs).enumerate() {
-            let cfg = StreamConfig {
-                bitrate: [8_000_000, 1_500_000][i],
-                payload_size: 1316,
-                dests: Vec::new(),
-                rtp_clock_hz: (i == 1).then_some(90_000),
+            let cfg = {
+                let mut v = StreamConfig::new([8_000_000, 1_500_000][i], 1316);
+                v.dests = Vec::new();
+                v.rtp_clock_hz = (i == 1).then_some(90_000);
+                v
             };
             if i == 1 {
-                c.rtp = Some(Rtp {
-                    ssrc: 0x6a,
-                    payload_type: 33,
-                    seq: 7,
-                    timestamp: 0,
-                    ts_increment: cfg.rtp_ts_increment().unwrap_or(0),
-                });
+                c.rtp = Some(
+                    Rtp::new(0x6a, 33)
+                        .with_seq(7)
+                        .with_timestamp(0)
+                        .with_ts_increment(cfg.rtp_ts_increment().unwrap_or(0)),
+                );
             }
             add_stream_to(&mut group, &mut sender, &c, cfg, src)?;
         }
