@@ -744,7 +744,8 @@ fn ready_fd() -> io::Result<OwnedFd> {
 /// device file when the module runs the asynchronous calls, otherwise an
 /// eventfd of the sender's that it signals for each completion it queues
 /// (fallback, or a module without `MDW_FEAT_ASYNC`) and resets when they
-/// are read. Register it with epoll, or with tokio's `AsyncFd` (see the
+/// are read. It is the same open descriptor for the sender's whole life.
+/// Register it with epoll, or with tokio's `AsyncFd` (see the
 /// `tokio_async` example); after a wake-up call
 /// [`try_completions`](Sender::try_completions) until it returns 0.
 impl AsFd for Sender {
