@@ -230,6 +230,22 @@ pub struct TickReport {
     /// Streams whose source ended in this tick, with their final counters;
     /// they are removed from the group.
     pub ended: Vec<(StreamId, StreamStats)>,
+    /// What each destination was handed in calls that did not stop early,
+    /// in order of first appearance. A call that stopped early (see
+    /// [`write`](TickReport::write)) counts for no destination: which of its
+    /// packets left is not known per destination.
+    pub delivered: Vec<DestCount>,
+}
+
+/// Packets and payload bytes handed to the sender for one destination.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DestCount {
+    /// The destination.
+    pub dest: DestId,
+    /// Packets.
+    pub packets: u64,
+    /// Payload bytes.
+    pub bytes: u64,
 }
 
 /// Where a [`StreamGroup`] sends its calls: a [`Sender`], or a fake in
@@ -885,13 +901,40 @@ impl<C: Clock> StreamGroup<C> {
             .streams
             .iter()
             .all(|s| s.chunk == 0 || matches!(s.storage, Storage::Ring(_)));
+        let mut ok_entries = 0;
         let result = match (slot, &mut self.ring) {
             (Some(slot), Some(ring)) if in_rings => {
                 let cookie = ring.tick;
-                send_all_async(out, &entries, &self.opts.write, cookie, slot, ring)
+                send_all_async(
+                    out,
+                    &entries,
+                    &self.opts.write,
+                    cookie,
+                    slot,
+                    ring,
+                    &mut ok_entries,
+                )
             }
-            _ => send_all(out, &entries, &self.opts.write),
+            _ => send_all(out, &entries, &self.opts.write, &mut ok_entries),
         };
+        for e in &entries[..ok_entries] {
+            let per = out
+                .max_payload(e.dest)
+                .map_or(usize::MAX, usize::from)
+                .max(1);
+            let packets = e.data.len().div_ceil(per) as u64;
+            match report.delivered.iter_mut().find(|c| c.dest == e.dest) {
+                Some(c) => {
+                    c.packets += packets;
+                    c.bytes += e.data.len() as u64;
+                }
+                None => report.delivered.push(DestCount {
+                    dest: e.dest,
+                    packets,
+                    bytes: e.data.len() as u64,
+                }),
+            }
+        }
         if let Some(ring) = &mut self.ring {
             ring.tick = ring.tick.wrapping_add(1);
         }
@@ -928,18 +971,22 @@ fn send_all<T: Transmit + ?Sized>(
     out: &mut T,
     entries: &[Entry<'_>],
     opts: &WriteOptions,
+    ok_entries: &mut usize,
 ) -> io::Result<Option<WriteReport>> {
-    send_chunked(entries, &mut |call: &[Entry<'_>]| {
-        out.send_vectored(call, opts)
-    })
+    send_chunked(
+        entries,
+        &mut |call: &[Entry<'_>]| out.send_vectored(call, opts),
+        ok_entries,
+    )
 }
 
 /// Cuts `entries` into calls within the module's limits and sends each
 /// with `send`, summing the reports; stops at the first call that stopped
-/// early.
+/// early. `ok_entries` gets the number of entries in calls that did not.
 fn send_chunked(
     entries: &[Entry<'_>],
     send: &mut dyn FnMut(&[Entry<'_>]) -> io::Result<WriteReport>,
+    ok_entries: &mut usize,
 ) -> io::Result<Option<WriteReport>> {
     let mut total: Option<WriteReport> = None;
     let mut rest = entries;
@@ -969,6 +1016,7 @@ fn send_chunked(
             t.error = Some((e, done + index));
             break;
         }
+        *ok_entries = entries.len() - rest.len();
     }
     Ok(total)
 }
@@ -983,8 +1031,11 @@ fn send_all_async<T: Transmit + ?Sized>(
     cookie: u64,
     slot: usize,
     ring: &mut Ring,
+    ok_entries: &mut usize,
 ) -> io::Result<Option<WriteReport>> {
-    send_chunked(entries, &mut |call: &[Entry<'_>]| loop {
+    send_chunked(
+        entries,
+        &mut |call: &[Entry<'_>]| loop {
         // SAFETY: the entries lie in ring regions of `slot` (the caller
         // sends asynchronously only then), counted busy below; a region is
         // read into again only once `ring.wait` has read the completions of
@@ -1000,5 +1051,7 @@ fn send_all_async<T: Transmit + ?Sized>(
             Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => ring.wait(&mut *out)?,
             Err(e) => return Err(e),
         }
-    })
+        },
+        ok_entries,
+    )
 }

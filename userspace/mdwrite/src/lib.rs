@@ -47,7 +47,7 @@ pub use dest::{DestConfig, DestId, Rtp};
 pub use device::{Device, Features, Info};
 pub use fallback::FallbackStats;
 pub use group::{
-    GroupOptions, StreamConfig, StreamGroup, StreamId, StreamStats, TickReport, Transmit,
+    DestCount, GroupOptions, StreamConfig, StreamGroup, StreamId, StreamStats, TickReport, Transmit,
     MIN_INTERVAL,
 };
 pub use mdwrite_uapi as uapi;

@@ -340,12 +340,26 @@ fn stream_group_through_the_fallback() {
             .unwrap();
     }
     let mut ticks = 0;
+    let mut delivered: std::collections::HashMap<DestId, (u64, u64)> = Default::default();
     while !group.is_empty() {
         let r = group.tick(&mut sender).unwrap();
         assert!(r.write.as_ref().is_none_or(|w| w.error.is_none()));
+        for c in &r.delivered {
+            let d = delivered.entry(c.dest).or_default();
+            d.0 += c.packets;
+            d.1 += c.bytes;
+        }
         ticks += 1;
     }
     assert!(ticks > 5);
+    // Per destination: each got its stream's packets and bytes.
+    for cfg in &cfgs {
+        let stream = if cfg.bitrate == bitrates[0] { 0 } else { 1 };
+        let len = sources[stream].len() as u64;
+        for d in &cfg.dests {
+            assert_eq!(delivered[d], (len.div_ceil(1316), len), "destination {d:?}");
+        }
+    }
     for (r, stream, skip) in [(0, 0, 12), (1, 0, 12), (2, 1, 0), (3, 0, 0)] {
         let n = sources[stream].len().div_ceil(1316);
         let got = recv_n(&rx[r], n);
