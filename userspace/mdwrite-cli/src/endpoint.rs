@@ -30,7 +30,8 @@ impl fmt::Display for Endpoint {
 
 /// Splits `HOST:PORT`, `[V6]:PORT` or `:PORT`.
 fn split(s: &str) -> Result<Endpoint, String> {
-    let bad = || format!("{s:?} is not ADDR:PORT (examples: 10.0.0.2:5000, [fd00::2]:5000, host:5000)");
+    let bad =
+        || format!("{s:?} is not ADDR:PORT (examples: 10.0.0.2:5000, [fd00::2]:5000, host:5000)");
     let (host, port) = if let Some(rest) = s.strip_prefix('[') {
         let (v6, port) = rest.split_once("]:").ok_or_else(bad)?;
         v6.parse::<std::net::Ipv6Addr>().map_err(|_| bad())?;
@@ -110,12 +111,18 @@ mod tests {
 
     #[test]
     fn bad_forms() {
-        assert!(parse_destination("localhost").unwrap_err().contains("not ADDR:PORT"));
+        assert!(parse_destination("localhost")
+            .unwrap_err()
+            .contains("not ADDR:PORT"));
         assert!(parse_destination("fd00::2:5000").is_err());
         assert!(parse_destination("[fd00::2]5000").is_err());
         assert!(parse_destination("1.2.3.4:70000").is_err());
-        assert!(parse_destination("1.2.3.4:0").unwrap_err().contains("port 0"));
-        assert!(parse_destination(":5000").unwrap_err().contains("no address"));
+        assert!(parse_destination("1.2.3.4:0")
+            .unwrap_err()
+            .contains("port 0"));
+        assert!(parse_destination(":5000")
+            .unwrap_err()
+            .contains("no address"));
         let e = parse_destination("no-such-host.invalid:5000").unwrap();
         assert!(e.resolve().is_err());
     }

@@ -1036,21 +1036,21 @@ fn send_all_async<T: Transmit + ?Sized>(
     send_chunked(
         entries,
         &mut |call: &[Entry<'_>]| loop {
-        // SAFETY: the entries lie in ring regions of `slot` (the caller
-        // sends asynchronously only then), counted busy below; a region is
-        // read into again only once `ring.wait` has read the completions of
-        // every call that used it. A stream removed meanwhile drops its
-        // ring, and the module keeps the pages of a registered buffer; an
-        // unregistered one (module without registered buffers) stays
-        // pinned, so its pages are not reused either.
-        match unsafe { out.send_async(call, opts, cookie) } {
-            Ok(r) => {
-                ring.busy[slot] += 1;
-                return Ok(r);
+            // SAFETY: the entries lie in ring regions of `slot` (the caller
+            // sends asynchronously only then), counted busy below; a region is
+            // read into again only once `ring.wait` has read the completions of
+            // every call that used it. A stream removed meanwhile drops its
+            // ring, and the module keeps the pages of a registered buffer; an
+            // unregistered one (module without registered buffers) stays
+            // pinned, so its pages are not reused either.
+            match unsafe { out.send_async(call, opts, cookie) } {
+                Ok(r) => {
+                    ring.busy[slot] += 1;
+                    return Ok(r);
+                }
+                Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => ring.wait(&mut *out)?,
+                Err(e) => return Err(e),
             }
-            Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => ring.wait(&mut *out)?,
-            Err(e) => return Err(e),
-        }
         },
         ok_entries,
     )

@@ -38,6 +38,7 @@ pub mod media;
 mod route;
 mod sender;
 mod sys;
+pub mod udp;
 mod write;
 
 pub use buffer::RegisteredBuffer;
@@ -47,8 +48,8 @@ pub use dest::{DestConfig, DestId, Rtp};
 pub use device::{Device, Features, Info};
 pub use fallback::FallbackStats;
 pub use group::{
-    DestCount, GroupOptions, StreamConfig, StreamGroup, StreamId, StreamStats, TickReport, Transmit,
-    MIN_INTERVAL,
+    DestCount, GroupOptions, StreamConfig, StreamGroup, StreamId, StreamStats, TickReport,
+    Transmit, MIN_INTERVAL,
 };
 pub use mdwrite_uapi as uapi;
 pub use route::{errno, interface_index, interface_mtu, interface_name, OsContext};
