@@ -69,8 +69,9 @@ pub(crate) fn parse_listen(s: &str) -> Result<Endpoint, String> {
 }
 
 impl Endpoint {
-    /// The socket address: the literal address, or the first address the
-    /// resolver gives for the name; `:PORT` is `0.0.0.0:PORT`.
+    /// The socket address: the literal address, or the first IPv4 address
+    /// the resolver gives for the name (its first address when it has no
+    /// IPv4 one); `:PORT` is `0.0.0.0:PORT`.
     pub(crate) fn resolve(&self) -> Result<SocketAddr, Error> {
         if self.host.is_empty() {
             return Ok(SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), self.port));
@@ -78,13 +79,15 @@ impl Endpoint {
         if let Ok(ip) = self.host.parse::<IpAddr>() {
             return Ok(SocketAddr::new(ip, self.port));
         }
-        let mut addrs = (self.host.as_str(), self.port)
+        let addrs: Vec<SocketAddr> = (self.host.as_str(), self.port)
             .to_socket_addrs()
             .map_err(|e| Error::Resolve {
                 host: self.host.clone(),
                 message: e.to_string(),
-            })?;
-        addrs.next().ok_or_else(|| Error::Resolve {
+            })?
+            .collect();
+        let v4 = addrs.iter().find(|a| a.is_ipv4());
+        v4.or(addrs.first()).copied().ok_or_else(|| Error::Resolve {
             host: self.host.clone(),
             message: "no address".into(),
         })
@@ -103,7 +106,7 @@ mod tests {
         assert_eq!(e.to_string(), "[fd00::2]:5000");
         assert_eq!(e.resolve().unwrap(), "[fd00::2]:5000".parse().unwrap());
         let e = parse_destination("localhost:5000").unwrap();
-        assert!(e.resolve().unwrap().ip().is_loopback());
+        assert_eq!(e.resolve().unwrap(), "127.0.0.1:5000".parse().unwrap());
         let e = parse_listen(":5000").unwrap();
         assert_eq!(e.resolve().unwrap(), "0.0.0.0:5000".parse().unwrap());
         assert!(parse_listen("127.0.0.1:0").is_ok());

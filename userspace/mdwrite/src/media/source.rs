@@ -114,7 +114,29 @@ impl<R: Read> TsReader<R> {
     }
 
     /// Checks and, after a wrap, marks the whole packets in `buf`, which
-    /// start at `self.offset`.
+    /// start at `self.offset`. On a bad packet, the packets before it are
+    /// processed; returns their bytes, and the error for the next read.
+    fn process_good(&mut self, buf: &mut [u8]) -> usize {
+        let start = self.offset;
+        if let Err(e) = self.process(buf) {
+            self.error = Some(e);
+        }
+        (self.offset - start) as usize
+    }
+
+    /// [`process_good`](TsReader::process_good) as a read: the good bytes,
+    /// or the error when the first packet is bad (never 0 for a bad one,
+    /// which would read as the end).
+    fn good_packets(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let good = self.process_good(buf);
+        if good == 0 && !buf.is_empty() {
+            if let Some(e) = self.error.take() {
+                return Err(e.into());
+            }
+        }
+        Ok(good)
+    }
+
     fn process(&mut self, buf: &mut [u8]) -> Result<(), TsError> {
         for p in buf.chunks_exact_mut(TS_PACKET_SIZE) {
             let packet = TsPacket::parse(p, self.offset)?;
@@ -179,13 +201,11 @@ impl<R: Read + Seek> TsReader<R> {
                 if n > 0 || self.note.is_none() {
                     // The whole packets first; the end (or the error) at
                     // the next read.
-                    self.process(&mut buf[..n])?;
-                    return Ok(n);
+                    return self.good_packets(&mut buf[..n]);
                 }
             }
             if n > 0 || !self.looping || self.offset + self.tail as u64 == 0 {
-                self.process(&mut buf[..n])?;
-                return Ok(n);
+                return self.good_packets(&mut buf[..n]);
             }
             let back = self.offset + self.tail as u64;
             self.inner.seek(SeekFrom::Current(-(back as i64)))?;
@@ -352,6 +372,19 @@ mod tests {
         let e = read_all(&mut r, 1316, usize::MAX).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::InvalidData);
         assert!(e.to_string().contains("offset 940"), "{e}");
+        // The good packets before the bad one come first.
+        let mut r = TsReader::new(Cursor::new(&f), false);
+        let mut buf = vec![0u8; 1316];
+        assert_eq!(r.read(&mut buf).unwrap(), 940);
+        assert_eq!(&buf[..940], &f[..940]);
+        assert!(r.read(&mut buf).is_err());
+        // A bad packet just before a noted partial one is still an error.
+        let mut g = file()[..188 * 4].to_vec();
+        g.extend_from_slice(&[0u8; 188 + 50]);
+        let note = TailNote::default();
+        let mut r = TsReader::new(Cursor::new(&g), false).with_tail_note(note);
+        let e = read_all(&mut r, 188 * 100, usize::MAX).unwrap_err();
+        assert!(e.to_string().contains("offset 752"), "{e}");
         let f = file();
         let mut r = TsReader::new(Cursor::new(&f[..188 * 3 + 7]), false);
         let e = read_all(&mut r, 1316, usize::MAX).unwrap_err();
