@@ -14,6 +14,7 @@ mod endpoint;
 mod error;
 mod info;
 mod recv;
+mod relay;
 mod send;
 mod units;
 
@@ -37,6 +38,8 @@ enum Command {
     Send(send::SendArgs),
     /// Receive and analyse UDP/RTP streams, optionally saving the payload.
     Recv(recv::RecvArgs),
+    /// Receive one UDP/RTP stream and send it on to many destinations.
+    Relay(relay::RelayArgs),
 }
 
 fn main() -> ExitCode {
@@ -60,6 +63,7 @@ fn main() -> ExitCode {
             send::run(args, &files_at, &to_at, &bitrate_at)
         }
         Command::Recv(args) => recv::run(args),
+        Command::Relay(args) => relay::run(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -138,7 +138,7 @@ fn parse_payload_size(s: &str) -> Result<usize, String> {
 
 /// `--backend`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-enum BackendChoice {
+pub(crate) enum BackendChoice {
     /// The module if /dev/mdwrite opens, else the fallback.
     Auto,
     /// The mdwrite kernel module (needs CAP_NET_RAW).
@@ -447,7 +447,7 @@ fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     Ok(n)
 }
 
-fn open_sender(choice: BackendChoice) -> Result<Sender, Error> {
+pub(crate) fn open_sender(choice: BackendChoice) -> Result<Sender, Error> {
     match choice {
         BackendChoice::Auto => Sender::open().map_err(|e| Error::io("open the sender", e)),
         BackendChoice::Fallback => {
@@ -511,7 +511,11 @@ fn dest_config(
 }
 
 /// Registers `cfg`, retrying while its neighbour is being resolved.
-fn connect(sender: &mut Sender, to: SocketAddr, cfg: &DestConfig) -> Result<DestId, Error> {
+pub(crate) fn connect(
+    sender: &mut Sender,
+    to: SocketAddr,
+    cfg: &DestConfig,
+) -> Result<DestId, Error> {
     let deadline = Instant::now() + NEIGHBOUR_WAIT;
     loop {
         match sender.add_destination(cfg) {
