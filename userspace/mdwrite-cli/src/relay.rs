@@ -231,14 +231,13 @@ impl Relay {
     }
 }
 
+/// Where a relayed payload lies in the piece, and with --rtp the payload
+/// type and timestamp of its RTP header.
+type Payload = (std::ops::Range<usize>, Option<(u8, u32)>);
+
 /// The payload of datagram `d` to relay: all of it, or with --rtp what
 /// follows the RTP header, with the header's timestamp. `None` to drop it.
-fn payload(
-    buf: &[u8],
-    d: &Datagram,
-    rtp: bool,
-    counts: &mut Counts,
-) -> Option<(std::ops::Range<usize>, Option<(u8, u32)>)> {
+fn payload(buf: &[u8], d: &Datagram, rtp: bool, counts: &mut Counts) -> Option<Payload> {
     let datagram = &buf[d.offset..d.offset + d.len];
     if !rtp {
         return Some((d.offset..d.offset + d.len, None));
