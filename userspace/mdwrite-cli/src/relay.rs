@@ -28,7 +28,7 @@ use crate::{
     endpoint::{parse_destination, parse_listen, Endpoint},
     error::{is_errno, Error, EXIT_OK},
     recv::{bind, ifindex_of},
-    send::{connect, open_sender, BackendChoice},
+    send::{connect, hop_limit, open_sender, BackendChoice},
     units::parse_seconds,
 };
 
@@ -203,11 +203,7 @@ impl Relay {
             }
         })?;
         cfg.src_port = *self.src_port.get_or_insert(cfg.src_port);
-        cfg.hop_limit = match self.args.ttl {
-            Some(t) => Some(t),
-            None if to.ip().is_multicast() => Some(1),
-            None => None,
-        };
+        cfg.hop_limit = hop_limit(self.args.ttl, to);
         cfg.dscp = self.args.dscp;
         if let Some(pt) = self.payload_type {
             cfg.rtp =

@@ -480,13 +480,7 @@ fn dest_config(
     // One source port for all: the fallback then sends every destination
     // through one socket, in the module's interleaved order.
     cfg.src_port = *src_port.get_or_insert(cfg.src_port);
-    // Multicast stays on the local network unless asked otherwise, as
-    // with the tools people know (IP_MULTICAST_TTL is 1 by default).
-    cfg.hop_limit = match args.ttl {
-        Some(t) => Some(t),
-        None if to.ip().is_multicast() => Some(1),
-        None => None,
-    };
+    cfg.hop_limit = hop_limit(args.ttl, to);
     cfg.dscp = args.dscp;
     if args.rtp {
         let pt = if stream.ts { PT_MP2T } else { PT_DYNAMIC };
@@ -508,6 +502,17 @@ fn dest_config(
     }
     cfg.packet_size = Some(size);
     Ok(cfg)
+}
+
+/// The TTL / hop limit for `to`: `--ttl`, else 1 for a multicast group
+/// (it stays on the local network, as IP_MULTICAST_TTL's default keeps it
+/// with other tools), else the system's (`None`: 64).
+pub(crate) fn hop_limit(ttl: Option<u8>, to: SocketAddr) -> Option<u8> {
+    match ttl {
+        Some(t) => Some(t),
+        None if to.ip().is_multicast() => Some(1),
+        None => None,
+    }
 }
 
 /// Registers `cfg`, retrying while its neighbour is being resolved.
@@ -989,6 +994,18 @@ mod tests {
         assert!(assign_bitrates(&[1], &[2, 3], &[1, 2])
             .unwrap_err()
             .contains("one file takes one --bitrate"));
+    }
+
+    #[test]
+    fn multicast_gets_ttl_1_unless_told() {
+        let group: SocketAddr = "239.1.2.3:5000".parse().unwrap();
+        let group6: SocketAddr = "[ff15::1]:5000".parse().unwrap();
+        let unicast: SocketAddr = "10.0.0.2:5000".parse().unwrap();
+        assert_eq!(hop_limit(None, group), Some(1));
+        assert_eq!(hop_limit(None, group6), Some(1));
+        assert_eq!(hop_limit(None, unicast), None);
+        assert_eq!(hop_limit(Some(16), group), Some(16));
+        assert_eq!(hop_limit(Some(3), unicast), Some(3));
     }
 
     #[test]
