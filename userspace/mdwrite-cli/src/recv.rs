@@ -26,8 +26,8 @@ use mdwrite::{
     udp::{recv_batch, wait_readable, MAX_BATCH},
 };
 
+use super::endpoint::{parse_listen, Endpoint};
 use crate::{
-    endpoint::{parse_listen, Endpoint},
     error::{Error, EXIT_LOSS, EXIT_OK},
     units::parse_seconds,
 };

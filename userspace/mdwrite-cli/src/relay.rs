@@ -24,11 +24,15 @@ use mdwrite::{
 };
 use rustix::io::Errno;
 
-use crate::{
+// `super::` for the helper's own modules, so that this also resolves where
+// main.rs is compiled as a module of another program.
+use super::{
     endpoint::{parse_destination, parse_listen, Endpoint},
-    error::{is_errno, Error, EXIT_OK},
     recv::{bind, ifindex_of},
     send::{connect, hop_limit, open_sender, BackendChoice},
+};
+use crate::{
+    error::{is_errno, Error, EXIT_OK},
     units::parse_seconds,
 };
 

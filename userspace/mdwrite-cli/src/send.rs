@@ -30,8 +30,10 @@ use mdwrite::{
 };
 use rustix::io::Errno;
 
+// `super::` for the modules new to the helper, so that it also resolves
+// where main.rs is compiled as a module of another program.
+use super::endpoint::{parse_destination, Endpoint};
 use crate::{
-    endpoint::{parse_destination, Endpoint},
     error::{is_errno, is_privilege, Error},
     units::{human_bytes, human_rate, parse_bitrate, parse_seconds},
 };
