@@ -120,6 +120,7 @@ struct Counts {
     datagrams: u64,
     bytes: u64,
     truncated: u64,
+    empty: u64,
     not_rtp: u64,
     other_source: u64,
     calls: u64,
@@ -373,6 +374,11 @@ pub(crate) fn run(args: RelayArgs) -> Result<u8, Error> {
                 counts.truncated += 1;
                 continue;
             }
+            if d.len == 0 {
+                // Nothing to send (the module refuses empty entries).
+                counts.empty += 1;
+                continue;
+            }
             if let (Some(src), Some(from)) = (filter, d.from) {
                 if from.ip() != std::net::IpAddr::V4(src) {
                     counts.other_source += 1;
@@ -437,8 +443,8 @@ pub(crate) fn run(args: RelayArgs) -> Result<u8, Error> {
     let elapsed = start.elapsed();
     println!(
         "relay listen={bound} backend={} registered={registered} datagrams={} bytes={} \
-         truncated={} not_rtp={} other_source={} calls={} seconds={:.3} write_errors={write_errors} \
-         end={end}",
+         truncated={} empty={} not_rtp={} other_source={} calls={} seconds={:.3} \
+         write_errors={write_errors} end={end}",
         match relay.sender.backend() {
             mdwrite::Backend::Module => "module",
             mdwrite::Backend::Fallback => "fallback",
@@ -446,6 +452,7 @@ pub(crate) fn run(args: RelayArgs) -> Result<u8, Error> {
         counts.datagrams,
         counts.bytes,
         counts.truncated,
+        counts.empty,
         counts.not_rtp,
         counts.other_source,
         counts.calls,

@@ -279,3 +279,30 @@ fn relay_usage_errors() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn empty_and_oversized_datagrams_are_dropped_and_counted() {
+    let rx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    rx.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let relay = Relay::start(&[
+        "--idle-timeout",
+        "1",
+        "--to",
+        &rx.local_addr().unwrap().to_string(),
+    ]);
+    let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    tx.send_to(&[], relay.addr).unwrap();
+    tx.send_to(&[9u8; 3000], relay.addr).unwrap();
+    tx.send_to(&[7u8; 100], relay.addr).unwrap();
+    let mut buf = [0u8; 4096];
+    let n = rx.recv(&mut buf).unwrap();
+    assert_eq!(&buf[..n], &[7u8; 100][..]);
+    let (code, text, err) = relay.finish();
+    assert_eq!(code, 0, "{err}");
+    let head = text.lines().next().unwrap();
+    assert_eq!(field(head, "datagrams"), "3", "{head}");
+    assert_eq!(field(head, "empty"), "1", "{head}");
+    assert_eq!(field(head, "truncated"), "1", "{head}");
+    rx.set_nonblocking(true).unwrap();
+    assert!(rx.recv(&mut buf).is_err(), "only one datagram relayed");
+}
