@@ -384,3 +384,37 @@ fn a_given_bitrate_far_from_the_pcrs_is_warned_about() {
         stderr(&out)
     );
 }
+
+#[test]
+fn recv_interface_and_source_errors() {
+    let out = run(&[
+        "recv",
+        "--listen",
+        "239.255.1.1:0",
+        "--interface",
+        "nosuchif0",
+        "--duration",
+        "0.1",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("unknown interface \"nosuchif0\""),
+        "{}",
+        stderr(&out)
+    );
+    let out = run(&[
+        "recv",
+        "--listen",
+        "127.0.0.1:0",
+        "--source",
+        "10.0.0.1",
+        "--duration",
+        "0.1",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("--source needs an IPv4 multicast --listen address"),
+        "{}",
+        stderr(&out)
+    );
+}
