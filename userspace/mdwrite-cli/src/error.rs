@@ -56,6 +56,8 @@ pub(crate) enum Error {
         mdwrite::Device::PATH
     )]
     NoModule { source: io::Error },
+    #[error("cannot resolve {host}: {message}")]
+    Resolve { host: String, message: String },
     #[error("cannot listen on {addr}: {source}")]
     Listen { addr: SocketAddr, source: io::Error },
     #[error("cannot write {}: {source}", path.display())]

@@ -3,37 +3,9 @@
 //! `mdwrite info`: which backend a sender would use, and what the module
 //! implements.
 
-use mdwrite::{
-    uapi::{
-        MDW_ABI_VERSION, MDW_FEAT_ASYNC, MDW_FEAT_BUF, MDW_FEAT_IPV6, MDW_FEAT_RTP, MDW_FEAT_VLAN,
-        MDW_FEAT_WRITEV,
-    },
-    Device, Features, Sender,
-};
+use mdwrite::{uapi::MDW_ABI_VERSION, Device, Sender};
 
 use crate::error::{is_privilege, Error};
-
-/// The names of the feature bits in `f`, unknown bits in hex.
-fn feature_names(f: Features) -> String {
-    let known = [
-        (MDW_FEAT_WRITEV, "writev"),
-        (MDW_FEAT_IPV6, "ipv6"),
-        (MDW_FEAT_RTP, "rtp"),
-        (MDW_FEAT_VLAN, "vlan"),
-        (MDW_FEAT_BUF, "buf"),
-        (MDW_FEAT_ASYNC, "async"),
-    ];
-    let mut names: Vec<String> = known
-        .iter()
-        .filter(|(bit, _)| f.0 & bit != 0)
-        .map(|(_, n)| n.to_string())
-        .collect();
-    let rest = known.iter().fold(f.0, |acc, (bit, _)| acc & !bit);
-    if rest != 0 {
-        names.push(format!("{rest:#x}"));
-    }
-    names.join(",")
-}
 
 /// Prints the report; succeeds whether or not the module is there.
 pub(crate) fn run() -> Result<(), Error> {
@@ -59,11 +31,7 @@ pub(crate) fn run() -> Result<(), Error> {
     println!("backend: kernel module ({})", Device::PATH);
     println!("abi_version: {}", info.abi_version);
     println!("library_abi_version: {MDW_ABI_VERSION}");
-    println!(
-        "features: {} ({})",
-        info.features,
-        feature_names(info.features)
-    );
+    println!("features: {} ({})", info.features, info.features.names());
     println!(
         "counters (this open file): calls={} packets={} bytes_zerocopy={} bytes_copied={} \
          completions={} pages_pinned={}",
@@ -85,18 +53,20 @@ pub(crate) fn run() -> Result<(), Error> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use mdwrite::Features;
+
+    /// The names of the feature bits in `bits`, unknown bits in hex.
+    fn feature_names(bits: u64) -> String {
+        Features::from_bits_retain(bits).names()
+    }
 
     #[test]
     fn features() {
-        assert_eq!(feature_names(Features(0xf)), "writev,ipv6,rtp,vlan");
-        assert_eq!(feature_names(Features(0x5)), "writev,rtp");
-        assert_eq!(feature_names(Features(0x31)), "writev,buf,async");
-        assert_eq!(
-            feature_names(Features(0x3f)),
-            "writev,ipv6,rtp,vlan,buf,async"
-        );
-        assert_eq!(feature_names(Features(0xc1)), "writev,0xc0");
-        assert_eq!(feature_names(Features(0)), "");
+        assert_eq!(feature_names(0xf), "writev,ipv6,rtp,vlan");
+        assert_eq!(feature_names(0x5), "writev,rtp");
+        assert_eq!(feature_names(0x31), "writev,buf,async");
+        assert_eq!(feature_names(0x3f), "writev,ipv6,rtp,vlan,buf,async");
+        assert_eq!(feature_names(0xc1), "writev,0xc0");
+        assert_eq!(feature_names(0), "");
     }
 }

@@ -10,9 +10,11 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
+mod endpoint;
 mod error;
 mod info;
 mod recv;
+mod relay;
 mod send;
 mod units;
 
@@ -36,9 +38,16 @@ enum Command {
     Send(send::SendArgs),
     /// Receive and analyse UDP/RTP streams, optionally saving the payload.
     Recv(recv::RecvArgs),
+    /// Receive one UDP/RTP stream and send it on to many destinations.
+    Relay(relay::RelayArgs),
 }
 
 fn main() -> ExitCode {
+    // A closed stdout (`mdwrite ... | head`) ends the program quietly, as
+    // it does other Unix tools, instead of a panic in println!.
+    // SAFETY: restores the default disposition of SIGPIPE before any
+    // thread starts; no handler of ours is replaced.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let matches = Cli::command().get_matches();
     let cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
@@ -49,10 +58,12 @@ fn main() -> ExitCode {
         Command::Send(args) => {
             let m = matches.subcommand_matches("send").expect("send matches");
             let at = |id| m.indices_of(id).map(Iterator::collect).unwrap_or_default();
-            let (files_at, to_at): (Vec<usize>, Vec<usize>) = (at("files"), at("to"));
-            send::run(args, &files_at, &to_at)
+            let (files_at, to_at, bitrate_at): (Vec<usize>, Vec<usize>, Vec<usize>) =
+                (at("files"), at("to"), at("bitrate"));
+            send::run(args, &files_at, &to_at, &bitrate_at)
         }
         Command::Recv(args) => recv::run(args),
+        Command::Relay(args) => relay::run(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -5,8 +5,8 @@
 
 use std::{
     fs::File,
-    io::{self, BufWriter, Write},
-    net::{IpAddr, SocketAddr, UdpSocket},
+    io::{BufWriter, Write},
+    net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket},
     path::PathBuf,
     sync::{
         atomic::{AtomicBool, Ordering},
@@ -17,16 +17,23 @@ use std::{
 };
 
 use clap::Args;
-use mdwrite::media::{
-    analysis::{RtpAnalyzer, RtpReport},
-    rtp::{RtpHeader, PT_MP2T},
-    ts::{SYNC_BYTE, TS_PACKET_SIZE},
+use mdwrite::{
+    media::{
+        analysis::{RtpAnalyzer, RtpReport},
+        rtp::{RtpHeader, PT_MP2T},
+        ts::{SYNC_BYTE, TS_PACKET_SIZE},
+    },
+    udp::{recv_batch, wait_readable, MAX_BATCH},
 };
 
+use super::endpoint::{parse_listen, Endpoint};
 use crate::{
     error::{Error, EXIT_LOSS, EXIT_OK},
     units::parse_seconds,
 };
+
+/// The largest datagram kept whole (an IPv4 UDP payload can be 65507).
+const SLOT: usize = 65536;
 
 /// How often a listener looks at its stop conditions while idle.
 const POLL: Duration = Duration::from_millis(100);
@@ -42,17 +49,26 @@ const POLL: Duration = Duration::from_millis(100);
 /// bound.
 #[derive(Args, Debug)]
 pub(crate) struct RecvArgs {
-    /// Address and UDP port to receive on; repeat for more listeners. Port
-    /// 0 picks a free port (see the "listening on" line). A multicast
-    /// address is joined on the default interface.
-    #[arg(long, required = true, value_name = "ADDR:PORT")]
-    listen: Vec<SocketAddr>,
+    /// Address (or host name) and UDP port to receive on; repeat for more
+    /// listeners. ":PORT" is every IPv4 address; port 0 picks a free port
+    /// (see the "listening on" line). A multicast address is joined, on
+    /// --interface or the default one.
+    #[arg(long, required = true, value_name = "ADDR:PORT", value_parser = parse_listen)]
+    listen: Vec<Endpoint>,
+    /// Join multicast groups on this interface.
+    #[arg(long, value_name = "IF")]
+    interface: Option<String>,
+    /// Source-specific multicast (IPv4): receive the groups only from this
+    /// source address (IP_ADD_SOURCE_MEMBERSHIP).
+    #[arg(long, value_name = "ADDR")]
+    source: Option<Ipv4Addr>,
     /// The datagrams are RTP: analyse the sequence numbers, timestamps and
     /// SSRCs, and strip the RTP header from the saved payload.
     #[arg(long)]
     rtp: bool,
-    /// Append the received payload to FILE, in arrival order; give it once
-    /// per --listen, in the same order.
+    /// Write the received payload to FILE (created or truncated), in
+    /// arrival order: the datagrams, or with --rtp their RTP payloads; give
+    /// it once per --listen, in the same order.
     #[arg(long, value_name = "FILE")]
     output: Vec<PathBuf>,
     /// Stop after this many seconds.
@@ -117,19 +133,66 @@ fn ts_aligned(payload: &[u8]) -> bool {
     payload.len() % TS_PACKET_SIZE == 0 && payload.chunks(TS_PACKET_SIZE).all(|p| p[0] == SYNC_BYTE)
 }
 
-fn bind(addr: SocketAddr) -> Result<UdpSocket, Error> {
+/// Binds `addr` and joins it if it is a multicast group: on `ifindex`
+/// (0: the default interface), from `source` only if given (IPv4).
+pub(crate) fn bind(
+    addr: SocketAddr,
+    ifindex: u32,
+    source: Option<Ipv4Addr>,
+) -> Result<UdpSocket, Error> {
+    use rustix::net::sockopt;
     let listen_err = |source| Error::Listen { addr, source };
     let sock = UdpSocket::bind(addr).map_err(listen_err)?;
-    match addr.ip() {
-        IpAddr::V4(g) if g.is_multicast() => sock
-            .join_multicast_v4(&g, &std::net::Ipv4Addr::UNSPECIFIED)
-            .map_err(listen_err)?,
-        IpAddr::V6(g) if g.is_multicast() => sock.join_multicast_v6(&g, 0).map_err(listen_err)?,
+    match (addr.ip(), source) {
+        (IpAddr::V4(g), Some(src)) if g.is_multicast() => {
+            let local = if ifindex == 0 {
+                Ipv4Addr::UNSPECIFIED
+            } else {
+                interface_v4(ifindex).map_err(listen_err)?
+            };
+            sockopt::set_ip_add_source_membership(&sock, &g, &local, &src)
+                .map_err(|e| listen_err(e.into()))?
+        }
+        (IpAddr::V4(g), None) if g.is_multicast() => {
+            sockopt::set_ip_add_membership_with_ifindex(&sock, &g, &Ipv4Addr::UNSPECIFIED, ifindex)
+                .map_err(|e| listen_err(e.into()))?
+        }
+        (IpAddr::V6(g), None) if g.is_multicast() => {
+            sock.join_multicast_v6(&g, ifindex).map_err(listen_err)?
+        }
+        (_, Some(_)) => {
+            return Err(Error::Usage(format!(
+                "--source needs an IPv4 multicast --listen address, not {addr}"
+            )))
+        }
         _ => {}
     }
     // Room for bursts; the kernel caps it at net.core.rmem_max.
-    let _ = rustix::net::sockopt::set_socket_recv_buffer_size(&sock, 8 << 20);
+    let _ = sockopt::set_socket_recv_buffer_size(&sock, 8 << 20);
     Ok(sock)
+}
+
+/// An IPv4 address of interface `ifindex` (for IP_ADD_SOURCE_MEMBERSHIP,
+/// which names the interface by address).
+fn interface_v4(ifindex: u32) -> std::io::Result<Ipv4Addr> {
+    let name = mdwrite::interface_name(ifindex)?;
+    nix::ifaddrs::getifaddrs()?
+        .filter(|a| a.interface_name == name)
+        .find_map(|a| a.address?.as_sockaddr_in().map(|s| s.ip()))
+        .ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::AddrNotAvailable,
+                format!("interface {name} has no IPv4 address"),
+            )
+        })
+}
+
+/// The index of `--interface`, 0 without it.
+pub(crate) fn ifindex_of(interface: Option<&str>) -> Result<u32, Error> {
+    match interface {
+        None => Ok(0),
+        Some(name) => mdwrite::interface_index(name).map_err(Error::UnknownInterface),
+    }
 }
 
 struct Limits {
@@ -156,7 +219,8 @@ fn listen(
         streams: Vec::new(),
         end: End::Signal,
     };
-    let mut buf = vec![0u8; 65536];
+    let mut buf = vec![0u8; SLOT * MAX_BATCH];
+    let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut last = start;
     let end = loop {
         let now = Instant::now();
@@ -176,62 +240,61 @@ fn listen(
                 _ => break End::Idle,
             }
         }
-        sock.set_read_timeout(Some(wait))
-            .map_err(|e| Error::io("SO_RCVTIMEO", e))?;
-        let n = match sock.recv(&mut buf) {
-            Ok(n) => n,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock
-                        | io::ErrorKind::TimedOut
-                        | io::ErrorKind::Interrupted
-                ) =>
-            {
-                continue
-            }
-            Err(e) => return Err(Error::io(format!("receive on {addr}"), e)),
-        };
+        if !wait_readable(&sock, Some(wait)).map_err(|e| Error::io("poll", e))? {
+            continue;
+        }
+        batch.clear();
+        // Take no more than --packets allows.
+        let room = limits.packets.map_or(MAX_BATCH as u64, |max| {
+            (max - r.datagrams).min(MAX_BATCH as u64)
+        });
+        recv_batch(&sock, &mut buf[..SLOT * room as usize], SLOT, &mut batch)
+            .map_err(|e| Error::io(format!("receive on {addr}"), e))?;
+        if batch.is_empty() {
+            continue;
+        }
         last = Instant::now();
         let arrival = last - start;
-        r.datagrams += 1;
-        r.bytes += n as u64;
-        let datagram = &buf[..n];
-        let payload = if limits.rtp {
-            match RtpHeader::parse(datagram) {
-                Ok((h, payload)) => {
-                    let ts_bad = h.payload_type == PT_MP2T && !ts_aligned(payload);
-                    let i = match r.streams.iter().position(|s| s.analyzer.ssrc() == h.ssrc) {
-                        Some(i) => {
-                            r.streams[i].analyzer.push(&h, payload.len(), arrival);
-                            i
-                        }
-                        None => {
-                            let analyzer =
-                                RtpAnalyzer::new(limits.clock_rate, &h, payload.len(), arrival);
-                            r.streams.push(Stream {
-                                analyzer,
-                                ts_errors: 0,
-                            });
-                            r.streams.len() - 1
-                        }
-                    };
-                    r.streams[i].ts_errors += u64::from(ts_bad);
-                    Some(payload)
+        for d in &batch {
+            r.datagrams += 1;
+            r.bytes += d.len as u64;
+            let datagram = &buf[d.offset..d.offset + d.len];
+            let payload = if limits.rtp {
+                match RtpHeader::parse(datagram) {
+                    Ok((h, payload)) => {
+                        let ts_bad = h.payload_type == PT_MP2T && !ts_aligned(payload);
+                        let i = match r.streams.iter().position(|s| s.analyzer.ssrc() == h.ssrc) {
+                            Some(i) => {
+                                r.streams[i].analyzer.push(&h, payload.len(), arrival);
+                                i
+                            }
+                            None => {
+                                let analyzer =
+                                    RtpAnalyzer::new(limits.clock_rate, &h, payload.len(), arrival);
+                                r.streams.push(Stream {
+                                    analyzer,
+                                    ts_errors: 0,
+                                });
+                                r.streams.len() - 1
+                            }
+                        };
+                        r.streams[i].ts_errors += u64::from(ts_bad);
+                        Some(payload)
+                    }
+                    Err(_) => {
+                        r.not_rtp += 1;
+                        None
+                    }
                 }
-                Err(_) => {
-                    r.not_rtp += 1;
-                    None
-                }
+            } else {
+                Some(datagram)
+            };
+            if let (Some((path, w)), Some(p)) = (&mut out, payload) {
+                w.write_all(p).map_err(|source| Error::Output {
+                    path: path.clone(),
+                    source,
+                })?;
             }
-        } else {
-            Some(datagram)
-        };
-        if let (Some((path, w)), Some(p)) = (&mut out, payload) {
-            w.write_all(p).map_err(|source| Error::Output {
-                path: path.clone(),
-                source,
-            })?;
         }
         if limits.packets.is_some_and(|max| r.datagrams >= max) {
             break End::Packets;
@@ -282,9 +345,10 @@ pub(crate) fn run(args: RecvArgs) -> Result<u8, Error> {
         signal_hook::flag::register(sig, Arc::clone(&stop))
             .map_err(|e| Error::io("signal handler", e))?;
     }
+    let ifindex = ifindex_of(args.interface.as_deref())?;
     let mut socks = Vec::new();
-    for &addr in &args.listen {
-        socks.push(bind(addr)?);
+    for l in &args.listen {
+        socks.push(bind(l.resolve()?, ifindex, args.source)?);
     }
     let mut outs = Vec::new();
     for path in &args.output {

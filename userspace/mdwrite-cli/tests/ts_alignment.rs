@@ -82,12 +82,9 @@ fn run(file: &[u8], source: Box<dyn Read + Send>, bitrate: u64) -> Wire {
         payload: 1316,
         packets: vec![Vec::new(); 3],
     };
-    let cfg = StreamConfig {
-        bitrate,
-        payload_size: 1316,
-        dests: vec![DestId::from_handle(1), DestId::from_handle(2)],
-        rtp_clock_hz: Some(CLOCK_90KHZ),
-    };
+    let cfg = StreamConfig::new(bitrate, 1316)
+        .with_dests(vec![DestId::from_handle(1), DestId::from_handle(2)])
+        .with_rtp_clock_hz(CLOCK_90KHZ);
     group.add_stream(cfg, source).unwrap();
     let mut ticks = 0;
     while !group.is_empty() {

@@ -88,22 +88,15 @@ fn main() -> io::Result<()> {
     let mut group = StreamGroup::new(clock, GroupOptions::default());
     let mut streams = Vec::new();
     for (k, (bitrate, to)) in plan.iter().enumerate() {
-        let mut cfg = StreamConfig {
-            bitrate: *bitrate,
-            payload_size: PAYLOAD,
-            dests: Vec::new(),
-            rtp_clock_hz: Some(90_000),
-        };
+        let mut cfg = StreamConfig::new(*bitrate, PAYLOAD).with_rtp_clock_hz(90_000);
         for &r in *to {
             let mut dest = DestConfig::route(receivers[r].0.local_addr()?, None)?;
-            dest.rtp = Some(Rtp {
-                ssrc: 0x5eed_0000 + r as u32,
-                payload_type: 33,
-                ts_increment: cfg.rtp_ts_increment().unwrap_or(0),
-                ..Default::default()
-            });
+            dest.rtp = Some(
+                Rtp::new(0x5eed_0000 + r as u32, 33)
+                    .with_ts_increment(cfg.rtp_ts_increment().unwrap_or(0)),
+            );
             dest.packet_size = Some(dest.packet_size_for(PAYLOAD));
-            cfg.dests.push(sender.connect(&dest)?);
+            cfg.dests.push(sender.add_destination(&dest)?);
         }
         let start = clock.now();
         streams.push((

@@ -41,18 +41,23 @@ use crate::{device::DeviceFile, sys};
 /// # Reusing memory
 ///
 /// Packets are built from the buffer's pages when the device sends them.
-/// Rewriting a region while an asynchronous call using it is in flight
-/// changes what its packets carry: rewrite a region only after the
-/// completion of every call that uses it. A synchronous call has completed
-/// when it returns.
+/// A synchronous call ([`Sender::send_vectored`](crate::Sender::send_vectored))
+/// has completed when it returns. An asynchronous call
+/// ([`Sender::send_async`](crate::Sender::send_async)) takes the buffers it
+/// sends from by value and hands them back in its
+/// [`Completion`](crate::Completion), so the memory cannot be rewritten
+/// while the device still reads it. To keep several regions of one buffer
+/// in flight at once, split it into pieces
+/// ([`split_off`](RegisteredBuffer::split_off),
+/// [`into_chunks`](RegisteredBuffer::into_chunks)): each piece owns its
+/// range and is sent, returned and rewritten on its own.
 ///
 /// # Dropping
 ///
-/// Dropping the buffer unregisters it and unmaps the memory; the module
-/// keeps the pages (and their contents) until packets in flight from them
-/// have left, so dropping never corrupts a call in flight. An error of the
-/// unregistration is ignored; call [`unregister`](RegisteredBuffer::unregister)
-/// to see it.
+/// Dropping the last piece of a buffer unregisters it and unmaps the
+/// memory; the module keeps the pages (and their contents) until packets in
+/// flight from them have left. An error of the unregistration is ignored;
+/// call [`unregister`](RegisteredBuffer::unregister) to see it.
 ///
 /// # Examples
 ///
@@ -60,17 +65,29 @@ use crate::{device::DeviceFile, sys};
 /// use mdwrite::{DestConfig, Entry, Sender, WriteOptions};
 ///
 /// let mut sender = Sender::open()?;
-/// let dest = sender.connect(&DestConfig::route("192.0.2.1:5000".parse().unwrap(), None)?)?;
+/// let dest = sender.add_destination(&DestConfig::route("192.0.2.1:5000".parse().unwrap(), None)?)?;
 /// let mut buf = sender.register_buffer(1 << 20)?;
 /// buf[..4].copy_from_slice(b"data");
 /// sender.send_vectored(&[Entry::new(dest, &buf[..4])], &WriteOptions::default())?;
 /// # Ok::<(), std::io::Error>(())
 /// ```
 pub struct RegisteredBuffer {
+    /// The mapping this piece lies in, shared with the other pieces split
+    /// from the same buffer.
+    mem: Arc<Mapping>,
+    /// This piece: `mem[start..start + len]`, owned by it alone.
+    start: usize,
+    len: usize,
+}
+
+/// One anonymous mapping and its registration; unmapped (and unregistered)
+/// when its last piece is dropped.
+struct Mapping {
     ptr: NonNull<u8>,
+    /// The registered (usable) bytes.
     len: usize,
     map_len: usize,
-    registration: Option<Registration>,
+    registration: Mutex<Option<Registration>>,
 }
 
 /// The module side of a registered buffer.
@@ -79,14 +96,44 @@ struct Registration {
     id: u32,
 }
 
-// SAFETY: the buffer owns its mapping exclusively, like a `Vec<u8>`; the
-// registration is an `Arc` of a `Send + Sync` file.
-unsafe impl Send for RegisteredBuffer {}
-// SAFETY: shared references only read the bytes (`Deref`), as for `[u8]`.
-unsafe impl Sync for RegisteredBuffer {}
+// SAFETY: the mapping is owned by its pieces, each of which reads and
+// writes only its own disjoint range (like the halves of
+// `slice::split_at_mut`); the registration is behind a mutex and holds an
+// `Arc` of a `Send + Sync` file.
+unsafe impl Send for Mapping {}
+// SAFETY: as above: `&Mapping` gives access to no bytes by itself.
+unsafe impl Sync for Mapping {}
 
 fn errno(n: i32) -> io::Error {
     io::Error::from_raw_os_error(n)
+}
+
+impl Mapping {
+    fn registration(&self) -> MutexGuard<'_, Option<Registration>> {
+        self.registration.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn release(&self) -> io::Result<()> {
+        let Some(reg) = self.registration().take() else {
+            return Ok(());
+        };
+        // Out of the table first, so that no later call turns a slice of
+        // whatever is mapped here next into an entry of this id.
+        reg.file.buffers().remove(reg.id);
+        sys::buf_unregister(reg.file.fd(), reg.id)
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // Nothing to do about a failure here: the id is gone from the
+        // table, and the module frees it with the file at the latest.
+        let _ = self.release();
+        // SAFETY: `ptr` and `map_len` are the mapping this value created
+        // and owns; every piece that could reach it is gone (this is the
+        // last `Arc`).
+        let _ = unsafe { munmap(self.ptr.as_ptr().cast(), self.map_len) };
+    }
 }
 
 impl RegisteredBuffer {
@@ -118,21 +165,26 @@ impl RegisteredBuffer {
         }?;
         let ptr = NonNull::new(addr.cast::<u8>()).ok_or_else(|| errno(libc::ENOMEM))?;
         Ok(Self {
-            ptr,
+            mem: Arc::new(Mapping {
+                ptr,
+                len,
+                map_len,
+                registration: Mutex::new(None),
+            }),
+            start: 0,
             len,
-            map_len,
-            registration: None,
         })
     }
 
     /// Maps `len` bytes and registers them on `file`.
     pub(crate) fn register(file: &Arc<DeviceFile>, len: usize) -> io::Result<Self> {
-        let mut buf = Self::unregistered(len)?;
+        let buf = Self::unregistered(len)?;
         let mut table = file.buffers();
-        let id = sys::buf_register(file.fd(), buf.ptr.as_ptr() as u64, len as u64)?;
-        table.insert(buf.ptr.as_ptr() as usize, len, id);
+        let base = buf.mem.ptr.as_ptr() as u64;
+        let id = sys::buf_register(file.fd(), base, len as u64)?;
+        table.insert(base as usize, len, id);
         drop(table);
-        buf.registration = Some(Registration {
+        *buf.mem.registration() = Some(Registration {
             file: Arc::clone(file),
             id,
         });
@@ -140,52 +192,71 @@ impl RegisteredBuffer {
     }
 
     /// The module's id of this buffer; `None` for plain memory (fallback
-    /// backend, or a module without registered buffers).
+    /// backend, or a module without registered buffers), and once it was
+    /// unregistered.
     pub fn id(&self) -> Option<u32> {
-        self.registration.as_ref().map(|r| r.id)
+        self.mem.registration().as_ref().map(|r| r.id)
     }
 
     /// Whether the module has the buffer registered.
     pub fn is_registered(&self) -> bool {
-        self.registration.is_some()
+        self.id().is_some()
     }
 
-    /// The usable bytes (as asked for, not rounded to pages).
+    /// The usable bytes of this piece (as asked for, not rounded to
+    /// pages).
     pub fn len(&self) -> usize {
         self.len
     }
 
-    /// Never true: buffers have at least one byte.
+    /// Whether this piece is empty (a split at its start or end).
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
 
-    /// Unregisters the buffer now (`MDW_IOC_BUF_UNREGISTER`) and frees the
-    /// memory, returning the module's error if it fails; dropping does the
-    /// same and ignores the error.
-    pub fn unregister(mut self) -> io::Result<()> {
-        self.release()
-    }
-
-    fn release(&mut self) -> io::Result<()> {
-        let Some(reg) = self.registration.take() else {
-            return Ok(());
+    /// Splits the piece in two at `at`: `self` keeps `[0, at)` and the
+    /// returned piece owns `[at, len)`. Both stay in the same registered
+    /// buffer, and each can be written, sent and handed to
+    /// [`Sender::send_async`](crate::Sender::send_async) on its own: the
+    /// way to keep several regions of one buffer in flight at once.
+    ///
+    /// # Panics
+    ///
+    /// If `at > len`.
+    pub fn split_off(&mut self, at: usize) -> RegisteredBuffer {
+        assert!(at <= self.len, "split_off at {at} beyond {}", self.len);
+        let tail = RegisteredBuffer {
+            mem: Arc::clone(&self.mem),
+            start: self.start + at,
+            len: self.len - at,
         };
-        // Out of the table first, so that no later call turns a slice of
-        // whatever is mapped here next into an entry of this id.
-        reg.file.buffers().remove(reg.id);
-        sys::buf_unregister(reg.file.fd(), reg.id)
+        self.len = at;
+        tail
     }
-}
 
-impl Drop for RegisteredBuffer {
-    fn drop(&mut self) {
-        // Nothing to do about a failure here: the id is gone from the
-        // table, and the module frees it with the file at the latest.
-        let _ = self.release();
-        // SAFETY: `ptr` and `map_len` are the mapping this buffer created
-        // and owns; no reference to it outlives `self`.
-        let _ = unsafe { munmap(self.ptr.as_ptr().cast(), self.map_len) };
+    /// Cuts the piece into pieces of `size` bytes (the last may be
+    /// shorter), in order; see [`split_off`](RegisteredBuffer::split_off).
+    ///
+    /// # Panics
+    ///
+    /// If `size` is 0.
+    pub fn into_chunks(mut self, size: usize) -> Vec<RegisteredBuffer> {
+        assert!(size > 0, "into_chunks of 0 bytes");
+        let mut out = Vec::with_capacity(self.len.div_ceil(size));
+        while self.len > size {
+            let tail = self.split_off(size);
+            out.push(std::mem::replace(&mut self, tail));
+        }
+        out.push(self);
+        out
+    }
+
+    /// Unregisters the buffer now (`MDW_IOC_BUF_UNREGISTER`), returning
+    /// the module's error if it fails; the memory is freed with the last
+    /// piece. Dropping the last piece unregisters too, and ignores the
+    /// error. Pieces split from it are sent as plain memory from then on.
+    pub fn unregister(self) -> io::Result<()> {
+        self.mem.release()
     }
 }
 
@@ -194,16 +265,18 @@ impl Deref for RegisteredBuffer {
 
     fn deref(&self) -> &[u8] {
         // SAFETY: the mapping is readable, initialised (zero-filled) and
-        // at least `len` bytes; `&self` keeps it alive.
-        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+        // holds `start + len <= mem.len` bytes; `&self` keeps it alive, and
+        // no other piece reaches this range.
+        unsafe { std::slice::from_raw_parts(self.mem.ptr.as_ptr().add(self.start), self.len) }
     }
 }
 
 impl DerefMut for RegisteredBuffer {
     fn deref_mut(&mut self) -> &mut [u8] {
         // SAFETY: as in `deref`, and writable; `&mut self` makes the slice
-        // the only reference to it.
-        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+        // the only reference to this piece's range, which no other piece
+        // overlaps.
+        unsafe { std::slice::from_raw_parts_mut(self.mem.ptr.as_ptr().add(self.start), self.len) }
     }
 }
 
@@ -222,8 +295,9 @@ impl AsMut<[u8]> for RegisteredBuffer {
 impl fmt::Debug for RegisteredBuffer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RegisteredBuffer")
-            .field("addr", &self.ptr)
+            .field("addr", &self.as_ptr())
             .field("len", &self.len)
+            .field("mapping_len", &self.mem.len)
             .field("id", &self.id())
             .finish()
     }

@@ -8,14 +8,15 @@ use std::io;
 use mdwrite_uapi::MdwCompletion;
 use zerocopy::FromBytes;
 
-use crate::WriteReport;
+use crate::{RegisteredBuffer, WriteReport};
 
 /// Size of one completion record (`struct mdw_completion`).
 pub const COMPLETION_SIZE: usize = size_of::<MdwCompletion>();
 
 /// The completion of one asynchronous call
 /// ([`Sender::send_async`](crate::Sender::send_async)): the device released
-/// its last packet, so the memory the call used may be rewritten.
+/// its last packet, and the buffers the call took come back in
+/// [`buffers`](Completion::buffers), free to be rewritten.
 #[derive(Debug)]
 pub struct Completion {
     /// The cookie the call was submitted with.
@@ -26,6 +27,8 @@ pub struct Completion {
     pub packets: u64,
     /// Why the call stopped early, and the index of the entry being sent.
     pub error: Option<(io::Error, usize)>,
+    /// The buffers the call took, in the order it was given them.
+    pub buffers: Vec<RegisteredBuffer>,
 }
 
 impl Completion {
@@ -43,6 +46,7 @@ impl Completion {
                 };
                 (e, *i)
             }),
+            buffers: Vec::new(),
         }
     }
 }
@@ -59,6 +63,7 @@ impl From<MdwCompletion> for Completion {
                     c.error_index as usize,
                 )
             }),
+            buffers: Vec::new(),
         }
     }
 }

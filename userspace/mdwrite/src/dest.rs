@@ -28,7 +28,16 @@ impl DestId {
 }
 
 /// RTP header fields (RFC 3550) of a destination's packets.
+///
+/// Build one with [`Rtp::new`] or [`Rtp::random`] and the `with_*`
+/// methods; the fields stay public for reading and changing.
+///
+/// ```
+/// let rtp = mdwrite::Rtp::new(0x1234, 33).with_seq(7).with_ts_increment(90);
+/// assert_eq!((rtp.ssrc, rtp.payload_type, rtp.seq, rtp.timestamp), (0x1234, 33, 7, 0));
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Rtp {
     /// Synchronisation source.
     pub ssrc: u32,
@@ -42,8 +51,67 @@ pub struct Rtp {
     pub ts_increment: u32,
 }
 
+impl Rtp {
+    /// Source `ssrc`, payload type `payload_type`; sequence number,
+    /// timestamp and increment 0.
+    pub fn new(ssrc: u32, payload_type: u8) -> Self {
+        Self {
+            ssrc,
+            payload_type,
+            ..Self::default()
+        }
+    }
+
+    /// Payload type `payload_type` with a random SSRC, first sequence
+    /// number and first timestamp, as RFC 3550 5.1 asks (from the kernel's
+    /// random source, `getrandom(2)`).
+    pub fn random(payload_type: u8) -> std::io::Result<Self> {
+        let mut b = [0u8; 10];
+        getrandom::fill(&mut b).map_err(std::io::Error::from)?;
+        Ok(Self {
+            ssrc: u32::from_ne_bytes([b[0], b[1], b[2], b[3]]),
+            payload_type,
+            seq: u16::from_ne_bytes([b[4], b[5]]),
+            timestamp: u32::from_ne_bytes([b[6], b[7], b[8], b[9]]),
+            ts_increment: 0,
+        })
+    }
+
+    /// With `seq` as the first packet's sequence number.
+    pub fn with_seq(mut self, seq: u16) -> Self {
+        self.seq = seq;
+        self
+    }
+
+    /// With `timestamp` as the first packet's timestamp.
+    pub fn with_timestamp(mut self, timestamp: u32) -> Self {
+        self.timestamp = timestamp;
+        self
+    }
+
+    /// With `ts_increment` added to the timestamp for each packet.
+    pub fn with_ts_increment(mut self, ts_increment: u32) -> Self {
+        self.ts_increment = ts_increment;
+        self
+    }
+}
+
 /// Everything the module needs to build a destination's packets.
+///
+/// Build one with [`DestConfig::route`] (as the kernel would route it) or
+/// [`DestConfig::new`], then the `with_*` methods; the fields stay public
+/// for reading and changing.
+///
+/// ```
+/// use mdwrite::{DestConfig, Rtp};
+/// let d = DestConfig::new(1, "10.0.0.1:5000".parse().unwrap(), "239.1.1.1:5000".parse().unwrap())
+///     .with_hop_limit(1)
+///     .with_dscp(46)
+///     .with_rtp(Rtp::new(1, 33));
+/// assert_eq!((d.hop_limit, d.dscp), (Some(1), 46));
+/// ```
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct DestConfig {
     /// Egress Ethernet device (`if_nametoindex`).
     pub ifindex: u32,
@@ -86,6 +154,67 @@ impl DestConfig {
             rtp: None,
             udp_csum_zero: false,
         }
+    }
+
+    /// With `ifindex` as the egress device.
+    pub fn with_ifindex(mut self, ifindex: u32) -> Self {
+        self.ifindex = ifindex;
+        self
+    }
+
+    /// With `from` as the source address and port.
+    pub fn with_source(mut self, from: SocketAddr) -> Self {
+        self.from = from.ip();
+        self.src_port = from.port();
+        self
+    }
+
+    /// With `port` as the UDP source port.
+    pub fn with_src_port(mut self, port: u16) -> Self {
+        self.src_port = port;
+        self
+    }
+
+    /// With `mac` as the next hop's MAC.
+    pub fn with_dst_mac(mut self, mac: [u8; 6]) -> Self {
+        self.dst_mac = Some(mac);
+        self
+    }
+
+    /// With `size` as the largest IP packet.
+    pub fn with_packet_size(mut self, size: u16) -> Self {
+        self.packet_size = Some(size);
+        self
+    }
+
+    /// With `hops` as the TTL / hop limit.
+    pub fn with_hop_limit(mut self, hops: u8) -> Self {
+        self.hop_limit = Some(hops);
+        self
+    }
+
+    /// With `dscp` (0..=63) as the DSCP.
+    pub fn with_dscp(mut self, dscp: u8) -> Self {
+        self.dscp = dscp;
+        self
+    }
+
+    /// With the 802.1Q tag control information `tci`.
+    pub fn with_vlan(mut self, tci: u16) -> Self {
+        self.vlan_tci = Some(tci);
+        self
+    }
+
+    /// With an RTP header.
+    pub fn with_rtp(mut self, rtp: Rtp) -> Self {
+        self.rtp = Some(rtp);
+        self
+    }
+
+    /// With UDP checksum 0 (IPv4 only).
+    pub fn with_udp_csum_zero(mut self, zero: bool) -> Self {
+        self.udp_csum_zero = zero;
+        self
     }
 
     /// The uapi struct for `MDW_IOC_DEST_ADD`.

@@ -64,13 +64,68 @@ pub struct Info {
     pub features: Features,
 }
 
-/// Optional capabilities of the module (`MDW_FEAT_*` bits).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Features(pub u64);
+bitflags::bitflags! {
+    /// Optional capabilities of the module (`MDW_FEAT_*` bits). Bits this
+    /// library does not know are kept ([`Features::bits`]).
+    ///
+    /// ```
+    /// use mdwrite::Features;
+    /// let f = Features::from_bits_retain(0x71 | 0x80);
+    /// assert!(f.contains(Features::BUF | Features::ASYNC | Features::FANOUT));
+    /// assert!(!f.contains(Features::IPV6));
+    /// assert_eq!(f.to_string(), "0xf1");
+    /// assert_eq!(f.names(), "writev,buf,async,fanout,0x80");
+    /// ```
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct Features: u64 {
+        /// `MDW_FEAT_WRITEV`: destinations, vectored writes, counters.
+        const WRITEV = mdwrite_uapi::MDW_FEAT_WRITEV;
+        /// `MDW_FEAT_IPV6`: IPv6 destinations.
+        const IPV6 = mdwrite_uapi::MDW_FEAT_IPV6;
+        /// `MDW_FEAT_RTP`: RTP headers.
+        const RTP = mdwrite_uapi::MDW_FEAT_RTP;
+        /// `MDW_FEAT_VLAN`: 802.1Q tags.
+        const VLAN = mdwrite_uapi::MDW_FEAT_VLAN;
+        /// `MDW_FEAT_BUF`: registered buffers.
+        const BUF = mdwrite_uapi::MDW_FEAT_BUF;
+        /// `MDW_FEAT_ASYNC`: asynchronous calls and completions.
+        const ASYNC = mdwrite_uapi::MDW_FEAT_ASYNC;
+        /// `MDW_FEAT_FANOUT`: fan-outs (`MDW_ENTRY_SAME`).
+        const FANOUT = mdwrite_uapi::MDW_FEAT_FANOUT;
+        // A newer module's bits are kept as they are.
+        const _ = !0;
+    }
+}
+
+impl Features {
+    /// The names of the known bits, comma-separated in bit order, then the
+    /// unknown bits in hex (`"writev,buf,async,0xc0"`); empty for none.
+    pub fn names(&self) -> String {
+        let mut names: Vec<String> = self
+            .iter_names()
+            .map(|(name, _)| name.to_ascii_lowercase())
+            .collect();
+        let unknown = self.bits() & !Features::all_known().bits();
+        if unknown != 0 {
+            names.push(format!("{unknown:#x}"));
+        }
+        names.join(",")
+    }
+
+    fn all_known() -> Features {
+        Features::WRITEV
+            | Features::IPV6
+            | Features::RTP
+            | Features::VLAN
+            | Features::BUF
+            | Features::ASYNC
+            | Features::FANOUT
+    }
+}
 
 impl fmt::Display for Features {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:#x}", self.0)
+        write!(f, "{:#x}", self.bits())
     }
 }
 
@@ -107,7 +162,7 @@ impl Device {
         Ok(Info {
             abi_version: raw.abi_version,
             info_size: raw.info_size,
-            features: Features(raw.features),
+            features: Features::from_bits_retain(raw.features),
         })
     }
 }
@@ -146,14 +201,27 @@ impl Device {
     /// is queued, with what was queued. Exactly one completion with
     /// `cookie` follows (read it with
     /// [`read_completions`](Device::read_completions)), after the device
-    /// released the last packet; do not rewrite the entries' memory
-    /// before it.
+    /// released the last packet.
+    ///
+    /// This is the raw call; [`Sender::send_async`](crate::Sender::send_async)
+    /// is the safe one (it takes the buffers by value until the completion).
     ///
     /// `EAGAIN` (nothing sent): `MDW_MAX_ASYNC` calls are in flight or
     /// completed and unread; read completions, then retry. `ENOBUFS`:
     /// pinning unregistered memory until the completion would exceed
     /// `RLIMIT_MEMLOCK` (send from [`RegisteredBuffer`]s).
-    pub fn write_vectored_async(
+    ///
+    /// # Safety
+    ///
+    /// The module reads the entries' memory after this returns, until the
+    /// call's completion is queued. Until the caller has read that
+    /// completion (or knows the call failed: an `Err` sends nothing), the
+    /// memory of every entry must not be written, and memory outside a
+    /// buffer registered on this device must stay allocated and mapped
+    /// (a dropped [`RegisteredBuffer`] is fine: the module keeps its pages).
+    /// Otherwise the packets carry whatever the memory holds when the
+    /// device reads it, other data of the program included.
+    pub unsafe fn write_vectored_async(
         &self,
         entries: &[Entry<'_>],
         options: WriteOptions,

@@ -78,6 +78,7 @@ pub const MIN_INTERVAL: Duration = Duration::from_millis(1);
 ///
 /// [`DestConfig::packet_size_for`]: crate::DestConfig::packet_size_for
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct StreamConfig {
     /// Bits of payload per second, non-zero.
     pub bitrate: u64,
@@ -97,17 +98,36 @@ pub struct StreamConfig {
 }
 
 impl StreamConfig {
+    /// A stream of `bitrate` bits per second in packets of
+    /// `payload_size` bytes, to no destination yet and without RTP
+    /// timestamps.
+    pub fn new(bitrate: u64, payload_size: usize) -> Self {
+        Self {
+            bitrate,
+            payload_size,
+            dests: Vec::new(),
+            rtp_clock_hz: None,
+        }
+    }
+
+    /// With `dests` as its destinations.
+    pub fn with_dests(mut self, dests: Vec<DestId>) -> Self {
+        self.dests = dests;
+        self
+    }
+
+    /// With RTP timestamps at `hz` (90 000 for MPEG-TS).
+    pub fn with_rtp_clock_hz(mut self, hz: u32) -> Self {
+        self.rtp_clock_hz = Some(hz);
+        self
+    }
+
     /// The RTP timestamp increment of one packet: its payload's duration at
     /// the bitrate, in `rtp_clock_hz` units, rounded to nearest. `None`
     /// without an RTP clock or with a zero bitrate.
     ///
     /// ```
-    /// let cfg = mdwrite::StreamConfig {
-    ///     bitrate: 3_760_000,
-    ///     payload_size: 1316,
-    ///     dests: vec![],
-    ///     rtp_clock_hz: Some(90_000),
-    /// };
+    /// let cfg = mdwrite::StreamConfig::new(3_760_000, 1316).with_rtp_clock_hz(90_000);
     /// // 1316 bytes at 3.76 Mb/s last 2.8 ms: 252 ticks of 90 kHz.
     /// assert_eq!(cfg.rtp_ts_increment(), Some(252));
     /// ```
@@ -132,8 +152,10 @@ impl StreamConfig {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct StreamId(u64);
 
-/// How a [`StreamGroup`] paces and sends.
+/// How a [`StreamGroup`] paces and sends: [`GroupOptions::default`] and
+/// the `with_*` methods.
 #[derive(Clone, Copy, Debug)]
+#[non_exhaustive]
 pub struct GroupOptions {
     /// The longest tick interval: how long data may wait before it is sent.
     pub latency: Duration,
@@ -142,6 +164,26 @@ pub struct GroupOptions {
     pub buffer: Duration,
     /// How each tick's call is sent.
     pub write: WriteOptions,
+}
+
+impl GroupOptions {
+    /// With `latency` as the longest tick interval.
+    pub fn with_latency(mut self, latency: Duration) -> Self {
+        self.latency = latency;
+        self
+    }
+
+    /// With `buffer` as the most a stream sends in one late tick.
+    pub fn with_buffer(mut self, buffer: Duration) -> Self {
+        self.buffer = buffer;
+        self
+    }
+
+    /// With `write` for each tick's call.
+    pub fn with_write(mut self, write: WriteOptions) -> Self {
+        self.write = write;
+        self
+    }
 }
 
 impl Default for GroupOptions {
@@ -188,6 +230,22 @@ pub struct TickReport {
     /// Streams whose source ended in this tick, with their final counters;
     /// they are removed from the group.
     pub ended: Vec<(StreamId, StreamStats)>,
+    /// What each destination was handed in calls that did not stop early,
+    /// in order of first appearance. A call that stopped early (see
+    /// [`write`](TickReport::write)) counts for no destination: which of its
+    /// packets left is not known per destination.
+    pub delivered: Vec<DestCount>,
+}
+
+/// Packets and payload bytes handed to the sender for one destination.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DestCount {
+    /// The destination.
+    pub dest: DestId,
+    /// Packets.
+    pub packets: u64,
+    /// Payload bytes.
+    pub bytes: u64,
 }
 
 /// Where a [`StreamGroup`] sends its calls: a [`Sender`], or a fake in
@@ -215,10 +273,20 @@ pub trait Transmit {
         RegisteredBuffer::unregistered(len)
     }
     /// Sends the entries in one asynchronous call, as
-    /// [`Sender::send_async`]. The default sends synchronously and has no
-    /// completion, which is what [`wait_completions`](Transmit::wait_completions)
-    /// returning 0 (nothing in flight) then says.
-    fn send_async(
+    /// [`Sender::send_async`] does with owned buffers. The default sends
+    /// synchronously and has no completion, which is what
+    /// [`wait_completions`](Transmit::wait_completions) returning 0
+    /// (nothing in flight) then says.
+    ///
+    /// # Safety
+    ///
+    /// The memory of the entries must stay mapped and unchanged until the
+    /// call's completion has been read with
+    /// [`wait_completions`](Transmit::wait_completions) (or until it
+    /// returned 0, nothing in flight). [`StreamGroup`] keeps that rule: a
+    /// ring region is read into again only after the completions of the
+    /// calls that used it.
+    unsafe fn send_async(
         &mut self,
         entries: &[Entry<'_>],
         opts: &WriteOptions,
@@ -260,13 +328,14 @@ impl Transmit for Sender {
         Sender::register_buffer(self, len)
     }
 
-    fn send_async(
+    unsafe fn send_async(
         &mut self,
         entries: &[Entry<'_>],
         opts: &WriteOptions,
         cookie: u64,
     ) -> io::Result<WriteReport> {
-        Sender::send_async(self, entries, opts, cookie)
+        // SAFETY: the trait method's contract is the same.
+        unsafe { Sender::send_async_borrowed(self, entries, opts, cookie) }
     }
 
     fn wait_completions(
@@ -474,12 +543,12 @@ impl Ring {
 /// let mut sender = Sender::open_fallback()?;
 /// let mut dest = DestConfig::route(receiver.local_addr()?, None)?;
 /// dest.packet_size = Some(dest.packet_size_for(1316));
-/// let dest = sender.connect(&dest)?;
+/// let dest = sender.add_destination(&dest)?;
 ///
 /// let clock = FakeClock::new();
 /// let mut group = StreamGroup::new(clock.clone(), GroupOptions::default());
 /// let data = vec![0x47u8; 1316 * 10];
-/// let cfg = StreamConfig { bitrate: 1_000_000, payload_size: 1316, dests: vec![dest], rtp_clock_hz: None };
+/// let cfg = StreamConfig::new(1_000_000, 1316).with_dests(vec![dest]);
 /// let stream = group.add_stream(cfg, Box::new(std::io::Cursor::new(data)))?;
 /// while !group.is_empty() {
 ///     group.tick(&mut sender)?; // the fake clock jumps to each tick
@@ -586,9 +655,7 @@ impl<C: Clock> StreamGroup<C> {
     /// use std::time::Duration;
     ///
     /// let mut group = StreamGroup::new(FakeClock::new(), GroupOptions::default());
-    /// let cfg = |bitrate| StreamConfig {
-    ///     bitrate, payload_size: 1250, dests: vec![DestId::from_handle(1)], rtp_clock_hz: None,
-    /// };
+    /// let cfg = |bitrate| StreamConfig::new(bitrate, 1250).with_dests(vec![DestId::from_handle(1)]);
     /// group.add_stream(cfg(2_000_000), Box::new(std::io::empty()))?;
     /// assert_eq!(group.interval(), Duration::from_millis(5)); // 10 000 bits at 2 Mb/s
     /// group.add_stream(cfg(100_000), Box::new(std::io::empty()))?;
@@ -834,13 +901,40 @@ impl<C: Clock> StreamGroup<C> {
             .streams
             .iter()
             .all(|s| s.chunk == 0 || matches!(s.storage, Storage::Ring(_)));
+        let mut ok_entries = 0;
         let result = match (slot, &mut self.ring) {
             (Some(slot), Some(ring)) if in_rings => {
                 let cookie = ring.tick;
-                send_all_async(out, &entries, &self.opts.write, cookie, slot, ring)
+                send_all_async(
+                    out,
+                    &entries,
+                    &self.opts.write,
+                    cookie,
+                    slot,
+                    ring,
+                    &mut ok_entries,
+                )
             }
-            _ => send_all(out, &entries, &self.opts.write),
+            _ => send_all(out, &entries, &self.opts.write, &mut ok_entries),
         };
+        for e in &entries[..ok_entries] {
+            let per = out
+                .max_payload(e.dest)
+                .map_or(usize::MAX, usize::from)
+                .max(1);
+            let packets = e.data.len().div_ceil(per) as u64;
+            match report.delivered.iter_mut().find(|c| c.dest == e.dest) {
+                Some(c) => {
+                    c.packets += packets;
+                    c.bytes += e.data.len() as u64;
+                }
+                None => report.delivered.push(DestCount {
+                    dest: e.dest,
+                    packets,
+                    bytes: e.data.len() as u64,
+                }),
+            }
+        }
         if let Some(ring) = &mut self.ring {
             ring.tick = ring.tick.wrapping_add(1);
         }
@@ -877,18 +971,22 @@ fn send_all<T: Transmit + ?Sized>(
     out: &mut T,
     entries: &[Entry<'_>],
     opts: &WriteOptions,
+    ok_entries: &mut usize,
 ) -> io::Result<Option<WriteReport>> {
-    send_chunked(entries, &mut |call: &[Entry<'_>]| {
-        out.send_vectored(call, opts)
-    })
+    send_chunked(
+        entries,
+        &mut |call: &[Entry<'_>]| out.send_vectored(call, opts),
+        ok_entries,
+    )
 }
 
 /// Cuts `entries` into calls within the module's limits and sends each
 /// with `send`, summing the reports; stops at the first call that stopped
-/// early.
+/// early. `ok_entries` gets the number of entries in calls that did not.
 fn send_chunked(
     entries: &[Entry<'_>],
     send: &mut dyn FnMut(&[Entry<'_>]) -> io::Result<WriteReport>,
+    ok_entries: &mut usize,
 ) -> io::Result<Option<WriteReport>> {
     let mut total: Option<WriteReport> = None;
     let mut rest = entries;
@@ -918,6 +1016,7 @@ fn send_chunked(
             t.error = Some((e, done + index));
             break;
         }
+        *ok_entries = entries.len() - rest.len();
     }
     Ok(total)
 }
@@ -932,15 +1031,27 @@ fn send_all_async<T: Transmit + ?Sized>(
     cookie: u64,
     slot: usize,
     ring: &mut Ring,
+    ok_entries: &mut usize,
 ) -> io::Result<Option<WriteReport>> {
-    send_chunked(entries, &mut |call: &[Entry<'_>]| loop {
-        match out.send_async(call, opts, cookie) {
-            Ok(r) => {
-                ring.busy[slot] += 1;
-                return Ok(r);
+    send_chunked(
+        entries,
+        &mut |call: &[Entry<'_>]| loop {
+            // SAFETY: the entries lie in ring regions of `slot` (the caller
+            // sends asynchronously only then), counted busy below; a region is
+            // read into again only once `ring.wait` has read the completions of
+            // every call that used it. A stream removed meanwhile drops its
+            // ring, and the module keeps the pages of a registered buffer; an
+            // unregistered one (module without registered buffers) stays
+            // pinned, so its pages are not reused either.
+            match unsafe { out.send_async(call, opts, cookie) } {
+                Ok(r) => {
+                    ring.busy[slot] += 1;
+                    return Ok(r);
+                }
+                Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => ring.wait(&mut *out)?,
+                Err(e) => return Err(e),
             }
-            Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => ring.wait(&mut *out)?,
-            Err(e) => return Err(e),
-        }
-    })
+        },
+        ok_entries,
+    )
 }

@@ -10,9 +10,13 @@
 //! - [`StreamGroup`] paces many streams, each a source of bytes at a
 //!   bitrate, and sends what all of them are due with one call per tick.
 //! - [`RegisteredBuffer`]s are memory registered with the module once, so
-//!   that sending from them pins nothing; [`Sender::send_async`] returns
-//!   once a call is queued, and its [`Completion`] says when its memory may
-//!   be reused. Both work on either backend.
+//!   that sending from them pins nothing; [`Sender::send_async`] takes the
+//!   buffers it sends from by value, returns once the call is queued, and
+//!   its [`Completion`] hands them back when the device is done with them.
+//!   Both work on either backend. [`Sender`] is [`AsFd`](std::os::fd::AsFd)
+//!   for event loops (see the `tokio_async` example).
+//! - [`udp::recv_batch`] receives datagrams with `recvmmsg` into a buffer,
+//!   for relaying them without a copy.
 //! - [`Device`] is the raw module: its ioctls in safe Rust.
 //!
 //! Errors are [`std::io::Error`]s that keep the kernel's errno
@@ -38,6 +42,7 @@ pub mod media;
 mod route;
 mod sender;
 mod sys;
+pub mod udp;
 mod write;
 
 pub use buffer::RegisteredBuffer;
@@ -47,10 +52,10 @@ pub use dest::{DestConfig, DestId, Rtp};
 pub use device::{Device, Features, Info};
 pub use fallback::FallbackStats;
 pub use group::{
-    GroupOptions, StreamConfig, StreamGroup, StreamId, StreamStats, TickReport, Transmit,
-    MIN_INTERVAL,
+    DestCount, GroupOptions, StreamConfig, StreamGroup, StreamId, StreamStats, TickReport,
+    Transmit, MIN_INTERVAL,
 };
 pub use mdwrite_uapi as uapi;
 pub use route::{errno, interface_index, interface_mtu, interface_name, OsContext};
-pub use sender::{Backend, Sender};
+pub use sender::{AsyncEntry, Backend, SendError, Sender};
 pub use write::{Entry, Stats, WriteOptions, WriteReport};

@@ -4,8 +4,7 @@
 //! and what an interface's MTU is.
 
 use std::{
-    error::Error as StdError,
-    fmt, io,
+    io,
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket},
     os::fd::AsRawFd,
 };
@@ -19,7 +18,8 @@ use crate::DestConfig;
 
 /// An errno with a message saying what it concerns, the inner error of some
 /// [`io::Error`]s of this crate (see [`errno`]).
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("{message}: {}", io::Error::from_raw_os_error(*errno))]
 pub struct OsContext {
     errno: i32,
     message: String,
@@ -44,15 +44,6 @@ impl OsContext {
         self.errno
     }
 }
-
-impl fmt::Display for OsContext {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let os = io::Error::from_raw_os_error(self.errno);
-        write!(f, "{}: {}", self.message, os)
-    }
-}
-
-impl StdError for OsContext {}
 
 /// The errno of an error of this crate: its
 /// [`raw_os_error`](io::Error::raw_os_error), or the errno of an

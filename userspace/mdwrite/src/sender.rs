@@ -6,7 +6,8 @@
 use std::{
     collections::{HashMap, VecDeque},
     fmt, io,
-    os::fd::{BorrowedFd, OwnedFd},
+    ops::Range,
+    os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd},
     time::Duration,
 };
 
@@ -40,7 +41,7 @@ impl fmt::Display for Backend {
 }
 
 /// A multi-destination UDP sender, used like [`std::net::UdpSocket`]:
-/// [`connect`](Sender::connect) registers destinations, and
+/// [`add_destination`](Sender::add_destination) registers destinations, and
 /// [`send_vectored`](Sender::send_vectored) sends many chunks to many of
 /// them in one call.
 ///
@@ -56,8 +57,8 @@ impl fmt::Display for Backend {
 ///
 /// let mut sender = Sender::open()?;
 /// println!("backend: {}", sender.backend());
-/// let a = sender.connect(&DestConfig::route("192.0.2.1:5000".parse().unwrap(), None)?)?;
-/// let b = sender.connect(&DestConfig::route("192.0.2.2:5000".parse().unwrap(), None)?)?;
+/// let a = sender.add_destination(&DestConfig::route("192.0.2.1:5000".parse().unwrap(), None)?)?;
+/// let b = sender.add_destination(&DestConfig::route("192.0.2.2:5000".parse().unwrap(), None)?)?;
 /// let data = vec![0u8; 1 << 20];
 /// let report = sender.send_vectored(
 ///     &[Entry::new(a, &data), Entry::new(b, &data)],
@@ -75,6 +76,66 @@ pub struct Sender {
     async_state: AsyncState,
 }
 
+/// One entry of an asynchronous call ([`Sender::send_async`]): bytes
+/// `range` of the call's buffer number `buffer`, for `dest`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AsyncEntry {
+    /// Where it goes.
+    pub dest: DestId,
+    /// Index of the buffer in the call's `buffers`.
+    pub buffer: usize,
+    /// The bytes of that buffer to send.
+    pub range: Range<usize>,
+    /// RTP timestamp of the entry's first packet (RTP destinations only).
+    pub rtp_timestamp: Option<u32>,
+}
+
+impl AsyncEntry {
+    /// Bytes `range` of the call's buffer number `buffer`, for `dest`.
+    pub fn new(dest: DestId, buffer: usize, range: Range<usize>) -> Self {
+        Self {
+            dest,
+            buffer,
+            range,
+            rtp_timestamp: None,
+        }
+    }
+
+    /// With `ts` as the RTP timestamp of the entry's first packet.
+    pub fn with_rtp_timestamp(mut self, ts: u32) -> Self {
+        self.rtp_timestamp = Some(ts);
+        self
+    }
+}
+
+/// An asynchronous call that sent nothing: why, and the buffers it was
+/// given, back to the caller.
+///
+/// Converts into its [`io::Error`] (dropping the buffers), so `?` works in
+/// functions returning [`io::Result`].
+#[derive(Debug, thiserror::Error)]
+#[error("{error}")]
+pub struct SendError {
+    /// Why nothing was sent (`EAGAIN` for back-pressure).
+    pub error: io::Error,
+    /// The buffers, as they were given.
+    pub buffers: Vec<RegisteredBuffer>,
+}
+
+impl SendError {
+    /// The errno of [`error`](SendError::error).
+    pub fn raw_os_error(&self) -> Option<i32> {
+        self.error.raw_os_error()
+    }
+}
+
+impl From<SendError> for io::Error {
+    fn from(e: SendError) -> Self {
+        e.error
+    }
+}
+
 /// What a sender knows of its asynchronous calls.
 #[derive(Debug, Default)]
 struct AsyncState {
@@ -89,6 +150,38 @@ struct AsyncState {
     synthetic: VecDeque<Completion>,
     /// Signalled for each of them.
     eventfd: Option<OwnedFd>,
+    /// Readable while synthetic completions wait: what [`AsFd`] gives
+    /// when completions are not the module's.
+    ready: Option<OwnedFd>,
+    /// The module cookie of the next asynchronous call: the sender numbers
+    /// the calls itself, so that a completion finds its buffers whatever
+    /// cookies the caller chose.
+    next_token: u64,
+    /// Module calls in flight by token: the caller's cookie and the
+    /// buffers the call holds until its completion.
+    pending: HashMap<u64, (u64, Vec<RegisteredBuffer>)>,
+}
+
+impl AsyncState {
+    /// Resets the readiness eventfd once every synthetic completion is
+    /// taken (a non-blocking read; nothing to read is fine).
+    fn reset_ready(&self) {
+        if let Some(fd) = &self.ready {
+            let mut count = [0u8; 8];
+            let _ = rustix::io::read(fd, &mut count);
+        }
+    }
+
+    /// Gives each completion read from the module (the tail of `out` from
+    /// `from`) its caller's cookie and buffers back.
+    fn resolve(&mut self, out: &mut [Completion]) {
+        for c in out {
+            if let Some((cookie, buffers)) = self.pending.remove(&c.cookie) {
+                c.cookie = cookie;
+                c.buffers = buffers;
+            }
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -117,13 +210,19 @@ impl Sender {
     /// is not loaded).
     pub fn open_module() -> io::Result<Sender> {
         let dev = Device::open()?;
-        let features = dev.info()?.features.0;
+        let features = dev.info()?.features.bits();
+        let module_async = features & MDW_FEAT_ASYNC != 0;
         Ok(Sender {
             inner: Inner::Module(dev),
             dests: HashMap::new(),
             async_state: AsyncState {
                 module_buf: features & MDW_FEAT_BUF != 0,
-                module_async: features & MDW_FEAT_ASYNC != 0,
+                module_async,
+                ready: if module_async {
+                    None
+                } else {
+                    Some(ready_fd()?)
+                },
                 ..AsyncState::default()
             },
         })
@@ -145,7 +244,10 @@ impl Sender {
         Ok(Sender {
             inner: Inner::Fallback(Fallback::new()),
             dests: HashMap::new(),
-            async_state: AsyncState::default(),
+            async_state: AsyncState {
+                ready: Some(ready_fd()?),
+                ..AsyncState::default()
+            },
         })
     }
 
@@ -177,8 +279,9 @@ impl Sender {
 
     /// Registers a destination. Fails with the module's errno for the same
     /// mistake (`EINVAL`, `ENODEV`, `EMSGSIZE`, ...; see
-    /// `Documentation/uapi.rst`).
-    pub fn connect(&mut self, dest: &DestConfig) -> io::Result<DestId> {
+    /// `Documentation/uapi.rst`). The same name as
+    /// [`Device::add_destination`].
+    pub fn add_destination(&mut self, dest: &DestConfig) -> io::Result<DestId> {
         let id = match &mut self.inner {
             Inner::Module(dev) => dev.add_destination(dest)?,
             Inner::Fallback(fb) => fb.connect(dest)?,
@@ -197,8 +300,20 @@ impl Sender {
         Ok(id)
     }
 
-    /// Removes a destination; `ENXIO` when there is none with this id.
+    /// The old name of [`add_destination`](Sender::add_destination).
+    #[deprecated(note = "renamed add_destination, as on Device")]
+    pub fn connect(&mut self, dest: &DestConfig) -> io::Result<DestId> {
+        self.add_destination(dest)
+    }
+
+    /// The old name of [`remove_destination`](Sender::remove_destination).
+    #[deprecated(note = "renamed remove_destination, as on Device")]
     pub fn disconnect(&mut self, id: DestId) -> io::Result<()> {
+        self.remove_destination(id)
+    }
+
+    /// Removes a destination; `ENXIO` when there is none with this id.
+    pub fn remove_destination(&mut self, id: DestId) -> io::Result<()> {
         match &mut self.inner {
             Inner::Module(dev) => dev.remove_destination(id)?,
             Inner::Fallback(fb) => fb.disconnect(id)?,
@@ -275,16 +390,24 @@ impl Sender {
     }
 
     /// Sends like [`send_vectored`](Sender::send_vectored), but returns as
-    /// soon as every packet is queued, with what was queued. Exactly one
-    /// [`Completion`] carrying `cookie` follows when the call's last packet
-    /// has left ([`try_completions`](Sender::try_completions),
-    /// [`wait_completions`](Sender::wait_completions)); a call that fails
-    /// has none.
+    /// soon as every packet is queued, with what was queued. The call takes
+    /// `buffers` by value; each entry names one of them by index and a
+    /// range of its bytes. Exactly one [`Completion`] carrying `cookie`
+    /// follows when the call's last packet has left
+    /// ([`try_completions`](Sender::try_completions),
+    /// [`wait_completions`](Sender::wait_completions)), and hands the
+    /// buffers back in [`Completion::buffers`]: until then nothing can
+    /// rewrite or free the memory the device reads. A call that fails sends
+    /// nothing, has no completion, and returns the buffers in the
+    /// [`SendError`].
     ///
-    /// The memory of the entries must not be rewritten before the
-    /// completion: send from [`RegisteredBuffer`]s, whose pages the module
-    /// holds anyway; plain memory is pinned until the completion and
-    /// charged to `RLIMIT_MEMLOCK` (`ENOBUFS`).
+    /// Send from [`RegisteredBuffer`]s registered on this sender
+    /// ([`register_buffer`](Sender::register_buffer)), whose pages the
+    /// module holds anyway; an unregistered one is pinned by the module until
+    /// the completion and charged to `RLIMIT_MEMLOCK` (`ENOBUFS`). To keep
+    /// several regions of one buffer in flight, split it
+    /// ([`RegisteredBuffer::into_chunks`]). An entry naming no buffer of
+    /// the call, or a range outside its buffer, is `EINVAL`.
     ///
     /// Back-pressure: with 256 (`MDW_MAX_ASYNC`) calls in flight or
     /// completed and unread, the call fails with `EAGAIN`
@@ -294,18 +417,139 @@ impl Sender {
     ///
     /// The fallback, and a module without `MDW_FEAT_ASYNC`, send at once
     /// and queue the completion themselves, with the same limit.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use mdwrite::{AsyncEntry, DestConfig, Sender, WriteOptions};
+    ///
+    /// let mut sender = Sender::open()?;
+    /// let dest = sender.add_destination(&DestConfig::route("192.0.2.1:5000".parse().unwrap(), None)?)?;
+    /// let mut buf = sender.register_buffer(1 << 20)?;
+    /// buf[..4].copy_from_slice(b"data");
+    /// sender.send_async(vec![buf], &[AsyncEntry::new(dest, 0, 0..4)], &WriteOptions::default(), 7)?;
+    /// let done = sender.wait_completion(None)?.expect("one call in flight");
+    /// assert_eq!(done.cookie, 7);
+    /// let mut buf = done.buffers.into_iter().next().unwrap(); // ours again
+    /// buf[..4].copy_from_slice(b"more");
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    ///
+    /// The buffer is the call's until its completion: rewriting it after
+    /// handing it over does not compile.
+    ///
+    /// ```compile_fail,E0382
+    /// use mdwrite::{AsyncEntry, DestConfig, Sender, WriteOptions};
+    ///
+    /// let mut sender = Sender::open()?;
+    /// let dest = sender.add_destination(&DestConfig::route("192.0.2.1:5000".parse().unwrap(), None)?)?;
+    /// let mut buf = sender.register_buffer(4096)?;
+    /// sender.send_async(vec![buf], &[AsyncEntry::new(dest, 0, 0..4096)], &WriteOptions::default(), 1)?;
+    /// buf[0] = 1; // the device may still be reading it
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    ///
+    /// Nor does sending borrowed memory asynchronously, which the caller
+    /// could free or rewrite as soon as the call returns.
+    ///
+    /// ```compile_fail,E0308
+    /// use mdwrite::{DestConfig, Entry, Sender, WriteOptions};
+    ///
+    /// let mut sender = Sender::open()?;
+    /// let dest = sender.add_destination(&DestConfig::route("192.0.2.1:5000".parse().unwrap(), None)?)?;
+    /// let data = vec![0u8; 4096];
+    /// sender.send_async(&[Entry::new(dest, &data)], &WriteOptions::default(), 1)?;
+    /// drop(data);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn send_async(
+        &mut self,
+        buffers: Vec<RegisteredBuffer>,
+        entries: &[AsyncEntry],
+        opts: &WriteOptions,
+        cookie: u64,
+    ) -> Result<WriteReport, SendError> {
+        let mut borrowed = Vec::with_capacity(entries.len());
+        for e in entries {
+            let Some(data) = buffers.get(e.buffer).and_then(|b| b.get(e.range.clone())) else {
+                return Err(SendError {
+                    error: io::Error::from_raw_os_error(libc::EINVAL),
+                    buffers,
+                });
+            };
+            borrowed.push(Entry {
+                dest: e.dest,
+                data,
+                rtp_timestamp: e.rtp_timestamp,
+            });
+        }
+        // SAFETY: every entry borrows from `buffers`, which the call keeps
+        // (in `pending`, or in the synthetic completion) until its
+        // completion is read, so nothing rewrites or unmaps that memory
+        // before: the pieces own their ranges, and a mapping lives as long
+        // as any piece of it.
+        let result = unsafe { self.submit_async(&borrowed, opts, cookie) };
+        drop(borrowed);
+        match result {
+            Ok((report, Submitted::Module(token))) => {
+                self.async_state.pending.insert(token, (cookie, buffers));
+                Ok(report)
+            }
+            Ok((report, Submitted::Synthetic)) => {
+                if let Some(c) = self.async_state.synthetic.back_mut() {
+                    c.buffers = buffers;
+                }
+                Ok(report)
+            }
+            Err(error) => Err(SendError { error, buffers }),
+        }
+    }
+
+    /// An asynchronous call of borrowed entries; the completion carries
+    /// `cookie` and no buffers.
+    ///
+    /// # Safety
+    ///
+    /// The memory of every entry must stay mapped and unchanged until the
+    /// call's completion has been read from this sender (a synchronous
+    /// fallback call has completed when this returns).
+    pub(crate) unsafe fn send_async_borrowed(
         &mut self,
         entries: &[Entry<'_>],
         opts: &WriteOptions,
         cookie: u64,
     ) -> io::Result<WriteReport> {
+        // SAFETY: the caller's contract is this function's.
+        let (report, submitted) = unsafe { self.submit_async(entries, opts, cookie) }?;
+        if let Submitted::Module(token) = submitted {
+            self.async_state.pending.insert(token, (cookie, Vec::new()));
+        }
+        Ok(report)
+    }
+
+    /// Sends `entries` asynchronously: with the module's `MDW_WRITE_ASYNC`
+    /// under a token of the sender's, or synchronously with a synthetic
+    /// completion of `cookie` queued.
+    ///
+    /// # Safety
+    ///
+    /// As [`send_async_borrowed`](Sender::send_async_borrowed).
+    unsafe fn submit_async(
+        &mut self,
+        entries: &[Entry<'_>],
+        opts: &WriteOptions,
+        cookie: u64,
+    ) -> io::Result<(WriteReport, Submitted)> {
         let st = &mut self.async_state;
         if let Inner::Module(dev) = &self.inner {
             if st.module_async {
-                let report = dev.write_vectored_async(entries, *opts, cookie)?;
+                let token = st.next_token;
+                // SAFETY: the entries stay mapped and unchanged until the
+                // completion of `token` is read (the caller's contract).
+                let report = unsafe { dev.write_vectored_async(entries, *opts, token) }?;
+                st.next_token = token.wrapping_add(1);
                 st.module_in_flight += 1;
-                return Ok(report);
+                return Ok((report, Submitted::Module(token)));
             }
         }
         if st.synthetic.len() >= MDW_MAX_ASYNC as usize {
@@ -314,12 +558,12 @@ impl Sender {
         let report = self.send_vectored(entries, opts)?;
         let st = &mut self.async_state;
         st.synthetic.push_back(Completion::of(cookie, &report));
-        if let Some(efd) = &st.eventfd {
-            // As the module: the eventfd counts completions. A full
-            // counter (2^64 - 2) cannot happen with 256 unread.
-            let _ = rustix::io::write(efd, &1u64.to_ne_bytes());
+        // As the module: the eventfd counts completions. A full counter
+        // (2^64 - 2) cannot happen with 256 unread.
+        for fd in [&st.eventfd, &st.ready].into_iter().flatten() {
+            let _ = rustix::io::write(fd, &1u64.to_ne_bytes());
         }
-        Ok(report)
+        Ok((report, Submitted::Synthetic))
     }
 
     /// [`send_async`](Sender::send_async), waiting out back-pressure: on
@@ -327,18 +571,27 @@ impl Sender {
     /// retries.
     pub fn send_async_waiting(
         &mut self,
-        entries: &[Entry<'_>],
+        buffers: Vec<RegisteredBuffer>,
+        entries: &[AsyncEntry],
         opts: &WriteOptions,
         cookie: u64,
         done: &mut Vec<Completion>,
-    ) -> io::Result<WriteReport> {
+    ) -> Result<WriteReport, SendError> {
+        let mut buffers = buffers;
         loop {
-            match self.send_async(entries, opts, cookie) {
+            match self.send_async(buffers, entries, opts, cookie) {
                 Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => {
-                    if self.wait_completions(done, None)? == 0 {
+                    match self.wait_completions(done, None) {
                         // Nothing was in flight after all: the limit is
                         // someone else's (another user of the file).
-                        return Err(e);
+                        Ok(0) => return Err(e),
+                        Ok(_) => buffers = e.buffers,
+                        Err(error) => {
+                            return Err(SendError {
+                                error,
+                                buffers: e.buffers,
+                            })
+                        }
                     }
                 }
                 r => return r,
@@ -389,6 +642,9 @@ impl Sender {
     /// as it takes); `None` when no call is in flight, or on timeout.
     pub fn wait_completion(&mut self, timeout: Option<Duration>) -> io::Result<Option<Completion>> {
         if let Some(c) = self.async_state.synthetic.pop_front() {
+            if self.async_state.synthetic.is_empty() {
+                self.async_state.reset_ready();
+            }
             return Ok(Some(c));
         }
         let Inner::Module(dev) = &self.inner else {
@@ -403,12 +659,13 @@ impl Sender {
             match dev.read_completion() {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
-                Ok(c) => {
+                Ok(mut c) => {
                     let st = &mut self.async_state;
                     st.module_in_flight = match c {
                         Some(_) => st.module_in_flight.saturating_sub(1),
                         None => 0,
                     };
+                    st.resolve(c.as_mut_slice());
                     return Ok(c);
                 }
             }
@@ -431,8 +688,12 @@ impl Sender {
     }
 
     fn take_synthetic(&mut self, out: &mut Vec<Completion>) -> usize {
-        let n = self.async_state.synthetic.len();
-        out.extend(self.async_state.synthetic.drain(..));
+        let st = &mut self.async_state;
+        let n = st.synthetic.len();
+        if n > 0 {
+            st.reset_ready();
+        }
+        out.extend(st.synthetic.drain(..));
         n
     }
 
@@ -442,12 +703,14 @@ impl Sender {
         let Inner::Module(dev) = &self.inner else {
             return Ok(0);
         };
+        let from = out.len();
         loop {
             match dev.read_completions(out) {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
                 Ok(n) => {
                     let st = &mut self.async_state;
+                    st.resolve(&mut out[from..]);
                     st.module_in_flight = if n == 0 {
                         // The module has nothing in flight: trust it.
                         0
@@ -458,5 +721,45 @@ impl Sender {
                 }
             }
         }
+    }
+}
+
+/// How an asynchronous call went out.
+enum Submitted {
+    /// As the module's asynchronous call with this token as its cookie.
+    Module(u64),
+    /// Sent synchronously; its completion is queued in the sender.
+    Synthetic,
+}
+
+/// A non-blocking eventfd that is readable while synthetic completions
+/// wait.
+fn ready_fd() -> io::Result<OwnedFd> {
+    use rustix::event::{eventfd, EventfdFlags};
+    Ok(eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)?)
+}
+
+/// The descriptor to wait on for completions: readable (`POLLIN`) when
+/// [`Sender::try_completions`] has something to return. It is the module's
+/// device file when the module runs the asynchronous calls, otherwise an
+/// eventfd of the sender's that it signals for each completion it queues
+/// (fallback, or a module without `MDW_FEAT_ASYNC`) and resets when they
+/// are read. It is the same open descriptor for the sender's whole life.
+/// Register it with epoll, or with tokio's `AsyncFd` (see the
+/// `tokio_async` example); after a wake-up call
+/// [`try_completions`](Sender::try_completions) until it returns 0.
+impl AsFd for Sender {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match (&self.inner, &self.async_state.ready) {
+            (_, Some(fd)) => fd.as_fd(),
+            (Inner::Module(dev), None) => dev.as_fd(),
+            (Inner::Fallback(_), None) => unreachable!("a fallback sender has its eventfd"),
+        }
+    }
+}
+
+impl AsRawFd for Sender {
+    fn as_raw_fd(&self) -> RawFd {
+        self.as_fd().as_raw_fd()
     }
 }

@@ -63,8 +63,10 @@ impl<'a> Entry<'a> {
     }
 }
 
-/// How a write is sent.
+/// How a write is sent: [`WriteOptions::default`] and the `with_*`
+/// methods.
 #[derive(Clone, Copy, Debug, Default)]
+#[non_exhaustive]
 pub struct WriteOptions {
     /// Packets per destination per round (0 or 1: strict round-robin).
     pub quantum: u32,
@@ -73,6 +75,18 @@ pub struct WriteOptions {
 }
 
 impl WriteOptions {
+    /// With `quantum` packets per destination per round.
+    pub fn with_quantum(mut self, quantum: u32) -> Self {
+        self.quantum = quantum;
+        self
+    }
+
+    /// Through the qdisc (`true`) or straight onto the TX queue.
+    pub fn with_qdisc(mut self, qdisc: bool) -> Self {
+        self.qdisc = qdisc;
+        self
+    }
+
     pub(crate) fn flags(&self) -> u32 {
         if self.qdisc {
             MDW_WRITE_QDISC

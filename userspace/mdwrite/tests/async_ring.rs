@@ -108,7 +108,7 @@ impl Transmit for LateDevice {
         RegisteredBuffer::unregistered(len)
     }
 
-    fn send_async(
+    unsafe fn send_async(
         &mut self,
         entries: &[Entry<'_>],
         _: &WriteOptions,
@@ -160,18 +160,15 @@ impl Transmit for LateDevice {
             bytes,
             packets: 0,
             error: None,
+            buffers: Vec::new(),
         });
         Ok(1)
     }
 }
 
 fn stream(bitrate: u64, dests: &[u32]) -> StreamConfig {
-    StreamConfig {
-        bitrate,
-        payload_size: 1316,
-        dests: dests.iter().map(|&d| DestId::from_handle(d)).collect(),
-        rtp_clock_hz: None,
-    }
+    StreamConfig::new(bitrate, 1316)
+        .with_dests(dests.iter().map(|&d| DestId::from_handle(d)).collect())
 }
 
 /// Runs two streams for `ticks` ticks, some of them late, then flushes;

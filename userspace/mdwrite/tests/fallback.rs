@@ -13,8 +13,8 @@ use std::{
 };
 
 use mdwrite::{
-    Backend, DestConfig, DestId, Entry, FakeClock, GroupOptions, Rtp, Sender, StreamConfig,
-    StreamGroup, WriteOptions,
+    AsyncEntry, Backend, DestConfig, DestId, Entry, FakeClock, GroupOptions, RegisteredBuffer, Rtp,
+    Sender, StreamConfig, StreamGroup, WriteOptions,
 };
 use rustix::event::{eventfd, EventfdFlags};
 
@@ -63,13 +63,10 @@ fn dest_to(s: &UdpSocket, payload: usize, rtp: Option<Rtp>) -> DestConfig {
 }
 
 fn rtp(ssrc: u32, seq: u16, timestamp: u32, ts_increment: u32) -> Rtp {
-    Rtp {
-        ssrc,
-        payload_type: 33,
-        seq,
-        timestamp,
-        ts_increment,
-    }
+    Rtp::new(ssrc, 33)
+        .with_seq(seq)
+        .with_timestamp(timestamp)
+        .with_ts_increment(ts_increment)
 }
 
 /// The RTP header fields of a datagram: (marker, pt, seq, ts, ssrc).
@@ -94,7 +91,7 @@ fn send_rtp_to(ip: &str) {
         .enumerate()
         .map(|(i, s)| {
             let r = rtp(0x1000 + i as u32, 65530 + i as u16, 1000 * i as u32, 90);
-            sender.connect(&dest_to(s, 1316, Some(r))).unwrap()
+            sender.add_destination(&dest_to(s, 1316, Some(r))).unwrap()
         })
         .collect();
     for &id in &ids {
@@ -183,7 +180,7 @@ fn plain_udp_default_packet_size_is_the_mtu() {
     let mut sender = Sender::open_fallback().unwrap();
     let rx = receiver("127.0.0.1");
     let d = DestConfig::route(rx.local_addr().unwrap(), None).unwrap();
-    let id = sender.connect(&d).unwrap();
+    let id = sender.add_destination(&d).unwrap();
     // lo's MTU (65536) is above the largest IP packet: 65535 - 20 - 8.
     let mtu = mdwrite::interface_mtu(d.ifindex).unwrap();
     let max = (mtu.min(65535) - 28) as usize;
@@ -211,7 +208,7 @@ fn destinations_sharing_a_source_share_a_socket() {
                 port = d.src_port;
             }
             d.src_port = port;
-            sender.connect(&d).unwrap()
+            sender.add_destination(&d).unwrap()
         })
         .collect();
     let bufs: Vec<Vec<u8>> = (0..4).map(|i| data(1000 * 70 + 1 + i, i as u8)).collect();
@@ -220,10 +217,7 @@ fn destinations_sharing_a_source_share_a_socket() {
         .zip(&bufs)
         .map(|(&id, b)| Entry::new(id, b))
         .collect();
-    let opts = WriteOptions {
-        quantum: 3,
-        ..Default::default()
-    };
+    let opts = WriteOptions::default().with_quantum(3);
     let r = sender.send_vectored(&entries, &opts).unwrap();
     assert_eq!(r.packets, 4 * 71);
     for (i, s) in rx.iter().enumerate() {
@@ -241,7 +235,7 @@ fn destinations_sharing_a_source_share_a_socket() {
     let (_, from) = s.recv_from(&mut buf).unwrap();
     assert_eq!(from.port(), port);
     // Disconnecting one keeps the others' socket.
-    sender.disconnect(ids[0]).unwrap();
+    sender.remove_destination(ids[0]).unwrap();
     sender
         .send_vectored(&[Entry::new(ids[1], b"y")], &opts)
         .unwrap();
@@ -273,32 +267,24 @@ fn connect_errors_are_the_modules() {
         ),
         (with(&|d| d.from = "::1".parse().unwrap()), libc::EINVAL),
         (with(&|d| d.dscp = 64), libc::EINVAL),
-        (
-            with(&|d| {
-                d.rtp = Some(Rtp {
-                    payload_type: 128,
-                    ..Default::default()
-                })
-            }),
-            libc::EINVAL,
-        ),
+        (with(&|d| d.rtp = Some(Rtp::new(0, 128))), libc::EINVAL),
         (with(&|d| d.vlan_tci = Some(0)), libc::EINVAL),
         (with(&|d| d.packet_size = Some(28)), libc::EMSGSIZE),
         (with(&|d| d.vlan_tci = Some(5)), libc::EOPNOTSUPP),
     ];
     for (d, errno) in cases {
-        assert_eq!(errno_of(sender.connect(&d)), errno, "{d:?}");
+        assert_eq!(errno_of(sender.add_destination(&d)), errno, "{d:?}");
     }
-    let id = sender.connect(&good).unwrap();
-    sender.disconnect(id).unwrap();
-    assert_eq!(errno_of(sender.disconnect(id)), libc::ENXIO);
+    let id = sender.add_destination(&good).unwrap();
+    sender.remove_destination(id).unwrap();
+    assert_eq!(errno_of(sender.remove_destination(id)), libc::ENXIO);
 }
 
 #[test]
 fn write_errors_are_the_modules() {
     let mut sender = Sender::open_fallback().unwrap();
     let rx = receiver("127.0.0.1");
-    let id = sender.connect(&dest_to(&rx, 1316, None)).unwrap();
+    let id = sender.add_destination(&dest_to(&rx, 1316, None)).unwrap();
     let opts = WriteOptions::default();
     let one = [1u8; 10];
     assert_eq!(errno_of(sender.send_vectored(&[], &opts)), libc::EINVAL);
@@ -336,19 +322,17 @@ fn stream_group_through_the_fallback() {
     // Stream 0 to receivers 0 and 1 over RTP and to receiver 3 as plain
     // UDP (its entries carry no timestamp), stream 1 to receiver 2.
     for (i, dests) in [vec![0usize, 1, 3], vec![2]].into_iter().enumerate() {
-        let mut cfg = StreamConfig {
-            bitrate: bitrates[i],
-            payload_size: 1316,
-            dests: Vec::new(),
-            rtp_clock_hz: (i == 0).then_some(90_000),
-        };
+        let mut cfg = StreamConfig::new(bitrates[i], 1316);
+        if i == 0 {
+            cfg = cfg.with_rtp_clock_hz(90_000);
+        }
         for r in dests {
             let rtp = cfg
                 .rtp_ts_increment()
                 .filter(|_| r != 3)
                 .map(|inc| rtp(r as u32, 0, 1_000_000 * r as u32, inc));
             cfg.dests
-                .push(sender.connect(&dest_to(&rx[r], 1316, rtp)).unwrap());
+                .push(sender.add_destination(&dest_to(&rx[r], 1316, rtp)).unwrap());
         }
         cfgs.push(cfg.clone());
         group
@@ -356,12 +340,26 @@ fn stream_group_through_the_fallback() {
             .unwrap();
     }
     let mut ticks = 0;
+    let mut delivered: std::collections::HashMap<DestId, (u64, u64)> = Default::default();
     while !group.is_empty() {
         let r = group.tick(&mut sender).unwrap();
         assert!(r.write.as_ref().is_none_or(|w| w.error.is_none()));
+        for c in &r.delivered {
+            let d = delivered.entry(c.dest).or_default();
+            d.0 += c.packets;
+            d.1 += c.bytes;
+        }
         ticks += 1;
     }
     assert!(ticks > 5);
+    // Per destination: each got its stream's packets and bytes.
+    for cfg in &cfgs {
+        let stream = if cfg.bitrate == bitrates[0] { 0 } else { 1 };
+        let len = sources[stream].len() as u64;
+        for d in &cfg.dests {
+            assert_eq!(delivered[d], (len.div_ceil(1316), len), "destination {d:?}");
+        }
+    }
     for (r, stream, skip) in [(0, 0, 12), (1, 0, 12), (2, 1, 0), (3, 0, 0)] {
         let n = sources[stream].len().div_ceil(1316);
         let got = recv_n(&rx[r], n);
@@ -395,7 +393,7 @@ fn gso_sends_the_same_packets_in_fewer_messages() {
         let rx: Vec<UdpSocket> = (0..2).map(|_| receiver("127.0.0.1")).collect();
         let ids: Vec<DestId> = rx
             .iter()
-            .map(|s| sender.connect(&dest_to(s, 1000, None)).unwrap())
+            .map(|s| sender.add_destination(&dest_to(s, 1000, None)).unwrap())
             .collect();
         // One destination: 150 full packets and a partial one, in runs of
         // at most 64 packets per message.
@@ -428,10 +426,7 @@ fn gso_sends_the_same_packets_in_fewer_messages() {
             Entry::new(ids[1], &c),
             Entry::new(ids[0], &d),
         ];
-        let opts = WriteOptions {
-            quantum: 4,
-            ..Default::default()
-        };
+        let opts = WriteOptions::default().with_quantum(4);
         let r = sender.send_vectored(&entries, &opts).unwrap();
         assert_eq!(r.packets, 19);
         assert_eq!(recv_n(&rx[0], 12).concat(), [b.clone(), d.clone()].concat());
@@ -448,10 +443,12 @@ fn no_gso_with_rtp_or_mixed_payloads() {
     let mut sender = Sender::open_fallback().unwrap();
     let rx: Vec<UdpSocket> = (0..3).map(|_| receiver("127.0.0.1")).collect();
     let rtp_dest = sender
-        .connect(&dest_to(&rx[0], 1000, Some(rtp(1, 0, 0, 10))))
+        .add_destination(&dest_to(&rx[0], 1000, Some(rtp(1, 0, 0, 10))))
         .unwrap();
-    let plain = sender.connect(&dest_to(&rx[1], 1000, None)).unwrap();
-    let other = sender.connect(&dest_to(&rx[2], 800, None)).unwrap();
+    let plain = sender
+        .add_destination(&dest_to(&rx[1], 1000, None))
+        .unwrap();
+    let other = sender.add_destination(&dest_to(&rx[2], 800, None)).unwrap();
     let a = data(1000 * 20, 5);
     for (id, s, n) in [(rtp_dest, 0, 20), (plain, 1, 20), (other, 2, 25)] {
         let before = sender.fallback_stats().unwrap();
@@ -468,10 +465,7 @@ fn no_gso_with_rtp_or_mixed_payloads() {
     }
     // Together (different payload sizes), nothing is merged.
     let before = sender.fallback_stats().unwrap();
-    let opts = WriteOptions {
-        quantum: 8,
-        ..Default::default()
-    };
+    let opts = WriteOptions::default().with_quantum(8);
     sender
         .send_vectored(&[Entry::new(plain, &a), Entry::new(other, &a)], &opts)
         .unwrap();
@@ -500,8 +494,8 @@ fn open_without_the_module_is_the_fallback() {
 fn registered_buffer_and_async_send_through_the_fallback() {
     let (r1, r2) = (receiver("127.0.0.1"), receiver("127.0.0.1"));
     let mut sender = Sender::open_fallback().unwrap();
-    let d1 = sender.connect(&dest_to(&r1, 1000, None)).unwrap();
-    let d2 = sender.connect(&dest_to(&r2, 500, None)).unwrap();
+    let d1 = sender.add_destination(&dest_to(&r1, 1000, None)).unwrap();
+    let d2 = sender.add_destination(&dest_to(&r2, 500, None)).unwrap();
     let mut buf = sender.register_buffer(10_000).unwrap();
     assert_eq!(buf.id(), None, "plain memory on the fallback");
     assert_eq!(buf.len(), 10_000);
@@ -518,57 +512,176 @@ fn registered_buffer_and_async_send_through_the_fallback() {
     );
     assert!(sender.wait_completion(None).unwrap().is_none());
 
+    let addr = buf.as_ptr();
     let entries = [
-        Entry::new(d1, &buf[100..2600]),
-        Entry::new(d2, &buf[100..1100]),
+        AsyncEntry::new(d1, 0, 100..2600),
+        AsyncEntry::new(d2, 0, 100..1100),
     ];
     let report = sender
-        .send_async(&entries, &WriteOptions::default(), 0xfeed)
+        .send_async(vec![buf], &entries, &WriteOptions::default(), 0xfeed)
         .unwrap();
     assert_eq!((report.bytes, report.packets), (3500, 5));
     assert_eq!(sender.in_flight(), 1);
     assert_eq!(sender.try_completions(&mut done).unwrap(), 1);
     assert_eq!(sender.in_flight(), 0);
-    let c = &done[0];
+    let c = &mut done[0];
     assert_eq!((c.cookie, c.bytes, c.packets), (0xfeed, 3500, 5));
     assert!(c.error.is_none());
+    // The buffer comes back with the completion, the same memory.
+    assert_eq!(c.buffers.len(), 1);
+    let buf = c.buffers.pop().unwrap();
+    assert_eq!((buf.as_ptr(), buf.len()), (addr, 10_000));
     assert_eq!(recv_n(&r1, 3).concat(), payload);
     assert_eq!(recv_n(&r2, 2).concat(), &payload[..1000]);
     assert_drained(&r1);
     assert_drained(&r2);
 
-    // A call that fails has no completion.
+    // A call that fails has no completion, and hands the buffers back.
     let e = sender
-        .send_async(&[Entry::new(d1, &[])], &WriteOptions::default(), 1)
+        .send_async(
+            vec![buf],
+            &[AsyncEntry::new(d1, 0, 5..5)],
+            &WriteOptions::default(),
+            1,
+        )
         .unwrap_err();
     assert_eq!(e.raw_os_error(), Some(libc::EINVAL));
+    assert_eq!(e.buffers.len(), 1);
+    assert_eq!(e.buffers[0].as_ptr(), addr);
     assert_eq!(sender.in_flight(), 0);
     assert_eq!(sender.try_completions(&mut done).unwrap(), 0);
+    // An entry outside its buffer, or naming no buffer of the call, is
+    // EINVAL before anything is sent.
+    let buf = e.buffers.into_iter().next().unwrap();
+    let e = sender
+        .send_async(
+            vec![buf],
+            &[AsyncEntry::new(d1, 0, 9_000..10_001)],
+            &WriteOptions::default(),
+            2,
+        )
+        .unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EINVAL));
+    let e = sender
+        .send_async(
+            e.buffers,
+            &[AsyncEntry::new(d1, 1, 0..10)],
+            &WriteOptions::default(),
+            3,
+        )
+        .unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EINVAL));
+    let io_error: io::Error = e.into();
+    assert_eq!(io_error.raw_os_error(), Some(libc::EINVAL));
+    assert_eq!(sender.in_flight(), 0);
+    assert_drained(&r1);
+}
+
+#[test]
+fn split_pieces_go_in_flight_independently() {
+    let r = receiver("127.0.0.1");
+    let mut sender = Sender::open_fallback().unwrap();
+    let d = sender.add_destination(&dest_to(&r, 1000, None)).unwrap();
+    let mut buf = sender.register_buffer(3000).unwrap();
+    let base = buf.as_ptr() as usize;
+    for (i, b) in buf.iter_mut().enumerate() {
+        *b = (i / 1000) as u8 + 1;
+    }
+    let mut pieces = buf.into_chunks(1000);
+    assert_eq!(pieces.len(), 3);
+    for (i, p) in pieces.iter().enumerate() {
+        assert_eq!((p.as_ptr() as usize - base, p.len()), (i * 1000, 1000));
+        assert!(p.iter().all(|&b| b == i as u8 + 1));
+    }
+    let last = pieces.pop().unwrap();
+    let middle = pieces.pop().unwrap();
+    let mut first = pieces.pop().unwrap();
+    let opts = WriteOptions::default();
+    sender
+        .send_async(vec![middle], &[AsyncEntry::new(d, 0, 0..1000)], &opts, 20)
+        .unwrap();
+    sender
+        .send_async(
+            vec![last],
+            &[AsyncEntry::new(d, 0, 0..10).with_rtp_timestamp(5)],
+            &opts,
+            30,
+        )
+        .unwrap_err(); // a timestamp for a destination without RTP
+                       // The other pieces are still ours to rewrite.
+    first.fill(9);
+    let mut tail = first.split_off(600);
+    assert_eq!((first.len(), tail.len()), (600, 400));
+    tail.fill(8);
+    assert!(first.iter().all(|&b| b == 9));
+    let mut done = Vec::new();
+    sender.try_completions(&mut done).unwrap();
+    assert_eq!(done.len(), 1);
+    assert_eq!(done[0].cookie, 20);
+    assert_eq!(done[0].buffers[0].as_ptr() as usize - base, 1000);
+    assert_eq!(recv_n(&r, 1).concat(), vec![2u8; 1000]);
+}
+
+#[test]
+fn sender_fd_is_readable_while_completions_wait() {
+    use std::os::fd::AsFd;
+    let r = receiver("127.0.0.1");
+    let mut sender = Sender::open_fallback().unwrap();
+    let d = sender.add_destination(&dest_to(&r, 1000, None)).unwrap();
+    let readable = |s: &Sender| {
+        let fd = s.as_fd();
+        let mut fds = [rustix::event::PollFd::new(
+            &fd,
+            rustix::event::PollFlags::IN,
+        )];
+        rustix::event::poll(&mut fds, Some(&rustix::event::Timespec::default())).unwrap() == 1
+    };
+    assert!(!readable(&sender));
+    for cookie in 0..2 {
+        let buf = sender.register_buffer(10).unwrap();
+        sender
+            .send_async(
+                vec![buf],
+                &[AsyncEntry::new(d, 0, 0..10)],
+                &WriteOptions::default(),
+                cookie,
+            )
+            .unwrap();
+    }
+    assert!(readable(&sender));
+    assert!(sender.wait_completion(None).unwrap().is_some());
+    assert!(readable(&sender), "one completion still waits");
+    let mut done = Vec::new();
+    assert_eq!(sender.try_completions(&mut done).unwrap(), 1);
+    assert!(!readable(&sender));
+    recv_n(&r, 2);
 }
 
 #[test]
 fn fallback_back_pressure_is_the_modules() {
     let r = receiver("127.0.0.1");
     let mut sender = Sender::open_fallback().unwrap();
-    let d = sender.connect(&dest_to(&r, 1000, None)).unwrap();
-    let one = [7u8; 10];
+    let d = sender.add_destination(&dest_to(&r, 1000, None)).unwrap();
+    let one = || {
+        let mut b = RegisteredBuffer::unregistered(10).unwrap();
+        b.fill(7);
+        vec![b]
+    };
+    let entry = [AsyncEntry::new(d, 0, 0..10)];
     let opts = WriteOptions::default();
     let limit = mdwrite::uapi::MDW_MAX_ASYNC as u64;
     for cookie in 0..limit {
-        sender
-            .send_async(&[Entry::new(d, &one)], &opts, cookie)
-            .unwrap();
+        sender.send_async(one(), &entry, &opts, cookie).unwrap();
     }
     assert_eq!(sender.in_flight(), limit);
-    let e = sender
-        .send_async(&[Entry::new(d, &one)], &opts, limit)
-        .unwrap_err();
+    let e = sender.send_async(one(), &entry, &opts, limit).unwrap_err();
     assert_eq!(e.raw_os_error(), Some(libc::EAGAIN));
-    assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+    assert_eq!(e.error.kind(), io::ErrorKind::WouldBlock);
+    assert_eq!(e.buffers.len(), 1);
     // Waiting variant: reads the completions, then sends.
     let mut done = Vec::new();
     sender
-        .send_async_waiting(&[Entry::new(d, &one)], &opts, limit, &mut done)
+        .send_async_waiting(e.buffers, &entry, &opts, limit, &mut done)
         .unwrap();
     let cookies: Vec<u64> = done.iter().map(|c| c.cookie).collect();
     assert_eq!(cookies, (0..limit).collect::<Vec<_>>(), "oldest first");
@@ -582,14 +695,20 @@ fn fallback_back_pressure_is_the_modules() {
 fn fallback_signals_the_eventfd() {
     let r = receiver("127.0.0.1");
     let mut sender = Sender::open_fallback().unwrap();
-    let d = sender.connect(&dest_to(&r, 1000, None)).unwrap();
+    let d = sender.add_destination(&dest_to(&r, 1000, None)).unwrap();
     let efd = eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK).unwrap();
     sender
         .set_eventfd(Some(std::os::fd::AsFd::as_fd(&efd)))
         .unwrap();
+    let x = || {
+        let mut b = RegisteredBuffer::unregistered(1).unwrap();
+        b[0] = b'x';
+        vec![b]
+    };
+    let entry = [AsyncEntry::new(d, 0, 0..1)];
     for cookie in 0..3 {
         sender
-            .send_async(&[Entry::new(d, b"x")], &WriteOptions::default(), cookie)
+            .send_async(x(), &entry, &WriteOptions::default(), cookie)
             .unwrap();
     }
     let mut count = [0u8; 8];
@@ -597,7 +716,7 @@ fn fallback_signals_the_eventfd() {
     assert_eq!(u64::from_ne_bytes(count), 3);
     sender.set_eventfd(None).unwrap();
     sender
-        .send_async(&[Entry::new(d, b"x")], &WriteOptions::default(), 3)
+        .send_async(x(), &entry, &WriteOptions::default(), 3)
         .unwrap();
     let e = rustix::io::read(&efd, &mut count).unwrap_err();
     assert_eq!(e, rustix::io::Errno::AGAIN);

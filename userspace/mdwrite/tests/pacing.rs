@@ -86,12 +86,8 @@ impl Read for Endless {
 }
 
 fn cfg(bitrate: u64, dests: &[u32]) -> StreamConfig {
-    StreamConfig {
-        bitrate,
-        payload_size: 1316,
-        dests: dests.iter().map(|&d| DestId::from_handle(d)).collect(),
-        rtp_clock_hz: None,
-    }
+    StreamConfig::new(bitrate, 1316)
+        .with_dests(dests.iter().map(|&d| DestId::from_handle(d)).collect())
 }
 
 /// The ideal byte count of a stream at `bitrate` after `elapsed`.
@@ -215,10 +211,7 @@ fn interval_follows_the_slowest_stream_within_bounds() {
     assert_eq!(group.interval(), Duration::from_millis(20));
 
     // A larger budget lets the slow stream fill its packet.
-    let opts = GroupOptions {
-        latency: Duration::from_millis(500),
-        ..Default::default()
-    };
+    let opts = GroupOptions::default().with_latency(Duration::from_millis(500));
     let mut group = StreamGroup::new(FakeClock::new(), opts);
     group
         .add_stream(cfg(64_000, &[1]), Box::new(Endless))
@@ -487,14 +480,11 @@ fn short_reads_keep_packets_whole() {
 #[test]
 fn bad_streams_are_refused() {
     let mut group = StreamGroup::new(FakeClock::new(), GroupOptions::default());
-    for bad in [
-        cfg(0, &[1]),
-        cfg(1000, &[]),
-        StreamConfig {
-            payload_size: 0,
-            ..cfg(1000, &[1])
-        },
-    ] {
+    for bad in [cfg(0, &[1]), cfg(1000, &[]), {
+        let mut c = cfg(1000, &[1]);
+        c.payload_size = 0;
+        c
+    }] {
         let e = group.add_stream(bad, Box::new(Endless)).unwrap_err();
         assert_eq!(e.raw_os_error(), Some(22));
     }

@@ -70,10 +70,10 @@ fn fail(what: &str, e: i32) -> String {
 fn require(dev: &Device) -> TestResult {
     let info = dev.info().map_err(|e| format!("INFO: {e}"))?;
     let want = MDW_FEAT_BUF | MDW_FEAT_ASYNC;
-    if info.features.0 & want != want {
+    if info.features.bits() & want != want {
         return Err(format!(
             "the module lacks MDW_FEAT_BUF | MDW_FEAT_ASYNC: features {:#x}",
-            info.features.0
+            info.features.bits()
         ));
     }
     // SAFETY: sysconf has no preconditions.

@@ -90,82 +90,92 @@ pub(crate) fn dest_add_errors() -> TestResult {
     let cases: Vec<(&str, DestConfig, i32)> = vec![
         (
             "unknown ifindex",
-            DestConfig {
-                ifindex: 9999,
-                ..good.clone()
+            {
+                let mut v = good.clone();
+                v.ifindex = 9999;
+                v
             },
             libc::ENODEV,
         ),
         (
             "loopback (not Ethernet)",
-            DestConfig {
-                ifindex: 1,
-                ..good.clone()
+            {
+                let mut v = good.clone();
+                v.ifindex = 1;
+                v
             },
             libc::EINVAL,
         ),
         (
             "packet size above MTU",
-            DestConfig {
-                packet_size: Some(1501),
-                ..good.clone()
+            {
+                let mut v = good.clone();
+                v.packet_size = Some(1501);
+                v
             },
             libc::EMSGSIZE,
         ),
         (
             "packet size below headers",
-            DestConfig {
-                packet_size: Some(28),
-                ..good.clone()
+            {
+                let mut v = good.clone();
+                v.packet_size = Some(28);
+                v
             },
             libc::EMSGSIZE,
         ),
         (
             "DSCP 64",
-            DestConfig {
-                dscp: 64,
-                ..good.clone()
+            {
+                let mut v = good.clone();
+                v.dscp = 64;
+                v
             },
             libc::EINVAL,
         ),
         (
             "VLAN id 0",
-            DestConfig {
-                vlan_tci: Some(0),
-                ..good.clone()
+            {
+                let mut v = good.clone();
+                v.vlan_tci = Some(0);
+                v
             },
             libc::EINVAL,
         ),
         (
             "VLAN id 4095",
-            DestConfig {
-                vlan_tci: Some(4095),
-                ..good.clone()
+            {
+                let mut v = good.clone();
+                v.vlan_tci = Some(4095);
+                v
             },
             libc::EINVAL,
         ),
         (
             "destination port 0",
-            DestConfig {
-                to: SocketAddr::new(good.to.ip(), 0),
-                ..good.clone()
+            {
+                let mut v = good.clone();
+                v.to = SocketAddr::new(good.to.ip(), 0);
+                v
             },
             libc::EINVAL,
         ),
         (
             "source port 0",
-            DestConfig {
-                src_port: 0,
-                ..good.clone()
+            {
+                let mut v = good.clone();
+                v.src_port = 0;
+                v
             },
             libc::EINVAL,
         ),
         (
             "unresolved neighbour",
-            DestConfig {
-                dst_mac: None,
-                to: SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 99, 0, 200)), 5000),
-                ..good.clone()
+            {
+                let mut v = good.clone();
+                v.dst_mac = None;
+                v.to = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 99, 0, 200)), 5000);
+                v
             },
             libc::EHOSTUNREACH,
         ),
@@ -184,9 +194,10 @@ pub(crate) fn dest_add_errors() -> TestResult {
     // A known neighbour resolves.
     let r = &topo.receivers[0];
     topo.permanent_neighbour(r.v4.into(), r.mac)?;
-    dev.add_destination(&DestConfig {
-        dst_mac: None,
-        ..good.clone()
+    dev.add_destination(&{
+        let mut v = good.clone();
+        v.dst_mac = None;
+        v
     })
     .map_err(|e| format!("resolved neighbour: {e}"))?;
 
@@ -194,9 +205,10 @@ pub(crate) fn dest_add_errors() -> TestResult {
     let d0 = topo::add_dummy(&topo.sender, "d0", false)?;
     expect(
         "device down",
-        errno_of(dev.add_destination(&DestConfig {
-            ifindex: d0,
-            ..good.clone()
+        errno_of(dev.add_destination(&{
+            let mut v = good.clone();
+            v.ifindex = d0;
+            v
         })),
         libc::ENETDOWN,
     )?;

@@ -75,19 +75,18 @@ pub(crate) fn fanout_rtp_per_destination() -> TestResult {
         if i % 4 == 3 {
             c.packet_size = Some(1000);
         }
-        c.rtp = Some(Rtp {
-            ssrc: 0x5000 + i as u32,
-            payload_type: 33,
-            seq: 65000 + 100 * i as u16,
-            timestamp: 10_000 * i as u32,
-            ts_increment: 90,
-        });
+        c.rtp = Some(
+            Rtp::new(0x5000 + i as u32, 33)
+                .with_seq(65000 + 100 * i as u16)
+                .with_timestamp(10_000 * i as u32)
+                .with_ts_increment(90),
+        );
     })?;
     let info = dev.info().map_err(|e| format!("INFO: {e}"))?;
-    if info.features.0 & MDW_FEAT_FANOUT == 0 {
+    if info.features.bits() & MDW_FEAT_FANOUT == 0 {
         return Err(format!(
             "the module lacks MDW_FEAT_FANOUT: features {:#x}",
-            info.features.0
+            info.features.bits()
         ));
     }
     // The smallest payload: a 1000-byte IPv4 packet with UDP and RTP.

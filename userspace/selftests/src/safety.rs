@@ -308,10 +308,7 @@ pub(crate) fn stuck(dev_name: &str) -> TestResult {
     let data = pattern(64 * PAYLOAD, 11);
     std::thread::scope(|s| {
         s.spawn(|| {
-            let opts = WriteOptions {
-                qdisc: true,
-                ..Default::default()
-            };
+            let opts = WriteOptions::default().with_qdisc(true);
             let r = dev.write_vectored(&[Entry::new(id, &data)], opts);
             println!("sync call returned: {r:?}");
         });
@@ -544,10 +541,7 @@ pub(crate) fn qdisc_congestion_queued() -> TestResult {
     let dev = Device::open().map_err(|e| e.to_string())?;
     let id = dev.add_destination(&c).map_err(|e| e.to_string())?;
     let data = pattern(64 * PAYLOAD, 12);
-    let opts = WriteOptions {
-        qdisc: true,
-        ..Default::default()
-    };
+    let opts = WriteOptions::default().with_qdisc(true);
     let r = dev
         .write_vectored(&[Entry::new(id, &data)], opts)
         .map_err(|e| format!("WRITEV: {e}"))?;

@@ -141,10 +141,9 @@ fn write(
     let report = dev
         .write_vectored(
             entries,
-            WriteOptions {
-                quantum,
-                qdisc: false,
-            },
+            WriteOptions::default()
+                .with_quantum(quantum)
+                .with_qdisc(false),
         )
         .map_err(|e| format!("WRITEV: {e}"))?;
     if let Some((e, i)) = &report.error {
@@ -272,13 +271,12 @@ pub(crate) fn send_ipv6_rtp() -> TestResult {
     let rx = start_receivers(&topo, true, &expect, 12)?;
     let (dev, ids) = sender(&topo, true, |i, c| {
         c.packet_size = Some(packet_size);
-        c.rtp = Some(Rtp {
-            ssrc: 0x1000 + i as u32,
-            payload_type: 33,
-            seq: 65530,
-            timestamp: 1_000 * i as u32,
-            ts_increment: 90,
-        });
+        c.rtp = Some(
+            Rtp::new(0x1000 + i as u32, 33)
+                .with_seq(65530)
+                .with_timestamp(1_000 * i as u32)
+                .with_ts_increment(90),
+        );
     })?;
     let entries = one_each(&ids, &first);
     write(&dev, &entries, 0)?;
@@ -529,10 +527,7 @@ pub(crate) fn send_checksum_vlan_qdisc() -> TestResult {
     let report = dev
         .write_vectored(
             &entries,
-            WriteOptions {
-                quantum: 0,
-                qdisc: true,
-            },
+            WriteOptions::default().with_quantum(0).with_qdisc(true),
         )
         .map_err(|e| format!("WRITEV through the qdisc: {e}"))?;
     if report.error.is_some() || report.bytes != lens.iter().sum::<usize>() as u64 / 2 {
@@ -675,13 +670,12 @@ pub(crate) fn send_real_nic_recycled() -> TestResult {
         SocketAddr::new("10.96.0.2".parse().map_err(|_| "addr")?, rtp_port),
     );
     c.dst_mac = Some(mac);
-    c.rtp = Some(Rtp {
-        ssrc: 0xabcd,
-        payload_type: 96,
-        seq: seq0,
-        timestamp: ts0,
-        ts_increment: ts_inc,
-    });
+    c.rtp = Some(
+        Rtp::new(0xabcd, 96)
+            .with_seq(seq0)
+            .with_timestamp(ts0)
+            .with_ts_increment(ts_inc),
+    );
     let rtp_id = dev
         .add_destination(&c)
         .map_err(|e| format!("DEST_ADD rtp: {e}"))?;
@@ -699,10 +693,7 @@ pub(crate) fn send_real_nic_recycled() -> TestResult {
                 "ip", "netns", "exec", &snd, "ethtool", "-K", &a, "tx", "off",
             ])?;
         }
-        let opts = WriteOptions {
-            qdisc: std::env::var_os("MDW_TEST_QDISC").is_some(),
-            ..WriteOptions::default()
-        };
+        let opts = WriteOptions::default().with_qdisc(std::env::var_os("MDW_TEST_QDISC").is_some());
         let r = dev
             .write_vectored(&entries, opts)
             .map_err(|e| format!("call {call}: {e}"))?;

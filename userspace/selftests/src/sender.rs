@@ -45,13 +45,12 @@ pub(crate) fn plain_config(topo: &Topology, ifindex: u32, i: usize) -> DestConfi
 fn config(topo: &Topology, ifindex: u32, i: usize) -> DestConfig {
     let mut c = plain_config(topo, ifindex, i);
     if i != 2 {
-        c.rtp = Some(Rtp {
-            ssrc: 0xab00 + i as u32,
-            payload_type: 33,
-            seq: 65500 + i as u16,
-            timestamp: 1_000_000 * i as u32,
-            ts_increment: 90 + i as u32,
-        });
+        c.rtp = Some(
+            Rtp::new(0xab00 + i as u32, 33)
+                .with_seq(65500 + i as u16)
+                .with_timestamp(1_000_000 * i as u32)
+                .with_ts_increment(90 + i as u32),
+        );
     }
     c
 }
@@ -74,10 +73,13 @@ pub(crate) fn add_stream_to(
     cfg: StreamConfig,
     src: Vec<u8>,
 ) -> TestResult {
-    let id = sender.connect(c).map_err(|e| format!("connect: {e}"))?;
-    let cfg = StreamConfig {
-        dests: vec![id],
-        ..cfg
+    let id = sender
+        .add_destination(c)
+        .map_err(|e| format!("connect: {e}"))?;
+    let cfg = {
+        let mut v = cfg;
+        v.dests = vec![id];
+        v
     };
     group
         .add_stream(cfg, Box::new(std::io::Cursor::new(src)))
@@ -208,7 +210,7 @@ fn run_workload(topo: &Topology, backend: Backend, work: Workload) -> Result<Out
         }
         let ids: Vec<DestId> = configs
             .iter()
-            .map(|c| sender.connect(c))
+            .map(|c| sender.add_destination(c))
             .collect::<Result<_, _>>()
             .map_err(|e| format!("{backend}: connect: {e}"))?;
         let payloads = ids
@@ -225,10 +227,9 @@ fn run_workload(topo: &Topology, backend: Backend, work: Workload) -> Result<Out
                         rtp_timestamp: *ts,
                     })
                     .collect();
-                let opts = WriteOptions {
-                    quantum,
-                    qdisc: false,
-                };
+                let opts = WriteOptions::default()
+                    .with_quantum(quantum)
+                    .with_qdisc(false);
                 let report = sender
                     .send_vectored(&entries, &opts)
                     .map_err(|e| format!("{backend}: send: {e}"))?;
@@ -240,11 +241,11 @@ fn run_workload(topo: &Topology, backend: Backend, work: Workload) -> Result<Out
             Workload::Group(streams) => {
                 let mut group = StreamGroup::new(FakeClock::new(), GroupOptions::default());
                 for (rs, bitrate, src) in streams {
-                    let cfg = StreamConfig {
-                        bitrate,
-                        payload_size: 1316,
-                        dests: rs.iter().map(|&r| ids[r]).collect(),
-                        rtp_clock_hz: Some(90_000),
+                    let cfg = {
+                        let mut v = StreamConfig::new(bitrate, 1316);
+                        v.dests = rs.iter().map(|&r| ids[r]).collect();
+                        v.rtp_clock_hz = Some(90_000);
+                        v
                     };
                     group
                         .add_stream(cfg, Box::new(std::io::Cursor::new(src)))
@@ -495,11 +496,11 @@ pub(crate) fn sender_stream_group_module() -> TestResult {
         let clock = FakeClock::new();
         let mut group = StreamGroup::new(clock, GroupOptions::default());
         for (i, (mut c, src)) in configs.into_iter().zip(srcs).enumerate() {
-            let cfg = StreamConfig {
-                bitrate: [2_000_000, 500_000][i],
-                payload_size: 1316,
-                dests: Vec::new(),
-                rtp_clock_hz: Some(90_000),
+            let cfg = {
+                let mut v = StreamConfig::new([2_000_000, 500_000][i], 1316);
+                v.dests = Vec::new();
+                v.rtp_clock_hz = Some(90_000);
+                v
             };
             c.packet_size = Some(c.packet_size_for(1316));
             if let Some(r) = c.rtp.as_mut() {
@@ -553,9 +554,10 @@ pub(crate) fn sender_backends_same_errors() -> TestResult {
     let down = topo::add_dummy(&topo.sender, "d0", false)?;
     let ifindex = topo.sender_ifindex()?;
     // Receiver 2's destination (plain IPv4 UDP), at the MTU.
-    let good = DestConfig {
-        packet_size: None,
-        ..config(&topo, ifindex, 2)
+    let good = {
+        let mut v = config(&topo, ifindex, 2);
+        v.packet_size = None;
+        v
     };
     let with = |f: &dyn Fn(&mut DestConfig)| {
         let mut d = good.clone();
@@ -591,9 +593,10 @@ pub(crate) fn sender_backends_same_errors() -> TestResult {
         (
             "payload type 128",
             with(&|d| {
-                d.rtp = Some(Rtp {
-                    payload_type: 128,
-                    ..Default::default()
+                d.rtp = Some({
+                    let mut v = Rtp::default();
+                    v.payload_type = 128;
+                    v
                 })
             }),
             libc::EINVAL,
@@ -618,14 +621,14 @@ pub(crate) fn sender_backends_same_errors() -> TestResult {
         for backend in [Backend::Module, Backend::Fallback] {
             let mut sender = open_backend(backend)?;
             for (what, d, want) in &cases {
-                let got =
-                    errno_of(sender.connect(d)).map_err(|e| format!("{backend}: {what}: {e}"))?;
+                let got = errno_of(sender.add_destination(d))
+                    .map_err(|e| format!("{backend}: {what}: {e}"))?;
                 if got != *want {
                     return Err(format!("{backend}: {what}: errno {got}, want {want}"));
                 }
             }
             let id = sender
-                .connect(&good)
+                .add_destination(&good)
                 .map_err(|e| format!("{backend}: connect: {e}"))?;
             let one = [1u8; 10];
             let opts = WriteOptions::default();
@@ -660,9 +663,9 @@ pub(crate) fn sender_backends_same_errors() -> TestResult {
                 }
             }
             sender
-                .disconnect(id)
+                .remove_destination(id)
                 .map_err(|e| format!("{backend}: disconnect: {e}"))?;
-            let got = errno_of(sender.disconnect(id))
+            let got = errno_of(sender.remove_destination(id))
                 .map_err(|e| format!("{backend}: disconnect twice: {e}"))?;
             if got != libc::ENXIO {
                 return Err(format!("{backend}: disconnect twice: errno {got}"));

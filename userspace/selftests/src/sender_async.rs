@@ -14,8 +14,8 @@ use std::{
 
 use mdwrite::{
     uapi::{MDW_FEAT_ASYNC, MDW_FEAT_BUF, MDW_MAX_ASYNC},
-    Backend, Completion, DestConfig, Entry, FakeClock, GroupOptions, Rtp, Sender, StreamConfig,
-    StreamGroup, WriteOptions, WriteReport,
+    AsyncEntry, Backend, Completion, DestConfig, FakeClock, GroupOptions, Rtp, Sender,
+    StreamConfig, StreamGroup, WriteOptions, WriteReport,
 };
 
 use crate::{
@@ -39,13 +39,12 @@ const COOKIE: u64 = 0xC0DE_0000_0000;
 fn config(topo: &Topology, ifindex: u32, i: usize) -> DestConfig {
     let mut c = plain_config(topo, ifindex, i);
     if i == 2 {
-        c.rtp = Some(Rtp {
-            ssrc: 0x5e0d,
-            payload_type: 33,
-            seq: 1,
-            timestamp: 0,
-            ts_increment: 90,
-        });
+        c.rtp = Some(
+            Rtp::new(0x5e0d, 33)
+                .with_seq(1)
+                .with_timestamp(0)
+                .with_ts_increment(90),
+        );
     }
     c
 }
@@ -70,10 +69,10 @@ fn require_module(sender: &Sender) -> TestResult {
         .map_err(|e| format!("info: {e}"))?
         .ok_or("no module info")?;
     let want = MDW_FEAT_BUF | MDW_FEAT_ASYNC;
-    if info.features.0 & want != want {
+    if info.features.bits() & want != want {
         return Err(format!(
             "the module lacks MDW_FEAT_BUF | MDW_FEAT_ASYNC: features {:#x}",
-            info.features.0
+            info.features.bits()
         ));
     }
     Ok(())
@@ -193,7 +192,7 @@ fn registered_async(backend: Backend) -> Result<Vec<Received>, String> {
         }
         let ids = configs
             .iter()
-            .map(|c| sender.connect(c))
+            .map(|c| sender.add_destination(c))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| format!("connect: {e}"))?;
         let mut buf = sender
@@ -203,24 +202,41 @@ fn registered_async(backend: Backend) -> Result<Vec<Received>, String> {
             return Err(format!("{backend} gave buffer {buf:?}"));
         }
         buf.copy_from_slice(&d);
+        let buf_len = buf.len();
+        // One piece of the buffer per call (the chunks of call k lie in
+        // order between the first chunk of k and that of k + 1): each call
+        // owns its piece until its completion.
+        let mut pieces = Vec::new();
+        let mut rest = buf;
+        for k in (1..chunks.len()).rev() {
+            pieces.push((chunks[k][0].0, rest.split_off(chunks[k][0].0)));
+        }
+        pieces.push((0, rest));
+        pieces.reverse();
         let mut reports = HashMap::new();
-        for (k, call) in chunks.iter().enumerate() {
-            let mut entries: Vec<Entry<'_>> = call
+        for (k, (call, (base, piece))) in chunks.iter().zip(pieces).enumerate() {
+            let mut entries: Vec<AsyncEntry> = call
                 .iter()
                 .zip(&ids)
-                .map(|(&(off, len), &id)| Entry::new(id, &buf[off..off + len]))
+                .map(|(&(off, len), &id)| AsyncEntry::new(id, 0, off - base..off - base + len))
                 .collect();
+            let mut buffers = vec![piece];
             if k == CALLS - 1 {
-                entries.push(Entry::new(ids[0], &x));
+                // Ordinary memory: not registered, pinned for the call.
+                let mut plain = mdwrite::RegisteredBuffer::unregistered(x.len())
+                    .map_err(|e| format!("plain memory: {e}"))?;
+                plain.copy_from_slice(&x);
+                buffers.push(plain);
+                entries.push(AsyncEntry::new(ids[0], 1, 0..x.len()));
             }
             let cookie = COOKIE + k as u64;
             let r = sender
-                .send_async(&entries, &WriteOptions::default(), cookie)
+                .send_async(buffers, &entries, &WriteOptions::default(), cookie)
                 .map_err(|e| format!("send_async {k}: {e}"))?;
             if let Some((e, i)) = &r.error {
                 return Err(format!("call {k} stopped at entry {i}: {e}"));
             }
-            let bytes: usize = entries.iter().map(|e| e.data.len()).sum();
+            let bytes: usize = entries.iter().map(|e| e.range.len()).sum();
             if r.bytes != bytes as u64 {
                 return Err(format!("call {k} queued {} of {bytes} bytes", r.bytes));
             }
@@ -252,7 +268,7 @@ fn registered_async(backend: Backend) -> Result<Vec<Received>, String> {
             let total: u64 = reports.values().map(|r| r.bytes).sum();
             // SAFETY: sysconf has no preconditions.
             let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize;
-            let pages = buf.len().div_ceil(page) as u64;
+            let pages = buf_len.div_ceil(page) as u64;
             if s.calls != CALLS as u64
                 || s.completions != CALLS as u64
                 || s.bytes_zerocopy != total
@@ -266,6 +282,11 @@ fn registered_async(backend: Backend) -> Result<Vec<Received>, String> {
                      nothing in flight or queued, {pages} pages pinned (the buffer's)"
                 ));
             }
+            // The pieces came back with the completions.
+            let buf = done
+                .iter_mut()
+                .find_map(|c| c.buffers.drain(..).next())
+                .ok_or("no buffer came back with the completions")?;
             buf.unregister().map_err(|e| format!("unregister: {e}"))?;
             let s = sender.stats().map_err(|e| e.to_string())?;
             if s.pages_pinned != 0 {
@@ -322,7 +343,9 @@ pub(crate) fn sender_async_backpressure_module() -> TestResult {
     let (_topo, c) = topo::dummy_sender(Some(HOLD_MS))?;
     let mut sender = Sender::open_module().map_err(|e| format!("open: {e}"))?;
     require_module(&sender)?;
-    let dest = sender.connect(&c).map_err(|e| format!("connect: {e}"))?;
+    let dest = sender
+        .add_destination(&c)
+        .map_err(|e| format!("connect: {e}"))?;
     // SAFETY: plain eventfd(2); no pointers.
     let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
     if fd < 0 {
@@ -338,17 +361,17 @@ pub(crate) fn sender_async_backpressure_module() -> TestResult {
         .register_buffer(1 << 16)
         .map_err(|e| format!("register_buffer: {e}"))?;
     buf.copy_from_slice(&pattern(1 << 16, 5));
-    let opts = WriteOptions {
-        qdisc: true,
-        ..WriteOptions::default()
-    };
+    let opts = WriteOptions::default().with_qdisc(true);
     let limit = u64::from(MDW_MAX_ASYNC);
     let mut reports = HashMap::new();
     let first = Instant::now();
+    // One piece of 100 bytes per call, each owned by its call.
+    let mut pieces = buf.into_chunks(100).into_iter();
+    let mut next_piece = || pieces.next().ok_or("out of buffer pieces".to_string());
+    let entry = [AsyncEntry::new(dest, 0, 0..100)];
     for k in 0..limit {
-        let off = (k as usize * 97) % 60_000;
         let r = sender
-            .send_async(&[Entry::new(dest, &buf[off..off + 100])], &opts, k)
+            .send_async(vec![next_piece()?], &entry, &opts, k)
             .map_err(|e| format!("send_async {k} of {limit}: {e}"))?;
         reports.insert(k, r);
     }
@@ -363,14 +386,14 @@ pub(crate) fn sender_async_backpressure_module() -> TestResult {
     if s.async_in_flight + s.completions_queued != limit {
         return Err(format!("stats {s:?} with {limit} calls unread"));
     }
-    match sender.send_async(&[Entry::new(dest, &buf[..100])], &opts, limit) {
-        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+    let again = match sender.send_async(vec![next_piece()?], &entry, &opts, limit) {
+        Err(e) if e.error.kind() == std::io::ErrorKind::WouldBlock => e.buffers,
         other => {
             return Err(format!(
                 "call {limit} past the limit: {other:?}, want EAGAIN"
             ))
         }
-    }
+    };
     // Only meaningful while netem surely holds the first packet.
     let mut done = Vec::new();
     if sent < Duration::from_millis(HOLD_MS / 2) {
@@ -382,7 +405,7 @@ pub(crate) fn sender_async_backpressure_module() -> TestResult {
         }
     }
     let r = sender
-        .send_async_waiting(&[Entry::new(dest, &buf[..100])], &opts, limit, &mut done)
+        .send_async_waiting(again, &entry, &opts, limit, &mut done)
         .map_err(|e| format!("send_async_waiting: {e}"))?;
     if first.elapsed() < Duration::from_millis(HOLD_MS) {
         return Err(format!(
@@ -439,20 +462,19 @@ pub(crate) fn sender_group_async_module() -> TestResult {
             .set_async_ring(3)
             .map_err(|e| format!("set_async_ring: {e}"))?;
         for (i, (mut c, src)) in configs.into_iter().zip(srcs).enumerate() {
-            let cfg = StreamConfig {
-                bitrate: [8_000_000, 1_500_000][i],
-                payload_size: 1316,
-                dests: Vec::new(),
-                rtp_clock_hz: (i == 1).then_some(90_000),
+            let cfg = {
+                let mut v = StreamConfig::new([8_000_000, 1_500_000][i], 1316);
+                v.dests = Vec::new();
+                v.rtp_clock_hz = (i == 1).then_some(90_000);
+                v
             };
             if i == 1 {
-                c.rtp = Some(Rtp {
-                    ssrc: 0x6a,
-                    payload_type: 33,
-                    seq: 7,
-                    timestamp: 0,
-                    ts_increment: cfg.rtp_ts_increment().unwrap_or(0),
-                });
+                c.rtp = Some(
+                    Rtp::new(0x6a, 33)
+                        .with_seq(7)
+                        .with_timestamp(0)
+                        .with_ts_increment(cfg.rtp_ts_increment().unwrap_or(0)),
+                );
             }
             add_stream_to(&mut group, &mut sender, &c, cfg, src)?;
         }

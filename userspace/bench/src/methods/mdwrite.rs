@@ -125,13 +125,9 @@ impl Method for Mdwrite {
             c.packet_size = Some(wl.ip_size() as u16);
             c.udp_csum_zero = self.csum_zero;
             if wl.rtp {
-                c.rtp = Some(Rtp {
-                    ssrc: 0x1000 + d as u32,
-                    payload_type: RTP_PT_MP2T,
-                    seq: 0,
-                    timestamp: 0,
-                    ts_increment: RTP_TS_INCREMENT,
-                });
+                c.rtp = Some(
+                    Rtp::new(0x1000 + d as u32, RTP_PT_MP2T).with_ts_increment(RTP_TS_INCREMENT),
+                );
             }
             self.dests.push(self.dev.add_destination(&c)?);
         }

@@ -11,7 +11,7 @@
 //! jumping more than [`MAX_PCR_GAP`]) ends one measured segment and starts
 //! the next, and the segments' bytes and times are added up.
 
-use std::{fmt, io, io::Read, time::Duration};
+use std::{io, io::Read, time::Duration};
 
 use super::ts::{TsError, TsPacket, PCR_HZ, PCR_WRAP, TS_PACKET_SIZE};
 
@@ -36,41 +36,21 @@ pub struct PcrEstimate {
 }
 
 /// Why there is no estimate.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum EstimateError {
     /// Reading failed.
-    Io(io::Error),
+    #[error("{0}")]
+    Io(#[source] io::Error),
     /// The input is not MPEG-TS.
-    Ts(TsError),
+    #[error("{0}")]
+    Ts(#[source] TsError),
     /// No PID carries two PCRs that span some time: the bitrate must be
     /// given.
+    #[error("no PCRs to estimate the bitrate from in {packets} TS packets; give the bitrate")]
     NoPcr {
         /// TS packets read.
         packets: u64,
     },
-}
-
-impl fmt::Display for EstimateError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            EstimateError::Io(e) => write!(f, "{e}"),
-            EstimateError::Ts(e) => write!(f, "{e}"),
-            EstimateError::NoPcr { packets } => write!(
-                f,
-                "no PCRs to estimate the bitrate from in {packets} TS packets; give the bitrate"
-            ),
-        }
-    }
-}
-
-impl std::error::Error for EstimateError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            EstimateError::Io(e) => Some(e),
-            EstimateError::Ts(e) => Some(e),
-            EstimateError::NoPcr { .. } => None,
-        }
-    }
 }
 
 impl From<io::Error> for EstimateError {

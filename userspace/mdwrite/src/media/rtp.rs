@@ -3,7 +3,7 @@
 //! RTP (RFC 3550) headers, and the parameters of an MPEG-TS stream over RTP
 //! (RFC 2250).
 
-use std::{fmt, fs::File, io, io::Read};
+use std::io;
 
 use crate::Rtp;
 
@@ -41,13 +41,11 @@ pub fn ts_increment(payload_size: usize, bitrate: u64, clock_hz: u32) -> u32 {
     u32::try_from(t).unwrap_or(u32::MAX)
 }
 
-/// A random 32-bit number from the kernel (`/dev/urandom`), for SSRCs and
+/// A random 32-bit number from the kernel (`getrandom(2)`), for SSRCs and
 /// initial sequence numbers and timestamps (RFC 3550 5.1 asks for random
 /// ones).
 pub fn random_u32() -> io::Result<u32> {
-    let mut b = [0u8; 4];
-    File::open("/dev/urandom")?.read_exact(&mut b)?;
-    Ok(u32::from_ne_bytes(b))
+    Ok(getrandom::u32()?)
 }
 
 /// RTP fields for one destination of a stream: random SSRC, first sequence
@@ -55,13 +53,11 @@ pub fn random_u32() -> io::Result<u32> {
 /// timestamp increment of one `payload_size` packet at `bitrate` on a 90 kHz
 /// clock.
 pub fn destination_rtp(payload_type: u8, bitrate: u64, payload_size: usize) -> io::Result<Rtp> {
-    Ok(Rtp {
-        ssrc: random_u32()?,
-        payload_type,
-        seq: random_u32()? as u16,
-        timestamp: random_u32()?,
-        ts_increment: ts_increment(payload_size, bitrate, CLOCK_90KHZ),
-    })
+    Ok(Rtp::random(payload_type)?.with_ts_increment(ts_increment(
+        payload_size,
+        bitrate,
+        CLOCK_90KHZ,
+    )))
 }
 
 /// A parsed RTP header.
@@ -80,27 +76,18 @@ pub struct RtpHeader {
 }
 
 /// Why a datagram is not an RTP packet.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum RtpError {
     /// Shorter than the headers it announces.
+    #[error("{0}-byte datagram is shorter than its RTP header")]
     Short(usize),
     /// The version is not 2.
+    #[error("RTP version {0}, not 2")]
     Version(u8),
     /// The padding length is larger than the payload.
+    #[error("RTP padding longer than the payload")]
     Padding,
 }
-
-impl fmt::Display for RtpError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            RtpError::Short(n) => write!(f, "{n}-byte datagram is shorter than its RTP header"),
-            RtpError::Version(v) => write!(f, "RTP version {v}, not 2"),
-            RtpError::Padding => write!(f, "RTP padding longer than the payload"),
-        }
-    }
-}
-
-impl std::error::Error for RtpError {}
 
 impl RtpHeader {
     /// Parses the RTP packet `datagram`; returns the header and the payload

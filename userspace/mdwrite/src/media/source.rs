@@ -3,7 +3,10 @@
 //! Byte sources for a stream: an MPEG-TS file checked packet by packet, and
 //! any file, both optionally looped.
 
-use std::io::{self, Read, Seek, SeekFrom};
+use std::{
+    io::{self, Read, Seek, SeekFrom},
+    sync::{Arc, Mutex},
+};
 
 use super::{
     pcr::read_full,
@@ -22,6 +25,15 @@ const PIDS: usize = 8192;
 /// wrapping a [`TsError`] that names the offset). The bytes are forwarded
 /// verbatim, so skipping garbage would silently send something other than
 /// the file; a file that needs repair should be repaired (remuxed) first.
+///
+/// # A truncated last packet
+///
+/// An input that ends inside a packet yields every whole packet before the
+/// partial one first; the next read is the error. With
+/// [`with_tail_note`](TsReader::with_tail_note) the partial packet is
+/// dropped instead: the input ends there (or starts again, when looping)
+/// and the note records the [`TsError::Truncated`] for the caller to warn
+/// about.
 ///
 /// # Looping
 ///
@@ -47,7 +59,18 @@ pub struct TsReader<R> {
     pending_pos: usize,
     wraps: u64,
     seen: Vec<PidState>,
+    /// A truncated last packet found: bytes of it read, and the error due
+    /// at the next read (without a note).
+    tail: usize,
+    error: Option<TsError>,
+    /// Where a dropped partial packet is recorded, if the caller wants it
+    /// dropped.
+    note: Option<TailNote>,
 }
+
+/// Where a [`TsReader`] records the partial packet it dropped at the end of
+/// its input (see [`TsReader::with_tail_note`]).
+pub type TailNote = Arc<Mutex<Option<TsError>>>;
 
 #[derive(Clone, Copy, Debug, Default)]
 struct PidState {
@@ -71,7 +94,18 @@ impl<R: Read> TsReader<R> {
             pending_pos: TS_PACKET_SIZE,
             wraps: 0,
             seen: vec![PidState::default(); PIDS],
+            tail: 0,
+            error: None,
+            note: None,
         }
+    }
+
+    /// Drops a truncated last packet instead of failing on it: the input
+    /// ends after its whole packets (or starts again, when looping), and
+    /// `note` gets the [`TsError::Truncated`] that names it.
+    pub fn with_tail_note(mut self, note: TailNote) -> Self {
+        self.note = Some(note);
+        self
     }
 
     /// How many times the input started again.
@@ -80,7 +114,29 @@ impl<R: Read> TsReader<R> {
     }
 
     /// Checks and, after a wrap, marks the whole packets in `buf`, which
-    /// start at `self.offset`.
+    /// start at `self.offset`. On a bad packet, the packets before it are
+    /// processed; returns their bytes, and the error for the next read.
+    fn process_good(&mut self, buf: &mut [u8]) -> usize {
+        let start = self.offset;
+        if let Err(e) = self.process(buf) {
+            self.error = Some(e);
+        }
+        (self.offset - start) as usize
+    }
+
+    /// [`process_good`](TsReader::process_good) as a read: the good bytes,
+    /// or the error when the first packet is bad (never 0 for a bad one,
+    /// which would read as the end).
+    fn good_packets(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let good = self.process_good(buf);
+        if good == 0 && !buf.is_empty() {
+            if let Some(e) = self.error.take() {
+                return Err(e.into());
+            }
+        }
+        Ok(good)
+    }
+
     fn process(&mut self, buf: &mut [u8]) -> Result<(), TsError> {
         for p in buf.chunks_exact_mut(TS_PACKET_SIZE) {
             let packet = TsPacket::parse(p, self.offset)?;
@@ -114,21 +170,46 @@ impl<R: Read + Seek> TsReader<R> {
     /// Reads whole packets into `buf` (a multiple of the packet size),
     /// wrapping when looping; 0 only at the end.
     fn read_packets(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if let Some(e) = self.error.take() {
+            return Err(e.into());
+        }
         loop {
-            let n = read_full(&mut self.inner, buf)?;
+            let mut n = if self.tail > 0 {
+                0
+            } else {
+                read_full(&mut self.inner, buf)?
+            };
             let whole = n - n % TS_PACKET_SIZE;
             if whole < n {
-                return Err(TsError::Truncated {
+                let e = TsError::Truncated {
                     offset: self.offset + whole as u64,
                     len: n - whole,
+                };
+                self.tail = n - whole;
+                match &self.note {
+                    Some(note) => {
+                        *note.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                    }
+                    None => self.error = Some(e),
                 }
-                .into());
+                n = whole;
+                if n == 0 {
+                    if let Some(e) = self.error.take() {
+                        return Err(e.into());
+                    }
+                }
+                if n > 0 || self.note.is_none() {
+                    // The whole packets first; the end (or the error) at
+                    // the next read.
+                    return self.good_packets(&mut buf[..n]);
+                }
             }
-            if n > 0 || !self.looping || self.offset == 0 {
-                self.process(&mut buf[..n])?;
-                return Ok(n);
+            if n > 0 || !self.looping || self.offset + self.tail as u64 == 0 {
+                return self.good_packets(&mut buf[..n]);
             }
-            self.inner.seek(SeekFrom::Current(-(self.offset as i64)))?;
+            let back = self.offset + self.tail as u64;
+            self.inner.seek(SeekFrom::Current(-(back as i64)))?;
+            self.tail = 0;
             self.offset = 0;
             self.wraps += 1;
             for s in self.seen.iter_mut().filter(|s| s.seen) {
@@ -291,6 +372,19 @@ mod tests {
         let e = read_all(&mut r, 1316, usize::MAX).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::InvalidData);
         assert!(e.to_string().contains("offset 940"), "{e}");
+        // The good packets before the bad one come first.
+        let mut r = TsReader::new(Cursor::new(&f), false);
+        let mut buf = vec![0u8; 1316];
+        assert_eq!(r.read(&mut buf).unwrap(), 940);
+        assert_eq!(&buf[..940], &f[..940]);
+        assert!(r.read(&mut buf).is_err());
+        // A bad packet just before a noted partial one is still an error.
+        let mut g = file()[..188 * 4].to_vec();
+        g.extend_from_slice(&[0u8; 188 + 50]);
+        let note = TailNote::default();
+        let mut r = TsReader::new(Cursor::new(&g), false).with_tail_note(note);
+        let e = read_all(&mut r, 188 * 100, usize::MAX).unwrap_err();
+        assert!(e.to_string().contains("offset 752"), "{e}");
         let f = file();
         let mut r = TsReader::new(Cursor::new(&f[..188 * 3 + 7]), false);
         let e = read_all(&mut r, 1316, usize::MAX).unwrap_err();
@@ -302,9 +396,49 @@ mod tests {
         // Also when looping, and when read a byte at a time.
         let mut r = TsReader::new(Cursor::new(&f[..188 * 3 + 7]), true);
         assert!(read_all(&mut r, 1, usize::MAX).is_err());
+        // The whole packets before a partial last one come first.
+        let mut r = TsReader::new(Cursor::new(&f[..188 * 3 + 7]), false);
+        let mut buf = vec![0u8; 1316];
+        assert_eq!(r.read(&mut buf).unwrap(), 188 * 3);
+        assert_eq!(&buf[..188 * 3], &f[..188 * 3]);
+        let e = r.read(&mut buf).unwrap_err();
+        assert!(e.to_string().contains("offset 564"), "{e}");
         // An empty input ends, looping or not.
         let mut r = TsReader::new(Cursor::new(&[][..]), true);
         assert_eq!(read_all(&mut r, 1316, 10).unwrap(), b"");
+    }
+
+    #[test]
+    fn a_noted_partial_packet_is_dropped() {
+        let f = file();
+        let cut = &f[..188 * 7 + 100];
+        for chunk in [1, 188, 1316, 10_000] {
+            let note = TailNote::default();
+            let mut r = TsReader::new(Cursor::new(cut), false).with_tail_note(note.clone());
+            let out = read_all(&mut r, chunk, usize::MAX).unwrap();
+            assert_eq!(out, &f[..188 * 7], "chunk {chunk}");
+            assert_eq!(
+                *note.lock().unwrap(),
+                Some(TsError::Truncated {
+                    offset: 188 * 7,
+                    len: 100
+                })
+            );
+        }
+        // Looping: each pass is the whole packets, the partial one dropped.
+        let note = TailNote::default();
+        let mut r = TsReader::new(Cursor::new(cut), true).with_tail_note(note.clone());
+        let out = read_all(&mut r, 1316, 188 * 7 * 3).unwrap();
+        assert_eq!(out.len(), 188 * 7 * 3);
+        assert_eq!(r.wraps(), 2);
+        // Past the first PCR of the second pass (marked discontinuous).
+        assert_eq!(&out[188 * 10..188 * 14], &f[188 * 3..188 * 7]);
+        assert!(note.lock().unwrap().is_some());
+        // Nothing but a partial packet: nothing, and the note.
+        let note = TailNote::default();
+        let mut r = TsReader::new(Cursor::new(&f[..50]), false).with_tail_note(note.clone());
+        assert_eq!(read_all(&mut r, 1316, usize::MAX).unwrap(), b"");
+        assert!(note.lock().unwrap().is_some());
     }
 
     #[test]

@@ -3,8 +3,6 @@
 //! MPEG transport stream packets (ISO/IEC 13818-1): the fields a sender
 //! needs to check alignment, find PCRs and mark discontinuities.
 
-use std::fmt;
-
 /// Size of one transport stream packet.
 pub const TS_PACKET_SIZE: usize = 188;
 
@@ -26,9 +24,13 @@ pub const PCR_HZ: u64 = 27_000_000;
 pub const PCR_WRAP: u64 = (1 << 33) * 300;
 
 /// Not MPEG-TS where MPEG-TS was expected.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum TsError {
     /// The byte at `offset` should have been the sync byte 0x47.
+    #[error(
+        "not MPEG-TS: byte {found:#04x} at offset {offset} where a TS packet should start \
+         with the sync byte 0x47"
+    )]
     Sync {
         /// Offset from the start of the input.
         offset: u64,
@@ -36,6 +38,10 @@ pub enum TsError {
         found: u8,
     },
     /// The input ends `len` bytes into a TS packet that starts at `offset`.
+    #[error(
+        "not MPEG-TS: the input ends {len} bytes into the TS packet at offset {offset} \
+         (its size is not a multiple of 188)"
+    )]
     Truncated {
         /// Offset of the incomplete packet.
         offset: u64,
@@ -43,25 +49,6 @@ pub enum TsError {
         len: usize,
     },
 }
-
-impl fmt::Display for TsError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match *self {
-            TsError::Sync { offset, found } => write!(
-                f,
-                "not MPEG-TS: byte {found:#04x} at offset {offset} where a TS packet should start \
-                 with the sync byte 0x47"
-            ),
-            TsError::Truncated { offset, len } => write!(
-                f,
-                "not MPEG-TS: the input ends {len} bytes into the TS packet at offset {offset} \
-                 (its size is not a multiple of 188)"
-            ),
-        }
-    }
-}
-
-impl std::error::Error for TsError {}
 
 impl From<TsError> for std::io::Error {
     fn from(e: TsError) -> Self {

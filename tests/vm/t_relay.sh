@@ -1,0 +1,113 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+# `mdwrite relay` with the module: a source namespace sends a clip over RTP
+# to the multicast group 239.1.2.3; relay 1 (its own namespace) joins it
+# source-specifically and fans it out to 8 receiver namespaces and to
+# relay 2, which fans it out to the same 8 receivers on another port (a
+# chain of two relays). Checks: each receiver got the clip byte for byte on
+# both ports, with no loss, reordering or sequence error, under an SSRC of
+# its own; the relays counted every datagram and sent with the module.
+set -eu
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/../media/lib.sh"
+relay_pids=()
+cleanup() {
+	for pid in "${relay_pids[@]}"; do kill "$pid" 2>/dev/null; done
+	media_cleanup
+}
+trap cleanup EXIT
+
+backend=${MDW_MEDIA_BACKEND:-module}
+[ "$backend" != module ] || test -c /dev/mdwrite || media_fail "the module is not loaded"
+receivers=8
+# Namespaces r0 and r1 are the relays, r2..r9 the receivers.
+media_setup $((receivers + 2))
+# Multicast through the bridge without an IGMP querier, and a route for the
+# group in the source and relay 1.
+ip netns exec "$media_ns-sw" ip link set br0 type bridge mcast_snooping 0
+ip -n "$(media_snd_ns)" route add 224.0.0.0/4 dev s0
+ip -n "$(media_rx_ns 0)" route add 224.0.0.0/4 dev r0
+clip=$MDW_MEDIA_DIR/clip.ts
+media_clip "$clip" 3 1500000
+packets=$(media_packets "$clip")
+
+media_log "starting $receivers receivers"
+rx_pids=()
+for ((i = 2; i < receivers + 2; i++)); do
+	a=$(media_rx_addr "$i")
+	ip netns exec "$(media_rx_ns "$i")" mdwrite recv --rtp \
+		--listen "$a:5000" --output "$MDW_MEDIA_DIR/out$i-1.ts" \
+		--listen "$a:5002" --output "$MDW_MEDIA_DIR/out$i-2.ts" \
+		--packets "$packets" --idle-timeout 120 --fail-on-loss \
+		>"$MDW_MEDIA_DIR/recv$i.txt" 2>"$MDW_MEDIA_DIR/recv$i.err" &
+	rx_pids+=($!)
+done
+for ((i = 2; i < receivers + 2; i++)); do
+	t=0
+	until [ "$(grep -c "listening on" "$MDW_MEDIA_DIR/recv$i.err" 2>/dev/null)" = 2 ]; do
+		((t++ < 600)) || media_fail "receiver $i did not start: $(cat "$MDW_MEDIA_DIR/recv$i.err")"
+		sleep 0.1
+	done
+done
+
+media_log "starting the relays"
+to1=() to2=()
+for ((i = 2; i < receivers + 2; i++)); do
+	to1+=(--to "$(media_rx_addr "$i"):5000")
+	to2+=(--to "$(media_rx_addr "$i"):5002")
+done
+ip netns exec "$(media_rx_ns 1)" mdwrite relay --rtp --backend "$backend" \
+	--listen "$(media_rx_addr 1):6000" "${to2[@]}" \
+	>"$MDW_MEDIA_DIR/relay2.txt" 2>"$MDW_MEDIA_DIR/relay2.err" &
+relay_pids+=($!)
+ip netns exec "$(media_rx_ns 0)" mdwrite relay --rtp --backend "$backend" \
+	--listen 239.1.2.3:5000 --source 10.98.0.1 --interface r0 \
+	"${to1[@]}" --to "$(media_rx_addr 1):6000" \
+	>"$MDW_MEDIA_DIR/relay1.txt" 2>"$MDW_MEDIA_DIR/relay1.err" &
+relay_pids+=($!)
+for r in 1 2; do
+	t=0
+	until grep -q "listening on" "$MDW_MEDIA_DIR/relay$r.err" 2>/dev/null; do
+		((t++ < 600)) || media_fail "relay $r did not start: $(cat "$MDW_MEDIA_DIR/relay$r.err")"
+		sleep 0.1
+	done
+done
+
+media_log "sending to the group"
+ip netns exec "$(media_snd_ns)" mdwrite send "$clip" --to 239.1.2.3:5000 --rtp --backend "$backend" \
+	>"$MDW_MEDIA_DIR/send.txt" || media_fail "mdwrite send failed: $(cat "$MDW_MEDIA_DIR/send.txt")"
+cat "$MDW_MEDIA_DIR/send.txt"
+rc=0
+for pid in "${rx_pids[@]}"; do wait "$pid" || rc=1; done
+for pid in "${relay_pids[@]}"; do kill -TERM "$pid"; done
+for pid in "${relay_pids[@]}"; do wait "$pid" || media_fail "a relay failed: $(cat "$MDW_MEDIA_DIR"/relay*.err)"; done
+relay_pids=()
+cat "$MDW_MEDIA_DIR"/relay?.txt
+[ "$rc" = 0 ] || media_fail "a receiver failed: $(cat "$MDW_MEDIA_DIR"/recv*)"
+
+media_log "checking"
+for r in 1 2; do
+	head=$(head -1 "$MDW_MEDIA_DIR/relay$r.txt")
+	[ "$(media_field "$head" backend)" = "$backend" ] || media_fail "relay $r: backend: $head"
+	[ "$(media_field "$head" datagrams)" = "$packets" ] || media_fail "relay $r: $packets datagrams expected: $head"
+	for f in truncated not_rtp write_errors; do
+		[ "$(media_field "$head" $f)" = 0 ] || media_fail "relay $r: $f: $head"
+	done
+done
+ssrcs=()
+for ((i = 2; i < receivers + 2; i++)); do
+	[ "$(wc -l <"$MDW_MEDIA_DIR/recv$i.txt")" = 2 ] || media_fail "receiver $i: $(cat "$MDW_MEDIA_DIR/recv$i.txt")"
+	while read -r line; do
+		[ "$(media_field "$line" packets)" = "$packets" ] || media_fail "receiver $i: $packets packets expected: $line"
+		for f in lost duplicates reordered seq_errors ts_errors not_rtp; do
+			[ "$(media_field "$line" $f)" = 0 ] || media_fail "receiver $i: $f: $line"
+		done
+		ssrcs+=("$(media_field "$line" ssrc)")
+	done <"$MDW_MEDIA_DIR/recv$i.txt"
+	for p in 1 2; do
+		cmp -s "$clip" "$MDW_MEDIA_DIR/out$i-$p.ts" || media_fail "receiver $i: relay $p's payload differs from the clip"
+	done
+done
+[ "$(printf '%s\n' "${ssrcs[@]}" | sort -u | wc -l)" = $((2 * receivers)) ] ||
+	media_fail "not one SSRC per destination: ${ssrcs[*]}"
+echo "ok: multicast source -> relay -> $receivers receivers and relay -> relay -> $receivers receivers, byte-exact"
