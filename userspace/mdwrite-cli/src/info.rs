@@ -66,7 +66,8 @@ mod tests {
         assert_eq!(feature_names(0x5), "writev,rtp");
         assert_eq!(feature_names(0x31), "writev,buf,async");
         assert_eq!(feature_names(0x3f), "writev,ipv6,rtp,vlan,buf,async");
-        assert_eq!(feature_names(0xc1), "writev,0xc0");
+        assert_eq!(feature_names(0x7f), "writev,ipv6,rtp,vlan,buf,async,fanout");
+        assert_eq!(feature_names(0x181), "writev,0x180");
         assert_eq!(feature_names(0), "");
     }
 }
