@@ -77,7 +77,7 @@ pub(crate) fn fanout_rtp_per_destination() -> TestResult {
         }
         c.rtp = Some(
             Rtp::new(0x5000 + i as u32, 33)
-                .with_seq(65000 + 100 * i as u16)
+                .with_seq(65000u16.wrapping_add(100 * i as u16))
                 .with_timestamp(10_000 * i as u32)
                 .with_ts_increment(90),
         );
