@@ -72,7 +72,7 @@ pub(crate) fn raw_writev(
     (r, req)
 }
 
-fn entry(dest: DestId, data: &[u8]) -> MdwEntry {
+pub(crate) fn entry(dest: DestId, data: &[u8]) -> MdwEntry {
     MdwEntry {
         dest: dest.handle(),
         flags: 0,

@@ -9,25 +9,13 @@ use mdwrite::{
 };
 
 use crate::{
-    errors::{foll_pins, raw_writev},
+    errors::{entry as head, foll_pins, raw_writev},
     net,
     raw::{errno_name, expect_errno},
     send::{check_bytes, pattern, sender, start_receivers, RECEIVERS},
     topo::Topology,
     TestResult,
 };
-
-/// An entry sending `data` to `dest`.
-fn head(dest: DestId, data: &[u8]) -> MdwEntry {
-    MdwEntry {
-        dest: dest.handle(),
-        flags: 0,
-        addr: data.as_ptr() as u64,
-        len: data.len() as u64,
-        rtp_timestamp: 0,
-        buf: 0,
-    }
-}
 
 /// An entry sending the data of the entry before it to `dest`.
 fn same(dest: DestId) -> MdwEntry {
