@@ -43,11 +43,14 @@ pub(crate) enum Error {
     /// `source` names the destination.
     #[error("{source}")]
     NoRoute { source: io::Error },
-    #[error("{what}: {source}: the module backend needs CAP_NET_RAW (run as root)")]
+    #[error(
+        "{what}: {source}: the module backend needs CAP_NET_RAW (run as root, or install the \
+     packages, which give the helper that capability)"
+    )]
     Privilege { what: String, source: io::Error },
     #[error(
-        "cannot open {}: {source}: only root may use the module (run as root, or use \
-         --backend fallback)",
+        "cannot open {}: {source}: the module is for root and members of the mdwrite \
+         group (the packages' udev rule; see Documentation/install.rst), or use --backend fallback",
         mdwrite::Device::PATH
     )]
     DeviceDenied { source: io::Error },
