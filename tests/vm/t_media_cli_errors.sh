@@ -26,9 +26,9 @@ expect() {
 }
 
 send=(mdwrite send "$dir/data" --bitrate 1M --backend module)
-expect 1 "Permission denied (os error 13): only root may use the module" \
+expect 1 "Permission denied (os error 13): the module is for root and members of the mdwrite group" \
 	setpriv --reuid=65534 --regid=65534 --clear-groups "${send[@]}" --to 127.0.0.1:5000
-expect 1 "Operation not permitted (os error 1): the module backend needs CAP_NET_RAW (run as root)" \
+expect 1 "Operation not permitted (os error 1): the module backend needs CAP_NET_RAW (run as root, or install the packages" \
 	setpriv --bounding-set=-net_raw --inh-caps=-net_raw "${send[@]}" --to 127.0.0.1:5000
 expect 1 "no route to 192.0.2.1:5000" \
 	ip netns exec "$ns" "${send[@]}" --to 192.0.2.1:5000
