@@ -28,8 +28,8 @@ use kernel::{
 use crate::{
     abi::{
         self, MdwBufReg, MdwBufUnreg, MdwDest, MdwDestDel, MdwEntry, MdwEventfd, MdwInfo,
-        MdwWritev, MDW_FEAT_ASYNC, MDW_FEAT_BUF, MDW_FEAT_FANOUT, MDW_FEAT_IPV6, MDW_FEAT_RTP,
-        MDW_FEAT_VLAN, MDW_FEAT_WRITEV, MDW_MAX_DESTS, MDW_WRITE_ASYNC,
+        MdwWritev, MDW_FEAT_ASYNC, MDW_FEAT_BUF, MDW_FEAT_FANOUT, MDW_FEAT_IPV6, MDW_FEAT_PACE,
+        MDW_FEAT_RTP, MDW_FEAT_VLAN, MDW_FEAT_WRITEV, MDW_MAX_DESTS, MDW_WRITE_ASYNC,
     },
     buffer::{BufTable, RegisteredBuffer},
     completion::{FileShared, PollTable},
@@ -47,7 +47,8 @@ const FEATURES: u64 = MDW_FEAT_WRITEV
     | MDW_FEAT_VLAN
     | MDW_FEAT_BUF
     | MDW_FEAT_ASYNC
-    | MDW_FEAT_FANOUT;
+    | MDW_FEAT_FANOUT
+    | MDW_FEAT_PACE;
 
 /// The destinations of one file, by handle.
 pub(crate) type DestTable = Table<KBox<Destination>, { MDW_MAX_DESTS as usize }>;

@@ -20,6 +20,7 @@ errnos!(
     enobufs = ENOBUFS,
     eopnotsupp = EOPNOTSUPP,
     eloop = ELOOP,
+    etime = ETIME,
 );
 
 /// Turns a C pointer that may be an `ERR_PTR` (or NULL: `ENOMEM`) into a

@@ -204,6 +204,8 @@ extern "C" {
         bytes: *mut u64,
     ) -> u32;
     pub(crate) fn mdw_xmit_wait(d: *const MdwDev) -> bool;
+    pub(crate) fn mdw_clock_ns(tai: bool) -> u64;
+    pub(crate) fn mdw_skb_set_departure(skb: *mut bindings::sk_buff, ns: u64, tai: bool);
     pub(crate) fn mdw_signal_pending() -> bool;
     pub(crate) fn mdw_fatal_signal_pending() -> bool;
     pub(crate) fn mdw_cond_resched();

@@ -832,6 +832,21 @@ unsigned int mdw_xmit_qdisc(struct sk_buff **skbs, const u32 *lens,
 	return ok;
 }
 
+/* Now on CLOCK_MONOTONIC or, with @tai, CLOCK_TAI, in nanoseconds. */
+u64 mdw_clock_ns(bool tai)
+{
+	return tai ? ktime_get_clocktai_ns() : ktime_get_ns();
+}
+
+/*
+ * Gives @skb its departure time for a time-based qdisc: fq reads
+ * CLOCK_MONOTONIC times, etf those of its configured clock (CLOCK_TAI).
+ */
+void mdw_skb_set_departure(struct sk_buff *skb, u64 ns, bool tai)
+{
+	skb_set_delivery_time(skb, ns_to_ktime(ns),
+			      tai ? SKB_CLOCK_TAI : SKB_CLOCK_MONOTONIC);
+}
 
 /*
  * Waits a little for a stopped TX queue. Returns false when the device went

@@ -136,6 +136,8 @@ unsigned int mdw_xmit_direct(const struct mdw_dev *d, struct sk_buff **skbs,
 unsigned int mdw_xmit_qdisc(struct sk_buff **skbs, const u32 *lens,
 			    unsigned int n, u64 *bytes);
 bool mdw_xmit_wait(const struct mdw_dev *d);
+u64 mdw_clock_ns(bool tai);
+void mdw_skb_set_departure(struct sk_buff *skb, u64 ns, bool tai);
 bool mdw_signal_pending(void);
 bool mdw_fatal_signal_pending(void);
 void mdw_cond_resched(void);

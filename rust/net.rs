@@ -132,6 +132,12 @@ pub(crate) fn signal_pending() -> bool {
     unsafe { ffi::mdw_signal_pending() }
 }
 
+/// Now on `CLOCK_MONOTONIC` or, with `tai`, `CLOCK_TAI`, in nanoseconds.
+pub(crate) fn clock_ns(tai: bool) -> u64 {
+    // SAFETY: reads the time only; callable from any context.
+    unsafe { ffi::mdw_clock_ns(tai) }
+}
+
 /// A random `u32` (`get_random_u32`).
 pub(crate) fn random_u32() -> u32 {
     // SAFETY: callable from any context; no arguments.

@@ -58,6 +58,8 @@ mod common {
     pub mod group;
     #[path = "../common/interleave.rs"]
     pub mod interleave;
+    #[path = "../common/pace.rs"]
+    pub mod pace;
     #[path = "../common/recycle.rs"]
     pub mod recycle;
     #[path = "../common/runs.rs"]

@@ -791,6 +791,14 @@ impl Building<'_, '_> {
         unsafe { core::slice::from_raw_parts_mut(self.hdr, self.hdr_len) }
     }
 
+    /// Gives the skb its departure time `ns` (on `CLOCK_TAI` with `tai`,
+    /// else `CLOCK_MONOTONIC`), for a time-based qdisc.
+    pub(crate) fn set_departure(&mut self, ns: u64, tai: bool) {
+        // SAFETY: the skb is ours alone until queued (see `header`);
+        // only its time stamp fields are written.
+        unsafe { ffi::mdw_skb_set_departure(self.skb, ns, tai) }
+    }
+
     /// Queues the skb in the batch.
     #[inline(always)]
     pub(crate) fn queue(self) {

@@ -26,8 +26,10 @@ use kernel::{
 
 use crate::{
     abi::{
-        MdwCompletion, MdwEntry, MdwWritev, MDW_ENTRY_BUF, MDW_ENTRY_RTP_TS, MDW_ENTRY_SAME,
-        MDW_MAX_CALL_BYTES, MDW_MAX_ENTRIES, MDW_MAX_ENTRY_SIZE, MDW_WRITE_ASYNC, MDW_WRITE_QDISC,
+        MdwCompletion, MdwEntry, MdwWritev, MDW_ENTRY_BUF, MDW_ENTRY_PACE, MDW_ENTRY_RTP_TS,
+        MDW_ENTRY_SAME, MDW_ENTRY_SIZE_VER0, MDW_MAX_CALL_BYTES, MDW_MAX_ENTRIES,
+        MDW_MAX_ENTRY_SIZE, MDW_MAX_PACE_AHEAD, MDW_MAX_PACE_WINDOW, MDW_WRITE_ASYNC,
+        MDW_WRITE_PACE, MDW_WRITE_QDISC,
     },
     buffer::{BufTable, RegisteredBuffer},
     calldevs::CallDevs,
@@ -36,6 +38,7 @@ use crate::{
         checksum::from_native_sum,
         group::{group_by_slot, Grouping, SlotRanges},
         interleave::{Burst, RoundRobin},
+        pace::{Departures, EntryPace, PaceError, Window},
         runs::{self, Run, RunLayout, Source},
         segment::{
             packet_count, page_frags, pages_spanned, split_two, EntrySpan, EntrySpans, FullPacket,
@@ -61,9 +64,56 @@ const SPARE_PAGES_MAX: usize = 16384;
 const ENTRIES_PER_YIELD: usize = 64;
 
 /// `MDW_WRITE_*` bits this module knows.
-const KNOWN_WRITE_FLAGS: u32 = MDW_WRITE_QDISC | MDW_WRITE_ASYNC;
+const KNOWN_WRITE_FLAGS: u32 = MDW_WRITE_QDISC | MDW_WRITE_ASYNC | MDW_WRITE_PACE;
 /// `MDW_ENTRY_*` bits this module knows.
-const KNOWN_ENTRY_FLAGS: u32 = MDW_ENTRY_RTP_TS | MDW_ENTRY_BUF | MDW_ENTRY_SAME;
+const KNOWN_ENTRY_FLAGS: u32 = MDW_ENTRY_RTP_TS | MDW_ENTRY_BUF | MDW_ENTRY_SAME | MDW_ENTRY_PACE;
+
+/// The clocks of a paced call's window (`pace_clock`): `CLOCK_MONOTONIC`
+/// and `CLOCK_TAI` of `include/uapi/linux/time.h`.
+const CLOCK_MONOTONIC: u32 = 1;
+const CLOCK_TAI: u32 = 11;
+
+/// A paced call's timing (`MDW_WRITE_PACE`).
+#[derive(Clone, Copy)]
+struct Pace {
+    window: Window,
+    /// The window is on `CLOCK_TAI` (else `CLOCK_MONOTONIC`).
+    tai: bool,
+}
+
+impl Pace {
+    /// The timing `req` asks for, checked against the time now: `None`
+    /// for an unpaced call.
+    fn of(req: &MdwWritev) -> Result<Option<Self>> {
+        if req.flags & MDW_WRITE_PACE == 0 {
+            return Ok(None);
+        }
+        let tai = match req.pace_clock {
+            CLOCK_MONOTONIC => false,
+            CLOCK_TAI => true,
+            _ => return Err(EINVAL),
+        };
+        let now = crate::net::clock_ns(tai);
+        let window = Window::new(
+            req.pace_start,
+            u64::from(req.pace_window),
+            now,
+            u64::from(MDW_MAX_PACE_WINDOW),
+            MDW_MAX_PACE_AHEAD,
+        )
+        .map_err(pace_errno)?;
+        Ok(Some(Self { window, tai }))
+    }
+}
+
+/// The errno of a [`PaceError`].
+fn pace_errno(e: PaceError) -> Error {
+    match e {
+        PaceError::Empty => EINVAL,
+        PaceError::OutOfRange => ERANGE,
+        PaceError::Ended => crate::errno::etime(),
+    }
+}
 
 /// A failure tied to the entry being handled when it happened.
 pub(crate) struct EntryError {
@@ -91,6 +141,9 @@ struct Entry {
     page_base: usize,
     /// RTP timestamp of the entry's first packet, if the caller set one.
     rtp_ts: Option<u32>,
+    /// Its own timing in a paced call (`MDW_ENTRY_PACE`), the gap
+    /// resolved once the call is validated ([`resolve_pace`]).
+    pace: Option<EntryPace>,
 }
 
 /// The registered buffers one call uses, looked up once each.
@@ -141,6 +194,8 @@ struct Slot {
     cursor: PagedCursor,
     /// Index in the caller's vector of the entry being sent.
     current: u32,
+    /// Its packets' departure times, in a paced call.
+    departures: Departures,
 }
 
 /// A file's working arrays for its calls, kept from one call to the next
@@ -252,13 +307,26 @@ impl Slot {
         state: &mut PacketState,
         lens: &SlotEntries<'_>,
         index: usize,
+        pace: Option<&Pace>,
     ) -> Result<(), EntryError> {
         let entry = lens.entry(index).ok_or(at(self.current)(EINVAL))?;
         self.current = entry.index;
         if let Some(ts) = entry.rtp_ts {
             state.rtp_ts = ts;
         }
+        if let Some(pace) = pace {
+            self.departures.enter(&pace.window, entry.pace);
+        }
         Ok(())
+    }
+
+    /// The departure of the slot's next packet, in a paced call.
+    #[inline(always)]
+    fn departure(&mut self, pace: Option<&Pace>) -> Option<Departure> {
+        pace.map(|p| Departure {
+            ns: self.departures.take(),
+            tai: p.tai,
+        })
     }
 
     /// Moves the cursor, at the end of an entry, to the start of the
@@ -270,13 +338,14 @@ impl Slot {
         state: &mut PacketState,
         order: &[u32],
         entries: &[Entry],
+        pace: Option<&Pace>,
     ) -> Result<(), EntryError> {
         let lens = self.lens(order, entries);
         let index = self
             .cursor
             .enter_next(&lens)
             .ok_or(at(self.current)(EINVAL))?;
-        self.start_entry(state, &lens, index)
+        self.start_entry(state, &lens, index, pace)
     }
 
     #[inline(always)]
@@ -361,6 +430,7 @@ fn send_all(
     pool: &mut SkbPool,
     qdisc: bool,
     flow: u32,
+    pace: Option<&Pace>,
 ) -> Outcome {
     let mut out = Outcome {
         bytes: 0,
@@ -402,6 +472,7 @@ fn send_all(
                     qdisc,
                     flow,
                     destinations,
+                    pace,
                 },
             );
             if let Err(e) = sent {
@@ -432,15 +503,21 @@ fn send_all(
         while left > 0 {
             left -= 1;
             if slot.cursor.at_entry_end() {
-                if let Err(e) = slot.enter_next(&mut dest.state, order, entries) {
+                if let Err(e) = slot.enter_next(&mut dest.state, order, entries, pace) {
                     out.error = Some(e);
                     break 'call;
                 }
             }
-            let sent = match send_fast(slot, dest, pages, &mut batch, pool) {
+            // A paced packet is never recycled (paced calls go through the
+            // qdisc): it takes the general way, which times it.
+            let fast = match pace {
+                None => send_fast(slot, dest, pages, &mut batch, pool),
+                Some(_) => None,
+            };
+            let sent = match fast {
                 Some(sent) => sent,
                 None => send_packet(
-                    slot, dest, order, entries, pages, &mut frags, &mut batch, done, pool,
+                    slot, dest, order, entries, pages, &mut frags, &mut batch, done, pool, pace,
                 ),
             };
             if let Err(e) = sent {
@@ -519,6 +596,7 @@ struct SendTo<'s, 'd> {
     qdisc: bool,
     flow: u32,
     destinations: usize,
+    pace: Option<&'s Pace>,
 }
 
 /// A turn of fan-out `slot`: each of `burst`'s packets of its data to every
@@ -536,8 +614,14 @@ fn send_fanout(slot: &mut Slot, burst: &Burst, to: &mut SendTo<'_, '_>) -> Resul
         let err = at(slot.current);
         let first = slot.cursor.at_entry_end();
         if first {
-            slot.cursor.enter_next(&lens).ok_or(err(EINVAL))?;
+            let index = slot.cursor.enter_next(&lens).ok_or(err(EINVAL))?;
+            if let Some(pace) = to.pace {
+                let entry = lens.entry(index).ok_or(err(EINVAL))?;
+                slot.departures.enter(&pace.window, entry.pace);
+            }
         }
+        // Every destination's copy of a packet departs at the same time.
+        let departure = slot.departure(to.pace);
         // Where the packet is: two fragments the fast way, else any.
         let mut next = slot.cursor;
         let (two, nfrags, len) = match next.peek_full::<{ PAGE_SHIFT as u32 }>() {
@@ -573,12 +657,17 @@ fn send_fanout(slot: &mut Slot, burst: &Burst, to: &mut SendTo<'_, '_>) -> Resul
             )
             .map_err(&err)?;
             let recycle = !to.qdisc && dest.prepared.as_ref().is_some_and(|p| p.recycle);
-            let fast = two
-                .as_ref()
-                .and_then(|two| rearm_to(dest, recycle, two, to.batch, to.pool));
+            let fast = match departure {
+                None => two
+                    .as_ref()
+                    .and_then(|two| rearm_to(dest, recycle, two, to.batch, to.pool)),
+                Some(_) => None,
+            };
             match fast {
                 Some(sent) => sent,
-                None => build_to(dest, recycle, frags, len, to.batch, to.done, to.pool),
+                None => build_to(
+                    dest, recycle, frags, len, to.batch, to.done, to.pool, departure,
+                ),
             }
             .map_err(&err)?;
             let more = left > 0 || k + 1 < members.len() || !burst.last;
@@ -706,23 +795,45 @@ fn send_packet(
     batch: &mut TxBatch<'_>,
     done: &CallDone,
     pool: &mut SkbPool,
+    pace: Option<&Pace>,
 ) -> Result<(), EntryError> {
     let lens = slot.lens(order, entries);
     let Some(pkt) = slot.cursor.next_packet(&lens) else {
         return Err(at(slot.current)(EINVAL));
     };
     if pkt.first {
-        slot.start_entry(&mut dest.state, &lens, pkt.entry)?;
+        slot.start_entry(&mut dest.state, &lens, pkt.entry, pace)?;
     }
     let err = at(slot.current);
     let n = fill_frags(frags, pages, pkt.page, pkt.offset, pkt.len).ok_or(err(EINVAL))?;
     let frags = frags.get(..n).ok_or(err(EINVAL))?;
-    build_to(dest, slot.recycle, frags, pkt.len, batch, done, pool).map_err(err)
+    let departure = slot.departure(pace);
+    build_to(
+        dest,
+        slot.recycle,
+        frags,
+        pkt.len,
+        batch,
+        done,
+        pool,
+        departure,
+    )
+    .map_err(err)
+}
+
+/// A packet's departure time, in a paced call.
+#[derive(Clone, Copy)]
+struct Departure {
+    /// Nanoseconds on `CLOCK_TAI` with `tai`, else on `CLOCK_MONOTONIC`.
+    ns: u64,
+    tai: bool,
 }
 
 /// Builds a packet of `dest` carrying `len` payload bytes in `frags` and
 /// queues it in `batch`, which must have room: every case, in a recycled
-/// skb when `recycle` allows and one is free, else a new one.
+/// skb when `recycle` allows and one is free, else a new one; with its
+/// `departure` time in a paced call.
+#[allow(clippy::too_many_arguments)]
 #[inline(never)]
 fn build_to(
     dest: &mut Destination,
@@ -732,6 +843,7 @@ fn build_to(
     batch: &mut TxBatch<'_>,
     done: &CallDone,
     pool: &mut SkbPool,
+    departure: Option<Departure>,
 ) -> Result {
     let Destination {
         prepared: Some(p),
@@ -766,6 +878,9 @@ fn build_to(
     };
     // An error ends the call; dropping the skb frees it.
     written.map_err(|_| EINVAL)?;
+    if let Some(d) = departure {
+        skb.set_departure(d.ns, d.tai);
+    }
     skb.queue();
     Ok(())
 }
@@ -866,11 +981,20 @@ pub(crate) fn check_header(req: &MdwWritev) -> Result<u32> {
     if req.count > MDW_MAX_ENTRIES {
         return Err(E2BIG);
     }
-    if (req.entry_size as usize) < size_of::<MdwEntry>() {
+    // Older callers' shorter entries read with the new fields zero.
+    if (req.entry_size as usize) < MDW_ENTRY_SIZE_VER0 {
         return Err(EINVAL);
     }
     if req.entry_size > MDW_MAX_ENTRY_SIZE {
         return Err(E2BIG);
+    }
+    if req.flags & MDW_WRITE_PACE == 0 {
+        if req.pace_start != 0 || req.pace_window != 0 || req.pace_clock != 0 {
+            return Err(EINVAL);
+        }
+    } else if req.flags & MDW_WRITE_QDISC == 0 {
+        // Release on the direct path needs the module's own scheduler.
+        return Err(crate::errno::eopnotsupp());
     }
     Ok(req.quantum.max(1))
 }
@@ -895,9 +1019,19 @@ pub(crate) fn writev(
     let stats = &shared.stats;
     let is_async = req.flags & MDW_WRITE_ASYNC != 0;
     let qdisc = req.flags & MDW_WRITE_QDISC != 0;
+    let pace = Pace::of(req).map_err(at(0))?;
     arena.start();
     let mut buffers = CallBuffers::default();
-    let checked = validate(net, dests, arena, bufs, &mut buffers, raw, qdisc)?;
+    let checked = validate(
+        net,
+        dests,
+        arena,
+        bufs,
+        &mut buffers,
+        raw,
+        qdisc,
+        pace.is_some(),
+    )?;
     let pages_needed = checked.pages;
     let CallArena {
         entries,
@@ -913,6 +1047,9 @@ pub(crate) fn writev(
     let devs = devs.devices();
     if !checked.grouped {
         group(entries, slots, order, active)?;
+    }
+    if let Some(pace) = &pace {
+        resolve_pace(&pace.window, entries, slots, remaining)?;
     }
     let mut turns = plan(slots, remaining, active, quantum)?;
 
@@ -973,6 +1110,7 @@ pub(crate) fn writev(
         &mut pool,
         qdisc,
         flow,
+        pace.as_ref(),
     );
     // Each destination keeps the skbs the device is done with for its next
     // call and lets go of the others.
@@ -1075,6 +1213,7 @@ fn validate(
     buffers: &mut CallBuffers,
     raw: &[MdwEntry],
     qdisc: bool,
+    paced: bool,
 ) -> Result<Checked, EntryError> {
     let CallArena {
         calls,
@@ -1128,6 +1267,7 @@ fn validate(
         if e.flags & !KNOWN_ENTRY_FLAGS != 0 || (e.buf != 0 && !from_buffer) || e.len == 0 {
             return Err(err(EINVAL));
         }
+        let pace = entry_pace(e, paced).map_err(&err)?;
         let end = e.addr.checked_add(e.len).ok_or(err(EFAULT))?;
         let (first_page_offset, source, first_page) = if from_buffer {
             let index = buffers.index(e.buf, bufs).map_err(&err)?;
@@ -1201,6 +1341,7 @@ fn validate(
                 first_page_offset,
                 page_base,
                 rtp_ts,
+                pace,
             },
         )
         .map_err(nomem)?;
@@ -1260,6 +1401,7 @@ fn new_slot(
             count: 0,
             cursor,
             current: first as u32,
+            departures: Departures::default(),
         },
     )
 }
@@ -1285,7 +1427,8 @@ impl FanOutTo<'_> {
         if e.flags & !(MDW_ENTRY_SAME | MDW_ENTRY_RTP_TS) != 0 || e.addr != 0 || e.len != 0 {
             return Err(EINVAL);
         }
-        if e.buf != 0 {
+        // A fan-out's timing is that of its data, its first entry.
+        if e.buf != 0 || e.pace_offset != 0 || e.pace_gap != 0 {
             return Err(EINVAL);
         }
         let dest = self.dests.get_mut(e.dest).ok_or(ENXIO)?;
@@ -1347,6 +1490,55 @@ fn group(
     let grouped = group_by_slot(slot_of, slots, order, fill);
     vec::clear(fill);
     grouped.map_err(|_| at(0)(EINVAL))
+}
+
+/// An entry's own timing (`MDW_ENTRY_PACE`, only in a `paced` call), as
+/// given: its gap is resolved by [`resolve_pace`].
+fn entry_pace(e: &MdwEntry, paced: bool) -> Result<Option<EntryPace>> {
+    if e.flags & MDW_ENTRY_PACE == 0 {
+        if e.pace_offset != 0 || e.pace_gap != 0 {
+            return Err(EINVAL);
+        }
+        return Ok(None);
+    }
+    if !paced {
+        return Err(EINVAL);
+    }
+    Ok(Some(EntryPace {
+        offset: e.pace_offset,
+        gap: e.pace_gap,
+    }))
+}
+
+/// Stage 2b, only in a paced call: resolves the gap of each entry timed
+/// by itself, now that its packets are counted (`ERANGE` when they would
+/// not all depart inside `window`), and starts each slot's departure
+/// clock at the window's start, its packets (`remaining`, before the
+/// plan takes them) spread over the window.
+#[cold]
+fn resolve_pace(
+    window: &Window,
+    entries: &mut [Entry],
+    slots: &mut [Slot],
+    remaining: &[u64],
+) -> Result<(), EntryError> {
+    for e in entries.iter_mut() {
+        let Some(own) = e.pace.as_mut() else {
+            continue;
+        };
+        let err = at(e.index);
+        let s = slots.get(e.slot as usize).ok_or(err(EINVAL))?;
+        let packets = packet_count(e.len, s.cursor.max_payload()).map_err(|_| err(EINVAL))?;
+        let gap = window
+            .entry_gap(u64::from(own.offset), u64::from(own.gap), packets)
+            .map_err(|e| err(pace_errno(e)))?;
+        // At most the window's length or the caller's own u32.
+        own.gap = u32::try_from(gap).map_err(|_| err(ERANGE))?;
+    }
+    for (s, &packets) in slots.iter_mut().zip(remaining.iter()) {
+        s.departures = Departures::new(window, packets);
+    }
+    Ok(())
 }
 
 /// Stage 3, the plan: the round-robin order (`common::interleave`) over

@@ -40,6 +40,7 @@
 #define MDW_FEAT_BUF		(1ULL << 4)	/* BUF_REGISTER/UNREGISTER, MDW_ENTRY_BUF */
 #define MDW_FEAT_ASYNC		(1ULL << 5)	/* MDW_WRITE_ASYNC, read()/poll(), SET_EVENTFD */
 #define MDW_FEAT_FANOUT		(1ULL << 6)	/* MDW_ENTRY_SAME */
+#define MDW_FEAT_PACE		(1ULL << 7)	/* MDW_WRITE_PACE, MDW_ENTRY_PACE */
 
 /**
  * struct mdw_info - what the loaded module implements (MDW_IOC_INFO)
@@ -151,6 +152,7 @@ struct mdw_buf_unreg {
 #define MDW_ENTRY_RTP_TS	(1U << 0)	/* rtp_timestamp starts this entry */
 #define MDW_ENTRY_BUF		(1U << 1)	/* addr is an offset in registered buffer @buf */
 #define MDW_ENTRY_SAME		(1U << 2)	/* the data of the entry before: a fan-out */
+#define MDW_ENTRY_PACE		(1U << 3)	/* pace_offset, pace_gap time this entry */
 
 /**
  * struct mdw_entry - one chunk of data for one destination
@@ -162,6 +164,19 @@ struct mdw_buf_unreg {
  * @rtp_timestamp: with MDW_ENTRY_RTP_TS, the RTP timestamp of the entry's
  *	first packet (the per-packet increment continues from it)
  * @buf: with MDW_ENTRY_BUF, the id of a registered buffer; else 0
+ * @pace_offset: with MDW_ENTRY_PACE, when the entry's first packet
+ *	departs: nanoseconds after the call's window starts
+ * @pace_gap: with MDW_ENTRY_PACE, nanoseconds between the entry's
+ *	packets; 0 spreads them evenly from @pace_offset to the window's end
+ *
+ * In a paced call (MDW_WRITE_PACE) every packet has a departure time
+ * inside the call's window. An entry with MDW_ENTRY_PACE sets its own
+ * (every packet of it inside the window, else ERANGE); the packets of the
+ * other entries of a destination (or fan-out) are spread evenly over the
+ * window, window / P apart (P: the destination's packets in the call),
+ * the first at the window's start, each entry continuing where the one
+ * before it left off. A destination's departure times never go back.
+ * Without MDW_WRITE_PACE both fields are 0.
  *
  * MDW_ENTRY_SAME: the entry sends the data of the entry before it to its
  * own destination; @addr, @len and @buf are 0 and MDW_ENTRY_BUF is clear
@@ -180,11 +195,14 @@ struct mdw_entry {
 	__u64 len;
 	__u32 rtp_timestamp;
 	__u32 buf;
+	__u32 pace_offset;
+	__u32 pace_gap;
 };
 
 /* mdw_writev.flags */
 #define MDW_WRITE_QDISC		(1U << 0)	/* through the qdisc, not straight to the TX queue */
 #define MDW_WRITE_ASYNC		(1U << 1)	/* return once queued; complete through read() */
+#define MDW_WRITE_PACE		(1U << 2)	/* each packet departs at its own time (pace_*) */
 
 /**
  * struct mdw_writev - one multi-destination write (MDW_IOC_WRITEV)
@@ -198,6 +216,23 @@ struct mdw_entry {
  * @error: out: 0, or the negative errno that stopped the call early
  * @error_index: out: with @error, the entry being sent when it happened
  * @cookie: with MDW_WRITE_ASYNC, returned in the call's completion record
+ * @pace_start: with MDW_WRITE_PACE, when the call's window starts, in
+ *	nanoseconds on @pace_clock; at most MDW_MAX_PACE_AHEAD ahead (else
+ *	ERANGE); a window that has already ended fails with ETIME
+ * @pace_window: with MDW_WRITE_PACE, the window's length in nanoseconds,
+ *	1..MDW_MAX_PACE_WINDOW (else ERANGE; 0 is EINVAL)
+ * @pace_clock: with MDW_WRITE_PACE, the clock of @pace_start:
+ *	CLOCK_MONOTONIC (1, for the fq qdisc) or CLOCK_TAI (11, for etf);
+ *	any other is EINVAL
+ *
+ * MDW_WRITE_PACE gives each packet a departure time (see struct
+ * mdw_entry) and sets it on the skb (skb->tstamp, with its clock), so a
+ * time-based qdisc releases it then: fq for CLOCK_MONOTONIC, etf with
+ * skip_sock_check for CLOCK_TAI. It needs MDW_WRITE_QDISC (else
+ * EOPNOTSUPP); the device needs such a qdisc, or the packets leave at
+ * once. The call completes once the last packet has left, so a
+ * synchronous paced call takes its window; a paced sender makes its calls
+ * asynchronous and queues the next window while this one goes out.
  *
  * With MDW_WRITE_ASYNC the ioctl returns once every packet is queued (the
  * out fields say what was queued); exactly one struct mdw_completion for
@@ -216,6 +251,9 @@ struct mdw_writev {
 	__s32 error;
 	__u32 error_index;
 	__u64 cookie;
+	__u64 pace_start;
+	__u32 pace_window;
+	__u32 pace_clock;
 };
 
 /**
@@ -253,6 +291,8 @@ struct mdw_eventfd {
 #define MDW_MAX_BUFS		1024		/* registered buffers per file */
 #define MDW_MAX_BUF_BYTES	(1ULL << 30)	/* bytes per registered buffer */
 #define MDW_MAX_ASYNC		256		/* async calls in flight + unread, per file */
+#define MDW_MAX_PACE_WINDOW	1000000000	/* ns: a paced call's window, at most 1 s */
+#define MDW_MAX_PACE_AHEAD	1000000000	/* ns: its start at most 1 s ahead */
 
 /**
  * struct mdw_stats - counters of one open file (MDW_IOC_STATS)

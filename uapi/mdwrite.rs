@@ -41,6 +41,8 @@ pub const MDW_FEAT_BUF: u64 = 1 << 4;
 pub const MDW_FEAT_ASYNC: u64 = 1 << 5;
 /// `MDW_FEAT_FANOUT`: fan-outs (`MDW_ENTRY_SAME`).
 pub const MDW_FEAT_FANOUT: u64 = 1 << 6;
+/// `MDW_FEAT_PACE`: paced calls (`MDW_WRITE_PACE`, `MDW_ENTRY_PACE`).
+pub const MDW_FEAT_PACE: u64 = 1 << 7;
 
 /// `MDW_DEST_IPV6`: the addresses are IPv6.
 pub const MDW_DEST_IPV6: u32 = 1 << 0;
@@ -134,6 +136,8 @@ pub const MDW_ENTRY_BUF: u32 = 1 << 1;
 /// `MDW_ENTRY_SAME`: the data of the entry before, to this entry's
 /// destination (`addr`, `len` and `buf` 0): a fan-out (see `uapi/mdwrite.h`).
 pub const MDW_ENTRY_SAME: u32 = 1 << 2;
+/// `MDW_ENTRY_PACE`: `pace_offset` and `pace_gap` time this entry's packets.
+pub const MDW_ENTRY_PACE: u32 = 1 << 3;
 
 abi_struct! {
     /// One chunk of data for one destination.
@@ -151,14 +155,26 @@ abi_struct! {
         pub rtp_timestamp: u32,
         /// With `MDW_ENTRY_BUF`, a registered buffer's id; else 0.
         pub buf: u32,
+        /// With `MDW_ENTRY_PACE`, when the first packet departs:
+        /// nanoseconds after the call's window starts.
+        pub pace_offset: u32,
+        /// With `MDW_ENTRY_PACE`, nanoseconds between its packets; 0
+        /// spreads them evenly to the window's end.
+        pub pace_gap: u32,
     }
 }
+
+/// Size of the first published `struct mdw_entry` (without `pace_*`): the
+/// smallest `entry_size` a call may give.
+pub const MDW_ENTRY_SIZE_VER0: usize = 32;
 
 /// `MDW_WRITE_QDISC`: send through the qdisc, not straight to the TX queue.
 pub const MDW_WRITE_QDISC: u32 = 1 << 0;
 /// `MDW_WRITE_ASYNC`: return once queued; the completion is read from the
 /// file.
 pub const MDW_WRITE_ASYNC: u32 = 1 << 1;
+/// `MDW_WRITE_PACE`: each packet departs at its own time (`pace_*`).
+pub const MDW_WRITE_PACE: u32 = 1 << 2;
 
 abi_struct! {
     /// One multi-destination write (`MDW_IOC_WRITEV`).
@@ -183,6 +199,14 @@ abi_struct! {
         pub error_index: u32,
         /// With `MDW_WRITE_ASYNC`, returned in the call's completion record.
         pub cookie: u64,
+        /// With `MDW_WRITE_PACE`, the window's start, nanoseconds on
+        /// `pace_clock`.
+        pub pace_start: u64,
+        /// With `MDW_WRITE_PACE`, the window's length in nanoseconds,
+        /// `1..=MDW_MAX_PACE_WINDOW`.
+        pub pace_window: u32,
+        /// With `MDW_WRITE_PACE`, `CLOCK_MONOTONIC` (1) or `CLOCK_TAI` (11).
+        pub pace_clock: u32,
     }
 }
 
@@ -229,6 +253,10 @@ pub const MDW_MAX_BUFS: u32 = 1024;
 pub const MDW_MAX_BUF_BYTES: u64 = 1 << 30;
 /// Most asynchronous calls in flight plus completions unread, per file.
 pub const MDW_MAX_ASYNC: u32 = 256;
+/// Longest window of a paced call, in nanoseconds (1 s).
+pub const MDW_MAX_PACE_WINDOW: u32 = 1_000_000_000;
+/// Furthest a paced call's window may start ahead, in nanoseconds (1 s).
+pub const MDW_MAX_PACE_AHEAD: u64 = 1_000_000_000;
 
 abi_struct! {
     /// Counters of one open file (`MDW_IOC_STATS`).

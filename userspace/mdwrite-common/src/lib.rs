@@ -31,6 +31,9 @@ pub mod group;
 #[path = "../../../rust/common/interleave.rs"]
 pub mod interleave;
 
+#[path = "../../../rust/common/pace.rs"]
+pub mod pace;
+
 #[path = "../../../rust/common/recycle.rs"]
 pub mod recycle;
 

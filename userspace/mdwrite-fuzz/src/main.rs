@@ -96,6 +96,8 @@ const WRITEV_ERRNOS: &[i32] = &[
     libc::EINTR,
     libc::EBADF,
     libc::EOPNOTSUPP,
+    libc::ERANGE,
+    libc::ETIME,
 ];
 
 /// The negative errnos `mdw_writev.error` may carry after a partial send.
@@ -106,6 +108,17 @@ const WRITEV_PARTIAL: &[i32] = &[
     libc::ENOBUFS,
     libc::ENOMEM,
 ];
+
+/// Now on CLOCK_MONOTONIC, in nanoseconds.
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid timespec to write.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
 
 fn allowed(kind: &str, e: i32) -> bool {
     COMMON.contains(&e)
@@ -629,6 +642,25 @@ impl Worker<'_> {
         if self.rng.pct(15) {
             w.flags |= MDW_WRITE_QDISC;
         }
+        if self.rng.pct(10) {
+            // Paced: a window around now, some entries timed by themselves.
+            let now = monotonic_ns();
+            w.flags |= MDW_WRITE_PACE | MDW_WRITE_QDISC;
+            w.pace_clock = self.rng.pick(&[1, 1, 1, 11, 0, 7]);
+            w.pace_window = self
+                .rng
+                .pick(&[0, 1, 1_000_000, 20_000_000, MDW_MAX_PACE_WINDOW + 1]);
+            w.pace_start = self
+                .rng
+                .pick(&[now, now - 50_000_000, now + 2_000_000_000, 0]);
+            for e in entries.iter_mut() {
+                if self.rng.pct(30) {
+                    e.flags |= MDW_ENTRY_PACE;
+                    e.pace_offset = self.rng.pick(&[0, 1000, 5_000_000, u32::MAX]);
+                    e.pace_gap = self.rng.pick(&[0, 1000, 100_000, u32::MAX]);
+                }
+            }
+        }
         let mut raw: Vec<u8> = Vec::new();
         let mut cmd = MDW_IOC_WRITEV;
         let mut bad_ptr = None;
@@ -660,19 +692,23 @@ impl Worker<'_> {
         // Entries laid out at the caller's entry size (zero padded).
         let es = w.entry_size as usize;
         let mut ents_ptr = entries.as_ptr() as u64;
-        if es > 32 && es <= 8192 {
+        let known = std::mem::size_of::<MdwEntry>();
+        if es != known && (MDW_ENTRY_SIZE_VER0..=8192).contains(&es) {
+            // Shorter (older callers: the new fields cut off) or longer.
+            let copied = es.min(known);
             raw.resize(es * entries.len(), 0);
             for (i, e) in entries.iter().enumerate() {
-                // SAFETY: `raw` holds `es >= 32` bytes per entry.
+                // SAFETY: `raw` holds `es >= copied` bytes per entry and
+                // `e` at least `copied`.
                 unsafe {
                     std::ptr::copy_nonoverlapping(
                         e as *const _ as *const u8,
                         raw.as_mut_ptr().add(i * es),
-                        32,
+                        copied,
                     )
                 };
-                if self.rng.pct(10) {
-                    raw[i * es + 32 + self.rng.below((es - 32) as u64) as usize] = 1;
+                if es > known && self.rng.pct(10) {
+                    raw[i * es + known + self.rng.below((es - known) as u64) as usize] = 1;
                 }
             }
             ents_ptr = raw.as_ptr() as u64;
@@ -1360,6 +1396,8 @@ mod tests {
             ("MDW_ENTRY_BUF", MDW_ENTRY_BUF.into()),
             ("MDW_WRITE_QDISC", MDW_WRITE_QDISC.into()),
             ("MDW_WRITE_ASYNC", MDW_WRITE_ASYNC.into()),
+            ("MDW_ENTRY_PACE", MDW_ENTRY_PACE.into()),
+            ("MDW_WRITE_PACE", MDW_WRITE_PACE.into()),
             ("O_RDWR", libc::O_RDWR as u64),
             ("O_NONBLOCK", libc::O_NONBLOCK as u64),
             ("O_CLOEXEC", libc::O_CLOEXEC as u64),
@@ -1373,8 +1411,8 @@ mod tests {
         }
         // The sizes the description's structs assume.
         assert_eq!(std::mem::size_of::<MdwDest>(), 76);
-        assert_eq!(std::mem::size_of::<MdwEntry>(), 32);
-        assert_eq!(std::mem::size_of::<MdwWritev>(), 56);
+        assert_eq!(std::mem::size_of::<MdwEntry>(), 40);
+        assert_eq!(std::mem::size_of::<MdwWritev>(), 72);
     }
 
     /// Every kind the workers record has a row in `ALLOWED`.

@@ -48,9 +48,12 @@ fn rust_mirror_matches_c_header() {
             rtp_timestamp, rtp_ts_increment
         };
         struct "mdw_dest_del" = MdwDestDel { handle, flags };
-        struct "mdw_entry" = MdwEntry { dest, flags, addr, len, rtp_timestamp, buf };
+        struct "mdw_entry" = MdwEntry {
+            dest, flags, addr, len, rtp_timestamp, buf, pace_offset, pace_gap
+        };
         struct "mdw_writev" = MdwWritev {
-            entries, count, entry_size, flags, quantum, bytes, packets, error, error_index, cookie
+            entries, count, entry_size, flags, quantum, bytes, packets, error, error_index, cookie,
+            pace_start, pace_window, pace_clock
         };
         struct "mdw_buf_reg" = MdwBufReg { addr, len, id, flags };
         struct "mdw_buf_unreg" = MdwBufUnreg { id, flags };
@@ -67,6 +70,7 @@ fn rust_mirror_matches_c_header() {
         MDW_FEAT_BUF, MDW_FEAT_ASYNC, MDW_ENTRY_BUF, MDW_WRITE_ASYNC, MDW_MAX_BUFS,
         MDW_MAX_BUF_BYTES, MDW_MAX_ASYNC, MDW_IOC_BUF_REGISTER, MDW_IOC_BUF_UNREGISTER,
         MDW_IOC_SET_EVENTFD, MDW_MAX_ENTRY_SIZE, MDW_FEAT_FANOUT, MDW_ENTRY_SAME,
+        MDW_FEAT_PACE, MDW_ENTRY_PACE, MDW_WRITE_PACE, MDW_MAX_PACE_WINDOW, MDW_MAX_PACE_AHEAD,
     );
 
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");

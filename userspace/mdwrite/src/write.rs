@@ -46,7 +46,7 @@ impl<'a> Entry<'a> {
             addr: self.data.as_ptr() as u64,
             len: self.data.len() as u64,
             rtp_timestamp: self.rtp_timestamp.unwrap_or(0),
-            buf: 0,
+            ..Default::default()
         }
     }
 
@@ -136,6 +136,7 @@ mod tests {
                 len: 200,
                 rtp_timestamp: 9,
                 buf: 5,
+                ..Default::default()
             }
         );
         let e = Entry::new(dest, &plain).to_abi_in(&table);

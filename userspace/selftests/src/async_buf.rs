@@ -196,6 +196,7 @@ fn plain(dest: u32, data: &[u8]) -> MdwEntry {
         len: data.len() as u64,
         rtp_timestamp: 0,
         buf: 0,
+        ..Default::default()
     }
 }
 
@@ -208,6 +209,7 @@ fn from_buf(dest: u32, id: u32, off: u64, len: u64) -> MdwEntry {
         len,
         rtp_timestamp: 0,
         buf: id,
+        ..Default::default()
     }
 }
 

@@ -80,6 +80,7 @@ pub(crate) fn entry(dest: DestId, data: &[u8]) -> MdwEntry {
         len: data.len() as u64,
         rtp_timestamp: 0,
         buf: 0,
+        ..Default::default()
     }
 }
 

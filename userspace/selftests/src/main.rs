@@ -16,6 +16,7 @@ mod errors;
 mod fanout;
 mod faults;
 mod net;
+mod pace;
 mod raw;
 mod safety;
 mod send;
@@ -49,6 +50,12 @@ const TESTS: &[Test] = &[
         fanout::fanout_rtp_per_destination,
     ),
     ("fanout_errors", fanout::fanout_errors),
+    ("pace_release_fq", pace::pace_release_fq),
+    ("pace_errors", pace::pace_errors),
+    (
+        "pace_pending_exit_down_kill",
+        pace::pace_pending_exit_down_kill,
+    ),
     ("interleave_round_robin", send::interleave_round_robin),
     ("interleave_quantum", send::interleave_quantum),
     ("send_checksum_vlan_qdisc", send::send_checksum_vlan_qdisc),
@@ -132,6 +139,13 @@ fn main() -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(reason) => {
                 eprintln!("flood: {reason}");
+                ExitCode::FAILURE
+            }
+        },
+        ["paced-pending", dev, how] => match pace::paced_pending(dev, how) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(reason) => {
+                eprintln!("paced-pending: {reason}");
                 ExitCode::FAILURE
             }
         },

@@ -80,6 +80,7 @@ impl Mdwrite {
                 len: wl.bytes as u64,
                 rtp_timestamp: 0,
                 buf: buf.id().unwrap_or(0),
+                ..Default::default()
             },
             None => {
                 let data = pool.dest_data(wl, d);
@@ -90,6 +91,7 @@ impl Mdwrite {
                     len: data.len() as u64,
                     rtp_timestamp: 0,
                     buf: 0,
+                    ..Default::default()
                 }
             }
         }

@@ -1,0 +1,483 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Paced calls (`MDW_WRITE_PACE`): each packet leaves at its own departure
+//! time through a time-based qdisc (fq), never before it; bad windows and
+//! timings get their errnos; pending paced calls survive close, a device
+//! going down and SIGKILL without leaks.
+
+use std::{
+    os::fd::AsFd,
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use mdwrite::{
+    uapi::{
+        ioc, MdwEntry, MdwWritev, MDW_ENTRY_PACE, MDW_ENTRY_SAME, MDW_IOC_WRITEV_NR,
+        MDW_MAX_PACE_AHEAD, MDW_MAX_PACE_WINDOW, MDW_WRITE_ASYNC, MDW_WRITE_PACE, MDW_WRITE_QDISC,
+    },
+    DestId, Device,
+};
+
+use crate::{
+    errors::{entry, foll_pins, raw_writev},
+    net::{udp_info, Capture},
+    raw::{errno_name, expect_errno, ioctl},
+    send::pattern,
+    topo::{self, run, Topology},
+    TestResult,
+};
+
+/// Payload bytes per packet on the dummy device (MTU 1500, IPv4, UDP).
+const PAYLOAD: usize = 1472;
+const MS: u64 = 1_000_000;
+const CLOCK_MONOTONIC: u32 = 1;
+
+/// Now on `CLOCK_MONOTONIC`, in nanoseconds (the module's `ktime_get_ns`).
+fn now_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid timespec to write.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// A dummy `d0` in a new sender namespace with `qdisc` as its root qdisc,
+/// a tap on it, the device open and `n` destinations on it (ports 5000 +
+/// k), this thread in the namespace.
+fn setup(qdisc: &[&str], n: u16) -> Result<(Topology, Device, Capture, Vec<DestId>), String> {
+    let topo = Topology::new(0)?;
+    let ifindex = topo::add_dummy(&topo.sender, "d0", true)?;
+    let mut tc = vec![
+        "tc",
+        "-n",
+        &topo.sender,
+        "qdisc",
+        "replace",
+        "dev",
+        "d0",
+        "root",
+    ];
+    tc.extend_from_slice(qdisc);
+    run(&tc)?;
+    topo::enter(&topo.sender)?;
+    let cap = Capture::open("d0")?;
+    let dev = Device::open().map_err(|e| format!("open: {e}"))?;
+    let mut ids = Vec::new();
+    for k in 0..n {
+        let mut c = topo::dummy_config(ifindex);
+        c.to.set_port(5000 + k);
+        ids.push(
+            dev.add_destination(&c)
+                .map_err(|e| format!("DEST_ADD {k}: {e}"))?,
+        );
+    }
+    Ok((topo, dev, cap, ids))
+}
+
+/// A frame seen on the tap: its destination, payload, and a time it
+/// cannot have left before.
+struct Seen {
+    dest: usize,
+    payload: Vec<u8>,
+    not_before: u64,
+}
+
+/// Watches the tap until `want` frames of destinations `0..dests` were
+/// seen or `deadline` passed. Each frame gets the time taken before the
+/// drain preceding the one that found it: it was not on the tap then.
+fn watch(cap: &Capture, dests: usize, want: usize, deadline: Instant) -> Vec<Seen> {
+    let mut seen = Vec::new();
+    let mut before_last = now_ns();
+    while seen.len() < want && Instant::now() < deadline {
+        let before = now_ns();
+        for (_, f) in cap.drain_ll() {
+            let Some((port, _)) = udp_info(&f) else {
+                continue;
+            };
+            let dest = usize::from(port.wrapping_sub(5000));
+            if dest < dests {
+                seen.push(Seen {
+                    dest,
+                    payload: f.get(42..).unwrap_or(&[]).to_vec(),
+                    not_before: before_last,
+                });
+            }
+        }
+        before_last = before;
+        std::thread::sleep(Duration::from_micros(500));
+    }
+    seen
+}
+
+/// A paced call through fq: every destination's packets arrive complete
+/// and in order, and none leaves before its departure time: evenly spread
+/// over the window for plain entries, at its own offset and gap for an
+/// entry timed by itself. The same call unpaced leaves at once.
+pub(crate) fn pace_release_fq() -> TestResult {
+    const DESTS: usize = 4;
+    const PACKETS: usize = 6;
+    let (_topo, dev, cap, ids) = setup(&["fq"], DESTS as u16)?;
+    let data: Vec<Vec<u8>> = (0..DESTS)
+        .map(|k| pattern(PACKETS * PAYLOAD, 40 + k as u32))
+        .collect();
+    let mut entries: Vec<MdwEntry> = ids.iter().zip(&data).map(|(&id, d)| entry(id, d)).collect();
+    // The last destination times its entry itself: from 100 ms, 20 ms apart.
+    let own = (100 * MS, 20 * MS);
+    entries[DESTS - 1].flags |= MDW_ENTRY_PACE;
+    entries[DESTS - 1].pace_offset = own.0 as u32;
+    entries[DESTS - 1].pace_gap = own.1 as u32;
+    let window = 300 * MS;
+
+    // Unpaced through fq first: everything leaves at once.
+    let plain: Vec<MdwEntry> = ids.iter().zip(&data).map(|(&id, d)| entry(id, d)).collect();
+    let called = now_ns();
+    let (r, w) = raw_writev(&dev, &plain, |w| w.flags = MDW_WRITE_QDISC);
+    if r.is_err() || w.packets != (DESTS * PACKETS) as u64 {
+        return Err(format!("unpaced call: {r:?}, {} packets", w.packets));
+    }
+    let seen = watch(
+        &cap,
+        DESTS,
+        DESTS * PACKETS,
+        Instant::now() + Duration::from_secs(5),
+    );
+    let spread = seen.iter().map(|s| s.not_before).max().unwrap_or(0) - called;
+    if seen.len() != DESTS * PACKETS || spread > window / 2 {
+        return Err(format!(
+            "unpaced call: {} frames within {} ms; want {} at once",
+            seen.len(),
+            spread / MS,
+            DESTS * PACKETS
+        ));
+    }
+
+    let start = now_ns() + 50 * MS;
+    let (r, w) = raw_writev(&dev, &entries, |w| {
+        w.flags = MDW_WRITE_QDISC | MDW_WRITE_PACE;
+        w.pace_start = start;
+        w.pace_window = window as u32;
+        w.pace_clock = CLOCK_MONOTONIC;
+    });
+    let returned = now_ns();
+    if r.is_err() || w.packets != (DESTS * PACKETS) as u64 || w.error != 0 {
+        return Err(format!(
+            "paced call: {r:?}, {} packets, error {}",
+            w.packets,
+            errno_name(-w.error)
+        ));
+    }
+    // A synchronous call completes once its last packet has left.
+    let last = start + own.0 + (PACKETS as u64 - 1) * own.1;
+    let last = last.max(start + (PACKETS as u64 - 1) * (window / PACKETS as u64));
+    if returned + MS < last {
+        return Err(format!(
+            "synchronous paced call returned {} ms before its last departure",
+            (last - returned) / MS
+        ));
+    }
+    let seen = watch(
+        &cap,
+        DESTS,
+        DESTS * PACKETS,
+        Instant::now() + Duration::from_secs(5),
+    );
+    if seen.len() != DESTS * PACKETS {
+        return Err(format!(
+            "paced call: tap saw {} frames, want {}",
+            seen.len(),
+            DESTS * PACKETS
+        ));
+    }
+    for (k, want) in data.iter().enumerate() {
+        let mine: Vec<&Seen> = seen.iter().filter(|s| s.dest == k).collect();
+        let bytes: Vec<u8> = mine
+            .iter()
+            .flat_map(|s| s.payload.iter().copied())
+            .collect();
+        if &bytes != want {
+            return Err(format!(
+                "destination {k}: payload bytes differ or out of order"
+            ));
+        }
+        for (j, s) in mine.iter().enumerate() {
+            let j = j as u64;
+            let due = match k {
+                k if k == DESTS - 1 => start + own.0 + j * own.1,
+                _ => start + j * (window / PACKETS as u64),
+            };
+            if s.not_before > due {
+                continue;
+            }
+            // Seen in a drain that began before its departure: it may have
+            // left early. Allow only the drain period.
+            if due - s.not_before > 2 * MS {
+                return Err(format!(
+                    "destination {k} packet {j}: on the wire {} us before its departure",
+                    (due - s.not_before) / 1000
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Paced calls' errnos (`Documentation/uapi.rst`); an older caller's
+/// 32-byte entries still work.
+pub(crate) fn pace_errors() -> TestResult {
+    let (_topo, dev, _cap, ids) = setup(&["fq"], 2)?;
+    let data = pattern(4 * PAYLOAD, 7);
+    let one = [entry(ids[0], &data)];
+    let paced = |start: u64, window: u32, clock: u32| {
+        move |w: &mut MdwWritev| {
+            w.flags = MDW_WRITE_QDISC | MDW_WRITE_PACE;
+            w.pace_start = start;
+            w.pace_window = window;
+            w.pace_clock = clock;
+        }
+    };
+    let now = now_ns();
+    let ok = paced(now, 10 * MS as u32, CLOCK_MONOTONIC);
+    let check = |what: &str, entries: &[MdwEntry], tweak: &dyn Fn(&mut MdwWritev), want: i32| {
+        let (r, _) = raw_writev(&dev, entries, tweak);
+        expect_errno(what, r, want)
+    };
+    check(
+        "paced without MDW_WRITE_QDISC",
+        &one,
+        &|w| {
+            ok(w);
+            w.flags = MDW_WRITE_PACE;
+        },
+        libc::EOPNOTSUPP,
+    )?;
+    check(
+        "clock CLOCK_REALTIME",
+        &one,
+        &paced(now, 10 * MS as u32, 0),
+        libc::EINVAL,
+    )?;
+    check(
+        "clock 7",
+        &one,
+        &paced(now, 10 * MS as u32, 7),
+        libc::EINVAL,
+    )?;
+    check(
+        "window 0",
+        &one,
+        &paced(now, 0, CLOCK_MONOTONIC),
+        libc::EINVAL,
+    )?;
+    check(
+        "window over MDW_MAX_PACE_WINDOW",
+        &one,
+        &paced(now, MDW_MAX_PACE_WINDOW + 1, CLOCK_MONOTONIC),
+        libc::ERANGE,
+    )?;
+    check(
+        "start beyond MDW_MAX_PACE_AHEAD",
+        &one,
+        &paced(
+            now_ns() + MDW_MAX_PACE_AHEAD + 100 * MS,
+            10 * MS as u32,
+            CLOCK_MONOTONIC,
+        ),
+        libc::ERANGE,
+    )?;
+    check(
+        "window ended",
+        &one,
+        &paced(now - 50 * MS, 20 * MS as u32, CLOCK_MONOTONIC),
+        libc::ETIME,
+    )?;
+    check(
+        "pace fields without MDW_WRITE_PACE",
+        &one,
+        &|w| w.pace_window = 10 * MS as u32,
+        libc::EINVAL,
+    )?;
+    let timed = |offset: u32, gap: u32| {
+        let mut e = entry(ids[0], &data);
+        e.flags |= MDW_ENTRY_PACE;
+        e.pace_offset = offset;
+        e.pace_gap = gap;
+        [e]
+    };
+    let far = paced(now_ns() + 100 * MS, 10 * MS as u32, CLOCK_MONOTONIC);
+    check(
+        "MDW_ENTRY_PACE in an unpaced call",
+        &timed(0, 0),
+        &|w| w.flags = MDW_WRITE_QDISC,
+        libc::EINVAL,
+    )?;
+    let mut stray = entry(ids[0], &data);
+    stray.pace_gap = 5;
+    check(
+        "pace_gap without MDW_ENTRY_PACE",
+        &[stray],
+        &far,
+        libc::EINVAL,
+    )?;
+    check(
+        "pace_offset at the window's end",
+        &timed(10 * MS as u32, 0),
+        &far,
+        libc::ERANGE,
+    )?;
+    // Four packets 4 ms apart from 0: the last at 12 ms, past 10.
+    check(
+        "packets past the window's end",
+        &timed(0, 4 * MS as u32),
+        &far,
+        libc::ERANGE,
+    )?;
+    let mut same = entry(ids[1], &[]);
+    same.flags = MDW_ENTRY_SAME | MDW_ENTRY_PACE;
+    check(
+        "MDW_ENTRY_PACE on a fan-out's member",
+        &[one[0], same],
+        &far,
+        libc::EINVAL,
+    )?;
+
+    // Nothing pinned by the refused calls; a good one goes.
+    let (r, w) = raw_writev(&dev, &timed(0, 2 * MS as u32), far);
+    if r.is_err() || w.packets != 4 {
+        return Err(format!("good paced call: {r:?}, {} packets", w.packets));
+    }
+    // An older caller: 32-byte entries and a 56-byte mdw_writev.
+    let old = ioc::encode(ioc::READ | ioc::WRITE, MDW_IOC_WRITEV_NR, 56);
+    let mut raw = Vec::new();
+    raw.extend_from_slice(&ids[0].handle().to_ne_bytes());
+    raw.extend_from_slice(&0u32.to_ne_bytes());
+    raw.extend_from_slice(&(data.as_ptr() as u64).to_ne_bytes());
+    raw.extend_from_slice(&(data.len() as u64).to_ne_bytes());
+    raw.extend_from_slice(&[0u8; 8]);
+    let mut req = MdwWritev {
+        entries: raw.as_ptr() as u64,
+        count: 1,
+        entry_size: 32,
+        ..Default::default()
+    };
+    let r = ioctl(dev.as_fd(), old, &mut req as *mut MdwWritev as usize);
+    if r.is_err() || req.packets != 4 {
+        return Err(format!(
+            "older caller's call: {r:?}, {} packets",
+            req.packets
+        ));
+    }
+    Ok(())
+}
+
+/// Paced calls still pending when their process exits, their device goes
+/// down, or their synchronous caller is killed: each ends promptly, and
+/// every page pinned is unpinned once the qdisc let go of the packets.
+pub(crate) fn pace_pending_exit_down_kill() -> TestResult {
+    let topo = Topology::new(0)?;
+    topo::add_dummy(&topo.sender, "d0", true)?;
+    run(&[
+        "tc",
+        "-n",
+        &topo.sender,
+        "qdisc",
+        "replace",
+        "dev",
+        "d0",
+        "root",
+        "fq",
+    ])?;
+    let (acq0, rel0) = foll_pins()?;
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    for how in ["exit", "down", "kill"] {
+        let started = Instant::now();
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &topo.sender])
+            .arg(&exe)
+            .args(["paced-pending", "d0", how])
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        if how == "down" || how == "kill" {
+            std::thread::sleep(Duration::from_millis(700));
+        }
+        if how == "down" {
+            run(&["ip", "-n", &topo.sender, "link", "set", "d0", "down"])?;
+        }
+        if how == "kill" {
+            child.kill().map_err(|e| e.to_string())?;
+        }
+        let status = child.wait().map_err(|e| e.to_string())?;
+        match (how, status.code()) {
+            ("kill", None) | (_, Some(0)) => {}
+            _ => return Err(format!("{how}: helper ended {status}")),
+        }
+        if started.elapsed() > Duration::from_secs(20) {
+            return Err(format!("{how}: took {:?}", started.elapsed()));
+        }
+        if how == "down" {
+            run(&["ip", "-n", &topo.sender, "link", "set", "d0", "up"])?;
+        }
+    }
+    // The last window ends within 2 s of its call; let fq release it.
+    std::thread::sleep(Duration::from_secs(3));
+    let (acq, rel) = foll_pins()?;
+    if acq - acq0 == 0 || acq - acq0 != rel - rel0 {
+        return Err(format!(
+            "pins acquired {} released {}",
+            acq - acq0,
+            rel - rel0
+        ));
+    }
+    Ok(())
+}
+
+/// The `paced-pending DEV HOW` helper, in the device's namespace: queues
+/// paced calls whose windows lie ahead, then (`exit`) exits at once,
+/// (`down`) waits for the completion of an asynchronous one while the test
+/// takes the device down, or (`kill`) waits in a synchronous one until
+/// killed.
+pub(crate) fn paced_pending(dev_name: &str, how: &str) -> TestResult {
+    let name = std::ffi::CString::new(dev_name).map_err(|e| e.to_string())?;
+    // SAFETY: `name` is a valid C string; looked up in this thread's netns.
+    let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
+    let dev = Device::open().map_err(|e| format!("open: {e}"))?;
+    let id = dev
+        .add_destination(&topo::dummy_config(ifindex))
+        .map_err(|e| format!("DEST_ADD: {e}"))?;
+    let data = pattern(64 * PAYLOAD, 9);
+    let e = [entry(id, &data)];
+    let window = |ahead: u64, flags: u32| {
+        move |w: &mut MdwWritev| {
+            w.flags = MDW_WRITE_QDISC | MDW_WRITE_PACE | flags;
+            w.pace_start = now_ns() + ahead;
+            w.pace_window = MDW_MAX_PACE_WINDOW;
+            w.pace_clock = CLOCK_MONOTONIC;
+        }
+    };
+    match how {
+        "exit" => {
+            for _ in 0..3 {
+                let (r, _) = raw_writev(&dev, &e, window(500 * MS, MDW_WRITE_ASYNC));
+                r.map_err(|e| format!("async paced call: {}", errno_name(e)))?;
+            }
+            Ok(())
+        }
+        "down" => {
+            let (r, _) = raw_writev(&dev, &e, window(300 * MS, MDW_WRITE_ASYNC));
+            r.map_err(|e| format!("async paced call: {}", errno_name(e)))?;
+            let c = dev
+                .read_completion()
+                .map_err(|e| format!("read completion: {e}"))?;
+            if c.is_none() {
+                return Err("no completion after the device went down".into());
+            }
+            Ok(())
+        }
+        _ => {
+            let (r, _) = raw_writev(&dev, &e, window(500 * MS, 0));
+            Err(format!("synchronous paced call was not killed: {r:?}"))
+        }
+    }
+}
