@@ -30,12 +30,14 @@ use crate::{
         self, MdwBufReg, MdwBufUnreg, MdwDest, MdwDestDel, MdwEntry, MdwEventfd, MdwInfo,
         MdwWritev, MDW_FEAT_ASYNC, MDW_FEAT_BUF, MDW_FEAT_FANOUT, MDW_FEAT_IPV6, MDW_FEAT_PACE,
         MDW_FEAT_RTP, MDW_FEAT_VLAN, MDW_FEAT_WRITEV, MDW_MAX_DESTS, MDW_WRITE_ASYNC,
+        MDW_WRITE_PACE, MDW_WRITE_QDISC,
     },
     buffer::{BufTable, RegisteredBuffer},
     completion::{FileShared, PollTable},
     dest::Destination,
     ioctl::{read_array_into, Command, UserStruct},
     net::NetNs,
+    pacer::Pacer,
     table::Table,
     writev::{self, CallArena},
 };
@@ -61,6 +63,9 @@ pub(crate) struct Dests {
     arena: CallArena,
     /// The entries of the current call, as copied in.
     raw: KVVec<MdwEntry>,
+    /// Releases the file's paced calls on the direct path; made on the
+    /// first such call.
+    pacer: Option<Pacer>,
 }
 
 impl Default for Dests {
@@ -69,6 +74,7 @@ impl Default for Dests {
             table: DestTable::default(),
             arena: CallArena::default(),
             raw: KVVec::new(),
+            pacer: None,
         }
     }
 }
@@ -231,7 +237,15 @@ impl Client {
         }
         let result = {
             let mut guard = self.dests.lock();
-            let Dests { table, arena, raw } = &mut *guard;
+            let Dests {
+                table,
+                arena,
+                raw,
+                pacer,
+            } = &mut *guard;
+            if req.flags & (MDW_WRITE_PACE | MDW_WRITE_QDISC) == MDW_WRITE_PACE && pacer.is_none() {
+                *pacer = Some(Pacer::new(self.flow)?);
+            }
             // Copy-in: the entries, into the file's array for them.
             read_array_into(
                 raw,
@@ -249,6 +263,7 @@ impl Client {
                 raw,
                 quantum,
                 self.flow,
+                pacer.as_ref(),
             );
             // The call's device references go before any wait.
             arena.clear();

@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Declarations of the C helpers in `mdwrite_net.c` (`mdwrite_net.h`).
+//! Declarations of the C helpers in `mdwrite_net.c` and `mdwrite_pace.c`
+//! (`mdwrite_net.h`).
 //!
-//! Only the safe wrappers in `net.rs`, `pin.rs`, `skb.rs` and
+//! Only the safe wrappers in `net.rs`, `pin.rs`, `skb.rs`, `pacer.rs` and
 //! `completion.rs` call these (and `mdwrite_helpers.c`'s, declared there).
 
 use kernel::{
@@ -25,6 +26,12 @@ pub(crate) struct MdwDone {
 /// Opaque C `struct mmpin`: pages charged to a user's `RLIMIT_MEMLOCK`.
 #[repr(C)]
 pub(crate) struct MdwMmpin {
+    _private: [u8; 0],
+}
+
+/// Opaque C `struct mdw_pacer`: a file's paced release (`mdwrite_pace.c`).
+#[repr(C)]
+pub(crate) struct MdwPacer {
     _private: [u8; 0],
 }
 
@@ -205,6 +212,13 @@ extern "C" {
     ) -> u32;
     pub(crate) fn mdw_xmit_wait(d: *const MdwDev) -> bool;
     pub(crate) fn mdw_clock_ns(tai: bool) -> u64;
+    pub(crate) fn mdw_pacer_new(flow: u32) -> *mut MdwPacer;
+    pub(crate) fn mdw_pacer_enqueue(
+        p: *mut MdwPacer,
+        skbs: *mut *mut bindings::sk_buff,
+        n: u32,
+    ) -> u32;
+    pub(crate) fn mdw_pacer_free(p: *mut MdwPacer);
     pub(crate) fn mdw_skb_set_departure(skb: *mut bindings::sk_buff, ns: u64, tai: bool);
     pub(crate) fn mdw_signal_pending() -> bool;
     pub(crate) fn mdw_fatal_signal_pending() -> bool;

@@ -764,7 +764,13 @@ static void mdw_xmit_nit(struct sk_buff *skb, struct net_device *dev)
 unsigned int mdw_xmit_direct(const struct mdw_dev *d, struct sk_buff **skbs,
 			     unsigned int n, u32 flow, int *why)
 {
-	struct net_device *dev = d->dev;
+	return mdw_xmit_run(d->dev, skbs, n, flow, why);
+}
+
+/* mdw_xmit_direct() on @dev itself (the paced release holds its own refs). */
+unsigned int mdw_xmit_run(struct net_device *dev, struct sk_buff **skbs,
+			  unsigned int n, u32 flow, int *why)
+{
 	struct netdev_queue *txq;
 	unsigned int sent = 0;
 	bool nit;

@@ -133,6 +133,15 @@ u32 mdw_csum_frags(const struct mdw_frag *frags, u32 nfrags);
 
 unsigned int mdw_xmit_direct(const struct mdw_dev *d, struct sk_buff **skbs,
 			     unsigned int n, u32 flow, int *why);
+unsigned int mdw_xmit_run(struct net_device *dev, struct sk_buff **skbs,
+			  unsigned int n, u32 flow, int *why);
+
+/* Paced release on the direct path (mdwrite_pace.c). */
+struct mdw_pacer;
+struct mdw_pacer *mdw_pacer_new(u32 flow);
+unsigned int mdw_pacer_enqueue(struct mdw_pacer *p, struct sk_buff **skbs,
+			       unsigned int n);
+void mdw_pacer_free(struct mdw_pacer *p);
 unsigned int mdw_xmit_qdisc(struct sk_buff **skbs, const u32 *lens,
 			    unsigned int n, u64 *bytes);
 bool mdw_xmit_wait(const struct mdw_dev *d);

@@ -42,6 +42,7 @@ mod file;
 mod ioctl;
 mod miscdev;
 mod net;
+mod pacer;
 mod pin;
 mod skb;
 mod stats;

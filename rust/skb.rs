@@ -12,6 +12,7 @@ use crate::{
     completion::{AsyncCall, CallRelease},
     errno, ffi,
     net::NetDevice,
+    pacer::Pacer,
     pin::CallPages,
 };
 
@@ -503,6 +504,9 @@ pub(crate) struct Flushed {
 pub(crate) struct TxBatch<'a> {
     dev: &'a NetDevice,
     qdisc: bool,
+    /// A paced call on the direct path: the file's pacer releases the
+    /// skbs at their departure times.
+    pacer: Option<&'a Pacer>,
     /// The file's flow: picks the device's TX queue.
     flow: u32,
     /// No packet tap on the device when the batch started: its skbs may
@@ -525,11 +529,18 @@ pub(crate) struct TxBatch<'a> {
 
 impl<'a> TxBatch<'a> {
     /// An empty batch for `dev`; `qdisc` sends through the qdisc instead of
-    /// straight to the TX queue (of the file's `flow`).
-    pub(crate) fn new(dev: &'a NetDevice, qdisc: bool, flow: u32) -> Self {
+    /// straight to the TX queue (of the file's `flow`), `pacer` (direct
+    /// path) releases its skbs at their departure times.
+    pub(crate) fn new(
+        dev: &'a NetDevice,
+        qdisc: bool,
+        flow: u32,
+        pacer: Option<&'a Pacer>,
+    ) -> Self {
         Self {
             dev,
             qdisc,
+            pacer,
             flow,
             recycling: !dev.nit_active(),
             skbs: [MaybeUninit::uninit(); BATCH],
@@ -632,6 +643,29 @@ impl<'a> TxBatch<'a> {
         let n = self.len;
         let mut sent = 0;
         let mut result = Ok(());
+        if let (Some(pacer), false) = (self.pacer, self.qdisc) {
+            let skbs = self
+                .skbs
+                .get_mut(..n)
+                .map(|s| s.as_mut_ptr().cast::<*mut bindings::sk_buff>());
+            // SAFETY: `skbs[..n]` are built skbs owned by the batch, for
+            // `self.dev`, with their departure times; on success the pacer
+            // owns them, else they stay the batch's.
+            let queued = skbs
+                .is_some_and(|p| unsafe { pacer.enqueue(core::slice::from_raw_parts_mut(p, n)) });
+            if queued {
+                let flushed = Flushed {
+                    packets: n,
+                    bytes: self.bytes,
+                    copied: self.linear_bytes(n),
+                    result: Ok(()),
+                };
+                self.reset();
+                return flushed;
+            }
+            // Not running: nothing queued, the skbs freed.
+            return self.give_up(0, Err(errno::enetdown()));
+        }
         if self.qdisc {
             let mut bytes = 0u64;
             // SAFETY: `skbs[..n]` are built skbs owned by the batch and
@@ -701,6 +735,12 @@ impl<'a> TxBatch<'a> {
                 break;
             }
         }
+        self.give_up(sent, result)
+    }
+
+    /// Ends a flush that handed the first `sent` queued skbs to the
+    /// device: frees the others and reports.
+    fn give_up(&mut self, sent: usize, result: Result) -> Flushed {
         let mut bytes = self.bytes;
         let (skbs, lens) = self.queued();
         let unsent = skbs.get(sent..).unwrap_or(&[]).iter();

@@ -50,6 +50,7 @@ use crate::{
     dest::{CsumMode, Destination, Prepared},
     ffi,
     net::{yield_killable, NetDevice, NetNs},
+    pacer::Pacer,
     pin::{CallPages, MemlockCharge},
     skb::{payload_sum, CallDone, PacketParts, SkbPool, TwoFrags, TxBatch, MAX_FRAGS},
     stats::Stats,
@@ -88,9 +89,12 @@ impl Pace {
         if req.flags & MDW_WRITE_PACE == 0 {
             return Ok(None);
         }
-        let tai = match req.pace_clock {
-            CLOCK_MONOTONIC => false,
-            CLOCK_TAI => true,
+        let qdisc = req.flags & MDW_WRITE_QDISC != 0;
+        // The module's own release (direct path) runs on CLOCK_MONOTONIC;
+        // CLOCK_TAI times are for etf, through the qdisc.
+        let tai = match (req.pace_clock, qdisc) {
+            (CLOCK_MONOTONIC, _) => false,
+            (CLOCK_TAI, true) => true,
             _ => return Err(EINVAL),
         };
         let now = crate::net::clock_ns(tai);
@@ -431,6 +435,7 @@ fn send_all(
     qdisc: bool,
     flow: u32,
     pace: Option<&Pace>,
+    pacer: Option<&Pacer>,
 ) -> Outcome {
     let mut out = Outcome {
         bytes: 0,
@@ -443,7 +448,7 @@ fn send_all(
         out.error = Some(at(0)(EINVAL));
         return out;
     };
-    let mut batch = TxBatch::new(first, qdisc, flow);
+    let mut batch = TxBatch::new(first, qdisc, flow, pacer);
     batch.limit_for(destinations);
     let mut frags = [NO_FRAG; MAX_FRAGS];
     // Turn by turn: the order costs once per turn, the packets of a turn
@@ -473,6 +478,7 @@ fn send_all(
                     flow,
                     destinations,
                     pace,
+                    pacer,
                 },
             );
             if let Err(e) = sent {
@@ -492,8 +498,7 @@ fn send_all(
             devs,
             slot.dev,
             &mut out,
-            qdisc,
-            flow,
+            (qdisc, flow, pacer),
             destinations,
         ) {
             out.error = Some(at(slot.current)(e));
@@ -551,8 +556,7 @@ fn switch_to<'d>(
     devs: &'d [NetDevice],
     dev: u32,
     out: &mut Outcome,
-    qdisc: bool,
-    flow: u32,
+    (qdisc, flow, pacer): (bool, u32, Option<&'d Pacer>),
     destinations: usize,
 ) -> Result {
     if devs.len() <= 1 {
@@ -561,7 +565,7 @@ fn switch_to<'d>(
     let dev = devs.get(dev as usize).ok_or(EINVAL)?;
     if !core::ptr::eq(batch.device(), dev) {
         out.count(batch.flush())?;
-        *batch = TxBatch::new(dev, qdisc, flow);
+        *batch = TxBatch::new(dev, qdisc, flow, pacer);
         batch.limit_for(destinations);
     }
     Ok(())
@@ -597,6 +601,7 @@ struct SendTo<'s, 'd> {
     flow: u32,
     destinations: usize,
     pace: Option<&'s Pace>,
+    pacer: Option<&'d Pacer>,
 }
 
 /// A turn of fan-out `slot`: each of `burst`'s packets of its data to every
@@ -651,8 +656,7 @@ fn send_fanout(slot: &mut Slot, burst: &Burst, to: &mut SendTo<'_, '_>) -> Resul
                 to.devs,
                 e.dev,
                 to.out,
-                to.qdisc,
-                to.flow,
+                (to.qdisc, to.flow, to.pacer),
                 to.destinations,
             )
             .map_err(&err)?;
@@ -988,13 +992,10 @@ pub(crate) fn check_header(req: &MdwWritev) -> Result<u32> {
     if req.entry_size > MDW_MAX_ENTRY_SIZE {
         return Err(E2BIG);
     }
-    if req.flags & MDW_WRITE_PACE == 0 {
-        if req.pace_start != 0 || req.pace_window != 0 || req.pace_clock != 0 {
-            return Err(EINVAL);
-        }
-    } else if req.flags & MDW_WRITE_QDISC == 0 {
-        // Release on the direct path needs the module's own scheduler.
-        return Err(crate::errno::eopnotsupp());
+    if req.flags & MDW_WRITE_PACE == 0
+        && (req.pace_start != 0 || req.pace_window != 0 || req.pace_clock != 0)
+    {
+        return Err(EINVAL);
     }
     Ok(req.quantum.max(1))
 }
@@ -1015,11 +1016,17 @@ pub(crate) fn writev(
     raw: &[MdwEntry],
     quantum: u32,
     flow: u32,
+    pacer: Option<&Pacer>,
 ) -> Result<(Outcome, Option<SyncWait>), EntryError> {
     let stats = &shared.stats;
     let is_async = req.flags & MDW_WRITE_ASYNC != 0;
     let qdisc = req.flags & MDW_WRITE_QDISC != 0;
     let pace = Pace::of(req).map_err(at(0))?;
+    // Paced on the direct path: the file's pacer releases the packets.
+    let pacer = match (&pace, qdisc) {
+        (Some(_), false) => Some(pacer.ok_or(at(0)(EINVAL))?),
+        _ => None,
+    };
     arena.start();
     let mut buffers = CallBuffers::default();
     let checked = validate(
@@ -1111,6 +1118,7 @@ pub(crate) fn writev(
         qdisc,
         flow,
         pace.as_ref(),
+        pacer,
     );
     // Each destination keeps the skbs the device is done with for its next
     // call and lets go of the others.

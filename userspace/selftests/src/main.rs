@@ -51,6 +51,7 @@ const TESTS: &[Test] = &[
     ),
     ("fanout_errors", fanout::fanout_errors),
     ("pace_release_fq", pace::pace_release_fq),
+    ("pace_release_direct", pace::pace_release_direct),
     ("pace_errors", pace::pace_errors),
     (
         "pace_pending_exit_down_kill",
@@ -142,7 +143,7 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        ["paced-pending", dev, how] => match pace::paced_pending(dev, how) {
+        ["paced-pending", dev, how, path] => match pace::paced_pending(dev, how, path) {
             Ok(()) => ExitCode::SUCCESS,
             Err(reason) => {
                 eprintln!("paced-pending: {reason}");

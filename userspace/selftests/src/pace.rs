@@ -112,14 +112,28 @@ fn watch(cap: &Capture, dests: usize, want: usize, deadline: Instant) -> Vec<See
     seen
 }
 
-/// A paced call through fq: every destination's packets arrive complete
-/// and in order, and none leaves before its departure time: evenly spread
+/// A paced call through fq (EDT): see [`pace_release`].
+pub(crate) fn pace_release_fq() -> TestResult {
+    pace_release(true)
+}
+
+/// A paced call on the direct path, released by the module's own timer:
+/// see [`pace_release`].
+pub(crate) fn pace_release_direct() -> TestResult {
+    pace_release(false)
+}
+
+/// A paced call (through fq with `via_qdisc`, else the module's release
+/// on the direct path): every destination's packets arrive complete and
+/// in order, and none leaves before its departure time: evenly spread
 /// over the window for plain entries, at its own offset and gap for an
 /// entry timed by itself. The same call unpaced leaves at once.
-pub(crate) fn pace_release_fq() -> TestResult {
+fn pace_release(via_qdisc: bool) -> TestResult {
     const DESTS: usize = 4;
     const PACKETS: usize = 6;
-    let (_topo, dev, cap, ids) = setup(&["fq"], DESTS as u16)?;
+    let qdisc = if via_qdisc { "fq" } else { "pfifo_fast" };
+    let path = if via_qdisc { MDW_WRITE_QDISC } else { 0 };
+    let (_topo, dev, cap, ids) = setup(&[qdisc], DESTS as u16)?;
     let data: Vec<Vec<u8>> = (0..DESTS)
         .map(|k| pattern(PACKETS * PAYLOAD, 40 + k as u32))
         .collect();
@@ -134,7 +148,7 @@ pub(crate) fn pace_release_fq() -> TestResult {
     // Unpaced through fq first: everything leaves at once.
     let plain: Vec<MdwEntry> = ids.iter().zip(&data).map(|(&id, d)| entry(id, d)).collect();
     let called = now_ns();
-    let (r, w) = raw_writev(&dev, &plain, |w| w.flags = MDW_WRITE_QDISC);
+    let (r, w) = raw_writev(&dev, &plain, |w| w.flags = path);
     if r.is_err() || w.packets != (DESTS * PACKETS) as u64 {
         return Err(format!("unpaced call: {r:?}, {} packets", w.packets));
     }
@@ -156,7 +170,7 @@ pub(crate) fn pace_release_fq() -> TestResult {
 
     let start = now_ns() + 50 * MS;
     let (r, w) = raw_writev(&dev, &entries, |w| {
-        w.flags = MDW_WRITE_QDISC | MDW_WRITE_PACE;
+        w.flags = path | MDW_WRITE_PACE;
         w.pace_start = start;
         w.pace_window = window as u32;
         w.pace_clock = CLOCK_MONOTONIC;
@@ -245,13 +259,14 @@ pub(crate) fn pace_errors() -> TestResult {
         expect_errno(what, r, want)
     };
     check(
-        "paced without MDW_WRITE_QDISC",
+        "CLOCK_TAI on the direct path",
         &one,
         &|w| {
             ok(w);
             w.flags = MDW_WRITE_PACE;
+            w.pace_clock = 11;
         },
-        libc::EOPNOTSUPP,
+        libc::EINVAL,
     )?;
     check(
         "clock CLOCK_REALTIME",
@@ -391,12 +406,15 @@ pub(crate) fn pace_pending_exit_down_kill() -> TestResult {
     ])?;
     let (acq0, rel0) = foll_pins()?;
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    for how in ["exit", "down", "kill"] {
+    for (how, path) in ["exit", "down", "kill"]
+        .into_iter()
+        .flat_map(|how| [(how, "qdisc"), (how, "direct")])
+    {
         let started = Instant::now();
         let mut child = Command::new("ip")
             .args(["netns", "exec", &topo.sender])
             .arg(&exe)
-            .args(["paced-pending", "d0", how])
+            .args(["paced-pending", "d0", how, path])
             .spawn()
             .map_err(|e| e.to_string())?;
         if how == "down" || how == "kill" {
@@ -411,10 +429,10 @@ pub(crate) fn pace_pending_exit_down_kill() -> TestResult {
         let status = child.wait().map_err(|e| e.to_string())?;
         match (how, status.code()) {
             ("kill", None) | (_, Some(0)) => {}
-            _ => return Err(format!("{how}: helper ended {status}")),
+            _ => return Err(format!("{how}, {path}: helper ended {status}")),
         }
         if started.elapsed() > Duration::from_secs(20) {
-            return Err(format!("{how}: took {:?}", started.elapsed()));
+            return Err(format!("{how}, {path}: took {:?}", started.elapsed()));
         }
         if how == "down" {
             run(&["ip", "-n", &topo.sender, "link", "set", "d0", "up"])?;
@@ -433,12 +451,14 @@ pub(crate) fn pace_pending_exit_down_kill() -> TestResult {
     Ok(())
 }
 
-/// The `paced-pending DEV HOW` helper, in the device's namespace: queues
-/// paced calls whose windows lie ahead, then (`exit`) exits at once,
+/// The `paced-pending DEV HOW PATH` helper, in the device's namespace:
+/// queues paced calls (`qdisc`: through the qdisc, `direct`: released by
+/// the module) whose windows lie ahead, then (`exit`) exits at once,
 /// (`down`) waits for the completion of an asynchronous one while the test
 /// takes the device down, or (`kill`) waits in a synchronous one until
 /// killed.
-pub(crate) fn paced_pending(dev_name: &str, how: &str) -> TestResult {
+pub(crate) fn paced_pending(dev_name: &str, how: &str, path: &str) -> TestResult {
+    let path = if path == "qdisc" { MDW_WRITE_QDISC } else { 0 };
     let name = std::ffi::CString::new(dev_name).map_err(|e| e.to_string())?;
     // SAFETY: `name` is a valid C string; looked up in this thread's netns.
     let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
@@ -450,7 +470,7 @@ pub(crate) fn paced_pending(dev_name: &str, how: &str) -> TestResult {
     let e = [entry(id, &data)];
     let window = |ahead: u64, flags: u32| {
         move |w: &mut MdwWritev| {
-            w.flags = MDW_WRITE_QDISC | MDW_WRITE_PACE | flags;
+            w.flags = path | MDW_WRITE_PACE | flags;
             w.pace_start = now_ns() + ahead;
             w.pace_window = MDW_MAX_PACE_WINDOW;
             w.pace_clock = CLOCK_MONOTONIC;

@@ -1,0 +1,266 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * mdwrite: paced release on the direct path (MDW_WRITE_PACE without
+ * MDW_WRITE_QDISC). Rust builds each packet and gives it its departure
+ * time; this is what Rust cannot reach in 6.12: an hrtimer and an rbtree
+ * of skbs.
+ *
+ * An open file that sends paced calls has a pacer: its skbs in departure
+ * order (an rbtree keyed by time, as in sch_fq), released by a soft
+ * hrtimer on CLOCK_MONOTONIC. At each expiry the timer hands the driver,
+ * under one TX lock with xmit_more (mdw_xmit_run()), every packet due by
+ * now + the slack (module parameter pace_slack_us, default 10): none
+ * leaves earlier than its time minus the slack, and the timer may fire up
+ * to the slack late to group packets. The departure time is cleared before
+ * the driver sees the skb.
+ *
+ * Each queued skb holds a reference on its device. A paced call's window
+ * ends at most 2 s after the call (MDW_MAX_PACE_AHEAD +
+ * MDW_MAX_PACE_WINDOW), which bounds how long. Packets due on a device
+ * that went down, or past the transmit recursion limit, are dropped (their
+ * call completes); a stopped queue is retried MDW_PACE_RETRY_NS later.
+ * Freeing the pacer (the file's release) cancels the timer and drops what
+ * is left.
+ */
+
+#include <linux/hrtimer.h>
+#include <linux/moduleparam.h>
+#include <linux/netdevice.h>
+#include <linux/rbtree.h>
+#include <linux/skbuff.h>
+#include <linux/slab.h>
+#include "mdwrite_net.h"
+
+static unsigned int pace_slack_us = 10;
+module_param(pace_slack_us, uint, 0644);
+MODULE_PARM_DESC(pace_slack_us,
+		 "paced release: microseconds a packet may leave early or late to go with others (default 10)");
+
+/* Packets handed to the driver under one TX lock. */
+#define MDW_PACE_BURST	64
+/* Bursts per expiry before the timer yields to other softirq work. */
+#define MDW_PACE_ROUNDS	8
+#define MDW_PACE_RETRY_NS (20 * NSEC_PER_USEC)
+
+struct mdw_pacer {
+	spinlock_t lock;
+	/* Queued skbs by departure time; equal times in queueing order. */
+	struct rb_root_cached queue;
+	/* The latest queued, where a call's packets mostly go. */
+	struct rb_node *last;
+	struct hrtimer timer;
+	u32 flow;
+	bool dying;
+};
+
+/*
+ * While queued, skb->rbnode overlays skb->dev (and next/prev): the device
+ * and the departure time wait in skb->cb, which is ours until the driver.
+ */
+struct mdw_pace_cb {
+	struct net_device *dev;
+	u64 time;
+};
+
+static struct mdw_pace_cb *mdw_pace_cb(struct sk_buff *skb)
+{
+	BUILD_BUG_ON(sizeof(struct mdw_pace_cb) > sizeof(skb->cb));
+	return (struct mdw_pace_cb *)skb->cb;
+}
+
+static u64 mdw_pace_slack(void)
+{
+	return (u64)READ_ONCE(pace_slack_us) * NSEC_PER_USEC;
+}
+
+/* Under p->lock. */
+static void mdw_pacer_insert(struct mdw_pacer *p, struct sk_buff *skb)
+{
+	u64 time = mdw_pace_cb(skb)->time;
+	struct rb_node **link, *parent = NULL;
+	bool leftmost = true;
+
+	if (p->last && time >= mdw_pace_cb(rb_to_skb(p->last))->time) {
+		/* After every queued packet: the usual case. */
+		parent = p->last;
+		link = &parent->rb_right;
+		leftmost = false;
+	} else {
+		link = &p->queue.rb_root.rb_node;
+		while (*link) {
+			parent = *link;
+			if (time >= mdw_pace_cb(rb_to_skb(parent))->time) {
+				link = &parent->rb_right;
+				leftmost = false;
+			} else {
+				link = &parent->rb_left;
+			}
+		}
+	}
+	rb_link_node(&skb->rbnode, parent, link);
+	rb_insert_color_cached(&skb->rbnode, &p->queue, leftmost);
+	if (!p->last || time >= mdw_pace_cb(rb_to_skb(p->last))->time)
+		p->last = &skb->rbnode;
+}
+
+/* Under p->lock: the timer set for the earliest queued packet, if any. */
+static void mdw_pacer_arm(struct mdw_pacer *p, u64 not_before)
+{
+	struct rb_node *first = rb_first_cached(&p->queue);
+	u64 time;
+
+	if (!first || p->dying)
+		return;
+	time = max(mdw_pace_cb(rb_to_skb(first))->time, not_before);
+	if (hrtimer_is_queued(&p->timer) &&
+	    ktime_to_ns(hrtimer_get_softexpires(&p->timer)) <= time)
+		return;
+	hrtimer_start_range_ns(&p->timer, ns_to_ktime(time), mdw_pace_slack(),
+			       HRTIMER_MODE_ABS_SOFT);
+}
+
+/* Under p->lock: takes up to @max queued skbs due by @by, of one device. */
+static unsigned int mdw_pacer_take(struct mdw_pacer *p, struct sk_buff **skbs,
+				   unsigned int max, u64 by)
+{
+	struct net_device *dev = NULL;
+	unsigned int n = 0;
+
+	while (n < max) {
+		struct rb_node *first = rb_first_cached(&p->queue);
+		struct sk_buff *skb;
+		struct mdw_pace_cb *cb;
+
+		if (!first)
+			break;
+		skb = rb_to_skb(first);
+		cb = mdw_pace_cb(skb);
+		if (cb->time > by || (dev && cb->dev != dev))
+			break;
+		dev = cb->dev;
+		rb_erase_cached(first, &p->queue);
+		if (p->last == first)
+			p->last = NULL;
+		skb->dev = dev;
+		skb->tstamp = 0;
+		skb->tstamp_type = SKB_CLOCK_REALTIME;
+		skbs[n++] = skb;
+	}
+	return n;
+}
+
+static enum hrtimer_restart mdw_pacer_fire(struct hrtimer *timer)
+{
+	struct mdw_pacer *p = container_of(timer, struct mdw_pacer, timer);
+	struct sk_buff *skbs[MDW_PACE_BURST];
+	u64 retry = 0;
+	int round;
+
+	for (round = 0; round < MDW_PACE_ROUNDS; round++) {
+		u64 now = ktime_get_ns();
+		struct net_device *dev;
+		unsigned int i, n, sent;
+		int why;
+
+		spin_lock(&p->lock);
+		n = mdw_pacer_take(p, skbs, MDW_PACE_BURST, now + mdw_pace_slack());
+		spin_unlock(&p->lock);
+		if (!n)
+			break;
+		dev = skbs[0]->dev;
+		sent = mdw_xmit_run(dev, skbs, n, p->flow, &why);
+		if (sent < n && why == MDW_TX_STOPPED) {
+			/* Back in the queue, at their times, for a retry. */
+			spin_lock(&p->lock);
+			for (i = sent; i < n; i++) {
+				mdw_pace_cb(skbs[i])->dev = dev;
+				mdw_pace_cb(skbs[i])->time = max(now, 1ULL);
+				mdw_pacer_insert(p, skbs[i]);
+			}
+			spin_unlock(&p->lock);
+			retry = now + MDW_PACE_RETRY_NS;
+			n = sent;
+		}
+		/* Down or looping: dropped, and their call completes. */
+		for (i = sent; i < n; i++)
+			kfree_skb(skbs[i]);
+		for (i = 0; i < n; i++)
+			dev_put(dev);
+		if (retry)
+			break;
+	}
+	spin_lock(&p->lock);
+	mdw_pacer_arm(p, retry);
+	spin_unlock(&p->lock);
+	return HRTIMER_NORESTART;
+}
+
+struct mdw_pacer *mdw_pacer_new(u32 flow)
+{
+	struct mdw_pacer *p = kzalloc(sizeof(*p), GFP_KERNEL_ACCOUNT);
+
+	if (!p)
+		return NULL;
+	spin_lock_init(&p->lock);
+	p->queue = RB_ROOT_CACHED;
+	p->flow = flow;
+	hrtimer_init(&p->timer, CLOCK_MONOTONIC, HRTIMER_MODE_ABS_SOFT);
+	p->timer.function = mdw_pacer_fire;
+	return p;
+}
+
+/*
+ * Queues skbs[0..n), each with its departure time in skb->tstamp
+ * (CLOCK_MONOTONIC) and its device in skb->dev, on which it takes a
+ * reference. Consumes them all and returns n, or none and returns 0 when
+ * the device is not running (the caller reports ENETDOWN).
+ */
+unsigned int mdw_pacer_enqueue(struct mdw_pacer *p, struct sk_buff **skbs,
+			       unsigned int n)
+{
+	unsigned int i;
+
+	if (!n)
+		return 0;
+	if (!netif_running(skbs[0]->dev))
+		return 0;
+	spin_lock_bh(&p->lock);
+	for (i = 0; i < n; i++) {
+		struct sk_buff *skb = skbs[i];
+		struct mdw_pace_cb *cb = mdw_pace_cb(skb);
+
+		dev_hold(skb->dev);
+		cb->dev = skb->dev;
+		cb->time = ktime_to_ns(skb->tstamp);
+		mdw_pacer_insert(p, skb);
+	}
+	mdw_pacer_arm(p, 0);
+	spin_unlock_bh(&p->lock);
+	return n;
+}
+
+/* Stops the timer and drops every packet still queued; frees @p. */
+void mdw_pacer_free(struct mdw_pacer *p)
+{
+	struct sk_buff *skbs[MDW_PACE_BURST];
+	unsigned int i, n;
+
+	if (!p)
+		return;
+	spin_lock_bh(&p->lock);
+	p->dying = true;
+	spin_unlock_bh(&p->lock);
+	hrtimer_cancel(&p->timer);
+	do {
+		spin_lock_bh(&p->lock);
+		n = mdw_pacer_take(p, skbs, MDW_PACE_BURST, U64_MAX);
+		spin_unlock_bh(&p->lock);
+		for (i = 0; i < n; i++) {
+			struct net_device *dev = skbs[i]->dev;
+
+			kfree_skb(skbs[i]);
+			dev_put(dev);
+		}
+	} while (n);
+	kfree(p);
+}
