@@ -220,6 +220,77 @@ impl Capture {
         }
     }
 
+    /// Has the kernel time stamp every frame (`SO_TIMESTAMPNS`): a sent
+    /// frame's stamp is the time the device was handed it.
+    pub(crate) fn enable_timestamps(&self) -> Result<(), String> {
+        let on: libc::c_int = 1;
+        // SAFETY: `on` is a valid int option value for its size.
+        let r = unsafe {
+            libc::setsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_TIMESTAMPNS,
+                (&on as *const libc::c_int).cast(),
+                size_of::<libc::c_int>() as u32,
+            )
+        };
+        if r != 0 {
+            return Err(format!("SO_TIMESTAMPNS: {}", io::Error::last_os_error()));
+        }
+        Ok(())
+    }
+
+    /// Every frame the device sent so far, with its time stamp
+    /// (`CLOCK_REALTIME`, ns; see [`Capture::enable_timestamps`]); frames
+    /// it received are left out (non-blocking drain).
+    pub(crate) fn drain_stamped(&self) -> Vec<(Vec<u8>, u64)> {
+        let mut frames = Vec::new();
+        let mut buf = vec![0u8; 65536];
+        let mut control = [0u64; 16];
+        loop {
+            // SAFETY: a zeroed sockaddr_ll is valid.
+            let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+            let mut iov = libc::iovec {
+                iov_base: buf.as_mut_ptr().cast(),
+                iov_len: buf.len(),
+            };
+            // SAFETY: a zeroed msghdr is valid; its pointers are set below.
+            let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+            msg.msg_name = (&mut sll as *mut libc::sockaddr_ll).cast();
+            msg.msg_namelen = size_of::<libc::sockaddr_ll>() as u32;
+            msg.msg_iov = &mut iov;
+            msg.msg_iovlen = 1;
+            msg.msg_control = control.as_mut_ptr().cast();
+            msg.msg_controllen = size_of_val(&control);
+            // SAFETY: every buffer `msg` points to is writable for its
+            // length and outlives the call.
+            let n = unsafe { libc::recvmsg(self.fd.as_raw_fd(), &mut msg, libc::MSG_DONTWAIT) };
+            if n <= 0 {
+                return frames;
+            }
+            let mut stamp = 0;
+            // SAFETY: walks the control messages the kernel wrote into
+            // `control`, as `msg` describes them.
+            let mut c = unsafe { libc::CMSG_FIRSTHDR(&msg) };
+            while !c.is_null() {
+                // SAFETY: `c` points to a control message header.
+                let h = unsafe { &*c };
+                if h.cmsg_level == libc::SOL_SOCKET && h.cmsg_type == libc::SCM_TIMESTAMPNS {
+                    // SAFETY: an SCM_TIMESTAMPNS message holds a timespec.
+                    let ts = unsafe {
+                        std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::timespec>())
+                    };
+                    stamp = ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64;
+                }
+                // SAFETY: as above.
+                c = unsafe { libc::CMSG_NXTHDR(&msg, c) };
+            }
+            if sll.sll_pkttype == libc::PACKET_OUTGOING {
+                frames.push((buf[..n as usize].to_vec(), stamp));
+            }
+        }
+    }
+
     /// Every frame captured so far (non-blocking drain).
     pub(crate) fn drain(&self) -> Vec<Vec<u8>> {
         let mut frames = Vec::new();
