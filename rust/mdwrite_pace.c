@@ -141,6 +141,9 @@ static unsigned int mdw_pacer_take(struct mdw_pacer *p, struct sk_buff **skbs,
 		rb_erase_cached(first, &p->queue);
 		if (p->last == first)
 			p->last = NULL;
+		/* The fields the rbnode overlaid, as a lone skb has them. */
+		skb->next = NULL;
+		skb->prev = NULL;
 		skb->dev = dev;
 		skb->tstamp = 0;
 		skb->tstamp_type = SKB_CLOCK_REALTIME;
