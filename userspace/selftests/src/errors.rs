@@ -334,18 +334,19 @@ pub(crate) fn writev_errors() -> TestResult {
         }
     }
     // Larger entries from a newer caller: unknown bytes must be zero.
-    let mut wide = [0u8; 40];
-    // SAFETY: `MdwEntry` is plain data of 32 bytes.
-    wide[..32].copy_from_slice(unsafe {
-        std::slice::from_raw_parts((&ok as *const MdwEntry).cast::<u8>(), 32)
+    const ENTRY: usize = std::mem::size_of::<MdwEntry>();
+    let mut wide = [0u8; ENTRY + 8];
+    // SAFETY: `MdwEntry` is plain data of `ENTRY` bytes.
+    wide[..ENTRY].copy_from_slice(unsafe {
+        std::slice::from_raw_parts((&ok as *const MdwEntry).cast::<u8>(), ENTRY)
     });
     let wide_req = |tail: u8| {
         let mut w = wide;
-        w[39] = tail;
+        w[ENTRY + 7] = tail;
         let mut req = MdwWritev {
             entries: w.as_ptr() as u64,
             count: 1,
-            entry_size: 40,
+            entry_size: (ENTRY + 8) as u32,
             ..Default::default()
         };
         ioctl(
@@ -354,8 +355,8 @@ pub(crate) fn writev_errors() -> TestResult {
             &mut req as *mut MdwWritev as usize,
         )
     };
-    expect_errno("40-byte entry with non-zero tail", wide_req(1), libc::E2BIG)?;
-    wide_req(0).map_err(|e| format!("40-byte entry with zero tail: {}", errno_name(e)))?;
+    expect_errno("wider entry with non-zero tail", wide_req(1), libc::E2BIG)?;
+    wide_req(0).map_err(|e| format!("wider entry with zero tail: {}", errno_name(e)))?;
     // A WRITEV struct smaller than the first version.
     expect_errno(
         "short WRITEV struct",

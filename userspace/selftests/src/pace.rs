@@ -425,6 +425,9 @@ pub(crate) fn pace_pending_exit_down_kill() -> TestResult {
         "d0",
         "root",
         "fq",
+        // Three calls of 64 packets to one destination wait at once.
+        "flow_limit",
+        "1000",
     ])?;
     let (acq0, rel0) = foll_pins()?;
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
