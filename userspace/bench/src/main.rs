@@ -11,6 +11,7 @@
 //! exactly the workload's packets and the method itself reports them all.
 
 mod methods;
+mod pace;
 mod report;
 mod workload;
 
@@ -84,6 +85,9 @@ enum Cmd {
     /// legacy mangling, as in a profile of the module) demangled, without
     /// their hashes.
     Demangle,
+    /// How smooth paced calls leave: mixed-bitrate streams through a veth
+    /// pair, time-stamped on the receiving side (issue 14).
+    Pace(pace::PaceArgs),
     /// Prints the Markdown tables of a CSV.
     Report {
         /// The CSV written by `run`.
@@ -426,6 +430,7 @@ fn main() -> ExitCode {
             Ok(true)
         }
         Cmd::Run(args) => run(&args),
+        Cmd::Pace(args) => pace::pace(&args),
         Cmd::Demangle => demangle(),
         Cmd::Repeat {
             ifname,

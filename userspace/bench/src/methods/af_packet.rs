@@ -38,23 +38,23 @@ const HDR: usize = 14 + 20 + 8;
 
 /// `struct tpacket_req`.
 #[repr(C)]
-struct TpacketReq {
-    block_size: u32,
-    block_nr: u32,
-    frame_size: u32,
-    frame_nr: u32,
+pub(crate) struct TpacketReq {
+    pub block_size: u32,
+    pub block_nr: u32,
+    pub frame_size: u32,
+    pub frame_nr: u32,
 }
 
 /// `struct tpacket2_hdr`.
 #[repr(C)]
-struct Tpacket2Hdr {
-    tp_status: u32,
-    tp_len: u32,
-    tp_snaplen: u32,
-    tp_mac: u16,
-    tp_net: u16,
-    tp_sec: u32,
-    tp_nsec: u32,
+pub(crate) struct Tpacket2Hdr {
+    pub tp_status: u32,
+    pub tp_len: u32,
+    pub tp_snaplen: u32,
+    pub tp_mac: u16,
+    pub tp_net: u16,
+    pub tp_sec: u32,
+    pub tp_nsec: u32,
     tp_vlan_tci: u16,
     tp_vlan_tpid: u16,
     tp_padding: [u8; 4],
