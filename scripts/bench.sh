@@ -7,6 +7,7 @@
 #   scripts/bench.sh [--quick | --live]      # or: make bench
 #   scripts/bench.sh --profile METHOD[,METHOD...] [DESTS KIB PAYLOAD TIMES]
 #   scripts/bench.sh --run ARGS...         # one `mdwrite-bench run ARGS...`
+#   scripts/bench.sh --pace [ARGS...]      # the pacing benchmark only (`mdwrite-bench pace`)
 #   scripts/bench.sh --exec-profile METHOD DESTS PACKETS [PAYLOAD [TIMES [fanout]]]
 #
 # Boots the release kernel under QEMU/TCG with one vCPU and
@@ -82,11 +83,12 @@ case "${1:-}" in
 	mode=profile args=("${@:2}")
 	;;
 --run) mode=run args=("${@:2}") ;;
+--pace) mode=pace args=("${@:2}") ;;
 --exec-profile)
 	(($# >= 4)) || die "usage: $0 --exec-profile METHOD DESTS PACKETS [PAYLOAD [TIMES [fanout]]]"
 	mode=xprof args=("${@:2}")
 	;;
-*) die "usage: $0 [--quick | --live | --profile METHOD [DESTS KIB PAYLOAD TIMES] | --run ARGS... | --exec-profile METHOD DESTS PACKETS [PAYLOAD [TIMES [fanout]]]]" ;;
+*) die "usage: $0 [--quick | --live | --profile METHOD [DESTS KIB PAYLOAD TIMES] | --run ARGS... | --pace [ARGS...] | --exec-profile METHOD DESTS PACKETS [PAYLOAD [TIMES [fanout]]]]" ;;
 esac
 
 "$MDW_ROOT/scripts/install-deps.sh"
@@ -121,6 +123,13 @@ if [ "$mode" = xprof ]; then
 		"$MDW_ROOT/userspace/target/release/mdwrite-bench" demangle
 	exit 0
 fi
+if [ "$mode" = pace ]; then
+	[ -s "$out/pace.md" ] || die "the guest wrote no pacing results (status $status)"
+	cp "$out/pace.md" "$results/pace.md"
+	cp "$out/pace.csv" "$results/pace.csv"
+	log "pacing run done in $(($(date +%s) - start)) s: bench/results/pace.md, bench/results/pace.csv"
+	exit "$status"
+fi
 if [ "$mode" = profile ]; then
 	for m in ${args[0]//,/ }; do
 		[ -s "$out/profile-$m.txt" ] || die "the guest wrote no profile of $m (status $status)"
@@ -151,6 +160,11 @@ fi
 cp "$out/results.csv" "$results/$(date -u +%Y-%m-%d)-$kernel.csv"
 cp "$out/results.csv" "$results/latest.csv"
 tables=$("$bindir/mdwrite-bench" report "$results/latest.csv")
+if [ -s "$out/pace.md" ]; then
+	cp "$out/pace.md" "$results/pace.md"
+	cp "$out/pace.csv" "$results/pace.csv"
+	tables+=$'\n\n### Paced release\n\n'$(cat "$out/pace.md")
+fi
 plot "$results/latest.csv" "$results/instr-per-packet.png"
 
 # Regenerate the results section of the docs: everything between the markers.

@@ -7,6 +7,7 @@
 #   guest-bench.sh OUTDIR [full|quick]
 #   guest-bench.sh OUTDIR profile METHOD[,METHOD...] [DESTS KIB PAYLOAD TIMES]
 #   guest-bench.sh OUTDIR run ARGS...   (one `mdwrite-bench run ARGS...`)
+#   guest-bench.sh OUTDIR pace [ARGS...] (`mdwrite-bench pace`, veth pair)
 #   guest-bench.sh OUTDIR xprof METHOD DESTS PACKETS [PAYLOAD [TIMES [fanout]]]
 #
 # Sets up dummy0 like a NIC (checksum offload on, UDP segmentation offload
@@ -141,7 +142,29 @@ live() {
 	ip addr add 10.0.0.1/8 dev "$dev"
 }
 
+# Paced release (issue 14): mixed-bitrate streams through a veth pair into
+# a receiving namespace, time-stamped there; paced by the module, through
+# fq, and unpaced. Writes OUTDIR/pace.md and OUTDIR/pace.csv.
+pace() {
+	ip netns add rx
+	ip link add pv0 type veth peer name pv1 netns rx
+	sysctl -qw net.ipv6.conf.pv0.disable_ipv6=1
+	ip netns exec rx sysctl -qw net.ipv6.conf.pv1.disable_ipv6=1
+	ip link set pv0 up
+	ip -n rx link set pv1 up
+	tc qdisc replace dev pv0 root fq flow_limit 1000
+	mdwrite-bench pace --ifname pv0 --rx-netns rx --rx-ifname pv1 \
+		--csv "$out/pace.csv" "$@" | tee "$out/pace.md" || status=1
+	ip link del pv0
+	ip netns del rx
+}
+
 case "$mode" in
+pace)
+	pace "${@:3}"
+	rmmod mdwrite
+	exit $status
+	;;
 quick)
 	on=(--dests 1,8 --kib 64 --extra 64x256)
 	off=(--payloads 1472 --dests 8 --kib 64 --extra 64x256)
@@ -175,6 +198,7 @@ esac
 
 mdwrite-bench run --ifname "$dev" --table "offload on" --csv "$csv" "${on[@]}" || status=1
 [ "$mode" = full ] && live
+[ "$mode" = full ] && pace
 
 # Checksum offload off: the stack and mdwrite checksum in software (reading
 # the payload), except mdwrite with a zero UDP checksum.
