@@ -440,10 +440,24 @@ pub(crate) fn pace_pending_exit_down_kill() -> TestResult {
             .args(["netns", "exec", &topo.sender])
             .arg(&exe)
             .args(["paced-pending", "d0", how, path])
+            .stdout(std::process::Stdio::piped())
             .spawn()
             .map_err(|e| e.to_string())?;
         if how == "down" || how == "kill" {
-            std::thread::sleep(Duration::from_millis(700));
+            // The helper says when its call is queued (or, synchronous,
+            // about to be made): a slow start must not race the test.
+            let mut line = String::new();
+            let out = child.stdout.take().ok_or("no helper stdout")?;
+            std::io::BufRead::read_line(&mut std::io::BufReader::new(out), &mut line)
+                .map_err(|e| e.to_string())?;
+            if line.trim() != "queued" {
+                let _ = child.kill();
+                let status = child.wait().map_err(|e| e.to_string())?;
+                return Err(format!(
+                    "{how}, {path}: helper said {line:?}, ended {status}"
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(200));
         }
         if how == "down" {
             run(&["ip", "-n", &topo.sender, "link", "set", "d0", "down"])?;
@@ -474,6 +488,15 @@ pub(crate) fn pace_pending_exit_down_kill() -> TestResult {
         ));
     }
     Ok(())
+}
+
+/// Tells the test (on stdout) that the helper's call is queued.
+fn say_queued() -> TestResult {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "queued")
+        .and_then(|()| out.flush())
+        .map_err(|e| e.to_string())
 }
 
 /// The `paced-pending DEV HOW PATH` helper, in the device's namespace:
@@ -512,6 +535,7 @@ pub(crate) fn paced_pending(dev_name: &str, how: &str, path: &str) -> TestResult
         "down" => {
             let (r, _) = raw_writev(&dev, &e, window(300 * MS, MDW_WRITE_ASYNC));
             r.map_err(|e| format!("async paced call: {}", errno_name(e)))?;
+            say_queued()?;
             let c = dev
                 .read_completion()
                 .map_err(|e| format!("read completion: {e}"))?;
@@ -521,6 +545,7 @@ pub(crate) fn paced_pending(dev_name: &str, how: &str, path: &str) -> TestResult
             Ok(())
         }
         _ => {
+            say_queued()?;
             let (r, _) = raw_writev(&dev, &e, window(500 * MS, 0));
             Err(format!("synchronous paced call was not killed: {r:?}"))
         }
