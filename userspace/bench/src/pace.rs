@@ -47,7 +47,9 @@ use mdwrite::{
 };
 
 use crate::methods::{
-    af_packet::{Tpacket2Hdr, TpacketReq},
+    af_packet::{
+        bind_packet, map_ring, Tpacket2Hdr, TpacketReq, PACKET_VERSION, SOL_PACKET, TPACKET_V2,
+    },
     cvt,
     mdwrite::ifindex,
     setsockopt_int,
@@ -56,11 +58,8 @@ use crate::workload::{
     dest_addr, dest_mac, dest_sockaddr, RTP_PT_MP2T, RTP_TS_INCREMENT, SRC_ADDR, SRC_PORT,
 };
 
-const SOL_PACKET: libc::c_int = 263;
-const PACKET_VERSION: libc::c_int = 10;
 const PACKET_RX_RING: libc::c_int = 5;
 const PACKET_STATISTICS: libc::c_int = 6;
-const TPACKET_V2: libc::c_int = 1;
 const TP_STATUS_USER: u32 = 1;
 /// Enough of a frame for Ethernet, IPv4, UDP and RTP headers.
 const FRAME_SIZE: usize = 128;
@@ -305,48 +304,11 @@ impl Capture {
             frame_size: FRAME_SIZE as u32,
             frame_nr: (blocks * per_block) as u32,
         };
-        // SAFETY: `req` is a tpacket_req of the length passed.
-        cvt(unsafe {
-            libc::setsockopt(
-                fd,
-                SOL_PACKET,
-                PACKET_RX_RING,
-                (&req as *const TpacketReq).cast(),
-                mem::size_of::<TpacketReq>() as u32,
-            )
-        })?;
-        let len = BLOCK_SIZE * blocks;
-        // SAFETY: maps the ring the kernel just allocated for this socket.
-        let p = unsafe {
-            libc::mmap(
-                ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_POPULATE,
-                fd,
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: an all-zero sockaddr_ll is valid; family, protocol and
-        // ifindex are set.
-        let mut sll: libc::sockaddr_ll = unsafe { mem::zeroed() };
-        sll.sll_family = libc::AF_PACKET as u16;
-        sll.sll_protocol = proto;
-        sll.sll_ifindex = ifindex as i32;
-        // SAFETY: `sll` is a sockaddr_ll of the length passed.
-        cvt(unsafe {
-            libc::bind(
-                fd,
-                (&sll as *const libc::sockaddr_ll).cast(),
-                mem::size_of::<libc::sockaddr_ll>() as u32,
-            )
-        })?;
+        let ring = map_ring(&sock, PACKET_RX_RING, &req)?;
+        bind_packet(&sock, proto, ifindex)?;
         Ok(Self {
             sock,
-            ring: p.cast(),
+            ring,
             frames: blocks * per_block,
         })
     }

@@ -19,11 +19,11 @@ use crate::workload::{
     dest_addr, dest_mac, Pool, RtpState, Workload, DST_PORT, RTP_HEADER, SRC_ADDR, SRC_PORT,
 };
 
-const SOL_PACKET: libc::c_int = 263;
-const PACKET_VERSION: libc::c_int = 10;
+pub(crate) const SOL_PACKET: libc::c_int = 263;
+pub(crate) const PACKET_VERSION: libc::c_int = 10;
 const PACKET_TX_RING: libc::c_int = 13;
 const PACKET_QDISC_BYPASS: libc::c_int = 20;
-const TPACKET_V2: libc::c_int = 1;
+pub(crate) const TPACKET_V2: libc::c_int = 1;
 const TP_STATUS_AVAILABLE: u32 = 0;
 const TP_STATUS_SEND_REQUEST: u32 = 1;
 const TP_STATUS_WRONG_FORMAT: u32 = 4;
@@ -58,6 +58,57 @@ pub(crate) struct Tpacket2Hdr {
     tp_vlan_tci: u16,
     tp_vlan_tpid: u16,
     tp_padding: [u8; 4],
+}
+
+/// Sets up the socket's ring (`opt`: `PACKET_TX_RING` or `PACKET_RX_RING`)
+/// as `req` describes and maps it.
+pub(crate) fn map_ring(s: &OwnedFd, opt: libc::c_int, req: &TpacketReq) -> io::Result<*mut u8> {
+    let fd = s.as_raw_fd();
+    // SAFETY: `req` is a tpacket_req of the length passed.
+    cvt(unsafe {
+        libc::setsockopt(
+            fd,
+            SOL_PACKET,
+            opt,
+            (req as *const TpacketReq).cast(),
+            mem::size_of::<TpacketReq>() as u32,
+        )
+    })?;
+    let len = req.block_size as usize * req.block_nr as usize;
+    // SAFETY: maps the ring the kernel just allocated for this socket.
+    let p = unsafe {
+        libc::mmap(
+            ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED | libc::MAP_POPULATE,
+            fd,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(p.cast())
+}
+
+/// Binds a packet socket to `ifindex` for `proto` (network byte order).
+pub(crate) fn bind_packet(s: &OwnedFd, proto: u16, ifindex: u32) -> io::Result<()> {
+    // SAFETY: an all-zero sockaddr_ll is valid; family, protocol and
+    // ifindex are set.
+    let mut sll: libc::sockaddr_ll = unsafe { mem::zeroed() };
+    sll.sll_family = libc::AF_PACKET as u16;
+    sll.sll_protocol = proto;
+    sll.sll_ifindex = ifindex as i32;
+    // SAFETY: `sll` is a sockaddr_ll of the length passed.
+    cvt(unsafe {
+        libc::bind(
+            s.as_raw_fd(),
+            (&sll as *const libc::sockaddr_ll).cast(),
+            mem::size_of::<libc::sockaddr_ll>() as u32,
+        )
+    })?;
+    Ok(())
 }
 
 /// The AF_PACKET TX ring method.
@@ -163,46 +214,8 @@ impl Method for PacketRing {
             frame_size: FRAME_SIZE as u32,
             frame_nr: FRAMES as u32,
         };
-        // SAFETY: `req` is a tpacket_req of the length passed.
-        cvt(unsafe {
-            libc::setsockopt(
-                fd,
-                SOL_PACKET,
-                PACKET_TX_RING,
-                (&req as *const TpacketReq).cast(),
-                mem::size_of::<TpacketReq>() as u32,
-            )
-        })?;
-        let len = BLOCK_SIZE * BLOCKS;
-        // SAFETY: maps the ring the kernel just allocated for this socket.
-        let p = unsafe {
-            libc::mmap(
-                ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_POPULATE,
-                fd,
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        self.ring = p.cast();
-        // SAFETY: an all-zero sockaddr_ll is valid; family, protocol and
-        // ifindex are set.
-        let mut sll: libc::sockaddr_ll = unsafe { mem::zeroed() };
-        sll.sll_family = libc::AF_PACKET as u16;
-        sll.sll_protocol = (libc::ETH_P_IP as u16).to_be();
-        sll.sll_ifindex = self.ifindex as i32;
-        // SAFETY: `sll` is a sockaddr_ll of the length passed.
-        cvt(unsafe {
-            libc::bind(
-                fd,
-                (&sll as *const libc::sockaddr_ll).cast(),
-                mem::size_of::<libc::sockaddr_ll>() as u32,
-            )
-        })?;
+        self.ring = map_ring(&s, PACKET_TX_RING, &req)?;
+        bind_packet(&s, (libc::ETH_P_IP as u16).to_be(), self.ifindex)?;
         self.sock = Some(s);
         for d in 0..wl.dests {
             self.headers.push(header(self.src_mac, d, wl.segment()));
