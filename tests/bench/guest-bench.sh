@@ -179,9 +179,8 @@ relay() {
 	ip -n rsrc addr add 192.168.77.1/24 dev sv0
 	ip -n relay addr add 192.168.77.2/24 dev sv1
 	ip -n relay addr add 10.0.0.1/8 dev fan0
-	ip netns exec relay sysctl -qw net.ipv4.ip_forward=0 \
-		net.ipv4.neigh.default.gc_thresh1=4096 net.ipv4.neigh.default.gc_thresh2=8192 \
-		net.ipv4.neigh.default.gc_thresh3=16384
+	# (The neighbour table's gc thresholds are global: raised above.)
+	ip netns exec relay sysctl -qw net.ipv4.ip_forward=0
 	ip netns exec relay ethtool -K fan0 tx-checksumming on tx-udp-segmentation off >/dev/null
 	mdwrite-bench neigh fan0 64 | ip -n relay -batch -
 	# The relay's address and the baseline's (not the relay namespace's
