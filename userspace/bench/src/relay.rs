@@ -41,7 +41,7 @@ use std::{
     time::Duration,
 };
 
-use crate::methods::{connect, cvt, cvt_size, setsockopt_int, sockaddr, udp_socket};
+use crate::methods::{connect, cvt, setsockopt_int, sockaddr, udp_socket};
 use crate::pace::{clock_ns, sleep_until, Soaker};
 use crate::workload::{dest_sockaddr, RTP_HEADER, RTP_PT_MP2T, RTP_TS_INCREMENT};
 
@@ -126,7 +126,7 @@ pub struct RelayBenchArgs {
     #[arg(long, default_value_t = 1000)]
     pub rate: u64,
     /// Packets the source sends at once (the same rate).
-    #[arg(long, value_delimiter = ',', default_value = "1")]
+    #[arg(long, value_delimiter = ',', default_value = "1,8")]
     pub bursts: Vec<usize>,
     /// Timed packets per row.
     #[arg(long, default_value_t = 2000)]
@@ -276,6 +276,8 @@ pub fn stock(a: &StockArgs) -> io::Result<bool> {
 
     eprintln!("relay-stock: listening on {}", a.listen);
     let (mut datagrams, mut sent, mut errors, mut syscalls, mut skipped) = (0u64, 0u64, 0u64, 0u64, 0u64);
+    // Batches relayed (receive calls that returned datagrams to send).
+    let mut batches = 0u64;
     // Offset and length of each datagram to relay.
     let mut kept = [(0usize, 0usize); BATCH];
     while !STOP.load(Ordering::Relaxed) {
@@ -316,7 +318,11 @@ pub fn stock(a: &StockArgs) -> io::Result<bool> {
             kept[n] = (i * SLOT, len);
             n += 1;
         }
-        if n == 0 || n_dest == 0 {
+        if n == 0 {
+            continue;
+        }
+        batches += 1;
+        if n_dest == 0 {
             continue;
         }
         let slot = |k: usize| -> (*mut u8, usize) {
@@ -410,7 +416,7 @@ pub fn stock(a: &StockArgs) -> io::Result<bool> {
         }
     }
     println!(
-        "relay-stock listen={} dests={n_dest} send={:?} rtp={} datagrams={datagrams} skipped={skipped} sent={sent} send_errors={errors} syscalls={syscalls}",
+        "relay-stock listen={} dests={n_dest} send={:?} rtp={} datagrams={datagrams} batches={batches} skipped={skipped} sent={sent} send_errors={errors} syscalls={syscalls}",
         a.listen, a.send, a.rtp
     );
     Ok(errors == 0)
@@ -492,7 +498,8 @@ pub fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
 struct Source {
     sock: OwnedFd,
     seq: u16,
-    packet: Vec<u8>,
+    /// A burst's packets.
+    packets: Vec<Vec<u8>>,
 }
 
 impl Source {
@@ -509,39 +516,48 @@ impl Source {
         Ok(Self {
             sock,
             seq: 0,
-            packet,
+            packets: vec![packet],
         })
     }
 
-    /// Sends `count` packets, `burst` at a time, at `rate` per second;
-    /// returns how many the socket took.
+    /// Sends `count` packets, `burst` at a time (one `sendmmsg`), at
+    /// `rate` per second; returns how many the socket took.
     fn send(&mut self, count: u64, rate: u64, burst: usize) -> io::Result<u64> {
-        let burst = burst.max(1) as u64;
-        let period = burst * 1_000_000_000 / rate.max(1);
+        let burst = burst.max(1);
+        let period = burst as u64 * 1_000_000_000 / rate.max(1);
+        if self.packets.len() < burst {
+            self.packets = vec![self.packets[0].clone(); burst];
+        }
         let t0 = clock_ns(libc::CLOCK_MONOTONIC);
         let mut sent = 0;
         let mut j = 0;
         while sent < count {
             sleep_until(t0 + j * period);
             j += 1;
-            for _ in 0..burst.min(count - sent) {
+            let n = burst.min((count - sent) as usize);
+            let mut iovs = Vec::with_capacity(n);
+            for p in &mut self.packets[..n] {
                 let seq = self.seq;
                 self.seq = self.seq.wrapping_add(1);
-                self.packet[2..4].copy_from_slice(&seq.to_be_bytes());
+                p[2..4].copy_from_slice(&seq.to_be_bytes());
                 let ts = u32::from(seq).wrapping_mul(RTP_TS_INCREMENT);
-                self.packet[4..8].copy_from_slice(&ts.to_be_bytes());
-                // SAFETY: sends the initialised bytes of `packet`.
-                let r = unsafe {
-                    libc::send(
-                        self.sock.as_raw_fd(),
-                        self.packet.as_ptr().cast(),
-                        self.packet.len(),
-                        0,
-                    )
-                };
-                cvt_size(r)?;
-                sent += 1;
+                p[4..8].copy_from_slice(&ts.to_be_bytes());
+                iovs.push(libc::iovec {
+                    iov_base: p.as_mut_ptr().cast(),
+                    iov_len: p.len(),
+                });
             }
+            // SAFETY: all-zero is a valid mmsghdr.
+            let mut msgs: Vec<libc::mmsghdr> = (0..n).map(|_| unsafe { mem::zeroed() }).collect();
+            for (m, v) in msgs.iter_mut().zip(iovs.iter_mut()) {
+                m.msg_hdr.msg_iov = v;
+                m.msg_hdr.msg_iovlen = 1;
+            }
+            let (ok, _) = send_all(&self.sock, &mut msgs);
+            if ok != n {
+                return Err(io::Error::other(format!("the source sent {ok} of {n}")));
+            }
+            sent += n as u64;
         }
         Ok(sent)
     }
@@ -652,6 +668,9 @@ impl RelayProc {
 /// One row's figures.
 #[derive(Default)]
 struct RowResult {
+    /// Datagrams per relayed batch (per call of `mdwrite relay`, per
+    /// receive of the stock relay), over the whole row.
+    per_batch: Option<f64>,
     received: u64,
     sent: u64,
     busy_per_rx: f64,
@@ -721,6 +740,11 @@ fn run_row(
                 datagrams.map_or("?".into(), |d| d.to_string())
             ));
         }
+        let batches = field(head, "calls").or(field(head, "batches"));
+        res.per_batch = batches
+            .and_then(|b| b.parse::<f64>().ok())
+            .filter(|&b| b > 0.0)
+            .map(|b| total as f64 / b);
         match kind {
             Some(RelayKind::Mdwrite) => {
                 if field(head, "backend") != Some("module") {
@@ -752,11 +776,11 @@ pub fn relay_bench(a: &RelayBenchArgs) -> io::Result<bool> {
     );
     let soaker = Soaker::start(200_000_000)?;
     println!();
-    println!("| mode | relay | N | burst | packets received | packets sent | busy guest instr / received packet | relay instr / received packet | relay instr / packet sent | note |");
-    println!("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |");
+    println!("| mode | relay | N | burst | datagrams / batch | packets received | packets sent | busy guest instr / received packet | relay instr / received packet | relay instr / packet sent | note |");
+    println!("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |");
     let mut ok = true;
     let mut csv = String::from(
-        "mode,relay,dests,burst,received,sent,busy_per_rx,relay_per_rx,relay_per_sent,status,note\n",
+        "mode,relay,dests,burst,per_batch,received,sent,busy_per_rx,relay_per_rx,relay_per_sent,status,note\n",
     );
     let mut row = |mode: &str,
                    name: &str,
@@ -778,20 +802,21 @@ pub fn relay_bench(a: &RelayBenchArgs) -> io::Result<bool> {
                     String::new()
                 };
                 let status = if r.note.is_empty() { "ok" } else { "failed" };
+                let per_batch = r.per_batch.map_or(String::new(), |b| format!("{b:.1}"));
                 ok &= r.note.is_empty();
                 println!(
-                    "| {mode} | {name} | {dests} | {burst} | {} | {} | {:.0} | {per_rx} | {per_sent} | {} |",
+                    "| {mode} | {name} | {dests} | {burst} | {per_batch} | {} | {} | {:.0} | {per_rx} | {per_sent} | {} |",
                     r.received, r.sent, r.busy_per_rx, r.note
                 );
                 csv.push_str(&format!(
-                    "{mode},{name},{dests},{burst},{},{},{:.0},{per_rx},{per_sent},{status},\"{}\"\n",
+                    "{mode},{name},{dests},{burst},{per_batch},{},{},{:.0},{per_rx},{per_sent},{status},\"{}\"\n",
                     r.received, r.sent, r.busy_per_rx, r.note
                 ));
             }
             Err(e) => {
                 ok = false;
-                println!("| {mode} | {name} | {dests} | {burst} | | | | | | failed: {e} |");
-                csv.push_str(&format!("{mode},{name},{dests},{burst},,,,,,failed,\"{e}\"\n"));
+                println!("| {mode} | {name} | {dests} | {burst} | | | | | | | failed: {e} |");
+                csv.push_str(&format!("{mode},{name},{dests},{burst},,,,,,,failed,\"{e}\"\n"));
             }
         }
     };
