@@ -774,7 +774,11 @@ pub fn relay_bench(a: &RelayBenchArgs) -> io::Result<bool> {
         "relay: a {} packet/s RTP stream ({PAYLOAD}-byte payloads), veth {} -> {} ({}), relayed to N destinations on {} (dummy); {} packets timed after {} untimed per row",
         a.rate, a.src_netns, a.relay_netns, a.listen, a.out_ifname, a.packets, a.warmup
     );
-    let soaker = Soaker::start(200_000_000)?;
+    let mut soaker = Soaker::start(20_000_000)?;
+    let (lo, hi) = soaker.calibrate_min(20, 20_000_000)?;
+    println!(
+        "idle spinner: {lo:.4} ns per iteration (the cheapest of 20 windows of 20 ms; the dearest {hi:.4})"
+    );
     println!();
     println!("| mode | relay | N | burst | datagrams / batch | packets received | packets sent | busy guest instr / received packet | relay instr / received packet | relay instr / packet sent | note |");
     println!("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |");
