@@ -469,6 +469,45 @@ fn in_netns<T: Send + 'static>(
     .map_err(|_| io::Error::other("namespace thread panicked"))?
 }
 
+/// Run time (ns; instructions under `-icount`) of every thread of `pid`,
+/// from `/proc/PID/task/*/schedstat` (the scheduler's clock, not ticks).
+fn sched_ns(pid: u32) -> io::Result<u64> {
+    let mut sum = 0;
+    for t in fs::read_dir(format!("/proc/{pid}/task"))? {
+        let path = t?.path().join("schedstat");
+        if let Ok(text) = fs::read_to_string(path) {
+            sum += parse_schedstat(&text).unwrap_or(0);
+        }
+    }
+    Ok(sum)
+}
+
+/// The run time field of a `schedstat` line.
+pub fn parse_schedstat(text: &str) -> Option<u64> {
+    text.split_whitespace().next()?.parse().ok()
+}
+
+/// Run time (ns) of the kernel's worker threads: `kworker/*` and
+/// `ksoftirqd/*`, where deferred work (workqueues, softirqs) runs.
+fn kthreads_ns() -> io::Result<u64> {
+    let mut sum = 0;
+    for e in fs::read_dir("/proc")? {
+        let e = e?;
+        let name = e.file_name();
+        let Some(pid) = name.to_str().filter(|n| n.bytes().all(|b| b.is_ascii_digit())) else {
+            continue;
+        };
+        let comm = fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        if comm.starts_with("kworker") || comm.starts_with("ksoftirqd") {
+            sum += fs::read_to_string(format!("/proc/{pid}/schedstat"))
+                .ok()
+                .and_then(|t| parse_schedstat(&t))
+                .unwrap_or(0);
+        }
+    }
+    Ok(sum)
+}
+
 /// `ifname`'s transmitted packets in network namespace `netns`.
 fn tx_packets_in(netns: &str, ifname: &str) -> io::Result<u64> {
     let ifname = ifname.to_owned();
@@ -674,6 +713,13 @@ struct RowResult {
     received: u64,
     sent: u64,
     busy_per_rx: f64,
+    /// The relay process's own run time (its threads' `schedstat`) per
+    /// received packet: its code and system calls, and the softirq work
+    /// that ran in its context.
+    proc_per_rx: Option<f64>,
+    /// Run time of the kernel's worker threads (`kworker/*`,
+    /// `ksoftirqd/*`) per received packet.
+    kthreads_per_rx: f64,
     note: String,
 }
 
@@ -700,19 +746,25 @@ fn run_row(
         None
     };
     let tx0 = tx_packets_in(&a.relay_netns, &a.out_ifname)?;
-    let mut run = || -> io::Result<(u64, f64)> {
+    let pid = proc.as_ref().map(|p| p.child.id());
+    let mut run = || -> io::Result<(u64, f64, u64, u64)> {
         src.send(a.warmup, a.rate, burst)?;
         sleep_until(clock_ns(libc::CLOCK_MONOTONIC) + 20_000_000);
+        // Read outside the spinner's window (reading costs instructions).
+        let p0 = pid.map_or(Ok(0), sched_ns)?;
+        let k0 = kthreads_ns()?;
         let s0 = soaker.sample();
         let n = src.send(a.packets, a.rate, burst)?;
         // The last packets' way through the relay.
         sleep_until(clock_ns(libc::CLOCK_MONOTONIC) + 20_000_000);
         let busy = soaker.busy(s0, soaker.sample()) as f64;
-        Ok((n, busy))
+        let p1 = pid.map_or(Ok(0), sched_ns)?;
+        let k1 = kthreads_ns()?;
+        Ok((n, busy, p1 - p0, k1.saturating_sub(k0)))
     };
     let r = run();
     let stopped = proc.map(RelayProc::stop).transpose()?;
-    let (timed, busy) = r?;
+    let (timed, busy, proc_ns, kthread_ns) = r?;
     let tx1 = tx_packets_in(&a.relay_netns, &a.out_ifname)?;
     let total = a.warmup + timed;
     let mut notes = Vec::new();
@@ -720,6 +772,8 @@ fn run_row(
         received: timed,
         sent: timed * dests as u64,
         busy_per_rx: busy / timed.max(1) as f64,
+        proc_per_rx: pid.map(|_| proc_ns as f64 / timed.max(1) as f64),
+        kthreads_per_rx: kthread_ns as f64 / timed.max(1) as f64,
         ..Default::default()
     };
     let want_tx = if relay { total * dests as u64 } else { 0 };
@@ -780,11 +834,11 @@ pub fn relay_bench(a: &RelayBenchArgs) -> io::Result<bool> {
         "idle spinner: {lo:.4} ns per iteration (the cheapest of 20 windows of 20 ms; the dearest {hi:.4})"
     );
     println!();
-    println!("| mode | relay | N | burst | datagrams / batch | packets received | packets sent | busy guest instr / received packet | relay instr / received packet | relay instr / packet sent | note |");
-    println!("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |");
+    println!("| mode | relay | N | burst | datagrams / batch | packets received | packets sent | busy guest instr / received packet | relay instr / received packet | relay instr / packet sent | of which: relay process / received packet | kworker + ksoftirqd / received packet | note |");
+    println!("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |");
     let mut ok = true;
     let mut csv = String::from(
-        "mode,relay,dests,burst,per_batch,received,sent,busy_per_rx,relay_per_rx,relay_per_sent,status,note\n",
+        "mode,relay,dests,burst,per_batch,received,sent,busy_per_rx,relay_per_rx,relay_per_sent,process_per_rx,kthreads_per_rx,status,note\n",
     );
     let mut row = |mode: &str,
                    name: &str,
@@ -807,20 +861,22 @@ pub fn relay_bench(a: &RelayBenchArgs) -> io::Result<bool> {
                 };
                 let status = if r.note.is_empty() { "ok" } else { "failed" };
                 let per_batch = r.per_batch.map_or(String::new(), |b| format!("{b:.1}"));
+                let process = r.proc_per_rx.map_or(String::new(), |p| format!("{p:.0}"));
+                let kthreads = format!("{:.0}", r.kthreads_per_rx);
                 ok &= r.note.is_empty();
                 println!(
-                    "| {mode} | {name} | {dests} | {burst} | {per_batch} | {} | {} | {:.0} | {per_rx} | {per_sent} | {} |",
+                    "| {mode} | {name} | {dests} | {burst} | {per_batch} | {} | {} | {:.0} | {per_rx} | {per_sent} | {process} | {kthreads} | {} |",
                     r.received, r.sent, r.busy_per_rx, r.note
                 );
                 csv.push_str(&format!(
-                    "{mode},{name},{dests},{burst},{per_batch},{},{},{:.0},{per_rx},{per_sent},{status},\"{}\"\n",
+                    "{mode},{name},{dests},{burst},{per_batch},{},{},{:.0},{per_rx},{per_sent},{process},{kthreads},{status},\"{}\"\n",
                     r.received, r.sent, r.busy_per_rx, r.note
                 ));
             }
             Err(e) => {
                 ok = false;
-                println!("| {mode} | {name} | {dests} | {burst} | | | | | | | failed: {e} |");
-                csv.push_str(&format!("{mode},{name},{dests},{burst},,,,,,,failed,\"{e}\"\n"));
+                println!("| {mode} | {name} | {dests} | {burst} | | | | | | | | | failed: {e} |");
+                csv.push_str(&format!("{mode},{name},{dests},{burst},,,,,,,,,failed,\"{e}\"\n"));
             }
         }
     };
@@ -885,6 +941,12 @@ mod tests {
         assert_eq!(parse_net_dev_tx(text, "fan0"), Some(1000));
         assert_eq!(parse_net_dev_tx(text, "lo"), Some(0));
         assert_eq!(parse_net_dev_tx(text, "fan"), None);
+    }
+
+    #[test]
+    fn schedstat_parsed() {
+        assert_eq!(parse_schedstat("123456 789 10\n"), Some(123_456));
+        assert_eq!(parse_schedstat(""), None);
     }
 
     #[test]
