@@ -469,43 +469,51 @@ fn in_netns<T: Send + 'static>(
     .map_err(|_| io::Error::other("namespace thread panicked"))?
 }
 
-/// Run time (ns; instructions under `-icount`) of every thread of `pid`,
-/// from `/proc/PID/task/*/schedstat` (the scheduler's clock, not ticks).
-fn sched_ns(pid: u32) -> io::Result<u64> {
-    let mut sum = 0;
-    for t in fs::read_dir(format!("/proc/{pid}/task"))? {
-        let path = t?.path().join("schedstat");
-        if let Ok(text) = fs::read_to_string(path) {
-            sum += parse_schedstat(&text).unwrap_or(0);
-        }
+/// CPU time (ns; instructions under `-icount`) of process `pid`, all its
+/// threads: its CPU-time clock (`clock_getcpuclockid`), which reads the
+/// scheduler's run time to the nanosecond, not tick samples.
+fn cpu_ns(pid: u32) -> io::Result<u64> {
+    let mut clk: libc::clockid_t = 0;
+    // SAFETY: `clk` is a valid clockid_t to fill.
+    let r = unsafe { libc::clock_getcpuclockid(pid as libc::pid_t, &mut clk) };
+    if r != 0 {
+        return Err(io::Error::from_raw_os_error(r));
     }
-    Ok(sum)
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid timespec to fill.
+    cvt(unsafe { libc::clock_gettime(clk, &mut ts) })?;
+    Ok(ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64)
 }
 
-/// The run time field of a `schedstat` line.
-pub fn parse_schedstat(text: &str) -> Option<u64> {
-    text.split_whitespace().next()?.parse().ok()
-}
-
-/// Run time (ns) of the kernel's worker threads: `kworker/*` and
-/// `ksoftirqd/*`, where deferred work (workqueues, softirqs) runs.
-fn kthreads_ns() -> io::Result<u64> {
-    let mut sum = 0;
+/// The kernel's worker threads, where deferred work runs: `kworker/*`
+/// (workqueues) and `ksoftirqd/*` (softirqs the interrupted context
+/// left).
+fn kthread_pids() -> io::Result<Vec<u32>> {
+    let mut v = Vec::new();
     for e in fs::read_dir("/proc")? {
-        let e = e?;
-        let name = e.file_name();
-        let Some(pid) = name.to_str().filter(|n| n.bytes().all(|b| b.is_ascii_digit())) else {
+        let Some(pid) = e?.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
             continue;
         };
         let comm = fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
         if comm.starts_with("kworker") || comm.starts_with("ksoftirqd") {
-            sum += fs::read_to_string(format!("/proc/{pid}/schedstat"))
-                .ok()
-                .and_then(|t| parse_schedstat(&t))
-                .unwrap_or(0);
+            v.push(pid);
         }
     }
-    Ok(sum)
+    Ok(v)
+}
+
+/// CPU time (ns) of the kernel's worker threads: those of `pids` that
+/// still exist, and any started since.
+fn kthreads_ns(pids: &mut Vec<u32>) -> io::Result<u64> {
+    for p in kthread_pids()? {
+        if !pids.contains(&p) {
+            pids.push(p);
+        }
+    }
+    Ok(pids.iter().filter_map(|&p| cpu_ns(p).ok()).sum())
 }
 
 /// `ifname`'s transmitted packets in network namespace `netns`.
@@ -713,11 +721,11 @@ struct RowResult {
     received: u64,
     sent: u64,
     busy_per_rx: f64,
-    /// The relay process's own run time (its threads' `schedstat`) per
+    /// The relay process's own CPU time (its CPU-time clock) per
     /// received packet: its code and system calls, and the softirq work
     /// that ran in its context.
     proc_per_rx: Option<f64>,
-    /// Run time of the kernel's worker threads (`kworker/*`,
+    /// CPU time of the kernel's worker threads (`kworker/*`,
     /// `ksoftirqd/*`) per received packet.
     kthreads_per_rx: f64,
     note: String,
@@ -751,15 +759,17 @@ fn run_row(
         src.send(a.warmup, a.rate, burst)?;
         sleep_until(clock_ns(libc::CLOCK_MONOTONIC) + 20_000_000);
         // Read outside the spinner's window (reading costs instructions).
-        let p0 = pid.map_or(Ok(0), sched_ns)?;
-        let k0 = kthreads_ns()?;
+        let p0 = pid.map_or(Ok(0), cpu_ns)?;
+        let mut kpids = Vec::new();
+        let k0 = kthreads_ns(&mut kpids)?;
         let s0 = soaker.sample();
         let n = src.send(a.packets, a.rate, burst)?;
         // The last packets' way through the relay.
         sleep_until(clock_ns(libc::CLOCK_MONOTONIC) + 20_000_000);
         let busy = soaker.busy(s0, soaker.sample()) as f64;
-        let p1 = pid.map_or(Ok(0), sched_ns)?;
-        let k1 = kthreads_ns()?;
+        let p1 = pid.map_or(Ok(0), cpu_ns)?;
+        // A worker started during the window counts from 0.
+        let k1 = kthreads_ns(&mut kpids)?;
         Ok((n, busy, p1 - p0, k1.saturating_sub(k0)))
     };
     let r = run();
@@ -941,12 +951,6 @@ mod tests {
         assert_eq!(parse_net_dev_tx(text, "fan0"), Some(1000));
         assert_eq!(parse_net_dev_tx(text, "lo"), Some(0));
         assert_eq!(parse_net_dev_tx(text, "fan"), None);
-    }
-
-    #[test]
-    fn schedstat_parsed() {
-        assert_eq!(parse_schedstat("123456 789 10\n"), Some(123_456));
-        assert_eq!(parse_schedstat(""), None);
     }
 
     #[test]
