@@ -610,6 +610,27 @@ impl Source {
     }
 }
 
+/// The calling thread at real-time priority (`SCHED_FIFO` 1) while it
+/// lives; back to `SCHED_OTHER` when dropped.
+struct Fifo;
+
+impl Fifo {
+    fn enter() -> io::Result<Self> {
+        let p = libc::sched_param { sched_priority: 1 };
+        // SAFETY: sets this thread's policy; `p` is valid.
+        cvt(unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &p) })?;
+        Ok(Self)
+    }
+}
+
+impl Drop for Fifo {
+    fn drop(&mut self) {
+        let p = libc::sched_param { sched_priority: 0 };
+        // SAFETY: as in `enter`.
+        unsafe { libc::sched_setscheduler(0, libc::SCHED_OTHER, &p) };
+    }
+}
+
 /// A relay process in the relay's namespace, its output collected.
 struct RelayProc {
     child: Child,
@@ -756,6 +777,12 @@ fn run_row(
     let tx0 = tx_packets_in(&a.relay_netns, &a.out_ifname)?;
     let pid = proc.as_ref().map(|p| p.child.id());
     let mut run = || -> io::Result<(u64, f64, u64, u64)> {
+        // The source outranks the relay: a burst is queued whole before
+        // the relay runs, as when a NIC's interrupt hands the stack several
+        // packets at once (otherwise the woken relay preempts the source
+        // between two packets of a burst, and how many a batch holds
+        // depends on scheduling).
+        let _fifo = Fifo::enter()?;
         src.send(a.warmup, a.rate, burst)?;
         sleep_until(clock_ns(libc::CLOCK_MONOTONIC) + 20_000_000);
         // Read outside the spinner's window (reading costs instructions).
