@@ -871,7 +871,7 @@ pub fn relay_bench(a: &RelayBenchArgs) -> io::Result<bool> {
         "idle spinner: {lo:.4} ns per iteration (the cheapest of 20 windows of 20 ms; the dearest {hi:.4})"
     );
     println!();
-    println!("| mode | relay | N | burst | datagrams / batch | packets received | packets sent | busy guest instr / received packet | relay instr / received packet | relay instr / packet sent | of which: relay process / received packet | kworker + ksoftirqd / received packet | note |");
+    println!("| mode | relay | N | burst | datagrams / batch | packets received | packets sent | busy guest instr / received packet | relay instr / received packet | relay instr / packet sent | relay process CPU / received packet | kworker + ksoftirqd CPU / received packet | note |");
     println!("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |");
     let mut ok = true;
     let mut csv = String::from(
