@@ -275,7 +275,8 @@ pub fn stock(a: &StockArgs) -> io::Result<bool> {
     let mut tx: Vec<libc::mmsghdr> = (0..most).map(|_| unsafe { mem::zeroed() }).collect();
 
     eprintln!("relay-stock: listening on {}", a.listen);
-    let (mut datagrams, mut sent, mut errors, mut syscalls, mut skipped) = (0u64, 0u64, 0u64, 0u64, 0u64);
+    let (mut datagrams, mut sent, mut errors, mut syscalls, mut skipped) =
+        (0u64, 0u64, 0u64, 0u64, 0u64);
     // Batches relayed (receive calls that returned datagrams to send).
     let mut batches = 0u64;
     // Offset and length of each datagram to relay.
@@ -305,10 +306,10 @@ pub fn stock(a: &StockArgs) -> io::Result<bool> {
         // Only the datagrams worth relaying: whole ones, with an RTP
         // header in rtp mode.
         let mut n = 0;
-        for i in 0..r as usize {
+        for (i, m) in rx.iter().enumerate().take(r as usize) {
             datagrams += 1;
-            let len = rx[i].msg_len as usize;
-            if rx[i].msg_hdr.msg_flags & libc::MSG_TRUNC != 0
+            let len = m.msg_len as usize;
+            if m.msg_hdr.msg_flags & libc::MSG_TRUNC != 0
                 || len == 0
                 || (a.rtp && len <= RTP_HEADER)
             {
@@ -639,13 +640,25 @@ struct RelayProc {
 }
 
 impl RelayProc {
-    fn start(a: &RelayBenchArgs, kind: Option<RelayKind>, dests: usize, rtp: bool) -> io::Result<Self> {
+    fn start(
+        a: &RelayBenchArgs,
+        kind: Option<RelayKind>,
+        dests: usize,
+        rtp: bool,
+    ) -> io::Result<Self> {
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &a.relay_netns]);
         let listen = a.listen.to_string();
         match kind {
             Some(RelayKind::Mdwrite) => {
-                cmd.args(["mdwrite", "relay", "--backend", "module", "--listen", &listen]);
+                cmd.args([
+                    "mdwrite",
+                    "relay",
+                    "--backend",
+                    "module",
+                    "--listen",
+                    &listen,
+                ]);
             }
             Some(k) => {
                 cmd.arg(std::env::current_exe()?).args([
@@ -872,7 +885,9 @@ pub fn relay_bench(a: &RelayBenchArgs) -> io::Result<bool> {
     );
     println!();
     println!("| mode | relay | N | burst | datagrams / batch | packets received | packets sent | busy guest instr / received packet | relay instr / received packet | relay instr / packet sent | relay process CPU / received packet | kworker + ksoftirqd CPU / received packet | note |");
-    println!("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |");
+    println!(
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
+    );
     let mut ok = true;
     let mut csv = String::from(
         "mode,relay,dests,burst,per_batch,received,sent,busy_per_rx,relay_per_rx,relay_per_sent,process_per_rx,kthreads_per_rx,status,note\n",
@@ -913,14 +928,23 @@ pub fn relay_bench(a: &RelayBenchArgs) -> io::Result<bool> {
             Err(e) => {
                 ok = false;
                 println!("| {mode} | {name} | {dests} | {burst} | | | | | | | | | failed: {e} |");
-                csv.push_str(&format!("{mode},{name},{dests},{burst},,,,,,,,,failed,\"{e}\"\n"));
+                csv.push_str(&format!(
+                    "{mode},{name},{dests},{burst},,,,,,,,,failed,\"{e}\"\n"
+                ));
             }
         }
     };
     for &burst in &a.bursts {
         let base = run_row(a, &soaker, None, false, 0, false, burst);
         let b = base.as_ref().map(|r| r.busy_per_rx).unwrap_or(0.0);
-        row("-", "none (baseline: dropped at routing)", 0, burst, &base, 0.0);
+        row(
+            "-",
+            "none (baseline: dropped at routing)",
+            0,
+            burst,
+            &base,
+            0.0,
+        );
         let sink = run_row(a, &soaker, None, true, 0, false, burst);
         row("-", "sink (recvmmsg only)", 0, burst, &sink, b);
         for mode in &a.modes {
