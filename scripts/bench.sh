@@ -8,6 +8,7 @@
 #   scripts/bench.sh --profile METHOD[,METHOD...] [DESTS KIB PAYLOAD TIMES]
 #   scripts/bench.sh --run ARGS...         # one `mdwrite-bench run ARGS...`
 #   scripts/bench.sh --pace [ARGS...]      # the pacing benchmark only (`mdwrite-bench pace`)
+#   scripts/bench.sh --relay [ARGS...]     # the relay benchmark only (`mdwrite-bench relay`)
 #   scripts/bench.sh --exec-profile METHOD DESTS PACKETS [PAYLOAD [TIMES [fanout]]]
 #
 # Boots the release kernel under QEMU/TCG with one vCPU and
@@ -84,11 +85,12 @@ case "${1:-}" in
 	;;
 --run) mode=run args=("${@:2}") ;;
 --pace) mode=pace args=("${@:2}") ;;
+--relay) mode=relay args=("${@:2}") ;;
 --exec-profile)
 	(($# >= 4)) || die "usage: $0 --exec-profile METHOD DESTS PACKETS [PAYLOAD [TIMES [fanout]]]"
 	mode=xprof args=("${@:2}")
 	;;
-*) die "usage: $0 [--quick | --live | --profile METHOD [DESTS KIB PAYLOAD TIMES] | --run ARGS... | --pace [ARGS...] | --exec-profile METHOD DESTS PACKETS [PAYLOAD [TIMES [fanout]]]]" ;;
+*) die "usage: $0 [--quick | --live | --profile METHOD [DESTS KIB PAYLOAD TIMES] | --run ARGS... | --pace [ARGS...] | --relay [ARGS...] | --exec-profile METHOD DESTS PACKETS [PAYLOAD [TIMES [fanout]]]]" ;;
 esac
 
 "$MDW_ROOT/scripts/install-deps.sh"
@@ -130,6 +132,13 @@ if [ "$mode" = pace ]; then
 	log "pacing run done in $(($(date +%s) - start)) s: bench/results/pace.md, bench/results/pace.csv"
 	exit "$status"
 fi
+if [ "$mode" = relay ]; then
+	[ -s "$out/relay.md" ] || die "the guest wrote no relay results (status $status)"
+	cp "$out/relay.md" "$results/relay.md"
+	cp "$out/relay.csv" "$results/relay.csv"
+	log "relay run done in $(($(date +%s) - start)) s: bench/results/relay.md, bench/results/relay.csv"
+	exit "$status"
+fi
 if [ "$mode" = profile ]; then
 	for m in ${args[0]//,/ }; do
 		[ -s "$out/profile-$m.txt" ] || die "the guest wrote no profile of $m (status $status)"
@@ -164,6 +173,11 @@ if [ -s "$out/pace.md" ]; then
 	cp "$out/pace.md" "$results/pace.md"
 	cp "$out/pace.csv" "$results/pace.csv"
 	tables+=$'\n\n### Paced release\n\n'$(cat "$out/pace.md")
+fi
+if [ -s "$out/relay.md" ]; then
+	cp "$out/relay.md" "$results/relay.md"
+	cp "$out/relay.csv" "$results/relay.csv"
+	tables+=$'\n\n### Relaying\n\n'$(cat "$out/relay.md")
 fi
 plot "$results/latest.csv" "$results/instr-per-packet.png"
 

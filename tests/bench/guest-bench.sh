@@ -8,6 +8,7 @@
 #   guest-bench.sh OUTDIR profile METHOD[,METHOD...] [DESTS KIB PAYLOAD TIMES]
 #   guest-bench.sh OUTDIR run ARGS...   (one `mdwrite-bench run ARGS...`)
 #   guest-bench.sh OUTDIR pace [ARGS...] (`mdwrite-bench pace`, veth pair)
+#   guest-bench.sh OUTDIR relay [ARGS...] (`mdwrite-bench relay`, namespaces)
 #   guest-bench.sh OUTDIR xprof METHOD DESTS PACKETS [PAYLOAD [TIMES [fanout]]]
 #
 # Sets up dummy0 like a NIC (checksum offload on, UDP segmentation offload
@@ -159,7 +160,53 @@ pace() {
 	ip netns del rx
 }
 
+# Relaying (issue 15): a source namespace sends an RTP stream over a veth
+# pair into the relay's namespace, whose relay sends each packet on to N
+# destinations on a dummy device there (permanent neighbour entries);
+# `mdwrite relay` and the stock recvmmsg + sendmmsg relay in turn. Writes
+# OUTDIR/relay.md and OUTDIR/relay.csv.
+relay() {
+	local mac
+	ip netns add rsrc
+	ip netns add relay
+	ip -n rsrc link add sv0 type veth peer name sv1 netns relay
+	ip -n relay link add fan0 type dummy
+	for l in rsrc:sv0 relay:sv1 relay:fan0; do
+		ip netns exec "${l%%:*}" sysctl -qw "net.ipv6.conf.${l#*:}.disable_ipv6=1"
+		ip -n "${l%%:*}" link set "${l#*:}" up
+	done
+	ip -n relay link set lo up
+	ip -n rsrc addr add 192.168.77.1/24 dev sv0
+	ip -n relay addr add 192.168.77.2/24 dev sv1
+	ip -n relay addr add 10.0.0.1/8 dev fan0
+	# (The neighbour table's gc thresholds are global: raised above.)
+	ip netns exec relay sysctl -qw net.ipv4.ip_forward=0
+	ip netns exec relay ethtool -K fan0 tx-checksumming on tx-udp-segmentation off >/dev/null
+	mdwrite-bench neigh fan0 64 | ip -n relay -batch -
+	# The relay's address and the baseline's (not the relay namespace's
+	# own: dropped at routing there, forwarding off) both reach sv1
+	# without ARP.
+	mac=$(ip -n relay -o link show sv1 | sed -n 's/.*link\/ether \([0-9a-f:]*\).*/\1/p')
+	ip -n rsrc neigh replace 192.168.77.2 lladdr "$mac" dev sv0 nud permanent
+	ip -n rsrc neigh replace 192.168.77.3 lladdr "$mac" dev sv0 nud permanent
+	# The relays ask for 8 MiB receive buffers (the cap is global).
+	local rmem_max
+	rmem_max=$(sysctl -n net.core.rmem_max)
+	sysctl -qw net.core.rmem_max=$((16 << 20))
+	mdwrite-bench relay --src-netns rsrc --relay-netns relay --out-ifname fan0 \
+		--listen 192.168.77.2:5000 --drop-addr 192.168.77.3 \
+		--csv "$out/relay.csv" "$@" | tee "$out/relay.md" || status=1
+	sysctl -qw net.core.rmem_max="$rmem_max"
+	ip netns del rsrc
+	ip netns del relay
+}
+
 case "$mode" in
+relay)
+	relay "${@:3}"
+	rmmod mdwrite
+	exit $status
+	;;
 pace)
 	pace "${@:3}"
 	rmmod mdwrite
@@ -199,6 +246,7 @@ esac
 mdwrite-bench run --ifname "$dev" --table "offload on" --csv "$csv" "${on[@]}" || status=1
 [ "$mode" = full ] && live
 [ "$mode" = full ] && pace
+[ "$mode" = full ] && relay
 
 # Checksum offload off: the stack and mdwrite checksum in software (reading
 # the payload), except mdwrite with a zero UDP checksum.

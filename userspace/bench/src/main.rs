@@ -12,6 +12,7 @@
 
 mod methods;
 mod pace;
+mod relay;
 mod report;
 mod workload;
 
@@ -88,6 +89,12 @@ enum Cmd {
     /// How smooth paced calls leave: mixed-bitrate streams through a veth
     /// pair, time-stamped on the receiving side (issue 14).
     Pace(pace::PaceArgs),
+    /// What relaying one stream to N destinations costs per packet:
+    /// `mdwrite relay` next to a recvmmsg + sendmmsg relay (issue 15).
+    Relay(relay::RelayBenchArgs),
+    /// The recvmmsg + sendmmsg relay written the usual way (`relay` runs
+    /// it in the relay's network namespace).
+    RelayStock(relay::StockArgs),
     /// Prints the Markdown tables of a CSV.
     Report {
         /// The CSV written by `run`.
@@ -431,6 +438,8 @@ fn main() -> ExitCode {
         }
         Cmd::Run(args) => run(&args),
         Cmd::Pace(args) => pace::pace(&args),
+        Cmd::Relay(args) => relay::relay_bench(&args),
+        Cmd::RelayStock(args) => relay::stock(&args),
         Cmd::Demangle => demangle(),
         Cmd::Repeat {
             ifname,

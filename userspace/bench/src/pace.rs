@@ -230,7 +230,7 @@ pub fn packets_in(from: u64, to: u64, gap: u64, phase: u64) -> (u64, u64) {
     (first, end.saturating_sub(first))
 }
 
-fn clock_ns(clock: libc::clockid_t) -> u64 {
+pub(crate) fn clock_ns(clock: libc::clockid_t) -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
@@ -241,7 +241,7 @@ fn clock_ns(clock: libc::clockid_t) -> u64 {
 }
 
 /// Sleeps until `t` on CLOCK_MONOTONIC.
-fn sleep_until(t: u64) {
+pub(crate) fn sleep_until(t: u64) {
     let ts = libc::timespec {
         tv_sec: (t / 1_000_000_000) as libc::time_t,
         tv_nsec: (t % 1_000_000_000) as libc::c_long,
@@ -265,7 +265,7 @@ fn sleep_until(t: u64) {
 /// is time the spinner did not spin. Tick-sampled `/proc/stat` misses
 /// exactly this work: it runs in timer interrupts taken from the idle
 /// task.
-struct Soaker {
+pub(crate) struct Soaker {
     count: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
@@ -276,7 +276,7 @@ struct Soaker {
 
 impl Soaker {
     /// Starts the spinner (`SCHED_IDLE`) and calibrates it over `ns`.
-    fn start(ns: u64) -> io::Result<Self> {
+    pub(crate) fn start(ns: u64) -> io::Result<Self> {
         let count = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
         let (c, s) = (count.clone(), stop.clone());
@@ -306,8 +306,33 @@ impl Soaker {
         Ok(soaker)
     }
 
+    /// Calibrates again over `windows` windows of `ns` each and keeps the
+    /// cheapest iteration: a window that other work (kernel threads
+    /// finishing earlier work, RCU callbacks) shared with the spinner reads
+    /// dearer iterations and would make the busy time read low. Returns
+    /// the cheapest and the dearest nanoseconds per iteration.
+    pub(crate) fn calibrate_min(&mut self, windows: u32, ns: u64) -> io::Result<(f64, f64)> {
+        let (mut lo, mut hi) = (f64::MAX, 0f64);
+        for _ in 0..windows {
+            let a = self.sample();
+            sleep_until(a.0 + ns);
+            let b = self.sample();
+            if b.1 <= a.1 {
+                continue;
+            }
+            let x = (b.0 - a.0) as f64 / (b.1 - a.1) as f64;
+            lo = lo.min(x);
+            hi = hi.max(x);
+        }
+        if hi == 0.0 {
+            return Err(io::Error::other("the idle spinner did not run"));
+        }
+        self.ns_per_iter = lo;
+        Ok((lo, hi))
+    }
+
     /// Now (`CLOCK_MONOTONIC`) and the spinner's iterations.
-    fn sample(&self) -> (u64, u64) {
+    pub(crate) fn sample(&self) -> (u64, u64) {
         (
             clock_ns(libc::CLOCK_MONOTONIC),
             self.count.load(Ordering::Relaxed),
@@ -315,7 +340,7 @@ impl Soaker {
     }
 
     /// Busy nanoseconds (instructions) between two samples.
-    fn busy(&self, a: (u64, u64), b: (u64, u64)) -> u64 {
+    pub(crate) fn busy(&self, a: (u64, u64), b: (u64, u64)) -> u64 {
         let spun = (b.1 - a.1) as f64 * self.ns_per_iter;
         (b.0 - a.0).saturating_sub(spun as u64)
     }
