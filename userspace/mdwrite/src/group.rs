@@ -882,6 +882,7 @@ impl<C: Clock> StreamGroup<C> {
                         dest,
                         data: chunk,
                         rtp_timestamp: rtp_ts(0),
+                        pace: None,
                     });
                 } else {
                     for (i, packet) in chunk.chunks(p).enumerate() {
@@ -889,6 +890,7 @@ impl<C: Clock> StreamGroup<C> {
                             dest,
                             data: packet,
                             rtp_timestamp: rtp_ts(i * p),
+                            pace: None,
                         });
                     }
                 }

@@ -39,6 +39,7 @@ mod device;
 mod fallback;
 mod group;
 pub mod media;
+mod pace;
 mod route;
 mod sender;
 mod sys;
@@ -56,6 +57,7 @@ pub use group::{
     Transmit, MIN_INTERVAL,
 };
 pub use mdwrite_uapi as uapi;
+pub use pace::{EntryPace, Pace, PaceClock, PaceWindow};
 pub use route::{errno, interface_index, interface_mtu, interface_name, OsContext};
 pub use sender::{AsyncEntry, Backend, SendError, Sender};
 pub use write::{Entry, Stats, WriteOptions, WriteReport};

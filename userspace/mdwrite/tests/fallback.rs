@@ -110,6 +110,7 @@ fn send_rtp_to(ip: &str) {
             dest: ids[0],
             data: &b,
             rtp_timestamp: Some(777_000),
+            pace: None,
         },
         Entry::new(ids[2], &d),
     ];
@@ -301,6 +302,7 @@ fn write_errors_are_the_modules() {
         dest: id,
         data: &one,
         rtp_timestamp: Some(1),
+        pace: None,
     };
     assert_eq!(errno_of(sender.send_vectored(&[ts], &opts)), libc::EINVAL);
     let many = vec![Entry::new(id, &one); 4097];
