@@ -231,10 +231,15 @@ pub(crate) fn departures(
 
 /// Releases a paced call from user space: sleeps on `clock` until the
 /// next packet is due, then sends, with one unpaced call of `send`, every
-/// packet due by then plus `slack`. Each packet is its own entry (the
-/// first packet of an entry keeps its RTP timestamp; the others continue
-/// from it, as in one call). Returns the summed report; stops at the first
-/// call that failed or stopped early.
+/// destination's next packet if it is due by then plus `slack`. Each
+/// packet is its own entry (the first packet of an entry keeps its RTP
+/// timestamp; the others continue from it, as in one call).
+///
+/// A packet late (the process was not scheduled in time) leaves at least
+/// half its planned gap after its destination's previous one, so a
+/// destination catches up at twice its rate rather than in a burst.
+/// Returns the summed report; stops at the first call that failed or
+/// stopped early.
 pub(crate) fn release_user<C: Clock + ?Sized>(
     entries: &[Entry<'_>],
     window: &Window,
@@ -250,17 +255,55 @@ pub(crate) fn release_user<C: Clock + ?Sized>(
         error: None,
     };
     let slack = u64::try_from(slack.as_nanos()).unwrap_or(u64::MAX);
+    // Each destination's packets in order, with the least gap after the
+    // one before (half the planned gap).
+    let mut dests: Vec<DestId> = Vec::new();
+    let mut queues: Vec<std::collections::VecDeque<(usize, u64)>> = Vec::new();
+    let mut last_at: Vec<Option<u64>> = Vec::new();
+    for (i, d) in plan.iter().enumerate() {
+        let dest = entries[d.entry].dest;
+        let slot = match dests.iter().position(|&x| x == dest) {
+            Some(s) => s,
+            None => {
+                dests.push(dest);
+                queues.push(Default::default());
+                last_at.push(None);
+                dests.len() - 1
+            }
+        };
+        let least = last_at[slot].map_or(0, |prev| d.at.saturating_sub(prev) / 2);
+        last_at[slot] = Some(d.at);
+        queues[slot].push_back((i, least));
+    }
+    let mut sent_at: Vec<Option<u64>> = vec![None; dests.len()];
+    let eligible = |slot: usize, sent_at: &[Option<u64>], q: &(usize, u64)| {
+        let at = plan[q.0].at;
+        sent_at[slot].map_or(at, |s| at.max(s.saturating_add(q.1)))
+    };
     let mut batch: Vec<Entry<'_>> = Vec::new();
-    let mut i = 0;
-    while i < plan.len() {
-        let first = Duration::from_nanos(plan[i].at);
-        clock.sleep_until(first);
+    let mut indexes = Vec::new();
+    loop {
+        let next = queues
+            .iter()
+            .enumerate()
+            .filter_map(|(slot, q)| q.front().map(|h| eligible(slot, &sent_at, h)))
+            .min();
+        let Some(next) = next else { break };
+        clock.sleep_until(Duration::from_nanos(next));
         let now = u64::try_from(clock.now().as_nanos()).unwrap_or(u64::MAX);
         let due = now.saturating_add(slack);
         batch.clear();
-        let mut indexes = Vec::new();
-        while i < plan.len() && (batch.is_empty() || plan[i].at <= due) {
-            let d = plan[i];
+        indexes.clear();
+        for slot in 0..queues.len() {
+            let Some(&head) = queues[slot].front() else {
+                continue;
+            };
+            if eligible(slot, &sent_at, &head) > due {
+                continue;
+            }
+            queues[slot].pop_front();
+            sent_at[slot] = Some(now);
+            let d = plan[head.0];
             let e = &entries[d.entry];
             batch.push(Entry {
                 dest: e.dest,
@@ -269,7 +312,9 @@ pub(crate) fn release_user<C: Clock + ?Sized>(
                 pace: None,
             });
             indexes.push(d.entry);
-            i += 1;
+        }
+        if batch.is_empty() {
+            continue;
         }
         match send(&batch) {
             Ok(r) => {
@@ -376,5 +421,40 @@ mod tests {
         assert_eq!(times, [ms(50), ms(54), ms(58), ms(62), ms(66)]);
         assert_eq!(sent[0].2, Some(9));
         assert!(sent[1..].iter().all(|s| s.1 == 1 && s.2.is_none()));
+    }
+
+    #[test]
+    fn late_packets_catch_up_at_twice_the_rate_not_in_a_burst() {
+        let data = vec![7u8; 1000];
+        let a = DestId::from_handle(1);
+        let clock = FakeClock::new();
+        // 10 packets 2 ms apart from 100 ms; the release starts 5 ms late.
+        clock.set(Duration::from_millis(105));
+        let entries = [Entry::new(a, &data)];
+        let mut sent = Vec::new();
+        release_user(
+            &entries,
+            &window(100 * MS, 20 * MS),
+            &|_| Some(100),
+            &clock,
+            Duration::from_micros(10),
+            &mut |call: &[Entry<'_>]| {
+                sent.push(clock.now());
+                Ok(crate::WriteReport {
+                    bytes: 100,
+                    packets: call.len() as u64,
+                    error: None,
+                })
+            },
+        )
+        .unwrap();
+        let ms = |n: u64| Duration::from_micros(n * 1000);
+        // 100, 102 and 104 were due: one now, then 1 ms apart (half the
+        // gap) until back on time at 110.
+        let want: Vec<Duration> = [105, 106, 107, 108, 109, 110, 112, 114, 116, 118]
+            .into_iter()
+            .map(ms)
+            .collect();
+        assert_eq!(sent, want);
     }
 }
