@@ -115,7 +115,11 @@ fn pace_and_latency_argument_errors() {
         base.iter().copied().chain(extra.iter().copied()).collect()
     };
     fails(&with(&["--pace", "fast"]), 2, "invalid value 'fast'");
-    fails(&with(&["--latency", "0.5ms"]), 2, "out of range (1ms to 1s)");
+    fails(
+        &with(&["--latency", "0.5ms"]),
+        2,
+        "out of range (1ms to 1s)",
+    );
     fails(&with(&["--latency", "2s"]), 2, "out of range (1ms to 1s)");
     fails(&with(&["--latency", "soon"]), 2, "is not a duration");
     // Kernel pacing needs the module: a runtime error, exit 1.
