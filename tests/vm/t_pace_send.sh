@@ -8,7 +8,8 @@
 # inter-arrival gap is within 20% of the ideal 1316 us and its largest
 # burst (datagrams less than a quarter of the mean gap apart) is at most
 # 2; the same send with --pace off bursts (>= 10), so the measurement sees
-# bursts when there are some.
+# bursts when there are some. Then the fallback with --pace txtime through
+# fq on the sender's link (SO_TXTIME): byte-exact, largest burst <= 2.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../media/lib.sh"
@@ -23,19 +24,19 @@ slow=$MDW_MEDIA_DIR/slow.bin
 head -c $((1316 * 760)) /dev/urandom >"$clip"
 head -c $((1316 * 10)) /dev/urandom >"$slow"
 
-# send_paced MODE: sends, waits for the receivers; their reports in
+# send_paced MODE [BACKEND]: sends, waits for the receivers; their reports in
 # recv0.txt and recv1.txt.
 send_paced() {
-	local mode=$1
+	local mode=$1 backend=${2:-module}
 	media_recv_start --idle-timeout 60 --fail-on-loss
 	media_log "sending with --pace $mode"
-	ip netns exec "$(media_snd_ns)" mdwrite send --rtp --backend module --pace "$mode" \
+	ip netns exec "$(media_snd_ns)" mdwrite send --rtp --backend "$backend" --pace "$mode" \
 		"$clip" --to "$(media_rx_addr 0):5000" --bitrate 8M \
 		"$slow" --to "$(media_rx_addr 1):5000" --bitrate 80k \
 		>"$MDW_MEDIA_DIR/send.txt" || media_fail "mdwrite send failed: $(cat "$MDW_MEDIA_DIR/send.txt")"
 	grep "^total" "$MDW_MEDIA_DIR/send.txt"
-	grep -q "^total backend=module pace=$mode " "$MDW_MEDIA_DIR/send.txt" ||
-		media_fail "not sent by the module with --pace $mode"
+	grep -q "^total backend=$backend pace=$mode " "$MDW_MEDIA_DIR/send.txt" ||
+		media_fail "not sent by the $backend with --pace $mode"
 	# The receivers stop 60 s after their last packet unless told: the
 	# packets are in once the sender ended; let the idle timeout be short.
 	sleep 1
@@ -58,6 +59,15 @@ kernel_line=$gaps
 send_paced off
 [ "$burst" -ge 10 ] || media_fail "--pace off: largest burst only $burst: the measurement sees no bursts"
 
+off_line=$gaps
+
+ip netns exec "$(media_snd_ns)" tc qdisc replace dev s0 root fq
+send_paced txtime fallback
+awk -v p="$p50" 'BEGIN { exit !(p > 1316 * 0.8 && p < 1316 * 1.2) }' ||
+	media_fail "--pace txtime: median gap $p50 us, ideal 1316 us"
+[ "$burst" -le 2 ] || media_fail "--pace txtime (fallback, fq): largest burst $burst packets"
+
 echo "kernel: $kernel_line"
-echo "off:    $gaps"
-echo "ok: --pace kernel byte-exact, median gap near 1316 us, largest burst <= 2; --pace off bursts"
+echo "off:    $off_line"
+echo "txtime: $gaps"
+echo "ok: --pace kernel and --pace txtime (fallback, fq) byte-exact, median gap near 1316 us, largest burst <= 2; --pace off bursts"
