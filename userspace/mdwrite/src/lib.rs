@@ -8,7 +8,12 @@
 //!   (`/dev/mdwrite`) when it is loaded, a `sendmmsg` fallback otherwise
 //!   ([`Backend`]); both put the same packets on the wire.
 //! - [`StreamGroup`] paces many streams, each a source of bytes at a
-//!   bitrate, and sends what all of them are due with one call per tick.
+//!   bitrate, and sends what all of them are due with one call per tick;
+//!   with [`GroupOptions::pace`] one call per latency budget, every
+//!   stream's packets timed at its own rate ([`Pace`]).
+//! - Paced calls ([`WriteOptions::pace`], [`PaceWindow`], [`EntryPace`])
+//!   give every packet a departure time: released by the module
+//!   (`MDW_FEAT_PACE`), by `fq` (`SO_TXTIME`), or in user space.
 //! - [`RegisteredBuffer`]s are memory registered with the module once, so
 //!   that sending from them pins nothing; [`Sender::send_async`] takes the
 //!   buffers it sends from by value, returns once the call is queued, and
