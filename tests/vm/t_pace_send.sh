@@ -45,7 +45,8 @@ send_paced() {
 	cat "$MDW_MEDIA_DIR/recv0.txt"
 	cmp "$clip" "$MDW_MEDIA_DIR/out0.ts" || media_fail "--pace $mode: the clip did not arrive byte for byte"
 	cmp "$slow" "$MDW_MEDIA_DIR/out1.ts" || media_fail "--pace $mode: the slow stream did not arrive byte for byte"
-	gaps=$(grep "^gaps " "$MDW_MEDIA_DIR/recv0.txt") || media_fail "no gaps line: $(cat "$MDW_MEDIA_DIR/recv0.txt")"
+	gaps=$(grep "^listen=" "$MDW_MEDIA_DIR/recv0.txt") || media_fail "no report: $(cat "$MDW_MEDIA_DIR/recv0.txt")"
+	[ "$(wc -l <"$MDW_MEDIA_DIR/recv0.txt")" = 1 ] || media_fail "more than one SSRC: $(cat "$MDW_MEDIA_DIR/recv0.txt")"
 	p50=$(media_field "$gaps" gap_p50_us)
 	burst=$(media_field "$gaps" largest_burst)
 }

@@ -186,6 +186,10 @@ struct Stream {
     analyzer: RtpAnalyzer,
     /// MPEG-TS payloads (PT 33) that are not whole sync-aligned TS packets.
     ts_errors: u64,
+    /// The address its first packet came from.
+    from: Option<SocketAddr>,
+    /// Its inter-arrival gaps.
+    gaps: Gaps,
 }
 
 /// What one listener saw.
@@ -195,8 +199,10 @@ struct Report {
     bytes: u64,
     not_rtp: u64,
     streams: Vec<Stream>,
-    /// Inter-arrival gaps per source address, in order of first arrival.
-    sources: Vec<(SocketAddr, Gaps)>,
+    /// Inter-arrival gaps of every datagram to the listener.
+    gaps: Gaps,
+    /// Source addresses seen (up to 64 kept).
+    sources: Vec<SocketAddr>,
     end: End,
 }
 
@@ -292,6 +298,7 @@ fn listen(
         bytes: 0,
         not_rtp: 0,
         streams: Vec::new(),
+        gaps: Gaps::default(),
         sources: Vec::new(),
         end: End::Signal,
     };
@@ -337,14 +344,10 @@ fn listen(
         for d in &batch {
             // The kernel's receive time; without it, when it was read.
             let at = d.received.unwrap_or(epoch + arrival);
+            r.gaps.push(at);
             if let Some(from) = d.from {
-                match r.sources.iter_mut().find(|(a, _)| *a == from) {
-                    Some((_, g)) => g.push(at),
-                    None => {
-                        let mut g = Gaps::default();
-                        g.push(at);
-                        r.sources.push((from, g));
-                    }
+                if r.sources.len() < 64 && !r.sources.contains(&from) {
+                    r.sources.push(from);
                 }
             }
             r.datagrams += 1;
@@ -365,10 +368,13 @@ fn listen(
                                 r.streams.push(Stream {
                                     analyzer,
                                     ts_errors: 0,
+                                    from: d.from,
+                                    gaps: Gaps::default(),
                                 });
                                 r.streams.len() - 1
                             }
                         };
+                        r.streams[i].gaps.push(at);
                         r.streams[i].ts_errors += u64::from(ts_bad);
                         Some(payload)
                     }
@@ -403,7 +409,7 @@ fn stream_line(addr: SocketAddr, s: &Stream, end: End, not_rtp: u64) -> String {
     format!(
         "listen={addr} ssrc={:#010x} pt={} packets={} bytes={} expected={} lost={} \
          duplicates={} reordered={} seq_errors={} first_seq={} last_seq={} jitter={:.2} \
-         jitter_ms={:.3} ts_errors={} not_rtp={not_rtp} end={}",
+         jitter_ms={:.3} ts_errors={} not_rtp={not_rtp} {} end={}",
         r.ssrc,
         r.payload_type,
         r.packets,
@@ -418,6 +424,7 @@ fn stream_line(addr: SocketAddr, s: &Stream, end: End, not_rtp: u64) -> String {
         r.jitter,
         r.jitter_ms(),
         s.ts_errors,
+        gap_fields(s.from, &s.gaps.report()),
         end.name()
     )
 }
@@ -427,12 +434,12 @@ fn us(ns: u64) -> f64 {
     ns as f64 / 1e3
 }
 
-/// The `gaps` line of one source of a listener.
-fn gaps_line(addr: SocketAddr, from: SocketAddr, g: &GapReport) -> String {
+/// The source and gap fields of a report line: `from=ADDR gap_p50_us=..
+/// gap_p99_us=.. gap_max_us=.. largest_burst=N`.
+fn gap_fields(from: Option<SocketAddr>, g: &GapReport) -> String {
+    let from = from.map_or_else(|| "-".to_owned(), |a| a.to_string());
     format!(
-        "gaps listen={addr} from={from} packets={} gap_p50_us={:.3} gap_p99_us={:.3} \
-         gap_max_us={:.3} largest_burst={}",
-        g.packets,
+        "from={from} gap_p50_us={:.3} gap_p99_us={:.3} gap_max_us={:.3} largest_burst={}",
         us(g.p50),
         us(g.p99),
         us(g.max),
@@ -440,38 +447,34 @@ fn gaps_line(addr: SocketAddr, from: SocketAddr, g: &GapReport) -> String {
     )
 }
 
+/// The gap fields as JSON members of `v`.
+fn gap_json(v: &mut serde_json::Value, from: Option<SocketAddr>, g: &GapReport) {
+    use serde_json::json;
+    v["from"] = json!(from.map(|a| a.to_string()));
+    v["gap_p50_us"] = json!(us(g.p50));
+    v["gap_p99_us"] = json!(us(g.p99));
+    v["gap_max_us"] = json!(us(g.max));
+    v["largest_burst"] = json!(g.largest_burst);
+}
+
 /// One listener's report as JSON.
 fn listener_json(r: &Report, rtp: bool) -> serde_json::Value {
     use serde_json::json;
-    let sources: Vec<_> = r
-        .sources
-        .iter()
-        .map(|(from, g)| {
-            let g = g.report();
-            json!({
-                "from": from.to_string(),
-                "packets": g.packets,
-                "gap_p50_us": us(g.p50),
-                "gap_p99_us": us(g.p99),
-                "gap_max_us": us(g.max),
-                "largest_burst": g.largest_burst,
-            })
-        })
-        .collect();
     let mut v = json!({
         "listen": r.addr.to_string(),
         "packets": r.datagrams,
         "bytes": r.bytes,
         "end": r.end.name(),
-        "sources": sources,
+        "sources": r.sources.len(),
     });
+    gap_json(&mut v, r.sources.first().copied(), &r.gaps.report());
     if rtp {
         let streams: Vec<_> = r
             .streams
             .iter()
             .map(|s| {
                 let a = s.analyzer.report();
-                json!({
+                let mut v = json!({
                     "ssrc": a.ssrc,
                     "pt": a.payload_type,
                     "packets": a.packets,
@@ -483,7 +486,9 @@ fn listener_json(r: &Report, rtp: bool) -> serde_json::Value {
                     "seq_errors": a.seq_errors,
                     "jitter_ms": a.jitter_ms(),
                     "ts_errors": s.ts_errors,
-                })
+                });
+                gap_json(&mut v, s.from, &s.gaps.report());
+                v
             })
             .collect();
         v["streams"] = json!(streams);
@@ -567,10 +572,12 @@ pub(crate) fn run(args: RecvArgs) -> Result<u8, Error> {
         }
         if !args.rtp {
             println!(
-                "listen={} packets={} bytes={} end={}",
+                "listen={} packets={} bytes={} sources={} {} end={}",
                 r.addr,
                 r.datagrams,
                 r.bytes,
+                r.sources.len(),
+                gap_fields(r.sources.first().copied(), &r.gaps.report()),
                 r.end.name()
             );
             failed |= r.datagrams == 0;
@@ -588,9 +595,6 @@ pub(crate) fn run(args: RecvArgs) -> Result<u8, Error> {
                 println!("{}", stream_line(r.addr, s, r.end, r.not_rtp));
                 failed |= s.analyzer.report().lost > 0;
             }
-        }
-        for (from, g) in &r.sources {
-            println!("{}", gaps_line(r.addr, *from, &g.report()));
         }
     }
     if args.json {
