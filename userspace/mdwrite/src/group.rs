@@ -45,6 +45,20 @@
 //! [`StreamStats::slipped`]; from then on the stream is paced from the later
 //! start. Data is never dropped: a source is read in order, without gaps.
 //!
+//! # Paced groups
+//!
+//! With [`GroupOptions::pace`] other than [`Pace::Off`], the interval is
+//! the latency budget and every packet gets a departure time: packet `j`
+//! of a stream, due at `start + (j + 1) × packet time`, departs one
+//! interval plus a lead (an eighth of the interval, at most
+//! [`MAX_PACE_LEAD`]; none for [`Pace::User`]) later. Each tick's call has
+//! the window `[now + lead, now + interval + lead + max(lead, 50 us))` and
+//! each entry its [`EntryPace`] (offset of its first packet, the stream's
+//! packet time as gap), so every stream is spaced at its own rate, across
+//! calls too. [`Pace::Kernel`] and [`Pace::Txtime`] send that paced call
+//! (asynchronously with a ring); [`Pace::User`] releases it from the
+//! group, sleeping on its clock.
+//!
 //! # Registered buffers and asynchronous calls
 //!
 //! With [`StreamGroup::set_async_ring`], each stream reads into a ring of
@@ -684,10 +698,12 @@ impl<C: Clock> StreamGroup<C> {
         Some(stream.stats)
     }
 
-    /// The tick interval: the time the slowest stream takes to fill one
-    /// packet (`max(payload_size × 8 / bitrate)`), clamped to
-    /// `1 ms ..= latency` ([`GroupOptions::latency`]; with no streams, the
-    /// latency).
+    /// The tick interval. Paced ([`GroupOptions::pace`] other than
+    /// [`Pace::Off`]): the latency budget, [`GroupOptions::latency`]
+    /// clamped to `1 ms ..= 500 ms` ([`MAX_PACED_INTERVAL`]), each stream's
+    /// packets timed over it. Unpaced: the time the slowest stream takes
+    /// to fill one packet (`max(payload_size × 8 / bitrate)`), clamped to
+    /// `1 ms ..= latency` (with no streams, the latency), as below.
     ///
     /// - At least one packet of the slowest stream: a shorter interval
     ///   makes calls in which that stream has nothing to send, so each call
