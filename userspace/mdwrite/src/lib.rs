@@ -59,7 +59,7 @@ pub use device::{Device, Features, Info};
 pub use fallback::FallbackStats;
 pub use group::{
     DestCount, GroupOptions, StreamConfig, StreamGroup, StreamId, StreamStats, TickReport,
-    Transmit, MIN_INTERVAL,
+    Transmit, MAX_PACED_INTERVAL, MAX_PACE_LEAD, MIN_INTERVAL,
 };
 pub use mdwrite_uapi as uapi;
 pub use pace::{EntryPace, Pace, PaceClock, PaceWindow};
