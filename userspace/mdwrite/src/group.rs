@@ -1292,10 +1292,16 @@ mod tests {
     /// A 22 Mb/s video and an 80 kb/s audio stream (destinations 1 and 2)
     /// for `secs`, paced with `pace`; the recorder's calls.
     fn run(pace: Pace, kernel: bool, secs: u64) -> Vec<Call> {
+        run_ring(pace, kernel, secs, 0)
+    }
+
+    /// As [`run`], with an asynchronous ring of `slots` regions.
+    fn run_ring(pace: Pace, kernel: bool, secs: u64, slots: usize) -> Vec<Call> {
         let clock = FakeClock::new();
         clock.set(Duration::from_secs(100));
         let opts = GroupOptions::default().with_pace(pace);
         let mut group = StreamGroup::new(clock.clone(), opts);
+        group.set_async_ring(slots).unwrap();
         let mut out = Recorder {
             clock: clock.clone(),
             kernel,
@@ -1376,6 +1382,17 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn asynchronous_ring_calls_are_paced_alike() {
+        let calls = run_ring(Pace::Kernel, true, 1, 4);
+        assert!(calls.len() >= 48);
+        let [video, _] = kernel_departures(&calls);
+        let ideal = ideal_gap(22_000_000);
+        assert!(video
+            .windows(2)
+            .all(|w| (w[1] - w[0]).abs_diff(ideal) <= 1_000));
     }
 
     #[test]
