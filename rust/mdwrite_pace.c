@@ -11,8 +11,9 @@
  * under one TX lock with xmit_more (mdw_xmit_run()), every packet due by
  * now + the slack (module parameter pace_slack_us, default 10): none
  * leaves earlier than its time minus the slack, and the timer may fire up
- * to the slack late to group packets. The departure time is cleared before
- * the driver sees the skb.
+ * to the slack late to group packets. Packets already due when they are
+ * queued leave at once, from the caller. The departure time is cleared
+ * before the driver sees the skb.
  *
  * Each queued skb holds a reference on its device. A paced call's window
  * ends at most 2 s after the call (MDW_MAX_PACE_AHEAD +
@@ -51,6 +52,8 @@ struct mdw_pacer {
 	struct hrtimer timer;
 	u32 flow;
 	bool dying;
+	/* mdw_pacer_drain() is running. */
+	bool draining;
 };
 
 /*
@@ -152,24 +155,35 @@ static unsigned int mdw_pacer_take(struct mdw_pacer *p, struct sk_buff **skbs,
 	return n;
 }
 
-static enum hrtimer_restart mdw_pacer_fire(struct hrtimer *timer)
+/*
+ * Hands the driver every queued packet due by now + the slack, a burst
+ * under one TX lock at a time, for up to MDW_PACE_ROUNDS bursts; then sets
+ * the timer for what is left. One drainer at a time (p->draining), so that
+ * packets leave in departure order: another that finds one running leaves
+ * the work to it, and it sets the timer when it stops. With BH disabled.
+ */
+static void mdw_pacer_drain(struct mdw_pacer *p)
 {
-	struct mdw_pacer *p = container_of(timer, struct mdw_pacer, timer);
 	struct sk_buff *skbs[MDW_PACE_BURST];
 	u64 retry = 0;
 	int round;
 
-	for (round = 0; round < MDW_PACE_ROUNDS; round++) {
+	spin_lock(&p->lock);
+	if (p->draining) {
+		spin_unlock(&p->lock);
+		return;
+	}
+	p->draining = true;
+	for (round = 0; round < MDW_PACE_ROUNDS && !retry; round++) {
 		u64 now = ktime_get_ns();
 		struct net_device *dev;
 		unsigned int i, n, sent;
 		int why;
 
-		spin_lock(&p->lock);
 		n = mdw_pacer_take(p, skbs, MDW_PACE_BURST, now + mdw_pace_slack());
-		spin_unlock(&p->lock);
 		if (!n)
 			break;
+		spin_unlock(&p->lock);
 		dev = skbs[0]->dev;
 		sent = mdw_xmit_run(dev, skbs, n, p->flow, &why);
 		if (sent < n && why == MDW_TX_STOPPED) {
@@ -189,12 +203,16 @@ static enum hrtimer_restart mdw_pacer_fire(struct hrtimer *timer)
 			kfree_skb(skbs[i]);
 		for (i = 0; i < n; i++)
 			dev_put(dev);
-		if (retry)
-			break;
+		spin_lock(&p->lock);
 	}
-	spin_lock(&p->lock);
+	p->draining = false;
 	mdw_pacer_arm(p, retry);
 	spin_unlock(&p->lock);
+}
+
+static enum hrtimer_restart mdw_pacer_fire(struct hrtimer *timer)
+{
+	mdw_pacer_drain(container_of(timer, struct mdw_pacer, timer));
 	return HRTIMER_NORESTART;
 }
 
@@ -221,7 +239,9 @@ struct mdw_pacer *mdw_pacer_new(u32 flow)
 unsigned int mdw_pacer_enqueue(struct mdw_pacer *p, struct sk_buff **skbs,
 			       unsigned int n)
 {
+	struct rb_node *first;
 	unsigned int i;
+	bool due;
 
 	if (!n)
 		return 0;
@@ -237,8 +257,18 @@ unsigned int mdw_pacer_enqueue(struct mdw_pacer *p, struct sk_buff **skbs,
 		cb->time = ktime_to_ns(skb->tstamp);
 		mdw_pacer_insert(p, skb);
 	}
-	mdw_pacer_arm(p, 0);
+	first = rb_first_cached(&p->queue);
+	due = first && mdw_pace_cb(rb_to_skb(first))->time <=
+			       ktime_get_ns() + mdw_pace_slack();
+	if (!due)
+		mdw_pacer_arm(p, 0);
 	spin_unlock_bh(&p->lock);
+	/* Packets already due leave now, not at the timer's next expiry. */
+	if (due) {
+		local_bh_disable();
+		mdw_pacer_drain(p);
+		local_bh_enable();
+	}
 	return n;
 }
 

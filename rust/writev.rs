@@ -513,13 +513,8 @@ fn send_all(
                     break 'call;
                 }
             }
-            // A paced packet is never recycled (paced calls go through the
-            // qdisc): it takes the general way, which times it.
-            let fast = match pace {
-                None => send_fast(slot, dest, pages, &mut batch, pool),
-                Some(_) => None,
-            };
-            let sent = match fast {
+            // A paced packet goes the fast way too, with its departure time.
+            let sent = match send_fast(slot, dest, pages, &mut batch, pool, pace) {
                 Some(sent) => sent,
                 None => send_packet(
                     slot, dest, order, entries, pages, &mut frags, &mut batch, done, pool, pace,
@@ -661,12 +656,9 @@ fn send_fanout(slot: &mut Slot, burst: &Burst, to: &mut SendTo<'_, '_>) -> Resul
             )
             .map_err(&err)?;
             let recycle = !to.qdisc && dest.prepared.as_ref().is_some_and(|p| p.recycle);
-            let fast = match departure {
-                None => two
-                    .as_ref()
-                    .and_then(|two| rearm_to(dest, recycle, two, to.batch, to.pool)),
-                Some(_) => None,
-            };
+            let fast = two
+                .as_ref()
+                .and_then(|two| rearm_to(dest, recycle, two, to.batch, to.pool, departure));
             match fast {
                 Some(sent) => sent,
                 None => build_to(
@@ -713,10 +705,19 @@ fn send_fast(
     pages: &[*mut kernel::bindings::page],
     batch: &mut TxBatch<'_>,
     pool: &mut SkbPool,
+    pace: Option<&Pace>,
 ) -> Option<Result<(), EntryError>> {
     let pkt = slot.cursor.peek_full::<{ PAGE_SHIFT as u32 }>()?;
     let two = two_frags(&pkt, pages)?;
-    let sent = rearm_to(dest, slot.recycle, &two, batch, pool)?;
+    // The departure is taken only if the packet goes this way.
+    let departure = pace.map(|p| Departure {
+        ns: slot.departures.peek(),
+        tai: p.tai,
+    });
+    let sent = rearm_to(dest, slot.recycle, &two, batch, pool, departure)?;
+    if departure.is_some() {
+        slot.departures.take();
+    }
     slot.cursor.advance(&pkt);
     Some(sent.map_err(at(slot.current)))
 }
@@ -741,9 +742,10 @@ fn two_frags(pkt: &FullPacket, pages: &[*mut kernel::bindings::page]) -> Option<
 /// checksum that does not depend on the payload, in the destination's
 /// least recently used skb, which the device has released; its header is
 /// the destination's earlier one, patched with the writes computed for
-/// the call. `None` when that is not so (nothing changed then): the
-/// destination does not recycle (`recycle`), a packet tap is on the
-/// device, the skb is busy, or the packet is not full-size for `dest`.
+/// the call; in a paced call, with its `departure` time. `None` when that is
+/// not so (nothing changed then): the destination does not recycle
+/// (`recycle`), a packet tap is on the device, the skb is busy, or the
+/// packet is not full-size for `dest`.
 #[inline(always)]
 fn rearm_to(
     dest: &mut Destination,
@@ -751,6 +753,7 @@ fn rearm_to(
     two: &TwoFrags,
     batch: &mut TxBatch<'_>,
     pool: &mut SkbPool,
+    departure: Option<Departure>,
 ) -> Option<Result> {
     let Destination {
         prepared:
@@ -778,6 +781,9 @@ fn rearm_to(
     // An error ends the call; dropping the skb frees it.
     Some(match fast.patch(skb.header(), state) {
         Ok(()) => {
+            if let Some(d) = departure {
+                skb.set_departure(d.ns, d.tai);
+            }
             skb.queue();
             Ok(())
         }

@@ -150,6 +150,13 @@ impl Departures {
         }
     }
 
+    /// The departure time of the destination's next packet, left for
+    /// [`Departures::take`].
+    #[inline(always)]
+    pub fn peek(&self) -> u64 {
+        self.next
+    }
+
     /// The departure time of the destination's next packet.
     #[inline(always)]
     pub fn take(&mut self) -> u64 {

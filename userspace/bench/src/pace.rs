@@ -6,7 +6,8 @@
 //! Streams of mixed bitrates (`--min-mbps` to `--max-mbps`, spread evenly
 //! over the destinations) of 1316-byte RTP payloads go out in one call per
 //! window (`--window-ms`) for `--seconds`. Stream `d`'s ideal departures are
-//! `t0 + k * gap_d`, `gap_d` = payload bits / bitrate: each call carries
+//! `t0 + phase_d + k * gap_d`, `gap_d` = payload bits / bitrate, `phase_d`
+//! in `[0, gap_d)` (`phase`: independent streams are not in step): each call carries
 //! every packet whose ideal time falls in its window, as one entry timed
 //! with `MDW_ENTRY_PACE` (offset of its first packet, `gap_d`). Modes:
 //!
@@ -26,16 +27,21 @@
 //! Per stream, over its packets in arrival order: the departure error
 //! `|arrival - ideal|`, the gap error `|gap - gap_d|`, and the largest
 //! burst, the longest run of packets each less than a quarter of `gap_d`
-//! after the one before. The whole guest's busy time over the run (from
-//! `/proc/stat`; under `-icount` a nanosecond is an instruction) per packet
-//! gives the cost of the whole path, sender, pacer and receiver alike.
+//! after the one before. The whole guest's busy time over the run (what an
+//! idle-priority spinner did not get, `Soaker`; under `-icount` a
+//! nanosecond is an instruction) per packet gives the cost of the whole
+//! path, sender, pacer and receiver alike.
 
 use std::{
     fs, io, mem,
     net::SocketAddr,
     os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd},
     ptr,
-    sync::atomic::{fence, Ordering},
+    sync::{
+        atomic::{fence, AtomicBool, AtomicU64, Ordering},
+        Arc,
+    },
+    thread::JoinHandle,
 };
 
 use mdwrite::{
@@ -204,11 +210,23 @@ pub fn ideal_gap(payload: usize, kbps: u64) -> u64 {
     payload as u64 * 8 * 1_000_000 / kbps.max(1)
 }
 
-/// The packets `k` of a stream with `gap` whose ideal time `k * gap` lies
-/// in `[from, to)` (times from the run's start): the first and how many.
-pub fn packets_in(from: u64, to: u64, gap: u64) -> (u64, u64) {
-    let first = from.div_ceil(gap);
-    let end = to.div_ceil(gap);
+/// Stream `d`'s phase: its first packet's time after the run's start.
+/// Independent streams do not start in step; the phases are spread
+/// evenly over each stream's gap (in an order unrelated to the bitrate),
+/// so the streams' packets fall due at one instant only by chance, as
+/// real streams' do, not all at once at the start of every common
+/// period.
+pub fn phase(d: usize, dests: usize, gap: u64) -> u64 {
+    let dests = dests.max(1) as u64;
+    gap * ((d as u64 * 37) % dests) / dests
+}
+
+/// The packets `k` of a stream with `gap` and `phase` whose ideal time
+/// `phase + k * gap` lies in `[from, to)` (times from the run's start):
+/// the first and how many.
+pub fn packets_in(from: u64, to: u64, gap: u64, phase: u64) -> (u64, u64) {
+    let first = from.saturating_sub(phase).div_ceil(gap);
+    let end = to.saturating_sub(phase).div_ceil(gap);
     (first, end.saturating_sub(first))
 }
 
@@ -239,24 +257,77 @@ fn sleep_until(t: u64) {
     };
 }
 
-/// Busy and total jiffies of the (one) guest CPU, from `/proc/stat`.
-fn cpu_jiffies() -> io::Result<(u64, u64)> {
-    let stat = fs::read_to_string("/proc/stat")?;
-    let line = stat
-        .lines()
-        .next()
-        .ok_or_else(|| io::Error::other("empty /proc/stat"))?;
-    let v: Vec<u64> = line
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|x| x.parse().ok())
-        .collect();
-    if v.len() < 5 {
-        return Err(io::Error::other("short /proc/stat"));
+/// The guest's busy time, measured as what an idle-priority spinner did
+/// not get. Under `-icount` an iteration of the spinner's loop costs a
+/// fixed number of instructions (nanoseconds), calibrated while nothing
+/// else runs; every instruction the rest of the guest executes (the
+/// sender, the module's timers and softirqs, the qdisc, the receive path)
+/// is time the spinner did not spin. Tick-sampled `/proc/stat` misses
+/// exactly this work: it runs in timer interrupts taken from the idle
+/// task.
+struct Soaker {
+    count: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+    /// Nanoseconds per iteration with nothing else to run (the tick's
+    /// own share included, so it is not counted as busy).
+    ns_per_iter: f64,
+}
+
+impl Soaker {
+    /// Starts the spinner (`SCHED_IDLE`) and calibrates it over `ns`.
+    fn start(ns: u64) -> io::Result<Self> {
+        let count = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (c, s) = (count.clone(), stop.clone());
+        let thread = std::thread::Builder::new()
+            .name("soaker".into())
+            .spawn(move || {
+                let param = libc::sched_param { sched_priority: 0 };
+                // SAFETY: sets this thread's policy; `param` is valid.
+                unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
+                while !s.load(Ordering::Relaxed) {
+                    c.fetch_add(1, Ordering::Relaxed);
+                }
+            })?;
+        let mut soaker = Self {
+            count,
+            stop,
+            thread: Some(thread),
+            ns_per_iter: 0.0,
+        };
+        let a = soaker.sample();
+        sleep_until(a.0 + ns);
+        let b = soaker.sample();
+        if b.1 <= a.1 {
+            return Err(io::Error::other("the idle spinner did not run"));
+        }
+        soaker.ns_per_iter = (b.0 - a.0) as f64 / (b.1 - a.1) as f64;
+        Ok(soaker)
     }
-    let total: u64 = v.iter().take(8).sum();
-    // idle and iowait.
-    Ok((total - v[3] - v[4], total))
+
+    /// Now (`CLOCK_MONOTONIC`) and the spinner's iterations.
+    fn sample(&self) -> (u64, u64) {
+        (
+            clock_ns(libc::CLOCK_MONOTONIC),
+            self.count.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Busy nanoseconds (instructions) between two samples.
+    fn busy(&self, a: (u64, u64), b: (u64, u64)) -> u64 {
+        let spun = (b.1 - a.1) as f64 * self.ns_per_iter;
+        (b.0 - a.0).saturating_sub(spun as u64)
+    }
+}
+
+impl Drop for Soaker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 /// A receive ring on a device of another network namespace.
@@ -400,13 +471,19 @@ fn run_mode(a: &PaceArgs, mode: Mode, dev: &Device, dests: &[DestId]) -> io::Res
     let gaps: Vec<u64> = (0..a.dests)
         .map(|d| ideal_gap(PAYLOAD, bitrate_kbps(d, a.dests, a.min_mbps, a.max_mbps)))
         .collect();
+    let phases: Vec<u64> = gaps
+        .iter()
+        .enumerate()
+        .map(|(d, &g)| phase(d, a.dests, g))
+        .collect();
     let total: u64 = gaps
         .iter()
-        .map(|&g| packets_in(0, calls * window, g).1)
+        .zip(&phases)
+        .map(|(&g, &p)| packets_in(0, calls * window, g, p).1)
         .sum();
     let most = gaps
         .iter()
-        .map(|&g| packets_in(0, window, g).1 + 1)
+        .map(|&g| packets_in(0, window, g, 0).1 + 1)
         .max()
         .unwrap_or(1) as usize;
     let data = vec![0x47u8; most * PAYLOAD];
@@ -418,15 +495,16 @@ fn run_mode(a: &PaceArgs, mode: Mode, dev: &Device, dests: &[DestId]) -> io::Res
         Mode::PacedFq => MDW_WRITE_PACE | MDW_WRITE_ASYNC | MDW_WRITE_QDISC,
         Mode::Unpaced => 0,
     };
-    let (busy0, total0) = cpu_jiffies()?;
+    let soaker = Soaker::start(200_000_000)?;
+    let busy0 = soaker.sample();
     let t0 = clock_ns(libc::CLOCK_MONOTONIC) + window;
     let mut in_flight = 0u32;
     let mut sent = 0u64;
     let mut submit = |c: u64, in_flight: &mut u32| -> io::Result<()> {
         let start = c * window;
         entries.clear();
-        for (d, &g) in gaps.iter().enumerate() {
-            let (first, n) = packets_in(start, start + window, g);
+        for (d, (&g, &p)) in gaps.iter().zip(&phases).enumerate() {
+            let (first, n) = packets_in(start, start + window, g, p);
             if n == 0 {
                 continue;
             }
@@ -435,7 +513,11 @@ fn run_mode(a: &PaceArgs, mode: Mode, dev: &Device, dests: &[DestId]) -> io::Res
                 flags: if paced { MDW_ENTRY_PACE } else { 0 },
                 addr: data.as_ptr() as u64,
                 len: n * PAYLOAD as u64,
-                pace_offset: if paced { (first * g - start) as u32 } else { 0 },
+                pace_offset: if paced {
+                    (p + first * g - start) as u32
+                } else {
+                    0
+                },
                 pace_gap: if paced { g as u32 } else { 0 },
                 ..Default::default()
             });
@@ -508,7 +590,8 @@ fn run_mode(a: &PaceArgs, mode: Mode, dev: &Device, dests: &[DestId]) -> io::Res
     result?;
     // The last packets' way to the ring.
     sleep_until(clock_ns(libc::CLOCK_MONOTONIC) + 5_000_000);
-    let (busy1, total1) = cpu_jiffies()?;
+    let busy_ns = soaker.busy(busy0, soaker.sample()) as f64;
+    drop(soaker);
     let offset = clock_ns(libc::CLOCK_REALTIME) - clock_ns(libc::CLOCK_MONOTONIC);
     let mut arrivals: Vec<Vec<u64>> = vec![Vec::new(); a.dests];
     cap.drain(|t, frame| {
@@ -529,28 +612,25 @@ fn run_mode(a: &PaceArgs, mode: Mode, dev: &Device, dests: &[DestId]) -> io::Res
     }
     let streams: Vec<(u64, StreamStats)> = arrivals
         .iter()
-        .zip(&gaps)
+        .zip(gaps.iter().zip(&phases))
         .enumerate()
-        .map(|(d, (v, &g))| {
+        .map(|(d, (v, (&g, &p)))| {
             (
                 bitrate_kbps(d, a.dests, a.min_mbps, a.max_mbps),
-                stream_stats(v, t0, g),
+                stream_stats(v, t0 + p, g),
             )
         })
         .collect();
     let mut dep: Vec<u64> = Vec::new();
     let mut gap: Vec<u64> = Vec::new();
-    for (v, &g) in arrivals.iter().zip(&gaps) {
+    for (v, (&g, &p)) in arrivals.iter().zip(gaps.iter().zip(&phases)) {
         dep.extend(
             v.iter()
                 .enumerate()
-                .map(|(k, &t)| t.abs_diff(t0 + k as u64 * g)),
+                .map(|(k, &t)| t.abs_diff(t0 + p + k as u64 * g)),
         );
         gap.extend(v.windows(2).map(|w| w[1].saturating_sub(w[0]).abs_diff(g)));
     }
-    // Jiffies to ns: the run's wall (= instruction) time over its jiffies.
-    let busy_ns = (busy1 - busy0) as f64 / (total1 - total0).max(1) as f64
-        * (clock_ns(libc::CLOCK_MONOTONIC) - t0 + window) as f64;
     Ok(ModeResult {
         dep: summary(&mut dep),
         gap: summary(&mut gap),
@@ -581,6 +661,8 @@ pub fn pace(a: &PaceArgs) -> io::Result<bool> {
         );
         c.dst_mac = Some(dest_mac(d));
         c.rtp = Some(Rtp::new(0x1000 + d as u32, RTP_PT_MP2T).with_ts_increment(RTP_TS_INCREMENT));
+        // One PAYLOAD per packet: the streams' packet times assume it.
+        c.packet_size = Some(c.packet_size_for(PAYLOAD));
         dests.push(dev.add_destination(&c)?);
     }
     println!(
@@ -696,17 +778,29 @@ mod tests {
     fn windows_partition_the_stream() {
         // Every packet falls in exactly one window, in order.
         for gap in [1, 7, 531_000, 10_528_000, 20_000_001] {
-            let mut next = 0;
-            for c in 0..200u64 {
-                let (first, n) = packets_in(c * 20_000_000, (c + 1) * 20_000_000, gap);
-                assert_eq!(first, next, "gap {gap} window {c}");
-                if n > 0 {
-                    assert!(first * gap >= c * 20_000_000);
-                    assert!((first + n - 1) * gap < (c + 1) * 20_000_000);
+            for phase in [0, gap / 3, gap - 1] {
+                let mut next = 0;
+                for c in 0..200u64 {
+                    let (first, n) = packets_in(c * 20_000_000, (c + 1) * 20_000_000, gap, phase);
+                    assert_eq!(first, next, "gap {gap} phase {phase} window {c}");
+                    if n > 0 {
+                        assert!(phase + first * gap >= c * 20_000_000);
+                        assert!(phase + (first + n - 1) * gap < (c + 1) * 20_000_000);
+                    }
+                    next = first + n;
                 }
-                next = first + n;
             }
         }
+    }
+
+    #[test]
+    fn phases_spread_over_the_gap() {
+        let gap = 1_000_000;
+        let mut p: Vec<u64> = (0..64).map(|d| phase(d, 64, gap)).collect();
+        assert!(p.iter().all(|&x| x < gap));
+        p.sort_unstable();
+        p.dedup();
+        assert_eq!(p.len(), 64, "every stream its own phase");
     }
 
     #[test]

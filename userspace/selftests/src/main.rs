@@ -61,6 +61,7 @@ const TESTS: &[Test] = &[
     ("interleave_quantum", send::interleave_quantum),
     ("send_checksum_vlan_qdisc", send::send_checksum_vlan_qdisc),
     ("send_real_nic_recycled", send::send_real_nic_recycled),
+    ("pace_real_nic_recycled", send::pace_real_nic_recycled),
     ("dest_add_errors", errors::dest_add_errors),
     ("writev_errors", errors::writev_errors),
     ("no_cap_net_raw", errors::no_cap_net_raw),

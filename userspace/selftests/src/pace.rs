@@ -34,7 +34,7 @@ const MS: u64 = 1_000_000;
 const CLOCK_MONOTONIC: u32 = 1;
 
 /// Now on `CLOCK_MONOTONIC`, in nanoseconds (the module's `ktime_get_ns`).
-fn now_ns() -> u64 {
+pub(crate) fn now_ns() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,

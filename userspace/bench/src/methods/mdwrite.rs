@@ -10,10 +10,14 @@
 //! that calls once per interval would), not allocated per call.
 //!
 //! `mdwrite-paced` makes the same call paced on the direct path
-//! (`MDW_WRITE_PACE`) with a window of `PACED_WINDOW_NS` from the call's
-//! start: every packet is due by the time it is built, so the row costs
-//! what pacing adds (departure times, the pacer's queue and timer) and
-//! none of the waiting, which under `-icount` would count as time.
+//! (`MDW_WRITE_PACE`) with the longest window there is
+//! (`MDW_MAX_PACE_WINDOW`), ending `PACED_MARGIN_NS` after the call: each
+//! destination's packets are spread over it from its start, so all of
+//! them are due by the time they are built (for fewer than ten thousand
+//! packets per destination), and the row costs what pacing adds
+//! (departure times, the pacer's queue and timer) and none of the
+//! waiting, which under `-icount` would count as time. (A window that
+//! ends before the module reads it is refused with `ETIME`.)
 
 use std::{
     ffi::CString,
@@ -24,7 +28,10 @@ use std::{
 };
 
 use mdwrite::{
-    uapi::{MdwEntry, MdwWritev, MDW_ENTRY_BUF, MDW_ENTRY_SAME, MDW_IOC_WRITEV, MDW_WRITE_PACE},
+    uapi::{
+        MdwEntry, MdwWritev, MDW_ENTRY_BUF, MDW_ENTRY_SAME, MDW_IOC_WRITEV, MDW_MAX_PACE_WINDOW,
+        MDW_WRITE_PACE,
+    },
     DestConfig, DestId, Device, RegisteredBuffer, Rtp,
 };
 
@@ -52,8 +59,9 @@ pub struct Mdwrite {
     paced: bool,
 }
 
-/// `mdwrite-paced`'s window: every packet due within a microsecond.
-const PACED_WINDOW_NS: u32 = 1000;
+/// How long after the call `mdwrite-paced`'s window ends: enough for the
+/// module to read the call before it ends.
+const PACED_MARGIN_NS: u64 = 10_000_000;
 
 impl Mdwrite {
     /// Opens `/dev/mdwrite`; destinations leave `ifname`. With `registered`
@@ -191,8 +199,8 @@ impl Method for Mdwrite {
         };
         if self.paced {
             req.flags = MDW_WRITE_PACE;
-            req.pace_start = monotonic_ns();
-            req.pace_window = PACED_WINDOW_NS;
+            req.pace_start = monotonic_ns() + PACED_MARGIN_NS - MDW_MAX_PACE_WINDOW as u64;
+            req.pace_window = MDW_MAX_PACE_WINDOW;
             req.pace_clock = libc::CLOCK_MONOTONIC as u32;
         }
         // SAFETY: `req` names `count` entries of `entry_size` bytes in
