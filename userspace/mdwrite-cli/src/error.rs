@@ -59,6 +59,14 @@ pub(crate) enum Error {
         mdwrite::Device::PATH
     )]
     NoModule { source: io::Error },
+    #[error(
+        "--pace {mode} needs the mdwrite module with paced calls: {reason}; use --pace auto or \
+         user (see Documentation/cli.rst)"
+    )]
+    NoKernelPacing {
+        mode: &'static str,
+        reason: &'static str,
+    },
     #[error("cannot resolve {host}: {message}")]
     Resolve { host: String, message: String },
     #[error("cannot listen on {addr}: {source}")]

@@ -67,7 +67,11 @@ mod tests {
         assert_eq!(feature_names(0x31), "writev,buf,async");
         assert_eq!(feature_names(0x3f), "writev,ipv6,rtp,vlan,buf,async");
         assert_eq!(feature_names(0x7f), "writev,ipv6,rtp,vlan,buf,async,fanout");
-        assert_eq!(feature_names(0x181), "writev,0x180");
+        assert_eq!(
+            feature_names(0xff),
+            "writev,ipv6,rtp,vlan,buf,async,fanout,pace"
+        );
+        assert_eq!(feature_names(0x301), "writev,0x300");
         assert_eq!(feature_names(0), "");
     }
 }

@@ -23,7 +23,7 @@ use mdwrite::{
         rtp::{RtpHeader, PT_MP2T},
         ts::{SYNC_BYTE, TS_PACKET_SIZE},
     },
-    udp::{recv_batch, wait_readable, MAX_BATCH},
+    udp::{enable_rx_timestamps, recv_batch, wait_readable, MAX_BATCH},
 };
 
 use super::endpoint::{parse_listen, Endpoint};
@@ -89,6 +89,76 @@ pub(crate) struct RecvArgs {
     #[arg(long, value_name = "HZ", default_value_t = 90_000,
           value_parser = clap::value_parser!(u32).range(1..))]
     clock_rate: u32,
+    /// Print the report as one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Inter-arrival gaps of the datagrams from one source to one listener.
+#[derive(Default)]
+struct Gaps {
+    /// Arrival time of the last datagram (kernel receive time).
+    last: Option<Duration>,
+    /// Every gap, in nanoseconds (at most `u32::MAX`, about 4.3 s).
+    gaps: Vec<u32>,
+}
+
+/// What [`Gaps`] say: percentiles in nanoseconds and the largest burst.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct GapReport {
+    packets: u64,
+    p50: u64,
+    p99: u64,
+    max: u64,
+    /// The most packets in one burst: a run of datagrams each arriving less
+    /// than a quarter of the mean gap (the source's average spacing: from
+    /// its first to its last datagram, over the gaps) after the one before
+    /// it; 1 when none arrives back to back.
+    largest_burst: u64,
+}
+
+impl Gaps {
+    fn push(&mut self, at: Duration) {
+        if let Some(last) = self.last {
+            let gap = at.saturating_sub(last).as_nanos();
+            self.gaps.push(u32::try_from(gap).unwrap_or(u32::MAX));
+        }
+        self.last = Some(at);
+    }
+
+    fn report(&self) -> GapReport {
+        let packets = self.gaps.len() as u64 + u64::from(self.last.is_some());
+        if self.gaps.is_empty() {
+            return GapReport {
+                packets,
+                largest_burst: packets,
+                ..GapReport::default()
+            };
+        }
+        let mut sorted = self.gaps.clone();
+        sorted.sort_unstable();
+        // Nearest rank.
+        let rank = |q: usize| u64::from(sorted[(sorted.len() * q).div_ceil(100).max(1) - 1]);
+        let p50 = rank(50);
+        let total: u64 = self.gaps.iter().map(|&g| u64::from(g)).sum();
+        let threshold = total / self.gaps.len() as u64 / 4;
+        let (mut run, mut largest) = (1u64, 1u64);
+        for &g in &self.gaps {
+            if u64::from(g) < threshold {
+                run += 1;
+                largest = largest.max(run);
+            } else {
+                run = 1;
+            }
+        }
+        GapReport {
+            packets,
+            p50,
+            p99: rank(99),
+            max: u64::from(sorted[sorted.len() - 1]),
+            largest_burst: largest,
+        }
+    }
 }
 
 /// Why a listener stopped.
@@ -116,6 +186,10 @@ struct Stream {
     analyzer: RtpAnalyzer,
     /// MPEG-TS payloads (PT 33) that are not whole sync-aligned TS packets.
     ts_errors: u64,
+    /// The address its first packet came from.
+    from: Option<SocketAddr>,
+    /// Its inter-arrival gaps.
+    gaps: Gaps,
 }
 
 /// What one listener saw.
@@ -125,6 +199,10 @@ struct Report {
     bytes: u64,
     not_rtp: u64,
     streams: Vec<Stream>,
+    /// Inter-arrival gaps of every datagram to the listener.
+    gaps: Gaps,
+    /// Source addresses seen (up to 64 kept).
+    sources: Vec<SocketAddr>,
     end: End,
 }
 
@@ -169,6 +247,9 @@ pub(crate) fn bind(
     }
     // Room for bursts; the kernel caps it at net.core.rmem_max.
     let _ = sockopt::set_socket_recv_buffer_size(&sock, 8 << 20);
+    // Arrival times for the gap statistics; without them the time each
+    // batch was read is used.
+    let _ = enable_rx_timestamps(&sock);
     Ok(sock)
 }
 
@@ -217,8 +298,13 @@ fn listen(
         bytes: 0,
         not_rtp: 0,
         streams: Vec::new(),
+        gaps: Gaps::default(),
+        sources: Vec::new(),
         end: End::Signal,
     };
+    let epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
     let mut buf = vec![0u8; SLOT * MAX_BATCH];
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut last = start;
@@ -256,6 +342,14 @@ fn listen(
         last = Instant::now();
         let arrival = last - start;
         for d in &batch {
+            // The kernel's receive time; without it, when it was read.
+            let at = d.received.unwrap_or(epoch + arrival);
+            r.gaps.push(at);
+            if let Some(from) = d.from {
+                if r.sources.len() < 64 && !r.sources.contains(&from) {
+                    r.sources.push(from);
+                }
+            }
             r.datagrams += 1;
             r.bytes += d.len as u64;
             let datagram = &buf[d.offset..d.offset + d.len];
@@ -274,10 +368,13 @@ fn listen(
                                 r.streams.push(Stream {
                                     analyzer,
                                     ts_errors: 0,
+                                    from: d.from,
+                                    gaps: Gaps::default(),
                                 });
                                 r.streams.len() - 1
                             }
                         };
+                        r.streams[i].gaps.push(at);
                         r.streams[i].ts_errors += u64::from(ts_bad);
                         Some(payload)
                     }
@@ -312,7 +409,7 @@ fn stream_line(addr: SocketAddr, s: &Stream, end: End, not_rtp: u64) -> String {
     format!(
         "listen={addr} ssrc={:#010x} pt={} packets={} bytes={} expected={} lost={} \
          duplicates={} reordered={} seq_errors={} first_seq={} last_seq={} jitter={:.2} \
-         jitter_ms={:.3} ts_errors={} not_rtp={not_rtp} end={}",
+         jitter_ms={:.3} ts_errors={} not_rtp={not_rtp} {} end={}",
         r.ssrc,
         r.payload_type,
         r.packets,
@@ -327,8 +424,77 @@ fn stream_line(addr: SocketAddr, s: &Stream, end: End, not_rtp: u64) -> String {
         r.jitter,
         r.jitter_ms(),
         s.ts_errors,
+        gap_fields(s.from, &s.gaps.report()),
         end.name()
     )
+}
+
+/// Microseconds with three decimals, from nanoseconds.
+fn us(ns: u64) -> f64 {
+    ns as f64 / 1e3
+}
+
+/// The source and gap fields of a report line: `from=ADDR gap_p50_us=..
+/// gap_p99_us=.. gap_max_us=.. largest_burst=N`.
+fn gap_fields(from: Option<SocketAddr>, g: &GapReport) -> String {
+    let from = from.map_or_else(|| "-".to_owned(), |a| a.to_string());
+    format!(
+        "from={from} gap_p50_us={:.3} gap_p99_us={:.3} gap_max_us={:.3} largest_burst={}",
+        us(g.p50),
+        us(g.p99),
+        us(g.max),
+        g.largest_burst
+    )
+}
+
+/// The gap fields as JSON members of `v`.
+fn gap_json(v: &mut serde_json::Value, from: Option<SocketAddr>, g: &GapReport) {
+    use serde_json::json;
+    v["from"] = json!(from.map(|a| a.to_string()));
+    v["gap_p50_us"] = json!(us(g.p50));
+    v["gap_p99_us"] = json!(us(g.p99));
+    v["gap_max_us"] = json!(us(g.max));
+    v["largest_burst"] = json!(g.largest_burst);
+}
+
+/// One listener's report as JSON.
+fn listener_json(r: &Report, rtp: bool) -> serde_json::Value {
+    use serde_json::json;
+    let mut v = json!({
+        "listen": r.addr.to_string(),
+        "packets": r.datagrams,
+        "bytes": r.bytes,
+        "end": r.end.name(),
+        "sources": r.sources.len(),
+    });
+    gap_json(&mut v, r.sources.first().copied(), &r.gaps.report());
+    if rtp {
+        let streams: Vec<_> = r
+            .streams
+            .iter()
+            .map(|s| {
+                let a = s.analyzer.report();
+                let mut v = json!({
+                    "ssrc": a.ssrc,
+                    "pt": a.payload_type,
+                    "packets": a.packets,
+                    "bytes": a.payload_bytes,
+                    "expected": a.expected,
+                    "lost": a.lost,
+                    "duplicates": a.duplicates,
+                    "reordered": a.reordered,
+                    "seq_errors": a.seq_errors,
+                    "jitter_ms": a.jitter_ms(),
+                    "ts_errors": s.ts_errors,
+                });
+                gap_json(&mut v, s.from, &s.gaps.report());
+                v
+            })
+            .collect();
+        v["streams"] = json!(streams);
+        v["not_rtp"] = json!(r.not_rtp);
+    }
+    v
 }
 
 /// Runs the command; returns the exit status.
@@ -387,6 +553,7 @@ pub(crate) fn run(args: RecvArgs) -> Result<u8, Error> {
     });
     let mut failed = false;
     let mut first_err = None;
+    let mut json = Vec::new();
     for r in reports {
         let r = match r {
             Ok(r) => r,
@@ -395,30 +562,43 @@ pub(crate) fn run(args: RecvArgs) -> Result<u8, Error> {
                 continue;
             }
         };
+        if args.json {
+            failed |= r.datagrams == 0
+                || (args.rtp
+                    && (r.streams.is_empty()
+                        || r.streams.iter().any(|s| s.analyzer.report().lost > 0)));
+            json.push(listener_json(&r, args.rtp));
+            continue;
+        }
         if !args.rtp {
             println!(
-                "listen={} packets={} bytes={} end={}",
+                "listen={} packets={} bytes={} sources={} {} end={}",
                 r.addr,
                 r.datagrams,
                 r.bytes,
+                r.sources.len(),
+                gap_fields(r.sources.first().copied(), &r.gaps.report()),
                 r.end.name()
             );
             failed |= r.datagrams == 0;
-            continue;
+        } else {
+            if r.streams.is_empty() {
+                println!(
+                    "listen={} packets=0 not_rtp={} end={}",
+                    r.addr,
+                    r.not_rtp,
+                    r.end.name()
+                );
+                failed = true;
+            }
+            for s in &r.streams {
+                println!("{}", stream_line(r.addr, s, r.end, r.not_rtp));
+                failed |= s.analyzer.report().lost > 0;
+            }
         }
-        if r.streams.is_empty() {
-            println!(
-                "listen={} packets=0 not_rtp={} end={}",
-                r.addr,
-                r.not_rtp,
-                r.end.name()
-            );
-            failed = true;
-        }
-        for s in &r.streams {
-            println!("{}", stream_line(r.addr, s, r.end, r.not_rtp));
-            failed |= s.analyzer.report().lost > 0;
-        }
+    }
+    if args.json {
+        println!("{}", serde_json::json!({ "listeners": json }));
     }
     if let Some(e) = first_err {
         return Err(e);
@@ -433,6 +613,45 @@ pub(crate) fn run(args: RecvArgs) -> Result<u8, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gaps_percentiles_and_bursts() {
+        let ms = Duration::from_millis;
+        let mut g = Gaps::default();
+        // 1 ms apart, then 4 back to back (10 us), then 1 ms apart again.
+        let mut t = ms(1000);
+        let mut times = Vec::new();
+        for k in 0..100u64 {
+            t += if (50..53).contains(&k) {
+                Duration::from_micros(10)
+            } else {
+                ms(1)
+            };
+            times.push(t);
+        }
+        for &at in &times {
+            g.push(at);
+        }
+        let r = g.report();
+        assert_eq!(r.packets, 100);
+        assert_eq!(r.p50, 1_000_000);
+        assert_eq!(r.max, 1_000_000);
+        assert_eq!(r.largest_burst, 4);
+        // Evenly spaced: no burst.
+        let mut even = Gaps::default();
+        for k in 0..10u64 {
+            even.push(Duration::from_micros(500 * k));
+        }
+        let r = even.report();
+        assert_eq!(
+            (r.p50, r.p99, r.max, r.largest_burst),
+            (500_000, 500_000, 500_000, 1)
+        );
+        // One packet: no gap.
+        let mut one = Gaps::default();
+        one.push(ms(1));
+        assert_eq!(one.report().largest_burst, 1);
+    }
 
     #[test]
     fn alignment() {

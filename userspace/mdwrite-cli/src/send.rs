@@ -25,8 +25,8 @@ use mdwrite::{
         source::{LoopReader, TailNote, TsReader},
         ts::{looks_like_ts, TsPacket, DEFAULT_PAYLOAD_SIZE, TS_PACKET_SIZE},
     },
-    DestConfig, DestId, GroupOptions, MonotonicClock, Sender, StreamConfig, StreamGroup, StreamId,
-    StreamStats,
+    DestConfig, DestId, GroupOptions, MonotonicClock, Pace, Sender, StreamConfig, StreamGroup,
+    StreamId, StreamStats,
 };
 use rustix::io::Errno;
 
@@ -35,7 +35,7 @@ use rustix::io::Errno;
 use super::endpoint::{parse_destination, Endpoint};
 use crate::{
     error::{is_errno, is_privilege, Error},
-    units::{human_bytes, human_rate, parse_bitrate, parse_seconds},
+    units::{human_bytes, human_rate, parse_bitrate, parse_duration, parse_seconds},
 };
 
 /// How much of a file the PCR bitrate estimate reads.
@@ -128,6 +128,67 @@ pub(crate) struct SendArgs {
     /// Stop after this many seconds.
     #[arg(long, value_name = "S", value_parser = parse_seconds)]
     duration: Option<Duration>,
+    /// How each stream's packets are spread over the call interval: by the
+    /// module (kernel), by fq from SO_TXTIME / packet departure times
+    /// (txtime), by sleeping between small batches (user), or not at all
+    /// (off: one burst per stream per tick). auto is kernel when the module
+    /// has paced calls, else user.
+    #[arg(long, value_enum, default_value_t = PaceChoice::Auto)]
+    pace: PaceChoice,
+    /// The latency budget: one call per this interval (paced; at most
+    /// 500ms), or the longest tick (--pace off). 1ms to 1s, for example
+    /// 20ms, 0.05s.
+    #[arg(long, value_name = "DURATION", default_value = "20ms",
+          value_parser = parse_latency)]
+    latency: Duration,
+}
+
+/// `--latency`: 1 ms to 1 s.
+fn parse_latency(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d < Duration::from_millis(1) || d > Duration::from_secs(1) {
+        return Err(format!("--latency {s:?} is out of range (1ms to 1s)"));
+    }
+    Ok(d)
+}
+
+/// `--pace`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum PaceChoice {
+    /// kernel if the module has paced calls, else user.
+    Auto,
+    /// The module releases each packet at its time (MDW_FEAT_PACE).
+    Kernel,
+    /// Departure times for fq: SO_TXTIME with the fallback, skb times
+    /// through the qdisc with the module.
+    Txtime,
+    /// Sleep between small batches in user space.
+    User,
+    /// No pacing: what each stream is due leaves at once every tick.
+    Off,
+}
+
+impl PaceChoice {
+    fn pace(self) -> Pace {
+        match self {
+            PaceChoice::Auto => Pace::Auto,
+            PaceChoice::Kernel => Pace::Kernel,
+            PaceChoice::Txtime => Pace::Txtime,
+            PaceChoice::User => Pace::User,
+            PaceChoice::Off => Pace::Off,
+        }
+    }
+}
+
+/// The name of a resolved pace mode, for the summary.
+fn pace_name(p: Pace) -> &'static str {
+    match p {
+        Pace::Kernel => "kernel",
+        Pace::Txtime => "txtime",
+        Pace::User => "user",
+        Pace::Off => "off",
+        _ => "auto",
+    }
 }
 
 /// `--payload-size`: 1 to 65000 bytes.
@@ -603,6 +664,8 @@ struct Summary<'a> {
     streams: &'a [Stream],
     dests: &'a [Dest],
     backend: &'static str,
+    pace: &'static str,
+    latency: Duration,
     calls: u64,
     packets: u64,
     elapsed: Duration,
@@ -662,9 +725,11 @@ impl Summary<'_> {
             );
         }
         println!(
-            "total backend={} streams={} destinations={} calls={} packets={} seconds={:.3} \
-             write_errors={}",
+            "total backend={} pace={} interval_ms={:.3} streams={} destinations={} calls={} \
+             packets={} seconds={:.3} write_errors={}",
             self.backend,
+            self.pace,
+            self.latency.as_secs_f64() * 1e3,
             self.streams.len(),
             self.dests.len(),
             self.calls,
@@ -716,6 +781,8 @@ impl Summary<'_> {
             "destinations": dests,
             "total": {
                 "backend": self.backend,
+                "pace": self.pace,
+                "interval_ms": self.latency.as_secs_f64() * 1e3,
                 "streams": self.streams.len(),
                 "destinations": self.dests.len(),
                 "calls": self.calls,
@@ -818,7 +885,28 @@ pub(crate) fn run(
             .map_err(|e| Error::io("signal handler", e))?;
     }
 
-    let mut group = StreamGroup::new(MonotonicClock, GroupOptions::default());
+    let opts = GroupOptions::default()
+        .with_latency(args.latency)
+        .with_pace(args.pace.pace());
+    let mut group = StreamGroup::new(MonotonicClock, opts);
+    let pace = group
+        .pace_mode(&sender)
+        .map_err(|_| Error::NoKernelPacing {
+            mode: "kernel",
+            reason: match sender.backend() {
+                mdwrite::Backend::Module => "the loaded module has no paced calls (MDW_FEAT_PACE)",
+                mdwrite::Backend::Fallback => "the fallback backend cannot release paced calls",
+            },
+        })?;
+    if pace == Pace::Txtime
+        && sender.backend() == mdwrite::Backend::Module
+        && !sender.kernel_pacing()
+    {
+        return Err(Error::NoKernelPacing {
+            mode: "txtime",
+            reason: "the loaded module cannot stamp departure times (no MDW_FEAT_PACE)",
+        });
+    }
     if sender.backend() == mdwrite::Backend::Module {
         // Files are read into registered buffers and each tick's call is
         // asynchronous: nothing is pinned per call, and the next tick's
@@ -939,6 +1027,8 @@ pub(crate) fn run(
         streams: &streams,
         dests: &dests,
         backend,
+        pace: pace_name(pace),
+        latency: group.interval(),
         calls,
         packets,
         elapsed,

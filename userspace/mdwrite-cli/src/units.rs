@@ -39,6 +39,26 @@ pub(crate) fn parse_seconds(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(v))
 }
 
+/// A duration: a number with a unit `ns`, `us`, `ms` or `s` (`20ms`,
+/// `1.5s`), or plain seconds (`0.02`).
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    let (num, unit) = [("ns", 1e-9), ("us", 1e-6), ("ms", 1e-3), ("s", 1.0)]
+        .iter()
+        .find_map(|&(u, m)| t.strip_suffix(u).map(|n| (n, m)))
+        .unwrap_or((t, 1.0));
+    let bad = || format!("{s:?} is not a duration (examples: 20ms, 500us, 0.1s)");
+    if num.is_empty() || !num.chars().all(|c| c.is_ascii_digit() || c == '.') {
+        return Err(bad());
+    }
+    let v: f64 = num.parse().map_err(|_| bad())?;
+    let secs = v * unit;
+    if !secs.is_finite() || secs > 1e9 {
+        return Err(bad());
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
 /// `bits` per second for people: `3.75 Mb/s`.
 pub(crate) fn human_rate(bits: f64) -> String {
     if bits >= 1e9 {

@@ -70,11 +70,11 @@ bitflags::bitflags! {
     ///
     /// ```
     /// use mdwrite::Features;
-    /// let f = Features::from_bits_retain(0x71 | 0x80);
-    /// assert!(f.contains(Features::BUF | Features::ASYNC | Features::FANOUT));
+    /// let f = Features::from_bits_retain(0xf1 | 0x100);
+    /// assert!(f.contains(Features::BUF | Features::ASYNC | Features::FANOUT | Features::PACE));
     /// assert!(!f.contains(Features::IPV6));
-    /// assert_eq!(f.to_string(), "0xf1");
-    /// assert_eq!(f.names(), "writev,buf,async,fanout,0x80");
+    /// assert_eq!(f.to_string(), "0x1f1");
+    /// assert_eq!(f.names(), "writev,buf,async,fanout,pace,0x100");
     /// ```
     #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
     pub struct Features: u64 {
@@ -92,6 +92,8 @@ bitflags::bitflags! {
         const ASYNC = mdwrite_uapi::MDW_FEAT_ASYNC;
         /// `MDW_FEAT_FANOUT`: fan-outs (`MDW_ENTRY_SAME`).
         const FANOUT = mdwrite_uapi::MDW_FEAT_FANOUT;
+        /// `MDW_FEAT_PACE`: paced calls (`MDW_WRITE_PACE`, `MDW_ENTRY_PACE`).
+        const PACE = mdwrite_uapi::MDW_FEAT_PACE;
         // A newer module's bits are kept as they are.
         const _ = !0;
     }
@@ -120,6 +122,7 @@ impl Features {
             | Features::BUF
             | Features::ASYNC
             | Features::FANOUT
+            | Features::PACE
     }
 }
 
@@ -194,7 +197,7 @@ impl Device {
         entries: &[Entry<'_>],
         options: WriteOptions,
     ) -> io::Result<WriteReport> {
-        self.write(entries, options.flags(), options.quantum, 0)
+        self.write(entries, &options, options.flags(), 0)
     }
 
     /// Sends every entry with `MDW_WRITE_ASYNC`: returns once every packet
@@ -227,21 +230,23 @@ impl Device {
         options: WriteOptions,
         cookie: u64,
     ) -> io::Result<WriteReport> {
-        self.write(
-            entries,
-            options.flags() | MDW_WRITE_ASYNC,
-            options.quantum,
-            cookie,
-        )
+        self.write(entries, &options, options.flags() | MDW_WRITE_ASYNC, cookie)
     }
 
     fn write(
         &self,
         entries: &[Entry<'_>],
+        options: &WriteOptions,
         flags: u32,
-        quantum: u32,
         cookie: u64,
     ) -> io::Result<WriteReport> {
+        let (pace_start, pace_window, pace_clock) = match options.pace {
+            Some(w) => {
+                let (start, len) = w.abi()?;
+                (start, len, w.clock.id())
+            }
+            None => (0, 0, 0),
+        };
         let raw: Vec<MdwEntry> = {
             let table = self.file.buffers();
             if table.is_empty() {
@@ -257,8 +262,11 @@ impl Device {
             })?,
             entry_size: size_of::<MdwEntry>() as u32,
             flags,
-            quantum,
+            quantum: options.quantum,
             cookie,
+            pace_start,
+            pace_window,
+            pace_clock,
             ..Default::default()
         };
         // SAFETY: `raw` holds `count` entries of `entry_size` bytes whose

@@ -18,12 +18,16 @@ use std::{
 
 use mdwrite_common::{
     interleave::RoundRobin,
+    pace::{Departures, EntryPace as AbiEntryPace},
     segment::{total_packets, SegmentCursor},
     template::{PacketState, Template, UdpCsum, MAX_HEADER_LEN},
 };
 use mdwrite_uapi::{MDW_MAX_CALL_BYTES, MDW_MAX_DESTS, MDW_MAX_ENTRIES};
 use nix::sys::socket::{setsockopt, sockopt::UdpGsoSegment};
-use rustix::net::{sendmmsg, sockopt, MMsgHdr, SendAncillaryBuffer, SendFlags, SocketAddrAny};
+use rustix::net::{
+    sendmmsg, sockopt, MMsgHdr, SendAncillaryBuffer, SendAncillaryMessage, SendFlags,
+    SocketAddrAny, TxTimeFlags,
+};
 
 use crate::{
     route::{interface_mtu, interface_up},
@@ -76,6 +80,8 @@ struct FbSocket {
     users: usize,
     /// The socket's `UDP_SEGMENT` size; 0 when off.
     gso: u16,
+    /// The clock of the socket's `SO_TXTIME`, once set.
+    txtime: Option<u32>,
 }
 
 /// A destination of the fallback.
@@ -156,6 +162,49 @@ impl Fallback {
         size
     }
 
+    /// Turns `UDP_SEGMENT` off on the call's sockets.
+    fn clear_gso(&mut self, grouped: &Grouped) {
+        for d in &grouped.dests {
+            let key = self.dests[&d.0].key;
+            if let Some(s) = self.sockets.get_mut(&key) {
+                if s.gso != 0 && setsockopt(&s.socket, UdpGsoSegment, &0).is_ok() {
+                    s.gso = 0;
+                }
+            }
+        }
+    }
+
+    /// Checks a paced call's window as the module does, turns `SO_TXTIME`
+    /// on (on its clock) on the call's sockets, and gives each queue its
+    /// departure times.
+    fn prepare_txtime(
+        &mut self,
+        grouped: &Grouped,
+        payloads: &[u16],
+        window: &crate::PaceWindow,
+    ) -> io::Result<(mdwrite_common::pace::Window, Vec<Departures>)> {
+        let checked = window.check(window.clock.now())?;
+        let clock = match window.clock {
+            crate::PaceClock::Tai => rustix::time::ClockId::Tai,
+            _ => rustix::time::ClockId::Monotonic,
+        };
+        for d in &grouped.dests {
+            let key = self.dests[&d.0].key;
+            if let Some(s) = self.sockets.get_mut(&key) {
+                if s.txtime != Some(window.clock.id()) {
+                    sockopt::set_txtime(&s.socket, clock, TxTimeFlags::empty())?;
+                    s.txtime = Some(window.clock.id());
+                }
+            }
+        }
+        let mut deps = Vec::with_capacity(grouped.dests.len());
+        for (lens, &max) in grouped.lens.iter().zip(payloads) {
+            let n = total_packets(lens.as_slice(), max).map_err(|_| errno(libc::EINVAL))?;
+            deps.push(Departures::new(&checked, n));
+        }
+        Ok((checked, deps))
+    }
+
     pub(crate) fn connect(&mut self, dest: &DestConfig) -> io::Result<DestId> {
         let mtu = interface_mtu(dest.ifindex).map_err(|_| errno(libc::ENODEV))?;
         let template = dest.template(mtu)?;
@@ -184,6 +233,7 @@ impl Fallback {
                     socket: open_socket(&key)?,
                     users: 1,
                     gso: 0,
+                    txtime: None,
                 });
             }
         }
@@ -271,7 +321,33 @@ impl Fallback {
             &mut active,
         )
         .map_err(|_| errno(libc::EINVAL))?;
-        let gso = self.prepare_gso(&grouped);
+        // A paced call: each packet carries its departure time
+        // (`SCM_TXTIME`), so none is merged into a GSO message.
+        let mut times = match opts.pace {
+            Some(w) => Some(self.prepare_txtime(&grouped, &payloads, &w)?),
+            None => None,
+        };
+        if let Some((window, _)) = &times {
+            // Entries' own timings, checked as the module checks them.
+            for (slot, idxs) in grouped.entries.iter().enumerate() {
+                let per = usize::from(payloads[slot]).max(1);
+                for &i in idxs {
+                    if let Some(p) = entries[i].pace {
+                        let (offset, gap) = p.abi();
+                        let n = entries[i].data.len().div_ceil(per) as u64;
+                        window
+                            .entry_gap(u64::from(offset), u64::from(gap), n)
+                            .map_err(|_| errno(libc::ERANGE))?;
+                    }
+                }
+            }
+        }
+        let gso = if times.is_some() {
+            self.clear_gso(&grouped);
+            None
+        } else {
+            self.prepare_gso(&grouped)
+        };
 
         let mut out = WriteReport {
             bytes: 0,
@@ -320,6 +396,37 @@ impl Fallback {
                     dest.state.rtp_ts = ts;
                 }
             }
+            let txtime = match &mut times {
+                Some((window, deps)) => {
+                    let d = &mut deps[p.slot];
+                    if p.offset == 0 {
+                        let own = entries[p.entry].pace.map(|e| {
+                            let (offset, gap) = e.abi();
+                            AbiEntryPace { offset, gap }
+                        });
+                        // A gap of 0: spread from the offset to the end.
+                        let own = own.map(|o| match o.gap {
+                            0 => {
+                                let n = entries[p.entry]
+                                    .data
+                                    .len()
+                                    .div_ceil(usize::from(payloads[p.slot]).max(1));
+                                let gap = window
+                                    .entry_gap(u64::from(o.offset), 0, n as u64)
+                                    .unwrap_or(0);
+                                AbiEntryPace {
+                                    offset: o.offset,
+                                    gap: u32::try_from(gap).unwrap_or(u32::MAX),
+                                }
+                            }
+                            _ => o,
+                        });
+                        d.enter(window, own);
+                    }
+                    Some(d.take())
+                }
+                None => None,
+            };
             let mut header = [0u8; MAX_HEADER_LEN];
             dest.template
                 .write_header(&mut header, &mut dest.state, p.len, UdpCsum::Partial)
@@ -336,6 +443,7 @@ impl Fallback {
                 segs: 1,
                 rtp: dest.rtp.then_some(rtp),
                 before,
+                txtime,
             });
         }
         if out.error.is_none() {
@@ -385,9 +493,21 @@ impl Fallback {
                 }
             })
             .collect();
+        let mut spaces: Vec<[std::mem::MaybeUninit<u8>; rustix::cmsg_space!(TxTime(1))]> = batch
+            .iter()
+            .map(|_| [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(TxTime(1))])
+            .collect();
         let mut controls: Vec<SendAncillaryBuffer<'_, '_, '_>> = batch
             .iter()
-            .map(|_| SendAncillaryBuffer::default())
+            .zip(spaces.iter_mut())
+            .map(|(m, space)| match m.txtime {
+                Some(t) => {
+                    let mut c = SendAncillaryBuffer::new(space);
+                    c.push(SendAncillaryMessage::TxTime(t));
+                    c
+                }
+                None => SendAncillaryBuffer::default(),
+            })
             .collect();
         let mut msgs: Vec<MMsgHdr<'_>> = iovs
             .iter()
@@ -458,6 +578,8 @@ struct Pending {
     segs: usize,
     rtp: Option<[u8; RTP_LEN]>,
     before: PacketState,
+    /// Its departure time (`SCM_TXTIME`), in a paced call.
+    txtime: Option<u64>,
 }
 
 /// Opens the socket of `key`: bound to its address and port if possible,

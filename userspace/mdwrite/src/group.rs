@@ -45,6 +45,20 @@
 //! [`StreamStats::slipped`]; from then on the stream is paced from the later
 //! start. Data is never dropped: a source is read in order, without gaps.
 //!
+//! # Paced groups
+//!
+//! With [`GroupOptions::pace`] other than [`Pace::Off`], the interval is
+//! the latency budget and every packet gets a departure time: packet `j`
+//! of a stream, due at `start + (j + 1) × packet time`, departs one
+//! interval plus a lead (an eighth of the interval, at most
+//! [`MAX_PACE_LEAD`]; none for [`Pace::User`]) later. Each tick's call has
+//! the window `[now + lead, now + interval + lead + max(lead, 50 us))` and
+//! each entry its [`EntryPace`] (offset of its first packet, the stream's
+//! packet time as gap), so every stream is spaced at its own rate, across
+//! calls too. [`Pace::Kernel`] and [`Pace::Txtime`] send that paced call
+//! (asynchronously with a ring); [`Pace::User`] releases it from the
+//! group, sleeping on its clock.
+//!
 //! # Registered buffers and asynchronous calls
 //!
 //! With [`StreamGroup::set_async_ring`], each stream reads into a ring of
@@ -61,12 +75,25 @@ use std::{
 use mdwrite_uapi::{MDW_MAX_CALL_BYTES, MDW_MAX_ENTRIES};
 
 use crate::{
-    Clock, Completion, DestId, Entry, MonotonicClock, RegisteredBuffer, Sender, WriteOptions,
-    WriteReport,
+    pace::release_user, sender::USER_PACE_SLACK, Clock, Completion, DestId, Entry, EntryPace,
+    MonotonicClock, Pace, PaceWindow, RegisteredBuffer, Sender, WriteOptions, WriteReport,
 };
 
 /// The shortest tick interval.
 pub const MIN_INTERVAL: Duration = Duration::from_millis(1);
+
+/// The longest interval of a paced group: its window (the interval plus
+/// the lead) stays within the module's 1 s (`MDW_MAX_PACE_WINDOW`).
+pub const MAX_PACED_INTERVAL: Duration = Duration::from_millis(500);
+
+/// The most a paced call's window starts after its tick (the lead), so that
+/// the call is queued before its first packet is due: an eighth of the
+/// interval, at most this.
+pub const MAX_PACE_LEAD: Duration = Duration::from_millis(1);
+
+/// Added to a user-paced window's length beyond the interval, so that the
+/// packets due exactly at its end fit.
+const PACE_MARGIN: Duration = Duration::from_micros(50);
 
 /// One stream of a [`StreamGroup`]: its bitrate, packet payload and
 /// destinations.
@@ -141,6 +168,15 @@ impl StreamConfig {
         u32::try_from((bits * hz + rate / 2) / rate).ok()
     }
 
+    /// Nanoseconds one packet of this stream lasts at its bitrate, exactly:
+    /// `num / den`.
+    fn packet_ns(&self) -> (u128, u128) {
+        (
+            self.payload_size as u128 * 8 * 1_000_000_000,
+            u128::from(self.bitrate.max(1)),
+        )
+    }
+
     /// The time this stream takes to fill one packet.
     fn packet_time(&self) -> Duration {
         let ns = self.payload_size as u128 * 8 * 1_000_000_000 / u128::from(self.bitrate.max(1));
@@ -164,9 +200,18 @@ pub struct GroupOptions {
     pub buffer: Duration,
     /// How each tick's call is sent.
     pub write: WriteOptions,
+    /// How each stream's packets are spread over the interval;
+    /// [`Pace::Off`] by default (one burst per stream per tick).
+    pub pace: Pace,
 }
 
 impl GroupOptions {
+    /// With `pace` as the way packets are spread over each interval.
+    pub fn with_pace(mut self, pace: Pace) -> Self {
+        self.pace = pace;
+        self
+    }
+
     /// With `latency` as the longest tick interval.
     pub fn with_latency(mut self, latency: Duration) -> Self {
         self.latency = latency;
@@ -192,6 +237,7 @@ impl Default for GroupOptions {
             latency: Duration::from_millis(20),
             buffer: Duration::from_millis(200),
             write: WriteOptions::default(),
+            pace: Pace::Off,
         }
     }
 }
@@ -235,6 +281,9 @@ pub struct TickReport {
     /// [`write`](TickReport::write)) counts for no destination: which of its
     /// packets left is not known per destination.
     pub delivered: Vec<DestCount>,
+    /// The window of the tick's paced call ([`GroupOptions::pace`]
+    /// [`Pace::Kernel`] or [`Pace::Txtime`]); `None` otherwise.
+    pub window: Option<PaceWindow>,
 }
 
 /// Packets and payload bytes handed to the sender for one destination.
@@ -295,6 +344,11 @@ pub trait Transmit {
         let _ = cookie;
         self.send_vectored(entries, opts)
     }
+    /// Whether paced calls are released by the kernel
+    /// ([`Sender::kernel_pacing`]); the default is false.
+    fn kernel_pacing(&self) -> bool {
+        false
+    }
     /// Waits for completions, as [`Sender::wait_completions`]; 0 means no
     /// call is in flight. The default has none.
     fn wait_completions(
@@ -344,6 +398,10 @@ impl Transmit for Sender {
         timeout: Option<Duration>,
     ) -> io::Result<usize> {
         Sender::wait_completions(self, out, timeout)
+    }
+
+    fn kernel_pacing(&self) -> bool {
+        Sender::kernel_pacing(self)
     }
 }
 
@@ -406,6 +464,14 @@ impl Stream {
         let p = self.cfg.payload_size as u128;
         let whole = u64::try_from(ideal / p * p).unwrap_or(u64::MAX);
         whole.saturating_sub(self.slip)
+    }
+
+    /// When packet `j` of the stream's schedule (0 first) became due:
+    /// once its last byte's time since the start passed, in nanoseconds on
+    /// the group's clock.
+    fn due_at(&self, j: u64) -> u128 {
+        let (num, den) = self.cfg.packet_ns();
+        self.start.as_nanos() + ((u128::from(j) + 1) * num).div_ceil(den)
     }
 
     /// The most this stream sends in one tick.
@@ -632,10 +698,12 @@ impl<C: Clock> StreamGroup<C> {
         Some(stream.stats)
     }
 
-    /// The tick interval: the time the slowest stream takes to fill one
-    /// packet (`max(payload_size × 8 / bitrate)`), clamped to
-    /// `1 ms ..= latency` ([`GroupOptions::latency`]; with no streams, the
-    /// latency).
+    /// The tick interval. Paced ([`GroupOptions::pace`] other than
+    /// [`Pace::Off`]): the latency budget, [`GroupOptions::latency`]
+    /// clamped to `1 ms ..= 500 ms` ([`MAX_PACED_INTERVAL`]), each stream's
+    /// packets timed over it. Unpaced: the time the slowest stream takes
+    /// to fill one packet (`max(payload_size × 8 / bitrate)`), clamped to
+    /// `1 ms ..= latency` (with no streams, the latency), as below.
     ///
     /// - At least one packet of the slowest stream: a shorter interval
     ///   makes calls in which that stream has nothing to send, so each call
@@ -666,8 +734,28 @@ impl<C: Clock> StreamGroup<C> {
         self.interval
     }
 
+    /// The pacing the group's ticks use with `out`: [`GroupOptions::pace`],
+    /// [`Pace::Auto`] resolved to [`Pace::Kernel`] when `out` releases paced
+    /// calls itself ([`Transmit::kernel_pacing`]), else [`Pace::User`].
+    /// [`Pace::Kernel`] without it is `EOPNOTSUPP`.
+    pub fn pace_mode<T: Transmit + ?Sized>(&self, out: &T) -> io::Result<Pace> {
+        match self.opts.pace {
+            Pace::Auto if out.kernel_pacing() => Ok(Pace::Kernel),
+            Pace::Auto => Ok(Pace::User),
+            Pace::Kernel if !out.kernel_pacing() => {
+                Err(io::Error::from_raw_os_error(libc::EOPNOTSUPP))
+            }
+            mode => Ok(mode),
+        }
+    }
+
     fn update_interval(&mut self) {
         let latency = self.opts.latency.max(MIN_INTERVAL);
+        if self.opts.pace != Pace::Off {
+            // Paced: one call per latency budget, each stream spread over it.
+            self.interval = latency.min(MAX_PACED_INTERVAL);
+            return;
+        }
         self.interval = self
             .streams
             .iter()
@@ -775,6 +863,7 @@ impl<C: Clock> StreamGroup<C> {
 
     /// [`tick`](StreamGroup::tick) with any [`Transmit`].
     pub fn tick_with<T: Transmit + ?Sized>(&mut self, out: &mut T) -> io::Result<TickReport> {
+        let mode = self.pace_mode(out)?;
         self.clock.sleep_until(self.next_tick);
         let now = self.clock.now();
         let mut report = TickReport {
@@ -860,12 +949,33 @@ impl<C: Clock> StreamGroup<C> {
         // One entry per destination (or per packet, when a destination's
         // payload differs), all pointing into the stream's one buffer.
         let mut entries: Vec<Entry<'_>> = Vec::new();
+        // Paced: the window starts `lead` after now and each packet departs
+        // one interval plus the lead after it became due, so a stream's
+        // packets keep their spacing from one window to the next.
+        let lead = match mode {
+            Pace::User | Pace::Off => Duration::ZERO,
+            _ => (self.interval / 8).min(MAX_PACE_LEAD),
+        };
+        let window = PaceWindow::new(now + lead, self.interval + lead.max(PACE_MARGIN));
+        let delay = (self.interval + lead).as_nanos();
+        let w0 = window.start.as_nanos();
+        let w_len = u64::try_from(window.length.as_nanos()).unwrap_or(u64::MAX);
         for s in &self.streams {
             let chunk = &s.storage.bytes()[s.at..s.at + s.chunk];
             if chunk.is_empty() {
                 continue;
             }
             let p = s.cfg.payload_size;
+            // The stream's first packet of this chunk in its schedule.
+            let j0 = (s.stats.bytes + s.slip) / p as u64;
+            let (num, den) = s.cfg.packet_ns();
+            let gap = u64::try_from(num / den).unwrap_or(u64::MAX);
+            let pace = |i: usize, packets: usize| {
+                (mode != Pace::Off).then(|| {
+                    let first = s.due_at(j0 + i as u64) + delay;
+                    chunk_pace(first, gap, packets as u64, w0, w_len)
+                })
+            };
             let rtp_ts = |offset: usize| {
                 s.cfg.rtp_clock_hz.map(|hz| {
                     let byte = u128::from(s.stats.bytes + s.slip) + offset as u128;
@@ -882,6 +992,7 @@ impl<C: Clock> StreamGroup<C> {
                         dest,
                         data: chunk,
                         rtp_timestamp: rtp_ts(0),
+                        pace: pace(0, chunk.len().div_ceil(p)),
                     });
                 } else {
                     for (i, packet) in chunk.chunks(p).enumerate() {
@@ -889,6 +1000,7 @@ impl<C: Clock> StreamGroup<C> {
                             dest,
                             data: packet,
                             rtp_timestamp: rtp_ts(i * p),
+                            pace: pace(i, 1),
                         });
                     }
                 }
@@ -902,20 +1014,27 @@ impl<C: Clock> StreamGroup<C> {
             .iter()
             .all(|s| s.chunk == 0 || matches!(s.storage, Storage::Ring(_)));
         let mut ok_entries = 0;
+        let write = match mode {
+            Pace::Off | Pace::User => self.opts.write,
+            _ => self
+                .opts
+                .write
+                .with_qdisc(self.opts.write.qdisc || mode == Pace::Txtime)
+                .with_pace(Some(window)),
+        };
+        if !entries.is_empty() {
+            report.window = write.pace;
+        }
         let result = match (slot, &mut self.ring) {
+            _ if entries.is_empty() => Ok(None),
+            _ if mode == Pace::User => {
+                send_user_paced(out, &entries, &write, &window, &self.clock, &mut ok_entries)
+            }
             (Some(slot), Some(ring)) if in_rings => {
                 let cookie = ring.tick;
-                send_all_async(
-                    out,
-                    &entries,
-                    &self.opts.write,
-                    cookie,
-                    slot,
-                    ring,
-                    &mut ok_entries,
-                )
+                send_all_async(out, &entries, &write, cookie, slot, ring, &mut ok_entries)
             }
-            _ => send_all(out, &entries, &self.opts.write, &mut ok_entries),
+            _ => send_all(out, &entries, &write, &mut ok_entries),
         };
         for e in &entries[..ok_entries] {
             let per = out
@@ -964,6 +1083,67 @@ impl<C: Clock> StreamGroup<C> {
         report.write = result?;
         Ok(report)
     }
+}
+
+/// The timing of a chunk of `packets` packets in a paced call whose
+/// window starts at `w0` and lasts `len` (nanoseconds on the group's
+/// clock): the first departs at `first`, the others `gap` apart. A chunk
+/// due before the window starts at its start; one that would not end
+/// inside the window is spread evenly from its first packet to the
+/// window's end (gap 0).
+pub(crate) fn chunk_pace(first: u128, gap: u64, packets: u64, w0: u128, len: u64) -> EntryPace {
+    let offset = u64::try_from(first.saturating_sub(w0))
+        .unwrap_or(u64::MAX)
+        .min(len.saturating_sub(1));
+    let fits = gap
+        .checked_mul(packets.saturating_sub(1))
+        .and_then(|span| span.checked_add(offset))
+        .is_some_and(|last| last < len);
+    EntryPace::new(
+        Duration::from_nanos(offset),
+        Duration::from_nanos(if fits { gap } else { 0 }),
+    )
+}
+
+/// Releases one tick's paced entries from user space: sleeps on `clock`
+/// until packets are due and sends them in small unpaced calls.
+fn send_user_paced<T: Transmit + ?Sized, C: Clock>(
+    out: &mut T,
+    entries: &[Entry<'_>],
+    write: &WriteOptions,
+    window: &PaceWindow,
+    clock: &C,
+    ok_entries: &mut usize,
+) -> io::Result<Option<WriteReport>> {
+    let checked = window.check(clock.now())?;
+    let mut payloads: Vec<(DestId, Option<u16>)> = Vec::new();
+    for e in entries {
+        if !payloads.iter().any(|(d, _)| *d == e.dest) {
+            payloads.push((e.dest, out.max_payload(e.dest)));
+        }
+    }
+    let payload = |d: DestId| payloads.iter().find(|(x, _)| *x == d).and_then(|p| p.1);
+    let unpaced = write.with_pace(None);
+    let r = release_user(
+        entries,
+        &checked,
+        &payload,
+        clock,
+        USER_PACE_SLACK,
+        &mut |call: &[Entry<'_>]| {
+            let mut ok = 0;
+            let r = send_chunked(call, &mut |c| out.send_vectored(c, &unpaced), &mut ok)?;
+            Ok(r.unwrap_or(WriteReport {
+                bytes: 0,
+                packets: 0,
+                error: None,
+            }))
+        },
+    )?;
+    if r.error.is_none() {
+        *ok_entries = entries.len();
+    }
+    Ok(Some(r))
 }
 
 /// Sends `entries` in as few calls as the module's limits allow.
@@ -1054,4 +1234,240 @@ fn send_all_async<T: Transmit + ?Sized>(
         },
         ok_entries,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{pace::departures, FakeClock};
+
+    const P: usize = 1316;
+
+    /// Records every call: the clock's time, its window and its entries'
+    /// destinations, lengths and timings.
+    struct Recorder {
+        clock: FakeClock,
+        kernel: bool,
+        calls: Vec<Call>,
+    }
+
+    struct Call {
+        at: Duration,
+        window: Option<PaceWindow>,
+        entries: Vec<(DestId, usize, Option<EntryPace>)>,
+    }
+
+    impl Transmit for Recorder {
+        fn send_vectored(
+            &mut self,
+            entries: &[Entry<'_>],
+            opts: &WriteOptions,
+        ) -> io::Result<WriteReport> {
+            self.calls.push(Call {
+                at: self.clock.now(),
+                window: opts.pace,
+                entries: entries
+                    .iter()
+                    .map(|e| (e.dest, e.data.len(), e.pace))
+                    .collect(),
+            });
+            let packets: usize = entries.iter().map(|e| e.data.len().div_ceil(P)).sum();
+            let bytes: usize = entries.iter().map(|e| e.data.len()).sum();
+            Ok(WriteReport {
+                bytes: bytes as u64,
+                packets: packets as u64,
+                error: None,
+            })
+        }
+
+        fn max_payload(&self, _: DestId) -> Option<u16> {
+            Some(P as u16)
+        }
+
+        fn kernel_pacing(&self) -> bool {
+            self.kernel
+        }
+    }
+
+    /// A 22 Mb/s video and an 80 kb/s audio stream (destinations 1 and 2)
+    /// for `secs`, paced with `pace`; the recorder's calls.
+    fn run(pace: Pace, kernel: bool, secs: u64) -> Vec<Call> {
+        run_ring(pace, kernel, secs, 0)
+    }
+
+    /// As [`run`], with an asynchronous ring of `slots` regions.
+    fn run_ring(pace: Pace, kernel: bool, secs: u64, slots: usize) -> Vec<Call> {
+        let clock = FakeClock::new();
+        clock.set(Duration::from_secs(100));
+        let opts = GroupOptions::default().with_pace(pace);
+        let mut group = StreamGroup::new(clock.clone(), opts);
+        group.set_async_ring(slots).unwrap();
+        let mut out = Recorder {
+            clock: clock.clone(),
+            kernel,
+            calls: Vec::new(),
+        };
+        for (rate, dest) in [(22_000_000, 1), (80_000, 2)] {
+            let cfg = StreamConfig::new(rate, P).with_dests(vec![DestId::from_handle(dest)]);
+            group.add_stream(cfg, Box::new(io::repeat(0x47))).unwrap();
+        }
+        let end = clock.now() + Duration::from_secs(secs);
+        while clock.now() < end {
+            group.tick_with(&mut out).unwrap();
+        }
+        out.calls
+    }
+
+    /// Each destination's departure times over all calls, in nanoseconds.
+    fn kernel_departures(calls: &[Call]) -> [Vec<u64>; 2] {
+        let data = vec![0u8; 1 << 20];
+        let mut per: [Vec<u64>; 2] = [Vec::new(), Vec::new()];
+        for c in calls {
+            let w = c.window.expect("a paced call has a window");
+            let entries: Vec<Entry<'_>> = c
+                .entries
+                .iter()
+                .map(|&(d, len, pace)| Entry {
+                    dest: d,
+                    data: &data[..len],
+                    rtp_timestamp: None,
+                    pace,
+                })
+                .collect();
+            // Checked as the module checks it, when the call was made.
+            let window = w.check(c.at).unwrap();
+            for d in departures(&entries, &window, &|_| Some(P as u16)).unwrap() {
+                let dest = entries[d.entry].dest.handle() as usize;
+                per[dest - 1].push(d.at);
+            }
+        }
+        per
+    }
+
+    fn ideal_gap(rate: u64) -> u64 {
+        (P as u64 * 8 * 1_000_000_000) / rate
+    }
+
+    #[test]
+    fn kernel_pacing_spaces_each_stream_at_its_own_rate() {
+        let calls = run(Pace::Auto, true, 2);
+        // One call per 20 ms latency budget, each with its window.
+        assert!((95..=101).contains(&calls.len()), "{} calls", calls.len());
+        for c in &calls {
+            let w = c.window.unwrap();
+            assert!(w.start > c.at && w.start <= c.at + MAX_PACE_LEAD);
+            assert!(w.length >= Duration::from_millis(20));
+        }
+        // The video stream has >= 8 packets in every call after the first.
+        for c in &calls[1..] {
+            let video: usize = c
+                .entries
+                .iter()
+                .filter(|e| e.0.handle() == 1)
+                .map(|e| e.1.div_ceil(P))
+                .sum();
+            assert!(video >= 8, "a call with {video} video packets");
+        }
+        let [video, audio] = kernel_departures(&calls);
+        for (times, rate) in [(video, 22_000_000), (audio, 80_000)] {
+            assert!(times.len() > 10);
+            let ideal = ideal_gap(rate);
+            for w in times.windows(2) {
+                let gap = w[1] - w[0];
+                // Evenly spaced at the stream's rate, across windows too
+                // (integer nanoseconds: within a microsecond).
+                assert!(
+                    gap.abs_diff(ideal) <= 1_000,
+                    "gap {gap} ns, ideal {ideal} ns"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn asynchronous_ring_calls_are_paced_alike() {
+        let calls = run_ring(Pace::Kernel, true, 1, 4);
+        assert!(calls.len() >= 48);
+        let [video, _] = kernel_departures(&calls);
+        let ideal = ideal_gap(22_000_000);
+        assert!(video
+            .windows(2)
+            .all(|w| (w[1] - w[0]).abs_diff(ideal) <= 1_000));
+    }
+
+    #[test]
+    fn user_pacing_sends_each_packet_near_its_time() {
+        let calls = run(Pace::Auto, false, 1);
+        assert!(calls.iter().all(|c| c.window.is_none()));
+        let mut video = Vec::new();
+        let mut audio = Vec::new();
+        for c in &calls {
+            for e in &c.entries {
+                let at = u64::try_from(c.at.as_nanos()).unwrap();
+                // One packet per entry.
+                assert!(e.1 <= P);
+                match e.0.handle() {
+                    1 => video.push(at),
+                    _ => audio.push(at),
+                }
+            }
+        }
+        for (times, rate) in [(video, 22_000_000u64), (audio, 80_000)] {
+            let ideal = ideal_gap(rate);
+            assert!(times.len() > 5);
+            for w in times.windows(2) {
+                let gap = w[1] - w[0];
+                // Sent at its time or up to the slack before it.
+                let slack = USER_PACE_SLACK.as_nanos() as u64 + 1_000;
+                assert!(
+                    gap.abs_diff(ideal) <= slack,
+                    "gap {gap} ns, ideal {ideal} ns"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn unpaced_ticks_burst_and_kernel_needs_the_feature() {
+        let calls = run(Pace::Off, false, 1);
+        // The slow audio stream sets a 20 ms tick: the video leaves as one
+        // entry of ~41 packets per tick.
+        assert!(calls.iter().all(|c| c.window.is_none()));
+        let most = calls
+            .iter()
+            .flat_map(|c| c.entries.iter())
+            .filter(|e| e.0.handle() == 1)
+            .map(|e| e.1 / P)
+            .max()
+            .unwrap();
+        assert!(most >= 40, "{most}");
+        let mut group = StreamGroup::new(
+            FakeClock::new(),
+            GroupOptions::default().with_pace(Pace::Kernel),
+        );
+        let mut out = Recorder {
+            clock: FakeClock::new(),
+            kernel: false,
+            calls: Vec::new(),
+        };
+        let e = group.tick_with(&mut out).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EOPNOTSUPP));
+    }
+
+    #[test]
+    fn late_chunks_start_at_the_window_and_never_leave_it() {
+        let ms = 1_000_000u128;
+        // Due before the window: starts at its start, spacing kept.
+        let p = chunk_pace(5 * ms, 100_000, 10, 10 * ms, 20_000_000);
+        assert_eq!(
+            p,
+            EntryPace::new(Duration::ZERO, Duration::from_micros(100))
+        );
+        // Inside: offset from the window's start.
+        let p = chunk_pace(12 * ms, 100_000, 10, 10 * ms, 20_000_000);
+        assert_eq!(p.offset, Duration::from_millis(2));
+        // Would end after the window: spread to its end instead.
+        let p = chunk_pace(25 * ms, 1_000_000, 10, 10 * ms, 20_000_000);
+        assert_eq!(p, EntryPace::new(Duration::from_millis(15), Duration::ZERO));
+    }
 }

@@ -8,7 +8,12 @@
 //!   (`/dev/mdwrite`) when it is loaded, a `sendmmsg` fallback otherwise
 //!   ([`Backend`]); both put the same packets on the wire.
 //! - [`StreamGroup`] paces many streams, each a source of bytes at a
-//!   bitrate, and sends what all of them are due with one call per tick.
+//!   bitrate, and sends what all of them are due with one call per tick;
+//!   with [`GroupOptions::pace`] one call per latency budget, every
+//!   stream's packets timed at its own rate ([`Pace`]).
+//! - Paced calls ([`WriteOptions::pace`], [`PaceWindow`], [`EntryPace`])
+//!   give every packet a departure time: released by the module
+//!   (`MDW_FEAT_PACE`), by `fq` (`SO_TXTIME`), or in user space.
 //! - [`RegisteredBuffer`]s are memory registered with the module once, so
 //!   that sending from them pins nothing; [`Sender::send_async`] takes the
 //!   buffers it sends from by value, returns once the call is queued, and
@@ -39,6 +44,7 @@ mod device;
 mod fallback;
 mod group;
 pub mod media;
+mod pace;
 mod route;
 mod sender;
 mod sys;
@@ -53,9 +59,10 @@ pub use device::{Device, Features, Info};
 pub use fallback::FallbackStats;
 pub use group::{
     DestCount, GroupOptions, StreamConfig, StreamGroup, StreamId, StreamStats, TickReport,
-    Transmit, MIN_INTERVAL,
+    Transmit, MAX_PACED_INTERVAL, MAX_PACE_LEAD, MIN_INTERVAL,
 };
 pub use mdwrite_uapi as uapi;
+pub use pace::{EntryPace, Pace, PaceClock, PaceWindow};
 pub use route::{errno, interface_index, interface_mtu, interface_name, OsContext};
 pub use sender::{AsyncEntry, Backend, SendError, Sender};
 pub use write::{Entry, Stats, WriteOptions, WriteReport};

@@ -11,14 +11,19 @@ use std::{
     time::Duration,
 };
 
-use mdwrite_uapi::{MDW_FEAT_ASYNC, MDW_FEAT_BUF, MDW_MAX_ASYNC};
+use mdwrite_uapi::{MDW_FEAT_ASYNC, MDW_FEAT_BUF, MDW_FEAT_PACE, MDW_MAX_ASYNC};
 
 use crate::{
     fallback::{Fallback, FallbackStats},
+    pace::release_user,
     route::interface_mtu,
-    Completion, DestConfig, DestId, Device, Entry, Info, RegisteredBuffer, Stats, WriteOptions,
-    WriteReport,
+    Completion, DestConfig, DestId, Device, Entry, EntryPace, Info, MonotonicClock, PaceClock,
+    RegisteredBuffer, Stats, WriteOptions, WriteReport,
 };
+
+/// How far ahead of its time a packet of a paced call released in user
+/// space may leave, to send the packets due together in one system call.
+pub(crate) const USER_PACE_SLACK: Duration = Duration::from_micros(20);
 
 /// Which implementation carries a [`Sender`]'s packets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -74,6 +79,8 @@ pub struct Sender {
     dests: HashMap<DestId, DestMeta>,
     /// Asynchronous calls: the module's, or completions made up here.
     async_state: AsyncState,
+    /// The module releases paced calls itself (`MDW_FEAT_PACE`).
+    module_pace: bool,
 }
 
 /// One entry of an asynchronous call ([`Sender::send_async`]): bytes
@@ -89,6 +96,8 @@ pub struct AsyncEntry {
     pub range: Range<usize>,
     /// RTP timestamp of the entry's first packet (RTP destinations only).
     pub rtp_timestamp: Option<u32>,
+    /// Its own timing in a paced call, as [`Entry::pace`].
+    pub pace: Option<EntryPace>,
 }
 
 impl AsyncEntry {
@@ -99,7 +108,14 @@ impl AsyncEntry {
             buffer,
             range,
             rtp_timestamp: None,
+            pace: None,
         }
+    }
+
+    /// With its own timing in a paced call, as [`Entry::with_pace`].
+    pub fn with_pace(mut self, pace: EntryPace) -> Self {
+        self.pace = Some(pace);
+        self
     }
 
     /// With `ts` as the RTP timestamp of the entry's first packet.
@@ -214,6 +230,7 @@ impl Sender {
         let module_async = features & MDW_FEAT_ASYNC != 0;
         Ok(Sender {
             inner: Inner::Module(dev),
+            module_pace: features & MDW_FEAT_PACE != 0,
             dests: HashMap::new(),
             async_state: AsyncState {
                 module_buf: features & MDW_FEAT_BUF != 0,
@@ -243,6 +260,7 @@ impl Sender {
     pub fn open_fallback() -> io::Result<Sender> {
         Ok(Sender {
             inner: Inner::Fallback(Fallback::new()),
+            module_pace: false,
             dests: HashMap::new(),
             async_state: AsyncState {
                 ready: Some(ready_fd()?),
@@ -362,15 +380,69 @@ impl Sender {
     /// Fails without sending anything on invalid input (`EINVAL`, `E2BIG`,
     /// `ENXIO`, ...); an error after some packets left is in
     /// [`WriteReport::error`].
+    ///
+    /// A paced call ([`WriteOptions::pace`]) returns once its last packet
+    /// left, and is released:
+    ///
+    /// - by the module (`MDW_FEAT_PACE`): its own timer on the direct path,
+    ///   or, with [`WriteOptions::qdisc`], a departure time on each packet
+    ///   for `fq` or `etf`;
+    /// - by the fallback with [`WriteOptions::qdisc`]: each message carries
+    ///   its departure time (`SO_TXTIME`/`SCM_TXTIME`, `CLOCK_MONOTONIC`);
+    /// - otherwise in user space: the sender sleeps until each packet is
+    ///   due and sends the packets due within 20 us in one unpaced call
+    ///   (`CLOCK_MONOTONIC` only, `EINVAL` for TAI).
+    ///
+    /// A module without `MDW_FEAT_PACE` cannot stamp packets for the qdisc
+    /// (`EOPNOTSUPP`). The window and entry timings are checked as the
+    /// module checks them (`EINVAL`, `ERANGE`, `ETIME`).
     pub fn send_vectored(
         &mut self,
         entries: &[Entry<'_>],
         opts: &WriteOptions,
     ) -> io::Result<WriteReport> {
+        let Some(window) = opts.pace else {
+            return match &mut self.inner {
+                Inner::Module(dev) => dev.write_vectored(entries, *opts),
+                Inner::Fallback(fb) => fb.send_vectored(entries, opts),
+            };
+        };
         match &mut self.inner {
-            Inner::Module(dev) => dev.write_vectored(entries, *opts),
-            Inner::Fallback(fb) => fb.send_vectored(entries, opts),
+            Inner::Module(dev) if self.module_pace => return dev.write_vectored(entries, *opts),
+            Inner::Fallback(fb) if opts.qdisc => return fb.send_vectored(entries, opts),
+            Inner::Module(_) if opts.qdisc => {
+                return Err(io::Error::from_raw_os_error(libc::EOPNOTSUPP))
+            }
+            _ => {}
         }
+        if window.clock != PaceClock::Monotonic {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        let checked = window.check(window.clock.now())?;
+        let payloads: HashMap<DestId, Option<u16>> = self
+            .dests
+            .iter()
+            .map(|(&id, m)| (id, m.max_payload))
+            .collect();
+        let unpaced = WriteOptions {
+            pace: None,
+            ..*opts
+        };
+        release_user(
+            entries,
+            &checked,
+            &|d| payloads.get(&d).copied().flatten(),
+            &MonotonicClock,
+            USER_PACE_SLACK,
+            &mut |call| self.send_vectored(call, &unpaced),
+        )
+    }
+
+    /// Whether the module releases paced calls itself (`MDW_FEAT_PACE`);
+    /// false for the fallback and older modules, which pace in user space
+    /// (or, through the qdisc, with `SO_TXTIME`: the fallback only).
+    pub fn kernel_pacing(&self) -> bool {
+        self.module_pace
     }
 
     /// `len` bytes of page-aligned, zeroed memory to send from, registered
@@ -481,6 +553,7 @@ impl Sender {
                 dest: e.dest,
                 data,
                 rtp_timestamp: e.rtp_timestamp,
+                pace: e.pace,
             });
         }
         // SAFETY: every entry borrows from `buffers`, which the call keeps
@@ -542,7 +615,7 @@ impl Sender {
     ) -> io::Result<(WriteReport, Submitted)> {
         let st = &mut self.async_state;
         if let Inner::Module(dev) = &self.inner {
-            if st.module_async {
+            if st.module_async && (opts.pace.is_none() || self.module_pace) {
                 let token = st.next_token;
                 // SAFETY: the entries stay mapped and unchanged until the
                 // completion of `token` is read (the caller's contract).

@@ -23,6 +23,22 @@ pub struct Datagram {
     pub truncated: bool,
     /// The sender's address.
     pub from: Option<SocketAddr>,
+    /// When the kernel received it (`CLOCK_REALTIME`, time since the
+    /// epoch), on a socket with [`enable_rx_timestamps`].
+    pub received: Option<Duration>,
+}
+
+/// Space for one `SCM_TIMESTAMPNS` control message (a `timespec`), with
+/// room to spare.
+const CONTROL: usize = 64;
+
+/// Turns on kernel receive timestamps (`SO_TIMESTAMPNS`) on `socket`:
+/// [`recv_batch`] then fills [`Datagram::received`] with the time each
+/// datagram arrived, not the time it was read.
+pub fn enable_rx_timestamps(socket: impl AsFd) -> io::Result<()> {
+    use nix::sys::socket::{setsockopt, sockopt::ReceiveTimestampns};
+    setsockopt(&socket.as_fd(), ReceiveTimestampns, &true)?;
+    Ok(())
 }
 
 /// Most datagrams one call takes.
@@ -73,6 +89,9 @@ pub fn recv_batch(
     let mut iovs: [MaybeUninit<libc::iovec>; MAX_BATCH] = [MaybeUninit::uninit(); MAX_BATCH];
     let mut msgs: [MaybeUninit<libc::mmsghdr>; MAX_BATCH] =
         [const { MaybeUninit::uninit() }; MAX_BATCH];
+    // Control buffers (aligned for cmsghdr), filled by the kernel.
+    let mut control: [MaybeUninit<[u64; CONTROL / 8]>; MAX_BATCH] =
+        [const { MaybeUninit::uninit() }; MAX_BATCH];
     let base = buf.as_mut_ptr();
     for i in 0..n {
         iovs[i].write(libc::iovec {
@@ -86,6 +105,8 @@ pub fn recv_batch(
         m.msg_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
         m.msg_hdr.msg_iov = iovs[i].as_mut_ptr();
         m.msg_hdr.msg_iovlen = 1;
+        m.msg_hdr.msg_control = control[i].as_mut_ptr().cast();
+        m.msg_hdr.msg_controllen = CONTROL as _;
         msgs[i].write(m);
     }
     let got = loop {
@@ -124,9 +145,32 @@ pub fn recv_batch(
             len: len.min(slot),
             truncated: m.msg_hdr.msg_flags & libc::MSG_TRUNC != 0,
             from,
+            received: rx_timestamp(&m.msg_hdr),
         });
     }
     Ok(got)
+}
+
+/// The `SCM_TIMESTAMPNS` time of a received message, if it has one.
+fn rx_timestamp(h: &libc::msghdr) -> Option<Duration> {
+    // SAFETY: `h` was filled by recvmmsg: its control buffer holds
+    // `msg_controllen` bytes of well-formed control messages, which the
+    // CMSG_* macros walk without leaving it.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(h);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_SOCKET
+                && (*c).cmsg_type == libc::SCM_TIMESTAMPNS
+                && (*c).cmsg_len as usize
+                    >= libc::CMSG_LEN(size_of::<libc::timespec>() as u32) as usize
+            {
+                let ts: libc::timespec = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast());
+                return Some(Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32));
+            }
+            c = libc::CMSG_NXTHDR(h, c);
+        }
+    }
+    None
 }
 
 /// The address of `len` bytes at `s`, if it is IPv4 or IPv6.

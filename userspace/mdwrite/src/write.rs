@@ -4,9 +4,12 @@
 
 use std::io;
 
-use mdwrite_uapi::{MdwEntry, MdwStats, MDW_ENTRY_BUF, MDW_ENTRY_RTP_TS, MDW_WRITE_QDISC};
+use mdwrite_uapi::{
+    MdwEntry, MdwStats, MDW_ENTRY_BUF, MDW_ENTRY_PACE, MDW_ENTRY_RTP_TS, MDW_WRITE_PACE,
+    MDW_WRITE_QDISC,
+};
 
-use crate::{buffer::BufferTable, DestId};
+use crate::{buffer::BufferTable, DestId, EntryPace, PaceWindow};
 
 /// One chunk of data for one destination; any size, any alignment.
 ///
@@ -23,6 +26,9 @@ pub struct Entry<'a> {
     pub data: &'a [u8],
     /// RTP timestamp of the entry's first packet (RTP destinations only).
     pub rtp_timestamp: Option<u32>,
+    /// Its own timing in a paced call ([`WriteOptions::pace`]); `None`
+    /// spreads the destination's packets evenly over the window.
+    pub pace: Option<EntryPace>,
 }
 
 impl<'a> Entry<'a> {
@@ -32,20 +38,42 @@ impl<'a> Entry<'a> {
             dest,
             data,
             rtp_timestamp: None,
+            pace: None,
         }
     }
 
+    /// With `ts` as the RTP timestamp of its first packet.
+    pub fn with_rtp_timestamp(mut self, ts: u32) -> Self {
+        self.rtp_timestamp = Some(ts);
+        self
+    }
+
+    /// With its own timing in a paced call (`MDW_ENTRY_PACE`).
+    pub fn with_pace(mut self, pace: EntryPace) -> Self {
+        self.pace = Some(pace);
+        self
+    }
+
     pub(crate) fn to_abi(self) -> MdwEntry {
+        let mut flags = 0;
+        if self.rtp_timestamp.is_some() {
+            flags |= MDW_ENTRY_RTP_TS;
+        }
+        let (pace_offset, pace_gap) = match self.pace {
+            Some(p) => {
+                flags |= MDW_ENTRY_PACE;
+                p.abi()
+            }
+            None => (0, 0),
+        };
         MdwEntry {
             dest: self.dest.0,
-            flags: if self.rtp_timestamp.is_some() {
-                MDW_ENTRY_RTP_TS
-            } else {
-                0
-            },
+            flags,
             addr: self.data.as_ptr() as u64,
             len: self.data.len() as u64,
             rtp_timestamp: self.rtp_timestamp.unwrap_or(0),
+            pace_offset,
+            pace_gap,
             ..Default::default()
         }
     }
@@ -72,6 +100,10 @@ pub struct WriteOptions {
     pub quantum: u32,
     /// Through the qdisc rather than straight onto the TX queue.
     pub qdisc: bool,
+    /// A paced call: every packet departs at its own time inside this
+    /// window (`MDW_WRITE_PACE`; see [`Sender::send_vectored`](crate::Sender::send_vectored)
+    /// for who releases them).
+    pub pace: Option<PaceWindow>,
 }
 
 impl WriteOptions {
@@ -87,12 +119,21 @@ impl WriteOptions {
         self
     }
 
+    /// Paced in `window` (`None`: as fast as the device takes them).
+    pub fn with_pace(mut self, window: Option<PaceWindow>) -> Self {
+        self.pace = window;
+        self
+    }
+
     pub(crate) fn flags(&self) -> u32 {
+        let mut flags = 0;
         if self.qdisc {
-            MDW_WRITE_QDISC
-        } else {
-            0
+            flags |= MDW_WRITE_QDISC;
         }
+        if self.pace.is_some() {
+            flags |= MDW_WRITE_PACE;
+        }
+        flags
     }
 }
 
@@ -125,6 +166,7 @@ mod tests {
             dest,
             data: &mem[100..300],
             rtp_timestamp: Some(9),
+            pace: None,
         }
         .to_abi_in(&table);
         assert_eq!(

@@ -110,6 +110,7 @@ fn send_rtp_to(ip: &str) {
             dest: ids[0],
             data: &b,
             rtp_timestamp: Some(777_000),
+            pace: None,
         },
         Entry::new(ids[2], &d),
     ];
@@ -301,6 +302,7 @@ fn write_errors_are_the_modules() {
         dest: id,
         data: &one,
         rtp_timestamp: Some(1),
+        pace: None,
     };
     assert_eq!(errno_of(sender.send_vectored(&[ts], &opts)), libc::EINVAL);
     let many = vec![Entry::new(id, &one); 4097];
@@ -721,4 +723,69 @@ fn fallback_signals_the_eventfd() {
     let e = rustix::io::read(&efd, &mut count).unwrap_err();
     assert_eq!(e, rustix::io::Errno::AGAIN);
     recv_n(&r, 4);
+}
+
+/// Paced calls on the fallback: released in user space (each packet at its
+/// time) or with `SCM_TXTIME` through the qdisc (loopback has none, so
+/// they leave at once); the bytes arrive whole either way, and windows and
+/// entry timings get the module's errnos.
+#[test]
+fn paced_calls_release_at_their_times_and_check_like_the_module() {
+    use mdwrite::{EntryPace, PaceClock, PaceWindow};
+    let rx = receiver("127.0.0.1");
+    let mut sender = Sender::open_fallback().unwrap();
+    let id = sender.add_destination(&dest_to(&rx, 1000, None)).unwrap();
+    let payload = data(5000, 3);
+    let ms = Duration::from_millis;
+    let now = PaceClock::Monotonic.now();
+
+    // User-space release: 5 packets spread over 100 ms, 20 ms apart.
+    let opts = WriteOptions::default().with_pace(Some(PaceWindow::new(now + ms(10), ms(100))));
+    let start = std::time::Instant::now();
+    let r = sender
+        .send_vectored(&[Entry::new(id, &payload)], &opts)
+        .unwrap();
+    let took = start.elapsed();
+    assert_eq!((r.packets, r.bytes), (5, 5000));
+    // The last packet leaves 10 + 80 ms from the call.
+    assert!(took >= ms(89), "returned after {took:?}");
+    assert_eq!(recv_n(&rx, 5).concat(), payload);
+
+    // Through the qdisc: SCM_TXTIME on each message, sent at once.
+    let now = PaceClock::Monotonic.now();
+    let opts = WriteOptions::default()
+        .with_qdisc(true)
+        .with_pace(Some(PaceWindow::new(now + ms(1), ms(20))));
+    let r = sender
+        .send_vectored(&[Entry::new(id, &payload)], &opts)
+        .unwrap();
+    assert_eq!(r.packets, 5);
+    assert_eq!(recv_n(&rx, 5).concat(), payload);
+    assert_drained(&rx);
+
+    // The module's errnos, on both paths.
+    for qdisc in [false, true] {
+        let now = PaceClock::Monotonic.now();
+        let w = |start: Duration, len: Duration| PaceWindow::new(start, len);
+        let e = Entry::new(id, &payload);
+        let send = |s: &mut Sender, w: PaceWindow, e: Entry<'_>| {
+            let opts = WriteOptions::default().with_qdisc(qdisc).with_pace(Some(w));
+            errno_of(s.send_vectored(&[e], &opts))
+        };
+        assert_eq!(send(&mut sender, w(now, Duration::ZERO), e), libc::EINVAL);
+        assert_eq!(send(&mut sender, w(now, ms(1001)), e), libc::ERANGE);
+        assert_eq!(
+            send(&mut sender, w(now + ms(1500), ms(10)), e),
+            libc::ERANGE
+        );
+        assert_eq!(send(&mut sender, w(now - ms(20), ms(10)), e), libc::ETIME);
+        // 5 packets 5 ms apart from 1 ms: the last at 21 ms, after a 20 ms
+        // window.
+        let late = e.with_pace(EntryPace::new(ms(1), ms(5)));
+        assert_eq!(
+            send(&mut sender, w(now + ms(1), ms(20)), late),
+            libc::ERANGE
+        );
+    }
+    assert_drained(&rx);
 }

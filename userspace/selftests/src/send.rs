@@ -291,6 +291,7 @@ pub(crate) fn send_ipv6_rtp() -> TestResult {
             dest: id,
             data: d,
             rtp_timestamp: Some(7_000_000),
+            pace: None,
         })
         .collect();
     write(&dev, &entries, 0)?;

@@ -225,6 +225,7 @@ fn run_workload(topo: &Topology, backend: Backend, work: Workload) -> Result<Out
                         dest: ids[*r],
                         data: d,
                         rtp_timestamp: *ts,
+                        pace: None,
                     })
                     .collect();
                 let opts = WriteOptions::default()
@@ -648,6 +649,7 @@ pub(crate) fn sender_backends_same_errors() -> TestResult {
                         dest: id,
                         data: &one,
                         rtp_timestamp: Some(1),
+                        pace: None,
                     }],
                     libc::EINVAL,
                 ),

@@ -1,0 +1,110 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+# Paced sending through the module, as a receiver sees it: `mdwrite send
+# --pace kernel` of an 8 Mb/s clip (and an 80 kb/s stream to a second
+# receiver, which makes unpaced ticks 20 ms long) from a sender namespace
+# over veth and a bridge to `mdwrite recv --rtp` in receiver namespaces.
+# Checks: the clip arrives byte for byte without loss; on the sender's link
+# (a tcpdump capture of s0: departure times) the video's median gap is
+# within 20% of the ideal 1316 us and its largest burst (packets less than
+# a quarter of the mean gap apart) is at most 2; the same send with --pace
+# off bursts (>= 10), so the measurement sees bursts when there are some.
+# Then the fallback with --pace txtime through fq on the sender's link
+# (SO_TXTIME): byte-exact, the same bounds. The receiver's own gap report
+# (arrival times, after a bridge in another namespace) is printed.
+set -eu
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/../media/lib.sh"
+trap media_cleanup EXIT
+
+test -c /dev/mdwrite || media_fail "the module is not loaded"
+mdwrite info | grep -q "pace" || media_fail "the module does not report MDW_FEAT_PACE: $(mdwrite info)"
+media_setup 2
+clip=$MDW_MEDIA_DIR/clip.bin
+slow=$MDW_MEDIA_DIR/slow.bin
+# 1316 * 760 bytes: 1 s at 8 Mb/s; 10 packets at 80 kb/s: 1.3 s.
+head -c $((1316 * 760)) /dev/urandom >"$clip"
+head -c $((1316 * 10)) /dev/urandom >"$slow"
+
+# departures PCAP: "p50_us burst packets" of the video (to 10.98.0.10) in
+# a capture, from its time stamps.
+departures() {
+	python3 - "$1" <<'PY'
+import struct, sys
+data = open(sys.argv[1], 'rb').read()
+magic = struct.unpack('<I', data[:4])[0]
+scale = 1e-9 if magic == 0xa1b23c4d else 1e-6
+link = struct.unpack('<I', data[20:24])[0]
+off, times = 24, []
+while off + 16 <= len(data):
+    sec, frac, incl, _ = struct.unpack('<IIII', data[off:off + 16])
+    pkt = data[off + 16:off + 16 + incl]
+    off += 16 + incl
+    ip = pkt[14:] if link == 1 else pkt[16:]
+    if len(ip) >= 20 and ip[16:20] == bytes([10, 98, 0, 10]):
+        times.append(sec + frac * scale)
+gaps = [b - a for a, b in zip(times, times[1:])]
+if not gaps:
+    print(0, 0, len(times)); sys.exit()
+mean = (times[-1] - times[0]) / len(gaps)
+run = best = 1
+for g in gaps:
+    run = run + 1 if g < mean / 4 else 1
+    best = max(best, run)
+p50 = sorted(gaps)[(len(gaps) + 1) // 2 - 1]
+print(round(p50 * 1e6, 3), best, len(times))
+PY
+}
+
+# send_paced MODE [BACKEND]: sends, waits for the receivers; their reports in
+# recv0.txt and recv1.txt; the video's departures in p50 and burst.
+send_paced() {
+	local mode=$1 backend=${2:-module}
+	media_recv_start --idle-timeout 60 --fail-on-loss
+	media_capture_start
+	media_log "sending with --pace $mode"
+	ip netns exec "$(media_snd_ns)" mdwrite send --rtp --backend "$backend" --pace "$mode" \
+		"$clip" --to "$(media_rx_addr 0):5000" --bitrate 8M \
+		"$slow" --to "$(media_rx_addr 1):5000" --bitrate 80k \
+		>"$MDW_MEDIA_DIR/send.txt" || media_fail "mdwrite send failed: $(cat "$MDW_MEDIA_DIR/send.txt")"
+	grep "^total" "$MDW_MEDIA_DIR/send.txt"
+	grep -q "^total backend=$backend pace=$mode " "$MDW_MEDIA_DIR/send.txt" ||
+		media_fail "not sent by the $backend with --pace $mode"
+	# The receivers stop 60 s after their last packet unless told: the
+	# packets are in once the sender ended; let the idle timeout be short.
+	sleep 1
+	media_capture_stop
+	for pid in "${media_recv_pids[@]}"; do kill -INT "$pid"; done
+	media_recv_wait || media_fail "a receiver failed: $(cat "$MDW_MEDIA_DIR"/recv*)"
+	cat "$MDW_MEDIA_DIR/recv0.txt"
+	cmp "$clip" "$MDW_MEDIA_DIR/out0.ts" || media_fail "--pace $mode: the clip did not arrive byte for byte"
+	cmp "$slow" "$MDW_MEDIA_DIR/out1.ts" || media_fail "--pace $mode: the slow stream did not arrive byte for byte"
+	gaps=$(grep "^listen=" "$MDW_MEDIA_DIR/recv0.txt") || media_fail "no report: $(cat "$MDW_MEDIA_DIR/recv0.txt")"
+	[ "$(wc -l <"$MDW_MEDIA_DIR/recv0.txt")" = 1 ] || media_fail "more than one SSRC: $(cat "$MDW_MEDIA_DIR/recv0.txt")"
+	read -r p50 burst n < <(departures "$MDW_MEDIA_DIR/cap.pcap")
+	echo "departures (capture of s0): video p50_us=$p50 largest_burst=$burst packets=$n"
+	[ "$n" = 760 ] || media_fail "--pace $mode: the capture has $n video packets, want 760"
+	deps="p50_us=$p50 largest_burst=$burst"
+}
+
+send_paced kernel
+awk -v p="$p50" 'BEGIN { exit !(p > 1316 * 0.8 && p < 1316 * 1.2) }' ||
+	media_fail "--pace kernel: median gap $p50 us, ideal 1316 us"
+[ "$burst" -le 2 ] || media_fail "--pace kernel: largest burst $burst packets"
+kernel_line="departures $deps; receiver: $gaps"
+
+send_paced off
+[ "$burst" -ge 10 ] || media_fail "--pace off: largest burst only $burst: the measurement sees no bursts"
+
+off_line="departures $deps; receiver: $gaps"
+
+ip netns exec "$(media_snd_ns)" tc qdisc replace dev s0 root fq
+send_paced txtime fallback
+awk -v p="$p50" 'BEGIN { exit !(p > 1316 * 0.8 && p < 1316 * 1.2) }' ||
+	media_fail "--pace txtime: median gap $p50 us, ideal 1316 us"
+[ "$burst" -le 2 ] || media_fail "--pace txtime (fallback, fq): largest burst $burst packets"
+
+echo "kernel: $kernel_line"
+echo "off:    $off_line"
+echo "txtime: departures $deps; receiver: $gaps"
+echo "ok: --pace kernel and --pace txtime (fallback, fq) byte-exact, median gap near 1316 us, largest burst <= 2; --pace off bursts"
