@@ -11,6 +11,7 @@ use gst::glib;
 pub mod clients;
 mod sink;
 
+pub use descriptor::plugin_register_static;
 pub use sink::MdwriteSink;
 
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
@@ -20,7 +21,7 @@ fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
 /// The plugin's descriptor and the entry points GStreamer looks up
 /// (`gst_plugin_mdwrite_get_desc`), as `gst::plugin_define!` makes them.
 #[allow(missing_docs)]
-mod descriptor {
+pub mod descriptor {
     use super::plugin_init;
 
     gst::plugin_define!(
