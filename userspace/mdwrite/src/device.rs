@@ -194,7 +194,7 @@ impl Device {
         entries: &[Entry<'_>],
         options: WriteOptions,
     ) -> io::Result<WriteReport> {
-        self.write(entries, options.flags(), options.quantum, 0)
+        self.write(entries, options, options.flags(), 0)
     }
 
     /// Sends every entry with `MDW_WRITE_ASYNC`: returns once every packet
@@ -227,22 +227,18 @@ impl Device {
         options: WriteOptions,
         cookie: u64,
     ) -> io::Result<WriteReport> {
-        self.write(
-            entries,
-            options.flags() | MDW_WRITE_ASYNC,
-            options.quantum,
-            cookie,
-        )
+        self.write(entries, options, options.flags() | MDW_WRITE_ASYNC, cookie)
     }
 
     fn write(
         &self,
         entries: &[Entry<'_>],
+        options: WriteOptions,
         flags: u32,
-        quantum: u32,
         cookie: u64,
     ) -> io::Result<WriteReport> {
-        let raw: Vec<MdwEntry> = {
+        let quantum = options.quantum;
+        let mut raw: Vec<MdwEntry> = {
             let table = self.file.buffers();
             if table.is_empty() {
                 entries.iter().map(|e| e.to_abi()).collect()
@@ -250,6 +246,9 @@ impl Device {
                 entries.iter().map(|e| e.to_abi_in(&table)).collect()
             }
         };
+        if options.fanout {
+            crate::write::mark_fanouts(&mut raw, entries);
+        }
         let mut req = MdwWritev {
             entries: raw.as_ptr() as u64,
             count: u32::try_from(raw.len()).map_err(|_| {

@@ -11,7 +11,7 @@ use std::{
     time::Duration,
 };
 
-use mdwrite_uapi::{MDW_FEAT_ASYNC, MDW_FEAT_BUF, MDW_MAX_ASYNC};
+use mdwrite_uapi::{MDW_FEAT_ASYNC, MDW_FEAT_BUF, MDW_FEAT_FANOUT, MDW_MAX_ASYNC};
 
 use crate::{
     fallback::{Fallback, FallbackStats},
@@ -74,6 +74,9 @@ pub struct Sender {
     dests: HashMap<DestId, DestMeta>,
     /// Asynchronous calls: the module's, or completions made up here.
     async_state: AsyncState,
+    /// The module has `MDW_FEAT_FANOUT` (else [`WriteOptions::fanout`] is
+    /// ignored).
+    fanout: bool,
 }
 
 /// One entry of an asynchronous call ([`Sender::send_async`]): bytes
@@ -215,6 +218,7 @@ impl Sender {
         Ok(Sender {
             inner: Inner::Module(dev),
             dests: HashMap::new(),
+            fanout: features & MDW_FEAT_FANOUT != 0,
             async_state: AsyncState {
                 module_buf: features & MDW_FEAT_BUF != 0,
                 module_async,
@@ -244,6 +248,7 @@ impl Sender {
         Ok(Sender {
             inner: Inner::Fallback(Fallback::new()),
             dests: HashMap::new(),
+            fanout: false,
             async_state: AsyncState {
                 ready: Some(ready_fd()?),
                 ..AsyncState::default()
@@ -367,6 +372,7 @@ impl Sender {
         entries: &[Entry<'_>],
         opts: &WriteOptions,
     ) -> io::Result<WriteReport> {
+        let opts = &opts.with_fanout(opts.fanout && self.fanout);
         match &mut self.inner {
             Inner::Module(dev) => dev.write_vectored(entries, *opts),
             Inner::Fallback(fb) => fb.send_vectored(entries, opts),
@@ -544,9 +550,10 @@ impl Sender {
         if let Inner::Module(dev) = &self.inner {
             if st.module_async {
                 let token = st.next_token;
+                let opts = opts.with_fanout(opts.fanout && self.fanout);
                 // SAFETY: the entries stay mapped and unchanged until the
                 // completion of `token` is read (the caller's contract).
-                let report = unsafe { dev.write_vectored_async(entries, *opts, token) }?;
+                let report = unsafe { dev.write_vectored_async(entries, opts, token) }?;
                 st.next_token = token.wrapping_add(1);
                 st.module_in_flight += 1;
                 return Ok((report, Submitted::Module(token)));

@@ -446,7 +446,8 @@ impl MdwriteSink {
                     });
                 }
             }
-            let opts = WriteOptions::default();
+            // Each buffer's entries are one fan-out with the module.
+            let opts = WriteOptions::default().with_fanout(true);
             let result = sender.send_vectored(&entries, &opts);
             state.calls += 1;
             let error = match result {
