@@ -136,6 +136,9 @@ run mdwritesink-realtime tsparse set-timestamps=true ! rtpmp2tpay ! \
 run mdwritesink-fast tsparse ! rtpmp2tpay ! mdwritesink backend=fallback sync=false
 run mdwritesink-interval0 tsparse ! rtpmp2tpay ! \
 	mdwritesink backend=fallback sync=false interval=0
+# pace: the fallback sends at once (the module's paced release needs it).
+run mdwritesink-pace tsparse ! rtpmp2tpay ! \
+	mdwritesink backend=fallback sync=false pace=true interval=20000000
 run multiudpsink tsparse ! rtpmp2tpay ! multiudpsink sync=false
 same=1
 for ((i = 0; i < receivers; i++)); do

@@ -260,6 +260,12 @@ impl Device {
             cookie,
             ..Default::default()
         };
+        if let Some(p) = options.pace {
+            req.pace_start = u64::try_from(p.start.as_nanos()).unwrap_or(u64::MAX);
+            req.pace_window = u32::try_from(p.len.as_nanos()).unwrap_or(u32::MAX);
+            // CLOCK_MONOTONIC, for the fq qdisc.
+            req.pace_clock = libc::CLOCK_MONOTONIC as u32;
+        }
         // SAFETY: `raw` holds `count` entries of `entry_size` bytes whose
         // data borrow from `entries`, alive for the call, or name buffers
         // registered on this file.

@@ -58,4 +58,4 @@ pub use group::{
 pub use mdwrite_uapi as uapi;
 pub use route::{errno, interface_index, interface_mtu, interface_name, OsContext};
 pub use sender::{AsyncEntry, Backend, SendError, Sender};
-pub use write::{Entry, Stats, WriteOptions, WriteReport};
+pub use write::{Entry, PaceWindow, Stats, WriteOptions, WriteReport};

@@ -11,7 +11,7 @@ use std::{
     time::Duration,
 };
 
-use mdwrite_uapi::{MDW_FEAT_ASYNC, MDW_FEAT_BUF, MDW_FEAT_FANOUT, MDW_MAX_ASYNC};
+use mdwrite_uapi::{MDW_FEAT_ASYNC, MDW_FEAT_BUF, MDW_FEAT_FANOUT, MDW_FEAT_PACE, MDW_MAX_ASYNC};
 
 use crate::{
     fallback::{Fallback, FallbackStats},
@@ -77,6 +77,9 @@ pub struct Sender {
     /// The module has `MDW_FEAT_FANOUT` (else [`WriteOptions::fanout`] is
     /// ignored).
     fanout: bool,
+    /// The module has `MDW_FEAT_PACE` (else [`WriteOptions::pace`] is
+    /// ignored).
+    pace: bool,
 }
 
 /// One entry of an asynchronous call ([`Sender::send_async`]): bytes
@@ -219,6 +222,7 @@ impl Sender {
             inner: Inner::Module(dev),
             dests: HashMap::new(),
             fanout: features & MDW_FEAT_FANOUT != 0,
+            pace: features & MDW_FEAT_PACE != 0,
             async_state: AsyncState {
                 module_buf: features & MDW_FEAT_BUF != 0,
                 module_async,
@@ -249,6 +253,7 @@ impl Sender {
             inner: Inner::Fallback(Fallback::new()),
             dests: HashMap::new(),
             fanout: false,
+            pace: false,
             async_state: AsyncState {
                 ready: Some(ready_fd()?),
                 ..AsyncState::default()
@@ -360,6 +365,15 @@ impl Sender {
         }
     }
 
+    /// `opts` without what the backend lacks (fan-outs, pacing).
+    fn supported(&self, opts: &WriteOptions) -> WriteOptions {
+        let mut o = opts.with_fanout(opts.fanout && self.fanout);
+        if !self.pace {
+            o.pace = None;
+        }
+        o
+    }
+
     /// Sends every entry, each cut into packets and all interleaved round
     /// robin across destinations (in order of first appearance, `quantum`
     /// packets per destination per turn), in one call.
@@ -372,7 +386,7 @@ impl Sender {
         entries: &[Entry<'_>],
         opts: &WriteOptions,
     ) -> io::Result<WriteReport> {
-        let opts = &opts.with_fanout(opts.fanout && self.fanout);
+        let opts = &self.supported(opts);
         match &mut self.inner {
             Inner::Module(dev) => dev.write_vectored(entries, *opts),
             Inner::Fallback(fb) => fb.send_vectored(entries, opts),
@@ -546,11 +560,12 @@ impl Sender {
         opts: &WriteOptions,
         cookie: u64,
     ) -> io::Result<(WriteReport, Submitted)> {
+        let supported = self.supported(opts);
         let st = &mut self.async_state;
         if let Inner::Module(dev) = &self.inner {
             if st.module_async {
                 let token = st.next_token;
-                let opts = opts.with_fanout(opts.fanout && self.fanout);
+                let opts = supported;
                 // SAFETY: the entries stay mapped and unchanged until the
                 // completion of `token` is read (the caller's contract).
                 let report = unsafe { dev.write_vectored_async(entries, opts, token) }?;

@@ -4,10 +4,11 @@
 
 use std::io;
 
-use std::collections::HashSet;
+use std::{collections::HashSet, time::Duration};
 
 use mdwrite_uapi::{
-    MdwEntry, MdwStats, MDW_ENTRY_BUF, MDW_ENTRY_RTP_TS, MDW_ENTRY_SAME, MDW_WRITE_QDISC,
+    MdwEntry, MdwStats, MDW_ENTRY_BUF, MDW_ENTRY_RTP_TS, MDW_ENTRY_SAME, MDW_MAX_PACE_WINDOW,
+    MDW_WRITE_PACE, MDW_WRITE_QDISC,
 };
 
 use crate::{buffer::BufferTable, DestId};
@@ -79,6 +80,18 @@ pub struct WriteOptions {
     /// Send runs of entries with the same data as fan-outs
     /// ([`with_fanout`](WriteOptions::with_fanout)).
     pub fanout: bool,
+    /// Paced release ([`with_pace`](WriteOptions::with_pace)).
+    pub pace: Option<PaceWindow>,
+}
+
+/// The window of a paced call (`MDW_WRITE_PACE`) on `CLOCK_MONOTONIC`
+/// ([`MonotonicClock`](crate::MonotonicClock)'s times).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PaceWindow {
+    /// When the window starts.
+    pub start: Duration,
+    /// Its length, at most 1 s (`MDW_MAX_PACE_WINDOW`).
+    pub len: Duration,
 }
 
 impl WriteOptions {
@@ -107,8 +120,29 @@ impl WriteOptions {
         self
     }
 
+    /// With the module's paced release: the call's packets depart spread
+    /// evenly over the window `len` from `start` (on `CLOCK_MONOTONIC`,
+    /// [`MonotonicClock`](crate::MonotonicClock)), each destination's in
+    /// order, released by the device's `fq` qdisc (without one they leave at
+    /// once). Implies [`with_qdisc`](WriteOptions::with_qdisc); a
+    /// synchronous paced call returns once its last packet has left, so it
+    /// takes its window. `len` is clamped to 1 ns .. 1 s. The module fails
+    /// with `ERANGE` for a start more than 1 s ahead and `ETIME` for a
+    /// window already over. Needs `MDW_FEAT_PACE`: [`Sender`](crate::Sender)
+    /// ignores it without, and the fallback sends at once.
+    pub fn with_pace(mut self, start: Duration, len: Duration) -> Self {
+        let max = Duration::from_nanos(MDW_MAX_PACE_WINDOW.into());
+        self.pace = Some(PaceWindow {
+            start,
+            len: len.clamp(Duration::from_nanos(1), max),
+        });
+        self
+    }
+
     pub(crate) fn flags(&self) -> u32 {
-        if self.qdisc {
+        if self.pace.is_some() {
+            MDW_WRITE_QDISC | MDW_WRITE_PACE
+        } else if self.qdisc {
             MDW_WRITE_QDISC
         } else {
             0

@@ -17,14 +17,14 @@ use std::{
     net::{IpAddr, SocketAddr},
     ops::Range,
     sync::{LazyLock, Mutex, MutexGuard},
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use gst::{glib, prelude::*, subclass::prelude::*};
 use gst_base::subclass::prelude::*;
 use mdwrite::{
-    media::rtp::RtpHeader, uapi::MDW_MAX_ENTRIES, Backend, DestConfig, DestId, Entry, Rtp, Sender,
-    WriteOptions,
+    media::rtp::RtpHeader, uapi::MDW_MAX_ENTRIES, Backend, Clock, DestConfig, DestId, Entry,
+    MonotonicClock, Rtp, Sender, WriteOptions,
 };
 
 use super::BackendChoice;
@@ -434,7 +434,16 @@ impl MdwriteSink {
         }
         // At most MDW_MAX_ENTRIES entries per call.
         let per_call = (MDW_MAX_ENTRIES as usize / targets.len()).max(1);
-        for chunk in pending.chunks(per_call) {
+        // With `pace`, the calls share the next interval, one after the
+        // other.
+        let ncalls = pending.len().div_ceil(per_call) as u32;
+        let pace = (state.settings.pace && state.settings.interval > 0).then(|| {
+            (
+                MonotonicClock.now(),
+                Duration::from_nanos(state.settings.interval) / ncalls,
+            )
+        });
+        for (k, chunk) in pending.chunks(per_call).enumerate() {
             let mut entries = Vec::with_capacity(chunk.len() * targets.len());
             for p in chunk {
                 let data = &p.map[p.range.clone()];
@@ -447,7 +456,10 @@ impl MdwriteSink {
                 }
             }
             // Each buffer's entries are one fan-out with the module.
-            let opts = WriteOptions::default().with_fanout(true);
+            let mut opts = WriteOptions::default().with_fanout(true);
+            if let Some((start, len)) = pace {
+                opts = opts.with_pace(start + len * k as u32, len);
+            }
             let result = sender.send_vectored(&entries, &opts);
             state.calls += 1;
             let error = match result {
@@ -588,9 +600,10 @@ impl ObjectImpl for MdwriteSink {
                 glib::ParamSpecBoolean::builder("pace")
                     .nick("Pace")
                     .blurb(
-                        "Spread each call's packets over the next interval with the module's \
-                         paced release (needs the fq qdisc on the device); the fallback \
-                         sends at once",
+                        "Spread each interval's packets over the next interval with the \
+                         module's paced release (MDW_WRITE_PACE, through the qdisc: needs fq \
+                         on the device); the call then takes the interval. Ignored by the \
+                         fallback and by a module without pacing, which send at once",
                     )
                     .default_value(false)
                     .mutable_ready()
