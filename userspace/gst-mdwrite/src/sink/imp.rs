@@ -406,13 +406,20 @@ impl MdwriteSink {
             return;
         }
         if state.payload_type.is_some() {
-            for i in 0..state.clients.len() {
-                if let Err(e) = Self::register(state, i) {
-                    gst::element_imp_warning!(
-                        self,
-                        gst::ResourceError::OpenWrite,
-                        ["client {}: {}", state.clients[i].client, e]
-                    );
+            // With rtp-rewrite, the clients are registered now; one that
+            // cannot be is dropped with a warning.
+            let mut i = 0;
+            while i < state.clients.len() {
+                match Self::register(state, i) {
+                    Ok(()) => i += 1,
+                    Err(e) => {
+                        gst::element_imp_warning!(
+                            self,
+                            gst::ResourceError::OpenWrite,
+                            ["client {}: {}; removed", state.clients[i].client, e]
+                        );
+                        state.clients.remove(i);
+                    }
                 }
             }
         }
