@@ -134,6 +134,7 @@ struct State {
     pending: Vec<Pending>,
     pending_bytes: usize,
     first_ts: Option<gst::ClockTime>,
+    last_ts: Option<gst::ClockTime>,
     first_wall: Option<Instant>,
     /// Send errors reported as warnings so far.
     warned_errors: u64,
@@ -376,6 +377,9 @@ impl MdwriteSink {
             state.first_ts = ts;
             state.first_wall = Some(Instant::now());
         }
+        if ts.is_some() {
+            state.last_ts = ts;
+        }
         state.pending_bytes += range.len();
         state.pending.push(Pending {
             map,
@@ -423,9 +427,15 @@ impl MdwriteSink {
                 }
             }
         }
+        // The stream time the gathered buffers cover.
+        let span = match (state.first_ts, state.last_ts) {
+            (Some(a), Some(b)) => b.saturating_sub(a).nseconds(),
+            _ => 0,
+        };
         let pending = std::mem::take(&mut state.pending);
         state.pending_bytes = 0;
         state.first_ts = None;
+        state.last_ts = None;
         state.first_wall = None;
         let Some(sender) = state.sender.as_mut() else {
             return;
@@ -444,11 +454,11 @@ impl MdwriteSink {
         // With `pace`, the calls share the next interval, one after the
         // other.
         let ncalls = pending.len().div_ceil(per_call) as u32;
+        // The window is the stream time the buffers cover, at least the
+        // interval, at most 1 s.
         let pace = (state.settings.pace && state.settings.interval > 0).then(|| {
-            (
-                MonotonicClock.now(),
-                Duration::from_nanos(state.settings.interval) / ncalls,
-            )
+            let window = span.clamp(state.settings.interval, MAX_INTERVAL);
+            (MonotonicClock.now(), Duration::from_nanos(window) / ncalls)
         });
         for (k, chunk) in pending.chunks(per_call).enumerate() {
             let mut entries = Vec::with_capacity(chunk.len() * targets.len());
@@ -607,9 +617,10 @@ impl ObjectImpl for MdwriteSink {
                 glib::ParamSpecBoolean::builder("pace")
                     .nick("Pace")
                     .blurb(
-                        "Spread each interval's packets over the next interval with the \
+                        "Spread each call's packets over the stream time its buffers cover \
+                         (their timestamps' span; at least interval, at most 1 s) with the \
                          module's paced release (MDW_WRITE_PACE, through the qdisc: needs fq \
-                         on the device); the call then takes the interval. Ignored by the \
+                         on the device); the call then takes that time. Ignored by the \
                          fallback and by a module without pacing, which send at once",
                     )
                     .default_value(false)
@@ -898,6 +909,8 @@ impl BaseSinkImpl for MdwriteSink {
                 let mut state = self.state();
                 state.pending.clear();
                 state.pending_bytes = 0;
+                state.first_ts = None;
+                state.last_ts = None;
             }
             _ => {}
         }
