@@ -6,7 +6,8 @@
 # bridge, 4 of them GStreamer receivers (udpsrc ! rtpmp2tdepay ! filesink)
 # and 4 `mdwrite recv --rtp`, in real time (sync=true), then paced
 # (sync=false, pace=true, fq on the link). Checks: the element sent through
-# the module, every receiver got the clip byte for byte, and the paced run
+# the module, every receiver got the clip byte for byte, rmmod is refused
+# while the first run plays (and the stream goes on), and the paced run
 # took the clip's duration.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
@@ -84,8 +85,13 @@ run() {
 	t0=$(date +%s.%N)
 	GST_DEBUG=mdwritesink:4 ip netns exec "$(media_snd_ns)" gst-launch-1.0 filesrc location="$clip" ! \
 		tsparse set-timestamps=true ! rtpmp2tpay ! \
-		mdwritesink backend="$backend" clients="$clients" "$@" >"$MDW_MEDIA_DIR/send.txt" 2>&1 ||
-		media_fail "$name: the pipeline failed: $(cat "$MDW_MEDIA_DIR/send.txt")"
+		mdwritesink backend="$backend" clients="$clients" "$@" >"$MDW_MEDIA_DIR/send.txt" 2>&1 &
+	local sender=$!
+	if [ -n "${during:-}" ]; then
+		sleep 1
+		eval "$during"
+	fi
+	wait $sender || media_fail "$name: the pipeline failed: $(cat "$MDW_MEDIA_DIR/send.txt")"
 	elapsed=$(echo "$(date +%s.%N) - $t0" | bc)
 	grep -q "backend $backend" "$MDW_MEDIA_DIR/send.txt" ||
 		media_fail "$name: not sent by the $backend: $(cat "$MDW_MEDIA_DIR/send.txt")"
@@ -102,7 +108,19 @@ run() {
 	echo "ok: $name: $receivers receivers ($((receivers / 2)) GStreamer, $((receivers / 2)) mdwrite recv), clip byte-exact, ${elapsed}s"
 }
 
+# While it plays, the module cannot be unloaded (the element holds
+# /dev/mdwrite open) and the stream goes on whole.
+unload_refused() {
+	if rmmod mdwrite 2>/dev/null; then
+		media_fail "rmmod succeeded while mdwritesink played"
+	fi
+	grep -q '^mdwrite ' /proc/modules || media_fail "the module is gone"
+	echo "rmmod refused while playing"
+}
+during=
+[ "$backend" != module ] || during=unload_refused
 run realtime sync=true
+during=
 # Paced: fq on the sender's link; with sync=false each call is paced over
 # the stream time its buffers cover (at least 20 ms) and returns once its
 # window is over, so the 3 s clip takes about 3 s although nothing syncs to
