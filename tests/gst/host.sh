@@ -62,6 +62,16 @@ bash "$root/tests/media/gen-clip.sh" "$clip" 3 1500000
 size=$(stat -c %s "$clip")
 gst-inspect-1.0 mdwritesink >/dev/null || { echo "gst-inspect-1.0 finds no mdwritesink in $plugins" >&2; exit 1; }
 
+# gst-inspect-1.0 documents every property and signal.
+gst-inspect-1.0 mdwritesink >"$dir/inspect.txt"
+missing=""
+for p in clients ttl ttl-mc qos-dscp bind-address bind-port sync backend interval pace rtp-rewrite \
+	'"add"' '"remove"' '"clear"' '"get-stats"'; do
+	grep -qE "^  $p +(: [A-Z]|:  )" "$dir/inspect.txt" || missing+=" $p"
+done
+[ -z "$missing" ] && ok "gst-inspect-1.0 documents every property and signal" ||
+	notok "gst-inspect-1.0 lacks:$missing"
+
 caps='application/x-rtp,media=video,clock-rate=90000,encoding-name=MP2T,payload=33'
 receivers=8
 base=5000
