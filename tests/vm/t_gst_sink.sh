@@ -87,10 +87,8 @@ run() {
 		tsparse set-timestamps=true ! rtpmp2tpay ! \
 		mdwritesink backend="$backend" clients="$clients" "$@" >"$MDW_MEDIA_DIR/send.txt" 2>&1 &
 	local sender=$!
-	if [ -n "${during:-}" ]; then
-		sleep 1
-		eval "$during"
-	fi
+	[ -z "${during:-}" ] || eval "$during"
+
 	wait $sender || media_fail "$name: the pipeline failed: $(cat "$MDW_MEDIA_DIR/send.txt")"
 	elapsed=$(echo "$(date +%s.%N) - $t0" | bc)
 	grep -q "backend $backend" "$MDW_MEDIA_DIR/send.txt" ||
@@ -110,7 +108,15 @@ run() {
 
 # While it plays, the module cannot be unloaded (the element holds
 # /dev/mdwrite open) and the stream goes on whole.
+# Once the pipeline has opened /dev/mdwrite (gst-launch-1.0 takes seconds
+# to start under TCG).
 unload_refused() {
+	local t
+	for ((t = 0; t < 1200; t++)); do
+		ls -l "/proc/$sender/fd" 2>/dev/null | grep -q /dev/mdwrite && break
+		sleep 0.1
+	done
+	ls -l "/proc/$sender/fd" | grep -q /dev/mdwrite || media_fail "the pipeline did not open /dev/mdwrite"
 	if rmmod mdwrite 2>/dev/null; then
 		media_fail "rmmod succeeded while mdwritesink played"
 	fi
