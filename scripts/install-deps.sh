@@ -6,7 +6,10 @@
 # ships the library source), a pinned bindgen-cli, clang/LLVM 19 for the debug
 # kernel, QEMU and virtme-ng for the selftests, and the network tools the
 # tests run inside the guest, and debhelper, dh-dkms, dkms and lintian for the
-# Debian packages (make deb) and their test.
+# Debian packages (make deb) and their test, and GStreamer 1.22 (development
+# files for the mdwritesink plugin, gst-launch-1.0/gst-inspect-1.0, and the
+# elements its tests use: tsparse and mpegtsmux from -bad, rtpmp2tpay and
+# udpsrc from -good, x264enc from -ugly).
 #
 # Idempotent and quiet when everything is already there.
 set -euo pipefail
@@ -24,6 +27,9 @@ DEB_PACKAGES=(
 	gnuplot-nox
 	ffmpeg tshark
 	dkms dh-dkms debhelper lintian libcap2-bin adduser man-db systemd
+	libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-tools
+	gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
+	gstreamer1.0-plugins-ugly
 )
 
 missing=()

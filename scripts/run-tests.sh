@@ -4,6 +4,7 @@
 # Every mdwrite test, from a fresh machine: installs what is missing, builds
 # the debug kernel, the module and userspace, then runs
 #   - host checks: rustfmt, clippy, cargo test (unit, property, ABI probe);
+#   - mdwritesink (GStreamer) on the host with the fallback backend;
 #   - the module build, which must print no warning;
 #   - the VM selftests on the debug kernel (KTAP, dmesg and kmemleak checked);
 #   - the runner's own tests: a failing test, a WARN and a leak must each
@@ -60,6 +61,11 @@ else
 	# A build failure runs no test at all: count it.
 	[ "$f" = 0 ] && failed=$((failed + 1))
 fi
+
+# mdwritesink on the host with the fallback (tests/gst/host.sh): a clip to
+# 8 receivers byte for byte, multiudpsink's payloads, element errors.
+check gst-host bash -c "cargo build --quiet --release --manifest-path '$ws' -p gst-mdwrite -p mdwrite-cli &&
+	'$MDW_ROOT/tests/gst/host.sh' '$MDW_ROOT/userspace/target/release'"
 
 check kernel-debug-build "$MDW_ROOT/scripts/build-kernel.sh" debug
 check module-build-no-warnings "$MDW_ROOT/scripts/build-module.sh" debug

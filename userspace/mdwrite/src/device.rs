@@ -247,7 +247,7 @@ impl Device {
             }
             None => (0, 0, 0),
         };
-        let raw: Vec<MdwEntry> = {
+        let mut raw: Vec<MdwEntry> = {
             let table = self.file.buffers();
             if table.is_empty() {
                 entries.iter().map(|e| e.to_abi()).collect()
@@ -255,6 +255,9 @@ impl Device {
                 entries.iter().map(|e| e.to_abi_in(&table)).collect()
             }
         };
+        if options.fanout {
+            crate::write::mark_fanouts(&mut raw, entries);
+        }
         let mut req = MdwWritev {
             entries: raw.as_ptr() as u64,
             count: u32::try_from(raw.len()).map_err(|_| {

@@ -11,7 +11,7 @@ use std::{
     time::Duration,
 };
 
-use mdwrite_uapi::{MDW_FEAT_ASYNC, MDW_FEAT_BUF, MDW_FEAT_PACE, MDW_MAX_ASYNC};
+use mdwrite_uapi::{MDW_FEAT_ASYNC, MDW_FEAT_BUF, MDW_FEAT_FANOUT, MDW_FEAT_PACE, MDW_MAX_ASYNC};
 
 use crate::{
     fallback::{Fallback, FallbackStats},
@@ -81,6 +81,9 @@ pub struct Sender {
     async_state: AsyncState,
     /// The module releases paced calls itself (`MDW_FEAT_PACE`).
     module_pace: bool,
+    /// The module has `MDW_FEAT_FANOUT` (else [`WriteOptions::fanout`] is
+    /// ignored).
+    fanout: bool,
 }
 
 /// One entry of an asynchronous call ([`Sender::send_async`]): bytes
@@ -231,6 +234,7 @@ impl Sender {
         Ok(Sender {
             inner: Inner::Module(dev),
             module_pace: features & MDW_FEAT_PACE != 0,
+            fanout: features & MDW_FEAT_FANOUT != 0,
             dests: HashMap::new(),
             async_state: AsyncState {
                 module_buf: features & MDW_FEAT_BUF != 0,
@@ -261,6 +265,7 @@ impl Sender {
         Ok(Sender {
             inner: Inner::Fallback(Fallback::new()),
             module_pace: false,
+            fanout: false,
             dests: HashMap::new(),
             async_state: AsyncState {
                 ready: Some(ready_fd()?),
@@ -401,6 +406,7 @@ impl Sender {
         entries: &[Entry<'_>],
         opts: &WriteOptions,
     ) -> io::Result<WriteReport> {
+        let opts = &self.supported(opts);
         let Some(window) = opts.pace else {
             return match &mut self.inner {
                 Inner::Module(dev) => dev.write_vectored(entries, *opts),
@@ -436,6 +442,15 @@ impl Sender {
             USER_PACE_SLACK,
             &mut |call| self.send_vectored(call, &unpaced),
         )
+    }
+
+    /// `opts` without what this backend cannot do: fan-outs need
+    /// `MDW_FEAT_FANOUT` (the fallback sends such entries as they are).
+    fn supported(&self, opts: &WriteOptions) -> WriteOptions {
+        WriteOptions {
+            fanout: opts.fanout && self.fanout,
+            ..*opts
+        }
     }
 
     /// Whether the module releases paced calls itself (`MDW_FEAT_PACE`);
@@ -613,13 +628,14 @@ impl Sender {
         opts: &WriteOptions,
         cookie: u64,
     ) -> io::Result<(WriteReport, Submitted)> {
+        let fanned = self.supported(opts);
         let st = &mut self.async_state;
         if let Inner::Module(dev) = &self.inner {
             if st.module_async && (opts.pace.is_none() || self.module_pace) {
                 let token = st.next_token;
                 // SAFETY: the entries stay mapped and unchanged until the
                 // completion of `token` is read (the caller's contract).
-                let report = unsafe { dev.write_vectored_async(entries, *opts, token) }?;
+                let report = unsafe { dev.write_vectored_async(entries, fanned, token) }?;
                 st.next_token = token.wrapping_add(1);
                 st.module_in_flight += 1;
                 return Ok((report, Submitted::Module(token)));

@@ -2,11 +2,11 @@
 
 //! The multi-destination write: entries, options and the report.
 
-use std::io;
+use std::{collections::HashSet, io};
 
 use mdwrite_uapi::{
-    MdwEntry, MdwStats, MDW_ENTRY_BUF, MDW_ENTRY_PACE, MDW_ENTRY_RTP_TS, MDW_WRITE_PACE,
-    MDW_WRITE_QDISC,
+    MdwEntry, MdwStats, MDW_ENTRY_BUF, MDW_ENTRY_PACE, MDW_ENTRY_RTP_TS, MDW_ENTRY_SAME,
+    MDW_WRITE_PACE, MDW_WRITE_QDISC,
 };
 
 use crate::{buffer::BufferTable, DestId, EntryPace, PaceWindow};
@@ -104,6 +104,9 @@ pub struct WriteOptions {
     /// window (`MDW_WRITE_PACE`; see [`Sender::send_vectored`](crate::Sender::send_vectored)
     /// for who releases them).
     pub pace: Option<PaceWindow>,
+    /// Send runs of entries with the same data as fan-outs
+    /// ([`with_fanout`](WriteOptions::with_fanout)).
+    pub fanout: bool,
 }
 
 impl WriteOptions {
@@ -125,6 +128,19 @@ impl WriteOptions {
         self
     }
 
+    /// With `fanout`, consecutive entries whose data is the same slice
+    /// (same address and length) for different destinations go to the
+    /// module as one fan-out (`MDW_ENTRY_SAME`): the data is checked and
+    /// pinned once, and each of its packets goes to every destination of
+    /// the run before the next packet. Needs a module with
+    /// `MDW_FEAT_FANOUT`; [`Sender`](crate::Sender) ignores it otherwise,
+    /// and the fallback sends such entries as they are (the same packets:
+    /// for entries of one packet, in the same order).
+    pub fn with_fanout(mut self, fanout: bool) -> Self {
+        self.fanout = fanout;
+        self
+    }
+
     pub(crate) fn flags(&self) -> u32 {
         let mut flags = 0;
         if self.qdisc {
@@ -134,6 +150,33 @@ impl WriteOptions {
             flags |= MDW_WRITE_PACE;
         }
         flags
+    }
+}
+
+/// Turns each entry of `entries` whose data is the previous entry's (the
+/// same address and length) for a destination not yet in that run into an
+/// `MDW_ENTRY_SAME` entry of `raw` (their ABI form): a fan-out.
+pub(crate) fn mark_fanouts(raw: &mut [MdwEntry], entries: &[Entry<'_>]) {
+    let mut members = HashSet::new();
+    for (i, e) in entries.iter().enumerate() {
+        let same = i > 0 && {
+            let prev = entries[i - 1].data;
+            std::ptr::eq(prev.as_ptr(), e.data.as_ptr()) && prev.len() == e.data.len()
+        };
+        if !same {
+            members.clear();
+        }
+        if members.insert(e.dest.0) && same {
+            let r = &mut raw[i];
+            r.flags = (r.flags & (MDW_ENTRY_RTP_TS | MDW_ENTRY_PACE)) | MDW_ENTRY_SAME;
+            r.addr = 0;
+            r.len = 0;
+            r.buf = 0;
+        } else if same {
+            // A destination twice in a run starts a new run.
+            members.clear();
+            members.insert(e.dest.0);
+        }
     }
 }
 
@@ -154,6 +197,37 @@ pub type Stats = MdwStats;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn runs_of_the_same_data_are_fanouts() {
+        let a = vec![1u8; 100];
+        let b = a.clone();
+        let d = DestId::from_handle;
+        let entries = [
+            Entry::new(d(1), &a),
+            Entry::new(d(2), &a),
+            Entry {
+                rtp_timestamp: Some(7),
+                ..Entry::new(d(3), &a)
+            },
+            // Same contents, other memory: a new entry.
+            Entry::new(d(1), &b),
+            Entry::new(d(2), &b[..50]),
+            Entry::new(d(3), &b[..50]),
+            // A destination twice: a new run.
+            Entry::new(d(3), &b[..50]),
+            Entry::new(d(1), &b[..50]),
+        ];
+        let mut raw: Vec<MdwEntry> = entries.iter().map(|e| e.to_abi()).collect();
+        mark_fanouts(&mut raw, &entries);
+        let same: Vec<bool> = raw.iter().map(|r| r.flags & MDW_ENTRY_SAME != 0).collect();
+        assert_eq!(same, [false, true, true, false, false, true, false, true]);
+        assert_eq!(
+            (raw[2].flags, raw[2].addr, raw[2].len),
+            (MDW_ENTRY_SAME | MDW_ENTRY_RTP_TS, 0, 0)
+        );
+        assert_eq!(raw[3].len, 100);
+    }
 
     #[test]
     fn entries_in_registered_buffers_name_the_buffer() {
