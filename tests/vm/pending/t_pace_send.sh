@@ -14,7 +14,7 @@
 # (arrival times, after a bridge in another namespace) is printed.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
-. "$here/../media/lib.sh"
+. "$here/../../media/lib.sh"
 trap media_cleanup EXIT
 
 test -c /dev/mdwrite || media_fail "the module is not loaded"

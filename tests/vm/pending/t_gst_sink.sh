@@ -11,7 +11,7 @@
 # took the clip's duration.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
-. "$here/../media/lib.sh"
+. "$here/../../media/lib.sh"
 gst_pids=()
 cleanup() {
 	for pid in "${gst_pids[@]}"; do kill "$pid" 2>/dev/null; done
