@@ -116,7 +116,7 @@ unload_refused() {
 		ls -l "/proc/$sender/fd" 2>/dev/null | grep -q /dev/mdwrite && break
 		sleep 0.1
 	done
-	ls -l "/proc/$sender/fd" | grep -q /dev/mdwrite || media_fail "the pipeline did not open /dev/mdwrite"
+	ls -l "/proc/$sender/fd" | grep -q /dev/mdwrite || media_fail "the pipeline did not open /dev/mdwrite: $(cat "$MDW_MEDIA_DIR/send.txt")"
 	if rmmod mdwrite 2>/dev/null; then
 		media_fail "rmmod succeeded while mdwritesink played"
 	fi

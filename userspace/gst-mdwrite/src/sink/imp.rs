@@ -42,6 +42,9 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
 const DEFAULT_INTERVAL: u64 = 10_000_000;
 /// Largest `interval`: 1 s.
 const MAX_INTERVAL: u64 = 1_000_000_000;
+/// How long registering a client waits for the module to resolve its MAC
+/// address.
+const NEIGHBOUR_WAIT: Duration = Duration::from_secs(5);
 /// Bytes one call gathers at most (of the stream, before fan-out).
 const MAX_CALL_BYTES: usize = 64 << 20;
 
@@ -227,7 +230,24 @@ impl MdwriteSink {
         let addr = state.clients[i].client.resolve()?;
         let cfg = Self::dest_config(state, addr, state.payload_type)?;
         let sender = state.sender.as_mut().expect("started");
-        let id = sender.add_destination(&cfg)?;
+        // The module answers EHOSTUNREACH while it resolves the client's
+        // MAC address (ARP/NDP): retry for up to NEIGHBOUR_WAIT, as
+        // `mdwrite send` does.
+        let deadline = Instant::now() + NEIGHBOUR_WAIT;
+        let id = loop {
+            match sender.add_destination(&cfg) {
+                Err(e) if e.raw_os_error() == Some(libc::EHOSTUNREACH) => {
+                    if Instant::now() >= deadline {
+                        return Err(io::Error::new(
+                            e.kind(),
+                            format!("its MAC address did not resolve (ARP/NDP) within 5 s: {e}"),
+                        ));
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                r => break r?,
+            }
+        };
         let c = &mut state.clients[i];
         c.addr = Some(addr);
         c.dest = Some(id);
