@@ -125,18 +125,10 @@ if [ "$mode" = xprof ]; then
 		"$MDW_ROOT/userspace/target/release/mdwrite-bench" demangle
 	exit 0
 fi
-if [ "$mode" = pace ]; then
-	[ -s "$out/pace.md" ] || die "the guest wrote no pacing results (status $status)"
-	cp "$out/pace.md" "$results/pace.md"
-	cp "$out/pace.csv" "$results/pace.csv"
-	log "pacing run done in $(($(date +%s) - start)) s: bench/results/pace.md, bench/results/pace.csv"
-	exit "$status"
-fi
-if [ "$mode" = relay ]; then
-	[ -s "$out/relay.md" ] || die "the guest wrote no relay results (status $status)"
-	cp "$out/relay.md" "$results/relay.md"
-	cp "$out/relay.csv" "$results/relay.csv"
-	log "relay run done in $(($(date +%s) - start)) s: bench/results/relay.md, bench/results/relay.csv"
+if [ "$mode" = pace ] || [ "$mode" = relay ]; then
+	[ -s "$out/$mode.md" ] || die "the guest wrote no $mode results (status $status)"
+	cp "$out/$mode.md" "$out/$mode.csv" "$results/"
+	log "$mode run done in $(($(date +%s) - start)) s: bench/results/$mode.md, bench/results/$mode.csv"
 	exit "$status"
 fi
 if [ "$mode" = profile ]; then
