@@ -670,6 +670,7 @@ struct Summary<'a> {
     packets: u64,
     elapsed: Duration,
     write_errors: u64,
+    late_windows: u64,
 }
 
 impl Stream {
@@ -726,7 +727,7 @@ impl Summary<'_> {
         }
         println!(
             "total backend={} pace={} interval_ms={:.3} streams={} destinations={} calls={} \
-             packets={} seconds={:.3} write_errors={}",
+             packets={} seconds={:.3} write_errors={} late_windows={}",
             self.backend,
             self.pace,
             self.latency.as_secs_f64() * 1e3,
@@ -735,7 +736,8 @@ impl Summary<'_> {
             self.calls,
             self.packets,
             self.elapsed.as_secs_f64(),
-            self.write_errors
+            self.write_errors,
+            self.late_windows
         );
     }
 
@@ -789,6 +791,7 @@ impl Summary<'_> {
                 "packets": self.packets,
                 "seconds": self.elapsed.as_secs_f64(),
                 "write_errors": self.write_errors,
+                "late_windows": self.late_windows,
             },
         })
     }
@@ -944,6 +947,7 @@ pub(crate) fn run(
         last_bytes: vec![0; streams.len()],
     });
     let mut write_errors = 0u64;
+    let mut late_windows = 0u64;
     let mut stopped = false;
     let mut next_stats = args.stats_interval.map(|i| start + i);
     while !group.is_empty() {
@@ -958,6 +962,16 @@ pub(crate) fn run(
                  one synchronous call per tick"
             );
             ring_note = true;
+        }
+        if report.window_missed {
+            if late_windows == 0 {
+                eprintln!(
+                    "mdwrite send: a tick ran later than its paced window (--latency {:.3}ms); \
+                     its packets left at once, unpaced",
+                    group.interval().as_secs_f64() * 1e3
+                );
+            }
+            late_windows += 1;
         }
         if let Some((e, index)) = report.write.and_then(|w| w.error) {
             if write_errors == 0 {
@@ -1033,6 +1047,7 @@ pub(crate) fn run(
         packets,
         elapsed,
         write_errors,
+        late_windows,
     };
     if args.json {
         println!("{}", summary.json());

@@ -284,6 +284,10 @@ pub struct TickReport {
     /// The window of the tick's paced call ([`GroupOptions::pace`]
     /// [`Pace::Kernel`] or [`Pace::Txtime`]); `None` otherwise.
     pub window: Option<PaceWindow>,
+    /// The paced call's window had ended when the module read it (`ETIME`:
+    /// the tick ran later than its window, on a loaded machine): its
+    /// packets were sent unpaced, at once, rather than lost.
+    pub window_missed: bool,
 }
 
 /// Packets and payload bytes handed to the sender for one destination.
@@ -1030,11 +1034,17 @@ impl<C: Clock> StreamGroup<C> {
             _ if mode == Pace::User => {
                 send_user_paced(out, &entries, &write, &window, &self.clock, &mut ok_entries)
             }
-            (Some(slot), Some(ring)) if in_rings => {
-                let cookie = ring.tick;
-                send_all_async(out, &entries, &write, cookie, slot, ring, &mut ok_entries)
+            (Some(_), Some(ring)) if in_rings => {
+                let missed = &mut report.window_missed;
+                send_all_async(out, &entries, &write, ring, &mut ok_entries, missed)
             }
-            _ => send_all(out, &entries, &write, &mut ok_entries),
+            _ => send_all(
+                out,
+                &entries,
+                &write,
+                &mut ok_entries,
+                &mut report.window_missed,
+            ),
         };
         for e in &entries[..ok_entries] {
             let per = out
@@ -1152,12 +1162,34 @@ fn send_all<T: Transmit + ?Sized>(
     entries: &[Entry<'_>],
     opts: &WriteOptions,
     ok_entries: &mut usize,
+    missed: &mut bool,
 ) -> io::Result<Option<WriteReport>> {
     send_chunked(
         entries,
-        &mut |call: &[Entry<'_>]| out.send_vectored(call, opts),
+        &mut |call: &[Entry<'_>]| {
+            unpaced_if_late(opts, missed, &mut |o| out.send_vectored(call, o))
+        },
         ok_entries,
     )
+}
+
+/// Sends one call with `send` and `opts`. A paced call whose window ended
+/// before the module read it (`ETIME`: the tick ran later than the window,
+/// a loaded or slow machine) is sent again unpaced, its packets at once:
+/// late but complete and in order, since every earlier call's window has
+/// ended too. `missed` records it.
+fn unpaced_if_late(
+    opts: &WriteOptions,
+    missed: &mut bool,
+    send: &mut dyn FnMut(&WriteOptions) -> io::Result<WriteReport>,
+) -> io::Result<WriteReport> {
+    match send(opts) {
+        Err(e) if opts.pace.is_some() && e.raw_os_error() == Some(libc::ETIME) => {
+            *missed = true;
+            send(&opts.with_pace(None))
+        }
+        r => r,
+    }
 }
 
 /// Cuts `entries` into calls within the module's limits and sends each
@@ -1201,39 +1233,57 @@ fn send_chunked(
     Ok(total)
 }
 
-/// Sends `entries` as [`send_all`] does, each call asynchronous with
-/// `cookie`; counts the calls that will complete in `ring.busy[slot]`, and
-/// waits out back-pressure (`EAGAIN`) by reading completions.
+/// Sends `entries` as [`send_all`] does, each call asynchronous with the
+/// ring's tick as cookie; counts the calls that will complete in the busy
+/// count of the tick's slot, and waits out back-pressure (`EAGAIN`) by
+/// reading completions.
 fn send_all_async<T: Transmit + ?Sized>(
     out: &mut T,
     entries: &[Entry<'_>],
     opts: &WriteOptions,
-    cookie: u64,
-    slot: usize,
     ring: &mut Ring,
     ok_entries: &mut usize,
+    missed: &mut bool,
 ) -> io::Result<Option<WriteReport>> {
+    let cookie = ring.tick;
+    let slot = ring.slot(cookie);
     send_chunked(
         entries,
-        &mut |call: &[Entry<'_>]| loop {
-            // SAFETY: the entries lie in ring regions of `slot` (the caller
-            // sends asynchronously only then), counted busy below; a region is
-            // read into again only once `ring.wait` has read the completions of
-            // every call that used it. A stream removed meanwhile drops its
-            // ring, and the module keeps the pages of a registered buffer; an
-            // unregistered one (module without registered buffers) stays
-            // pinned, so its pages are not reused either.
-            match unsafe { out.send_async(call, opts, cookie) } {
-                Ok(r) => {
-                    ring.busy[slot] += 1;
-                    return Ok(r);
-                }
-                Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => ring.wait(&mut *out)?,
-                Err(e) => return Err(e),
-            }
+        &mut |call: &[Entry<'_>]| {
+            unpaced_if_late(opts, missed, &mut |o| {
+                send_async_waiting(out, call, o, cookie, slot, ring)
+            })
         },
         ok_entries,
     )
+}
+
+/// One asynchronous call of [`send_all_async`].
+fn send_async_waiting<T: Transmit + ?Sized>(
+    out: &mut T,
+    call: &[Entry<'_>],
+    opts: &WriteOptions,
+    cookie: u64,
+    slot: usize,
+    ring: &mut Ring,
+) -> io::Result<WriteReport> {
+    loop {
+        // SAFETY: the entries lie in ring regions of `slot` (the caller
+        // sends asynchronously only then), counted busy below; a region is
+        // read into again only once `ring.wait` has read the completions of
+        // every call that used it. A stream removed meanwhile drops its
+        // ring, and the module keeps the pages of a registered buffer; an
+        // unregistered one (module without registered buffers) stays
+        // pinned, so its pages are not reused either.
+        match unsafe { out.send_async(call, opts, cookie) } {
+            Ok(r) => {
+                ring.busy[slot] += 1;
+                return Ok(r);
+            }
+            Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => ring.wait(&mut *out)?,
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -1249,6 +1299,9 @@ mod tests {
         clock: FakeClock,
         kernel: bool,
         calls: Vec<Call>,
+        /// Every paced call's window has ended (`ETIME`), as on a machine
+        /// too slow for its latency budget.
+        late: bool,
     }
 
     struct Call {
@@ -1263,6 +1316,9 @@ mod tests {
             entries: &[Entry<'_>],
             opts: &WriteOptions,
         ) -> io::Result<WriteReport> {
+            if self.late && opts.pace.is_some() {
+                return Err(io::Error::from_raw_os_error(libc::ETIME));
+            }
             self.calls.push(Call {
                 at: self.clock.now(),
                 window: opts.pace,
@@ -1306,6 +1362,7 @@ mod tests {
             clock: clock.clone(),
             kernel,
             calls: Vec::new(),
+            late: false,
         };
         for (rate, dest) in [(22_000_000, 1), (80_000, 2)] {
             let cfg = StreamConfig::new(rate, P).with_dests(vec![DestId::from_handle(dest)]);
@@ -1449,6 +1506,7 @@ mod tests {
             clock: FakeClock::new(),
             kernel: false,
             calls: Vec::new(),
+            late: false,
         };
         let e = group.tick_with(&mut out).unwrap_err();
         assert_eq!(e.raw_os_error(), Some(libc::EOPNOTSUPP));
@@ -1469,5 +1527,42 @@ mod tests {
         // Would end after the window: spread to its end instead.
         let p = chunk_pace(25 * ms, 1_000_000, 10, 10 * ms, 20_000_000);
         assert_eq!(p, EntryPace::new(Duration::from_millis(15), Duration::ZERO));
+    }
+
+    #[test]
+    fn a_call_whose_window_ended_is_sent_unpaced_not_lost() {
+        for slots in [0, 4] {
+            let clock = FakeClock::new();
+            clock.set(Duration::from_secs(100));
+            let opts = GroupOptions::default().with_pace(Pace::Kernel);
+            let mut group = StreamGroup::new(clock.clone(), opts);
+            group.set_async_ring(slots).unwrap();
+            let mut out = Recorder {
+                clock: clock.clone(),
+                kernel: true,
+                calls: Vec::new(),
+                late: true,
+            };
+            let rate = 2_000_000;
+            let cfg = StreamConfig::new(rate, P).with_dests(vec![DestId::from_handle(1)]);
+            group.add_stream(cfg, Box::new(io::repeat(0x47))).unwrap();
+            let (mut sent, mut ticks) = (0u64, 0);
+            while clock.now() < Duration::from_secs(101) {
+                let r = group.tick_with(&mut out).unwrap();
+                if let Some(w) = r.write {
+                    assert!(r.window_missed);
+                    assert_eq!(r.delivered.len(), 1);
+                    sent += w.bytes;
+                    ticks += 1;
+                }
+            }
+            // Every call went out, unpaced, with all of its bytes: a second
+            // at 2 Mb/s, in whole packets.
+            assert!(ticks >= 45, "{ticks} ticks");
+            assert_eq!(out.calls.len(), ticks);
+            assert!(out.calls.iter().all(|c| c.window.is_none()));
+            assert!(sent >= rate / 8 - 2 * P as u64 && sent <= rate / 8 + 2 * P as u64);
+            assert_eq!(sent % P as u64, 0);
+        }
     }
 }
