@@ -1167,26 +1167,29 @@ fn send_all<T: Transmit + ?Sized>(
     send_chunked(
         entries,
         &mut |call: &[Entry<'_>]| {
-            unpaced_if_late(opts, missed, &mut |o| out.send_vectored(call, o))
+            unpaced_if_late(call, opts, missed, &mut |c, o| out.send_vectored(c, o))
         },
         ok_entries,
     )
 }
 
-/// Sends one call with `send` and `opts`. A paced call whose window ended
-/// before the module read it (`ETIME`: the tick ran later than the window,
-/// a loaded or slow machine) is sent again unpaced, its packets at once:
-/// late but complete and in order, since every earlier call's window has
-/// ended too. `missed` records it.
+/// Sends one call of `call` with `send` and `opts`. A paced call whose
+/// window ended before the module read it (`ETIME`: the tick ran later
+/// than the window, a loaded or slow machine) is sent again unpaced, its
+/// entries without their timing, its packets at once: late but complete
+/// and in order, since every earlier call's window has ended too. `missed`
+/// records it.
 fn unpaced_if_late(
+    call: &[Entry<'_>],
     opts: &WriteOptions,
     missed: &mut bool,
-    send: &mut dyn FnMut(&WriteOptions) -> io::Result<WriteReport>,
+    send: &mut dyn FnMut(&[Entry<'_>], &WriteOptions) -> io::Result<WriteReport>,
 ) -> io::Result<WriteReport> {
-    match send(opts) {
+    match send(call, opts) {
         Err(e) if opts.pace.is_some() && e.raw_os_error() == Some(libc::ETIME) => {
             *missed = true;
-            send(&opts.with_pace(None))
+            let unpaced: Vec<Entry<'_>> = call.iter().map(|e| Entry { pace: None, ..*e }).collect();
+            send(&unpaced, &opts.with_pace(None))
         }
         r => r,
     }
@@ -1250,8 +1253,8 @@ fn send_all_async<T: Transmit + ?Sized>(
     send_chunked(
         entries,
         &mut |call: &[Entry<'_>]| {
-            unpaced_if_late(opts, missed, &mut |o| {
-                send_async_waiting(out, call, o, cookie, slot, ring)
+            unpaced_if_late(call, opts, missed, &mut |c, o| {
+                send_async_waiting(out, c, o, cookie, slot, ring)
             })
         },
         ok_entries,
@@ -1318,6 +1321,10 @@ mod tests {
         ) -> io::Result<WriteReport> {
             if self.late && opts.pace.is_some() {
                 return Err(io::Error::from_raw_os_error(libc::ETIME));
+            }
+            // As the module: an entry's own timing only in a paced call.
+            if opts.pace.is_none() && entries.iter().any(|e| e.pace.is_some()) {
+                return Err(io::Error::from_raw_os_error(libc::EINVAL));
             }
             self.calls.push(Call {
                 at: self.clock.now(),
