@@ -38,7 +38,7 @@ MODULE_PARM_DESC(pace_slack_us,
 		 "paced release: microseconds a packet may leave early or late to go with others (default 10)");
 
 /* Packets handed to the driver under one TX lock. */
-#define MDW_PACE_BURST	64
+#define MDW_PACE_BURST	32
 /* Bursts per expiry before the timer yields to other softirq work. */
 #define MDW_PACE_ROUNDS	8
 #define MDW_PACE_RETRY_NS (20 * NSEC_PER_USEC)
@@ -106,6 +106,32 @@ static void mdw_pacer_insert(struct mdw_pacer *p, struct sk_buff *skb)
 		p->last = &skb->rbnode;
 }
 
+/*
+ * Under p->lock: puts back a packet taken but not sent, due no later than
+ * any queued one, before those due at the same time (put back the last
+ * one first).
+ */
+static void mdw_pacer_putback(struct mdw_pacer *p, struct sk_buff *skb)
+{
+	u64 time = mdw_pace_cb(skb)->time;
+	struct rb_node **link = &p->queue.rb_root.rb_node, *parent = NULL;
+	bool leftmost = true;
+
+	while (*link) {
+		parent = *link;
+		if (time > mdw_pace_cb(rb_to_skb(parent))->time) {
+			link = &parent->rb_right;
+			leftmost = false;
+		} else {
+			link = &parent->rb_left;
+		}
+	}
+	rb_link_node(&skb->rbnode, parent, link);
+	rb_insert_color_cached(&skb->rbnode, &p->queue, leftmost);
+	if (!p->last)
+		p->last = &skb->rbnode;
+}
+
 /* Under p->lock: the timer set for the earliest queued packet, if any. */
 static void mdw_pacer_arm(struct mdw_pacer *p, u64 not_before)
 {
@@ -122,9 +148,12 @@ static void mdw_pacer_arm(struct mdw_pacer *p, u64 not_before)
 			       HRTIMER_MODE_ABS_SOFT);
 }
 
-/* Under p->lock: takes up to @max queued skbs due by @by, of one device. */
+/*
+ * Under p->lock: takes up to @max queued skbs due by @by, of one device;
+ * their departure times in @times, if not NULL.
+ */
 static unsigned int mdw_pacer_take(struct mdw_pacer *p, struct sk_buff **skbs,
-				   unsigned int max, u64 by)
+				   u64 *times, unsigned int max, u64 by)
 {
 	struct net_device *dev = NULL;
 	unsigned int n = 0;
@@ -150,6 +179,8 @@ static unsigned int mdw_pacer_take(struct mdw_pacer *p, struct sk_buff **skbs,
 		skb->dev = dev;
 		skb->tstamp = 0;
 		skb->tstamp_type = SKB_CLOCK_REALTIME;
+		if (times)
+			times[n] = cb->time;
 		skbs[n++] = skb;
 	}
 	return n;
@@ -165,6 +196,7 @@ static unsigned int mdw_pacer_take(struct mdw_pacer *p, struct sk_buff **skbs,
 static void mdw_pacer_drain(struct mdw_pacer *p)
 {
 	struct sk_buff *skbs[MDW_PACE_BURST];
+	u64 times[MDW_PACE_BURST];
 	u64 retry = 0;
 	int round;
 
@@ -180,19 +212,25 @@ static void mdw_pacer_drain(struct mdw_pacer *p)
 		unsigned int i, n, sent;
 		int why;
 
-		n = mdw_pacer_take(p, skbs, MDW_PACE_BURST, now + mdw_pace_slack());
+		n = mdw_pacer_take(p, skbs, times, MDW_PACE_BURST,
+				   now + mdw_pace_slack());
 		if (!n)
 			break;
 		spin_unlock(&p->lock);
 		dev = skbs[0]->dev;
 		sent = mdw_xmit_run(dev, skbs, n, p->flow, &why);
 		if (sent < n && why == MDW_TX_STOPPED) {
-			/* Back in the queue, at their times, for a retry. */
+			/*
+			 * Back in the queue for a retry, ahead of everything
+			 * queued, at their own times (kept here: a driver
+			 * refusing one may have written its cb), so that they
+			 * still leave first and in order.
+			 */
 			spin_lock(&p->lock);
-			for (i = sent; i < n; i++) {
+			for (i = n; i-- > sent;) {
 				mdw_pace_cb(skbs[i])->dev = dev;
-				mdw_pace_cb(skbs[i])->time = max(now, 1ULL);
-				mdw_pacer_insert(p, skbs[i]);
+				mdw_pace_cb(skbs[i])->time = times[i];
+				mdw_pacer_putback(p, skbs[i]);
 			}
 			spin_unlock(&p->lock);
 			retry = now + MDW_PACE_RETRY_NS;
@@ -286,7 +324,7 @@ void mdw_pacer_free(struct mdw_pacer *p)
 	hrtimer_cancel(&p->timer);
 	do {
 		spin_lock_bh(&p->lock);
-		n = mdw_pacer_take(p, skbs, MDW_PACE_BURST, U64_MAX);
+		n = mdw_pacer_take(p, skbs, NULL, MDW_PACE_BURST, U64_MAX);
 		spin_unlock_bh(&p->lock);
 		for (i = 0; i < n; i++) {
 			struct net_device *dev = skbs[i]->dev;
