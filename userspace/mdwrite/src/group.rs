@@ -853,6 +853,43 @@ impl<C: Clock> StreamGroup<C> {
         self.next_tick
     }
 
+    /// With an asynchronous ring: waits until the calls that last used this
+    /// tick's slot have completed and registers the ring of each stream
+    /// that has none yet (its carried bytes moved in); the slot.
+    fn ready_rings<T: Transmit + ?Sized>(&mut self, out: &mut T) -> io::Result<Option<usize>> {
+        let Some(ring) = &mut self.ring else {
+            return Ok(None);
+        };
+        let slot = ring.slot(ring.tick);
+        while ring.busy[slot] > 0 {
+            ring.wait(out)?;
+        }
+        for s in &mut self.streams {
+            let Storage::Heap(old) = &s.storage else {
+                continue;
+            };
+            if s.ring_refused {
+                continue;
+            }
+            // A region holds any chunk (the budget at the longest
+            // interval), so a due chunk is never cut below.
+            let len = s.region_len(&self.opts).saturating_mul(ring.slots);
+            match out.register_buffer(len) {
+                Ok(mut buf) => {
+                    let c = s.carry;
+                    buf[..c].copy_from_slice(&old[s.carry_at..s.carry_at + c]);
+                    s.carry_at = 0;
+                    s.storage = Storage::Ring(buf);
+                }
+                Err(e) => {
+                    s.ring_refused = true;
+                    ring.error = Some(e);
+                }
+            }
+        }
+        Ok(Some(slot))
+    }
+
     /// Waits for the next tick on the clock, then sends what every stream
     /// is due in one [`Sender::send_vectored`] call (more only if the
     /// entries exceed the module's per-call limits).
@@ -869,6 +906,12 @@ impl<C: Clock> StreamGroup<C> {
     pub fn tick_with<T: Transmit + ?Sized>(&mut self, out: &mut T) -> io::Result<TickReport> {
         let mode = self.pace_mode(out)?;
         self.clock.sleep_until(self.next_tick);
+        // This tick's region of every ring, once the calls that used it
+        // last have completed, and the rings of new streams. Both before
+        // the tick's time is read: they can take long (a paced call
+        // completes at its window's end; registering pins a ring's pages),
+        // and a paced window starts a short lead after that time.
+        let slot = self.ready_rings(out)?;
         let now = self.clock.now();
         let mut report = TickReport {
             at: now,
@@ -880,19 +923,6 @@ impl<C: Clock> StreamGroup<C> {
         let behind = now.saturating_sub(self.next_tick).as_nanos();
         let ahead = (behind / step + 1) * step;
         self.next_tick += Duration::from_nanos(u64::try_from(ahead).unwrap_or(u64::MAX));
-
-        // This tick's region of every ring, once the calls that used it
-        // last have completed.
-        let slot = match &mut self.ring {
-            Some(ring) => {
-                let slot = ring.slot(ring.tick);
-                while ring.busy[slot] > 0 {
-                    ring.wait(out)?;
-                }
-                Some(slot)
-            }
-            None => None,
-        };
 
         // Read each stream's due chunk.
         for s in &mut self.streams {
@@ -913,37 +943,11 @@ impl<C: Clock> StreamGroup<C> {
             if due <= s.carry {
                 continue;
             }
-            let at = match (slot, &mut self.ring) {
-                (Some(slot), Some(ring)) => {
+            let at = match (slot, &s.storage) {
+                (Some(slot), Storage::Ring(_)) => {
                     let region = s.region_len(&self.opts);
-                    match &s.storage {
-                        Storage::Heap(old) if !s.ring_refused => {
-                            // First data of the stream: its ring. A region
-                            // holds any chunk (the budget at the longest
-                            // interval), so `due` is never cut below.
-                            let len = region.saturating_mul(ring.slots);
-                            match out.register_buffer(len) {
-                                Ok(mut buf) => {
-                                    let c = s.carry;
-                                    buf[..c].copy_from_slice(&old[s.carry_at..s.carry_at + c]);
-                                    s.carry_at = 0;
-                                    s.storage = Storage::Ring(buf);
-                                }
-                                Err(e) => {
-                                    s.ring_refused = true;
-                                    ring.error = Some(e);
-                                }
-                            }
-                        }
-                        _ => {}
-                    }
-                    match s.storage {
-                        Storage::Ring(_) => {
-                            due = due.min(region);
-                            slot * region
-                        }
-                        Storage::Heap(_) => 0,
-                    }
+                    due = due.min(region);
+                    slot * region
                 }
                 _ => 0,
             };
@@ -1305,6 +1309,8 @@ mod tests {
         /// Every paced call's window has ended (`ETIME`), as on a machine
         /// too slow for its latency budget.
         late: bool,
+        /// The time registering a buffer takes on the clock.
+        register_takes: Duration,
     }
 
     struct Call {
@@ -1350,6 +1356,11 @@ mod tests {
         fn kernel_pacing(&self) -> bool {
             self.kernel
         }
+
+        fn register_buffer(&mut self, len: usize) -> io::Result<RegisteredBuffer> {
+            self.clock.advance(self.register_takes);
+            RegisteredBuffer::unregistered(len)
+        }
     }
 
     /// A 22 Mb/s video and an 80 kb/s audio stream (destinations 1 and 2)
@@ -1370,6 +1381,7 @@ mod tests {
             kernel,
             calls: Vec::new(),
             late: false,
+            register_takes: Duration::ZERO,
         };
         for (rate, dest) in [(22_000_000, 1), (80_000, 2)] {
             let cfg = StreamConfig::new(rate, P).with_dests(vec![DestId::from_handle(dest)]);
@@ -1514,6 +1526,7 @@ mod tests {
             kernel: false,
             calls: Vec::new(),
             late: false,
+            register_takes: Duration::ZERO,
         };
         let e = group.tick_with(&mut out).unwrap_err();
         assert_eq!(e.raw_os_error(), Some(libc::EOPNOTSUPP));
@@ -1549,6 +1562,7 @@ mod tests {
                 kernel: true,
                 calls: Vec::new(),
                 late: true,
+                register_takes: Duration::ZERO,
             };
             let rate = 2_000_000;
             let cfg = StreamConfig::new(rate, P).with_dests(vec![DestId::from_handle(1)]);
@@ -1570,6 +1584,42 @@ mod tests {
             assert!(out.calls.iter().all(|c| c.window.is_none()));
             assert!(sent >= rate / 8 - 2 * P as u64 && sent <= rate / 8 + 2 * P as u64);
             assert_eq!(sent % P as u64, 0);
+        }
+    }
+
+    #[test]
+    fn rings_are_registered_before_the_tick_reads_its_time() {
+        // Registering takes longer than a window: were it done between
+        // reading the time and the call, the first call's window would be
+        // over (or its packets all due at once) when the module reads it.
+        let clock = FakeClock::new();
+        clock.set(Duration::from_secs(100));
+        let opts = GroupOptions::default().with_pace(Pace::Kernel);
+        let mut group = StreamGroup::new(clock.clone(), opts);
+        group.set_async_ring(4).unwrap();
+        let mut out = Recorder {
+            clock: clock.clone(),
+            kernel: true,
+            calls: Vec::new(),
+            late: false,
+            register_takes: Duration::from_millis(30),
+        };
+        for (rate, dest) in [(8_000_000, 1), (80_000, 2)] {
+            let cfg = StreamConfig::new(rate, P).with_dests(vec![DestId::from_handle(dest)]);
+            group.add_stream(cfg, Box::new(io::repeat(0x47))).unwrap();
+        }
+        while clock.now() < Duration::from_millis(100_300) {
+            group.tick_with(&mut out).unwrap();
+        }
+        assert!(out.calls.len() >= 10, "{} calls", out.calls.len());
+        for c in &out.calls {
+            let w = c.window.unwrap();
+            assert!(
+                c.at < w.start,
+                "a call at {:?}, its window from {:?}",
+                c.at,
+                w.start
+            );
         }
     }
 }
