@@ -967,7 +967,7 @@ pub(crate) fn run(
             if late_windows == 0 {
                 eprintln!(
                     "mdwrite send: a tick ran later than its paced window (--latency {:.3}ms); \
-                     its packets left at once, unpaced",
+                     its packets left at once",
                     group.interval().as_secs_f64() * 1e3
                 );
             }

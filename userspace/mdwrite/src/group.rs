@@ -286,7 +286,8 @@ pub struct TickReport {
     pub window: Option<PaceWindow>,
     /// The paced call's window had ended when the module read it (`ETIME`:
     /// the tick ran later than its window, on a loaded machine): its
-    /// packets were sent unpaced, at once, rather than lost.
+    /// packets were sent at once, after those of earlier calls, rather than
+    /// lost.
     pub window_missed: bool,
 }
 
@@ -1033,22 +1034,18 @@ impl<C: Clock> StreamGroup<C> {
         if !entries.is_empty() {
             report.window = write.pace;
         }
+        let clock = &self.clock;
+        let now = || clock.now();
+        let missed = &mut report.window_missed;
         let result = match (slot, &mut self.ring) {
             _ if entries.is_empty() => Ok(None),
             _ if mode == Pace::User => {
-                send_user_paced(out, &entries, &write, &window, &self.clock, &mut ok_entries)
+                send_user_paced(out, &entries, &write, &window, clock, &mut ok_entries)
             }
             (Some(_), Some(ring)) if in_rings => {
-                let missed = &mut report.window_missed;
-                send_all_async(out, &entries, &write, ring, &mut ok_entries, missed)
+                send_all_async(out, &entries, &write, &now, ring, &mut ok_entries, missed)
             }
-            _ => send_all(
-                out,
-                &entries,
-                &write,
-                &mut ok_entries,
-                &mut report.window_missed,
-            ),
+            _ => send_all(out, &entries, &write, &now, &mut ok_entries, missed),
         };
         for e in &entries[..ok_entries] {
             let per = out
@@ -1165,38 +1162,65 @@ fn send_all<T: Transmit + ?Sized>(
     out: &mut T,
     entries: &[Entry<'_>],
     opts: &WriteOptions,
+    now: &dyn Fn() -> Duration,
     ok_entries: &mut usize,
     missed: &mut bool,
 ) -> io::Result<Option<WriteReport>> {
     send_chunked(
         entries,
         &mut |call: &[Entry<'_>]| {
-            unpaced_if_late(call, opts, missed, &mut |c, o| out.send_vectored(c, o))
+            at_once_if_late(call, opts, now, missed, &mut |c, o| out.send_vectored(c, o))
         },
         ok_entries,
     )
 }
 
+/// How long the window of a late call's retry lasts: its packets all
+/// depart at its start, the length only has to outlast the system call.
+const LATE_WINDOW: Duration = Duration::from_millis(100);
+
 /// Sends one call of `call` with `send` and `opts`. A paced call whose
 /// window ended before the module read it (`ETIME`: the tick ran later
-/// than the window, a loaded or slow machine) is sent again unpaced, its
-/// entries without their timing, its packets at once: late but complete
-/// and in order, since every earlier call's window has ended too. `missed`
-/// records it.
-fn unpaced_if_late(
+/// than the window, a loaded or slow machine) is sent again at once, late
+/// but complete and in order: paced in a window from `now()` (after every
+/// packet of the earlier calls, which may still wait in the pacer), each
+/// entry's packets 1 ns apart from its start; if that window is over too,
+/// unpaced. `missed` records it.
+fn at_once_if_late(
     call: &[Entry<'_>],
     opts: &WriteOptions,
+    now: &dyn Fn() -> Duration,
     missed: &mut bool,
     send: &mut dyn FnMut(&[Entry<'_>], &WriteOptions) -> io::Result<WriteReport>,
 ) -> io::Result<WriteReport> {
-    match send(call, opts) {
-        Err(e) if opts.pace.is_some() && e.raw_os_error() == Some(libc::ETIME) => {
-            *missed = true;
-            let unpaced: Vec<Entry<'_>> = call.iter().map(|e| Entry { pace: None, ..*e }).collect();
-            send(&unpaced, &opts.with_pace(None))
-        }
-        r => r,
+    let is_etime =
+        |r: &io::Result<WriteReport>| matches!(r, Err(e) if e.raw_os_error() == Some(libc::ETIME));
+    let r = send(call, opts);
+    let Some(window) = opts.pace.filter(|_| is_etime(&r)) else {
+        return r;
+    };
+    *missed = true;
+    let at_once = EntryPace::new(Duration::ZERO, Duration::from_nanos(1));
+    let mut retry: Vec<Entry<'_>> = call
+        .iter()
+        .map(|e| Entry {
+            pace: Some(at_once),
+            ..*e
+        })
+        .collect();
+    let late = PaceWindow {
+        start: now(),
+        length: LATE_WINDOW,
+        ..window
+    };
+    let r = send(&retry, &opts.with_pace(Some(late)));
+    if !is_etime(&r) {
+        return r;
     }
+    for e in &mut retry {
+        e.pace = None;
+    }
+    send(&retry, &opts.with_pace(None))
 }
 
 /// Cuts `entries` into calls within the module's limits and sends each
@@ -1248,6 +1272,7 @@ fn send_all_async<T: Transmit + ?Sized>(
     out: &mut T,
     entries: &[Entry<'_>],
     opts: &WriteOptions,
+    now: &dyn Fn() -> Duration,
     ring: &mut Ring,
     ok_entries: &mut usize,
     missed: &mut bool,
@@ -1257,7 +1282,7 @@ fn send_all_async<T: Transmit + ?Sized>(
     send_chunked(
         entries,
         &mut |call: &[Entry<'_>]| {
-            unpaced_if_late(call, opts, missed, &mut |c, o| {
+            at_once_if_late(call, opts, now, missed, &mut |c, o| {
                 send_async_waiting(out, c, o, cookie, slot, ring)
             })
         },
@@ -1306,9 +1331,10 @@ mod tests {
         clock: FakeClock,
         kernel: bool,
         calls: Vec<Call>,
-        /// Every paced call's window has ended (`ETIME`), as on a machine
-        /// too slow for its latency budget.
-        late: bool,
+        /// How late each call reaches the module: a paced call whose
+        /// window ended by then is refused (`ETIME`), as on a machine too
+        /// slow for its latency budget.
+        late: Duration,
         /// The time registering a buffer takes on the clock.
         register_takes: Duration,
     }
@@ -1325,7 +1351,10 @@ mod tests {
             entries: &[Entry<'_>],
             opts: &WriteOptions,
         ) -> io::Result<WriteReport> {
-            if self.late && opts.pace.is_some() {
+            if opts
+                .pace
+                .is_some_and(|w| w.start + w.length <= self.clock.now() + self.late)
+            {
                 return Err(io::Error::from_raw_os_error(libc::ETIME));
             }
             // As the module: an entry's own timing only in a paced call.
@@ -1380,7 +1409,7 @@ mod tests {
             clock: clock.clone(),
             kernel,
             calls: Vec::new(),
-            late: false,
+            late: Duration::ZERO,
             register_takes: Duration::ZERO,
         };
         for (rate, dest) in [(22_000_000, 1), (80_000, 2)] {
@@ -1525,7 +1554,7 @@ mod tests {
             clock: FakeClock::new(),
             kernel: false,
             calls: Vec::new(),
-            late: false,
+            late: Duration::ZERO,
             register_takes: Duration::ZERO,
         };
         let e = group.tick_with(&mut out).unwrap_err();
@@ -1550,40 +1579,59 @@ mod tests {
     }
 
     #[test]
-    fn a_call_whose_window_ended_is_sent_unpaced_not_lost() {
-        for slots in [0, 4] {
-            let clock = FakeClock::new();
-            clock.set(Duration::from_secs(100));
-            let opts = GroupOptions::default().with_pace(Pace::Kernel);
-            let mut group = StreamGroup::new(clock.clone(), opts);
-            group.set_async_ring(slots).unwrap();
-            let mut out = Recorder {
-                clock: clock.clone(),
-                kernel: true,
-                calls: Vec::new(),
-                late: true,
-                register_takes: Duration::ZERO,
-            };
-            let rate = 2_000_000;
-            let cfg = StreamConfig::new(rate, P).with_dests(vec![DestId::from_handle(1)]);
-            group.add_stream(cfg, Box::new(io::repeat(0x47))).unwrap();
-            let (mut sent, mut ticks) = (0u64, 0);
-            while clock.now() < Duration::from_secs(101) {
-                let r = group.tick_with(&mut out).unwrap();
-                if let Some(w) = r.write {
-                    assert!(r.window_missed);
-                    assert_eq!(r.delivered.len(), 1);
-                    sent += w.bytes;
-                    ticks += 1;
+    fn a_call_whose_window_ended_is_sent_at_once_not_lost() {
+        // 50 ms late: each call's window (21 ms from a 1 ms lead) is over,
+        // the retry's (100 ms from now) is not. 200 ms late: both are.
+        for (late, retry_paced) in [(50, true), (200, false)] {
+            for slots in [0, 4] {
+                let clock = FakeClock::new();
+                clock.set(Duration::from_secs(100));
+                let opts = GroupOptions::default().with_pace(Pace::Kernel);
+                let mut group = StreamGroup::new(clock.clone(), opts);
+                group.set_async_ring(slots).unwrap();
+                let mut out = Recorder {
+                    clock: clock.clone(),
+                    kernel: true,
+                    calls: Vec::new(),
+                    late: Duration::from_millis(late),
+                    register_takes: Duration::ZERO,
+                };
+                let rate = 2_000_000;
+                let cfg = StreamConfig::new(rate, P).with_dests(vec![DestId::from_handle(1)]);
+                group.add_stream(cfg, Box::new(io::repeat(0x47))).unwrap();
+                let (mut sent, mut ticks) = (0u64, 0);
+                while clock.now() < Duration::from_secs(101) {
+                    let r = group.tick_with(&mut out).unwrap();
+                    if let Some(w) = r.write {
+                        assert!(r.window_missed);
+                        assert_eq!(r.delivered.len(), 1);
+                        sent += w.bytes;
+                        ticks += 1;
+                    }
                 }
+                // Every call went out at once, with all of its bytes: a
+                // second at 2 Mb/s, in whole packets. Paced in a window
+                // from the time of the retry (after every earlier packet),
+                // 1 ns apart; else unpaced.
+                assert!(ticks >= 45, "{ticks} ticks");
+                assert_eq!(out.calls.len(), ticks);
+                for c in &out.calls {
+                    match c.window {
+                        Some(w) => {
+                            assert!(retry_paced);
+                            assert_eq!(w.start, c.at);
+                            let at_once = EntryPace::new(Duration::ZERO, Duration::from_nanos(1));
+                            assert!(c.entries.iter().all(|e| e.2 == Some(at_once)));
+                        }
+                        None => {
+                            assert!(!retry_paced);
+                            assert!(c.entries.iter().all(|e| e.2.is_none()));
+                        }
+                    }
+                }
+                assert!(sent >= rate / 8 - 2 * P as u64 && sent <= rate / 8 + 2 * P as u64);
+                assert_eq!(sent % P as u64, 0);
             }
-            // Every call went out, unpaced, with all of its bytes: a second
-            // at 2 Mb/s, in whole packets.
-            assert!(ticks >= 45, "{ticks} ticks");
-            assert_eq!(out.calls.len(), ticks);
-            assert!(out.calls.iter().all(|c| c.window.is_none()));
-            assert!(sent >= rate / 8 - 2 * P as u64 && sent <= rate / 8 + 2 * P as u64);
-            assert_eq!(sent % P as u64, 0);
         }
     }
 
@@ -1601,7 +1649,7 @@ mod tests {
             clock: clock.clone(),
             kernel: true,
             calls: Vec::new(),
-            late: false,
+            late: Duration::ZERO,
             register_takes: Duration::from_millis(30),
         };
         for (rate, dest) in [(8_000_000, 1), (80_000, 2)] {
