@@ -6,8 +6,11 @@
  * of skbs.
  *
  * An open file that sends paced calls has a pacer: its skbs in departure
- * order (an rbtree keyed by time, as in sch_fq), released by a soft
- * hrtimer on CLOCK_MONOTONIC. At each expiry the timer hands the driver,
+ * order, released by a soft hrtimer on CLOCK_MONOTONIC. A packet not
+ * earlier than the latest queued one (the usual case: a call's rounds
+ * rise in time) goes to the tail of a FIFO; any other into an rbtree
+ * keyed by time, as in sch_fq. The earlier of the two heads leaves first,
+ * the FIFO's on a tie, so each destination's packets keep their order. At each expiry the timer hands the driver,
  * under one TX lock with xmit_more (mdw_xmit_run()), every packet due by
  * now + the slack (module parameter pace_slack_us, default 10): none
  * leaves earlier than its time minus the slack, and the timer may fire up
@@ -45,9 +48,11 @@ MODULE_PARM_DESC(pace_slack_us,
 
 struct mdw_pacer {
 	spinlock_t lock;
-	/* Queued skbs by departure time; equal times in queueing order. */
+	/* Queued skbs in rising departure time, in queueing order. */
+	struct sk_buff_head fifo;
+	/* The others by departure time; equal times in queueing order. */
 	struct rb_root_cached queue;
-	/* The latest queued, where a call's packets mostly go. */
+	/* The tree's latest, where its packets mostly go. */
 	struct rb_node *last;
 	struct hrtimer timer;
 	u32 flow;
@@ -57,8 +62,9 @@ struct mdw_pacer {
 };
 
 /*
- * While queued, skb->rbnode overlays skb->dev (and next/prev): the device
- * and the departure time wait in skb->cb, which is ours until the driver.
+ * While queued, skb->rbnode (in the tree) overlays skb->dev and next/prev:
+ * the device and the departure time wait in skb->cb, which is ours until
+ * the driver.
  */
 struct mdw_pace_cb {
 	struct net_device *dev;
@@ -79,10 +85,15 @@ static u64 mdw_pace_slack(void)
 /* Under p->lock. */
 static void mdw_pacer_insert(struct mdw_pacer *p, struct sk_buff *skb)
 {
+	struct sk_buff *tail = skb_peek_tail(&p->fifo);
 	u64 time = mdw_pace_cb(skb)->time;
 	struct rb_node **link, *parent = NULL;
 	bool leftmost = true;
 
+	if (!tail || time >= mdw_pace_cb(tail)->time) {
+		__skb_queue_tail(&p->fifo, skb);
+		return;
+	}
 	if (p->last && time >= mdw_pace_cb(rb_to_skb(p->last))->time) {
 		/* After every queued packet: the usual case. */
 		parent = p->last;
@@ -106,41 +117,29 @@ static void mdw_pacer_insert(struct mdw_pacer *p, struct sk_buff *skb)
 		p->last = &skb->rbnode;
 }
 
-/*
- * Under p->lock: puts back a packet taken but not sent, due no later than
- * any queued one, before those due at the same time (put back the last
- * one first).
- */
-static void mdw_pacer_putback(struct mdw_pacer *p, struct sk_buff *skb)
+/* Under p->lock: the earliest queued packet, or NULL. */
+static struct sk_buff *mdw_pacer_first(struct mdw_pacer *p)
 {
-	u64 time = mdw_pace_cb(skb)->time;
-	struct rb_node **link = &p->queue.rb_root.rb_node, *parent = NULL;
-	bool leftmost = true;
+	struct rb_node *first = rb_first_cached(&p->queue);
+	struct sk_buff *head = skb_peek(&p->fifo);
 
-	while (*link) {
-		parent = *link;
-		if (time > mdw_pace_cb(rb_to_skb(parent))->time) {
-			link = &parent->rb_right;
-			leftmost = false;
-		} else {
-			link = &parent->rb_left;
-		}
-	}
-	rb_link_node(&skb->rbnode, parent, link);
-	rb_insert_color_cached(&skb->rbnode, &p->queue, leftmost);
-	if (!p->last)
-		p->last = &skb->rbnode;
+	if (!first)
+		return head;
+	if (!head || mdw_pace_cb(rb_to_skb(first))->time <
+			     mdw_pace_cb(head)->time)
+		return rb_to_skb(first);
+	return head;
 }
 
 /* Under p->lock: the timer set for the earliest queued packet, if any. */
 static void mdw_pacer_arm(struct mdw_pacer *p, u64 not_before)
 {
-	struct rb_node *first = rb_first_cached(&p->queue);
+	struct sk_buff *first = mdw_pacer_first(p);
 	u64 time;
 
 	if (!first || p->dying)
 		return;
-	time = max(mdw_pace_cb(rb_to_skb(first))->time, not_before);
+	time = max(mdw_pace_cb(first)->time, not_before);
 	if (hrtimer_is_queued(&p->timer) &&
 	    ktime_to_ns(hrtimer_get_softexpires(&p->timer)) <= time)
 		return;
@@ -159,23 +158,25 @@ static unsigned int mdw_pacer_take(struct mdw_pacer *p, struct sk_buff **skbs,
 	unsigned int n = 0;
 
 	while (n < max) {
-		struct rb_node *first = rb_first_cached(&p->queue);
-		struct sk_buff *skb;
+		struct sk_buff *skb = mdw_pacer_first(p);
 		struct mdw_pace_cb *cb;
 
-		if (!first)
+		if (!skb)
 			break;
-		skb = rb_to_skb(first);
 		cb = mdw_pace_cb(skb);
 		if (cb->time > by || (dev && cb->dev != dev))
 			break;
 		dev = cb->dev;
-		rb_erase_cached(first, &p->queue);
-		if (p->last == first)
-			p->last = NULL;
-		/* The fields the rbnode overlaid, as a lone skb has them. */
-		skb->next = NULL;
-		skb->prev = NULL;
+		if (skb == skb_peek(&p->fifo)) {
+			__skb_unlink(skb, &p->fifo);
+		} else {
+			rb_erase_cached(&skb->rbnode, &p->queue);
+			if (p->last == &skb->rbnode)
+				p->last = NULL;
+			/* The fields the rbnode overlaid, as a lone skb. */
+			skb->next = NULL;
+			skb->prev = NULL;
+		}
 		skb->dev = dev;
 		skb->tstamp = 0;
 		skb->tstamp_type = SKB_CLOCK_REALTIME;
@@ -221,16 +222,16 @@ static void mdw_pacer_drain(struct mdw_pacer *p)
 		sent = mdw_xmit_run(dev, skbs, n, p->flow, &why);
 		if (sent < n && why == MDW_TX_STOPPED) {
 			/*
-			 * Back in the queue for a retry, ahead of everything
-			 * queued, at their own times (kept here: a driver
-			 * refusing one may have written its cb), so that they
-			 * still leave first and in order.
+			 * Back at the FIFO's head for a retry, at their own
+			 * times (kept here: a driver refusing one may have
+			 * written its cb): due no later than anything queued,
+			 * they still leave first and in order.
 			 */
 			spin_lock(&p->lock);
 			for (i = n; i-- > sent;) {
 				mdw_pace_cb(skbs[i])->dev = dev;
 				mdw_pace_cb(skbs[i])->time = times[i];
-				mdw_pacer_putback(p, skbs[i]);
+				__skb_queue_head(&p->fifo, skbs[i]);
 			}
 			spin_unlock(&p->lock);
 			retry = now + MDW_PACE_RETRY_NS;
@@ -261,6 +262,7 @@ struct mdw_pacer *mdw_pacer_new(u32 flow)
 	if (!p)
 		return NULL;
 	spin_lock_init(&p->lock);
+	__skb_queue_head_init(&p->fifo);
 	p->queue = RB_ROOT_CACHED;
 	p->flow = flow;
 	hrtimer_init(&p->timer, CLOCK_MONOTONIC, HRTIMER_MODE_ABS_SOFT);
@@ -277,7 +279,7 @@ struct mdw_pacer *mdw_pacer_new(u32 flow)
 unsigned int mdw_pacer_enqueue(struct mdw_pacer *p, struct sk_buff **skbs,
 			       unsigned int n)
 {
-	struct rb_node *first;
+	struct sk_buff *first;
 	unsigned int i;
 	bool due;
 
@@ -295,8 +297,8 @@ unsigned int mdw_pacer_enqueue(struct mdw_pacer *p, struct sk_buff **skbs,
 		cb->time = ktime_to_ns(skb->tstamp);
 		mdw_pacer_insert(p, skb);
 	}
-	first = rb_first_cached(&p->queue);
-	due = first && mdw_pace_cb(rb_to_skb(first))->time <=
+	first = mdw_pacer_first(p);
+	due = first && mdw_pace_cb(first)->time <=
 			       ktime_get_ns() + mdw_pace_slack();
 	if (!due)
 		mdw_pacer_arm(p, 0);
