@@ -216,6 +216,7 @@ extern "C" {
     pub(crate) fn mdw_pacer_enqueue(
         p: *mut MdwPacer,
         skbs: *mut *mut bindings::sk_buff,
+        times: *const u64,
         n: u32,
     ) -> u32;
     pub(crate) fn mdw_pacer_free(p: *mut MdwPacer);

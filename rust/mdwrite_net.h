@@ -140,7 +140,7 @@ unsigned int mdw_xmit_run(struct net_device *dev, struct sk_buff **skbs,
 struct mdw_pacer;
 struct mdw_pacer *mdw_pacer_new(u32 flow);
 unsigned int mdw_pacer_enqueue(struct mdw_pacer *p, struct sk_buff **skbs,
-			       unsigned int n);
+			       const u64 *times, unsigned int n);
 void mdw_pacer_free(struct mdw_pacer *p);
 unsigned int mdw_xmit_qdisc(struct sk_buff **skbs, const u32 *lens,
 			    unsigned int n, u64 *bytes);

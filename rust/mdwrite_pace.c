@@ -15,8 +15,8 @@
  * now + the slack (module parameter pace_slack_us, default 10): none
  * leaves earlier than its time minus the slack, and the timer may fire up
  * to the slack late to group packets. Packets already due when they are
- * queued leave at once, from the caller. The departure time is cleared
- * before the driver sees the skb.
+ * queued leave at once, from the caller. The departure time is not in the
+ * skb (skb->tstamp stays 0): the driver sees a packet to send now.
  *
  * Each queued skb holds a reference on its device. A paced call's window
  * ends at most 2 s after the call (MDW_MAX_PACE_AHEAD +
@@ -82,18 +82,13 @@ static u64 mdw_pace_slack(void)
 	return (u64)READ_ONCE(pace_slack_us) * NSEC_PER_USEC;
 }
 
-/* Under p->lock. */
-static void mdw_pacer_insert(struct mdw_pacer *p, struct sk_buff *skb)
+/* Under p->lock: @skb into the tree, earlier than the FIFO's tail. */
+static void mdw_pacer_insert_tree(struct mdw_pacer *p, struct sk_buff *skb)
 {
-	struct sk_buff *tail = skb_peek_tail(&p->fifo);
 	u64 time = mdw_pace_cb(skb)->time;
 	struct rb_node **link, *parent = NULL;
 	bool leftmost = true;
 
-	if (!tail || time >= mdw_pace_cb(tail)->time) {
-		__skb_queue_tail(&p->fifo, skb);
-		return;
-	}
 	if (p->last && time >= mdw_pace_cb(rb_to_skb(p->last))->time) {
 		/* After every queued packet: the usual case. */
 		parent = p->last;
@@ -157,29 +152,63 @@ static unsigned int mdw_pacer_take(struct mdw_pacer *p, struct sk_buff **skbs,
 	struct net_device *dev = NULL;
 	unsigned int n = 0;
 
-	while (n < max) {
-		struct sk_buff *skb = mdw_pacer_first(p);
-		struct mdw_pace_cb *cb;
+	if (RB_EMPTY_ROOT(&p->queue.rb_root)) {
+		/* The FIFO alone (the usual case): a run off its head. */
+		struct sk_buff *head = (struct sk_buff *)&p->fifo;
+		struct sk_buff *skb = head->next;
 
+		if (skb != head)
+			dev = mdw_pace_cb(skb)->dev;
+		while (n < max && skb != head) {
+			struct mdw_pace_cb *cb = mdw_pace_cb(skb);
+
+			if (cb->time > by || cb->dev != dev)
+				break;
+			if (times)
+				times[n] = cb->time;
+			skbs[n++] = skb;
+			skb = skb->next;
+		}
+		if (!n)
+			return 0;
+		head->next = skb;
+		skb->prev = head;
+		p->fifo.qlen -= n;
+		/* Each a lone skb, as the driver expects. */
+		for (unsigned int i = 0; i < n; i++) {
+			skbs[i]->next = NULL;
+			skbs[i]->prev = NULL;
+		}
+		return n;
+	}
+	while (n < max) {
+		struct rb_node *node = rb_first_cached(&p->queue);
+		struct sk_buff *skb = skb_peek(&p->fifo);
+		struct mdw_pace_cb *cb;
+		bool tree;
+
+		/* mdw_pacer_first(), knowing which. */
+		tree = node && (!skb || mdw_pace_cb(rb_to_skb(node))->time <
+						mdw_pace_cb(skb)->time);
+		if (tree)
+			skb = rb_to_skb(node);
 		if (!skb)
 			break;
 		cb = mdw_pace_cb(skb);
 		if (cb->time > by || (dev && cb->dev != dev))
 			break;
 		dev = cb->dev;
-		if (skb == skb_peek(&p->fifo)) {
-			__skb_unlink(skb, &p->fifo);
-		} else {
-			rb_erase_cached(&skb->rbnode, &p->queue);
-			if (p->last == &skb->rbnode)
+		if (tree) {
+			rb_erase_cached(node, &p->queue);
+			if (p->last == node)
 				p->last = NULL;
 			/* The fields the rbnode overlaid, as a lone skb. */
 			skb->next = NULL;
 			skb->prev = NULL;
+			skb->dev = dev;
+		} else {
+			__skb_unlink(skb, &p->fifo);
 		}
-		skb->dev = dev;
-		skb->tstamp = 0;
-		skb->tstamp_type = SKB_CLOCK_REALTIME;
 		if (times)
 			times[n] = cb->time;
 		skbs[n++] = skb;
@@ -271,32 +300,55 @@ struct mdw_pacer *mdw_pacer_new(u32 flow)
 }
 
 /*
- * Queues skbs[0..n), each with its departure time in skb->tstamp
- * (CLOCK_MONOTONIC) and its device in skb->dev, on which it takes a
- * reference. Consumes them all and returns n, or none and returns 0 when
- * the device is not running (the caller reports ENETDOWN).
+ * Queues skbs[0..n), all for the device in skbs[0]->dev, on which each
+ * takes a reference, skbs[i] to depart at times[i] (CLOCK_MONOTONIC; its
+ * skb->tstamp is left as it is, 0 on the direct path). Consumes them all
+ * and returns n, or none and returns 0 when the device is not running
+ * (the caller reports ENETDOWN).
  */
 unsigned int mdw_pacer_enqueue(struct mdw_pacer *p, struct sk_buff **skbs,
-			       unsigned int n)
+			       const u64 *times, unsigned int n)
 {
-	struct sk_buff *first;
-	unsigned int i;
+	struct sk_buff *first, *tail;
+	unsigned int i, appended = 0;
+	struct net_device *dev;
+	u64 tail_time;
 	bool due;
 
 	if (!n)
 		return 0;
-	if (!netif_running(skbs[0]->dev))
+	dev = skbs[0]->dev;
+	if (!netif_running(dev))
 		return 0;
 	spin_lock_bh(&p->lock);
+	/*
+	 * Each packet not earlier than the FIFO's tail is linked after it,
+	 * the queue's head fixed once at the end; any other goes into the
+	 * tree.
+	 */
+	tail = p->fifo.prev;
+	tail_time = tail == (struct sk_buff *)&p->fifo ? 0 :
+		    mdw_pace_cb(tail)->time;
 	for (i = 0; i < n; i++) {
 		struct sk_buff *skb = skbs[i];
 		struct mdw_pace_cb *cb = mdw_pace_cb(skb);
 
-		dev_hold(skb->dev);
-		cb->dev = skb->dev;
-		cb->time = ktime_to_ns(skb->tstamp);
-		mdw_pacer_insert(p, skb);
+		dev_hold(dev);
+		cb->dev = dev;
+		cb->time = times[i];
+		if (times[i] >= tail_time) {
+			skb->prev = tail;
+			tail->next = skb;
+			tail = skb;
+			tail_time = times[i];
+			appended++;
+		} else {
+			mdw_pacer_insert_tree(p, skb);
+		}
 	}
+	tail->next = (struct sk_buff *)&p->fifo;
+	p->fifo.prev = tail;
+	p->fifo.qlen += appended;
 	first = mdw_pacer_first(p);
 	due = first && mdw_pace_cb(first)->time <=
 			       ktime_get_ns() + mdw_pace_slack();

@@ -30,18 +30,21 @@ impl Pacer {
         NonNull::new(p).map(Self).ok_or(ENOMEM)
     }
 
-    /// Hands `skbs` to the pacer, each with its departure time
-    /// (`CLOCK_MONOTONIC`) set and its device; returns false, having
+    /// Hands `skbs` to the pacer, each with its device set, `skbs[i]` to
+    /// depart at `times[i]` (`CLOCK_MONOTONIC`); returns false, having
     /// consumed none, when their device is not running.
     ///
     /// # Safety
     ///
     /// `skbs` are built skbs owned by the caller, not yet handed to any
     /// driver, all on one device; on `true` the pacer owns them.
-    pub(crate) unsafe fn enqueue(&self, skbs: &mut [*mut bindings::sk_buff]) -> bool {
-        let n = skbs.len() as u32;
-        // SAFETY: the caller's contract; `self.0` is a live pacer.
-        unsafe { ffi::mdw_pacer_enqueue(self.0.as_ptr(), skbs.as_mut_ptr(), n) == n }
+    pub(crate) unsafe fn enqueue(&self, skbs: &mut [*mut bindings::sk_buff], times: &[u64]) -> bool {
+        let n = skbs.len().min(times.len()) as u32;
+        // SAFETY: the caller's contract; `self.0` is a live pacer, `times`
+        // has at least `n` elements.
+        unsafe {
+            ffi::mdw_pacer_enqueue(self.0.as_ptr(), skbs.as_mut_ptr(), times.as_ptr(), n) == n
+        }
     }
 }
 

@@ -518,6 +518,9 @@ pub(crate) struct TxBatch<'a> {
     skbs: [MaybeUninit<*mut bindings::sk_buff>; BATCH],
     /// Payload bytes of each queued skb.
     lens: [MaybeUninit<u32>; BATCH],
+    /// With a pacer: each queued skb's departure time (`CLOCK_MONOTONIC`),
+    /// handed to the pacer beside it rather than in the skb.
+    times: [MaybeUninit<u64>; BATCH],
     /// Which queued skbs are linear copies (bit `i` for `skbs[i]`).
     linear: u64,
     /// Payload bytes of the queued skbs.
@@ -545,6 +548,7 @@ impl<'a> TxBatch<'a> {
             recycling: !dev.nit_active(),
             skbs: [MaybeUninit::uninit(); BATCH],
             lens: [MaybeUninit::uninit(); BATCH],
+            times: [MaybeUninit::uninit(); BATCH],
             linear: 0,
             bytes: 0,
             len: 0,
@@ -648,11 +652,21 @@ impl<'a> TxBatch<'a> {
                 .skbs
                 .get_mut(..n)
                 .map(|s| s.as_mut_ptr().cast::<*mut bindings::sk_buff>());
+            let times = self.times.get(..n).map(|t| t.as_ptr().cast::<u64>());
             // SAFETY: `skbs[..n]` are built skbs owned by the batch, for
-            // `self.dev`, with their departure times; on success the pacer
-            // owns them, else they stay the batch's.
-            let queued = skbs
-                .is_some_and(|p| unsafe { pacer.enqueue(core::slice::from_raw_parts_mut(p, n)) });
+            // `self.dev`, and `times[..n]` their departure times (every
+            // skb of a batch with a pacer was given one before it was
+            // queued); on success the pacer owns them, else they stay the
+            // batch's.
+            let queued = match (skbs, times) {
+                (Some(s), Some(t)) => unsafe {
+                    pacer.enqueue(
+                        core::slice::from_raw_parts_mut(s, n),
+                        core::slice::from_raw_parts(t, n),
+                    )
+                },
+                _ => false,
+            };
             if queued {
                 let flushed = Flushed {
                     packets: n,
@@ -832,8 +846,18 @@ impl Building<'_, '_> {
     }
 
     /// Gives the skb its departure time `ns` (on `CLOCK_TAI` with `tai`,
-    /// else `CLOCK_MONOTONIC`), for a time-based qdisc.
+    /// else `CLOCK_MONOTONIC`): beside it in the batch for the pacer (the
+    /// skb goes in the batch's next place), in the skb for a time-based
+    /// qdisc.
+    #[inline(always)]
     pub(crate) fn set_departure(&mut self, ns: u64, tai: bool) {
+        let batch = &mut *self.batch;
+        if batch.pacer.is_some() && !batch.qdisc {
+            if let Some(t) = batch.times.get_mut(batch.len) {
+                t.write(ns);
+            }
+            return;
+        }
         // SAFETY: the skb is ours alone until queued (see `header`);
         // only its time stamp fields are written.
         unsafe { ffi::mdw_skb_set_departure(self.skb, ns, tai) }
