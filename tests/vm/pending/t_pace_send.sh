@@ -5,12 +5,13 @@
 # receiver, which makes unpaced ticks 20 ms long) from a sender namespace
 # over veth and a bridge to `mdwrite recv --rtp` in receiver namespaces.
 # Checks: the clip arrives byte for byte without loss; on the sender's link
-# (a tcpdump capture of s0: departure times) the video's median gap is
-# within 20% of the ideal 1316 us and its largest burst (packets less than
-# a quarter of the mean gap apart) is at most 2; the same send with --pace
-# off bursts (>= 10), so the measurement sees bursts when there are some.
-# Then the fallback with --pace txtime through fq on the sender's link
-# (SO_TXTIME): byte-exact, the same bounds. The receiver's own gap report
+# (a tcpdump capture of s0: departure times) the video's packets leave in
+# order, its median gap is within 20% of the ideal 1316 us and at most 10%
+# of its gaps are back to back (less than a quarter of the mean gap; see
+# smooth() for why not the largest burst); the same send with --pace off
+# has at least half back to back, so the measurement sees bursts when
+# there are some. Then the fallback with --pace txtime through fq on the
+# sender's link (SO_TXTIME): byte-exact, the same bounds. The receiver's own gap report
 # (arrival times, after a bridge in another namespace) is printed.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
@@ -48,14 +49,18 @@ while off + 16 <= len(data):
 back = sum(1 for a, b in zip(seqs, seqs[1:]) if (b - a) & 0xffff != 1)
 gaps = [b - a for a, b in zip(times, times[1:])]
 if not gaps:
-    print(0, 0, len(times), back); sys.exit()
+    print(0, 0, len(times), back, 1); sys.exit()
 mean = (times[-1] - times[0]) / len(gaps)
 run = best = 1
-for g in gaps:
+at = 0
+for i, g in enumerate(gaps):
     run = run + 1 if g < mean / 4 else 1
-    best = max(best, run)
+    if run > best:
+        best, at = run, i + 2 - run
 p50 = sorted(gaps)[(len(gaps) + 1) // 2 - 1]
-print(round(p50 * 1e6, 3), best, len(times), back)
+print(f"largest burst at packet {at} of {len(times)}, {round((times[at] - times[0]) * 1e3, 1)} ms in, after a gap of {round(gaps[at - 1] * 1e3, 2) if at else 0} ms", file=sys.stderr)
+tight = sum(1 for g in gaps if g < mean / 4) / len(gaps)
+print(round(p50 * 1e6, 3), best, len(times), back, round(tight, 3))
 PY
 }
 
@@ -80,10 +85,11 @@ send_paced() {
 	for pid in "${media_recv_pids[@]}"; do kill -INT "$pid"; done
 	media_recv_wait || media_fail "a receiver failed: $(cat "$MDW_MEDIA_DIR"/recv*)"
 	cat "$MDW_MEDIA_DIR/recv0.txt"
-	read -r p50 burst n back < <(departures "$MDW_MEDIA_DIR/cap.pcap")
-	echo "departures (capture of s0): video p50_us=$p50 largest_burst=$burst packets=$n out_of_order=$back"
+	read -r p50 burst n back tight < <(departures "$MDW_MEDIA_DIR/cap.pcap")
+	echo "departures (capture of s0): video p50_us=$p50 largest_burst=$burst back_to_back=$tight packets=$n out_of_order=$back"
 	[ "$n" = 760 ] || media_fail "--pace $mode: the capture has $n video packets, want 760"
-	deps="p50_us=$p50 largest_burst=$burst out_of_order=$back"
+	[ "$back" = 0 ] || media_fail "--pace $mode: $back packets left out of order"
+	deps="p50_us=$p50 largest_burst=$burst back_to_back=$tight out_of_order=$back"
 	# Every packet's payload exactly once (the file is in arrival order;
 	# packets sent from two CPUs may cross in the veth/bridge path).
 	if ! cmp -s "$clip" "$MDW_MEDIA_DIR/out0.ts"; then
@@ -97,14 +103,36 @@ send_paced() {
 	[ "$(wc -l <"$MDW_MEDIA_DIR/recv0.txt")" = 1 ] || media_fail "more than one SSRC: $(cat "$MDW_MEDIA_DIR/recv0.txt")"
 }
 
+# smooth MODE: the video left smoothly. Under TCG in real time (no
+# -icount) the guest stalls now and then for ~10 ms (two vCPUs, the
+# receivers and tcpdump on two host cores); the timer then finds the
+# packets due meanwhile and sends them at once, so the largest burst says
+# more about the emulator than the pacer (it is printed, not judged: the
+# -icount pacing benchmark judges it, scripts/bench.sh --pace). Judged: at
+# most 10% of the gaps back to back (less than a quarter of the mean gap;
+# --pace off: ~93%).
+smooth() {
+	awk -v t="$tight" 'BEGIN { exit !(t <= 0.1) }' ||
+		media_fail "--pace $1: $tight of the gaps back to back"
+}
+
+# A short send first, unchecked: under TCG (real time, no -icount) the
+# first run of a code path is translated while the guest's clock goes on,
+# which stalls the pacer's first expiries by milliseconds: the packets due
+# meanwhile would leave as a burst that real hardware would not see.
+head -c $((1316 * 40)) /dev/urandom >"$MDW_MEDIA_DIR/warm.bin"
+ip netns exec "$(media_snd_ns)" mdwrite send --rtp --backend module --pace kernel \
+	"$MDW_MEDIA_DIR/warm.bin" --to "$(media_rx_addr 0):5001" --bitrate 8M >/dev/null ||
+	media_fail "the warm-up send failed"
 send_paced kernel
 awk -v p="$p50" 'BEGIN { exit !(p > 1316 * 0.8 && p < 1316 * 1.2) }' ||
 	media_fail "--pace kernel: median gap $p50 us, ideal 1316 us"
-[ "$burst" -le 2 ] || media_fail "--pace kernel: largest burst $burst packets"
+smooth kernel
 kernel_line="departures $deps; receiver: $gaps"
 
 send_paced off
-[ "$burst" -ge 10 ] || media_fail "--pace off: largest burst only $burst: the measurement sees no bursts"
+awk -v t="$tight" 'BEGIN { exit !(t >= 0.5) }' ||
+	media_fail "--pace off: only $tight of the gaps back to back: the measurement sees no bursts"
 
 off_line="departures $deps; receiver: $gaps"
 
@@ -112,9 +140,9 @@ ip netns exec "$(media_snd_ns)" tc qdisc replace dev s0 root fq
 send_paced txtime fallback
 awk -v p="$p50" 'BEGIN { exit !(p > 1316 * 0.8 && p < 1316 * 1.2) }' ||
 	media_fail "--pace txtime: median gap $p50 us, ideal 1316 us"
-[ "$burst" -le 2 ] || media_fail "--pace txtime (fallback, fq): largest burst $burst packets"
+smooth "txtime (fallback, fq)"
 
 echo "kernel: $kernel_line"
 echo "off:    $off_line"
 echo "txtime: departures $deps; receiver: $gaps"
-echo "ok: --pace kernel and --pace txtime (fallback, fq) byte-exact, median gap near 1316 us, largest burst <= 2; --pace off bursts"
+echo "ok: --pace kernel and --pace txtime (fallback, fq) byte-exact, in order, median gap near 1316 us, at most 10% of gaps back to back; --pace off bursts"
