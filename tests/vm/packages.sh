@@ -60,6 +60,18 @@ root_writable() {
 		mkdir -p "$d"
 		touch "$d/.mdwpkg" && rm "$d/.mdwpkg"
 	done
+	# virtme-ng links /lib/modules/$krel to the kernel's module tree,
+	# read-only, which dpkg (the headers' build link), dkms and depmod
+	# write into: a directory in the tmpfs with the same content instead,
+	# its links followed, but for build (the headers package makes it).
+	if [ -L "/lib/modules/$krel" ]; then
+		mods=$(readlink -f "/lib/modules/$krel")
+		rm "/lib/modules/$krel"
+		mkdir "/lib/modules/$krel"
+		for f in "$mods"/*; do
+			[ "${f##*/}" = build ] || cp -rL "$f" "/lib/modules/$krel/"
+		done
+	fi
 	mkdir -p "$work"
 	mountpoint -q "$work" || mount -t tmpfs -o size=64m,mode=0755 mdwpkg "$work"
 	# /usr/src on a tmpfs of its own: the headers' 7,000 files land there
