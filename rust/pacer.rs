@@ -38,7 +38,11 @@ impl Pacer {
     ///
     /// `skbs` are built skbs owned by the caller, not yet handed to any
     /// driver, all on one device; on `true` the pacer owns them.
-    pub(crate) unsafe fn enqueue(&self, skbs: &mut [*mut bindings::sk_buff], times: &[u64]) -> bool {
+    pub(crate) unsafe fn enqueue(
+        &self,
+        skbs: &mut [*mut bindings::sk_buff],
+        times: &[u64],
+    ) -> bool {
         let n = skbs.len().min(times.len()) as u32;
         // SAFETY: the caller's contract; `self.0` is a live pacer, `times`
         // has at least `n` elements.

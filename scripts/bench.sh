@@ -9,6 +9,7 @@
 #   scripts/bench.sh --run ARGS...         # one `mdwrite-bench run ARGS...`
 #   scripts/bench.sh --pace [ARGS...]      # the pacing benchmark only (`mdwrite-bench pace`)
 #   scripts/bench.sh --relay [ARGS...]     # the relay benchmark only (`mdwrite-bench relay`)
+#   scripts/bench.sh --sender              # `mdwrite send` as a whole, per pace mode
 #   scripts/bench.sh --exec-profile METHOD DESTS PACKETS [PAYLOAD [TIMES [fanout]]]
 #
 # Boots the release kernel under QEMU/TCG with one vCPU and
@@ -86,11 +87,12 @@ case "${1:-}" in
 --run) mode=run args=("${@:2}") ;;
 --pace) mode=pace args=("${@:2}") ;;
 --relay) mode=relay args=("${@:2}") ;;
+--sender) mode=sender ;;
 --exec-profile)
 	(($# >= 4)) || die "usage: $0 --exec-profile METHOD DESTS PACKETS [PAYLOAD [TIMES [fanout]]]"
 	mode=xprof args=("${@:2}")
 	;;
-*) die "usage: $0 [--quick | --live | --profile METHOD [DESTS KIB PAYLOAD TIMES] | --run ARGS... | --pace [ARGS...] | --relay [ARGS...] | --exec-profile METHOD DESTS PACKETS [PAYLOAD [TIMES [fanout]]]]" ;;
+*) die "usage: $0 [--quick | --live | --profile METHOD [DESTS KIB PAYLOAD TIMES] | --run ARGS... | --pace [ARGS...] | --relay [ARGS...] | --sender | --exec-profile METHOD DESTS PACKETS [PAYLOAD [TIMES [fanout]]]]" ;;
 esac
 
 "$MDW_ROOT/scripts/install-deps.sh"
@@ -124,6 +126,12 @@ if [ "$mode" = xprof ]; then
 	"$MDW_ROOT/scripts/exec-profile.py" "$out/exec.log" "$out/syms.txt" "$packets" |
 		"$MDW_ROOT/userspace/target/release/mdwrite-bench" demangle
 	exit 0
+fi
+if [ "$mode" = sender ]; then
+	[ -s "$out/sender.md" ] || die "the guest wrote no sender results (status $status)"
+	cp "$out/sender.md" "$results/"
+	log "sender run done in $(($(date +%s) - start)) s: bench/results/sender.md"
+	exit "$status"
 fi
 if [ "$mode" = pace ] || [ "$mode" = relay ]; then
 	[ -s "$out/$mode.md" ] || die "the guest wrote no $mode results (status $status)"

@@ -9,6 +9,7 @@
 #   guest-bench.sh OUTDIR run ARGS...   (one `mdwrite-bench run ARGS...`)
 #   guest-bench.sh OUTDIR pace [ARGS...] (`mdwrite-bench pace`, veth pair)
 #   guest-bench.sh OUTDIR relay [ARGS...] (`mdwrite-bench relay`, namespaces)
+#   guest-bench.sh OUTDIR sender        (`mdwrite send`, whole program)
 #   guest-bench.sh OUTDIR xprof METHOD DESTS PACKETS [PAYLOAD [TIMES [fanout]]]
 #
 # Sets up dummy0 like a NIC (checksum offload on, UDP segmentation offload
@@ -201,7 +202,48 @@ relay() {
 	ip netns del relay
 }
 
+# The whole sender (issue 14): `mdwrite send --rtp` of 64 streams at 1 to
+# 20 Mb/s (1316-byte payloads) to 64 destinations on dummy0 for 2 s,
+# paced by the module (kernel), by sleeping between small unpaced calls
+# (user), and unpaced (off: each stream's due packets at once, every tick
+# of the slowest stream's packet time); the whole guest's busy
+# instructions per packet over each run (`mdwrite-bench busy`). Writes
+# OUTDIR/sender.md.
+sender() {
+	local f=/tmp/mdw-sender.bin args=() d pace line busy pkts calls
+	# 3 s of the fastest stream; every stream reads the same file.
+	head -c $((20000000 / 8 * 3)) /dev/urandom >"$f"
+	for ((d = 0; d < 64; d++)); do
+		args+=("$f" --to "10.1.0.$((d + 1)):5000" --bitrate "$(((1000000 + d * 19000000 / 63) / 1000))k")
+	done
+	{
+		echo "sender: mdwrite send --rtp of 64 streams at 1 to 20 Mb/s (1316-byte payloads) to 64 destinations on dummy0, 2 s, --latency 20ms"
+		echo
+		echo "| --pace | packets | calls | packets per call | busy guest instr / packet |"
+		echo "| --- | ---: | ---: | ---: | ---: |"
+	} | tee "$out/sender.md"
+	for pace in kernel user off; do
+		if ! line=$(mdwrite-bench busy -- mdwrite send --rtp --backend module --pace "$pace" \
+			--duration 2 "${args[@]}"); then
+			echo "| $pace | failed | | | |" | tee -a "$out/sender.md"
+			status=1
+			continue
+		fi
+		busy=$(sed -n 's/^busy_ns=\([0-9]*\) .*/\1/p' <<<"$line")
+		pkts=$(sed -n 's/^total .* packets=\([0-9]*\) .*/\1/p' <<<"$line")
+		calls=$(sed -n 's/^total .* calls=\([0-9]*\) .*/\1/p' <<<"$line")
+		echo "| $pace | $pkts | $calls | $((pkts / (calls ? calls : 1))) | $((busy / (pkts ? pkts : 1))) |" |
+			tee -a "$out/sender.md"
+	done
+	rm -f "$f"
+}
+
 case "$mode" in
+sender)
+	sender
+	rmmod mdwrite
+	exit $status
+	;;
 relay)
 	relay "${@:3}"
 	rmmod mdwrite

@@ -10,6 +10,7 @@
 //! instructions). A row counts only if the device's `tx_packets` grew by
 //! exactly the workload's packets and the method itself reports them all.
 
+mod busy;
 mod methods;
 mod pace;
 mod relay;
@@ -92,6 +93,13 @@ enum Cmd {
     /// What relaying one stream to N destinations costs per packet:
     /// `mdwrite relay` next to a recvmmsg + sendmmsg relay (issue 15).
     Relay(relay::RelayBenchArgs),
+    /// Runs a command and prints the whole guest's busy time over it
+    /// (instructions under `-icount`): `busy -- CMD [ARGS...]`.
+    Busy {
+        /// The command and its arguments.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        cmd: Vec<String>,
+    },
     /// The recvmmsg + sendmmsg relay written the usual way (`relay` runs
     /// it in the relay's network namespace).
     RelayStock(relay::StockArgs),
@@ -440,6 +448,7 @@ fn main() -> ExitCode {
         Cmd::Pace(args) => pace::pace(&args),
         Cmd::Relay(args) => relay::relay_bench(&args),
         Cmd::RelayStock(args) => relay::stock(&args),
+        Cmd::Busy { cmd } => busy::busy(&cmd),
         Cmd::Demangle => demangle(),
         Cmd::Repeat {
             ifname,
