@@ -179,6 +179,10 @@ if [ -s "$out/relay.md" ]; then
 	cp "$out/relay.csv" "$results/relay.csv"
 	tables+=$'\n\n### Relaying\n\n'$(cat "$out/relay.md")
 fi
+if [ -s "$out/sender.md" ]; then
+	cp "$out/sender.md" "$results/sender.md"
+	tables+=$'\n\n### The whole sender\n\n'$(cat "$out/sender.md")
+fi
 plot "$results/latest.csv" "$results/instr-per-packet.png"
 
 # Regenerate the results section of the docs: everything between the markers.

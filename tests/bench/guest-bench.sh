@@ -289,6 +289,7 @@ mdwrite-bench run --ifname "$dev" --table "offload on" --csv "$csv" "${on[@]}" |
 [ "$mode" = full ] && live
 [ "$mode" = full ] && pace
 [ "$mode" = full ] && relay
+[ "$mode" = full ] && sender
 
 # Checksum offload off: the stack and mdwrite checksum in software (reading
 # the payload), except mdwrite with a zero UDP checksum.
