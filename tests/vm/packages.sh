@@ -35,7 +35,8 @@ step() {
 	local name=$1 output rc
 	shift
 	n=$((n + 1))
-	output=$(timeout 1200 bash -c "$*" 2>&1)
+	# A failing command names itself (the steps run under set -e).
+	output=$(timeout 1200 bash -Ec "trap 'echo \"failed: \$BASH_COMMAND\" >&2' ERR; $*" 2>&1)
 	rc=$?
 	[ -n "$output" ] && printf '%s\n' "$output" | sed 's/^/# /'
 	if [ $rc = 0 ]; then
