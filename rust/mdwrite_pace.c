@@ -10,11 +10,12 @@
  * earlier than the latest queued one (the usual case: a call's rounds
  * rise in time) goes to the tail of a FIFO; any other into an rbtree
  * keyed by time, as in sch_fq. The earlier of the two heads leaves first,
- * the FIFO's on a tie, so each destination's packets keep their order. At each expiry the timer hands the driver,
- * under one TX lock with xmit_more (mdw_xmit_run()), every packet due by
- * now + the slack (module parameter pace_slack_us, default 10): none
- * leaves earlier than its time minus the slack, and the timer may fire up
- * to the slack late to group packets. Packets already due when they are
+ * the FIFO's on a tie, so each destination's packets keep their order.
+ * At each expiry the timer hands the driver, under one TX lock with
+ * xmit_more (mdw_xmit_run()), every packet due by now + the slack (module
+ * parameter pace_slack_us, default 10): none leaves earlier than its time
+ * minus the slack, and the timer may fire up to the slack late to group
+ * packets. Packets already due when they are
  * queued leave at once, from the caller. The departure time is not in the
  * skb (skb->tstamp stays 0): the driver sees a packet to send now.
  *
