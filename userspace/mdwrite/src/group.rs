@@ -1345,6 +1345,20 @@ mod tests {
         entries: Vec<(DestId, usize, Option<EntryPace>)>,
     }
 
+    impl Recorder {
+        /// A recorder on `clock` whose calls are on time and registering
+        /// takes no time; `kernel`: it releases paced calls itself.
+        fn new(clock: FakeClock, kernel: bool) -> Self {
+            Self {
+                clock,
+                kernel,
+                calls: Vec::new(),
+                late: Duration::ZERO,
+                register_takes: Duration::ZERO,
+            }
+        }
+    }
+
     impl Transmit for Recorder {
         fn send_vectored(
             &mut self,
@@ -1405,13 +1419,7 @@ mod tests {
         let opts = GroupOptions::default().with_pace(pace);
         let mut group = StreamGroup::new(clock.clone(), opts);
         group.set_async_ring(slots).unwrap();
-        let mut out = Recorder {
-            clock: clock.clone(),
-            kernel,
-            calls: Vec::new(),
-            late: Duration::ZERO,
-            register_takes: Duration::ZERO,
-        };
+        let mut out = Recorder::new(clock.clone(), kernel);
         for (rate, dest) in [(22_000_000, 1), (80_000, 2)] {
             let cfg = StreamConfig::new(rate, P).with_dests(vec![DestId::from_handle(dest)]);
             group.add_stream(cfg, Box::new(io::repeat(0x47))).unwrap();
@@ -1550,13 +1558,7 @@ mod tests {
             FakeClock::new(),
             GroupOptions::default().with_pace(Pace::Kernel),
         );
-        let mut out = Recorder {
-            clock: FakeClock::new(),
-            kernel: false,
-            calls: Vec::new(),
-            late: Duration::ZERO,
-            register_takes: Duration::ZERO,
-        };
+        let mut out = Recorder::new(FakeClock::new(), false);
         let e = group.tick_with(&mut out).unwrap_err();
         assert_eq!(e.raw_os_error(), Some(libc::EOPNOTSUPP));
     }
@@ -1590,11 +1592,8 @@ mod tests {
                 let mut group = StreamGroup::new(clock.clone(), opts);
                 group.set_async_ring(slots).unwrap();
                 let mut out = Recorder {
-                    clock: clock.clone(),
-                    kernel: true,
-                    calls: Vec::new(),
                     late: Duration::from_millis(late),
-                    register_takes: Duration::ZERO,
+                    ..Recorder::new(clock.clone(), true)
                 };
                 let rate = 2_000_000;
                 let cfg = StreamConfig::new(rate, P).with_dests(vec![DestId::from_handle(1)]);
@@ -1646,11 +1645,8 @@ mod tests {
         let mut group = StreamGroup::new(clock.clone(), opts);
         group.set_async_ring(4).unwrap();
         let mut out = Recorder {
-            clock: clock.clone(),
-            kernel: true,
-            calls: Vec::new(),
-            late: Duration::ZERO,
             register_takes: Duration::from_millis(30),
+            ..Recorder::new(clock.clone(), true)
         };
         for (rate, dest) in [(8_000_000, 1), (80_000, 2)] {
             let cfg = StreamConfig::new(rate, P).with_dests(vec![DestId::from_handle(dest)]);
