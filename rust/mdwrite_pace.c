@@ -113,24 +113,28 @@ static void mdw_pacer_insert_tree(struct mdw_pacer *p, struct sk_buff *skb)
 		p->last = &skb->rbnode;
 }
 
-/* Under p->lock: the earliest queued packet, or NULL. */
-static struct sk_buff *mdw_pacer_first(struct mdw_pacer *p)
+/*
+ * Under p->lock: the earliest queued packet, or NULL; @node is its tree
+ * node, NULL when it is the FIFO's head.
+ */
+static struct sk_buff *mdw_pacer_first(struct mdw_pacer *p,
+				       struct rb_node **node)
 {
-	struct rb_node *first = rb_first_cached(&p->queue);
 	struct sk_buff *head = skb_peek(&p->fifo);
 
-	if (!first)
-		return head;
-	if (!head || mdw_pace_cb(rb_to_skb(first))->time <
-			     mdw_pace_cb(head)->time)
-		return rb_to_skb(first);
+	*node = rb_first_cached(&p->queue);
+	if (*node && (!head || mdw_pace_cb(rb_to_skb(*node))->time <
+				       mdw_pace_cb(head)->time))
+		return rb_to_skb(*node);
+	*node = NULL;
 	return head;
 }
 
 /* Under p->lock: the timer set for the earliest queued packet, if any. */
 static void mdw_pacer_arm(struct mdw_pacer *p, u64 not_before)
 {
-	struct sk_buff *first = mdw_pacer_first(p);
+	struct rb_node *node;
+	struct sk_buff *first = mdw_pacer_first(p, &node);
 	u64 time;
 
 	if (!first || p->dying)
@@ -183,23 +187,17 @@ static unsigned int mdw_pacer_take(struct mdw_pacer *p, struct sk_buff **skbs,
 		return n;
 	}
 	while (n < max) {
-		struct rb_node *node = rb_first_cached(&p->queue);
-		struct sk_buff *skb = skb_peek(&p->fifo);
+		struct rb_node *node;
+		struct sk_buff *skb = mdw_pacer_first(p, &node);
 		struct mdw_pace_cb *cb;
-		bool tree;
 
-		/* mdw_pacer_first(), knowing which. */
-		tree = node && (!skb || mdw_pace_cb(rb_to_skb(node))->time <
-						mdw_pace_cb(skb)->time);
-		if (tree)
-			skb = rb_to_skb(node);
 		if (!skb)
 			break;
 		cb = mdw_pace_cb(skb);
 		if (cb->time > by || (dev && cb->dev != dev))
 			break;
 		dev = cb->dev;
-		if (tree) {
+		if (node) {
 			rb_erase_cached(node, &p->queue);
 			if (p->last == node)
 				p->last = NULL;
@@ -311,6 +309,7 @@ unsigned int mdw_pacer_enqueue(struct mdw_pacer *p, struct sk_buff **skbs,
 			       const u64 *times, unsigned int n)
 {
 	struct sk_buff *first, *tail;
+	struct rb_node *node;
 	unsigned int i, appended = 0;
 	struct net_device *dev;
 	u64 tail_time;
@@ -350,7 +349,7 @@ unsigned int mdw_pacer_enqueue(struct mdw_pacer *p, struct sk_buff **skbs,
 	tail->next = (struct sk_buff *)&p->fifo;
 	p->fifo.prev = tail;
 	p->fifo.qlen += appended;
-	first = mdw_pacer_first(p);
+	first = mdw_pacer_first(p, &node);
 	due = first && mdw_pace_cb(first)->time <=
 			       ktime_get_ns() + mdw_pace_slack();
 	if (!due)
