@@ -353,6 +353,23 @@ impl SkbPool {
         // untied, and older.
         let len = skbs.len();
         let touched = cursor.touched(len);
+        // A ring of one skb that carried a packet (a destination sent one
+        // packet at a time, the live regime's commonest case): kept or let
+        // go, nothing to order.
+        if let (1, &[skb]) = (touched, &skbs[..]) {
+            // SAFETY: the ring holds a reference to `skb`, a packet of this
+            // call with `rearm`'s header length and completion.
+            if !unsafe { ffi::mdw_skb_detach(skb, rearm.layout.hdr_len, rearm.done) } {
+                // SAFETY: the ring's reference, given up here.
+                unsafe { ffi::mdw_skb_release(skb) };
+                // SAFETY: the one entry's reference was just released.
+                unsafe { skbs.set_len(0) };
+            }
+            *cursor = RingCursor::new();
+            rearm.done = core::ptr::null_mut();
+            rearm.dev = core::ptr::null();
+            return;
+        }
         if touched == len {
             let start = cursor.peek(len).unwrap_or(0);
             if start != 0 {
