@@ -220,6 +220,8 @@ extern "C" {
         n: u32,
     ) -> u32;
     pub(crate) fn mdw_pacer_free(p: *mut MdwPacer);
+    pub(crate) fn mdw_pace_faults_init();
+    pub(crate) fn mdw_pace_faults_exit();
     pub(crate) fn mdw_skb_set_departure(skb: *mut bindings::sk_buff, ns: u64, tai: bool);
     pub(crate) fn mdw_signal_pending() -> bool;
     pub(crate) fn mdw_fatal_signal_pending() -> bool;

@@ -142,6 +142,8 @@ struct mdw_pacer *mdw_pacer_new(u32 flow);
 unsigned int mdw_pacer_enqueue(struct mdw_pacer *p, struct sk_buff **skbs,
 			       const u64 *times, unsigned int n);
 void mdw_pacer_free(struct mdw_pacer *p);
+void mdw_pace_faults_init(void);
+void mdw_pace_faults_exit(void);
 unsigned int mdw_xmit_qdisc(struct sk_buff **skbs, const u32 *lens,
 			    unsigned int n, u64 *bytes);
 bool mdw_xmit_wait(const struct mdw_dev *d);

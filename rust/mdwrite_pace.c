@@ -26,8 +26,15 @@
  * call completes); a stopped queue is retried MDW_PACE_RETRY_NS later.
  * Freeing the pacer (the file's release) cancels the timer and drops what
  * is left.
+ *
+ * With CONFIG_FAULT_INJECTION_DEBUG_FS, /sys/kernel/debug/fail_mdwrite_pace
+ * (Documentation/fault-injection) makes a release find the device's queue
+ * stopped halfway through a burst, as a busy NIC does: the selftests check
+ * that the packets left over still leave, in order.
  */
 
+#include <linux/debugfs.h>
+#include <linux/fault-inject.h>
 #include <linux/hrtimer.h>
 #include <linux/moduleparam.h>
 #include <linux/netdevice.h>
@@ -46,6 +53,44 @@ MODULE_PARM_DESC(pace_slack_us,
 /* Bursts per expiry before the timer yields to other softirq work. */
 #define MDW_PACE_ROUNDS	8
 #define MDW_PACE_RETRY_NS (20 * NSEC_PER_USEC)
+
+#ifdef CONFIG_FAULT_INJECTION_DEBUG_FS
+static DECLARE_FAULT_ATTR(mdw_fail_pace);
+static struct dentry *mdw_fail_pace_dir;
+
+void mdw_pace_faults_init(void)
+{
+	struct dentry *dir = fault_create_debugfs_attr("fail_mdwrite_pace",
+						       NULL, &mdw_fail_pace);
+
+	/* Without it the module works the same, only untestable there. */
+	mdw_fail_pace_dir = IS_ERR(dir) ? NULL : dir;
+}
+
+void mdw_pace_faults_exit(void)
+{
+	debugfs_remove_recursive(mdw_fail_pace_dir);
+}
+
+/* How many of a burst of @n the device takes before "stopping". */
+static unsigned int mdw_pace_room(unsigned int n)
+{
+	return should_fail(&mdw_fail_pace, 1) ? n / 2 : n;
+}
+#else
+void mdw_pace_faults_init(void)
+{
+}
+
+void mdw_pace_faults_exit(void)
+{
+}
+
+static unsigned int mdw_pace_room(unsigned int n)
+{
+	return n;
+}
+#endif
 
 struct mdw_pacer {
 	spinlock_t lock;
@@ -247,7 +292,8 @@ static void mdw_pacer_drain(struct mdw_pacer *p)
 			break;
 		spin_unlock(&p->lock);
 		dev = skbs[0]->dev;
-		sent = mdw_xmit_run(dev, skbs, n, p->flow, &why);
+		/* A queue stopped after the first `room` sets why likewise. */
+		sent = mdw_xmit_run(dev, skbs, mdw_pace_room(n), p->flow, &why);
 		if (sent < n && why == MDW_TX_STOPPED) {
 			/*
 			 * Back at the FIFO's head for a retry, at their own

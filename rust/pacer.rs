@@ -58,3 +58,25 @@ impl Drop for Pacer {
         unsafe { ffi::mdw_pacer_free(self.0.as_ptr()) }
     }
 }
+
+/// The pacer's fault injection point for the module's life:
+/// `/sys/kernel/debug/fail_mdwrite_pace` on kernels with
+/// `CONFIG_FAULT_INJECTION_DEBUG_FS` (nothing elsewhere), which makes a
+/// release find the device's queue stopped halfway through a burst.
+pub(crate) struct PaceFaults(());
+
+impl PaceFaults {
+    pub(crate) fn new() -> Self {
+        // SAFETY: called once, at module init; undone by `drop`.
+        unsafe { ffi::mdw_pace_faults_init() };
+        Self(())
+    }
+}
+
+impl Drop for PaceFaults {
+    fn drop(&mut self) {
+        // SAFETY: after `new`, at module exit, when no file (so no pacer)
+        // is left.
+        unsafe { ffi::mdw_pace_faults_exit() }
+    }
+}

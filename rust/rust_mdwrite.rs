@@ -81,14 +81,16 @@ module! {
 
 struct MdwModule {
     // Dropped in this order: no new files, then wait for the asynchronous
-    // calls of closed files.
+    // calls of closed files, then the fault injection point.
     _misc: miscdev::Registration,
     _async: completion::Runtime,
+    _faults: pacer::PaceFaults,
 }
 
 impl kernel::Module for MdwModule {
     fn init(_module: &'static ThisModule) -> Result<Self> {
         ffi::check_layouts()?;
+        let faults = pacer::PaceFaults::new();
         let runtime = completion::Runtime::new()?;
         // Registration makes the device visible, so it comes last.
         let misc = miscdev::Registration::new()?;
@@ -96,6 +98,7 @@ impl kernel::Module for MdwModule {
         Ok(Self {
             _misc: misc,
             _async: runtime,
+            _faults: faults,
         })
     }
 }

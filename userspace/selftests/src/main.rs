@@ -53,6 +53,7 @@ const TESTS: &[Test] = &[
     ("pace_release_fq", pace::pace_release_fq),
     ("pace_release_direct", pace::pace_release_direct),
     ("pace_errors", pace::pace_errors),
+    ("pace_queue_stopped", pace::pace_queue_stopped),
     (
         "pace_pending_exit_down_kill",
         pace::pace_pending_exit_down_kill,

@@ -260,6 +260,125 @@ fn pace_release(via_qdisc: bool) -> TestResult {
     Ok(())
 }
 
+/// `fail_mdwrite_pace`, the pacer's fault injection point (debugfs, debug
+/// kernels), set for one test: 70% of releases find the device's queue
+/// stopped halfway through their burst. Put back to never on
+/// drop, whatever the test's outcome.
+struct StoppedQueues {
+    dir: String,
+}
+
+/// Remaining failures the point is armed with: it counts them down.
+const STOP_TIMES: u64 = 1_000_000;
+
+impl StoppedQueues {
+    fn arm() -> Result<Self, String> {
+        let dir = "/sys/kernel/debug/fail_mdwrite_pace".to_string();
+        if !std::path::Path::new(&dir).exists() {
+            return Err("skip: no fail_mdwrite_pace (a kernel without fault injection)".into());
+        }
+        let this = Self { dir };
+        for (file, value) in [
+            ("verbose", "0".to_string()),
+            ("interval", "1".to_string()),
+            ("times", STOP_TIMES.to_string()),
+            ("probability", "70".to_string()),
+        ] {
+            this.write(file, &value)?;
+        }
+        Ok(this)
+    }
+
+    fn write(&self, file: &str, value: &str) -> Result<(), String> {
+        std::fs::write(format!("{}/{file}", self.dir), value)
+            .map_err(|e| format!("{}/{file}: {e}", self.dir))
+    }
+
+    /// How many releases found the queue stopped.
+    fn stops(&self) -> Result<u64, String> {
+        let left = std::fs::read_to_string(format!("{}/times", self.dir))
+            .map_err(|e| format!("{}/times: {e}", self.dir))?;
+        let left: u64 = left.trim().parse().map_err(|e| format!("times: {e}"))?;
+        Ok(STOP_TIMES.saturating_sub(left))
+    }
+}
+
+impl Drop for StoppedQueues {
+    fn drop(&mut self) {
+        let _ = self.write("probability", "0");
+    }
+}
+
+/// A paced release whose device's queue stops again and again halfway
+/// through a burst (`fail_mdwrite_pace`): the packets it could not send
+/// go out at the next try, before anything due later, so every
+/// destination's packets still arrive complete and in order. The window
+/// lies ahead: every packet is queued before the first leaves, each
+/// round (one packet per destination, all due at once) leaves as one
+/// burst, and a stop leaves the burst's second half with the later
+/// rounds still queued behind it, where a putback at the queue's tail
+/// (or at a later time) would reorder them.
+pub(crate) fn pace_queue_stopped() -> TestResult {
+    const DESTS: usize = 8;
+    const PACKETS: usize = 16;
+    let (_topo, dev, cap, ids) = setup(&["pfifo_fast"], DESTS as u16)?;
+    let stopped = StoppedQueues::arm()?;
+    let data: Vec<Vec<u8>> = (0..DESTS)
+        .map(|k| pattern(PACKETS * PAYLOAD, 60 + k as u32))
+        .collect();
+    let entries: Vec<MdwEntry> = ids.iter().zip(&data).map(|(&id, d)| entry(id, d)).collect();
+    let window = 300 * MS;
+    let start = now_ns() + 100 * MS;
+    let (r, w) = raw_writev(&dev, &entries, |w| {
+        w.flags = MDW_WRITE_PACE;
+        w.pace_start = start;
+        w.pace_window = window as u32;
+        w.pace_clock = CLOCK_MONOTONIC;
+    });
+    if r.is_err() || w.packets != (DESTS * PACKETS) as u64 || w.error != 0 {
+        return Err(format!(
+            "paced call: {r:?}, {} packets, error {}",
+            w.packets,
+            errno_name(-w.error)
+        ));
+    }
+    let stops = stopped.stops()?;
+    drop(stopped);
+    let seen = watch(
+        &cap,
+        DESTS,
+        DESTS * PACKETS,
+        Instant::now() + Duration::from_secs(5),
+    );
+    if seen.len() != DESTS * PACKETS {
+        return Err(format!(
+            "tap saw {} frames, want {} ({stops} stopped releases)",
+            seen.len(),
+            DESTS * PACKETS
+        ));
+    }
+    // The test means nothing unless the queue did stop (16 rounds and
+    // their retries, each stopped with probability 0.7).
+    if stops < 3 {
+        return Err(format!("the queue stopped {stops} times; want at least 3"));
+    }
+    for (k, want) in data.iter().enumerate() {
+        // Which of the destination's packets each frame carried.
+        let order: Vec<Option<usize>> = seen
+            .iter()
+            .filter(|s| s.dest == k)
+            .map(|s| want.chunks(PAYLOAD).position(|c| c == s.payload.as_slice()))
+            .collect();
+        if !order.iter().enumerate().all(|(j, &p)| p == Some(j)) {
+            return Err(format!(
+                "destination {k}: packets arrived as {order:?} ({stops} stopped releases)"
+            ));
+        }
+    }
+    println!("{stops} releases found the queue stopped");
+    Ok(())
+}
+
 /// Paced calls' errnos (`Documentation/uapi.rst`); an older caller's
 /// 32-byte entries still work.
 pub(crate) fn pace_errors() -> TestResult {
