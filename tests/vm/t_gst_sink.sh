@@ -11,7 +11,7 @@
 # took the clip's duration.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
-. "$here/../../media/lib.sh"
+. "$here/../media/lib.sh"
 gst_pids=()
 cleanup() {
 	for pid in "${gst_pids[@]}"; do kill "$pid" 2>/dev/null; done
@@ -35,11 +35,13 @@ ln -s "$MDW_BINDIR/libgstmdwrite.so" "$plugins/"
 export GST_PLUGIN_SYSTEM_PATH_1_0=$plugins GST_PLUGIN_PATH_1_0= GST_PLUGIN_PATH=
 export GST_REGISTRY_1_0=$MDW_MEDIA_DIR/registry.bin
 gst-inspect-1.0 mdwritesink >/dev/null || media_fail "gst-inspect-1.0 does not find mdwritesink"
+media_log "registry made"
 
 receivers=8
 media_setup $receivers
 clip=$MDW_MEDIA_DIR/clip.ts
 media_clip "$clip" 3 1500000
+media_log "clip made"
 # The RTP packets the payloader makes of the clip.
 packets=$(gst-launch-1.0 -v filesrc location="$clip" ! tsparse set-timestamps=true ! rtpmp2tpay ! \
 	fakesink silent=false 2>&1 | grep -c 'last-message = chain')
@@ -81,6 +83,7 @@ run() {
 		sleep 0.1
 	done
 	((n == receivers)) || media_fail "$name: only $n receivers bound"
+	media_log "$name: receivers bound"
 	media_log "$name: sending to $clients"
 	t0=$(date +%s.%N)
 	GST_DEBUG=mdwritesink:4 ip netns exec "$(media_snd_ns)" gst-launch-1.0 filesrc location="$clip" ! \
@@ -91,13 +94,26 @@ run() {
 
 	wait $sender || media_fail "$name: the pipeline failed: $(cat "$MDW_MEDIA_DIR/send.txt")"
 	elapsed=$(echo "$(date +%s.%N) - $t0" | bc)
+	media_log "$name: the pipeline ended after ${elapsed}s"
 	grep -q "backend $backend" "$MDW_MEDIA_DIR/send.txt" ||
 		media_fail "$name: not sent by the $backend: $(cat "$MDW_MEDIA_DIR/send.txt")"
 	grep -o '[0-9]* calls through the [a-z]*' "$MDW_MEDIA_DIR/send.txt" || true
+	# Every packet has been sent: the receivers end within seconds, or
+	# lost some (a GStreamer receiver then waits for ever).
 	for pid in "${gst_pids[@]}"; do
+		for ((t = 0; t < 1200; t++)); do
+			kill -0 "$pid" 2>/dev/null || break
+			sleep 0.1
+		done
+		if kill -0 "$pid" 2>/dev/null; then
+			media_fail "$name: a GStreamer receiver still waits 120 s after the pipeline ended; received: $(
+				for ((i = 0; i < receivers; i += 2)); do stat -c '%n %s' "$MDW_MEDIA_DIR/out$i.ts"; done
+			) of $(stat -c %s "$clip") bytes"
+		fi
 		wait "$pid" || media_fail "$name: a GStreamer receiver failed: $(cat "$MDW_MEDIA_DIR"/recv*.txt)"
 	done
 	gst_pids=()
+	media_log "$name: GStreamer receivers done"
 	media_recv_wait || media_fail "$name: a receiver failed: $(cat "$MDW_MEDIA_DIR"/recv*.txt)"
 	for ((i = 0; i < receivers; i++)); do
 		cmp -s "$clip" "$MDW_MEDIA_DIR/out$i.ts" ||
