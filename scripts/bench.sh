@@ -10,6 +10,7 @@
 #   scripts/bench.sh --pace [ARGS...]      # the pacing benchmark only (`mdwrite-bench pace`)
 #   scripts/bench.sh --relay [ARGS...]     # the relay benchmark only (`mdwrite-bench relay`)
 #   scripts/bench.sh --sender              # `mdwrite send` as a whole, per pace mode
+#   scripts/bench.sh --pipeline            # GStreamer: multiudpsink and mdwritesink, whole process
 #   scripts/bench.sh --exec-profile METHOD DESTS PACKETS [PAYLOAD [TIMES [fanout]]]
 #
 # Boots the release kernel under QEMU/TCG with one vCPU and
@@ -88,11 +89,12 @@ case "${1:-}" in
 --pace) mode=pace args=("${@:2}") ;;
 --relay) mode=relay args=("${@:2}") ;;
 --sender) mode=sender ;;
+--pipeline) mode=pipeline ;;
 --exec-profile)
 	(($# >= 4)) || die "usage: $0 --exec-profile METHOD DESTS PACKETS [PAYLOAD [TIMES [fanout]]]"
 	mode=xprof args=("${@:2}")
 	;;
-*) die "usage: $0 [--quick | --live | --profile METHOD [DESTS KIB PAYLOAD TIMES] | --run ARGS... | --pace [ARGS...] | --relay [ARGS...] | --sender | --exec-profile METHOD DESTS PACKETS [PAYLOAD [TIMES [fanout]]]]" ;;
+*) die "usage: $0 [--quick | --live | --profile METHOD [DESTS KIB PAYLOAD TIMES] | --run ARGS... | --pace [ARGS...] | --relay [ARGS...] | --sender | --pipeline | --exec-profile METHOD DESTS PACKETS [PAYLOAD [TIMES [fanout]]]]" ;;
 esac
 
 "$MDW_ROOT/scripts/install-deps.sh"
@@ -102,6 +104,11 @@ doc=$MDW_ROOT/Documentation/benchmarks.md
 mkdir -p "$results"
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
+# The pipeline benchmark's clip, made here (ffmpeg under TCG is slow): 10 s
+# at 4 Mb/s, about 3,800 RTP packets.
+if [ "$mode" = pipeline ] || [ "$mode" = full ]; then
+	bash "$MDW_ROOT/tests/media/gen-clip.sh" "$out/clip.ts" 10 4000000
+fi
 
 log "benchmark ($mode): booting the release kernel, 1 vCPU, -icount shift=0,sleep=off"
 # Through a pipe (the VM's console output would otherwise truncate a log
@@ -127,10 +134,10 @@ if [ "$mode" = xprof ]; then
 		"$MDW_ROOT/userspace/target/release/mdwrite-bench" demangle
 	exit 0
 fi
-if [ "$mode" = sender ]; then
-	[ -s "$out/sender.md" ] || die "the guest wrote no sender results (status $status)"
-	cp "$out/sender.md" "$results/"
-	log "sender run done in $(($(date +%s) - start)) s: bench/results/sender.md"
+if [ "$mode" = sender ] || [ "$mode" = pipeline ]; then
+	[ -s "$out/$mode.md" ] || die "the guest wrote no $mode results (status $status)"
+	cp "$out/$mode.md" "$results/"
+	log "$mode run done in $(($(date +%s) - start)) s: bench/results/$mode.md"
 	exit "$status"
 fi
 if [ "$mode" = pace ] || [ "$mode" = relay ]; then
@@ -182,6 +189,10 @@ fi
 if [ -s "$out/sender.md" ]; then
 	cp "$out/sender.md" "$results/sender.md"
 	tables+=$'\n\n### The whole sender\n\n'$(cat "$out/sender.md")
+fi
+if [ -s "$out/pipeline.md" ]; then
+	cp "$out/pipeline.md" "$results/pipeline.md"
+	tables+=$'\n\n### The GStreamer pipeline\n\n'$(cat "$out/pipeline.md")
 fi
 plot "$results/latest.csv" "$results/instr-per-packet.png"
 

@@ -10,6 +10,7 @@
 #   guest-bench.sh OUTDIR pace [ARGS...] (`mdwrite-bench pace`, veth pair)
 #   guest-bench.sh OUTDIR relay [ARGS...] (`mdwrite-bench relay`, namespaces)
 #   guest-bench.sh OUTDIR sender        (`mdwrite send`, whole program)
+#   guest-bench.sh OUTDIR pipeline      (GStreamer: multiudpsink, mdwritesink)
 #   guest-bench.sh OUTDIR xprof METHOD DESTS PACKETS [PAYLOAD [TIMES [fanout]]]
 #
 # Sets up dummy0 like a NIC (checksum offload on, UDP segmentation offload
@@ -238,7 +239,87 @@ sender() {
 	rm -f "$f"
 }
 
+# The GStreamer pipeline (issue 16): `filesrc ! tsparse ! rtpmp2tpay` of
+# the clip scripts/bench.sh made (OUTDIR/clip.ts) into multiudpsink and into
+# mdwritesink, 64 clients on dummy0, sync=false; the whole guest's busy
+# instructions over each gst-launch-1.0 run (`mdwrite-bench busy`: the
+# process's user and kernel work, from its start to its exit) per packet
+# sent, and the same above the pipeline into fakesink (what sending costs).
+# Each row runs once untimed first (page cache, dentries). dummy0's
+# tx_packets must grow by the clip's RTP packets x 64 in every sending row.
+# Writes OUTDIR/pipeline.md.
+pipeline() {
+	local clip=/tmp/mdw-clip.ts plugins=/tmp/mdw-gst-plugins p clients="" d rtp want name sink
+	local line busy tx0 tx1 sent base="" per above
+	[ -s "$out/clip.ts" ] || { echo "pipeline: no clip in $out" >&2; status=1; return; }
+	cp "$out/clip.ts" "$clip"
+	# Only the plugins the pipelines use: a full registry scan takes
+	# minutes under TCG.
+	mkdir -p "$plugins"
+	for p in coreelements udp rtp mpegtsdemux; do
+		ln -sf "/usr/lib/x86_64-linux-gnu/gstreamer-1.0/libgst$p.so" "$plugins/"
+	done
+	ln -sf "$MDW_BINDIR/libgstmdwrite.so" "$plugins/"
+	export GST_PLUGIN_SYSTEM_PATH_1_0=$plugins GST_PLUGIN_PATH_1_0= GST_PLUGIN_PATH=
+	export GST_REGISTRY_1_0=/tmp/mdw-gst-registry.bin
+	gst-inspect-1.0 mdwritesink >/dev/null || { echo "pipeline: no mdwritesink" >&2; status=1; return; }
+	for ((d = 0; d < 64; d++)); do
+		clients+="${clients:+,}10.1.0.$((d + 1)):5000"
+	done
+	# The RTP packets the payloader makes of the clip.
+	rtp=$(gst-launch-1.0 -v filesrc location="$clip" ! tsparse ! rtpmp2tpay ! \
+		fakesink silent=false 2>&1 | grep -c 'last-message = chain')
+	want=$((rtp * 64))
+	{
+		echo "pipeline: gst-launch-1.0 filesrc ! tsparse ! rtpmp2tpay ! SINK sync=false, 64 clients on dummy0;" \
+			"clip $(stat -c %s "$clip") bytes, $rtp RTP packets (1316-byte payloads), $want packets per sending row"
+		echo
+		echo "| sink | packets sent | busy guest instr | instr / packet | above fakesink / packet |"
+		echo "| --- | ---: | ---: | ---: | ---: |"
+	} | tee "$out/pipeline.md"
+	for name in fakesink multiudpsink mdwritesink mdwritesink-interval0 mdwritesink-fallback; do
+		case $name in
+		fakesink) sink=(fakesink sync=false) ;;
+		multiudpsink) sink=(multiudpsink sync=false clients="$clients") ;;
+		mdwritesink) sink=(mdwritesink backend=module sync=false clients="$clients") ;;
+		mdwritesink-interval0) sink=(mdwritesink backend=module sync=false interval=0 clients="$clients") ;;
+		mdwritesink-fallback) sink=(mdwritesink backend=fallback sync=false clients="$clients") ;;
+		esac
+		# Untimed first: the same run, so both are measured warm.
+		gst-launch-1.0 -q filesrc location="$clip" ! tsparse ! rtpmp2tpay ! "${sink[@]}" >/dev/null 2>&1
+		tx0=$(cat /sys/class/net/$dev/statistics/tx_packets)
+		if ! line=$(mdwrite-bench busy -- gst-launch-1.0 -q filesrc location="$clip" ! tsparse ! \
+			rtpmp2tpay ! "${sink[@]}" 2>&1); then
+			echo "| $name | failed: $(tr '\n' ' ' <<<"$line") | | | |" | tee -a "$out/pipeline.md"
+			status=1
+			continue
+		fi
+		tx1=$(cat /sys/class/net/$dev/statistics/tx_packets)
+		sent=$((tx1 - tx0))
+		busy=$(sed -n 's/^busy_ns=\([0-9]*\) .*/\1/p' <<<"$line")
+		if [ "$name" = fakesink ]; then
+			base=$busy
+			echo "| $name | $sent | $busy | | |" | tee -a "$out/pipeline.md"
+			continue
+		fi
+		if [ "$sent" != "$want" ]; then
+			echo "| $name | $sent, not $want | $busy | | |" | tee -a "$out/pipeline.md"
+			status=1
+			continue
+		fi
+		per=$((busy / sent))
+		above=$(((busy - base) / sent))
+		echo "| $name | $sent | $busy | $per | $above |" | tee -a "$out/pipeline.md"
+	done
+	rm -f "$clip"
+}
+
 case "$mode" in
+pipeline)
+	pipeline
+	rmmod mdwrite
+	exit $status
+	;;
 sender)
 	sender
 	rmmod mdwrite
@@ -290,6 +371,7 @@ mdwrite-bench run --ifname "$dev" --table "offload on" --csv "$csv" "${on[@]}" |
 [ "$mode" = full ] && pace
 [ "$mode" = full ] && relay
 [ "$mode" = full ] && sender
+[ "$mode" = full ] && pipeline
 
 # Checksum offload off: the stack and mdwrite checksum in software (reading
 # the payload), except mdwrite with a zero UDP checksum.

@@ -95,7 +95,10 @@ for t in "${tests[@]}"; do
 	limit=900
 	# The fuzzer runs as long as asked, plus its pin check and set-up.
 	[ "$name" = fuzz ] && limit=$((${MDW_FUZZ_DURATION:-150} + 300))
+	t0=$SECONDS
 	if output=$(timeout "$limit" bash -c "$cmd" 2>&1); then
+		# How long each test takes, against its limit (a diagnostic line).
+		echo "# $name: $((SECONDS - t0)) s"
 		echo "ok $n $name"
 		pass=$((pass + 1))
 	else
@@ -108,6 +111,7 @@ for t in "${tests[@]}"; do
 		fi
 		[ -n "$output" ] && printf '%s\n' "$output" | sed 's/^/# /'
 		[ $rc = 124 ] && echo "# timed out"
+		echo "# $name: $((SECONDS - t0)) s"
 		echo "not ok $n $name"
 		fail=$((fail + 1))
 	fi
