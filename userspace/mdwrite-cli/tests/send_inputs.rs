@@ -413,7 +413,7 @@ fn recv_interface_and_source_errors() {
     ]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(
-        stderr(&out).contains("--source needs an IPv4 multicast --listen address"),
+        stderr(&out).contains("--source needs a multicast --listen address"),
         "{}",
         stderr(&out)
     );
