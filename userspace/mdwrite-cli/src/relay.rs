@@ -169,6 +169,9 @@ impl Relay {
             return Ok(());
         }
         let wanted: BTreeSet<SocketAddr> = self.wanted.iter().copied().collect();
+        // The first destinations are not news (with --rtp they come with
+        // the first packet, all at once).
+        let first = self.dests.is_empty();
         for d in self.dests.iter_mut().filter(|d| d.active) {
             if !wanted.contains(&d.to) {
                 self.sender
@@ -184,7 +187,7 @@ impl Relay {
             }
             let config = self.dest_config(to)?;
             let id = connect(&mut self.sender, to, &config)?;
-            if !self.dests.is_empty() {
+            if !first {
                 eprintln!("mdwrite relay: added {to}");
             }
             self.dests.push(RelayDest {
