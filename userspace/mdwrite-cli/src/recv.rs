@@ -6,7 +6,8 @@
 use std::{
     fs::File,
     io::{BufWriter, Write},
-    net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket},
+    os::fd::AsRawFd,
     path::PathBuf,
     sync::{
         atomic::{AtomicBool, Ordering},
@@ -58,10 +59,10 @@ pub(crate) struct RecvArgs {
     /// Join multicast groups on this interface.
     #[arg(long, value_name = "IF")]
     interface: Option<String>,
-    /// Source-specific multicast (IPv4): receive the groups only from this
-    /// source address (IP_ADD_SOURCE_MEMBERSHIP).
+    /// Source-specific multicast: receive the groups only from this source
+    /// address, IPv4 or IPv6 like the groups (MCAST_JOIN_SOURCE_GROUP).
     #[arg(long, value_name = "ADDR")]
-    source: Option<Ipv4Addr>,
+    source: Option<IpAddr>,
     /// The datagrams are RTP: analyse the sequence numbers, timestamps and
     /// SSRCs, and strip the RTP header from the saved payload.
     #[arg(long)]
@@ -212,17 +213,29 @@ fn ts_aligned(payload: &[u8]) -> bool {
 }
 
 /// Binds `addr` and joins it if it is a multicast group: on `ifindex`
-/// (0: the default interface), from `source` only if given (IPv4).
+/// (0: the default interface), from `source` only if given.
 pub(crate) fn bind(
     addr: SocketAddr,
     ifindex: u32,
-    source: Option<Ipv4Addr>,
+    source: Option<IpAddr>,
 ) -> Result<UdpSocket, Error> {
     use rustix::net::sockopt;
     let listen_err = |source| Error::Listen { addr, source };
+    if let Some(src) = source {
+        if !addr.ip().is_multicast() {
+            return Err(Error::Usage(format!(
+                "--source needs a multicast --listen address, not {addr}"
+            )));
+        }
+        if src.is_ipv4() != addr.is_ipv4() {
+            return Err(Error::Usage(format!(
+                "--source {src} needs a multicast --listen address of its family, not {addr}"
+            )));
+        }
+    }
     let sock = UdpSocket::bind(addr).map_err(listen_err)?;
     match (addr.ip(), source) {
-        (IpAddr::V4(g), Some(src)) if g.is_multicast() => {
+        (IpAddr::V4(g), Some(IpAddr::V4(src))) => {
             let local = if ifindex == 0 {
                 Ipv4Addr::UNSPECIFIED
             } else {
@@ -231,17 +244,15 @@ pub(crate) fn bind(
             sockopt::set_ip_add_source_membership(&sock, &g, &local, &src)
                 .map_err(|e| listen_err(e.into()))?
         }
-        (IpAddr::V4(g), None) if g.is_multicast() => {
+        (IpAddr::V6(g), Some(IpAddr::V6(src))) => {
+            join_source_v6(&sock, g, src, ifindex).map_err(listen_err)?
+        }
+        (IpAddr::V4(g), _) if g.is_multicast() => {
             sockopt::set_ip_add_membership_with_ifindex(&sock, &g, &Ipv4Addr::UNSPECIFIED, ifindex)
                 .map_err(|e| listen_err(e.into()))?
         }
-        (IpAddr::V6(g), None) if g.is_multicast() => {
+        (IpAddr::V6(g), _) if g.is_multicast() => {
             sock.join_multicast_v6(&g, ifindex).map_err(listen_err)?
-        }
-        (_, Some(_)) => {
-            return Err(Error::Usage(format!(
-                "--source needs an IPv4 multicast --listen address, not {addr}"
-            )))
         }
         _ => {}
     }
@@ -251,6 +262,54 @@ pub(crate) fn bind(
     // batch was read is used.
     let _ = enable_rx_timestamps(&sock);
     Ok(sock)
+}
+
+/// Joins the IPv6 group `group` on `ifindex` (0: the routing table's
+/// choice) for datagrams from `source` only: `MCAST_JOIN_SOURCE_GROUP`
+/// (RFC 3678; MLDv2), which rustix does not wrap.
+fn join_source_v6(
+    sock: &UdpSocket,
+    group: Ipv6Addr,
+    source: Ipv6Addr,
+    ifindex: u32,
+) -> std::io::Result<()> {
+    let storage = |ip: Ipv6Addr| {
+        // SAFETY: sockaddr_storage is plain data; all zeroes is valid.
+        let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+        let sin6 = libc::sockaddr_in6 {
+            sin6_family: libc::AF_INET6 as libc::sa_family_t,
+            sin6_port: 0,
+            sin6_flowinfo: 0,
+            sin6_addr: libc::in6_addr {
+                s6_addr: ip.octets(),
+            },
+            sin6_scope_id: 0,
+        };
+        // SAFETY: sockaddr_storage is larger than sockaddr_in6 and aligned
+        // for it (that is its purpose); the write stays inside `ss`.
+        unsafe { std::ptr::write((&raw mut ss).cast::<libc::sockaddr_in6>(), sin6) };
+        ss
+    };
+    let req = libc::group_source_req {
+        gsr_interface: ifindex,
+        gsr_group: storage(group),
+        gsr_source: storage(source),
+    };
+    // SAFETY: MCAST_JOIN_SOURCE_GROUP reads a group_source_req, whose
+    // address and size are passed; `req` lives for the call.
+    let rc = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::IPPROTO_IPV6,
+            libc::MCAST_JOIN_SOURCE_GROUP,
+            (&raw const req).cast(),
+            size_of::<libc::group_source_req>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// An IPv4 address of interface `ifindex` (for IP_ADD_SOURCE_MEMBERSHIP,

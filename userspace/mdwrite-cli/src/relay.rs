@@ -6,7 +6,7 @@
 use std::{
     collections::BTreeSet,
     fs,
-    net::{Ipv4Addr, SocketAddr},
+    net::{IpAddr, SocketAddr},
     path::PathBuf,
     sync::{
         atomic::{AtomicBool, Ordering},
@@ -66,10 +66,10 @@ pub(crate) struct RelayArgs {
     /// receive on; ":PORT" is every IPv4 address.
     #[arg(long, value_name = "ADDR:PORT", value_parser = parse_listen)]
     listen: Endpoint,
-    /// Receive only from this source: source-specific multicast
-    /// (IP_ADD_SOURCE_MEMBERSHIP) for an IPv4 group, a filter otherwise.
+    /// Receive only from this source: source-specific multicast for a
+    /// group of its family (IPv4 or IPv6), a filter otherwise.
     #[arg(long, value_name = "ADDR")]
-    source: Option<Ipv4Addr>,
+    source: Option<IpAddr>,
     /// Join the multicast group on this interface.
     #[arg(long, value_name = "IF")]
     interface: Option<String>,
@@ -169,6 +169,9 @@ impl Relay {
             return Ok(());
         }
         let wanted: BTreeSet<SocketAddr> = self.wanted.iter().copied().collect();
+        // The first destinations are not news (with --rtp they come with
+        // the first packet, all at once).
+        let first = self.dests.is_empty();
         for d in self.dests.iter_mut().filter(|d| d.active) {
             if !wanted.contains(&d.to) {
                 self.sender
@@ -184,7 +187,7 @@ impl Relay {
             }
             let config = self.dest_config(to)?;
             let id = connect(&mut self.sender, to, &config)?;
-            if !self.dests.is_empty() {
+            if !first {
                 eprintln!("mdwrite relay: added {to}");
             }
             self.dests.push(RelayDest {
@@ -264,10 +267,14 @@ pub(crate) fn run(args: RelayArgs) -> Result<u8, Error> {
     }
     let listen = args.listen.resolve()?;
     let ifindex = ifindex_of(args.interface.as_deref())?;
-    let ssm = match (listen.ip(), args.source) {
-        (std::net::IpAddr::V4(g), Some(_)) if g.is_multicast() => args.source,
-        _ => None,
-    };
+    let ssm = args
+        .source
+        .filter(|s| listen.ip().is_multicast() && s.is_ipv4() == listen.is_ipv4());
+    if let (Some(s), true, None) = (args.source, listen.ip().is_multicast(), ssm) {
+        return Err(Error::Usage(format!(
+            "--source {s} needs a multicast --listen address of its family, not {listen}"
+        )));
+    }
     let filter = args.source.filter(|_| ssm.is_none());
     let sock = bind(listen, ifindex, ssm)?;
     let bound = sock.local_addr().map_err(|e| Error::io("getsockname", e))?;
@@ -380,7 +387,8 @@ pub(crate) fn run(args: RelayArgs) -> Result<u8, Error> {
                 continue;
             }
             if let (Some(src), Some(from)) = (filter, d.from) {
-                if from.ip() != std::net::IpAddr::V4(src) {
+                // An IPv4 source reaches a dual-stack socket as ::ffff:a.b.c.d.
+                if from.ip().to_canonical() != src.to_canonical() {
                     counts.other_source += 1;
                     continue;
                 }

@@ -128,6 +128,30 @@ fn standard_input_with_and_without_bitrate() {
     assert!(out.status.success(), "{}", stderr(&out));
     r.finish();
     assert_eq!(saved(dir.path(), 0), data, "opaque bytes from a pipe");
+
+    // The same through /dev/stdin (`cat clip.ts | mdwrite send /dev/stdin`),
+    // a TS clip with --bitrate: opened once, nothing lost.
+    let r = receivers(dir.path(), 1, &[]);
+    let to = r.addrs[0].to_string();
+    let out = send_stdin(
+        &[
+            "/dev/stdin",
+            "--to",
+            &to,
+            "--bitrate",
+            "2M",
+            "--backend",
+            "fallback",
+        ],
+        clip.clone(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    r.finish();
+    assert_eq!(
+        saved(dir.path(), 0),
+        clip,
+        "TS from /dev/stdin with --bitrate"
+    );
 }
 
 #[test]
@@ -413,7 +437,7 @@ fn recv_interface_and_source_errors() {
     ]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(
-        stderr(&out).contains("--source needs an IPv4 multicast --listen address"),
+        stderr(&out).contains("--source needs a multicast --listen address"),
         "{}",
         stderr(&out)
     );

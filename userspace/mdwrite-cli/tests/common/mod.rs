@@ -70,10 +70,17 @@ impl Receiver {
     /// Starts `mdwrite recv` with `n` listeners on 127.0.0.1 port 0 and
     /// `extra` arguments; returns once all are bound.
     pub fn start(n: usize, extra: &[&str]) -> Receiver {
+        Receiver::start_on(&vec!["127.0.0.1:0"; n], extra)
+    }
+
+    /// Starts `mdwrite recv` with a listener on each of `listen` and
+    /// `extra` arguments; returns once all are bound.
+    pub fn start_on(listen: &[&str], extra: &[&str]) -> Receiver {
+        let n = listen.len();
         let mut cmd = mdwrite();
         cmd.arg("recv");
-        for _ in 0..n {
-            cmd.args(["--listen", "127.0.0.1:0"]);
+        for l in listen {
+            cmd.args(["--listen", l]);
         }
         let mut child = cmd
             .args(extra)
