@@ -192,9 +192,9 @@ export -f net_setup
 # as AmbientCapabilities= of the unit gives it; the helper's file capability
 # gives the same effective set, see below), otherwise no capability at all.
 as_user() {
-	local groups= caps=(--inh-caps=-all)
+	local groups=(--clear-groups) caps=(--inh-caps=-all)
 	if [ "$1" = --group ]; then
-		groups=$(getent group mdwrite | cut -d: -f3)
+		groups=(--groups "$(getent group mdwrite | cut -d: -f3)")
 		shift
 	fi
 	if [ "$1" = --cap ]; then
@@ -202,7 +202,7 @@ as_user() {
 		shift
 	fi
 	ip netns exec "$ns_snd" setpriv --reuid "$uid" --regid "$uid" \
-		${groups:+--groups "$groups"} ${groups:---clear-groups} "${caps[@]}" -- "$@"
+		"${groups[@]}" "${caps[@]}" -- "$@"
 }
 # recv_check PORT CMD...: CMD must deliver the payload (its first pass) to
 # 10.97.0.2:PORT.
