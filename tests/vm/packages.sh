@@ -143,7 +143,8 @@ step dkms_package '
 	dkms install mdwrite/0.1.0 -k $krel
 	test -f /lib/modules/$krel/updates/dkms/mdwrite.ko'
 
-# 5. modprobe from /lib/modules; modinfo shows version and ABI version.
+# 5. modprobe from /lib/modules; modinfo shows version, ABI version and the
+# module's parameter.
 step modprobe '
 	set -e
 	test "$(modinfo -n mdwrite)" = /lib/modules/$krel/updates/dkms/mdwrite.ko
@@ -152,7 +153,10 @@ step modprobe '
 	test "$(modinfo -F abi_version mdwrite)" = 1
 	test "$(modinfo -F license mdwrite)" = GPL
 	modinfo -F description mdwrite | grep -q .
-	test -z "$(modinfo -F parm mdwrite)"
+	# Its one parameter, described, and documented with modinfo.
+	test "$(modinfo -F parm mdwrite | cut -d: -f1)" = pace_slack_us
+	modinfo -F parm mdwrite | grep -q "^pace_slack_us:paced release: .* (uint)$"
+	grep -q "^    parm: *pace_slack_us:" "$here/../../Documentation/install.rst"
 	modprobe mdwrite
 	grep -q "^mdwrite " /proc/modules
 	test -c /dev/mdwrite'
