@@ -32,13 +32,14 @@ echo "1..12"
 pass=0 fail=0 n=0
 # step NAME CMD: one KTAP result; CMD's output becomes diagnostics.
 step() {
-	local name=$1 output rc
+	local name=$1 output rc start=$SECONDS
 	shift
 	n=$((n + 1))
 	# A failing command names itself (the steps run under set -e).
 	output=$(timeout 1200 bash -Ec "trap 'echo \"failed: \$BASH_COMMAND\" >&2' ERR; $*" 2>&1)
 	rc=$?
 	[ -n "$output" ] && printf '%s\n' "$output" | sed 's/^/# /'
+	echo "# $name: $((SECONDS - start)) s"
 	if [ $rc = 0 ]; then
 		echo "ok $n $name"
 		pass=$((pass + 1))
@@ -112,7 +113,9 @@ step headers_package '
 # 3. mdwrite-tools: helper, man pages, completions, udev rule, group, unit.
 step tools_package '
 	set -e
+	start=$SECONDS
 	dpkg_install "$toolsdeb"
+	echo "dpkg -i of mdwrite-tools: $((SECONDS - start)) s"
 	getent group mdwrite
 	test -x /usr/bin/mdwrite
 	for p in mdwrite mdwrite-send mdwrite-recv mdwrite-info; do
