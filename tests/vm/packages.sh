@@ -230,7 +230,7 @@ recv_check() {
 	"$@" || { kill "$rpid"; return 1; }
 	wait "$rpid" || { cat "$work/rx.err"; return 1; }
 	cat "$work/rx.txt"
-	cmp -n 204800 "$work/payload.bin" "$work/rx.bin"
+	cmp -n 204800 "$work/u/payload.bin" "$work/rx.bin"
 }
 export -f as_user recv_check
 
