@@ -111,7 +111,9 @@ done
 check deb-install "$MDW_ROOT/tests/packaging/checks.sh" install "$debdir" \
 	"$("$MDW_ROOT/scripts/build-headers.sh" debug 2>/dev/null)"
 # scripts/vm-packages.sh (the same in a VM, with modprobe and a send) is not
-# run here yet: it has not passed a whole run (Documentation/install.rst).
+# run here: it passes, but its own boot takes 334 s of guest time on the
+# release kernel and more on the debug one (the headers' dpkg -i alone 576 s),
+# beyond what CI's budget has left (Documentation/install.rst, "Tests").
 
 rm -rf "$logdir"
 echo "$passed passed, $failed failed"
