@@ -125,6 +125,24 @@ media_capture_stop() {
 # The number of 1316-byte payloads of FILE.
 media_packets() { echo $((($(stat -c %s "$1") + 1315) / 1316)); }
 
+# Why OUT differs from CLIP, both in 1316-byte payloads: the first payload
+# that differs, and whether it is another of the clip's payloads (the
+# stream arrived reordered) or none of them (the bytes changed).
+media_diff_packets() {
+	local clip=$1 out=$2 b k j n
+	b=$(cmp "$clip" "$out" 2>&1 | sed -n 's/.* differ: byte \([0-9]*\),.*/\1/p')
+	[ -n "$b" ] || { cmp "$clip" "$out" 2>&1; return; }
+	k=$(((b - 1) / 1316))
+	n=$(media_packets "$clip")
+	for ((j = 0; j < n; j++)); do
+		if cmp -s -n 1316 -i $((j * 1316)):$((k * 1316)) "$clip" "$out"; then
+			echo "payload $k of $n is the clip's payload $j (reordered)"
+			return
+		fi
+	done
+	echo "payload $k of $n is none of the clip's (changed bytes)"
+}
+
 # The value of KEY in a line of key=value fields.
 media_field() { tr ' ' '\n' <<<"$1" | sed -n "s/^$2=//p"; }
 

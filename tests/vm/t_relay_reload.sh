@@ -38,6 +38,7 @@ size=$(stat -c %s "$clip")
 # well inside the stream on the debug kernel under TCG.
 rate=600000
 hup_at=120
+pin=(taskset -c 0)
 
 media_log "starting 4 receivers"
 for i in 1 2 3 4; do
@@ -62,7 +63,7 @@ rx() { echo "$(media_rx_addr "$1"):5000"; }
 media_log "starting the relay"
 list=$MDW_MEDIA_DIR/dests
 printf '# the destinations\n%s\n%s\n' "$(rx 2)" "$(rx 3)" >"$list"
-ip netns exec "$(media_rx_ns 0)" mdwrite relay --rtp --backend "$backend" \
+ip netns exec "$(media_rx_ns 0)" "${pin[@]}" mdwrite relay --rtp --backend "$backend" \
 	--listen "$(media_rx_addr 0):6000" --to "$(rx 1)" --to-file "$list" \
 	>"$MDW_MEDIA_DIR/relay.txt" 2>"$MDW_MEDIA_DIR/relay.err" &
 relay_pid=$!
@@ -73,12 +74,18 @@ until grep -q "listening on" "$MDW_MEDIA_DIR/relay.err" 2>/dev/null; do
 done
 
 media_log "sending to the relay at $rate b/s"
-# Unpaced, one sending thread, for the order (see t_relay.sh).
-ip netns exec "$(media_snd_ns)" mdwrite send "$clip" --to "$(media_rx_addr 0):6000" --rtp \
+# Unpaced, one sending thread, for the order; the source and the relay on
+# one CPU (see t_relay.sh).
+ip netns exec "$(media_snd_ns)" "${pin[@]}" mdwrite send "$clip" --to "$(media_rx_addr 0):6000" --rtp \
 	--backend "$backend" --pace off --bitrate "$rate" --stats-interval 0.2 \
 	>"$MDW_MEDIA_DIR/send.txt" 2>"$MDW_MEDIA_DIR/send.err" &
 send_pid=$!
-# Mid-stream: once the source has handed $hup_at of $packets packets over.
+# Mid-stream: once the source has handed $hup_at of $packets packets over,
+# it is stopped (SIGSTOP) while the relay reloads, and continued once the
+# relay has said so. Without the stop, the reload raced the end of the
+# stream: in CI the polling loop here first saw 319 packets sent, the relay
+# was still behind by more than the remaining 108, and receiver 4 got
+# nothing.
 sent=0
 while [ "$sent" -lt "$hup_at" ]; do
 	kill -0 "$send_pid" 2>/dev/null || media_fail "the source ended before the reload: $(cat "$MDW_MEDIA_DIR/send.txt")"
@@ -87,10 +94,24 @@ while [ "$sent" -lt "$hup_at" ]; do
 	sent=$(media_field "$line" packets)
 	sent=${sent:-0}
 done
+kill -STOP "$send_pid"
+# Let the relay catch up first (its socket's queue empty), so that the
+# removed receiver has had a part of the stream too.
+t=0
+until [ "$(ip netns exec "$(media_rx_ns 0)" ss -Hnlu "sport = :6000" | awk '{ print $2 }')" = 0 ]; do
+	((t++ < 600)) || { kill -CONT "$send_pid"; media_fail "the relay did not catch up: $(ip netns exec "$(media_rx_ns 0)" ss -nlu)"; }
+	sleep 0.1
+done
 printf '%s\n%s\n' "$(rx 2)" "$(rx 4)" >"$list.new"
 mv "$list.new" "$list"
 kill -HUP "$relay_pid"
 media_log "SIGHUP at $sent of $packets packets sent: receiver 3 out, 4 in"
+t=0
+until grep -q "^mdwrite relay: added " "$MDW_MEDIA_DIR/relay.err"; do
+	((t++ < 600)) || { kill -CONT "$send_pid"; media_fail "the relay did not reload: $(cat "$MDW_MEDIA_DIR/relay.err")"; }
+	sleep 0.1
+done
+kill -CONT "$send_pid"
 wait "$send_pid" || media_fail "mdwrite send failed: $(cat "$MDW_MEDIA_DIR/send.txt" "$MDW_MEDIA_DIR/send.err")"
 grep -v '^stats ' "$MDW_MEDIA_DIR/send.txt"
 last=$(grep '^stats ' "$MDW_MEDIA_DIR/send.txt" | tail -1)
