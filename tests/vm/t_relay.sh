@@ -60,8 +60,9 @@ done
 # receive backlog of the CPU that sent it, and two CPUs' backlogs can
 # deliver out of order: a sender that migrates between calls, or whose
 # softirq work is deferred to ksoftirqd while it runs on, can reorder its
-# own stream on the way (CI saw relay 1's output intact in sequence
-# numbers but its payloads in another order once on the debug kernel).
+# own stream on the way: the likeliest reading of a CI run on the debug
+# kernel in which relay 1's output arrived complete and in sequence but
+# unlike the clip (media_diff_packets now says whether it was reordered).
 # That is veth, not the relay; this test judges the relays' order.
 pin=(taskset -c 0)
 media_log "starting the relays"
