@@ -125,6 +125,7 @@ impl Row {
         // The table's name may be quoted (it can hold a comma), as the
         // note, last, may.
         let (table, rest) = csv_first(line).ok_or_else(|| bad("table"))?;
+        // `f[i]` is field `i` of the header; the table's is `table`.
         let mut f: Vec<&str> = vec![""];
         f.extend(rest.splitn(13, ','));
         if f.len() != 14 {
@@ -163,23 +164,24 @@ fn csv_quote(s: &str) -> String {
     }
 }
 
-/// The first field of a CSV line, unquoted, and the rest after its comma.
+/// The first field of a CSV line, unquoted ([`csv_unquote`]), and the
+/// rest after its comma.
 fn csv_first(line: &str) -> Option<(String, &str)> {
-    let Some(quoted) = line.strip_prefix('"') else {
+    if !line.starts_with('"') {
         let (first, rest) = line.split_once(',')?;
         return Some((first.to_owned(), rest));
-    };
-    // The closing quote: one not doubled.
-    let mut i = 0;
-    let bytes = quoted.as_bytes();
+    }
+    // The closing quote: one not doubled, after the opening one.
+    let bytes = line.as_bytes();
+    let mut i = 1;
     while i < bytes.len() {
         if bytes[i] == b'"' {
             if bytes.get(i + 1) == Some(&b'"') {
                 i += 2;
                 continue;
             }
-            let rest = quoted[i + 1..].strip_prefix(',')?;
-            return Some((quoted[..i].replace("\"\"", "\""), rest));
+            let rest = line[i + 1..].strip_prefix(',')?;
+            return Some((csv_unquote(&line[..=i]), rest));
         }
         i += 1;
     }
