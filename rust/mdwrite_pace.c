@@ -211,24 +211,23 @@ static unsigned int mdw_pacer_take(struct mdw_pacer *p, struct sk_buff **skbs,
 			dev = mdw_pace_cb(skb)->dev;
 		while (n < max && skb != head) {
 			struct mdw_pace_cb *cb = mdw_pace_cb(skb);
+			struct sk_buff *next = skb->next;
 
 			if (cb->time > by || cb->dev != dev)
 				break;
 			if (times)
 				times[n] = cb->time;
+			/* A lone skb, as the driver expects. */
+			skb->next = NULL;
+			skb->prev = NULL;
 			skbs[n++] = skb;
-			skb = skb->next;
+			skb = next;
 		}
 		if (!n)
 			return 0;
 		head->next = skb;
 		skb->prev = head;
 		p->fifo.qlen -= n;
-		/* Each a lone skb, as the driver expects. */
-		for (unsigned int i = 0; i < n; i++) {
-			skbs[i]->next = NULL;
-			skbs[i]->prev = NULL;
-		}
 		return n;
 	}
 	while (n < max) {

@@ -459,6 +459,10 @@ fn send_all(
             out.error = Some(at(last)(EINVAL));
             break;
         };
+        if let Some(pace) = pace {
+            // At its first turn, all of the slot's packets are left.
+            slot.departures.start_once(&pace.window, burst.before);
+        }
         if slot.fanout {
             let sent = send_fanout(
                 slot,
@@ -1062,7 +1066,7 @@ pub(crate) fn writev(
         group(entries, slots, order, active)?;
     }
     if let Some(pace) = &pace {
-        resolve_pace(&pace.window, entries, slots, remaining)?;
+        resolve_pace(&pace.window, entries, slots, checked.own_timing)?;
     }
     let mut turns = plan(slots, remaining, active, quantum)?;
 
@@ -1212,6 +1216,8 @@ struct Checked {
     /// the identity and each slot's `first` is right, so there is nothing
     /// to group.
     grouped: bool,
+    /// Some entry has its own timing (`MDW_ENTRY_PACE`).
+    own_timing: bool,
 }
 
 /// Stage 1, validation: checks every entry; gives each destination a slot
@@ -1256,6 +1262,7 @@ fn validate(
     let mut total: u64 = 0;
     let mut grouping = Grouping::new();
     let mut layout = RunLayout::default();
+    let mut own_timing = false;
     for (i, e) in raw.iter().enumerate() {
         let index = i as u32;
         let err = at(index);
@@ -1282,6 +1289,7 @@ fn validate(
             return Err(err(EINVAL));
         }
         let pace = entry_pace(e, paced).map_err(&err)?;
+        own_timing |= pace.is_some();
         let end = e.addr.checked_add(e.len).ok_or(err(EFAULT))?;
         let (first_page_offset, source, first_page) = if from_buffer {
             let index = buffers.index(e.buf, bufs).map_err(&err)?;
@@ -1370,6 +1378,7 @@ fn validate(
             total: layout.total_pages() as usize,
         },
         grouped: grouping.grouped(),
+        own_timing,
     })
 }
 
@@ -1526,17 +1535,22 @@ fn entry_pace(e: &MdwEntry, paced: bool) -> Result<Option<EntryPace>> {
 
 /// Stage 2b, only in a paced call: resolves the gap of each entry timed
 /// by itself, now that its packets are counted (`ERANGE` when they would
-/// not all depart inside `window`), and starts each slot's departure
-/// clock at the window's start, its packets (`remaining`, before the
-/// plan takes them) spread over the window.
+/// not all depart inside `window`). `own_timing`: some entry has its own
+/// timing (else there is nothing to do). Each slot's departure clock is
+/// started by the send loop at its first turn (`Departures::start_once`):
+/// at the window's start, its packets spread over the window.
 #[cold]
 fn resolve_pace(
     window: &Window,
     entries: &mut [Entry],
-    slots: &mut [Slot],
-    remaining: &[u64],
+    slots: &[Slot],
+    own_timing: bool,
 ) -> Result<(), EntryError> {
-    for e in entries.iter_mut() {
+    let timed = match own_timing {
+        true => entries,
+        false => &mut [],
+    };
+    for e in timed.iter_mut() {
         let Some(own) = e.pace.as_mut() else {
             continue;
         };
@@ -1548,9 +1562,6 @@ fn resolve_pace(
             .map_err(|e| err(pace_errno(e)))?;
         // At most the window's length or the caller's own u32.
         own.gap = u32::try_from(gap).map_err(|_| err(ERANGE))?;
-    }
-    for (s, &packets) in slots.iter_mut().zip(remaining.iter()) {
-        s.departures = Departures::new(window, packets);
     }
     Ok(())
 }

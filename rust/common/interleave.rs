@@ -54,6 +54,9 @@ pub struct Burst {
     pub round_end: bool,
     /// Whether this is the last turn of all (it also ends its round).
     pub last: bool,
+    /// The packets the queue had left before this turn: at its first
+    /// turn, all of them.
+    pub before: u64,
 }
 
 /// The round-robin transmit order described in the module doc.
@@ -163,6 +166,7 @@ impl RoundRobin<'_> {
             packets,
             round_end,
             last: round_end && self.len == 0,
+            before,
         })
     }
 }

@@ -112,7 +112,9 @@ pub struct EntryPace {
     pub gap: u32,
 }
 
-/// One destination's (or fan-out's) departure times in a paced call.
+/// One destination's (or fan-out's) departure times in a paced call:
+/// started by [`Departures::new`], or made unstarted ([`Default`]) and
+/// started at its first packet ([`Departures::start_once`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Departures {
     /// The next packet's departure time.
@@ -121,6 +123,8 @@ pub struct Departures {
     gap: u64,
     /// The gap of the destination's plain entries.
     even: u64,
+    /// Started: the fields above hold.
+    started: bool,
 }
 
 impl Departures {
@@ -132,6 +136,18 @@ impl Departures {
             next: window.start,
             gap: even,
             even,
+            started: true,
+        }
+    }
+
+    /// Starts an unstarted destination as [`Departures::new`] would, with
+    /// `packets` packets in the call; nothing if it has started. Lets a
+    /// send loop start each destination when it reaches it, which costs
+    /// one test per turn, instead of a pass over every destination before.
+    #[inline(always)]
+    pub fn start_once(&mut self, window: &Window, packets: u64) {
+        if !self.started {
+            *self = Self::new(window, packets);
         }
     }
 

@@ -164,14 +164,18 @@ proptest! {
         let mut remaining = counts.clone();
         let mut active = vec![u32::MAX; counts.iter().filter(|&&c| c > 0).count()];
         let mut rr = RoundRobin::new(&mut remaining, &mut active, quantum).unwrap();
-        let mut got = Vec::new();
+        let mut got: Vec<Turn> = Vec::new();
         let mut pick = singles.iter().cycle();
         loop {
             if singles.is_empty() || !*pick.next().unwrap() {
-                let Some(Burst { queue, packets, round_end, last }) = rr.next_burst() else {
+                let Some(Burst { queue, packets, round_end, last, before }) = rr.next_burst() else {
                     break;
                 };
                 prop_assert!(packets >= 1);
+                // What the queue had left: all of its packets at its first
+                // turn (paced calls start its clock then).
+                let sent = got.iter().filter(|t| t.queue == queue).count() as u64;
+                prop_assert_eq!(before, counts[queue] - sent);
                 for k in 0..packets {
                     let end = k + 1 == packets;
                     got.push(Turn { queue, round_end: round_end && end, last: last && end });

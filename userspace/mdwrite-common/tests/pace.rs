@@ -49,6 +49,28 @@ fn even_spread_of_one_destination() {
     );
 }
 
+/// A destination started at its first turn (`start_once`, as the module's
+/// send loop does) departs as one started before the call; a later
+/// `start_once` (its next turn, fewer packets left) changes nothing.
+#[test]
+fn started_at_first_turn() {
+    let w = window(1_000, 20 * MS);
+    let mut lazy = Departures::default();
+    lazy.start_once(&w, 4);
+    assert_eq!(lazy, Departures::new(&w, 4));
+    lazy.enter(&w, None);
+    let first = lazy.take();
+    lazy.start_once(&w, 3);
+    let rest: Vec<u64> = (0..3).map(|_| lazy.take()).collect();
+    assert_eq!(
+        (first, rest),
+        (
+            1_000,
+            vec![1_000 + 5 * MS, 1_000 + 10 * MS, 1_000 + 15 * MS]
+        )
+    );
+}
+
 #[test]
 fn entries_continue_and_never_go_back() {
     let w = window(0, 10 * MS);
