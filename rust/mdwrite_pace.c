@@ -193,15 +193,18 @@ static void mdw_pacer_arm(struct mdw_pacer *p, u64 not_before)
 }
 
 /*
- * Under p->lock: takes up to @max queued skbs due by @by, of one device;
- * their departure times in @times, if not NULL.
+ * Under p->lock: takes up to @max queued skbs due by @by, of one device,
+ * their departure times in @times. *@more: it stopped at @max or at a
+ * packet for another device, not for want of a packet due.
  */
 static unsigned int mdw_pacer_take(struct mdw_pacer *p, struct sk_buff **skbs,
-				   u64 *times, unsigned int max, u64 by)
+				   u64 *times, unsigned int max, u64 by,
+				   bool *more)
 {
 	struct net_device *dev = NULL;
 	unsigned int n = 0;
 
+	*more = false;
 	if (RB_EMPTY_ROOT(&p->queue.rb_root)) {
 		/* The FIFO alone (the usual case): a run off its head. */
 		struct sk_buff *head = (struct sk_buff *)&p->fifo;
@@ -213,10 +216,13 @@ static unsigned int mdw_pacer_take(struct mdw_pacer *p, struct sk_buff **skbs,
 			struct mdw_pace_cb *cb = mdw_pace_cb(skb);
 			struct sk_buff *next = skb->next;
 
-			if (cb->time > by || cb->dev != dev)
+			if (cb->time > by)
 				break;
-			if (times)
-				times[n] = cb->time;
+			if (cb->dev != dev) {
+				*more = true;
+				break;
+			}
+			times[n] = cb->time;
 			/* A lone skb, as the driver expects. */
 			skb->next = NULL;
 			skb->prev = NULL;
@@ -228,6 +234,7 @@ static unsigned int mdw_pacer_take(struct mdw_pacer *p, struct sk_buff **skbs,
 		head->next = skb;
 		skb->prev = head;
 		p->fifo.qlen -= n;
+		*more |= n == max;
 		return n;
 	}
 	while (n < max) {
@@ -238,8 +245,12 @@ static unsigned int mdw_pacer_take(struct mdw_pacer *p, struct sk_buff **skbs,
 		if (!skb)
 			break;
 		cb = mdw_pace_cb(skb);
-		if (cb->time > by || (dev && cb->dev != dev))
+		if (cb->time > by)
 			break;
+		if (dev && cb->dev != dev) {
+			*more = true;
+			break;
+		}
 		dev = cb->dev;
 		if (node) {
 			rb_erase_cached(node, &p->queue);
@@ -252,24 +263,26 @@ static unsigned int mdw_pacer_take(struct mdw_pacer *p, struct sk_buff **skbs,
 		} else {
 			__skb_unlink(skb, &p->fifo);
 		}
-		if (times)
-			times[n] = cb->time;
+		times[n] = cb->time;
 		skbs[n++] = skb;
 	}
+	*more |= n == max;
 	return n;
 }
 
 /*
  * Hands the driver every queued packet due by now + the slack, a burst
  * under one TX lock at a time, for up to MDW_PACE_ROUNDS bursts; then sets
- * the timer for what is left. One drainer at a time (p->draining), so that
+ * the timer for what is left. @now is the time (0: not read yet), read
+ * again for each later burst. One drainer at a time (p->draining), so that
  * packets leave in departure order: another that finds one running leaves
  * the work to it, and it sets the timer when it stops. With BH disabled.
  */
-static void mdw_pacer_drain(struct mdw_pacer *p)
+static void mdw_pacer_drain(struct mdw_pacer *p, u64 now)
 {
 	struct sk_buff *skbs[MDW_PACE_BURST];
 	u64 times[MDW_PACE_BURST];
+	bool more = true;
 	u64 retry = 0;
 	int round;
 
@@ -279,14 +292,15 @@ static void mdw_pacer_drain(struct mdw_pacer *p)
 		return;
 	}
 	p->draining = true;
-	for (round = 0; round < MDW_PACE_ROUNDS && !retry; round++) {
-		u64 now = ktime_get_ns();
+	for (round = 0; round < MDW_PACE_ROUNDS && more && !retry; round++) {
 		struct net_device *dev;
 		unsigned int i, n, sent;
 		int why;
 
+		if (round || !now)
+			now = ktime_get_ns();
 		n = mdw_pacer_take(p, skbs, times, MDW_PACE_BURST,
-				   now + mdw_pace_slack());
+				   now + mdw_pace_slack(), &more);
 		if (!n)
 			break;
 		spin_unlock(&p->lock);
@@ -324,7 +338,7 @@ static void mdw_pacer_drain(struct mdw_pacer *p)
 
 static enum hrtimer_restart mdw_pacer_fire(struct hrtimer *timer)
 {
-	mdw_pacer_drain(container_of(timer, struct mdw_pacer, timer));
+	mdw_pacer_drain(container_of(timer, struct mdw_pacer, timer), 0);
 	return HRTIMER_NORESTART;
 }
 
@@ -357,7 +371,7 @@ unsigned int mdw_pacer_enqueue(struct mdw_pacer *p, struct sk_buff **skbs,
 	struct rb_node *node;
 	unsigned int i, appended = 0;
 	struct net_device *dev;
-	u64 tail_time;
+	u64 tail_time, now;
 	bool due;
 
 	if (!n)
@@ -395,15 +409,15 @@ unsigned int mdw_pacer_enqueue(struct mdw_pacer *p, struct sk_buff **skbs,
 	p->fifo.prev = tail;
 	p->fifo.qlen += appended;
 	first = mdw_pacer_first(p, &node);
-	due = first && mdw_pace_cb(first)->time <=
-			       ktime_get_ns() + mdw_pace_slack();
+	now = ktime_get_ns();
+	due = first && mdw_pace_cb(first)->time <= now + mdw_pace_slack();
 	if (!due)
 		mdw_pacer_arm(p, 0);
 	spin_unlock_bh(&p->lock);
 	/* Packets already due leave now, not at the timer's next expiry. */
 	if (due) {
 		local_bh_disable();
-		mdw_pacer_drain(p);
+		mdw_pacer_drain(p, now);
 		local_bh_enable();
 	}
 	return n;
@@ -413,7 +427,9 @@ unsigned int mdw_pacer_enqueue(struct mdw_pacer *p, struct sk_buff **skbs,
 void mdw_pacer_free(struct mdw_pacer *p)
 {
 	struct sk_buff *skbs[MDW_PACE_BURST];
+	u64 times[MDW_PACE_BURST];
 	unsigned int i, n;
+	bool more;
 
 	if (!p)
 		return;
@@ -423,7 +439,8 @@ void mdw_pacer_free(struct mdw_pacer *p)
 	hrtimer_cancel(&p->timer);
 	do {
 		spin_lock_bh(&p->lock);
-		n = mdw_pacer_take(p, skbs, NULL, MDW_PACE_BURST, U64_MAX);
+		n = mdw_pacer_take(p, skbs, times, MDW_PACE_BURST, U64_MAX,
+				   &more);
 		spin_unlock_bh(&p->lock);
 		for (i = 0; i < n; i++) {
 			struct net_device *dev = skbs[i]->dev;
