@@ -2,19 +2,26 @@
 
 //! A table of objects named by small integers (index + 1, never 0), with
 //! freed names reused first, like file descriptors: the destinations and
-//! the registered buffers of a file.
+//! the registered buffers of a file. Adding, finding and removing are
+//! O(1): freed names wait on a stack, most recently freed on top.
 
 use kernel::{alloc::KVVec, prelude::*};
+
+use crate::vec;
 
 /// Up to `MAX` objects of type `T`, by name.
 pub(crate) struct Table<T, const MAX: usize> {
     slots: KVVec<Option<T>>,
+    /// The indices of the empty `slots`. Its capacity is kept at least
+    /// `slots.len()`, so that [`Table::remove`] never allocates.
+    free: KVVec<u32>,
 }
 
 impl<T, const MAX: usize> Default for Table<T, MAX> {
     fn default() -> Self {
         Self {
             slots: KVVec::new(),
+            free: KVVec::new(),
         }
     }
 }
@@ -36,19 +43,30 @@ impl<T, const MAX: usize> Table<T, MAX> {
 
     /// Stores `value`; returns its name. `ENOSPC` when `MAX` are stored.
     pub(crate) fn add(&mut self, value: T) -> Result<u32> {
-        if let Some(i) = self.slots.iter().position(Option::is_none) {
-            self.slots[i] = Some(value);
-            return Ok(i as u32 + 1);
+        if let Some(i) = vec::pop(&mut self.free) {
+            if let Some(slot @ None) = self.slots.get_mut(i as usize) {
+                *slot = Some(value);
+                return Ok(i + 1);
+            }
+            // Never: only empty slots are on the stack.
+            return Err(EINVAL);
         }
         if self.slots.len() >= MAX {
             return Err(ENOSPC);
         }
+        // Room on the (empty) stack for every slot's name, this one's too.
+        self.free
+            .reserve(self.slots.len() + 1, GFP_KERNEL_ACCOUNT)?;
         self.slots.push(Some(value), GFP_KERNEL_ACCOUNT)?;
         Ok(self.slots.len() as u32)
     }
 
     /// Takes the object `name` names out of the table; `None` when none.
     pub(crate) fn remove(&mut self, name: u32) -> Option<T> {
-        self.slots.get_mut(Self::index(name)?)?.take()
+        let i = Self::index(name)?;
+        let value = self.slots.get_mut(i)?.take()?;
+        // Cannot fail: the stack has room for every slot.
+        let _ = vec::push_reserved(&mut self.free, i as u32);
+        Some(value)
     }
 }

@@ -2,7 +2,8 @@
 
 //! What `kernel::alloc::Vec` of 6.12 lacks and the module needs: emptying
 //! a vector while keeping its memory (newer kernels have `Vec::clear`),
-//! and an inlined push into reserved room (`push_within_capacity`).
+//! taking its last element (`Vec::pop`), and an inlined push into
+//! reserved room (`push_within_capacity`).
 
 use kernel::alloc::{Allocator, Vec};
 
@@ -35,4 +36,14 @@ pub(crate) fn push_reserved<T, A: Allocator>(v: &mut Vec<T, A>, value: T) -> ker
     // just initialised.
     unsafe { v.set_len(len + 1) };
     Ok(())
+}
+
+/// Removes the last element of `v` and returns it; `None` when `v` is
+/// empty.
+pub(crate) fn pop<T: Copy, A: Allocator>(v: &mut Vec<T, A>) -> Option<T> {
+    let last = *v.as_slice().last()?;
+    // SAFETY: `v` is not empty, and its last element, a `Copy` value that
+    // needs no drop, was copied out above: it is simply forgotten.
+    unsafe { v.set_len(v.len() - 1) };
+    Some(last)
 }
