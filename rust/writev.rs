@@ -119,6 +119,68 @@ fn pace_errno(e: PaceError) -> Error {
     }
 }
 
+/// How a call times its packets: not at all ([`Unpaced`]) or by a paced
+/// call's window ([`Pace`]). The send loop is compiled once for each, so an
+/// unpaced call carries no pacing code and a paced one tests nothing per
+/// packet to know that it is paced.
+trait Timing: Copy {
+    /// Starts `d`, a slot's departures, at its first turn, when all of its
+    /// `packets` are left.
+    fn start(self, d: &mut Departures, packets: u64);
+    /// Enters a slot's next entry, timed by itself with `own`.
+    fn enter(self, d: &mut Departures, own: Option<EntryPace>);
+    /// The departure of a slot's next packet, left for [`Timing::advance`].
+    fn peek(self, d: &Departures) -> Option<Departure>;
+    /// Moves past a slot's next packet.
+    fn advance(self, d: &mut Departures);
+    /// The departure of a slot's next packet, taken.
+    #[inline(always)]
+    fn take(self, d: &mut Departures) -> Option<Departure> {
+        let t = self.peek(d);
+        self.advance(d);
+        t
+    }
+}
+
+/// The timing of an unpaced call: none.
+#[derive(Clone, Copy)]
+struct Unpaced;
+
+impl Timing for Unpaced {
+    #[inline(always)]
+    fn start(self, _: &mut Departures, _: u64) {}
+    #[inline(always)]
+    fn enter(self, _: &mut Departures, _: Option<EntryPace>) {}
+    #[inline(always)]
+    fn peek(self, _: &Departures) -> Option<Departure> {
+        None
+    }
+    #[inline(always)]
+    fn advance(self, _: &mut Departures) {}
+}
+
+impl Timing for &Pace {
+    #[inline(always)]
+    fn start(self, d: &mut Departures, packets: u64) {
+        d.start_once(&self.window, packets);
+    }
+    #[inline(always)]
+    fn enter(self, d: &mut Departures, own: Option<EntryPace>) {
+        d.enter(&self.window, own);
+    }
+    #[inline(always)]
+    fn peek(self, d: &Departures) -> Option<Departure> {
+        Some(Departure {
+            ns: d.peek(),
+            tai: self.tai,
+        })
+    }
+    #[inline(always)]
+    fn advance(self, d: &mut Departures) {
+        d.take();
+    }
+}
+
 /// A failure tied to the entry being handled when it happened.
 pub(crate) struct EntryError {
     /// The errno.
@@ -306,50 +368,39 @@ impl Slot {
     /// Moves on to the destination's entry `index` (of `lens`): the one
     /// errors now name, and its RTP timestamp if the caller set one.
     #[inline(always)]
-    fn start_entry(
+    fn start_entry<T: Timing>(
         &mut self,
         state: &mut PacketState,
         lens: &SlotEntries<'_>,
         index: usize,
-        pace: Option<&Pace>,
+        timing: T,
     ) -> Result<(), EntryError> {
         let entry = lens.entry(index).ok_or(at(self.current)(EINVAL))?;
         self.current = entry.index;
         if let Some(ts) = entry.rtp_ts {
             state.rtp_ts = ts;
         }
-        if let Some(pace) = pace {
-            self.departures.enter(&pace.window, entry.pace);
-        }
+        timing.enter(&mut self.departures, entry.pace);
         Ok(())
-    }
-
-    /// The departure of the slot's next packet, in a paced call.
-    #[inline(always)]
-    fn departure(&mut self, pace: Option<&Pace>) -> Option<Departure> {
-        pace.map(|p| Departure {
-            ns: self.departures.take(),
-            tai: p.tai,
-        })
     }
 
     /// Moves the cursor, at the end of an entry, to the start of the
     /// destination's next one ([`Slot::start_entry`]), so that its first
     /// packet can go the fast way too.
     #[inline(always)]
-    fn enter_next(
+    fn enter_next<T: Timing>(
         &mut self,
         state: &mut PacketState,
         order: &[u32],
         entries: &[Entry],
-        pace: Option<&Pace>,
+        timing: T,
     ) -> Result<(), EntryError> {
         let lens = self.lens(order, entries);
         let index = self
             .cursor
             .enter_next(&lens)
             .ok_or(at(self.current)(EINVAL))?;
-        self.start_entry(state, &lens, index, pace)
+        self.start_entry(state, &lens, index, timing)
     }
 
     #[inline(always)]
@@ -422,7 +473,7 @@ const NO_FRAG: ffi::MdwFrag = ffi::MdwFrag {
 /// per device. Stops at the first error, freeing what is still batched.
 #[inline(never)]
 #[allow(clippy::too_many_arguments)]
-fn send_all(
+fn send_all<T: Timing>(
     turns: &mut RoundRobin<'_>,
     slots: &mut [Slot],
     dests: &mut DestTable,
@@ -434,7 +485,7 @@ fn send_all(
     pool: &mut SkbPool,
     qdisc: bool,
     flow: u32,
-    pace: Option<&Pace>,
+    timing: T,
     pacer: Option<&Pacer>,
 ) -> Outcome {
     let mut out = Outcome {
@@ -459,10 +510,8 @@ fn send_all(
             out.error = Some(at(last)(EINVAL));
             break;
         };
-        if let Some(pace) = pace {
-            // At its first turn, all of the slot's packets are left.
-            slot.departures.start_once(&pace.window, burst.before);
-        }
+        // At its first turn, all of the slot's packets are left.
+        timing.start(&mut slot.departures, burst.before);
         if slot.fanout {
             let sent = send_fanout(
                 slot,
@@ -481,7 +530,7 @@ fn send_all(
                     qdisc,
                     flow,
                     destinations,
-                    pace,
+                    timing,
                     pacer,
                 },
             );
@@ -512,16 +561,16 @@ fn send_all(
         while left > 0 {
             left -= 1;
             if slot.cursor.at_entry_end() {
-                if let Err(e) = slot.enter_next(&mut dest.state, order, entries, pace) {
+                if let Err(e) = slot.enter_next(&mut dest.state, order, entries, timing) {
                     out.error = Some(e);
                     break 'call;
                 }
             }
             // A paced packet goes the fast way too, with its departure time.
-            let sent = match send_fast(slot, dest, pages, &mut batch, pool, pace) {
+            let sent = match send_fast(slot, dest, pages, &mut batch, pool, timing) {
                 Some(sent) => sent,
                 None => send_packet(
-                    slot, dest, order, entries, pages, &mut frags, &mut batch, done, pool, pace,
+                    slot, dest, order, entries, pages, &mut frags, &mut batch, done, pool, timing,
                 ),
             };
             if let Err(e) = sent {
@@ -585,7 +634,7 @@ fn make_room(batch: &mut TxBatch<'_>, out: &mut Outcome, more: bool) -> Result {
 }
 
 /// What a fan-out's burst sends with.
-struct SendTo<'s, 'd> {
+struct SendTo<'s, 'd, T> {
     dests: &'s mut DestTable,
     devs: &'d [NetDevice],
     order: &'s [u32],
@@ -599,14 +648,18 @@ struct SendTo<'s, 'd> {
     qdisc: bool,
     flow: u32,
     destinations: usize,
-    pace: Option<&'s Pace>,
+    timing: T,
     pacer: Option<&'d Pacer>,
 }
 
 /// A turn of fan-out `slot`: each of `burst`'s packets of its data to every
 /// destination of the fan-out, in entry order, before the next packet.
 #[inline(never)]
-fn send_fanout(slot: &mut Slot, burst: &Burst, to: &mut SendTo<'_, '_>) -> Result<(), EntryError> {
+fn send_fanout<T: Timing>(
+    slot: &mut Slot,
+    burst: &Burst,
+    to: &mut SendTo<'_, '_, T>,
+) -> Result<(), EntryError> {
     let members = to
         .order
         .get(slot.first..slot.first.saturating_add(slot.count))
@@ -619,13 +672,11 @@ fn send_fanout(slot: &mut Slot, burst: &Burst, to: &mut SendTo<'_, '_>) -> Resul
         let first = slot.cursor.at_entry_end();
         if first {
             let index = slot.cursor.enter_next(&lens).ok_or(err(EINVAL))?;
-            if let Some(pace) = to.pace {
-                let entry = lens.entry(index).ok_or(err(EINVAL))?;
-                slot.departures.enter(&pace.window, entry.pace);
-            }
+            let entry = lens.entry(index).ok_or(err(EINVAL))?;
+            to.timing.enter(&mut slot.departures, entry.pace);
         }
         // Every destination's copy of a packet departs at the same time.
-        let departure = slot.departure(to.pace);
+        let departure = to.timing.take(&mut slot.departures);
         // Where the packet is: two fragments the fast way, else any.
         let mut next = slot.cursor;
         let (two, nfrags, len) = match next.peek_full::<{ PAGE_SHIFT as u32 }>() {
@@ -703,25 +754,20 @@ fn frags_of_two(two: &TwoFrags, frags: &mut [ffi::MdwFrag; MAX_FRAGS]) -> usize 
 /// in one page or across two ([`rearm_to`]). `None` when the packet is not
 /// like that (nothing changed then): [`send_packet`] handles every case.
 #[inline(always)]
-fn send_fast(
+fn send_fast<T: Timing>(
     slot: &mut Slot,
     dest: &mut Destination,
     pages: &[*mut kernel::bindings::page],
     batch: &mut TxBatch<'_>,
     pool: &mut SkbPool,
-    pace: Option<&Pace>,
+    timing: T,
 ) -> Option<Result<(), EntryError>> {
     let pkt = slot.cursor.peek_full::<{ PAGE_SHIFT as u32 }>()?;
     let two = two_frags(&pkt, pages)?;
     // The departure is taken only if the packet goes this way.
-    let departure = pace.map(|p| Departure {
-        ns: slot.departures.peek(),
-        tai: p.tai,
-    });
+    let departure = timing.peek(&slot.departures);
     let sent = rearm_to(dest, slot.recycle, &two, batch, pool, departure)?;
-    if departure.is_some() {
-        slot.departures.take();
-    }
+    timing.advance(&mut slot.departures);
     slot.cursor.advance(&pkt);
     Some(sent.map_err(at(slot.current)))
 }
@@ -799,7 +845,7 @@ fn rearm_to(
 /// it in `batch`, which must have room.
 #[allow(clippy::too_many_arguments)]
 #[inline(never)]
-fn send_packet(
+fn send_packet<T: Timing>(
     slot: &mut Slot,
     dest: &mut Destination,
     order: &[u32],
@@ -809,19 +855,19 @@ fn send_packet(
     batch: &mut TxBatch<'_>,
     done: &CallDone,
     pool: &mut SkbPool,
-    pace: Option<&Pace>,
+    timing: T,
 ) -> Result<(), EntryError> {
     let lens = slot.lens(order, entries);
     let Some(pkt) = slot.cursor.next_packet(&lens) else {
         return Err(at(slot.current)(EINVAL));
     };
     if pkt.first {
-        slot.start_entry(&mut dest.state, &lens, pkt.entry, pace)?;
+        slot.start_entry(&mut dest.state, &lens, pkt.entry, timing)?;
     }
     let err = at(slot.current);
     let n = fill_frags(frags, pages, pkt.page, pkt.offset, pkt.len).ok_or(err(EINVAL))?;
     let frags = frags.get(..n).ok_or(err(EINVAL))?;
-    let departure = slot.departure(pace);
+    let departure = timing.take(&mut slot.departures);
     build_to(
         dest,
         slot.recycle,
@@ -1115,21 +1161,30 @@ pub(crate) fn writev(
     }
     let npinned = pages.pinned() as u64;
     Stats::add(&stats.pages_pinned, npinned);
-    let out = send_all(
-        &mut turns,
-        slots,
-        dests,
-        devs,
-        order,
-        entries,
-        pages.pages(),
-        &done,
-        &mut pool,
-        qdisc,
-        flow,
-        pace.as_ref(),
-        pacer,
-    );
+    // The send loop as compiled for the call's timing.
+    macro_rules! send_all_with {
+        ($timing:expr) => {
+            send_all(
+                &mut turns,
+                slots,
+                dests,
+                devs,
+                order,
+                entries,
+                pages.pages(),
+                &done,
+                &mut pool,
+                qdisc,
+                flow,
+                $timing,
+                pacer,
+            )
+        };
+    }
+    let out = match &pace {
+        Some(pace) => send_all_with!(pace),
+        None => send_all_with!(Unpaced),
+    };
     // Each destination keeps the skbs the device is done with for its next
     // call and lets go of the others.
     for s in slots.iter() {
