@@ -90,6 +90,15 @@ impl CallDevs {
         Ok(self.last)
     }
 
+    /// The index of each device of the current call and the stamp of its
+    /// state, in the order the call first used them.
+    pub(crate) fn states(&self) -> impl Iterator<Item = (i32, u64)> + '_ {
+        self.devs
+            .iter()
+            .zip(self.stamps.iter())
+            .map(|(d, &stamp)| (d.info().ifindex as i32, stamp))
+    }
+
     /// The devices of the current call.
     pub(crate) fn devices(&self) -> &[NetDevice] {
         &self.devs

@@ -15,6 +15,9 @@ pub(crate) struct Table<T, const MAX: usize> {
     /// The indices of the empty `slots`. Its capacity is kept at least
     /// `slots.len()`, so that [`Table::remove`] never allocates.
     free: KVVec<u32>,
+    /// Counts the objects added and removed: what a name names is the
+    /// same while it is.
+    generation: u64,
 }
 
 impl<T, const MAX: usize> Default for Table<T, MAX> {
@@ -22,6 +25,7 @@ impl<T, const MAX: usize> Default for Table<T, MAX> {
         Self {
             slots: KVVec::new(),
             free: KVVec::new(),
+            generation: 0,
         }
     }
 }
@@ -41,8 +45,14 @@ impl<T, const MAX: usize> Table<T, MAX> {
         self.slots.get_mut(Self::index(name)?)?.as_mut()
     }
 
+    /// Changes whenever an object is added or removed.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation
+    }
+
     /// Stores `value`; returns its name. `ENOSPC` when `MAX` are stored.
     pub(crate) fn add(&mut self, value: T) -> Result<u32> {
+        self.generation = self.generation.wrapping_add(1);
         if let Some(i) = vec::pop(&mut self.free) {
             if let Some(slot @ None) = self.slots.get_mut(i as usize) {
                 *slot = Some(value);
@@ -65,6 +75,7 @@ impl<T, const MAX: usize> Table<T, MAX> {
     pub(crate) fn remove(&mut self, name: u32) -> Option<T> {
         let i = Self::index(name)?;
         let value = self.slots.get_mut(i)?.take()?;
+        self.generation = self.generation.wrapping_add(1);
         // Cannot fail: the stack has room for every slot.
         let _ = vec::push_reserved(&mut self.free, i as u32);
         Some(value)

@@ -260,9 +260,86 @@ struct Slot {
     cursor: PagedCursor,
     /// Index in the caller's vector of the entry being sent.
     current: u32,
+    /// Index in the caller's vector of its first entry.
+    first_index: u32,
     /// Its packets' departure times, in a paced call.
     departures: Departures,
 }
+
+impl Slot {
+    /// Readies the slot for another call shaped like the one it was made
+    /// in ([`Shape`]): nothing of it sent yet.
+    fn restart(&mut self) -> Result {
+        self.cursor =
+            PagedCursor::new(self.cursor.max_payload(), PAGE_SHIFT as u32).map_err(|_| EINVAL)?;
+        self.current = self.first_index;
+        self.departures = Departures::default();
+        Ok(())
+    }
+}
+
+/// An entry as far as the work of validating it goes: what a call shaped
+/// like the last one ([`Shape`]) must repeat. Its address, RTP timestamp
+/// and paced timing may differ (they are checked again).
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct EntryShape {
+    dest: u32,
+    flags: u32,
+    len: u64,
+    buf: u32,
+}
+
+impl EntryShape {
+    fn of(e: &MdwEntry) -> Self {
+        Self {
+            dest: e.dest,
+            flags: e.flags,
+            len: e.len,
+            buf: e.buf,
+        }
+    }
+}
+
+/// The shape of a file's last call, whose validation is in its arena's
+/// `entries`, `slots` and `order`: a call with the same entries but for
+/// their addresses, RTP timestamps and paced timing ([`EntryShape`]), the
+/// same `MDW_WRITE_QDISC` and `MDW_WRITE_PACE`, the same destination table
+/// and its devices in the same states, needs none of the per-destination
+/// work of validation again (its slots, devices, plan), only its pages
+/// worked out: the steady state of a sender calling once per interval.
+struct Shape {
+    /// The arrays hold a validated call that a next call may reuse.
+    valid: bool,
+    /// The destination table's generation then.
+    table: u64,
+    /// Its `MDW_WRITE_QDISC` and `MDW_WRITE_PACE` bits.
+    flags: u32,
+    /// Its destinations' entries came one after the other.
+    grouped: bool,
+    entries: KVVec<EntryShape>,
+    /// Each slot's packets, before the send loop took them.
+    plan: KVVec<u64>,
+    /// Its devices' indices and the stamps of their states, in the order
+    /// the call first used them.
+    devs: KVVec<(i32, u64)>,
+}
+
+impl Default for Shape {
+    fn default() -> Self {
+        Self {
+            valid: false,
+            table: 0,
+            flags: 0,
+            grouped: false,
+            entries: KVVec::new(),
+            plan: KVVec::new(),
+            devs: KVVec::new(),
+        }
+    }
+}
+
+/// The write flags a call's shape depends on.
+const SHAPE_FLAGS: u32 = MDW_WRITE_QDISC | MDW_WRITE_PACE;
 
 /// A file's working arrays for its calls, kept from one call to the next
 /// (emptied, not freed), so that a call in the steady state allocates
@@ -285,6 +362,9 @@ pub(crate) struct CallArena {
     /// The page arrays of the file's last synchronous call, empty, for
     /// the next (`CallPages::reuse`).
     spare_pages: Option<CallPages>,
+    /// What `entries`, `slots` and `order` hold after a call, for the
+    /// next call shaped like it.
+    shape: Shape,
 }
 
 impl Default for CallArena {
@@ -299,6 +379,7 @@ impl Default for CallArena {
             runs: KVVec::new(),
             devs: CallDevs::default(),
             spare_pages: None,
+            shape: Shape::default(),
         }
     }
 }
@@ -307,6 +388,10 @@ impl CallArena {
     /// Empties every array for a new call (capacity kept) and numbers it.
     fn start(&mut self) {
         self.calls = self.calls.wrapping_add(1);
+        self.shape.valid = false;
+        vec::clear(&mut self.entries);
+        vec::clear(&mut self.slots);
+        vec::clear(&mut self.order);
         self.clear();
     }
 
@@ -319,11 +404,9 @@ impl CallArena {
         }
     }
 
-    /// Drops what the last call left: its device references above all.
+    /// Drops what the last call left but its shape: its device references
+    /// above all.
     pub(crate) fn clear(&mut self) {
-        vec::clear(&mut self.entries);
-        vec::clear(&mut self.slots);
-        vec::clear(&mut self.order);
         vec::clear(&mut self.remaining);
         vec::clear(&mut self.active);
         vec::clear(&mut self.runs);
@@ -1083,18 +1166,36 @@ pub(crate) fn writev(
         (Some(_), false) => Some(pacer.ok_or(at(0)(EINVAL))?),
         _ => None,
     };
-    arena.start();
     let mut buffers = CallBuffers::default();
-    let checked = validate(
+    let table = dests.generation();
+    let shaped = req.flags & SHAPE_FLAGS;
+    let checked = match revalidate(
         net,
-        dests,
         arena,
         bufs,
         &mut buffers,
         raw,
-        qdisc,
+        table,
+        shaped,
         pace.is_some(),
-    )?;
+    )? {
+        Some(checked) => checked,
+        None => {
+            arena.start();
+            let checked = validate(
+                net,
+                dests,
+                arena,
+                bufs,
+                &mut buffers,
+                raw,
+                qdisc,
+                pace.is_some(),
+            )?;
+            record_shape(arena, raw, table, shaped, checked.grouped);
+            checked
+        }
+    };
     let pages_needed = checked.pages;
     let CallArena {
         entries,
@@ -1346,21 +1447,8 @@ fn validate(
         let pace = entry_pace(e, paced).map_err(&err)?;
         own_timing |= pace.is_some();
         let end = e.addr.checked_add(e.len).ok_or(err(EFAULT))?;
-        let (first_page_offset, source, first_page) = if from_buffer {
-            let index = buffers.index(e.buf, bufs).map_err(&err)?;
-            let buffer = buffers.get(index).ok_or(err(ENOENT))?;
-            if end > buffer.len() {
-                return Err(err(EFAULT));
-            }
-            let (first_page, offset) = buffer.locate(e.addr);
-            (offset, Source::Buffer(index), first_page as u64)
-        } else {
-            (
-                (e.addr & ((1 << PAGE_SHIFT) - 1)) as u32,
-                Source::User,
-                e.addr >> PAGE_SHIFT,
-            )
-        };
+        let (first_page_offset, source, first_page) =
+            locate(e, end, buffers, bufs).map_err(&err)?;
         let npages =
             pages_spanned(first_page_offset, e.len, PAGE_SHIFT as u32).map_err(|_| err(EINVAL))?;
         total = total.saturating_add(e.len);
@@ -1437,6 +1525,175 @@ fn validate(
     })
 }
 
+/// Where entry `e` (ending at `end`, checked) has its data: the offset in
+/// its first page, the pages' source and the first page's number (of user
+/// memory or of the registered buffer, looked up in `bufs` once per call).
+fn locate(
+    e: &MdwEntry,
+    end: u64,
+    buffers: &mut CallBuffers,
+    bufs: &Mutex<BufTable>,
+) -> Result<(u32, Source, u64)> {
+    if e.flags & MDW_ENTRY_BUF == 0 {
+        let offset = (e.addr & ((1 << PAGE_SHIFT) - 1)) as u32;
+        return Ok((offset, Source::User, e.addr >> PAGE_SHIFT));
+    }
+    let index = buffers.index(e.buf, bufs)?;
+    let buffer = buffers.get(index).ok_or(ENOENT)?;
+    if end > buffer.len() {
+        return Err(EFAULT);
+    }
+    let (first_page, offset) = buffer.locate(e.addr);
+    Ok((offset, Source::Buffer(index), first_page as u64))
+}
+
+/// Stage 1 for a call shaped like the file's last one ([`Shape`]): its
+/// devices looked up and found in the same states, each entry compared
+/// with the last call's and its pages worked out (the checks that depend
+/// on its address and timing made again, in [`validate`]'s order); the
+/// slots, their devices, the grouping and the plan are the last call's.
+/// `Ok(None)` when the call is not shaped like it: [`validate`] then
+/// starts over.
+#[allow(clippy::too_many_arguments)]
+fn revalidate(
+    net: &NetNs,
+    arena: &mut CallArena,
+    bufs: &Mutex<BufTable>,
+    buffers: &mut CallBuffers,
+    raw: &[MdwEntry],
+    table: u64,
+    flags: u32,
+    paced: bool,
+) -> Result<Option<Checked>, EntryError> {
+    let CallArena {
+        entries,
+        slots,
+        remaining,
+        active,
+        runs,
+        devs,
+        shape,
+        ..
+    } = arena;
+    if !shape.valid
+        || shape.table != table
+        || shape.flags != flags
+        || shape.entries.len() != raw.len()
+        || entries.len() != raw.len()
+    {
+        return Ok(None);
+    }
+    vec::clear(remaining);
+    vec::clear(active);
+    vec::clear(runs);
+    devs.clear();
+    for &(ifindex, stamp) in shape.devs.iter() {
+        match devs.get(net, ifindex) {
+            Ok((_, now)) if now == stamp => {}
+            // Changed or gone: validation says what it means.
+            _ => return Ok(None),
+        }
+    }
+    let mut layout = RunLayout::default();
+    let mut own_timing = false;
+    let mut before: Option<Entry> = None;
+    for (i, ((e, entry), want)) in raw
+        .iter()
+        .zip(entries.iter_mut())
+        .zip(shape.entries.iter())
+        .enumerate()
+    {
+        let index = i as u32;
+        let err = at(index);
+        if i % ENTRIES_PER_YIELD == ENTRIES_PER_YIELD - 1 {
+            yield_killable().map_err(&err)?;
+        }
+        if EntryShape::of(e) != *want {
+            return Ok(None);
+        }
+        let rtp_ts = (e.flags & MDW_ENTRY_RTP_TS != 0).then_some(e.rtp_timestamp);
+        if e.flags & MDW_ENTRY_SAME != 0 {
+            // The data of the entry before (the fan-out's first).
+            let Some(b) = before.filter(|_| e.addr == 0 && e.pace_offset == 0 && e.pace_gap == 0)
+            else {
+                return Ok(None);
+            };
+            entry.first_page_offset = b.first_page_offset;
+            entry.page_base = b.page_base;
+            entry.pace = b.pace;
+            entry.rtp_ts = rtp_ts;
+            before = Some(*entry);
+            continue;
+        }
+        let pace = entry_pace(e, paced).map_err(&err)?;
+        own_timing |= pace.is_some();
+        let end = e.addr.checked_add(e.len).ok_or(err(EFAULT))?;
+        let (first_page_offset, source, first_page) =
+            locate(e, end, buffers, bufs).map_err(&err)?;
+        let npages =
+            pages_spanned(first_page_offset, e.len, PAGE_SHIFT as u32).map_err(|_| err(EINVAL))?;
+        let placed = layout
+            .place(source, first_page, npages, index)
+            .map_err(|_| err(EINVAL))?;
+        if let Some(run) = placed.closed {
+            runs.push(run, GFP_KERNEL_ACCOUNT).map_err(nomem)?;
+        }
+        entry.first_page_offset = first_page_offset;
+        entry.page_base = placed.page_base as usize;
+        entry.rtp_ts = rtp_ts;
+        entry.pace = pace;
+        before = Some(*entry);
+    }
+    if let Some(run) = layout.finish() {
+        runs.push(run, GFP_KERNEL_ACCOUNT).map_err(nomem)?;
+    }
+    for s in slots.iter_mut() {
+        s.restart().map_err(at(s.first_index))?;
+    }
+    remaining
+        .extend_from_slice(&shape.plan, GFP_KERNEL_ACCOUNT)
+        .map_err(nomem)?;
+    Ok(Some(Checked {
+        pages: PagesNeeded {
+            pinned: layout.pinned_pages() as usize,
+            total: layout.total_pages() as usize,
+        },
+        grouped: shape.grouped,
+        own_timing,
+    }))
+}
+
+/// Keeps what validation made of this call (`entries`, `slots`, `order`
+/// and the plan in `remaining`) for the next call shaped like it
+/// ([`revalidate`]), unless there is no memory to keep it in.
+fn record_shape(arena: &mut CallArena, raw: &[MdwEntry], table: u64, flags: u32, grouped: bool) {
+    let CallArena {
+        remaining,
+        devs,
+        shape,
+        ..
+    } = arena;
+    shape.valid = false;
+    vec::clear(&mut shape.entries);
+    vec::clear(&mut shape.plan);
+    vec::clear(&mut shape.devs);
+    let kept = shape.entries.reserve(raw.len(), GFP_KERNEL_ACCOUNT).is_ok()
+        && raw
+            .iter()
+            .all(|e| vec::push_reserved(&mut shape.entries, EntryShape::of(e)).is_ok())
+        && shape
+            .plan
+            .extend_from_slice(remaining, GFP_KERNEL_ACCOUNT)
+            .is_ok()
+        && devs
+            .states()
+            .all(|d| shape.devs.push(d, GFP_KERNEL_ACCOUNT).is_ok());
+    shape.valid = kept;
+    shape.table = table;
+    shape.flags = flags;
+    shape.grouped = grouped;
+}
+
 /// The index of `dest`'s device in the call's device list (looked up
 /// once per call and device), with the destination's prepared state
 /// checked against it.
@@ -1479,6 +1736,7 @@ fn new_slot(
             count: 0,
             cursor,
             current: first as u32,
+            first_index: first as u32,
             departures: Departures::default(),
         },
     )

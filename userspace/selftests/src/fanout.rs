@@ -18,7 +18,7 @@ use crate::{
 };
 
 /// An entry sending the data of the entry before it to `dest`.
-fn same(dest: DestId) -> MdwEntry {
+pub(crate) fn same(dest: DestId) -> MdwEntry {
     MdwEntry {
         dest: dest.handle(),
         flags: MDW_ENTRY_SAME,

@@ -22,6 +22,7 @@ mod safety;
 mod send;
 mod sender;
 mod sender_async;
+mod shape;
 mod topo;
 
 use std::process::ExitCode;
@@ -50,6 +51,7 @@ const TESTS: &[Test] = &[
         fanout::fanout_rtp_per_destination,
     ),
     ("fanout_errors", fanout::fanout_errors),
+    ("shape_reuse", shape::shape_reuse),
     ("pace_release_fq", pace::pace_release_fq),
     ("pace_release_direct", pace::pace_release_direct),
     ("pace_errors", pace::pace_errors),

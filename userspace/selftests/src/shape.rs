@@ -1,0 +1,182 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Calls shaped like the file's last one: the same destinations, lengths
+//! and flags in the same order, from new memory. The module reuses the
+//! last call's validation for them (its slots, devices and plan) and must
+//! notice whatever changed in between.
+
+use mdwrite::{
+    uapi::{MdwEntry, MDW_ENTRY_RTP_TS},
+    Rtp,
+};
+
+use crate::{
+    errors::{entry, raw_writev},
+    fanout::same,
+    net,
+    raw::{errno_name, expect_errno},
+    send::{check_bytes, config, pattern, sender, start_receivers, RECEIVERS},
+    topo::{self, Topology},
+    TestResult,
+};
+
+/// Bytes per destination per call.
+const LEN: usize = 3000;
+/// The RTP header after UDP.
+const RTP: usize = 12;
+/// The largest RTP payload of a 1500-byte IPv4 packet.
+const MAX_PAYLOAD: usize = 1500 - 20 - 8 - RTP;
+/// Receiver 5's smaller packets, from the third call on.
+const SMALL_PACKET: u16 = 1000;
+
+/// Five calls of one shape to 8 RTP receivers: a fan-out of one payload to
+/// receivers 0-3, an entry of its own for each of 4-7 (receiver 4's with
+/// `MDW_ENTRY_RTP_TS`), every call from new memory with new timestamps.
+/// Between them, receiver 5's destination is deleted and added again
+/// (the same handle, now with 1000-byte packets), the sender's MTU drops
+/// below the destinations' packets (`EMSGSIZE`, nothing sent) and comes
+/// back, and two calls of the shape fail on their memory (`EFAULT`, at
+/// the entry, nothing sent: one when pinning, one when checked): every receiver gets every good call's bytes
+/// in order, receiver 5 in packets of its new size, receiver 4 each
+/// call's timestamp.
+pub(crate) fn shape_reuse() -> TestResult {
+    let topo = Topology::new(RECEIVERS)?;
+    let rtp = |i: usize| Rtp::new(0x7000 + i as u32, 96).with_ts_increment(90);
+    let (dev, mut ids) = sender(&topo, false, |i, c| c.rtp = Some(rtp(i)))?;
+    let calls: Vec<Vec<Vec<u8>>> = (0..4)
+        .map(|k| {
+            (0..RECEIVERS)
+                .map(|i| pattern(LEN, 100 * k + i as u32))
+                .collect()
+        })
+        .collect();
+    // Receivers 0-3 get the fan-out's data, the first entry's.
+    let want: Vec<Vec<u8>> = (0..RECEIVERS)
+        .map(|i| {
+            let from = if i < 4 { 0 } else { i };
+            calls.iter().flat_map(|c| c[from].clone()).collect()
+        })
+        .collect();
+    let expect: Vec<usize> = want.iter().map(Vec::len).collect();
+    let rx = start_receivers(&topo, false, &expect, RTP)?;
+
+    let shape = |datas: &[Vec<u8>], ids: &[mdwrite::DestId], ts: u32| -> Vec<MdwEntry> {
+        let mut v = vec![entry(ids[0], &datas[0])];
+        v.extend(ids[1..4].iter().map(|&id| same(id)));
+        v.extend((4..RECEIVERS).map(|i| entry(ids[i], &datas[i])));
+        v[4].flags |= MDW_ENTRY_RTP_TS;
+        v[4].rtp_timestamp = ts;
+        v
+    };
+    let send = |entries: &[MdwEntry], what: &str| -> TestResult {
+        let (r, req) = raw_writev(&dev, entries, |_| {});
+        r.map_err(|e| format!("{what}: WRITEV: {}", errno_name(e)))?;
+        if req.error != 0 {
+            return Err(format!(
+                "{what}: stopped at entry {}: {}",
+                req.error_index,
+                errno_name(-req.error)
+            ));
+        }
+        Ok(())
+    };
+    let fails = |entries: &[MdwEntry], errno: i32, index: u32, what: &str| -> TestResult {
+        let (r, req) = raw_writev(&dev, entries, |_| {});
+        expect_errno(what, r, errno)?;
+        if req.packets != 0 || req.error_index != index {
+            return Err(format!(
+                "{what}: {} packets sent, error at entry {}; want none, entry {index}",
+                req.packets, req.error_index
+            ));
+        }
+        Ok(())
+    };
+
+    send(&shape(&calls[0], &ids, 1000), "call 1")?;
+    send(&shape(&calls[1], &ids, 2000), "call 2")?;
+
+    // Receiver 5's destination again, under the same handle, with smaller
+    // packets: the last call's slot for it must not be reused as it was.
+    dev.remove_destination(ids[5])
+        .map_err(|e| format!("DEST_DEL 5: {e}"))?;
+    let mut c = config(&topo, topo.sender_ifindex()?, 5, false);
+    c.rtp = Some(rtp(5));
+    c.packet_size = Some(SMALL_PACKET);
+    ids[5] = dev
+        .add_destination(&c)
+        .map_err(|e| format!("DEST_ADD 5 again: {e}"))?;
+    send(
+        &shape(&calls[2], &ids, 3000),
+        "call 3, receiver 5 added again",
+    )?;
+
+    // The device changes under the shape: its MTU below the packets.
+    let mtu = |m: &str| {
+        topo::run(&[
+            "ip",
+            "-n",
+            &topo.sender,
+            "link",
+            "set",
+            topo.sender_dev,
+            "mtu",
+            m,
+        ])
+    };
+    mtu("1400")?;
+    let emsgsize = fails(
+        &shape(&calls[3], &ids, 4000),
+        libc::EMSGSIZE,
+        0,
+        "a call of the shape with the MTU at 1400",
+    );
+    mtu("1500")?;
+    emsgsize?;
+
+    // Its memory fails: unmapped (found when pinning, after a validation
+    // that the next call of the shape reuses), then past the end of the
+    // address space (found by that reuse).
+    let mut e = shape(&calls[3], &ids, 4000);
+    e[6].addr = 4096;
+    fails(&e, libc::EFAULT, 6, "entry 6 unmapped")?;
+    let mut e = shape(&calls[3], &ids, 4000);
+    e[6].addr = u64::MAX - 10;
+    fails(
+        &e,
+        libc::EFAULT,
+        6,
+        "entry 6 past the end of the address space",
+    )?;
+
+    send(&shape(&calls[3], &ids, 4000), "call 4")?;
+
+    let got = net::join_all(rx)?;
+    for (i, g) in got.iter().enumerate() {
+        check_bytes(i, g, &want[i], RTP, MAX_PAYLOAD)?;
+    }
+    // Receiver 5's two calls since it was added again: 960-byte payloads.
+    let small = usize::from(SMALL_PACKET) - 20 - 8 - RTP;
+    let before = 2 * LEN.div_ceil(MAX_PAYLOAD);
+    if let Some(d) = got[5].datagrams[before..]
+        .iter()
+        .find(|d| d.len() - RTP > small)
+    {
+        return Err(format!(
+            "receiver 5: a datagram of {} bytes after it was added again with {SMALL_PACKET}-byte packets",
+            d.len() - RTP
+        ));
+    }
+    // Receiver 4: each call's first packet has the call's timestamp.
+    let per_call = LEN.div_ceil(MAX_PAYLOAD);
+    for (k, ts) in [1000u32, 2000, 3000, 4000].into_iter().enumerate() {
+        let d = &got[4].datagrams[k * per_call];
+        let got_ts = u32::from_be_bytes([d[4], d[5], d[6], d[7]]);
+        if got_ts != ts {
+            return Err(format!(
+                "receiver 4, call {}: RTP timestamp {got_ts}, want {ts}",
+                k + 1
+            ));
+        }
+    }
+    Ok(())
+}
