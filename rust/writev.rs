@@ -1528,6 +1528,7 @@ fn validate(
 /// Where entry `e` (ending at `end`, checked) has its data: the offset in
 /// its first page, the pages' source and the first page's number (of user
 /// memory or of the registered buffer, looked up in `bufs` once per call).
+#[inline(always)]
 fn locate(
     e: &MdwEntry,
     end: u64,
