@@ -688,7 +688,13 @@ bool mdw_skb_detach(struct sk_buff *skb, u32 hdr_len, struct mdw_done *done)
 	skb->len -= skb->data_len;
 	skb->data_len = 0;
 	skb->dev = NULL;
-	skb_zcopy_clear(skb, true);
+	/*
+	 * skb_zcopy_clear() without its callback: the call holds its own
+	 * reference, so this is never the last (refcount_dec() warns if it
+	 * were), and there is nothing to complete.
+	 */
+	refcount_dec(&done->ubuf.refcnt);
+	shinfo->flags &= ~SKBFL_ALL_ZEROCOPY;
 	return true;
 }
 
