@@ -1444,26 +1444,14 @@ fn validate(
         if e.flags & !KNOWN_ENTRY_FLAGS != 0 || (e.buf != 0 && !from_buffer) || e.len == 0 {
             return Err(err(EINVAL));
         }
-        let pace = entry_pace(e, paced).map_err(&err)?;
-        own_timing |= pace.is_some();
-        let end = e.addr.checked_add(e.len).ok_or(err(EFAULT))?;
-        let (first_page_offset, source, first_page) =
-            locate(e, end, buffers, bufs).map_err(&err)?;
-        let npages =
-            pages_spanned(first_page_offset, e.len, PAGE_SHIFT as u32).map_err(|_| err(EINVAL))?;
+        let at = Located::of(e, paced, buffers, bufs).map_err(&err)?;
+        own_timing |= at.pace.is_some();
         total = total.saturating_add(e.len);
         if total > MDW_MAX_CALL_BYTES {
             return Err(err(E2BIG));
         }
         // The entry's pages: in the open run if they continue it.
-        let placed = layout
-            .place(source, first_page, npages, index)
-            .map_err(|_| err(EINVAL))?;
-        if let Some(run) = placed.closed {
-            runs.push(run, GFP_KERNEL_ACCOUNT).map_err(nomem)?;
-        }
-        // No truncation: a call's pages are bounded by its 1 GiB.
-        let page_base = placed.page_base as usize;
+        let page_base = at.place(&mut layout, runs, index).map_err(&err)?;
 
         let dest = dests.get_mut(e.dest).ok_or(err(ENXIO))?;
         if e.flags & MDW_ENTRY_RTP_TS != 0 && !dest.rtp {
@@ -1503,10 +1491,10 @@ fn validate(
                 dest: e.dest,
                 dev,
                 len: e.len,
-                first_page_offset,
+                first_page_offset: at.offset,
                 page_base,
                 rtp_ts,
-                pace,
+                pace: at.pace,
             },
         )
         .map_err(nomem)?;
@@ -1523,6 +1511,58 @@ fn validate(
         grouped: grouping.grouped(),
         own_timing,
     })
+}
+
+/// Entry `e`'s own timing and where its data is: the checks that depend on
+/// its address and timing, made in this order by [`validate`] and
+/// [`revalidate`] alike.
+struct Located {
+    pace: Option<EntryPace>,
+    /// The offset of its first byte in its first page.
+    offset: u32,
+    source: Source,
+    /// Its first page's number (of user memory or of the buffer).
+    first_page: u64,
+    /// The pages it spans.
+    pages: u64,
+}
+
+impl Located {
+    /// Checks `e`'s timing (`paced`: the call is) and address, and finds
+    /// its pages.
+    #[inline(always)]
+    fn of(
+        e: &MdwEntry,
+        paced: bool,
+        buffers: &mut CallBuffers,
+        bufs: &Mutex<BufTable>,
+    ) -> Result<Self> {
+        let pace = entry_pace(e, paced)?;
+        let end = e.addr.checked_add(e.len).ok_or(EFAULT)?;
+        let (offset, source, first_page) = locate(e, end, buffers, bufs)?;
+        let pages = pages_spanned(offset, e.len, PAGE_SHIFT as u32).map_err(|_| EINVAL)?;
+        Ok(Self {
+            pace,
+            offset,
+            source,
+            first_page,
+            pages,
+        })
+    }
+
+    /// Places its pages in the call's page array (a new run closed by it
+    /// goes to `runs`); returns the index of its first page there.
+    #[inline(always)]
+    fn place(&self, layout: &mut RunLayout, runs: &mut KVVec<Run>, index: u32) -> Result<usize> {
+        let placed = layout
+            .place(self.source, self.first_page, self.pages, index)
+            .map_err(|_| EINVAL)?;
+        if let Some(run) = placed.closed {
+            runs.push(run, GFP_KERNEL_ACCOUNT)?;
+        }
+        // No truncation: a call's pages are bounded by its 1 GiB.
+        Ok(placed.page_base as usize)
+    }
 }
 
 /// Where entry `e` (ending at `end`, checked) has its data: the offset in
@@ -1626,23 +1666,12 @@ fn revalidate(
             before = Some(*entry);
             continue;
         }
-        let pace = entry_pace(e, paced).map_err(&err)?;
-        own_timing |= pace.is_some();
-        let end = e.addr.checked_add(e.len).ok_or(err(EFAULT))?;
-        let (first_page_offset, source, first_page) =
-            locate(e, end, buffers, bufs).map_err(&err)?;
-        let npages =
-            pages_spanned(first_page_offset, e.len, PAGE_SHIFT as u32).map_err(|_| err(EINVAL))?;
-        let placed = layout
-            .place(source, first_page, npages, index)
-            .map_err(|_| err(EINVAL))?;
-        if let Some(run) = placed.closed {
-            runs.push(run, GFP_KERNEL_ACCOUNT).map_err(nomem)?;
-        }
-        entry.first_page_offset = first_page_offset;
-        entry.page_base = placed.page_base as usize;
+        let at = Located::of(e, paced, buffers, bufs).map_err(&err)?;
+        own_timing |= at.pace.is_some();
+        entry.page_base = at.place(&mut layout, runs, index).map_err(&err)?;
+        entry.first_page_offset = at.offset;
         entry.rtp_ts = rtp_ts;
-        entry.pace = pace;
+        entry.pace = at.pace;
         before = Some(*entry);
     }
     if let Some(run) = layout.finish() {

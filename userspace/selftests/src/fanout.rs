@@ -27,7 +27,7 @@ pub(crate) fn same(dest: DestId) -> MdwEntry {
 }
 
 /// Sends `entries` in one call; fails unless all of it was sent.
-fn send(dev: &Device, entries: &[MdwEntry]) -> Result<(u64, u64), String> {
+pub(crate) fn send(dev: &Device, entries: &[MdwEntry]) -> Result<(u64, u64), String> {
     let (r, req) = raw_writev(dev, entries, |_| {});
     r.map_err(|e| format!("WRITEV: {}", errno_name(e)))?;
     if req.error != 0 {

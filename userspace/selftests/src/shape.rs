@@ -12,9 +12,9 @@ use mdwrite::{
 
 use crate::{
     errors::{entry, raw_writev},
-    fanout::same,
+    fanout::{self, same},
     net,
-    raw::{errno_name, expect_errno},
+    raw::expect_errno,
     send::{check_bytes, config, pattern, sender, start_receivers, RECEIVERS},
     topo::{self, Topology},
     TestResult,
@@ -69,16 +69,9 @@ pub(crate) fn shape_reuse() -> TestResult {
         v
     };
     let send = |entries: &[MdwEntry], what: &str| -> TestResult {
-        let (r, req) = raw_writev(&dev, entries, |_| {});
-        r.map_err(|e| format!("{what}: WRITEV: {}", errno_name(e)))?;
-        if req.error != 0 {
-            return Err(format!(
-                "{what}: stopped at entry {}: {}",
-                req.error_index,
-                errno_name(-req.error)
-            ));
-        }
-        Ok(())
+        fanout::send(&dev, entries)
+            .map(|_| ())
+            .map_err(|e| format!("{what}: {e}"))
     };
     let fails = |entries: &[MdwEntry], errno: i32, index: u32, what: &str| -> TestResult {
         let (r, req) = raw_writev(&dev, entries, |_| {});
