@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! A table of objects named by small integers (index + 1, never 0), with
-//! freed names reused first, like file descriptors: the destinations and
-//! the registered buffers of a file. Adding, finding and removing are
-//! O(1): freed names wait on a stack, most recently freed on top.
+//! freed names reused before new ones are made: the destinations and the
+//! registered buffers of a file. Adding, finding and removing are O(1):
+//! freed names wait on a stack, the most recently freed reused first.
 
 use kernel::{alloc::KVVec, prelude::*};
 

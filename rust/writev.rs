@@ -1539,7 +1539,19 @@ impl Located {
     ) -> Result<Self> {
         let pace = entry_pace(e, paced)?;
         let end = e.addr.checked_add(e.len).ok_or(EFAULT)?;
-        let (offset, source, first_page) = locate(e, end, buffers, bufs)?;
+        let (offset, source, first_page) = if e.flags & MDW_ENTRY_BUF == 0 {
+            let offset = (e.addr & ((1 << PAGE_SHIFT) - 1)) as u32;
+            (offset, Source::User, e.addr >> PAGE_SHIFT)
+        } else {
+            // Looked up in `bufs` once per call.
+            let index = buffers.index(e.buf, bufs)?;
+            let buffer = buffers.get(index).ok_or(ENOENT)?;
+            if end > buffer.len() {
+                return Err(EFAULT);
+            }
+            let (first_page, offset) = buffer.locate(e.addr);
+            (offset, Source::Buffer(index), first_page as u64)
+        };
         let pages = pages_spanned(offset, e.len, PAGE_SHIFT as u32).map_err(|_| EINVAL)?;
         Ok(Self {
             pace,
@@ -1563,29 +1575,6 @@ impl Located {
         // No truncation: a call's pages are bounded by its 1 GiB.
         Ok(placed.page_base as usize)
     }
-}
-
-/// Where entry `e` (ending at `end`, checked) has its data: the offset in
-/// its first page, the pages' source and the first page's number (of user
-/// memory or of the registered buffer, looked up in `bufs` once per call).
-#[inline(always)]
-fn locate(
-    e: &MdwEntry,
-    end: u64,
-    buffers: &mut CallBuffers,
-    bufs: &Mutex<BufTable>,
-) -> Result<(u32, Source, u64)> {
-    if e.flags & MDW_ENTRY_BUF == 0 {
-        let offset = (e.addr & ((1 << PAGE_SHIFT) - 1)) as u32;
-        return Ok((offset, Source::User, e.addr >> PAGE_SHIFT));
-    }
-    let index = buffers.index(e.buf, bufs)?;
-    let buffer = buffers.get(index).ok_or(ENOENT)?;
-    if end > buffer.len() {
-        return Err(EFAULT);
-    }
-    let (first_page, offset) = buffer.locate(e.addr);
-    Ok((offset, Source::Buffer(index), first_page as u64))
 }
 
 /// Stage 1 for a call shaped like the file's last one ([`Shape`]): its
@@ -1637,7 +1626,9 @@ fn revalidate(
     }
     let mut layout = RunLayout::default();
     let mut own_timing = false;
-    let mut before: Option<Entry> = None;
+    // Where the data of the entry before is, for an `MDW_ENTRY_SAME` one:
+    // the offset in its first page, that page's index, its timing.
+    let mut before: Option<(u32, usize, Option<EntryPace>)> = None;
     for (i, ((e, entry), want)) in raw
         .iter()
         .zip(entries.iter_mut())
@@ -1655,15 +1646,14 @@ fn revalidate(
         let rtp_ts = (e.flags & MDW_ENTRY_RTP_TS != 0).then_some(e.rtp_timestamp);
         if e.flags & MDW_ENTRY_SAME != 0 {
             // The data of the entry before (the fan-out's first).
-            let Some(b) = before.filter(|_| e.addr == 0 && e.pace_offset == 0 && e.pace_gap == 0)
-            else {
+            let Some(data) = before else {
                 return Ok(None);
             };
-            entry.first_page_offset = b.first_page_offset;
-            entry.page_base = b.page_base;
-            entry.pace = b.pace;
+            if e.addr != 0 || e.pace_offset != 0 || e.pace_gap != 0 {
+                return Ok(None);
+            }
+            (entry.first_page_offset, entry.page_base, entry.pace) = data;
             entry.rtp_ts = rtp_ts;
-            before = Some(*entry);
             continue;
         }
         let at = Located::of(e, paced, buffers, bufs).map_err(&err)?;
@@ -1672,7 +1662,7 @@ fn revalidate(
         entry.first_page_offset = at.offset;
         entry.rtp_ts = rtp_ts;
         entry.pace = at.pace;
-        before = Some(*entry);
+        before = Some((entry.first_page_offset, entry.page_base, entry.pace));
     }
     if let Some(run) = layout.finish() {
         runs.push(run, GFP_KERNEL_ACCOUNT).map_err(nomem)?;
@@ -1889,11 +1879,10 @@ fn resolve_pace(
     slots: &[Slot],
     own_timing: bool,
 ) -> Result<(), EntryError> {
-    let timed = match own_timing {
-        true => entries,
-        false => &mut [],
-    };
-    for e in timed.iter_mut() {
+    if !own_timing {
+        return Ok(());
+    }
+    for e in entries.iter_mut() {
         let Some(own) = e.pace.as_mut() else {
             continue;
         };
