@@ -29,16 +29,17 @@ const MAX_PAYLOAD: usize = 1500 - 20 - 8 - RTP;
 /// Receiver 5's smaller packets, from the third call on.
 const SMALL_PACKET: u16 = 1000;
 
-/// Five calls of one shape to 8 RTP receivers: a fan-out of one payload to
-/// receivers 0-3, an entry of its own for each of 4-7 (receiver 4's with
-/// `MDW_ENTRY_RTP_TS`), every call from new memory with new timestamps.
-/// Between them, receiver 5's destination is deleted and added again
-/// (the same handle, now with 1000-byte packets), the sender's MTU drops
-/// below the destinations' packets (`EMSGSIZE`, nothing sent) and comes
-/// back, and two calls of the shape fail on their memory (`EFAULT`, at
-/// the entry, nothing sent: one when pinning, one when checked): every receiver gets every good call's bytes
-/// in order, receiver 5 in packets of its new size, receiver 4 each
-/// call's timestamp.
+/// Four good calls of one shape to 8 RTP receivers: a fan-out of one
+/// payload to receivers 0-3, an entry of its own for each of 4-7 (receiver
+/// 4's with `MDW_ENTRY_RTP_TS`), every call from new memory with new
+/// timestamps. Between them, receiver 5's destination is deleted and added
+/// again (the same handle, now with 1000-byte packets), a call of the
+/// shape finds the sender's MTU below the destinations' packets
+/// (`EMSGSIZE`, nothing sent) before it comes back, and two fail on their
+/// memory (`EFAULT` at the entry, nothing sent: one when pinning, one when
+/// checked). Every receiver gets every good call's bytes in order,
+/// receiver 5 in packets of its new size, receiver 4 each call's
+/// timestamp.
 pub(crate) fn shape_reuse() -> TestResult {
     let topo = Topology::new(RECEIVERS)?;
     let rtp = |i: usize| Rtp::new(0x7000 + i as u32, 96).with_ts_increment(90);
@@ -95,9 +96,17 @@ pub(crate) fn shape_reuse() -> TestResult {
     let mut c = config(&topo, topo.sender_ifindex()?, 5, false);
     c.rtp = Some(rtp(5));
     c.packet_size = Some(SMALL_PACKET);
-    ids[5] = dev
+    let again = dev
         .add_destination(&c)
         .map_err(|e| format!("DEST_ADD 5 again: {e}"))?;
+    if again.handle() != ids[5].handle() {
+        return Err(format!(
+            "DEST_ADD 5 again gave handle {}, not the freed {}: the call's shape would differ",
+            again.handle(),
+            ids[5].handle()
+        ));
+    }
+    ids[5] = again;
     send(
         &shape(&calls[2], &ids, 3000),
         "call 3, receiver 5 added again",
