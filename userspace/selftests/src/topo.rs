@@ -9,9 +9,10 @@
 
 use std::{
     fs::File,
+    io::Write,
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
     os::fd::AsRawFd,
-    process::Command,
+    process::{Command, Stdio},
 };
 
 use mdwrite::DestConfig;
@@ -65,21 +66,85 @@ pub(crate) const SENDER_V4: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 1);
 /// The sender's IPv6 address.
 pub(crate) const SENDER_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x99, 0, 0, 0, 0, 0, 1);
 
-fn mac_of(ns: &str, dev: &str) -> Result<[u8; 6], String> {
-    let text = run(&["ip", "-n", ns, "-br", "link", "show", dev])?;
+/// Runs `ip -batch`, in namespace `ns` when given, with `cmds` (one `ip`
+/// command each, without the `ip`): one process for many commands, as an
+/// exec costs about half a second in the debug guest. With `force`, every
+/// command runs even when one fails (`ip -force`), the failure still
+/// reported. Returns what the commands printed.
+pub(crate) fn ip_batch(ns: Option<&str>, force: bool, cmds: &[String]) -> Result<String, String> {
+    let mut args = vec!["ip"];
+    if let Some(ns) = ns {
+        args.extend(["-n", ns]);
+    }
+    if force {
+        args.push("-force");
+    }
+    args.extend(["-batch", "-"]);
+    let mut child = Command::new(args[0])
+        .args(&args[1..])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("{}: {e}", args.join(" ")))?;
+    let script = cmds.join("\n") + "\n";
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(script.as_bytes())
+            .map_err(|e| format!("{}: {e}", args.join(" ")))?;
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|e| format!("{}: {e}", args.join(" ")))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{} failed on\n{script}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The MAC address after `link/ether` in `ip link show` output.
+fn mac_in(text: &str) -> Result<[u8; 6], String> {
     let field = text
         .split_whitespace()
-        .nth(2)
-        .ok_or("no MAC in ip output")?;
+        .skip_while(|w| *w != "link/ether")
+        .nth(1)
+        .ok_or_else(|| format!("no MAC in ip output: {text}"))?;
     let mut mac = [0u8; 6];
-    for (i, part) in field.split(':').enumerate().take(6) {
-        mac[i] = u8::from_str_radix(part, 16).map_err(|e| e.to_string())?;
+    let mut parts = field.split(':');
+    for b in &mut mac {
+        let part = parts.next().ok_or_else(|| format!("bad MAC {field}"))?;
+        *b = u8::from_str_radix(part, 16).map_err(|e| format!("bad MAC {field}: {e}"))?;
     }
     Ok(mac)
 }
 
+/// The ifindex at the start of `ip link show` output ("N: name: ...").
+fn ifindex_in(text: &str) -> Result<u32, String> {
+    text.split(':')
+        .next()
+        .and_then(|s| s.trim().parse().ok())
+        .ok_or_else(|| format!("no ifindex in ip output: {text}"))
+}
+
+/// The commands giving `dev` (in the namespace the batch runs in) its
+/// addresses and bringing it and `lo` up.
+fn host_cmds(dev: &str, v4: Ipv4Addr, v6: Ipv6Addr) -> Vec<String> {
+    vec![
+        format!("addr add {v4}/24 dev {dev}"),
+        format!("addr add {v6}/64 dev {dev} nodad"),
+        format!("link set {dev} up"),
+        "link set lo up".into(),
+    ]
+}
+
 impl Topology {
-    /// Builds the network with `n` receivers.
+    /// Builds the network with `n` receivers: one `ip -batch` to make the
+    /// namespaces, one in the switch's for the bridge and every veth pair,
+    /// one in each host's for its addresses.
     pub(crate) fn new(n: usize) -> Result<Self, String> {
         let id = std::process::id();
         let sender = format!("{PREFIX}{id}-snd");
@@ -89,35 +154,42 @@ impl Topology {
             sender_dev: "s0",
             switch: switch.clone(),
             receivers: Vec::new(),
-            names: vec![sender.clone(), switch.clone()],
+            names: Vec::new(),
         };
-        run(&["ip", "netns", "add", &sender])?;
-        run(&["ip", "netns", "add", &switch])?;
-        run(&["ip", "-n", &switch, "link", "add", "br0", "type", "bridge"])?;
-        run(&["ip", "-n", &switch, "link", "set", "br0", "up"])?;
-        let attach = |ns: &str, dev: &str, port: &str, v4: Ipv4Addr, v6: Ipv6Addr| {
-            run(&[
-                "ip", "-n", ns, "link", "add", dev, "type", "veth", "peer", "name", port, "netns",
-                &switch,
-            ])?;
-            run(&[
-                "ip", "-n", &switch, "link", "set", port, "master", "br0", "up",
-            ])?;
-            let (net4, net6) = (format!("{v4}/24"), format!("{v6}/64"));
-            run(&["ip", "-n", ns, "addr", "add", &net4, "dev", dev])?;
-            run(&["ip", "-n", ns, "addr", "add", &net6, "dev", dev, "nodad"])?;
-            run(&["ip", "-n", ns, "link", "set", dev, "up"])?;
-            run(&["ip", "-n", ns, "link", "set", "lo", "up"])
-        };
-        attach(&sender, "s0", "p-snd", SENDER_V4, SENDER_V6)?;
-        for i in 0..n {
-            let ns = format!("{PREFIX}{id}-r{i}");
-            run(&["ip", "netns", "add", &ns])?;
-            topo.names.push(ns.clone());
+        let hosts: Vec<String> = (0..n).map(|i| format!("{PREFIX}{id}-r{i}")).collect();
+        let all: Vec<String> = [sender.clone(), switch.clone()]
+            .into_iter()
+            .chain(hosts.iter().cloned())
+            .collect();
+        let adds: Vec<String> = all.iter().map(|ns| format!("netns add {ns}")).collect();
+        let made = ip_batch(None, false, &adds);
+        // Whatever was made goes on drop, also after a failure half-way.
+        topo.names = all
+            .into_iter()
+            .filter(|ns| std::path::Path::new("/run/netns").join(ns).exists())
+            .collect();
+        made?;
+
+        let mut sw = vec![
+            "link add br0 type bridge".to_string(),
+            "link set br0 up".into(),
+        ];
+        let ports = std::iter::once(("p-snd".to_string(), &sender, "s0"))
+            .chain((0..n).map(|i| (format!("p-r{i}"), &hosts[i], "r0")));
+        for (port, ns, dev) in ports {
+            sw.push(format!(
+                "link add {port} type veth peer name {dev} netns {ns}"
+            ));
+            sw.push(format!("link set {port} master br0 up"));
+        }
+        ip_batch(Some(&switch), false, &sw)?;
+        ip_batch(Some(&sender), false, &host_cmds("s0", SENDER_V4, SENDER_V6))?;
+        for (i, ns) in hosts.into_iter().enumerate() {
             let v4 = Ipv4Addr::new(10, 99, 0, 10 + i as u8);
             let v6 = Ipv6Addr::new(0xfd00, 0x99, 0, 0, 0, 0, 0, 0x10 + i as u16);
-            attach(&ns, "r0", &format!("p-r{i}"), v4, v6)?;
-            let mac = mac_of(&ns, "r0")?;
+            let mut cmds = host_cmds("r0", v4, v6);
+            cmds.push("link show r0".into());
+            let mac = mac_in(&ip_batch(Some(&ns), false, &cmds)?)?;
             topo.receivers.push(Receiver { ns, v4, v6, mac });
         }
         Ok(topo)
@@ -134,10 +206,7 @@ impl Topology {
             "show",
             self.sender_dev,
         ])?;
-        text.split(':')
-            .next()
-            .and_then(|s| s.trim().parse().ok())
-            .ok_or("no ifindex".into())
+        ifindex_in(&text)
     }
 
     /// Address of receiver `i` in the family of `v6`.
@@ -159,40 +228,44 @@ impl Topology {
         }
     }
 
-    /// Makes `addr` a permanent neighbour with MAC `mac` on the sender's
-    /// device.
-    pub(crate) fn permanent_neighbour(&self, addr: IpAddr, mac: [u8; 6]) -> Result<(), String> {
+    /// The command making `addr` a permanent neighbour with MAC `mac` on
+    /// the sender's device.
+    fn neighbour_cmd(&self, addr: IpAddr, mac: [u8; 6]) -> String {
         let mac = mac
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect::<Vec<_>>()
             .join(":");
-        run(&[
-            "ip",
-            "-n",
-            &self.sender,
-            "neigh",
-            "replace",
-            &addr.to_string(),
-            "lladdr",
-            &mac,
-            "dev",
-            self.sender_dev,
-            "nud",
-            "permanent",
-        ])
-        .map(|_| ())
+        format!(
+            "neigh replace {addr} lladdr {mac} dev {} nud permanent",
+            self.sender_dev
+        )
+    }
+
+    /// Makes `addr` a permanent neighbour with MAC `mac` on the sender's
+    /// device.
+    pub(crate) fn permanent_neighbour(&self, addr: IpAddr, mac: [u8; 6]) -> Result<(), String> {
+        ip_batch(Some(&self.sender), false, &[self.neighbour_cmd(addr, mac)]).map(|_| ())
     }
 
     /// Every receiver's IPv4 and IPv6 address as a permanent neighbour, so
     /// that the first packets of a socket sender (the library's fallback)
     /// do not wait for, or get dropped by, address resolution.
     pub(crate) fn static_neighbours(&self) -> Result<(), String> {
-        for r in &self.receivers {
-            self.permanent_neighbour(r.v4.into(), r.mac)?;
-            self.permanent_neighbour(r.v6.into(), r.mac)?;
+        let cmds: Vec<String> = self
+            .receivers
+            .iter()
+            .flat_map(|r| {
+                [
+                    self.neighbour_cmd(r.v4.into(), r.mac),
+                    self.neighbour_cmd(r.v6.into(), r.mac),
+                ]
+            })
+            .collect();
+        if cmds.is_empty() {
+            return Ok(());
         }
-        Ok(())
+        ip_batch(Some(&self.sender), false, &cmds).map(|_| ())
     }
 
     /// Turns offload `feature` of the sender's device off (`ethtool -K`).
@@ -214,19 +287,20 @@ impl Topology {
 
 impl Drop for Topology {
     fn drop(&mut self) {
-        for ns in &self.names {
-            let _ = run(&["ip", "netns", "del", ns]);
+        let dels: Vec<String> = self
+            .names
+            .iter()
+            .map(|ns| format!("netns del {ns}"))
+            .collect();
+        if !dels.is_empty() {
+            let _ = ip_batch(None, true, &dels);
         }
     }
 }
 
 /// The ifindex of device `dev` in namespace `ns`.
 pub(crate) fn ifindex(ns: &str, dev: &str) -> Result<u32, String> {
-    let text = run(&["ip", "-n", ns, "-o", "link", "show", dev])?;
-    text.split(':')
-        .next()
-        .and_then(|s| s.trim().parse().ok())
-        .ok_or(format!("no ifindex for {dev}"))
+    ifindex_in(&run(&["ip", "-n", ns, "-o", "link", "show", dev])?)
 }
 
 /// Moves the calling thread into network namespace `ns`.
@@ -254,11 +328,12 @@ pub(crate) fn spawn_in<T: Send + 'static>(
 /// Creates dummy device `dev` in namespace `ns`, up when `up` (a dummy
 /// device drops what it is given); returns its ifindex.
 pub(crate) fn add_dummy(ns: &str, dev: &str, up: bool) -> Result<u32, String> {
-    run(&["ip", "-n", ns, "link", "add", dev, "type", "dummy"])?;
+    let mut cmds = vec![format!("link add {dev} type dummy")];
     if up {
-        run(&["ip", "-n", ns, "link", "set", dev, "up"])?;
+        cmds.push(format!("link set {dev} up"));
     }
-    ifindex(ns, dev)
+    cmds.push(format!("link show {dev}"));
+    ifindex_in(&ip_batch(Some(ns), false, &cmds)?)
 }
 
 /// Puts netem with a delay of `ms` on `dev` in namespace `ns`: each packet
