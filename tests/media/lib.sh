@@ -13,6 +13,7 @@
 #                          payload to $MDW_MEDIA_DIR/outI.ts; returns once bound
 #   media_packets FILE     the number of 1316-byte packets of FILE
 #   media_recv_wait        waits for them; 0 if all exited 0
+#   media_recv_stop        stops them once their sockets are drained, waits
 #   media_capture_start    tcpdump on the sender's link into cap.pcap
 #   media_capture_stop
 #   media_check FILE       ffprobe/ffmpeg/tshark/byte checks of every receiver
@@ -33,12 +34,13 @@ media_fail() {
 }
 
 media_cleanup() {
-	local ns
+	local ns dels=()
 	[ -n "$media_cap_pid" ] && kill "$media_cap_pid" 2>/dev/null
 	for pid in "${media_recv_pids[@]}"; do kill "$pid" 2>/dev/null; done
-	for ns in $(ip netns list | awk '{print $1}' | grep "^$media_ns-"); do
-		ip netns del "$ns"
+	for ns in /run/netns/"$media_ns"-*; do
+		[ -e "$ns" ] && dels+=("netns del ${ns##*/}")
 	done
+	((${#dels[@]} == 0)) || printf '%s\n' "${dels[@]}" | ip -force -batch -
 	rm -rf "$MDW_MEDIA_DIR"
 }
 
@@ -46,29 +48,88 @@ media_rx_ns() { echo "$media_ns-r$1"; }
 media_rx_addr() { echo "10.98.0.$((10 + $1))"; }
 media_snd_ns() { echo "$media_ns-snd"; }
 
-# media_setup N
+# media_setup N: one `ip -batch` makes the namespaces, one in the switch's
+# the bridge and every veth pair, one in each host's its address (an exec
+# costs ~0.5-1 s in the debug guest; one `ip` per command took a minute
+# for 10 receivers).
 media_setup() {
 	local sw="$media_ns-sw" snd i ns
 	media_n=$1
 	snd=$(media_snd_ns)
-	ip netns add "$snd"
-	ip netns add "$sw"
-	ip -n "$sw" link add br0 type bridge
-	ip -n "$sw" link set br0 up
-	ip -n "$snd" link add s0 type veth peer name p-snd netns "$sw"
-	ip -n "$sw" link set p-snd master br0 up
-	ip -n "$snd" addr add 10.98.0.1/24 dev s0
-	ip -n "$snd" link set s0 up
-	ip -n "$snd" link set lo up
+	{
+		echo "netns add $snd"
+		echo "netns add $sw"
+		for ((i = 0; i < media_n; i++)); do echo "netns add $media_ns-r$i"; done
+	} | ip -batch -
+	{
+		echo "link add br0 type bridge"
+		echo "link set br0 up"
+		echo "link add p-snd type veth peer name s0 netns $snd"
+		echo "link set p-snd master br0 up"
+		for ((i = 0; i < media_n; i++)); do
+			echo "link add p-r$i type veth peer name r0 netns $media_ns-r$i"
+			echo "link set p-r$i master br0 up"
+		done
+	} | ip -n "$sw" -batch -
+	printf '%s\n' "addr add 10.98.0.1/24 dev s0" "link set s0 up" "link set lo up" | ip -n "$snd" -batch -
 	for ((i = 0; i < media_n; i++)); do
-		ns=$(media_rx_ns "$i")
-		ip netns add "$ns"
-		ip -n "$ns" link add r0 type veth peer name "p-r$i" netns "$sw"
-		ip -n "$sw" link set "p-r$i" master br0 up
-		ip -n "$ns" addr add "$(media_rx_addr "$i")/24" dev r0
-		ip -n "$ns" link set r0 up
-		ip -n "$ns" link set lo up
+		printf '%s\n' "addr add 10.98.0.$((10 + i))/24 dev r0" "link set r0 up" "link set lo up" |
+			ip -n "$media_ns-r$i" -batch -
 	done
+}
+
+# media_has FILE TEXT: FILE exists and holds TEXT (no process started).
+media_has() {
+	local content=
+	[ -r "$1" ] || return 1
+	IFS= read -r -d '' content <"$1" || true
+	[[ $content == *"$2"* ]]
+}
+
+# media_count FILE TEXT: how many of FILE's lines hold TEXT, in $media_n_lines.
+media_count() {
+	local line
+	media_n_lines=0
+	[ -r "$1" ] || return 0
+	while IFS= read -r line; do
+		[[ $line != *"$2"* ]] || media_n_lines=$((media_n_lines + 1))
+	done <"$1"
+}
+
+# media_until SECONDS CONDITION MESSAGE: evaluates CONDITION every 0.1 s
+# until it holds; after SECONDS, fails with MESSAGE (evaluated then, so it
+# can show a file's content at that time).
+media_until() {
+	local end=$((SECONDS + $1))
+	until eval "$2"; do
+		((SECONDS < end)) || media_fail "$(eval "echo \"$3\"")"
+		sleep 0.1
+	done
+}
+
+# media_holds PID FILE: process PID has FILE open (no process started).
+media_holds() {
+	local fd
+	for fd in "/proc/$1/fd/"*; do
+		[[ $fd -ef $2 ]] && return 0
+	done
+	return 1
+}
+
+# media_udp PID PORT: the process PID (in its own network namespace) has a
+# UDP socket bound to PORT; its receive queue's bytes (hex) in
+# $media_udp_rxq. Reads /proc/PID/net/udp without starting a process
+# (`ip netns exec NS ss` per receiver per poll took seconds).
+media_udp() {
+	local hex line f
+	printf -v hex '%04X' "$2"
+	[ -r "/proc/$1/net/udp" ] || return 1
+	while read -r -a f; do
+		[[ ${f[1]} == *":$hex" ]] || continue
+		media_udp_rxq=${f[4]#*:}
+		return 0
+	done <"/proc/$1/net/udp"
+	return 1
 }
 
 # media_clip FILE SECONDS RATE
@@ -87,11 +148,30 @@ media_recv_start() {
 		media_recv_pids+=($!)
 	done
 	for ((i = 0; i < media_n; i++)); do
-		local t=0
-		until grep -q "listening on" "$MDW_MEDIA_DIR/recv$i.err" 2>/dev/null; do
-			((t++ < 600)) || media_fail "receiver $i did not start: $(cat "$MDW_MEDIA_DIR/recv$i.err")"
-			sleep 0.1
-		done
+		media_until 60 'media_has "$MDW_MEDIA_DIR/recv$i.err" "listening on"' \
+			'receiver $i did not start: $(cat "$MDW_MEDIA_DIR/recv$i.err")'
+	done
+}
+
+# media_recv_stop: once every receiver's socket has been empty for a
+# second (the senders are done), stops the receivers with SIGTERM (each
+# prints its report) and waits for them; 0 if all exited 0. Instead of
+# their --idle-timeout, a wait of that long.
+media_recv_stop() {
+	local pid round
+	for round in 1 2; do
+		media_until 60 'media_recv_drained' 'a receiver does not drain its socket: $(cat /proc/net/udp)'
+		((round == 2)) || sleep 1
+	done
+	for pid in "${media_recv_pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+	media_recv_wait
+}
+
+# Every receiver's socket on port 5000 is bound and empty.
+media_recv_drained() {
+	local pid
+	for pid in "${media_recv_pids[@]}"; do
+		media_udp "$pid" 5000 && [ "$((16#$media_udp_rxq))" = 0 ] || return 1
 	done
 }
 
@@ -108,11 +188,9 @@ media_capture_start() {
 	ip netns exec "$(media_snd_ns)" tcpdump -q -U --immediate-mode -B 16384 -i s0 -w "$MDW_MEDIA_DIR/cap.pcap" \
 		udp dst port 5000 2>"$MDW_MEDIA_DIR/tcpdump.err" &
 	media_cap_pid=$!
-	local t=0
-	until grep -q "listening on" "$MDW_MEDIA_DIR/tcpdump.err" 2>/dev/null; do
-		((t++ < 600)) || media_fail "tcpdump did not start: $(cat "$MDW_MEDIA_DIR/tcpdump.err")"
-		sleep 0.1
-	done
+	media_until 60 'media_has "$MDW_MEDIA_DIR/tcpdump.err" "listening on"' \
+		'tcpdump did not start: $(cat "$MDW_MEDIA_DIR/tcpdump.err")'
+
 }
 
 media_capture_stop() {
@@ -144,7 +222,36 @@ media_diff_packets() {
 }
 
 # The value of KEY in a line of key=value fields.
-media_field() { tr ' ' '\n' <<<"$1" | sed -n "s/^$2=//p"; }
+media_field() {
+	local w
+	for w in $1; do
+		[[ $w != "$2="* ]] || {
+			printf '%s\n' "${w#*=}"
+			return
+		}
+	done
+}
+
+# media_expect CONTEXT LINE KEY=VALUE...: fails, naming CONTEXT, the key and
+# LINE, unless LINE's key=value fields hold each KEY=VALUE. In bash, without
+# a subshell per field (dozens of fields are checked per test).
+media_expect() {
+	local ctx=$1 line=$2 kv w got
+	shift 2
+	for kv in "$@"; do
+		got=
+		for w in $line; do
+			[[ $w != "${kv%%=*}="* ]] || {
+				got=${w#*=}
+				break
+			}
+		done
+		[ "$got" = "${kv#*=}" ] || media_fail "$ctx: ${kv%%=*} is '$got', expected ${kv#*=}: $line"
+	done
+}
+
+# The fields a receiver's stream report has at 0 when nothing went wrong.
+media_clean_stream=(lost=0 duplicates=0 reordered=0 seq_errors=0 ts_errors=0 not_rtp=0)
 
 # ffprobe's programs and streams of FILE on stdout; reads every packet and
 # fails if the demuxer reports a continuity error.
@@ -170,16 +277,13 @@ media_warm_tshark() {
 # byte, and unless MDW_MEDIA_TOOLS=0, ffprobe, ffmpeg and tshark (if a
 # capture was made).
 media_check() {
-	local clip=$1 i line packets want f inputs=() maps=() probes=()
+	local clip=$1 i line lines packets want f inputs=() maps=() probes=()
 	packets=$(media_packets "$clip")
 	for ((i = 0; i < media_n; i++)); do
-		line=$(cat "$MDW_MEDIA_DIR/recv$i.txt")
-		[ "$(wc -l <<<"$line")" = 1 ] || media_fail "receiver $i: not one stream: $line"
-		[ "$(media_field "$line" pt)" = 33 ] || media_fail "receiver $i: payload type: $line"
-		[ "$(media_field "$line" packets)" = "$packets" ] || media_fail "receiver $i: $packets packets expected: $line"
-		for f in lost duplicates reordered seq_errors ts_errors not_rtp; do
-			[ "$(media_field "$line" $f)" = 0 ] || media_fail "receiver $i: $f: $line"
-		done
+		mapfile -t lines <"$MDW_MEDIA_DIR/recv$i.txt"
+		line=${lines[*]}
+		[ "${#lines[@]}" = 1 ] || media_fail "receiver $i: not one stream: $line"
+		media_expect "receiver $i" "$line" pt=33 packets="$packets" "${media_clean_stream[@]}"
 		cmp -s "$clip" "$MDW_MEDIA_DIR/out$i.ts" || media_fail "receiver $i: the payload differs from the clip"
 	done
 	[ "${MDW_MEDIA_TOOLS:-1}" != 0 ] || return 0

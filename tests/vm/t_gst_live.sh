@@ -63,8 +63,9 @@ if ! ip netns exec "$snd" "${live_env[@]}" gst-mdwrite-live "$backend" "$a" \
 fi
 media_log "live pipeline done"
 cat "$MDW_MEDIA_DIR/live.txt"
-# The receivers end 60 s after their last packet.
-media_recv_wait || media_fail "a receiver failed: $(cat "$MDW_MEDIA_DIR"/recv*.txt "$MDW_MEDIA_DIR"/recv*.err)"
+# The pipeline is done: the receivers stop once their sockets are empty
+# (not 60 s after their last packet, their idle timeout).
+media_recv_stop || media_fail "a receiver failed: $(cat "$MDW_MEDIA_DIR"/recv*.txt "$MDW_MEDIA_DIR"/recv*.err)"
 # stat_of NAME N: packets-sent of the Nth "stats NAME" line (final: of the
 # line printed once the pipeline had stopped).
 stat_of() {
@@ -77,11 +78,10 @@ stat_of() {
 }
 declare -A got first last
 for i in 0 1 2; do
-	line=$(cat "$MDW_MEDIA_DIR/recv$i.txt")
-	[ "$(wc -l <<<"$line")" = 1 ] || media_fail "receiver $i: not one stream: $line"
-	for f in lost duplicates reordered seq_errors not_rtp; do
-		[ "$(media_field "$line" $f)" = 0 ] || media_fail "receiver $i: $f: $line"
-	done
+	mapfile -t lines <"$MDW_MEDIA_DIR/recv$i.txt"
+	line=${lines[*]}
+	[ "${#lines[@]}" = 1 ] || media_fail "receiver $i: not one stream: $line"
+	media_expect "receiver $i" "$line" lost=0 duplicates=0 reordered=0 seq_errors=0 not_rtp=0
 	got[$i]=$(media_field "$line" packets)
 	first[$i]=$(media_field "$line" first_seq)
 	last[$i]=$(media_field "$line" last_seq)

@@ -69,13 +69,22 @@ for ((i = 0; i < receivers; i++)); do
 	clients+="${clients:+,}$(media_rx_addr "$i"):5000"
 done
 
+# Every receiver of $rx_pids has its port bound.
+all_bound() {
+	local pid
+	for pid in "${rx_pids[@]}"; do
+		media_udp "$pid" 5000 || return 1
+	done
+}
+
 # run NAME SINK SINK-PROPERTIES...: the clip to the 8 receivers through SINK
 # (mdwritesink or multiudpsink); checks that mdwritesink sent it through the
 # $backend (multiudpsink: that no mdwritesink ran) and that every receiver
 # got it byte for byte; sets $elapsed (seconds the sending pipeline took).
 run() {
-	local name=$1 sink=$2 i a t n t0 props
+	local name=$1 sink=$2 i a t t0 props
 	shift 2
+	rx_pids=()
 	props=(clients="$clients")
 	[ "$sink" != mdwritesink ] || props+=(backend="$backend")
 	for ((i = 0; i < receivers; i++)); do
@@ -86,23 +95,17 @@ run() {
 				buffer-size=$((8 << 20)) caps="$caps" num-buffers="$packets" ! rtpmp2tdepay ! \
 				filesink location="$MDW_MEDIA_DIR/out$i.ts" >"$MDW_MEDIA_DIR/recv$i.txt" 2>&1 &
 			gst_pids+=($!)
+			rx_pids+=($!)
 		else
 			ip netns exec "$(media_rx_ns "$i")" mdwrite recv --rtp --listen "$a:5000" \
 				--output "$MDW_MEDIA_DIR/out$i.ts" --packets "$packets" --idle-timeout 120 \
 				--fail-on-loss >"$MDW_MEDIA_DIR/recv$i.txt" 2>&1 &
 			media_recv_pids+=($!)
+			rx_pids+=($!)
 		fi
 	done
 	# Bound once every receiver's port shows.
-	for ((t = 0; t < 1200; t++)); do
-		n=0
-		for ((i = 0; i < receivers; i++)); do
-			ip netns exec "$(media_rx_ns "$i")" ss -uln | grep -q ':5000 ' && n=$((n + 1))
-		done
-		((n == receivers)) && break
-		sleep 0.1
-	done
-	((n == receivers)) || media_fail "$name: only $n receivers bound"
+	media_until 120 'all_bound' '$name: not every receiver bound: $(cat "$MDW_MEDIA_DIR"/recv*.txt)'
 	media_log "$name: receivers bound"
 	media_log "$name: sending to $clients"
 	t0=$(date +%s.%N)
@@ -151,12 +154,8 @@ run() {
 # Once the pipeline has opened /dev/mdwrite (gst-launch-1.0 takes seconds
 # to start under TCG).
 unload_refused() {
-	local t
-	for ((t = 0; t < 1200; t++)); do
-		ls -l "/proc/$sender/fd" 2>/dev/null | grep -q /dev/mdwrite && break
-		sleep 0.1
-	done
-	ls -l "/proc/$sender/fd" | grep -q /dev/mdwrite || media_fail "the pipeline did not open /dev/mdwrite: $(cat "$MDW_MEDIA_DIR/send.txt")"
+	media_until 120 'media_holds "$sender" /dev/mdwrite' \
+		'the pipeline did not open /dev/mdwrite: $(cat "$MDW_MEDIA_DIR/send.txt")'
 	if rmmod mdwrite 2>/dev/null; then
 		media_fail "rmmod succeeded while mdwritesink played"
 	fi
@@ -186,11 +185,11 @@ done
 # runs, stays at what it was before).
 module_unused() {
 	local r0 r
-	r0=$(cat /sys/module/mdwrite/refcnt)
+	read -r r0 </sys/module/mdwrite/refcnt
 	while kill -0 "$sender" 2>/dev/null; do
-		r=$(cat /sys/module/mdwrite/refcnt)
+		read -r r </sys/module/mdwrite/refcnt
 		[ "$r" = "$r0" ] || media_fail "multiudpsink: the module's refcount went from $r0 to $r while it played"
-		if ls -l "/proc/$sender/fd" 2>/dev/null | grep -q /dev/mdwrite; then
+		if media_holds "$sender" /dev/mdwrite; then
 			media_fail "multiudpsink: the pipeline opened /dev/mdwrite"
 		fi
 		sleep 0.1

@@ -30,7 +30,7 @@ receivers=8
 media_setup $((receivers + 2))
 # Multicast through the bridge without an IGMP querier, and a route for the
 # group in the source and relay 1.
-ip netns exec "$media_ns-sw" ip link set br0 type bridge mcast_snooping 0
+ip -n "$media_ns-sw" link set br0 type bridge mcast_snooping 0
 ip -n "$(media_snd_ns)" route add 224.0.0.0/4 dev s0
 ip -n "$(media_rx_ns 0)" route add 224.0.0.0/4 dev r0
 clip=$MDW_MEDIA_DIR/clip.ts
@@ -49,11 +49,8 @@ for ((i = 2; i < receivers + 2; i++)); do
 	rx_pids+=($!)
 done
 for ((i = 2; i < receivers + 2; i++)); do
-	t=0
-	until [ "$(grep -c "listening on" "$MDW_MEDIA_DIR/recv$i.err" 2>/dev/null)" = 2 ]; do
-		((t++ < 600)) || media_fail "receiver $i did not start: $(cat "$MDW_MEDIA_DIR/recv$i.err")"
-		sleep 0.1
-	done
+	media_until 60 'media_count "$MDW_MEDIA_DIR/recv$i.err" "listening on"; ((media_n_lines == 2))' \
+		'receiver $i did not start: $(cat "$MDW_MEDIA_DIR/recv$i.err")'
 done
 
 # The source and both relays run on CPU 0. veth hands a packet to the
@@ -81,11 +78,8 @@ ip netns exec "$(media_rx_ns 0)" "${pin[@]}" mdwrite relay --rtp --backend "$bac
 	>"$MDW_MEDIA_DIR/relay1.txt" 2>"$MDW_MEDIA_DIR/relay1.err" &
 relay_pids+=($!)
 for r in 1 2; do
-	t=0
-	until grep -q "listening on" "$MDW_MEDIA_DIR/relay$r.err" 2>/dev/null; do
-		((t++ < 600)) || media_fail "relay $r did not start: $(cat "$MDW_MEDIA_DIR/relay$r.err")"
-		sleep 0.1
-	done
+	media_until 60 'media_has "$MDW_MEDIA_DIR/relay$r.err" "listening on"' \
+		'relay $r did not start: $(cat "$MDW_MEDIA_DIR/relay$r.err")'
 done
 
 media_log "sending to the group"
@@ -109,23 +103,17 @@ cat "$MDW_MEDIA_DIR"/relay?.txt
 
 media_log "checking"
 for r in 1 2; do
-	head=$(head -1 "$MDW_MEDIA_DIR/relay$r.txt")
-	[ "$(media_field "$head" backend)" = "$backend" ] || media_fail "relay $r: backend: $head"
-	[ "$(media_field "$head" datagrams)" = "$packets" ] || media_fail "relay $r: $packets datagrams expected: $head"
-	for f in truncated not_rtp write_errors; do
-		[ "$(media_field "$head" $f)" = 0 ] || media_fail "relay $r: $f: $head"
-	done
+	read -r head <"$MDW_MEDIA_DIR/relay$r.txt"
+	media_expect "relay $r" "$head" backend="$backend" datagrams="$packets" truncated=0 not_rtp=0 write_errors=0
 done
 ssrcs=()
 for ((i = 2; i < receivers + 2; i++)); do
-	[ "$(wc -l <"$MDW_MEDIA_DIR/recv$i.txt")" = 2 ] || media_fail "receiver $i: $(cat "$MDW_MEDIA_DIR/recv$i.txt")"
-	while read -r line; do
-		[ "$(media_field "$line" packets)" = "$packets" ] || media_fail "receiver $i: $packets packets expected: $line"
-		for f in lost duplicates reordered seq_errors ts_errors not_rtp; do
-			[ "$(media_field "$line" $f)" = 0 ] || media_fail "receiver $i: $f: $line"
-		done
+	mapfile -t lines <"$MDW_MEDIA_DIR/recv$i.txt"
+	[ "${#lines[@]}" = 2 ] || media_fail "receiver $i: ${lines[*]}"
+	for line in "${lines[@]}"; do
+		media_expect "receiver $i" "$line" packets="$packets" "${media_clean_stream[@]}"
 		ssrcs+=("$(media_field "$line" ssrc)")
-	done <"$MDW_MEDIA_DIR/recv$i.txt"
+	done
 	for p in 1 2; do
 		cmp -s "$clip" "$MDW_MEDIA_DIR/out$i-$p.ts" ||
 			media_fail "receiver $i: relay $p's payload differs from the clip: $(media_diff_packets "$clip" "$MDW_MEDIA_DIR/out$i-$p.ts")"

@@ -53,11 +53,8 @@ for i in 1 2 3 4; do
 	media_recv_pids+=($!)
 done
 for i in 1 2 3 4; do
-	t=0
-	until grep -q "listening on" "$MDW_MEDIA_DIR/recv$i.err" 2>/dev/null; do
-		((t++ < 600)) || media_fail "receiver $i did not start: $(cat "$MDW_MEDIA_DIR/recv$i.err")"
-		sleep 0.1
-	done
+	media_until 60 'media_has "$MDW_MEDIA_DIR/recv$i.err" "listening on"' \
+		'receiver $i did not start: $(cat "$MDW_MEDIA_DIR/recv$i.err")'
 done
 rx() { echo "$(media_rx_addr "$1"):5000"; }
 
@@ -68,11 +65,8 @@ ip netns exec "$(media_rx_ns 0)" "${pin[@]}" mdwrite relay --rtp --backend "$bac
 	--listen "$(media_rx_addr 0):6000" --to "$(rx 1)" --to-file "$list" \
 	>"$MDW_MEDIA_DIR/relay.txt" 2>"$MDW_MEDIA_DIR/relay.err" &
 relay_pid=$!
-t=0
-until grep -q "listening on" "$MDW_MEDIA_DIR/relay.err" 2>/dev/null; do
-	((t++ < 600)) || media_fail "the relay did not start: $(cat "$MDW_MEDIA_DIR/relay.err")"
-	sleep 0.1
-done
+media_until 60 'media_has "$MDW_MEDIA_DIR/relay.err" "listening on"' \
+	'the relay did not start: $(cat "$MDW_MEDIA_DIR/relay.err")'
 
 # The clip in two parts at a packet boundary: its first $hup_at packets,
 # sent before the reload, and the rest, sent after it. (Stopping one
@@ -96,20 +90,14 @@ send_part 1
 sent=$hup_at
 # Let the relay catch up first (its socket's queue empty), so that the
 # removed receiver has had the first part.
-t=0
-until [ "$(ip netns exec "$(media_rx_ns 0)" ss -Hnlu "sport = :6000" | awk '{ print $2 }')" = 0 ]; do
-	((t++ < 600)) || media_fail "the relay did not catch up: $(ip netns exec "$(media_rx_ns 0)" ss -nlu)"
-	sleep 0.1
-done
+media_until 60 'media_udp "$relay_pid" 6000 && [ "$((16#$media_udp_rxq))" = 0 ]' \
+	'the relay did not catch up: $(cat "/proc/$relay_pid/net/udp")'
 printf '%s\n%s\n' "$(rx 2)" "$(rx 4)" >"$list.new"
 mv "$list.new" "$list"
 kill -HUP "$relay_pid"
 media_log "SIGHUP after $sent of $packets packets: receiver 3 out, 4 in"
-t=0
-until grep -q "^mdwrite relay: added " "$MDW_MEDIA_DIR/relay.err"; do
-	((t++ < 600)) || media_fail "the relay did not reload: $(cat "$MDW_MEDIA_DIR/relay.err")"
-	sleep 0.1
-done
+media_until 60 'media_has "$MDW_MEDIA_DIR/relay.err" "mdwrite relay: added "' \
+	'the relay did not reload: $(cat "$MDW_MEDIA_DIR/relay.err")'
 media_log "sending the rest"
 send_part 2
 
@@ -139,12 +127,8 @@ grep -qx "mdwrite relay: added $(rx 4)" <<<"$err" || media_fail "the relay did n
 [ "$(grep -c "^mdwrite relay: \(added\|removed\) " <<<"$err")" = 2 ] && ! grep -q "SIGHUP:" <<<"$err" ||
 	media_fail "the relay reported other changes or a failed reload: $err"
 [ "$rc34" = 0 ] || media_fail "receiver 3 or 4 failed: $(cat "$MDW_MEDIA_DIR"/recv[34]*)"
-head=$(head -1 "$MDW_MEDIA_DIR/relay.txt")
-[ "$(media_field "$head" backend)" = "$backend" ] || media_fail "relay: backend: $head"
-[ "$(media_field "$head" datagrams)" = "$packets" ] || media_fail "relay: $packets datagrams expected: $head"
-for f in truncated not_rtp write_errors; do
-	[ "$(media_field "$head" $f)" = 0 ] || media_fail "relay: $f: $head"
-done
+read -r head <"$MDW_MEDIA_DIR/relay.txt"
+media_expect relay "$head" backend="$backend" datagrams="$packets" truncated=0 not_rtp=0 write_errors=0
 # The relay's own count of the packets handed over for receiver I, and
 # whether it is still a destination.
 dest() { media_field "$(grep "^dest to=$(rx "$1") " "$MDW_MEDIA_DIR/relay.txt")" "$2"; }
@@ -153,11 +137,10 @@ for i in 1 2 3 4; do
 	want=true
 	[ "$i" != 3 ] || want=false
 	[ "$(dest "$i" active)" = "$want" ] || media_fail "receiver $i: active=$want expected: $(cat "$MDW_MEDIA_DIR/relay.txt")"
-	line=$(cat "$MDW_MEDIA_DIR/recv$i.txt")
-	[ "$(wc -l <<<"$line")" = 1 ] || media_fail "receiver $i: not one stream: $line"
-	for f in lost duplicates reordered seq_errors ts_errors not_rtp; do
-		[ "$(media_field "$line" $f)" = 0 ] || media_fail "receiver $i: $f: $line"
-	done
+	mapfile -t lines <"$MDW_MEDIA_DIR/recv$i.txt"
+	line=${lines[*]}
+	[ "${#lines[@]}" = 1 ] || media_fail "receiver $i: not one stream: $line"
+	media_expect "receiver $i" "$line" "${media_clean_stream[@]}"
 	got=$(media_field "$line" packets)
 	[ "$got" = "$(dest "$i" packets)" ] ||
 		media_fail "receiver $i: $got packets, the relay handed over $(dest "$i" packets): $line"
