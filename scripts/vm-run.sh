@@ -69,8 +69,11 @@ timed_out=$MDW_CACHE/vm-timeout.$$
 rm -f "$timed_out"
 verbose=()
 [ "${MDW_VM_VERBOSE:-0}" = 0 ] || verbose=(--verbose)
+# pty.legacy_count=0: no BSD pty pairs (512 devices whose coldplug events
+# kept the guest's udev busy for a minute of each boot under TCG).
 PATH=$(dirname "$VNG"):$PATH setsid "$VNG" "${verbose[@]}" --run "$kdir/arch/x86/boot/bzImage" \
 	--disable-kvm --force-9p --cpus "$cpus" --memory 2G "${rwdir[@]}" --qemu-opts="$hub_nics $qemu_opts" \
+	--append "pty.legacy_count=0" \
 	--exec "$cmd" </dev/null > >(cat) &
 vm=$!
 kill_vm() {
