@@ -160,18 +160,23 @@ media_recv_start() {
 media_recv_stop() {
 	local pid round
 	for round in 1 2; do
-		media_until 60 'media_recv_drained' 'a receiver does not drain its socket: $(cat /proc/net/udp)'
+		media_until 60 'media_recv_drained' 'receiver process $media_undrained does not drain its socket: $(cat /proc/$media_undrained/net/udp)'
 		((round == 2)) || sleep 1
 	done
 	for pid in "${media_recv_pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
 	media_recv_wait
 }
 
-# Every receiver's socket on port 5000 is bound and empty.
+# Every running receiver's socket on port 5000 is empty (one that has
+# exited is left to media_recv_wait's status); otherwise the first that is
+# not, its pid in $media_undrained.
 media_recv_drained() {
 	local pid
 	for pid in "${media_recv_pids[@]}"; do
-		media_udp "$pid" 5000 && [ "$((16#$media_udp_rxq))" = 0 ] || return 1
+		kill -0 "$pid" 2>/dev/null || continue
+		media_udp "$pid" 5000 && [ "$((16#$media_udp_rxq))" = 0 ] && continue
+		media_undrained=$pid
+		return 1
 	done
 }
 
