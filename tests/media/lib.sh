@@ -53,13 +53,13 @@ media_snd_ns() { echo "$media_ns-snd"; }
 # costs ~0.5-1 s in the debug guest; one `ip` per command took a minute
 # for 10 receivers).
 media_setup() {
-	local sw="$media_ns-sw" snd i ns
+	local sw="$media_ns-sw" snd i
 	media_n=$1
 	snd=$(media_snd_ns)
 	{
 		echo "netns add $snd"
 		echo "netns add $sw"
-		for ((i = 0; i < media_n; i++)); do echo "netns add $media_ns-r$i"; done
+		for ((i = 0; i < media_n; i++)); do echo "netns add $(media_rx_ns "$i")"; done
 	} | ip -batch -
 	{
 		echo "link add br0 type bridge"
@@ -67,14 +67,14 @@ media_setup() {
 		echo "link add p-snd type veth peer name s0 netns $snd"
 		echo "link set p-snd master br0 up"
 		for ((i = 0; i < media_n; i++)); do
-			echo "link add p-r$i type veth peer name r0 netns $media_ns-r$i"
+			echo "link add p-r$i type veth peer name r0 netns $(media_rx_ns "$i")"
 			echo "link set p-r$i master br0 up"
 		done
 	} | ip -n "$sw" -batch -
 	printf '%s\n' "addr add 10.98.0.1/24 dev s0" "link set s0 up" "link set lo up" | ip -n "$snd" -batch -
 	for ((i = 0; i < media_n; i++)); do
-		printf '%s\n' "addr add 10.98.0.$((10 + i))/24 dev r0" "link set r0 up" "link set lo up" |
-			ip -n "$media_ns-r$i" -batch -
+		printf '%s\n' "addr add $(media_rx_addr "$i")/24 dev r0" "link set r0 up" "link set lo up" |
+			ip -n "$(media_rx_ns "$i")" -batch -
 	done
 }
 
@@ -195,7 +195,6 @@ media_capture_start() {
 	media_cap_pid=$!
 	media_until 60 'media_has "$MDW_MEDIA_DIR/tcpdump.err" "listening on"' \
 		'tcpdump did not start: $(cat "$MDW_MEDIA_DIR/tcpdump.err")'
-
 }
 
 media_capture_stop() {

@@ -12,7 +12,7 @@ use std::{
     io::Write,
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
     os::fd::AsRawFd,
-    process::{Command, Stdio},
+    process::{Command, Output, Stdio},
 };
 
 use mdwrite::DestConfig;
@@ -26,10 +26,14 @@ pub(crate) fn run(args: &[&str]) -> Result<String, String> {
         .args(&args[1..])
         .output()
         .map_err(|e| format!("{}: {e}", args.join(" ")))?;
+    stdout_of(&args.join(" "), out)
+}
+
+/// What command `what` printed, or its failure with its error output.
+fn stdout_of(what: &str, out: Output) -> Result<String, String> {
     if !out.status.success() {
         return Err(format!(
-            "{} failed: {}",
-            args.join(" "),
+            "{what} failed: {}",
             String::from_utf8_lossy(&out.stderr).trim()
         ));
     }
@@ -96,14 +100,7 @@ pub(crate) fn ip_batch(ns: Option<&str>, force: bool, cmds: &[String]) -> Result
     let out = child
         .wait_with_output()
         .map_err(|e| format!("{}: {e}", args.join(" ")))?;
-    if !out.status.success() {
-        return Err(format!(
-            "{} failed on\n{script}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    stdout_of(&format!("{} on\n{script}", args.join(" ")), out)
 }
 
 /// The MAC address after `link/ether` in `ip link show` output.
