@@ -338,6 +338,7 @@ impl SkbPool {
     /// first) for the destination's next call; lets go of the others (the
     /// device may still hold its own references). A ring not adopted by
     /// the call, or kept already, is left as it is.
+    #[inline(always)]
     pub(crate) fn keep(&mut self, ring: &mut SkbRing) {
         if ring.rearm.done.is_null() {
             return;
@@ -347,16 +348,10 @@ impl SkbPool {
             cursor,
             rearm,
         } = ring;
-        // The call used `skbs[..touched]`, least recently used first
-        // unless it went round the ring (then it used all of them and the
-        // least recently used one is at the cursor); the others are still
-        // untied, and older.
-        let len = skbs.len();
-        let touched = cursor.touched(len);
         // A ring of one skb that carried a packet (a destination sent one
         // packet at a time, the live regime's commonest case): kept or let
         // go, nothing to order.
-        if let (1, &[skb]) = (touched, &skbs[..]) {
+        if let (1, &[skb]) = (cursor.touched(1), &skbs[..]) {
             // SAFETY: the ring holds a reference to `skb`, a packet of this
             // call with `rearm`'s header length and completion.
             if !unsafe { ffi::mdw_skb_detach(skb, rearm.layout.hdr_len, rearm.done) } {
@@ -370,6 +365,24 @@ impl SkbPool {
             rearm.dev = core::ptr::null();
             return;
         }
+        Self::keep_ring(ring);
+    }
+
+    /// [`SkbPool::keep`] for any ring but one of one skb that carried a
+    /// packet.
+    #[inline(never)]
+    fn keep_ring(ring: &mut SkbRing) {
+        let SkbRing {
+            skbs,
+            cursor,
+            rearm,
+        } = ring;
+        // The call used `skbs[..touched]`, least recently used first
+        // unless it went round the ring (then it used all of them and the
+        // least recently used one is at the cursor); the others are still
+        // untied, and older.
+        let len = skbs.len();
+        let touched = cursor.touched(len);
         if touched == len {
             let start = cursor.peek(len).unwrap_or(0);
             if start != 0 {

@@ -264,17 +264,26 @@ struct Slot {
     first_index: u32,
     /// Its packets' departure times, in a paced call.
     departures: Departures,
+    /// The send ([`CallArena::sends`]) it was last readied for: a slot
+    /// kept for a call shaped like its own ([`Shape`]) is readied by the
+    /// send loop at its first turn ([`Slot::begin`]), not in a pass of
+    /// its own.
+    started_in: u64,
 }
 
 impl Slot {
-    /// Readies the slot for another call shaped like the one it was made
-    /// in ([`Shape`]): nothing of it sent yet.
-    fn restart(&mut self) -> Result {
-        self.cursor =
-            PagedCursor::new(self.cursor.max_payload(), PAGE_SHIFT as u32).map_err(|_| EINVAL)?;
+    /// Readies the slot for send `call`: nothing of it sent yet. Returns
+    /// whether it was not ready (its first turn in the call).
+    #[inline(always)]
+    fn begin(&mut self, call: u64) -> bool {
+        if self.started_in == call {
+            return false;
+        }
+        self.started_in = call;
+        self.cursor.rewind();
         self.current = self.first_index;
         self.departures = Departures::default();
-        Ok(())
+        true
     }
 }
 
@@ -348,6 +357,9 @@ const SHAPE_FLAGS: u32 = MDW_WRITE_QDISC | MDW_WRITE_PACE;
 pub(crate) struct CallArena {
     /// Numbers the file's calls, for `Destination::slot_in`.
     calls: u64,
+    /// Numbers the file's sends (every call, its validation reused or
+    /// not), for [`Slot::begin`]; never 0.
+    sends: u64,
     entries: KVVec<Entry>,
     slots: KVVec<Slot>,
     /// Entry indices grouped by slot (`Slot::first`, `Slot::count`).
@@ -371,6 +383,7 @@ impl Default for CallArena {
     fn default() -> Self {
         Self {
             calls: 0,
+            sends: 0,
             entries: KVVec::new(),
             slots: KVVec::new(),
             order: KVVec::new(),
@@ -570,6 +583,7 @@ fn send_all<T: Timing>(
     flow: u32,
     timing: T,
     pacer: Option<&Pacer>,
+    call: u64,
 ) -> Outcome {
     let mut out = Outcome {
         bytes: 0,
@@ -593,12 +607,15 @@ fn send_all<T: Timing>(
             out.error = Some(at(last)(EINVAL));
             break;
         };
-        // At its first turn, all of the slot's packets are left.
+        // At its first turn the slot is readied and, after it, all of its
+        // packets are left.
+        let first_turn = slot.begin(call);
         timing.start(&mut slot.departures, burst.before);
         if slot.fanout {
             let sent = send_fanout(
                 slot,
                 &burst,
+                first_turn,
                 &mut SendTo {
                     dests,
                     devs,
@@ -628,6 +645,9 @@ fn send_all<T: Timing>(
             out.error = Some(at(slot.current)(EINVAL));
             break;
         };
+        if first_turn && slot.recycle {
+            adopt(dest, devs.get(slot.dev as usize), pool, done);
+        }
         // With one device (the usual case) the batch never switches.
         if let Err(e) = switch_to(
             &mut batch,
@@ -741,12 +761,21 @@ struct SendTo<'s, 'd, T> {
 fn send_fanout<T: Timing>(
     slot: &mut Slot,
     burst: &Burst,
+    first_turn: bool,
     to: &mut SendTo<'_, '_, T>,
 ) -> Result<(), EntryError> {
     let members = to
         .order
         .get(slot.first..slot.first.saturating_add(slot.count))
         .ok_or(at(slot.current)(EINVAL))?;
+    if first_turn && !to.qdisc {
+        for &i in members {
+            let e = to.entries.get(i as usize).ok_or(at(slot.current)(EINVAL))?;
+            if let Some(dest) = to.dests.get_mut(e.dest) {
+                adopt(dest, to.devs.get(e.dev as usize), to.pool, to.done);
+            }
+        }
+    }
     let lens = slot.lens(to.order, to.entries);
     let mut left = burst.packets;
     while left > 0 {
@@ -1041,27 +1070,22 @@ fn fanout_entries<'a>(
         .filter_map(|&i| entries.get(i as usize))
 }
 
-/// Readies destination `handle`'s skb ring for the call, on device `dev`,
-/// if the destination recycles (`allowed`: not through the qdisc).
-fn adopt(
-    dests: &mut DestTable,
-    handle: u32,
-    devs: &[NetDevice],
-    dev: u32,
-    allowed: bool,
-    pool: &mut SkbPool,
-    done: &CallDone,
-) {
-    if let (Some(d), Some(dev)) = (dests.get_mut(handle), devs.get(dev as usize)) {
-        if let Destination {
+/// Readies `dest`'s skb ring for the call, on its device `dev`, if the
+/// destination recycles (the caller checked the call does: not through
+/// the qdisc).
+#[inline(always)]
+fn adopt(dest: &mut Destination, dev: Option<&NetDevice>, pool: &mut SkbPool, done: &CallDone) {
+    if let (
+        Destination {
             prepared: Some(p),
             ring,
             ..
-        } = &mut **d
-        {
-            if allowed && p.recycle {
-                pool.adopt(ring, dev, &p.layout, done);
-            }
+        },
+        Some(dev),
+    ) = (dest, dev)
+    {
+        if p.recycle {
+            pool.adopt(ring, dev, &p.layout, done);
         }
     }
 }
@@ -1197,6 +1221,8 @@ pub(crate) fn writev(
         }
     };
     let pages_needed = checked.pages;
+    arena.sends = arena.sends.wrapping_add(1).max(1);
+    let call_no = arena.sends;
     let CallArena {
         entries,
         slots,
@@ -1248,18 +1274,10 @@ pub(crate) fn writev(
     // handed the pages with the rest of an asynchronous call.
     let done = CallDone::new().map_err(nomem)?;
     let mut pool = SkbPool::new(!qdisc);
-    // From here to the end of `keep` below nothing returns early: adopted
-    // rings hold the call's completion until kept.
-    // Each destination's skbs from its last call, header in place.
-    for s in slots.iter() {
-        if s.fanout {
-            for e in fanout_entries(s, order, entries) {
-                adopt(dests, e.dest, devs, e.dev, !qdisc, &mut pool, &done);
-            }
-        } else if s.recycle {
-            adopt(dests, s.handle, devs, s.dev, true, &mut pool, &done);
-        }
-    }
+    // From here to the end of `keep` below nothing returns early: the
+    // rings the send loop adopts (each destination's skbs from its last
+    // call, header in place, at its slot's first turn) hold the call's
+    // completion until kept.
     let npinned = pages.pinned() as u64;
     Stats::add(&stats.pages_pinned, npinned);
     // The send loop as compiled for the call's timing.
@@ -1279,6 +1297,7 @@ pub(crate) fn writev(
                 flow,
                 $timing,
                 pacer,
+                call_no,
             )
         };
     }
@@ -1597,7 +1616,6 @@ fn revalidate(
 ) -> Result<Option<Checked>, EntryError> {
     let CallArena {
         entries,
-        slots,
         remaining,
         active,
         runs,
@@ -1667,9 +1685,7 @@ fn revalidate(
     if let Some(run) = layout.finish() {
         runs.push(run, GFP_KERNEL_ACCOUNT).map_err(nomem)?;
     }
-    for s in slots.iter_mut() {
-        s.restart().map_err(at(s.first_index))?;
-    }
+    // The slots are readied by the send loop (`Slot::begin`).
     remaining
         .extend_from_slice(&shape.plan, GFP_KERNEL_ACCOUNT)
         .map_err(nomem)?;
@@ -1758,6 +1774,7 @@ fn new_slot(
             current: first as u32,
             first_index: first as u32,
             departures: Departures::default(),
+            started_in: 0,
         },
     )
 }

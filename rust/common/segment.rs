@@ -243,6 +243,18 @@ impl PagedCursor {
         })
     }
 
+    /// Moves the cursor back before the first entry, as
+    /// [`PagedCursor::new`] made it with its payload size and page shift
+    /// (checked then): for another call over entries of the same lengths.
+    #[inline(always)]
+    pub fn rewind(&mut self) {
+        self.entry = 0;
+        self.started = false;
+        self.left = 0;
+        self.page = 0;
+        self.offset = 0;
+    }
+
     /// Returns the largest payload of a packet.
     pub fn max_payload(&self) -> u16 {
         self.max_payload

@@ -324,6 +324,38 @@ proptest! {
 }
 
 proptest! {
+    /// A rewound cursor is the cursor `new` makes, wherever it was, and
+    /// yields the same packets again.
+    #[test]
+    fn rewind_starts_over(
+        lens in proptest::collection::vec(prop_oneof![Just(0u64), 1u64..20, 1u64..20_000], 0..10),
+        offsets in proptest::collection::vec(0u32..5000, 1..4),
+        max in 1u16..3000,
+        shift in 0u32..14,
+        taken in 0usize..40,
+    ) {
+        let spans = spans_for(&lens, &offsets, shift);
+        let fresh = PagedCursor::new(max, shift).unwrap();
+        let mut cursor = fresh;
+        let mut first = Vec::new();
+        while let Some(p) = cursor.next_packet(&spans[..]) {
+            first.push(p);
+        }
+        let mut again = fresh;
+        for _ in 0..taken {
+            again.next_packet(&spans[..]);
+        }
+        again.rewind();
+        prop_assert_eq!(again, fresh);
+        let mut second = Vec::new();
+        while let Some(p) = again.next_packet(&spans[..]) {
+            second.push(p);
+        }
+        prop_assert_eq!(first, second);
+    }
+}
+
+proptest! {
     /// The fast case gives what the general step and `split_two` give, and
     /// declines exactly when the packet is not a full-size one of the
     /// current entry within two pages.
