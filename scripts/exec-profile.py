@@ -40,20 +40,20 @@ def main():
                 execs[int(line.split("[")[1].split("/")[1], 16)] += 1
     total = collections.Counter()
     tbs = collections.Counter()
-    detail = os.environ.get("MDW_XPROF_DETAIL")
+    detail = [d for d in os.environ.get("MDW_XPROF_DETAIL", "").split(",") if d]
     for pc, count in execs.items():
         i = bisect.bisect_right(addrs, pc) - 1
         name = syms[i][1] if i >= 0 else "?"
         total[name] += count * tbsize.get(pc, 1)
-        if detail and detail in name:
+        if any(d in name for d in detail):
             tbs[(name, pc - syms[i][0])] += count * tbsize.get(pc, 1)
     print(f"total {sum(total.values()) / per:.1f} per packet")
     for name, v in total.most_common(30):
         print(f"{v / per:8.1f} {name}")
-    # With MDW_XPROF_DETAIL=NAME: the translation blocks of the functions
-    # whose symbol contains NAME, by offset in the function, for
+    # With MDW_XPROF_DETAIL=NAME[,NAME...]: the translation blocks of the
+    # functions whose symbol contains a NAME, by offset in the function, for
     # addr2line on a module built with debug info.
-    for (name, off), v in sorted(tbs.items(), key=lambda kv: -kv[1])[:80]:
+    for (name, off), v in sorted(tbs.items(), key=lambda kv: -kv[1])[:160]:
         print(f"tb {v / per:8.1f} {name}+{off:#x}")
 
 
