@@ -37,7 +37,7 @@ use crate::{
     common::{
         checksum::from_native_sum,
         group::{group_by_slot, Grouping, SlotRanges},
-        interleave::{Burst, RoundRobin},
+        interleave::RoundRobin,
         pace::{Departures, EntryPace, PaceError, Window},
         runs::{self, Run, RunLayout, Source},
         segment::{
@@ -472,12 +472,18 @@ impl Slot {
         timing: T,
     ) -> Result<(), EntryError> {
         let entry = lens.entry(index).ok_or(at(self.current)(EINVAL))?;
+        self.begin_entry(state, entry, timing);
+        Ok(())
+    }
+
+    /// What moving on to `entry` means for the destination.
+    #[inline(always)]
+    fn begin_entry<T: Timing>(&mut self, state: &mut PacketState, entry: &Entry, timing: T) {
         self.current = entry.index;
         if let Some(ts) = entry.rtp_ts {
             state.rtp_ts = ts;
         }
         timing.enter(&mut self.departures, entry.pace);
-        Ok(())
     }
 
     /// Moves the cursor, at the end of an entry, to the start of the
@@ -492,6 +498,20 @@ impl Slot {
         timing: T,
     ) -> Result<(), EntryError> {
         let lens = self.lens(order, entries);
+        // The usual case, the next entry has bytes: looked up once.
+        if let Some(next) = self.cursor.next_entry() {
+            if let Some(entry) = lens.entry(next) {
+                let span = EntrySpan {
+                    len: entry.len,
+                    first_page: entry.page_base,
+                    page_offset: entry.first_page_offset,
+                };
+                if self.cursor.enter(next, &span) {
+                    self.begin_entry(state, entry, timing);
+                    return Ok(());
+                }
+            }
+        }
         let index = self
             .cursor
             .enter_next(&lens)
@@ -614,7 +634,8 @@ fn send_all<T: Timing>(
         if slot.fanout {
             let sent = send_fanout(
                 slot,
-                &burst,
+                burst.packets,
+                burst.last,
                 first_turn,
                 &mut SendTo {
                     dests,
@@ -755,12 +776,15 @@ struct SendTo<'s, 'd, T> {
     pacer: Option<&'d Pacer>,
 }
 
-/// A turn of fan-out `slot`: each of `burst`'s packets of its data to every
-/// destination of the fan-out, in entry order, before the next packet.
+/// A turn of fan-out `slot`: each of its `packets` packets of its data to
+/// every destination of the fan-out, in entry order, before the next
+/// packet; `last`: the call's last turn; `first_turn`: the slot's first in
+/// the call (its destinations' rings are adopted).
 #[inline(never)]
 fn send_fanout<T: Timing>(
     slot: &mut Slot,
-    burst: &Burst,
+    packets: u64,
+    last: bool,
     first_turn: bool,
     to: &mut SendTo<'_, '_, T>,
 ) -> Result<(), EntryError> {
@@ -777,7 +801,7 @@ fn send_fanout<T: Timing>(
         }
     }
     let lens = slot.lens(to.order, to.entries);
-    let mut left = burst.packets;
+    let mut left = packets;
     while left > 0 {
         left -= 1;
         let err = at(slot.current);
@@ -833,7 +857,7 @@ fn send_fanout<T: Timing>(
                 ),
             }
             .map_err(&err)?;
-            let more = left > 0 || k + 1 < members.len() || !burst.last;
+            let more = left > 0 || k + 1 < members.len() || !last;
             make_room(to.batch, to.out, more).map_err(&err)?;
             slot.current = e.index;
         }

@@ -333,6 +333,39 @@ impl PagedCursor {
         Some(self.entry)
     }
 
+    /// Returns the entry [`PagedCursor::enter_next`] looks at first: the
+    /// one after the current, or the first before any. `None` on overflow.
+    #[inline(always)]
+    pub fn next_entry(&self) -> Option<usize> {
+        if self.started {
+            self.entry.checked_add(1)
+        } else {
+            Some(0)
+        }
+    }
+
+    /// [`PagedCursor::enter_next`] for its usual case, the caller having
+    /// looked the span up: a cursor at the end of its entry enters entry
+    /// `index`, [`PagedCursor::next_entry`], of span `span`, when that has
+    /// bytes and a valid offset. Returns false otherwise, the cursor
+    /// unchanged (`enter_next` then handles every case).
+    #[inline(always)]
+    pub fn enter(&mut self, index: usize, span: &EntrySpan) -> bool {
+        if self.left != 0
+            || span.len == 0
+            || u64::from(span.page_offset) >> self.page_shift != 0
+            || self.next_entry() != Some(index)
+        {
+            return false;
+        }
+        self.started = true;
+        self.entry = index;
+        self.left = span.len;
+        self.page = span.first_page;
+        self.offset = span.page_offset;
+        true
+    }
+
     /// Moves past `packet`, which [`PagedCursor::peek_full`] returned
     /// for the cursor as it is.
     #[inline(always)]

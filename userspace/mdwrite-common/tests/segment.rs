@@ -324,6 +324,55 @@ proptest! {
 }
 
 proptest! {
+    /// `enter` does what `enter_next` does whenever it accepts, and accepts
+    /// exactly for the next entry with bytes and a valid offset.
+    #[test]
+    fn enter_matches_enter_next(
+        lens in proptest::collection::vec(prop_oneof![Just(0u64), 1u64..20, 1u64..20_000], 0..10),
+        offsets in proptest::collection::vec(0u32..9000, 1..4),
+        max in 1u16..3000,
+        wrong in any::<bool>(),
+    ) {
+        const SHIFT: u32 = 12;
+        // Offsets up to 9000: some spans are invalid (not below the page).
+        let spans: Vec<EntrySpan> = lens
+            .iter()
+            .enumerate()
+            .map(|(i, &len)| EntrySpan { len, first_page: i * 3, page_offset: offsets[i % offsets.len()] })
+            .collect();
+        let mut cursor = PagedCursor::new(max, SHIFT).unwrap();
+        loop {
+            if cursor.at_entry_end() {
+                let Some(next) = cursor.next_entry() else { break };
+                let mut general = cursor;
+                let expected = general.enter_next(&spans[..]);
+                let Some(span) = spans.get(next) else {
+                    prop_assert_eq!(expected, None);
+                    break;
+                };
+                let mut fast = cursor;
+                let index = if wrong { next + 1 } else { next };
+                let valid = span.len != 0 && span.page_offset >> SHIFT == 0 && !wrong;
+                prop_assert_eq!(fast.enter(index, span), valid);
+                if valid {
+                    prop_assert_eq!(expected, Some(next));
+                    prop_assert_eq!(fast, general);
+                } else {
+                    prop_assert_eq!(fast, cursor);
+                }
+                if expected.is_none() {
+                    break;
+                }
+                cursor = general;
+            }
+            if cursor.next_packet(&spans[..]).is_none() {
+                break;
+            }
+        }
+    }
+}
+
+proptest! {
     /// A rewound cursor is the cursor `new` makes, wherever it was, and
     /// yields the same packets again.
     #[test]
