@@ -24,7 +24,7 @@ use crate::{
 pub(crate) struct RegisteredBuffer {
     /// Returned to `RLIMIT_MEMLOCK` after the pages are unpinned.
     pages: PinnedPages,
-    _charge: MemlockCharge,
+    _charge: Option<MemlockCharge>,
     /// Offset of the buffer's first byte in its first page.
     offset: u32,
     len: u64,

@@ -275,8 +275,8 @@ impl Client {
                 // lock and device references dropped; wait for them to
                 // leave. A fatal signal ends the wait (and the process).
                 if let Some(wait) = wait {
-                    let pages = wait.wait()?;
-                    self.dests.lock().arena.keep_pages(pages);
+                    let spare = wait.wait()?;
+                    self.dests.lock().arena.keep_spare(spare);
                 }
                 (Ok(()), out)
             }

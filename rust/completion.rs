@@ -356,14 +356,16 @@ impl CallRelease {
 ///
 /// # Safety
 ///
-/// `release` came from `KBox::<CallRelease>::into_foreign` in
+/// `release` came from `KBox::<Option<CallRelease>>::into_foreign` in
 /// `skb::CallDone::wait_killable`, which gave it up, and is passed here
 /// exactly once.
 #[no_mangle]
 unsafe extern "C" fn mdw_call_release(release: *mut c_void) {
     // SAFETY: per the function's contract.
-    let release = unsafe { KBox::<CallRelease>::from_foreign(release) };
-    KBox::into_inner(release).release();
+    let mut release = unsafe { KBox::<Option<CallRelease>>::from_foreign(release) };
+    if let Some(release) = release.take() {
+        release.release();
+    }
 }
 
 /// Completes an asynchronous call: called once per call by `mdwrite_net.c`

@@ -294,12 +294,9 @@ static void mdw_done_work(struct work_struct *work)
 		wake_up(&mdw_async_idle);
 }
 
-struct mdw_done *mdw_done_new(void)
+/* A completion holding only the call's reference, nothing in flight. */
+static void mdw_done_init(struct mdw_done *d)
 {
-	struct mdw_done *d = kmalloc(sizeof(*d), GFP_KERNEL_ACCOUNT);
-
-	if (!d)
-		return NULL;
 	d->ubuf.ops = &mdw_done_ops;
 	/*
 	 * Like MSG_ZEROCOPY, and unlike io_uring, no SKBFL_DONT_ORPHAN: a clone
@@ -314,6 +311,14 @@ struct mdw_done *mdw_done_new(void)
 	d->call = NULL;
 	d->sync = true;
 	atomic_set(&d->state, MDW_WAITING);
+}
+
+struct mdw_done *mdw_done_new(void)
+{
+	struct mdw_done *d = kmalloc(sizeof(*d), GFP_KERNEL_ACCOUNT);
+
+	if (d)
+		mdw_done_init(d);
 	return d;
 }
 
@@ -331,18 +336,22 @@ void mdw_done_wait_free(struct mdw_done *d)
 
 /*
  * A synchronous call's end: drops the call's reference and waits, killably,
- * until the device has released every skb; frees @d. Returns 0 then: the
- * caller still owns @release. On a fatal signal returns -EINTR at once and
- * @release belongs to the deferred release: mdw_call_release(@release)
- * runs from the workqueue once the last skb is released (module unload
- * waits for it like for an asynchronous call).
+ * until the device has released every skb. Returns 0 then: the caller
+ * still owns @release, and @d, made new (mdw_done_new()) for the file's
+ * next call: nothing refers to it any more (every skb that held it has
+ * dropped its reference, and complete() touches nothing once the wait has
+ * returned, as a kfree() here would rely on too). On a fatal signal
+ * returns -EINTR at once and @d and @release belong to the deferred
+ * release: mdw_call_release(@release) runs from the workqueue once the
+ * last skb is released (module unload waits for it like for an
+ * asynchronous call), and @d is freed after it.
  */
 int mdw_done_wait_killable(struct mdw_done *d, void *release)
 {
 	d->call = release;
 	mdw_done_complete(NULL, &d->ubuf, true);
 	if (!wait_for_completion_killable(&d->done)) {
-		kfree(d);
+		mdw_done_init(d);
 		return 0;
 	}
 	atomic_inc(&mdw_async_calls);
@@ -352,7 +361,7 @@ int mdw_done_wait_killable(struct mdw_done *d, void *release)
 	if (atomic_dec_and_test(&mdw_async_calls))
 		wake_up(&mdw_async_idle);
 	wait_for_completion(&d->done);
-	kfree(d);
+	mdw_done_init(d);
 	return 0;
 }
 
@@ -390,20 +399,24 @@ void mdw_async_exit(void)
 
 /*
  * Charges @bytes of pinned memory to the caller's RLIMIT_MEMLOCK exactly as
- * MSG_ZEROCOPY does (nothing with CAP_IPC_LOCK). ERR_PTR(-ENOBUFS) over the
- * limit.
+ * MSG_ZEROCOPY does. ERR_PTR(-ENOBUFS) over the limit; NULL when nothing
+ * was charged (CAP_IPC_LOCK, or no bytes), so that such a call allocates
+ * nothing for its charge.
  */
 struct mmpin *mdw_memlock_charge(u64 bytes)
 {
-	struct mmpin *m = kzalloc(sizeof(*m), GFP_KERNEL_ACCOUNT);
+	struct mmpin charged = {}, *m;
 	int err;
 
-	if (!m)
-		return ERR_PTR(-ENOMEM);
-	err = mm_account_pinned_pages(m, bytes);
-	if (err) {
-		kfree(m);
+	err = mm_account_pinned_pages(&charged, bytes);
+	if (err)
 		return ERR_PTR(err);
+	if (!charged.user)
+		return NULL;
+	m = kmemdup(&charged, sizeof(charged), GFP_KERNEL_ACCOUNT);
+	if (!m) {
+		mm_unaccount_pinned_pages(&charged);
+		return ERR_PTR(-ENOMEM);
 	}
 	return m;
 }

@@ -266,14 +266,18 @@ unsafe impl Sync for MemlockCharge {}
 
 impl MemlockCharge {
     /// Charges `pages` pages to the calling task's user; `ENOBUFS` over the
-    /// limit.
-    pub(crate) fn new(pages: usize) -> Result<Self> {
+    /// limit. `None` when nothing was charged (`CAP_IPC_LOCK`, an unlimited
+    /// `RLIMIT_MEMLOCK`, no pages): nothing to return, nothing allocated.
+    pub(crate) fn new(pages: usize) -> Result<Option<Self>> {
         let bytes = (pages as u64)
             .checked_shl(PAGE_SHIFT as u32)
             .ok_or(EINVAL)?;
         // SAFETY: called in the task that is charged, as the helper requires.
         let ptr = unsafe { ffi::mdw_memlock_charge(bytes) };
-        Ok(Self(errno::from_err_ptr(ptr)?))
+        if ptr.is_null() {
+            return Ok(None);
+        }
+        Ok(Some(Self(errno::from_err_ptr(ptr)?)))
     }
 }
 

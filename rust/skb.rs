@@ -58,23 +58,32 @@ impl CallDone {
     }
 
     /// A synchronous call's end: drops the call's reference and waits,
-    /// killably, until the device has released every skb, then runs
-    /// `release`, and returns the call's page arrays, empty, for another
-    /// call. On a fatal signal returns `EINTR` at once; `release` then
-    /// runs from the completion workqueue once the device lets go.
-    pub(crate) fn wait_killable(self, release: KBox<CallRelease>) -> Result<CallPages> {
+    /// killably, until the device has released every skb, then runs the
+    /// release in `release`, and returns what the file's next call can
+    /// use again instead of allocating: the call's page arrays, empty,
+    /// this completion, new, and `release`'s box, empty. On a fatal signal
+    /// returns `EINTR` at once; the release then runs from the completion
+    /// workqueue once the device lets go.
+    pub(crate) fn wait_killable(
+        self,
+        release: KBox<Option<CallRelease>>,
+    ) -> Result<(CallPages, Self, KBox<Option<CallRelease>>)> {
         let this = core::mem::ManuallyDrop::new(self);
         let ptr = KBox::into_foreign(release).cast_mut();
-        // SAFETY: `this.0` came from `mdw_done_new` and is not used again
-        // here (no `Drop`; the helper frees it or hands it to the
-        // workqueue); `ptr` is a `KBox<CallRelease>` that the helper gives
-        // back (0) or passes to `completion::mdw_call_release` (-EINTR).
+        // SAFETY: `this.0` came from `mdw_done_new`; on -EINTR the helper
+        // hands it to the workqueue (not used again here: no `Drop`), on 0
+        // it is ours again, made new. `ptr` is a
+        // `KBox<Option<CallRelease>>` that the helper gives back (0) or
+        // passes to `completion::mdw_call_release` (-EINTR).
         if unsafe { ffi::mdw_done_wait_killable(this.0, ptr) } != 0 {
             return Err(EINTR);
         }
         // SAFETY: the helper returned 0: `ptr` is still ours, from
         // `into_foreign` above.
-        Ok(KBox::into_inner(unsafe { KBox::<CallRelease>::from_foreign(ptr) }).release())
+        let mut release = unsafe { KBox::<Option<CallRelease>>::from_foreign(ptr) };
+        let done = Self(this.0);
+        let pages = release.take().ok_or(EINVAL)?.release();
+        Ok((pages, done, release))
     }
 }
 

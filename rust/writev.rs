@@ -371,9 +371,13 @@ pub(crate) struct CallArena {
     active: KVVec<u32>,
     runs: KVVec<Run>,
     devs: CallDevs,
-    /// The page arrays of the file's last synchronous call, empty, for
-    /// the next (`CallPages::reuse`).
+    /// What the file's last synchronous call left for the next, so that
+    /// a call in the steady state allocates none of it: its page arrays,
+    /// empty (`CallPages::reuse`), its completion, new, and the box of its
+    /// release, empty.
     spare_pages: Option<CallPages>,
+    spare_done: Option<CallDone>,
+    spare_release: Option<KBox<Option<CallRelease>>>,
     /// What `entries`, `slots` and `order` hold after a call, for the
     /// next call shaped like it.
     shape: Shape,
@@ -392,6 +396,8 @@ impl Default for CallArena {
             runs: KVVec::new(),
             devs: CallDevs::default(),
             spare_pages: None,
+            spare_done: None,
+            spare_release: None,
             shape: Shape::default(),
         }
     }
@@ -408,13 +414,16 @@ impl CallArena {
         self.clear();
     }
 
-    /// Keeps a finished call's page arrays for the next call, unless they
+    /// Keeps what a finished synchronous call leaves for the next call:
+    /// its completion and release box, and its page arrays unless they
     /// grew past `SPARE_PAGES_MAX` pages (a file that once sent a large
     /// call does not keep its array for ever).
-    pub(crate) fn keep_pages(&mut self, pages: CallPages) {
-        if pages.capacity() <= SPARE_PAGES_MAX {
-            self.spare_pages = Some(pages);
+    pub(crate) fn keep_spare(&mut self, spare: CallSpare) {
+        if spare.pages.capacity() <= SPARE_PAGES_MAX {
+            self.spare_pages = Some(spare.pages);
         }
+        self.spare_done = Some(spare.done);
+        self.spare_release = Some(spare.release);
     }
 
     /// Drops what the last call left but its shape: its device references
@@ -1139,16 +1148,29 @@ impl Outcome {
 /// every packet, then the release of the call's pages.
 pub(crate) struct SyncWait {
     done: CallDone,
-    release: KBox<CallRelease>,
+    /// Holds the call's release.
+    release: KBox<Option<CallRelease>>,
+}
+
+/// What a synchronous call leaves for the file's next call
+/// ([`CallArena::keep_spare`]).
+pub(crate) struct CallSpare {
+    pages: CallPages,
+    done: CallDone,
+    release: KBox<Option<CallRelease>>,
 }
 
 impl SyncWait {
-    /// Waits, killably; returns the call's page arrays, empty, for the
-    /// file's next call ([`CallArena::keep_pages`]). On a fatal signal
-    /// returns `EINTR` at once and the pages are released later, when the
-    /// device lets go of the packets.
-    pub(crate) fn wait(self) -> Result<CallPages> {
-        self.done.wait_killable(self.release)
+    /// Waits, killably; returns what the file's next call may use again.
+    /// On a fatal signal returns `EINTR` at once and the pages are
+    /// released later, when the device lets go of the packets.
+    pub(crate) fn wait(self) -> Result<CallSpare> {
+        let (pages, done, release) = self.done.wait_killable(self.release)?;
+        Ok(CallSpare {
+            pages,
+            done,
+            release,
+        })
     }
 }
 
@@ -1256,6 +1278,8 @@ pub(crate) fn writev(
         runs,
         devs,
         spare_pages,
+        spare_done,
+        spare_release,
         ..
     } = arena;
     let devs = devs.devices();
@@ -1278,16 +1302,17 @@ pub(crate) fn writev(
         None
     };
     let charge = match pages_needed.pinned > 0 {
-        true => Some(MemlockCharge::new(pages_needed.pinned).map_err(at(0))?),
+        true => MemlockCharge::new(pages_needed.pinned).map_err(at(0))?,
         false => None,
     };
     let call = match is_async {
         true => Some(KBox::<AsyncCall>::new_uninit(GFP_KERNEL_ACCOUNT).map_err(nomem)?),
         false => None,
     };
-    let sync_release = match is_async {
-        false => Some(KBox::<CallRelease>::new_uninit(GFP_KERNEL_ACCOUNT).map_err(nomem)?),
-        true => None,
+    let sync_release = match (is_async, spare_release.take()) {
+        (false, Some(spare)) => Some(spare),
+        (false, None) => Some(KBox::new(None, GFP_KERNEL_ACCOUNT).map_err(nomem)?),
+        (true, _) => None,
     };
 
     let mut pages = CallPages::reuse(spare_pages.take(), pages_needed.total).map_err(nomem)?;
@@ -1296,7 +1321,10 @@ pub(crate) fn writev(
 
     // Send. `done` is dropped (waiting for the device) before `pages`, or
     // handed the pages with the rest of an asynchronous call.
-    let done = CallDone::new().map_err(nomem)?;
+    let done = match spare_done.take() {
+        Some(done) => done,
+        None => CallDone::new().map_err(nomem)?,
+    };
     let mut pool = SkbPool::new(!qdisc);
     // From here to the end of `keep` below nothing returns early: the
     // rings the send loop adopts (each destination's skbs from its last
@@ -1376,10 +1404,13 @@ pub(crate) fn writev(
             done.finish_async(call);
             None
         }
-        (_, _, Some(sync_release)) => Some(SyncWait {
-            done,
-            release: KBox::write(sync_release, release),
-        }),
+        (_, _, Some(mut sync_release)) => {
+            *sync_release = Some(release);
+            Some(SyncWait {
+                done,
+                release: sync_release,
+            })
+        }
         _ => {
             // An asynchronous call that queued nothing: nothing is in
             // flight, so the wait is immediate; its reservation goes too.
