@@ -3,13 +3,15 @@
 //! The devices of a call: each looked up once per call and held until the
 //! call's packets are queued (never across its completion wait), with a
 //! stamp of its state, so that a destination checks that what it worked
-//! out for its device still holds with one comparison.
+//! out for its device still holds with one comparison. The rooms the
+//! devices were held in are kept for the next call's (no allocation per
+//! call).
 
 use kernel::{alloc::KVec, prelude::*};
 
 use crate::{
     ffi::MdwDevInfo,
-    net::{NetDevice, NetNs},
+    net::{DevRoom, NetDevice, NetNs},
     vec,
 };
 
@@ -17,12 +19,17 @@ use crate::{
 /// destinations then work out their devices' needs again, once).
 const SEEN_MAX: usize = 64;
 
+/// Most rooms for held devices a file keeps between calls.
+const ROOMS_MAX: usize = 16;
+
 /// A file's calls' devices. Kept with the file's other call arrays.
 pub(crate) struct CallDevs {
     /// The devices of the current call.
     devs: KVec<NetDevice>,
     /// The stamp of each device's state, for `devs`.
     stamps: KVec<u64>,
+    /// Rooms of devices let go of, for the next devices held.
+    rooms: KVec<DevRoom>,
     /// The last state of every device the file's calls used, and its
     /// stamp. A state gets a new stamp, never used before in this file,
     /// whenever it differs in anything from the one seen before.
@@ -36,6 +43,7 @@ impl Default for CallDevs {
         Self {
             devs: KVec::new(),
             stamps: KVec::new(),
+            rooms: KVec::new(),
             seen: KVec::new(),
             last: 0,
         }
@@ -60,7 +68,14 @@ impl CallDevs {
     fn look_up(&mut self, net: &NetNs, ifindex: i32) -> Result<(u32, u64)> {
         self.devs.reserve(1, GFP_KERNEL_ACCOUNT)?;
         self.stamps.reserve(1, GFP_KERNEL_ACCOUNT)?;
-        let dev = net.device(ifindex)?;
+        let dev = match vec::pop_owned(&mut self.rooms) {
+            Some(room) => room.hold(net, ifindex).map_err(|(e, room)| {
+                // Cannot fail: it came from there.
+                let _ = vec::push_reserved(&mut self.rooms, room);
+                e
+            })?,
+            None => net.device(ifindex)?,
+        };
         let stamp = self.stamp(dev.info())?;
         // Neither can fail: room was reserved.
         vec::push_reserved(&mut self.devs, dev)?;
@@ -104,9 +119,17 @@ impl CallDevs {
         &self.devs
     }
 
-    /// Lets go of the current call's devices.
+    /// Lets go of the current call's devices, keeping their rooms.
     pub(crate) fn clear(&mut self) {
-        vec::clear(&mut self.devs);
+        while let Some(dev) = vec::pop_owned(&mut self.devs) {
+            let room = dev.into_room();
+            if self.rooms.len() < ROOMS_MAX {
+                // A failed reservation frees the room (`room` dropped).
+                if self.rooms.reserve(1, GFP_KERNEL_ACCOUNT).is_ok() {
+                    let _ = vec::push_reserved(&mut self.rooms, room);
+                }
+            }
+        }
         vec::clear(&mut self.stamps);
     }
 }

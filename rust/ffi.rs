@@ -123,6 +123,8 @@ extern "C" {
     ) -> bool;
     pub(crate) fn mdw_dev_get(net: *mut bindings::net, ifindex: c_int) -> *mut MdwDev;
     pub(crate) fn mdw_dev_put(d: *mut MdwDev);
+    pub(crate) fn mdw_dev_hold(d: *mut MdwDev, net: *mut bindings::net, ifindex: c_int) -> c_int;
+    pub(crate) fn mdw_dev_unhold(d: *mut MdwDev);
     pub(crate) fn mdw_dev_info(d: *const MdwDev, info: *mut MdwDevInfo);
     pub(crate) fn mdw_dev_probe(
         d: *const MdwDev,

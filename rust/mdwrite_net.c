@@ -61,23 +61,41 @@ struct mdw_dev {
 	netdevice_tracker tracker;
 };
 
+/*
+ * Holds device @ifindex of @net in @d, which holds none: -ENODEV when
+ * there is no such device (@d still holds none).
+ */
+int mdw_dev_hold(struct mdw_dev *d, struct net *net, int ifindex)
+{
+	d->dev = netdev_get_by_index(net, ifindex, &d->tracker, GFP_KERNEL);
+	return d->dev ? 0 : -ENODEV;
+}
+
+/* Lets go of @d's device; @d may hold another (mdw_dev_hold()). */
+void mdw_dev_unhold(struct mdw_dev *d)
+{
+	netdev_put(d->dev, &d->tracker);
+	d->dev = NULL;
+}
+
 struct mdw_dev *mdw_dev_get(struct net *net, int ifindex)
 {
 	struct mdw_dev *d = kmalloc(sizeof(*d), GFP_KERNEL_ACCOUNT);
 
 	if (!d)
 		return ERR_PTR(-ENOMEM);
-	d->dev = netdev_get_by_index(net, ifindex, &d->tracker, GFP_KERNEL);
-	if (!d->dev) {
+	if (mdw_dev_hold(d, net, ifindex)) {
 		kfree(d);
 		return ERR_PTR(-ENODEV);
 	}
 	return d;
 }
 
+/* Lets go of @d's device, if it holds one, and frees @d. */
 void mdw_dev_put(struct mdw_dev *d)
 {
-	netdev_put(d->dev, &d->tracker);
+	if (d->dev)
+		mdw_dev_unhold(d);
 	kfree(d);
 }
 

@@ -62,7 +62,54 @@ pub(crate) struct NetDevice {
     info: ffi::MdwDevInfo,
 }
 
+/// The room a [`NetDevice`] was held in, holding none: another device can
+/// be held in it without allocating ([`DevRoom::hold`]).
+pub(crate) struct DevRoom(*mut ffi::MdwDev);
+
+// SAFETY: a room is plain memory; it may be freed on any thread.
+unsafe impl Send for DevRoom {}
+// SAFETY: shared references give no access.
+unsafe impl Sync for DevRoom {}
+
+impl DevRoom {
+    /// Holds device `ifindex` of `net` here; `ENODEV`, with the room
+    /// back, when there is no such device.
+    pub(crate) fn hold(
+        self,
+        net: &NetNs,
+        ifindex: i32,
+    ) -> core::result::Result<NetDevice, (Error, Self)> {
+        // SAFETY: `self.0` came from `mdw_dev_get` and holds no device
+        // (`NetDevice::into_room`); `net.0` is a live reference.
+        if let Err(e) = to_result(unsafe { ffi::mdw_dev_hold(self.0, net.0, ifindex) }) {
+            return Err((e, self));
+        }
+        let this = core::mem::ManuallyDrop::new(self);
+        let mut info = ffi::MdwDevInfo::default();
+        // SAFETY: `this.0` holds a device now; `info` is writable.
+        unsafe { ffi::mdw_dev_info(this.0, &mut info) };
+        Ok(NetDevice { ptr: this.0, info })
+    }
+}
+
+impl Drop for DevRoom {
+    fn drop(&mut self) {
+        // SAFETY: `self.0` came from `mdw_dev_get`, holds no device, and is
+        // freed only here.
+        unsafe { ffi::mdw_dev_put(self.0) };
+    }
+}
+
 impl NetDevice {
+    /// Lets go of the device, keeping its room for another.
+    pub(crate) fn into_room(self) -> DevRoom {
+        let this = core::mem::ManuallyDrop::new(self);
+        // SAFETY: `this.ptr` holds the device, let go of here once (no
+        // `Drop` runs for `this`).
+        unsafe { ffi::mdw_dev_unhold(this.ptr) };
+        DevRoom(this.ptr)
+    }
+
     /// The device's properties when it was looked up.
     pub(crate) fn info(&self) -> &ffi::MdwDevInfo {
         &self.info
@@ -121,7 +168,8 @@ impl NetDevice {
 
 impl Drop for NetDevice {
     fn drop(&mut self) {
-        // SAFETY: `self.ptr` holds the reference taken in `NetNs::device`.
+        // SAFETY: `self.ptr` came from `mdw_dev_get` and holds the
+        // reference taken there or in `DevRoom::hold`; both go here.
         unsafe { ffi::mdw_dev_put(self.ptr) };
     }
 }

@@ -38,6 +38,20 @@ pub(crate) fn push_reserved<T, A: Allocator>(v: &mut Vec<T, A>, value: T) -> ker
     Ok(())
 }
 
+/// Removes the last element of `v` and returns it, owned; `None` when `v`
+/// is empty.
+pub(crate) fn pop_owned<T, A: Allocator>(v: &mut Vec<T, A>) -> Option<T> {
+    let last = v.len().checked_sub(1)?;
+    // SAFETY: `last` is in bounds; the element is read out once and the
+    // length shortened right after, so it is neither dropped nor read
+    // again from the vector.
+    let value = unsafe { core::ptr::read(v.as_ptr().add(last)) };
+    // SAFETY: `last` is below the length; the element past it was moved
+    // out above.
+    unsafe { v.set_len(last) };
+    Some(value)
+}
+
 /// Removes the last element of `v` and returns it; `None` when `v` is
 /// empty.
 pub(crate) fn pop<T: Copy, A: Allocator>(v: &mut Vec<T, A>) -> Option<T> {

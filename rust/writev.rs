@@ -233,6 +233,11 @@ impl CallBuffers {
     fn get(&self, index: usize) -> Option<&Arc<RegisteredBuffer>> {
         Some(&self.held.get(index)?.1)
     }
+
+    /// Lets go of the call's buffers, keeping the array.
+    fn clear(&mut self) {
+        vec::clear(&mut self.held);
+    }
 }
 
 /// One destination of this call, or one fan-out: its progress through
@@ -378,6 +383,8 @@ pub(crate) struct CallArena {
     spare_pages: Option<CallPages>,
     spare_done: Option<CallDone>,
     spare_release: Option<KBox<Option<CallRelease>>>,
+    /// The registered buffers a call uses, empty between calls.
+    buffers: CallBuffers,
     /// What `entries`, `slots` and `order` hold after a call, for the
     /// next call shaped like it.
     shape: Shape,
@@ -398,6 +405,7 @@ impl Default for CallArena {
             spare_pages: None,
             spare_done: None,
             spare_release: None,
+            buffers: CallBuffers::default(),
             shape: Shape::default(),
         }
     }
@@ -1236,7 +1244,8 @@ pub(crate) fn writev(
         (Some(_), false) => Some(pacer.ok_or(at(0)(EINVAL))?),
         _ => None,
     };
-    let mut buffers = CallBuffers::default();
+    // The file's array for them, empty, taken for the call.
+    let mut buffers = core::mem::take(&mut arena.buffers);
     let table = dests.generation();
     let shaped = req.flags & SHAPE_FLAGS;
     let checked = match revalidate(
@@ -1280,6 +1289,7 @@ pub(crate) fn writev(
         spare_pages,
         spare_done,
         spare_release,
+        buffers: spare_buffers,
         ..
     } = arena;
     let devs = devs.devices();
@@ -1317,7 +1327,9 @@ pub(crate) fn writev(
 
     let mut pages = CallPages::reuse(spare_pages.take(), pages_needed.total).map_err(nomem)?;
     translate(raw, runs, &buffers, &mut pages)?;
-    drop(buffers);
+    // The buffers stay held by the page array; the array goes back, empty.
+    buffers.clear();
+    *spare_buffers = buffers;
 
     // Send. `done` is dropped (waiting for the device) before `pages`, or
     // handed the pages with the rest of an asynchronous call.
