@@ -809,14 +809,8 @@ fn send_fanout<T: Timing>(
         .order
         .get(slot.first..slot.first.saturating_add(slot.count))
         .ok_or(at(slot.current)(EINVAL))?;
-    if first_turn && !to.qdisc {
-        for &i in members {
-            let e = to.entries.get(i as usize).ok_or(at(slot.current)(EINVAL))?;
-            if let Some(dest) = to.dests.get_mut(e.dest) {
-                adopt(dest, to.devs.get(e.dev as usize), to.pool, to.done);
-            }
-        }
-    }
+    // Each destination's ring is adopted with the fan-out's first packet.
+    let mut adopting = first_turn && !to.qdisc;
     let lens = slot.lens(to.order, to.entries);
     let mut left = packets;
     while left > 0 {
@@ -851,6 +845,9 @@ fn send_fanout<T: Timing>(
             let e = to.entries.get(i as usize).ok_or(err(EINVAL))?;
             let err = at(e.index);
             let dest = to.dests.get_mut(e.dest).ok_or(err(EINVAL))?;
+            if adopting {
+                adopt(dest, to.devs.get(e.dev as usize), to.pool, to.done);
+            }
             if let (true, Some(ts)) = (first, e.rtp_ts) {
                 dest.state.rtp_ts = ts;
             }
@@ -878,6 +875,7 @@ fn send_fanout<T: Timing>(
             make_room(to.batch, to.out, more).map_err(&err)?;
             slot.current = e.index;
         }
+        adopting = false;
         slot.cursor = next;
     }
     Ok(())
