@@ -279,15 +279,34 @@ fn median(v: &mut [u64]) -> u64 {
     v.get(v.len() / 2).copied().unwrap_or(0)
 }
 
+/// Waits, untimed, until `ifname` has counted `target` transmitted
+/// packets or two seconds have passed; returns its count then. Packets a
+/// qdisc still holds when a send returns (a device whose queue stopped)
+/// leave later: they count for the send that made them, not against the
+/// next.
+fn tx_reaches(ifname: &str, target: u64) -> io::Result<u64> {
+    let mut now = tx_packets(ifname)?;
+    for _ in 0..2000 {
+        if now >= target {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+        now = tx_packets(ifname)?;
+    }
+    Ok(now)
+}
+
 fn measure(ifname: &str, name: &str, wl: &Workload, pool: &Pool) -> io::Result<Row> {
     let mut m = methods::make(name, ifname)?;
     m.prepare(wl, pool)?;
+    let want = m.expected_packets(wl);
     // Warm-up: the same send once, not timed. Sockets, routes, slab
     // caches and the code path are warm, and kernel work left over by the
     // previous row (freeing its buffers costs the next large send about 60
     // instructions per packet, whatever the method) is done.
+    let warm = tx_packets(ifname)?;
     m.send(wl, pool)?;
-    let want = m.expected_packets(wl);
+    tx_reaches(ifname, warm + want)?;
     let mut row = Row::new(wl, name);
     row.packets = want;
     let mut times = Vec::new();
@@ -297,7 +316,7 @@ fn measure(ifname: &str, name: &str, wl: &Workload, pool: &Pool) -> io::Result<R
         let t0 = now_ns();
         let out = m.send(wl, pool)?;
         let t1 = now_ns();
-        let tx1 = tx_packets(ifname)?;
+        let tx1 = tx_reaches(ifname, tx0 + want)?;
         let after = m.after()?;
         times.push(out.elapsed_ns.unwrap_or(t1 - t0));
         // Every send's figures are the same but for the time.
