@@ -68,7 +68,7 @@ impl CallDevs {
     fn look_up(&mut self, net: &NetNs, ifindex: i32) -> Result<(u32, u64)> {
         self.devs.reserve(1, GFP_KERNEL_ACCOUNT)?;
         self.stamps.reserve(1, GFP_KERNEL_ACCOUNT)?;
-        let dev = match vec::pop_owned(&mut self.rooms) {
+        let dev = match vec::pop(&mut self.rooms) {
             Some(room) => room.hold(net, ifindex).map_err(|(e, room)| {
                 // Cannot fail: it came from there.
                 let _ = vec::push_reserved(&mut self.rooms, room);
@@ -121,7 +121,7 @@ impl CallDevs {
 
     /// Lets go of the current call's devices, keeping their rooms.
     pub(crate) fn clear(&mut self) {
-        while let Some(dev) = vec::pop_owned(&mut self.devs) {
+        while let Some(dev) = vec::pop(&mut self.devs) {
             let room = dev.into_room();
             if self.rooms.len() < ROOMS_MAX {
                 // A failed reservation frees the room (`room` dropped).

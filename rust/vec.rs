@@ -38,9 +38,9 @@ pub(crate) fn push_reserved<T, A: Allocator>(v: &mut Vec<T, A>, value: T) -> ker
     Ok(())
 }
 
-/// Removes the last element of `v` and returns it, owned; `None` when `v`
-/// is empty.
-pub(crate) fn pop_owned<T, A: Allocator>(v: &mut Vec<T, A>) -> Option<T> {
+/// Removes the last element of `v` and returns it; `None` when `v` is
+/// empty.
+pub(crate) fn pop<T, A: Allocator>(v: &mut Vec<T, A>) -> Option<T> {
     let last = v.len().checked_sub(1)?;
     // SAFETY: `last` is in bounds; the element is read out once and the
     // length shortened right after, so it is neither dropped nor read
@@ -50,14 +50,4 @@ pub(crate) fn pop_owned<T, A: Allocator>(v: &mut Vec<T, A>) -> Option<T> {
     // out above.
     unsafe { v.set_len(last) };
     Some(value)
-}
-
-/// Removes the last element of `v` and returns it; `None` when `v` is
-/// empty.
-pub(crate) fn pop<T: Copy, A: Allocator>(v: &mut Vec<T, A>) -> Option<T> {
-    let last = *v.as_slice().last()?;
-    // SAFETY: `v` is not empty, and its last element, a `Copy` value that
-    // needs no drop, was copied out above: it is simply forgotten.
-    unsafe { v.set_len(v.len() - 1) };
-    Some(last)
 }

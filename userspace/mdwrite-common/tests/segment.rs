@@ -8,6 +8,11 @@ use mdwrite_common::segment::{
 };
 use proptest::prelude::*;
 
+/// Entry lengths for the paged cursor's tests: empty, short and long.
+fn entry_lens() -> impl Strategy<Value = Vec<u64>> {
+    proptest::collection::vec(prop_oneof![Just(0u64), 1u64..20, 1u64..20_000], 0..10)
+}
+
 /// Cuts every entry into chunks of `max` bytes, one by one.
 fn naive_packets(lens: &[u64], max: u16) -> Vec<Packet> {
     let mut out = Vec::new();
@@ -296,7 +301,7 @@ proptest! {
     /// where `page_frags` puts its bytes.
     #[test]
     fn paged_cursor_matches_segments_and_frags(
-        lens in proptest::collection::vec(prop_oneof![Just(0u64), 1u64..20, 1u64..20_000], 0..10),
+        lens in entry_lens(),
         offsets in proptest::collection::vec(0u32..5000, 1..4),
         max in prop_oneof![1u16..4, 1u16..3000, Just(u16::MAX)],
         shift in prop_oneof![Just(12u32), 0u32..14],
@@ -328,7 +333,7 @@ proptest! {
     /// exactly for the next entry with bytes and a valid offset.
     #[test]
     fn enter_matches_enter_next(
-        lens in proptest::collection::vec(prop_oneof![Just(0u64), 1u64..20, 1u64..20_000], 0..10),
+        lens in entry_lens(),
         offsets in proptest::collection::vec(0u32..9000, 1..4),
         max in 1u16..3000,
         wrong in any::<bool>(),
@@ -377,7 +382,7 @@ proptest! {
     /// yields the same packets again.
     #[test]
     fn rewind_starts_over(
-        lens in proptest::collection::vec(prop_oneof![Just(0u64), 1u64..20, 1u64..20_000], 0..10),
+        lens in entry_lens(),
         offsets in proptest::collection::vec(0u32..5000, 1..4),
         max in 1u16..3000,
         shift in 0u32..14,
@@ -410,7 +415,7 @@ proptest! {
     /// current entry within two pages.
     #[test]
     fn peek_full_matches_next_packet(
-        lens in proptest::collection::vec(prop_oneof![Just(0u64), 1u64..20, 1u64..20_000], 0..10),
+        lens in entry_lens(),
         offsets in proptest::collection::vec(0u32..5000, 1..4),
         max in prop_oneof![1u16..4, 1u16..3000, 4000u16..9000],
         peek_first in any::<bool>(),
@@ -504,7 +509,7 @@ proptest! {
     /// general step alone gives: the send path's order of calls.
     #[test]
     fn enter_next_then_fast_matches_next_packet(
-        lens in proptest::collection::vec(prop_oneof![Just(0u64), 1u64..20, 1u64..20_000], 0..10),
+        lens in entry_lens(),
         offsets in proptest::collection::vec(0u32..5000, 1..4),
         max in prop_oneof![1u16..4, 1u16..3000, 4000u16..9000],
     ) {
