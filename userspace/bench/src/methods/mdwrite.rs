@@ -86,41 +86,56 @@ impl Mdwrite {
         self
     }
 
-    /// Destination `d`'s entry: its payload in the pool, or at the same
-    /// offset in the registered copy; with `fanout`, the payload of the
-    /// entry before.
-    fn entry(&self, wl: &Workload, pool: &Pool, d: usize, fanout: bool) -> MdwEntry {
-        let dest = self.dests[d].handle();
-        if fanout {
-            return MdwEntry {
-                dest,
-                flags: MDW_ENTRY_SAME,
-                ..Default::default()
-            };
+    /// Where this call's payloads are: the pool, or the registered copy
+    /// of it (its id looked up once per call, not per entry, as an
+    /// application would).
+    fn source(&self, pool: &Pool) -> Source {
+        match self.regbuf.as_ref().and_then(|b| b.id()) {
+            Some(id) => Source::Buf(id),
+            None => Source::Pool(pool.as_slice().as_ptr() as u64),
         }
-        match &self.regbuf {
-            Some(buf) => MdwEntry {
-                dest,
-                flags: MDW_ENTRY_BUF,
-                addr: wl.offset(d) as u64,
-                len: wl.bytes as u64,
-                rtp_timestamp: 0,
-                buf: buf.id().unwrap_or(0),
-                ..Default::default()
-            },
-            None => {
-                let data = pool.dest_data(wl, d);
-                MdwEntry {
-                    dest,
-                    flags: 0,
-                    addr: data.as_ptr() as u64,
-                    len: data.len() as u64,
-                    rtp_timestamp: 0,
-                    buf: 0,
-                    ..Default::default()
-                }
-            }
-        }
+    }
+}
+
+/// Where a call's payloads are.
+#[derive(Clone, Copy)]
+enum Source {
+    /// At this address in the pool.
+    Pool(u64),
+    /// At the same offset in this registered buffer.
+    Buf(u32),
+}
+
+/// Destination `d`'s entry (handle `dest`): its payload at its offset in
+/// the pool or in the registered copy (`pool_size`: the pool's used
+/// bytes); with `same`, the payload of the entry before.
+fn entry(
+    wl: &Workload,
+    dest: u32,
+    src: Source,
+    pool_size: usize,
+    d: usize,
+    same: bool,
+) -> MdwEntry {
+    if same {
+        return MdwEntry {
+            dest,
+            flags: MDW_ENTRY_SAME,
+            ..Default::default()
+        };
+    }
+    let offset = ((d * wl.bytes) % pool_size) as u64;
+    let (flags, addr, buf) = match src {
+        Source::Pool(base) => (0, base + offset, 0),
+        Source::Buf(id) => (MDW_ENTRY_BUF, offset, id),
+    };
+    MdwEntry {
+        dest,
+        flags,
+        addr,
+        len: wl.bytes as u64,
+        buf,
+        ..Default::default()
     }
 }
 
@@ -190,7 +205,13 @@ impl Method for Mdwrite {
     fn send(&mut self, wl: &Workload, pool: &Pool) -> io::Result<Outcome> {
         let mut entries = std::mem::take(&mut self.entries);
         entries.clear();
-        entries.extend((0..self.dests.len()).map(|d| self.entry(wl, pool, d, wl.fanout && d > 0)));
+        let (src, pool_size) = (self.source(pool), wl.pool_size());
+        entries.extend(
+            self.dests
+                .iter()
+                .enumerate()
+                .map(|(d, id)| entry(wl, id.handle(), src, pool_size, d, wl.fanout && d > 0)),
+        );
         let mut req = MdwWritev {
             entries: entries.as_ptr() as u64,
             count: entries.len() as u32,
