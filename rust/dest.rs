@@ -242,8 +242,15 @@ impl Destination {
     /// dropped). The device's features for a packet of this shape decide
     /// scatter-gather and checksum offload: never a packet its features do
     /// not cover.
+    ///
+    /// The skbs kept from earlier calls go: every skb of a destination's
+    /// ring has the header, shape and checksum fields of the destination's
+    /// current layout, and a kept skb is tied to a call without writing
+    /// them again (`mdw_skb_tie`). This runs only when the device's state
+    /// changed.
     #[cold]
     fn prepare_again(&mut self, dev: &NetDevice, stamp: u64) -> Result<Prepared> {
+        self.ring = SkbRing::default();
         let info = *dev.info();
         if !info.ethernet {
             return Err(ENODEV);
@@ -253,7 +260,6 @@ impl Destination {
         }
         if self.template.src_mac() != info.mac {
             self.template.set_src_mac(info.mac);
-            self.ring = SkbRing::default();
         }
         if !info.up {
             return Err(errno::enetdown());

@@ -589,29 +589,35 @@ static __always_inline bool mdw_skb_intact(struct sk_buff *skb,
 }
 
 /*
- * Ties @skb, which a destination kept untied since its last call
- * (mdw_skb_detach()) and which only its ring holds, to the call of @r on
- * its device, as mdw_skb_new() would have made it: false, with nothing
- * done, when it cannot be used there. The checksum mode is the call's
- * (the device's offloads may have changed). Done when the ring first
- * reuses the skb in a call, so that a call pays only for the kept skbs it
- * uses.
+ * Ties @skb, which a destination kept untied since its last call and which
+ * only its ring holds, to the call of @r on its device, as mdw_skb_new()
+ * would have made it: false, with nothing done, when it cannot be used
+ * there. Done when the ring first reuses the skb in a call, so that a call
+ * pays only for the kept skbs it uses.
+ *
+ * Only what the call changes is written. mdw_skb_detach() found the skb
+ * intact (unshared, unchanged head) when the device had let go of it, and
+ * nothing but the ring can reach it since; every skb of a ring has the
+ * shape and checksum fields of its destination's layout (a destination
+ * drops its kept skbs whenever its device's state changes, which is all
+ * that changes a layout: Destination::prepare_again). What may differ is
+ * the device: the pointer of the one the call holds, and the headroom it
+ * wants.
  */
 static __always_inline bool mdw_skb_tie(struct sk_buff *skb,
 					const struct mdw_rearm *r)
 {
-	const struct mdw_layout *l = &r->layout;
 	struct net_device *dev = r->dev->dev;
 
-	if (skb_cloned(skb) || skb_shinfo(skb)->nr_frags ||
-	    skb_headlen(skb) != l->hdr_len || skb->data != skb_mac_header(skb) ||
-	    skb_headroom(skb) < LL_RESERVED_SPACE(dev) - ETH_HLEN)
+	DEBUG_NET_WARN_ON_ONCE(skb_cloned(skb) || skb_shinfo(skb)->nr_frags ||
+			       skb_headlen(skb) != r->layout.hdr_len ||
+			       skb->data != skb_mac_header(skb));
+	if (skb_headroom(skb) < LL_RESERVED_SPACE(dev) - ETH_HLEN)
 		return false;
 	skb_shinfo(skb)->flags |= SKBFL_MANAGED_FRAG_REFS;
 	net_zcopy_get(&r->done->ubuf);
 	skb_zcopy_init(skb, &r->done->ubuf);
-	mdw_skb_set_shape(skb, dev, l);
-	mdw_skb_set_csum(skb, l);
+	skb->dev = dev;
 	return true;
 }
 
