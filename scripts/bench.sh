@@ -32,7 +32,10 @@
 # (QEMU exec log, scripts/exec-profile.py) over TIMES (default 100) calls of
 # DESTS x PACKETS full packets (PAYLOAD default 1472; `fanout`: one
 # payload for every destination); prints them per packet, next to the
-# whole call's instructions per packet.
+# whole call's instructions per packet. MDW_XPROF_DETAIL=NAME[,NAME...]
+# lists the translation blocks of the functions named; with
+# MDW_KRUSTFLAGS=-Cdebuginfo=2 (a module with line tables, same code) also
+# their instructions by source line.
 # --profile samples where METHOD's instructions go (perf, timer samples) over
 # TIMES sends of a workload (default: the headline 64 x 256 KiB, 1472 B, 200
 # times; KIB "Np" is N full packets per destination) and writes bench/results/profile-METHOD.txt for each.
@@ -130,6 +133,12 @@ if [ "$mode" = xprof ]; then
 	run=$(cat "$out/xprof-run.txt")
 	packets=$(sed -n 's/.*: \([0-9]*\) x \([0-9]*\) packets.*/\1 \2/p' <<<"$run" | awk '{ print $1 * $2 }')
 	echo "# ${args[*]}: $run"
+	# A module built with line tables (MDW_KRUSTFLAGS=-Cdebuginfo=2): the
+	# detailed functions' instructions by source line too.
+	if [[ ${MDW_KRUSTFLAGS:-} == *debuginfo* ]]; then
+		MDW_XPROF_KO=$("$MDW_ROOT/scripts/build-module.sh" release)/mdwrite.ko
+		export MDW_XPROF_KO
+	fi
 	"$MDW_ROOT/scripts/exec-profile.py" "$out/exec.log" "$out/syms.txt" "$packets" |
 		"$MDW_ROOT/userspace/target/release/mdwrite-bench" demangle
 	exit 0

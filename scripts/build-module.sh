@@ -9,6 +9,11 @@
 # share objects and the work tree stays clean. Prints the build directory:
 # mdwrite.ko is in it, mdw_canary.ko in its canary/ subdirectory. Any compiler
 # warning fails the build.
+#
+# MDW_KRUSTFLAGS adds rustc flags (a directory of its own): with
+# -Cdebuginfo=2 the module carries line tables, which
+# `scripts/bench.sh --exec-profile` uses to say which source lines the
+# instructions run (the code is the same as without: check the symbol sizes).
 set -euo pipefail
 
 . "$(dirname "$0")/lib.sh"
@@ -18,6 +23,7 @@ kdir=$("$MDW_ROOT/scripts/build-kernel.sh" "$flavor")
 llvm=$(sed -n 's/^LLVM=//p' "$kdir/mdwrite-build.env")
 # One build directory per kernel and per work tree (clones may build at once).
 out=$MDW_CACHE/build/$(basename "$kdir")-$(printf %s "$MDW_ROOT" | sha256sum | cut -c1-8)
+[ -z "${MDW_KRUSTFLAGS:-}" ] || out+=-$(printf %s "$MDW_KRUSTFLAGS" | sha256sum | cut -c1-8)
 
 mkdir -p "$out/canary"
 rsync -a --delete --exclude canary "$MDW_ROOT/Kbuild" "$MDW_ROOT/rust" "$MDW_ROOT/uapi" "$out/"
@@ -26,7 +32,7 @@ rsync -a --delete "$MDW_ROOT/tests/canary/" "$out/canary/"
 for dir in "$out" "$out/canary"; do
 	log="$dir/build.log"
 	if ! make -C "$kdir" M="$dir" RUSTC="$KRUSTC" ${llvm:+LLVM=$llvm} \
-		modules >"$log" 2>&1; then
+		${MDW_KRUSTFLAGS:+KRUSTFLAGS="$MDW_KRUSTFLAGS"} modules >"$log" 2>&1; then
 		cat "$log" >&2
 		die "module build failed in $dir"
 	fi

@@ -11,12 +11,49 @@ Then: exec-profile.py LOG SYMBOL-OUTPUT PACKETS
 prints instructions per packet for each function: every executed translation
 block counted with its instruction count, so the figures add up to what
 -icount measures for that code.
+
+MDW_XPROF_DETAIL=NAME[,NAME...] also lists the translation blocks of the
+functions whose symbol contains a NAME; with MDW_XPROF_KO=the profiled
+mdwrite.ko built with line tables (MDW_KRUSTFLAGS=-Cdebuginfo=2
+scripts/build-module.sh release), their instructions by source line, each
+with the lines it was inlined into (llvm-addr2line-19 -i).
 """
 import bisect
-import os
 import collections
+import os
 import re
+import subprocess
 import sys
+
+
+def by_line(ko, tbs, per):
+    """Prints the instructions of `tbs` ((symbol, offset) -> count) by
+    source line and inline chain, resolved in the module file `ko`."""
+    base = {}
+    nm = subprocess.run(["llvm-nm-19", ko], capture_output=True, text=True, check=True)
+    for line in nm.stdout.splitlines():
+        parts = line.split()
+        if len(parts) == 3:
+            base[parts[2]] = int(parts[0], 16)
+    keys = [k for k in tbs if k[0] in base]
+    query = "\n".join(hex(base[name] + off) for name, off in keys)
+    out = subprocess.run(["llvm-addr2line-19", "-e", ko, "-i", "-f", "-C", "-a"],
+                         input=query, capture_output=True, text=True, check=True).stdout
+    chains, frames = [], None
+    for line in out.splitlines():
+        if line.startswith("0x"):
+            frames = []
+            chains.append(frames)
+        elif frames is not None:
+            frames.append(line)
+    lines = collections.Counter()
+    for key, lines_of in zip(keys, chains):
+        pairs = list(zip(lines_of[0::2], lines_of[1::2]))
+        chain = " < ".join(f"{fn.split('::')[-1][:28]}@{loc.split('/')[-1]}"
+                           for fn, loc in pairs[:4])
+        lines[chain] += tbs[key]
+    for chain, v in lines.most_common(80):
+        print(f"src {v / per:8.1f} {chain}")
 
 
 def main():
@@ -55,6 +92,8 @@ def main():
     # addr2line on a module built with debug info.
     for (name, off), v in sorted(tbs.items(), key=lambda kv: -kv[1])[:160]:
         print(f"tb {v / per:8.1f} {name}+{off:#x}")
+    if tbs and os.environ.get("MDW_XPROF_KO"):
+        by_line(os.environ["MDW_XPROF_KO"], tbs, per)
 
 
 if __name__ == "__main__":
