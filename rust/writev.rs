@@ -388,6 +388,9 @@ pub(crate) struct CallArena {
     /// What `entries`, `slots` and `order` hold after a call, for the
     /// next call shaped like it.
     shape: Shape,
+    /// Scratch space for one packet's page fragments: kept, not made
+    /// (zeroed) per call.
+    frags: [ffi::MdwFrag; MAX_FRAGS],
 }
 
 impl Default for CallArena {
@@ -407,6 +410,7 @@ impl Default for CallArena {
             spare_release: None,
             buffers: CallBuffers::default(),
             shape: Shape::default(),
+            frags: [NO_FRAG; MAX_FRAGS],
         }
     }
 }
@@ -614,6 +618,7 @@ fn send_all<T: Timing>(
     order: &[u32],
     entries: &[Entry],
     pages: &[*mut kernel::bindings::page],
+    frags: &mut [ffi::MdwFrag; MAX_FRAGS],
     done: &CallDone,
     pool: &mut SkbPool,
     qdisc: bool,
@@ -635,7 +640,6 @@ fn send_all<T: Timing>(
     };
     let mut batch = TxBatch::new(first, qdisc, flow, pacer);
     batch.limit_for(destinations);
-    let mut frags = [NO_FRAG; MAX_FRAGS];
     // Turn by turn: the order costs once per turn, the packets of a turn
     // go in an inner loop.
     let mut last = 0;
@@ -663,7 +667,7 @@ fn send_all<T: Timing>(
                     done,
                     pool,
                     batch: &mut batch,
-                    frags: &mut frags,
+                    frags: &mut *frags,
                     out: &mut out,
                     qdisc,
                     flow,
@@ -711,7 +715,7 @@ fn send_all<T: Timing>(
             let sent = match send_fast(slot, dest, pages, &mut batch, pool, timing) {
                 Some(sent) => sent,
                 None => send_packet(
-                    slot, dest, order, entries, pages, &mut frags, &mut batch, done, pool, timing,
+                    slot, dest, order, entries, pages, frags, &mut batch, done, pool, timing,
                 ),
             };
             if let Err(e) = sent {
@@ -1288,6 +1292,7 @@ pub(crate) fn writev(
         spare_done,
         spare_release,
         buffers: spare_buffers,
+        frags,
         ..
     } = arena;
     let devs = devs.devices();
@@ -1353,6 +1358,7 @@ pub(crate) fn writev(
                 order,
                 entries,
                 pages.pages(),
+                frags,
                 &done,
                 &mut pool,
                 qdisc,

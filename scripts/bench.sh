@@ -119,8 +119,24 @@ log "benchmark ($mode): booting the release kernel, 1 vCPU, -icount shift=0,slee
 # came: the run's own time, without the wait for another VM's lock.
 status=0
 qemu_opts="-icount shift=0,sleep=off"
-# The module area only: the log stays small.
-[ "$mode" = xprof ] && qemu_opts+=" -d in_asm,exec,nochain -dfilter 0xffffffffa0000000..0xffffffffff000000 -D $out/exec.log"
+# The module area only: the log stays small. MDW_XPROF_KERNEL=FN[,FN...]
+# adds those kernel functions (counted from the module's first instruction
+# on, so the boot does not count).
+if [ "$mode" = xprof ]; then
+	ranges=0xffffffffa0000000..0xffffffffff000000
+	if [ -n "${MDW_XPROF_KERNEL:-}" ]; then
+		map=$("$MDW_ROOT/scripts/build-kernel.sh" release)/System.map
+		for fn in ${MDW_XPROF_KERNEL//,/ }; do
+			read -r lo hi < <(sort "$map" | awk -v fn="$fn" '
+				found { print "0x" lo, "0x" $1; exit }
+				$3 == fn { found = 1; lo = $1 }') || die "no kernel function $fn"
+			ranges+=",$lo..$hi"
+			echo "SYM ${lo#0x} t $fn" >>"$out/ksyms.txt"
+		done
+		export MDW_XPROF_KSYMS=$out/ksyms.txt
+	fi
+	qemu_opts+=" -d in_asm,exec,nochain -dfilter $ranges -D $out/exec.log"
+fi
 MDW_VM_TIMEOUT=${MDW_VM_TIMEOUT:-3600} "$MDW_ROOT/scripts/vm-run.sh" --kernel release --cpus 1 \
 	--qemu-opts "$qemu_opts" --rwdir "$out" \
 	"$MDW_ROOT/tests/bench/guest-bench.sh" "$out" "$mode" "${args[@]}" 2>&1 |

@@ -59,8 +59,15 @@ def by_line(ko, tbs, per):
 def main():
     log, symf = sys.argv[1], sys.argv[2]
     per = float(sys.argv[3]) if len(sys.argv) > 3 else 1.0
-    syms = sorted((int(p[1], 16), p[3]) for p in
-                  (l.split() for l in open(symf) if l.startswith("SYM ")))
+    # With MDW_XPROF_KSYMS (kernel functions in the log too, as "SYM" lines):
+    # only what runs from the module's first ioctl to its last counts, not
+    # the boot or what the guest does after the calls.
+    ksymf = os.environ.get("MDW_XPROF_KSYMS")
+    files = [symf] + ([ksymf] if ksymf else [])
+    syms = sorted((int(p[1], 16), p[3]) for f in files for p in
+                  (l.split() for l in open(f) if l.startswith("SYM ")))
+    ioctl = [a for a, name in syms if name == "mdw_fop_ioctl"]
+    trace = []
     addrs = [a for a, _ in syms]
     tbsize, execs = {}, collections.Counter()
     cur, n = None, 0
@@ -74,7 +81,11 @@ def main():
             if cur is not None:
                 tbsize[cur], cur = n, None
             if line.startswith("Trace"):
-                execs[int(line.split("[")[1].split("/")[1], 16)] += 1
+                trace.append(int(line.split("[")[1].split("/")[1], 16))
+    if ksymf and ioctl:
+        calls = [i for i, pc in enumerate(trace) if pc == ioctl[0]]
+        trace = trace[calls[0]:calls[-1] + 1] if calls else []
+    execs.update(trace)
     total = collections.Counter()
     tbs = collections.Counter()
     detail = [d for d in os.environ.get("MDW_XPROF_DETAIL", "").split(",") if d]
