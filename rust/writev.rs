@@ -330,6 +330,12 @@ struct Shape {
     flags: u32,
     /// Its destinations' entries came one after the other.
     grouped: bool,
+    /// Every entry sent its own data, untimed: none had `MDW_ENTRY_SAME`
+    /// or `MDW_ENTRY_PACE` (nor has any entry of a call shaped like it:
+    /// their flags are the same).
+    plain: bool,
+    /// Some entry sent from a registered buffer (`MDW_ENTRY_BUF`).
+    buffers: bool,
     entries: KVVec<EntryShape>,
     /// Each slot's packets, before the send loop took them.
     plan: KVVec<u64>,
@@ -345,6 +351,8 @@ impl Default for Shape {
             table: 0,
             flags: 0,
             grouped: false,
+            plain: false,
+            buffers: false,
             entries: KVVec::new(),
             plan: KVVec::new(),
             devs: KVVec::new(),
@@ -1715,43 +1723,54 @@ fn revalidate(
     }
     let mut layout = RunLayout::default();
     let mut own_timing = false;
-    // Where the data of the entry before is, for an `MDW_ENTRY_SAME` one:
-    // the offset in its first page, that page's index, its timing.
-    let mut before: Option<(u32, usize, Option<EntryPace>)> = None;
-    for (i, ((e, entry), want)) in raw
-        .iter()
-        .zip(entries.iter_mut())
-        .zip(shape.entries.iter())
-        .enumerate()
-    {
-        let index = i as u32;
-        let err = at(index);
-        if i % ENTRIES_PER_YIELD == ENTRIES_PER_YIELD - 1 {
-            yield_killable().map_err(&err)?;
-        }
-        if EntryShape::of(e) != *want {
+    if shape.plain {
+        let want = &shape.entries;
+        let relocated = match shape.buffers {
+            true => relocate::<true>(raw, want, entries, &mut layout, runs, (buffers, bufs)),
+            false => relocate::<false>(raw, want, entries, &mut layout, runs, (buffers, bufs)),
+        };
+        if !relocated? {
             return Ok(None);
         }
-        let rtp_ts = (e.flags & MDW_ENTRY_RTP_TS != 0).then_some(e.rtp_timestamp);
-        if e.flags & MDW_ENTRY_SAME != 0 {
-            // The data of the entry before (the fan-out's first).
-            let Some(data) = before else {
-                return Ok(None);
-            };
-            if e.addr != 0 || e.pace_offset != 0 || e.pace_gap != 0 {
+    } else {
+        // Where the data of the entry before is, for an `MDW_ENTRY_SAME` one:
+        // the offset in its first page, that page's index, its timing.
+        let mut before: Option<(u32, usize, Option<EntryPace>)> = None;
+        for (i, ((e, entry), want)) in raw
+            .iter()
+            .zip(entries.iter_mut())
+            .zip(shape.entries.iter())
+            .enumerate()
+        {
+            let index = i as u32;
+            let err = at(index);
+            if i % ENTRIES_PER_YIELD == ENTRIES_PER_YIELD - 1 {
+                yield_killable().map_err(&err)?;
+            }
+            if EntryShape::of(e) != *want {
                 return Ok(None);
             }
-            (entry.first_page_offset, entry.page_base, entry.pace) = data;
+            let rtp_ts = (e.flags & MDW_ENTRY_RTP_TS != 0).then_some(e.rtp_timestamp);
+            if e.flags & MDW_ENTRY_SAME != 0 {
+                // The data of the entry before (the fan-out's first).
+                let Some(data) = before else {
+                    return Ok(None);
+                };
+                if e.addr != 0 || e.pace_offset != 0 || e.pace_gap != 0 {
+                    return Ok(None);
+                }
+                (entry.first_page_offset, entry.page_base, entry.pace) = data;
+                entry.rtp_ts = rtp_ts;
+                continue;
+            }
+            let at = Located::of(e, paced, buffers, bufs).map_err(&err)?;
+            own_timing |= at.pace.is_some();
+            entry.page_base = at.place(&mut layout, runs, index).map_err(&err)?;
+            entry.first_page_offset = at.offset;
             entry.rtp_ts = rtp_ts;
-            continue;
+            entry.pace = at.pace;
+            before = Some((entry.first_page_offset, entry.page_base, entry.pace));
         }
-        let at = Located::of(e, paced, buffers, bufs).map_err(&err)?;
-        own_timing |= at.pace.is_some();
-        entry.page_base = at.place(&mut layout, runs, index).map_err(&err)?;
-        entry.first_page_offset = at.offset;
-        entry.rtp_ts = rtp_ts;
-        entry.pace = at.pace;
-        before = Some((entry.first_page_offset, entry.page_base, entry.pace));
     }
     if let Some(run) = layout.finish() {
         runs.push(run, GFP_KERNEL_ACCOUNT).map_err(nomem)?;
@@ -1799,6 +1818,72 @@ fn record_shape(arena: &mut CallArena, raw: &[MdwEntry], table: u64, flags: u32,
     shape.table = table;
     shape.flags = flags;
     shape.grouped = grouped;
+    shape.plain = raw
+        .iter()
+        .all(|e| e.flags & (MDW_ENTRY_SAME | MDW_ENTRY_PACE) == 0);
+    shape.buffers = raw.iter().any(|e| e.flags & MDW_ENTRY_BUF != 0);
+}
+
+/// [`revalidate`]'s work per entry for a call whose entries all send their
+/// own data, untimed ([`Shape::plain`]): each entry compared with the last
+/// call's (`want`) and its pages placed in `layout`, with the checks of
+/// [`Located::of`] in its order (user memory written out, the usual case;
+/// a registered buffer's slice through it, compiled in with `BUFFERS`,
+/// when some entry was one: [`Shape::buffers`]). `Ok(false)` when an entry
+/// is not shaped like the last call's.
+#[inline(never)]
+fn relocate<const BUFFERS: bool>(
+    raw: &[MdwEntry],
+    want: &[EntryShape],
+    entries: &mut [Entry],
+    layout: &mut RunLayout,
+    runs: &mut KVVec<Run>,
+    (buffers, bufs): (&mut CallBuffers, &Mutex<BufTable>),
+) -> Result<bool, EntryError> {
+    let n = raw.len().min(entries.len()).min(want.len());
+    for i in 0..n {
+        let index = i as u32;
+        if i % ENTRIES_PER_YIELD == ENTRIES_PER_YIELD - 1 {
+            yield_killable().map_err(at(index))?;
+        }
+        let (Some(e), Some(entry), Some(want)) = (raw.get(i), entries.get_mut(i), want.get(i))
+        else {
+            return Ok(false);
+        };
+        if EntryShape::of(e) != *want {
+            return Ok(false);
+        }
+        let located = if e.flags & MDW_ENTRY_BUF != 0 {
+            if !BUFFERS {
+                return Ok(false);
+            }
+            // No MDW_ENTRY_PACE (its flags are `want`'s): untimed.
+            Located::of(e, false, buffers, bufs).map_err(at(index))?
+        } else {
+            // `Located::of` for user memory.
+            if e.pace_offset != 0 || e.pace_gap != 0 {
+                return Err(at(index)(EINVAL));
+            }
+            if e.addr.checked_add(e.len).is_none() {
+                return Err(at(index)(EFAULT));
+            }
+            let offset = (e.addr & ((1 << PAGE_SHIFT) - 1)) as u32;
+            Located {
+                pace: None,
+                offset,
+                source: Source::User,
+                first_page: e.addr >> PAGE_SHIFT,
+                pages: pages_spanned(offset, e.len, PAGE_SHIFT as u32)
+                    .map_err(|_| at(index)(EINVAL))?,
+            }
+        };
+        let offset = located.offset;
+        entry.page_base = located.place(layout, runs, index).map_err(at(index))?;
+        entry.first_page_offset = offset;
+        entry.rtp_ts = (e.flags & MDW_ENTRY_RTP_TS != 0).then_some(e.rtp_timestamp);
+        entry.pace = None;
+    }
+    Ok(true)
 }
 
 /// The index of `dest`'s device in the call's device list (looked up

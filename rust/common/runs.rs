@@ -75,6 +75,7 @@ pub struct Placed {
 impl RunLayout {
     /// Places entry `entry` (its index in the caller's vector), whose
     /// `pages` pages from page `first` are in `source`.
+    #[inline]
     pub fn place(
         &mut self,
         source: Source,

@@ -450,6 +450,7 @@ fn check_page(first_page_offset: u32, page_shift: u32) -> Result<(), SegmentErro
 ///
 /// The page size is `1 << page_shift`; `first_page_offset` must be smaller,
 /// and `first_page_offset + len` must fit in a `u64`. No bytes need no page.
+#[inline]
 pub fn pages_spanned(
     first_page_offset: u32,
     len: u64,

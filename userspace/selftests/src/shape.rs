@@ -6,7 +6,7 @@
 //! notice whatever changed in between.
 
 use mdwrite::{
-    uapi::{MdwEntry, MDW_ENTRY_RTP_TS},
+    uapi::{MdwEntry, MDW_ENTRY_BUF, MDW_ENTRY_RTP_TS},
     Rtp,
 };
 
@@ -179,6 +179,116 @@ pub(crate) fn shape_reuse() -> TestResult {
                 k + 1
             ));
         }
+    }
+    Ok(())
+}
+
+/// Calls of one shape whose entries all send their own data (the live
+/// sender's steady state, which the module revalidates in a loop of its
+/// own): first every entry from user memory, then receivers 6 and 7 from
+/// slices of a registered buffer. Each good call from new memory (new
+/// offsets in the buffer), and between them calls of the shape that fail
+/// on one entry, nothing sent: past the end of the address space
+/// (`EFAULT`), `pace_offset` or `pace_gap` set without `MDW_ENTRY_PACE`
+/// (`EINVAL`), past the end of the buffer (`EFAULT`). Every receiver gets
+/// every good call's bytes, in order.
+pub(crate) fn shape_plain_reuse() -> TestResult {
+    const CALLS: usize = 6;
+    const BUF: [usize; 2] = [6, 7];
+    let topo = Topology::new(RECEIVERS)?;
+    let (dev, ids) = sender(&topo, false, |_, _| {})?;
+    let calls: Vec<Vec<Vec<u8>>> = (0..CALLS)
+        .map(|k| {
+            (0..RECEIVERS)
+                .map(|i| pattern(LEN + 100 * i, 1000 + 37 * k as u32 + i as u32))
+                .collect()
+        })
+        .collect();
+    let want: Vec<Vec<u8>> = (0..RECEIVERS)
+        .map(|i| calls.iter().flat_map(|c| c[i].clone()).collect())
+        .collect();
+    let expect: Vec<usize> = want.iter().map(Vec::len).collect();
+    let rx = start_receivers(&topo, false, &expect, 0)?;
+    let mut buf = dev
+        .register_buffer(1 << 20)
+        .map_err(|e| format!("BUF_REGISTER: {e}"))?;
+    let buf_id = buf.id().ok_or("the buffer was not registered")?;
+
+    // Call `k`: from user memory, or (`registered`) receivers 6 and 7 from
+    // the buffer, at offsets that move from call to call.
+    let mut shape = |k: usize, registered: bool| -> Vec<MdwEntry> {
+        (0..RECEIVERS)
+            .map(|i| {
+                let data = &calls[k][i];
+                if !registered || !BUF.contains(&i) {
+                    return entry(ids[i], data);
+                }
+                let off = 4096 * (8 * k + i) + 123 * k;
+                buf[off..off + data.len()].copy_from_slice(data);
+                MdwEntry {
+                    dest: ids[i].handle(),
+                    flags: MDW_ENTRY_BUF,
+                    addr: off as u64,
+                    len: data.len() as u64,
+                    buf: buf_id,
+                    ..Default::default()
+                }
+            })
+            .collect()
+    };
+    let send = |entries: &[MdwEntry], what: &str| -> TestResult {
+        fanout::send(&dev, entries)
+            .map(|_| ())
+            .map_err(|e| format!("{what}: {e}"))
+    };
+    let fails = |entries: &[MdwEntry], errno: i32, index: u32, what: &str| -> TestResult {
+        let (r, req) = raw_writev(&dev, entries, |_| {});
+        expect_errno(what, r, errno)?;
+        if req.packets != 0 || req.error_index != index {
+            return Err(format!(
+                "{what}: {} packets sent, error at entry {}; want none, entry {index}",
+                req.packets, req.error_index
+            ));
+        }
+        Ok(())
+    };
+
+    send(&shape(0, false), "call 1")?;
+    send(&shape(1, false), "call 2")?;
+    let mut e = shape(2, false);
+    e[5].addr = u64::MAX - 10;
+    fails(
+        &e,
+        libc::EFAULT,
+        5,
+        "entry 5 past the end of the address space",
+    )?;
+    let mut e = shape(2, false);
+    e[3].pace_offset = 1;
+    fails(&e, libc::EINVAL, 3, "entry 3 with pace_offset, unpaced")?;
+    let mut e = shape(2, false);
+    e[4].pace_gap = 1;
+    fails(&e, libc::EINVAL, 4, "entry 4 with pace_gap, unpaced")?;
+    send(&shape(2, false), "call 3")?;
+
+    send(&shape(3, true), "call 4, two entries from the buffer")?;
+    send(&shape(4, true), "call 5")?;
+    let mut e = shape(5, true);
+    e[7].addr = (1 << 20) - 10;
+    fails(&e, libc::EFAULT, 7, "entry 7 past the end of the buffer")?;
+    let mut e = shape(5, true);
+    e[1].addr = u64::MAX - 10;
+    fails(
+        &e,
+        libc::EFAULT,
+        1,
+        "entry 1 past the end of the address space",
+    )?;
+    send(&shape(5, true), "call 6")?;
+
+    let got = net::join_all(rx)?;
+    for (i, g) in got.iter().enumerate() {
+        check_bytes(i, g, &want[i], 0, 1472)?;
     }
     Ok(())
 }
