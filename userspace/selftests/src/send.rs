@@ -606,9 +606,12 @@ fn dev_by_mac(mac: &str) -> Result<String, String> {
 }
 
 /// A real NIC driver (virtio-net) whose skbs come back asynchronously, at TX
-/// completion: it accepts shared skbs, so the module recycles them (see
-/// mdw_skb_reuse: a recycled skb keeps its header and only the per-packet
-/// fields are rewritten). Several calls to four destinations and one RTP
+/// completion: it accepts shared skbs, so the module recycles them when the
+/// NIC has scatter-gather (see mdw_skb_reuse: a recycled skb keeps its
+/// header and only the per-packet fields are rewritten). QEMU's hub ports
+/// give it neither scatter-gather nor checksum offload, so on the VM of
+/// `scripts/vm-run.sh` the module sends linear copies and recycles nothing
+/// (Documentation/testing.rst): the test covers the late completions. Several calls to four destinations and one RTP
 /// destination across the QEMU hub arrive byte-exact (the receiving stack
 /// checks the IPv4 header checksums), the RTP packets with every sequence
 /// number once and timestamps that match them; dmesg and kmemleak judge the
@@ -710,7 +713,8 @@ fn real_nic_recycled(paced: bool) -> TestResult {
             // written for an offloaded checksum) must now carry complete
             // software checksums, or the receiver drops them. (Whether they
             // still ask for offload is not visible here: QEMU's virtio-net
-            // completes such checksums itself.)
+            // completes such checksums itself. On QEMU's hub the NIC has no
+            // offload to turn off: this changes nothing there.)
             topo::run(&[
                 "ip", "netns", "exec", &snd, "ethtool", "-K", &a, "tx", "off",
             ])?;
