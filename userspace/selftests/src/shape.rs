@@ -7,7 +7,7 @@
 
 use mdwrite::{
     uapi::{MdwEntry, MDW_ENTRY_BUF, MDW_ENTRY_RTP_TS},
-    Rtp,
+    Device, Rtp,
 };
 
 use crate::{
@@ -28,6 +28,27 @@ const RTP: usize = 12;
 const MAX_PAYLOAD: usize = 1500 - 20 - 8 - RTP;
 /// Receiver 5's smaller packets, from the third call on.
 const SMALL_PACKET: u16 = 1000;
+
+/// A call of `entries` that sends them all (`what` names it in errors).
+fn send_ok(dev: &Device, entries: &[MdwEntry], what: &str) -> TestResult {
+    fanout::send(dev, entries)
+        .map(|_| ())
+        .map_err(|e| format!("{what}: {e}"))
+}
+
+/// A call of `entries` that fails with `errno` at entry `index`, sending
+/// nothing.
+fn fails_at(dev: &Device, entries: &[MdwEntry], errno: i32, index: u32, what: &str) -> TestResult {
+    let (r, req) = raw_writev(dev, entries, |_| {});
+    expect_errno(what, r, errno)?;
+    if req.packets != 0 || req.error_index != index {
+        return Err(format!(
+            "{what}: {} packets sent, error at entry {}; want none, entry {index}",
+            req.packets, req.error_index
+        ));
+    }
+    Ok(())
+}
 
 /// Four good calls of one shape to 8 RTP receivers: a fan-out of one
 /// payload to receivers 0-3, an entry of its own for each of 4-7 (receiver
@@ -69,21 +90,9 @@ pub(crate) fn shape_reuse() -> TestResult {
         v[4].rtp_timestamp = ts;
         v
     };
-    let send = |entries: &[MdwEntry], what: &str| -> TestResult {
-        fanout::send(&dev, entries)
-            .map(|_| ())
-            .map_err(|e| format!("{what}: {e}"))
-    };
-    let fails = |entries: &[MdwEntry], errno: i32, index: u32, what: &str| -> TestResult {
-        let (r, req) = raw_writev(&dev, entries, |_| {});
-        expect_errno(what, r, errno)?;
-        if req.packets != 0 || req.error_index != index {
-            return Err(format!(
-                "{what}: {} packets sent, error at entry {}; want none, entry {index}",
-                req.packets, req.error_index
-            ));
-        }
-        Ok(())
+    let send = |entries: &[MdwEntry], what: &str| send_ok(&dev, entries, what);
+    let fails = |entries: &[MdwEntry], errno: i32, index: u32, what: &str| {
+        fails_at(&dev, entries, errno, index, what)
     };
 
     send(&shape(&calls[0], &ids, 1000), "call 1")?;
@@ -236,21 +245,9 @@ pub(crate) fn shape_plain_reuse() -> TestResult {
             })
             .collect()
     };
-    let send = |entries: &[MdwEntry], what: &str| -> TestResult {
-        fanout::send(&dev, entries)
-            .map(|_| ())
-            .map_err(|e| format!("{what}: {e}"))
-    };
-    let fails = |entries: &[MdwEntry], errno: i32, index: u32, what: &str| -> TestResult {
-        let (r, req) = raw_writev(&dev, entries, |_| {});
-        expect_errno(what, r, errno)?;
-        if req.packets != 0 || req.error_index != index {
-            return Err(format!(
-                "{what}: {} packets sent, error at entry {}; want none, entry {index}",
-                req.packets, req.error_index
-            ));
-        }
-        Ok(())
+    let send = |entries: &[MdwEntry], what: &str| send_ok(&dev, entries, what);
+    let fails = |entries: &[MdwEntry], errno: i32, index: u32, what: &str| {
+        fails_at(&dev, entries, errno, index, what)
     };
 
     send(&shape(0, false), "call 1")?;
