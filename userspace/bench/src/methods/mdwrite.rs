@@ -90,8 +90,9 @@ impl Mdwrite {
     /// of it (its id looked up once per call, not per entry, as an
     /// application would).
     fn source(&self, pool: &Pool) -> Source {
-        match self.regbuf.as_ref().and_then(|b| b.id()) {
-            Some(id) => Source::Buf(id),
+        match &self.regbuf {
+            // An unregistered buffer's id 0 fails the call, as it should.
+            Some(buf) => Source::Buf(buf.id().unwrap_or(0)),
             None => Source::Pool(pool.as_slice().as_ptr() as u64),
         }
     }
