@@ -336,6 +336,9 @@ struct Shape {
     plain: bool,
     /// Some entry sent from a registered buffer (`MDW_ENTRY_BUF`).
     buffers: bool,
+    /// Plain, and every slot was one destination's one entry of one
+    /// packet: sent by [`send_single`] when untimed.
+    single: bool,
     entries: KVVec<EntryShape>,
     /// Each slot's packets, before the send loop took them.
     plan: KVVec<u64>,
@@ -353,6 +356,7 @@ impl Default for Shape {
             grouped: false,
             plain: false,
             buffers: false,
+            single: false,
             entries: KVVec::new(),
             plan: KVVec::new(),
             devs: KVVec::new(),
@@ -746,6 +750,124 @@ fn send_all<T: Timing>(
     }
     // Anything still batched after an error is freed, not sent (dropping
     // the batch).
+    out
+}
+
+/// Sends a call whose every slot is one destination's one packet, untimed
+/// ([`Shape::single`]), slot by slot: the round-robin order of such a call
+/// is its slots' order, and each packet is its entry's whole data, so there
+/// is no order to walk, no cursor to rewind and no entry to move on to.
+/// Stops at the first error, freeing what is still batched, as [`send_all`].
+#[inline(never)]
+#[allow(clippy::too_many_arguments)]
+fn send_single(
+    slots: &mut [Slot],
+    dests: &mut DestTable,
+    devs: &[NetDevice],
+    order: &[u32],
+    entries: &[Entry],
+    pages: &[*mut kernel::bindings::page],
+    frags: &mut [ffi::MdwFrag; MAX_FRAGS],
+    done: &CallDone,
+    pool: &mut SkbPool,
+    qdisc: bool,
+    flow: u32,
+    call: u64,
+) -> Outcome {
+    let mut out = Outcome {
+        bytes: 0,
+        copied: 0,
+        packets: 0,
+        error: None,
+    };
+    let destinations = slots.len();
+    let Some(first) = slots.first().and_then(|s| devs.get(s.dev as usize)) else {
+        out.error = Some(at(0)(EINVAL));
+        return out;
+    };
+    let mut batch = TxBatch::new(first, qdisc, flow, None);
+    batch.limit_for(destinations);
+    let mut last = 0;
+    for (k, slot) in slots.iter_mut().enumerate() {
+        let Some(entry) = order.get(slot.first).and_then(|&i| entries.get(i as usize)) else {
+            out.error = Some(at(last)(EINVAL));
+            break;
+        };
+        let err = at(entry.index);
+        // The slot's one turn: a later call sending it through
+        // `send_all` readies it again (`Slot::begin`).
+        slot.started_in = call;
+        slot.current = entry.index;
+        last = entry.index;
+        let Some(dest) = dests.get_mut(slot.handle) else {
+            out.error = Some(err(EINVAL));
+            break;
+        };
+        if slot.recycle {
+            adopt(dest, devs.get(slot.dev as usize), pool, done);
+        }
+        if let Err(e) = switch_to(
+            &mut batch,
+            devs,
+            slot.dev,
+            &mut out,
+            (qdisc, flow, None),
+            destinations,
+        ) {
+            out.error = Some(err(e));
+            break;
+        }
+        // One packet: the entry fits the destination's payload (the plan
+        // said so; checked again, it is what bounds the packet).
+        let len = match u16::try_from(entry.len) {
+            Ok(len) if len <= slot.cursor.max_payload() => len,
+            _ => {
+                out.error = Some(err(EINVAL));
+                break;
+            }
+        };
+        if let Some(ts) = entry.rtp_ts {
+            dest.state.rtp_ts = ts;
+        }
+        let page = entry.page_base;
+        let offset = entry.first_page_offset;
+        let fast = split_two(offset, u32::from(len), PAGE_SHIFT as u32)
+            .and_then(|(len0, len1)| {
+                let page1 = match len1 {
+                    0 => core::ptr::null_mut(),
+                    _ => *pages.get(page.wrapping_add(1))?,
+                };
+                Some(TwoFrags {
+                    page0: *pages.get(page)?,
+                    page1,
+                    off: offset,
+                    len0,
+                    len1,
+                })
+            })
+            .and_then(|two| rearm_to(dest, slot.recycle, &two, &mut batch, pool, None));
+        let sent = match fast {
+            Some(sent) => sent,
+            None => match fill_frags(frags, pages, page, offset, len) {
+                Some(n) => match frags.get(..n) {
+                    Some(frags) => {
+                        build_to(dest, slot.recycle, frags, len, &mut batch, done, pool, None)
+                    }
+                    None => Err(EINVAL),
+                },
+                None => Err(EINVAL),
+            },
+        };
+        if let Err(e) = sent.and_then(|()| make_room(&mut batch, &mut out, k + 1 < destinations)) {
+            out.error = Some(err(e));
+            break;
+        }
+    }
+    if out.error.is_none() {
+        if let Err(e) = out.count(batch.flush()) {
+            out.error = Some(at(last)(e));
+        }
+    }
     out
 }
 
@@ -1310,7 +1432,12 @@ pub(crate) fn writev(
     if let Some(pace) = &pace {
         resolve_pace(&pace.window, entries, slots, checked.own_timing)?;
     }
-    let mut turns = plan(slots, remaining, active, quantum)?;
+    // One packet per slot, untimed: sent in slot order, without a plan.
+    let single = checked.single && pace.is_none();
+    let mut turns = match single {
+        true => None,
+        false => Some(plan(slots, remaining, active, quantum)?),
+    };
 
     // An asynchronous call takes a completion slot (EAGAIN when the file's
     // queue is full). Every call charges what it pins to RLIMIT_MEMLOCK as
@@ -1357,9 +1484,9 @@ pub(crate) fn writev(
     Stats::add(&stats.pages_pinned, npinned);
     // The send loop as compiled for the call's timing.
     macro_rules! send_all_with {
-        ($timing:expr) => {
+        ($turns:expr, $timing:expr) => {
             send_all(
-                &mut turns,
+                $turns,
                 slots,
                 dests,
                 devs,
@@ -1377,9 +1504,23 @@ pub(crate) fn writev(
             )
         };
     }
-    let out = match &pace {
-        Some(pace) => send_all_with!(pace),
-        None => send_all_with!(Unpaced),
+    let out = match (&mut turns, &pace) {
+        (Some(turns), Some(pace)) => send_all_with!(turns, pace),
+        (Some(turns), None) => send_all_with!(turns, Unpaced),
+        (None, _) => send_single(
+            slots,
+            dests,
+            devs,
+            order,
+            entries,
+            pages.pages(),
+            frags,
+            &done,
+            &mut pool,
+            qdisc,
+            flow,
+            call_no,
+        ),
     };
     // Each destination keeps the skbs the device is done with for its next
     // call and lets go of the others.
@@ -1472,6 +1613,9 @@ struct Checked {
     grouped: bool,
     /// Some entry has its own timing (`MDW_ENTRY_PACE`).
     own_timing: bool,
+    /// Every slot is one destination's one packet ([`Shape::single`]):
+    /// the plan was not made (`remaining` is empty).
+    single: bool,
 }
 
 /// Stage 1, validation: checks every entry; gives each destination a slot
@@ -1608,6 +1752,7 @@ fn validate(
         },
         grouped: grouping.grouped(),
         own_timing,
+        single: false,
     })
 }
 
@@ -1775,10 +1920,14 @@ fn revalidate(
     if let Some(run) = layout.finish() {
         runs.push(run, GFP_KERNEL_ACCOUNT).map_err(nomem)?;
     }
-    // The slots are readied by the send loop (`Slot::begin`).
-    remaining
-        .extend_from_slice(&shape.plan, GFP_KERNEL_ACCOUNT)
-        .map_err(nomem)?;
+    // The slots are readied by the send loop (`Slot::begin`); one packet
+    // per slot needs no plan.
+    let single = shape.single && !paced;
+    if !single {
+        remaining
+            .extend_from_slice(&shape.plan, GFP_KERNEL_ACCOUNT)
+            .map_err(nomem)?;
+    }
     Ok(Some(Checked {
         pages: PagesNeeded {
             pinned: layout.pinned_pages() as usize,
@@ -1786,6 +1935,7 @@ fn revalidate(
         },
         grouped: shape.grouped,
         own_timing,
+        single,
     }))
 }
 
@@ -1795,6 +1945,7 @@ fn revalidate(
 fn record_shape(arena: &mut CallArena, raw: &[MdwEntry], table: u64, flags: u32, grouped: bool) {
     let CallArena {
         remaining,
+        slots,
         devs,
         shape,
         ..
@@ -1822,6 +1973,10 @@ fn record_shape(arena: &mut CallArena, raw: &[MdwEntry], table: u64, flags: u32,
         .iter()
         .all(|e| e.flags & (MDW_ENTRY_SAME | MDW_ENTRY_PACE) == 0);
     shape.buffers = raw.iter().any(|e| e.flags & MDW_ENTRY_BUF != 0);
+    shape.single = shape.plain
+        && grouped
+        && slots.iter().all(|s| s.count == 1 && !s.fanout)
+        && remaining.iter().all(|&packets| packets == 1);
 }
 
 /// [`revalidate`]'s work per entry for a call whose entries all send their

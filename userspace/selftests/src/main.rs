@@ -53,6 +53,7 @@ const TESTS: &[Test] = &[
     ("fanout_errors", fanout::fanout_errors),
     ("shape_reuse", shape::shape_reuse),
     ("shape_plain_reuse", shape::shape_plain_reuse),
+    ("shape_single_reuse", shape::shape_single_reuse),
     ("pace_release_fq", pace::pace_release_fq),
     ("pace_release_direct", pace::pace_release_direct),
     ("pace_errors", pace::pace_errors),

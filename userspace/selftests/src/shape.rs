@@ -289,3 +289,148 @@ pub(crate) fn shape_plain_reuse() -> TestResult {
     }
     Ok(())
 }
+
+/// Calls of one shape with one packet per destination, untimed (the live
+/// sender at its lowest rate, which the module sends slot by slot without
+/// a plan): 8 RTP receivers, the even ones full-size packets, the odd ones
+/// shorter, receivers 1 and 2 from memory that straddles a page boundary,
+/// receiver 3 with each call's `MDW_ENTRY_RTP_TS`. Between the good calls,
+/// calls of the shape that fail, nothing sent: an unmapped entry (found
+/// when pinning), `pace_gap` without `MDW_ENTRY_PACE`, the device's MTU
+/// below the full-size packets (`EMSGSIZE`). Every receiver gets exactly
+/// one datagram per good call, its bytes, in order, with consecutive RTP
+/// sequence numbers; receiver 3 each call's timestamp.
+pub(crate) fn shape_single_reuse() -> TestResult {
+    const CALLS: usize = 5;
+    const PAGE: usize = 4096;
+    let topo = Topology::new(RECEIVERS)?;
+    let rtp = |i: usize| Rtp::new(0x5100 + i as u32, 96).with_ts_increment(90);
+    let (dev, ids) = sender(&topo, false, |i, c| c.rtp = Some(rtp(i)))?;
+    let len = |i: usize| match i % 2 {
+        0 => MAX_PAYLOAD,
+        _ => 300 + 50 * i,
+    };
+    let calls: Vec<Vec<Vec<u8>>> = (0..CALLS)
+        .map(|k| {
+            (0..RECEIVERS)
+                .map(|i| pattern(len(i), 5000 + 31 * k as u32 + i as u32))
+                .collect()
+        })
+        .collect();
+    let want: Vec<Vec<u8>> = (0..RECEIVERS)
+        .map(|i| calls.iter().flat_map(|c| c[i].clone()).collect())
+        .collect();
+    let expect: Vec<usize> = want.iter().map(Vec::len).collect();
+    let rx = start_receivers(&topo, false, &expect, RTP)?;
+
+    // Each call's data in memory of its own, two pages per receiver:
+    // receivers 1 and 2 end 100 bytes into their second page.
+    let mut mem = vec![0u8; (2 * RECEIVERS * CALLS + 1) * PAGE];
+    let base = mem.as_ptr().align_offset(PAGE);
+    let mut placed: Vec<Vec<(u64, u64)>> = Vec::new();
+    for (k, call) in calls.iter().enumerate() {
+        let mut at = Vec::new();
+        for (i, data) in call.iter().enumerate() {
+            let page = base + (2 * (k * RECEIVERS + i)) * PAGE;
+            let off = match i {
+                1 | 2 => page + PAGE - data.len() + 100,
+                _ => page + 64 * k,
+            };
+            mem[off..off + data.len()].copy_from_slice(data);
+            at.push((off as u64, data.len() as u64));
+        }
+        placed.push(at);
+    }
+    let start = mem.as_ptr() as u64;
+    let shape = |k: usize| -> Vec<MdwEntry> {
+        placed[k]
+            .iter()
+            .enumerate()
+            .map(|(i, &(off, len))| {
+                let mut e = MdwEntry {
+                    dest: ids[i].handle(),
+                    addr: start + off,
+                    len,
+                    ..Default::default()
+                };
+                if i == 3 {
+                    e.flags = MDW_ENTRY_RTP_TS;
+                    e.rtp_timestamp = 1000 * (k as u32 + 1);
+                }
+                e
+            })
+            .collect()
+    };
+    let send = |entries: &[MdwEntry], what: &str| send_ok(&dev, entries, what);
+    let fails = |entries: &[MdwEntry], errno: i32, index: u32, what: &str| {
+        fails_at(&dev, entries, errno, index, what)
+    };
+
+    send(&shape(0), "call 1")?;
+    send(&shape(1), "call 2")?;
+    let mut e = shape(2);
+    e[6].addr = 4096;
+    fails(&e, libc::EFAULT, 6, "entry 6 unmapped")?;
+    let mut e = shape(2);
+    e[5].pace_gap = 1;
+    fails(&e, libc::EINVAL, 5, "entry 5 with pace_gap, unpaced")?;
+    send(&shape(2), "call 3")?;
+    let mtu = |m: &str| {
+        topo::run(&[
+            "ip",
+            "-n",
+            &topo.sender,
+            "link",
+            "set",
+            topo.sender_dev,
+            "mtu",
+            m,
+        ])
+    };
+    mtu("1400")?;
+    let emsgsize = fails(
+        &shape(3),
+        libc::EMSGSIZE,
+        0,
+        "a call of the shape with the MTU at 1400",
+    );
+    mtu("1500")?;
+    emsgsize?;
+    send(&shape(3), "call 4")?;
+    send(&shape(4), "call 5")?;
+    drop(mem);
+
+    let got = net::join_all(rx)?;
+    for (i, g) in got.iter().enumerate() {
+        check_bytes(i, g, &want[i], RTP, MAX_PAYLOAD)?;
+        if g.datagrams.len() != CALLS {
+            return Err(format!(
+                "receiver {i}: {} datagrams, want one per call ({CALLS})",
+                g.datagrams.len()
+            ));
+        }
+        let seq = |d: &Vec<u8>| u16::from_be_bytes([d[2], d[3]]);
+        for (k, pair) in g.datagrams.windows(2).enumerate() {
+            if seq(&pair[1]) != seq(&pair[0]).wrapping_add(1) {
+                return Err(format!(
+                    "receiver {i}: RTP sequence {} after {} (calls {} and {})",
+                    seq(&pair[1]),
+                    seq(&pair[0]),
+                    k + 1,
+                    k + 2
+                ));
+            }
+        }
+    }
+    for (k, d) in got[3].datagrams.iter().enumerate() {
+        let ts = u32::from_be_bytes([d[4], d[5], d[6], d[7]]);
+        if ts != 1000 * (k as u32 + 1) {
+            return Err(format!(
+                "receiver 3, call {}: RTP timestamp {ts}, want {}",
+                k + 1,
+                1000 * (k + 1)
+            ));
+        }
+    }
+    Ok(())
+}
