@@ -11,7 +11,7 @@ use kernel::{alloc::KVec, prelude::*};
 
 use crate::{
     ffi::MdwDevInfo,
-    net::{DevRoom, NetDevice, NetNs},
+    net::{DevEvents, DevRoom, NetDevice, NetNs},
     vec,
 };
 
@@ -22,6 +22,14 @@ const SEEN_MAX: usize = 64;
 /// Most rooms for held devices a file keeps between calls.
 const ROOMS_MAX: usize = 16;
 
+/// A device state a file has seen.
+struct Seen {
+    info: MdwDevInfo,
+    stamp: u64,
+    /// The device event count when `info` was read.
+    events: u64,
+}
+
 /// A file's calls' devices. Kept with the file's other call arrays.
 pub(crate) struct CallDevs {
     /// The devices of the current call.
@@ -30,10 +38,12 @@ pub(crate) struct CallDevs {
     stamps: KVec<u64>,
     /// Rooms of devices let go of, for the next devices held.
     rooms: KVec<DevRoom>,
-    /// The last state of every device the file's calls used, and its
-    /// stamp. A state gets a new stamp, never used before in this file,
-    /// whenever it differs in anything from the one seen before.
-    seen: KVec<(MdwDevInfo, u64)>,
+    /// The last state of every device the file's calls used, its stamp
+    /// and the device event count ([`DevEvents`]) it was read at. A state
+    /// gets a new stamp, never used before in this file, whenever it
+    /// differs in anything from the one seen before; while the count does
+    /// not move, it is not read again (but for the carrier).
+    seen: KVec<Seen>,
     /// The last stamp given.
     last: u64,
 }
@@ -68,40 +78,61 @@ impl CallDevs {
     fn look_up(&mut self, net: &NetNs, ifindex: i32) -> Result<(u32, u64)> {
         self.devs.reserve(1, GFP_KERNEL_ACCOUNT)?;
         self.stamps.reserve(1, GFP_KERNEL_ACCOUNT)?;
+        // Read before the device's state, so that an event while it is
+        // read makes the next call read it again.
+        let events = DevEvents::now();
+        let seen = self
+            .seen
+            .iter()
+            .position(|s| s.info.ifindex as i32 == ifindex);
+        let known = seen
+            .and_then(|i| self.seen.get(i))
+            .filter(|s| s.events == events);
+        let known_stamp = known.map(|s| s.stamp);
+        let known = known.map(|s| &s.info);
         let dev = match vec::pop(&mut self.rooms) {
-            Some(room) => room.hold(net, ifindex).map_err(|(e, room)| {
+            Some(room) => room.hold(net, ifindex, known).map_err(|(e, room)| {
                 // Cannot fail: it came from there.
                 let _ = vec::push_reserved(&mut self.rooms, room);
                 e
             })?,
-            None => net.device(ifindex)?,
+            None => net.device(ifindex, known)?,
         };
-        let stamp = self.stamp(dev.info())?;
+        let stamp = match known_stamp {
+            // Its state as seen (`state_of` found it up, else read it).
+            Some(stamp) if dev.info().up => stamp,
+            _ => self.stamp(seen, dev.info(), events)?,
+        };
         // Neither can fail: room was reserved.
         vec::push_reserved(&mut self.devs, dev)?;
         vec::push_reserved(&mut self.stamps, stamp)?;
         Ok(((self.devs.len() - 1) as u32, stamp))
     }
 
-    /// The stamp of a device in state `info`.
-    fn stamp(&mut self, info: &MdwDevInfo) -> Result<u64> {
-        let at = self
-            .seen
-            .iter()
-            .position(|(s, _)| s.ifindex == info.ifindex);
-        if let Some((seen, stamp)) = at.and_then(|i| self.seen.get_mut(i)) {
-            if seen != info {
+    /// The stamp of a device in state `info`, read at device event count
+    /// `events`; `at`: where the device's last state is in `seen`.
+    fn stamp(&mut self, at: Option<usize>, info: &MdwDevInfo, events: u64) -> Result<u64> {
+        if let Some(seen) = at.and_then(|i| self.seen.get_mut(i)) {
+            if seen.info != *info {
                 self.last += 1;
-                *seen = *info;
-                *stamp = self.last;
+                seen.info = *info;
+                seen.stamp = self.last;
             }
-            return Ok(*stamp);
+            seen.events = events;
+            return Ok(seen.stamp);
         }
         if self.seen.len() >= SEEN_MAX {
             vec::clear(&mut self.seen);
         }
         self.last += 1;
-        self.seen.push((*info, self.last), GFP_KERNEL_ACCOUNT)?;
+        self.seen.push(
+            Seen {
+                info: *info,
+                stamp: self.last,
+                events,
+            },
+            GFP_KERNEL_ACCOUNT,
+        )?;
         Ok(self.last)
     }
 

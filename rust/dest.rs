@@ -130,7 +130,7 @@ impl Destination {
             return Err(EINVAL);
         }
 
-        let dev = net.device(req.ifindex)?;
+        let dev = net.device(req.ifindex, None)?;
         let info = *dev.info();
         if !info.ethernet {
             return Err(EINVAL);

@@ -126,6 +126,10 @@ extern "C" {
     pub(crate) fn mdw_dev_hold(d: *mut MdwDev, net: *mut bindings::net, ifindex: c_int) -> c_int;
     pub(crate) fn mdw_dev_unhold(d: *mut MdwDev);
     pub(crate) fn mdw_dev_info(d: *const MdwDev, info: *mut MdwDevInfo);
+    pub(crate) fn mdw_dev_events_init() -> c_int;
+    pub(crate) fn mdw_dev_events_exit();
+    pub(crate) fn mdw_dev_events() -> u64;
+    pub(crate) fn mdw_dev_up(d: *const MdwDev) -> bool;
     pub(crate) fn mdw_dev_probe(
         d: *const MdwDev,
         l: *const MdwLayout,

@@ -130,6 +130,55 @@ void mdw_dev_info(const struct mdw_dev *d, struct mdw_dev_info *info)
 	memcpy(info->mac, dev->dev_addr, ETH_ALEN);
 }
 
+/*
+ * Device events: every netdevice notifier event of any device (a change of
+ * state, features, MTU or address, a device going away or coming) moves
+ * the counter on. A file that read a device's state (mdw_dev_info()) when
+ * the counter was at some value knows it unchanged while the counter
+ * stays there, but for the carrier, which a notifier reports late (link
+ * watch): mdw_dev_up() reads that each time.
+ */
+static atomic64_t mdw_dev_event_count = ATOMIC64_INIT(1);
+
+static int mdw_dev_event(struct notifier_block *nb, unsigned long event,
+			 void *ptr)
+{
+	atomic64_inc(&mdw_dev_event_count);
+	return NOTIFY_DONE;
+}
+
+static struct notifier_block mdw_dev_notifier = {
+	.notifier_call = mdw_dev_event,
+};
+
+int mdw_dev_events_init(void)
+{
+	return register_netdevice_notifier(&mdw_dev_notifier);
+}
+
+void mdw_dev_events_exit(void)
+{
+	unregister_netdevice_notifier(&mdw_dev_notifier);
+}
+
+/*
+ * The event count now; a device's state read after this call is at least
+ * as new as the count (the notifier runs after the change it reports).
+ */
+u64 mdw_dev_events(void)
+{
+	u64 now = atomic64_read(&mdw_dev_event_count);
+
+	smp_rmb();
+	return now;
+}
+
+/* Whether @d's device is running with a carrier (mdw_dev_info()'s up). */
+bool mdw_dev_up(const struct mdw_dev *d)
+{
+	return netif_running(d->dev) && netif_carrier_ok(d->dev);
+}
+
 /* Packet taps (tcpdump, AF_PACKET) on @d or on every device. */
 bool mdw_dev_nit_active(const struct mdw_dev *d)
 {

@@ -92,6 +92,10 @@ struct mdw_dev *mdw_dev_get(struct net *net, int ifindex);
 void mdw_dev_put(struct mdw_dev *d);
 int mdw_dev_hold(struct mdw_dev *d, struct net *net, int ifindex);
 void mdw_dev_unhold(struct mdw_dev *d);
+int mdw_dev_events_init(void);
+void mdw_dev_events_exit(void);
+u64 mdw_dev_events(void);
+bool mdw_dev_up(const struct mdw_dev *d);
 void mdw_dev_info(const struct mdw_dev *d, struct mdw_dev_info *info);
 int mdw_dev_probe(const struct mdw_dev *d, const struct mdw_layout *l,
 		  const u8 *hdr, struct mdw_dev_caps *caps);

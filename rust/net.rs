@@ -36,15 +36,22 @@ impl NetNs {
         unsafe { ffi::mdw_file_capable_raw(file, self.0) }
     }
 
-    /// Looks up the device `ifindex` in this namespace and holds it.
-    pub(crate) fn device(&self, ifindex: i32) -> Result<NetDevice> {
+    /// Looks up the device `ifindex` in this namespace and holds it;
+    /// `known`: its state, if read since the last device event
+    /// ([`DevEvents::now`]).
+    pub(crate) fn device(
+        &self,
+        ifindex: i32,
+        known: Option<&ffi::MdwDevInfo>,
+    ) -> Result<NetDevice> {
         // SAFETY: `self.0` is a live reference.
         let ptr = unsafe { ffi::mdw_dev_get(self.0, ifindex) };
         let ptr = errno::from_err_ptr(ptr)?;
-        let mut info = ffi::MdwDevInfo::default();
-        // SAFETY: `ptr` is a held device; `info` is writable.
-        unsafe { ffi::mdw_dev_info(ptr, &mut info) };
-        Ok(NetDevice { ptr, info })
+        Ok(NetDevice {
+            ptr,
+            // SAFETY: `ptr` is a held device.
+            info: unsafe { state_of(ptr, known) },
+        })
     }
 }
 
@@ -78,6 +85,7 @@ impl DevRoom {
         self,
         net: &NetNs,
         ifindex: i32,
+        known: Option<&ffi::MdwDevInfo>,
     ) -> core::result::Result<NetDevice, (Error, Self)> {
         // SAFETY: `self.0` came from `mdw_dev_get` and holds no device
         // (`NetDevice::into_room`); `net.0` is a live reference.
@@ -85,10 +93,58 @@ impl DevRoom {
             return Err((e, self));
         }
         let this = core::mem::ManuallyDrop::new(self);
-        let mut info = ffi::MdwDevInfo::default();
-        // SAFETY: `this.0` holds a device now; `info` is writable.
-        unsafe { ffi::mdw_dev_info(this.0, &mut info) };
-        Ok(NetDevice { ptr: this.0, info })
+        Ok(NetDevice {
+            ptr: this.0,
+            // SAFETY: `this.0` holds a device now.
+            info: unsafe { state_of(this.0, known) },
+        })
+    }
+}
+
+/// The state of the device `d` holds: `known` when given and the device
+/// is up (the carrier, which device events report late, read now), else
+/// read.
+///
+/// # Safety
+///
+/// `d` must hold a device.
+unsafe fn state_of(d: *mut ffi::MdwDev, known: Option<&ffi::MdwDevInfo>) -> ffi::MdwDevInfo {
+    if let Some(known) = known {
+        // SAFETY: `d` holds a device, per the function's contract.
+        if known.up && unsafe { ffi::mdw_dev_up(d) } {
+            return *known;
+        }
+    }
+    let mut info = ffi::MdwDevInfo::default();
+    // SAFETY: `d` holds a device; `info` is writable.
+    unsafe { ffi::mdw_dev_info(d, &mut info) };
+    info
+}
+
+/// The module's count of device events (a netdevice notifier): whatever
+/// a file read of a device's state stays true while the count does not
+/// move, but for the carrier.
+pub(crate) struct DevEvents(());
+
+impl DevEvents {
+    /// Registers the notifier (module load).
+    pub(crate) fn new() -> Result<Self> {
+        // SAFETY: called once, at load; undone by `Drop`.
+        to_result(unsafe { ffi::mdw_dev_events_init() })?;
+        Ok(Self(()))
+    }
+
+    /// The count now. A device state read after this is at least as new.
+    pub(crate) fn now() -> u64 {
+        // SAFETY: reads an atomic counter; callable from any context.
+        unsafe { ffi::mdw_dev_events() }
+    }
+}
+
+impl Drop for DevEvents {
+    fn drop(&mut self) {
+        // SAFETY: `new` registered the notifier; unregistered once, here.
+        unsafe { ffi::mdw_dev_events_exit() };
     }
 }
 

@@ -85,6 +85,7 @@ struct MdwModule {
     _misc: miscdev::Registration,
     _async: completion::Runtime,
     _faults: pacer::PaceFaults,
+    _events: net::DevEvents,
 }
 
 impl kernel::Module for MdwModule {
@@ -92,6 +93,7 @@ impl kernel::Module for MdwModule {
         ffi::check_layouts()?;
         let faults = pacer::PaceFaults::new();
         let runtime = completion::Runtime::new()?;
+        let events = net::DevEvents::new()?;
         // Registration makes the device visible, so it comes last.
         let misc = miscdev::Registration::new()?;
         pr_info!("ABI version {} ready\n", abi::MDW_ABI_VERSION);
@@ -99,6 +101,7 @@ impl kernel::Module for MdwModule {
             _misc: misc,
             _async: runtime,
             _faults: faults,
+            _events: events,
         })
     }
 }
