@@ -103,13 +103,17 @@ void mdw_dev_put(struct mdw_dev *d)
  * Drivers audited to leave a shared skb alone (Documentation/design.rst,
  * "Which devices recycle"): they neither write the skb's head or data
  * nor clone, expand, linearize or pad it. IFF_TX_SKB_SHARING proves
- * nothing (ether_setup() sets it on every Ethernet device).
+ * nothing (ether_setup() sets it on every Ethernet device). mdw_capture
+ * is the selftests' capture NIC (tests/capture/mdw_capture.c), which only
+ * reads the packets it is given.
  */
 static bool mdw_driver_audited(const struct net_device *dev)
 {
 	const struct device *parent = dev->dev.parent;
+	const struct rtnl_link_ops *ops = dev->rtnl_link_ops;
 
-	if (dev->rtnl_link_ops && !strcmp(dev->rtnl_link_ops->kind, "dummy"))
+	if (ops && (!strcmp(ops->kind, "dummy") ||
+		    !strcmp(ops->kind, "mdw_capture")))
 		return true;
 	return parent && parent->driver &&
 	       !strcmp(parent->driver->name, "virtio_net");

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0
 #
-# Build mdwrite.ko (and the runner's canary module) for a cached test kernel.
+# Build mdwrite.ko (and the runner's canary and the selftests' capture NIC
+# modules) for a cached test kernel.
 #
 #   scripts/build-module.sh release|debug
 #
 # Builds in a copy under the cache, one per kernel, so the two flavours never
 # share objects and the work tree stays clean. Prints the build directory:
-# mdwrite.ko is in it, mdw_canary.ko in its canary/ subdirectory. Any compiler
+# mdwrite.ko is in it, mdw_canary.ko in its canary/ subdirectory,
+# mdw_capture.ko in capture/. Any compiler
 # warning fails the build.
 #
 # MDW_KRUSTFLAGS adds rustc flags (a directory of its own): with
@@ -25,11 +27,12 @@ llvm=$(sed -n 's/^LLVM=//p' "$kdir/mdwrite-build.env")
 out=$MDW_CACHE/build/$(basename "$kdir")-$(printf %s "$MDW_ROOT" | sha256sum | cut -c1-8)
 [ -z "${MDW_KRUSTFLAGS:-}" ] || out+=-$(printf %s "$MDW_KRUSTFLAGS" | sha256sum | cut -c1-8)
 
-mkdir -p "$out/canary"
-rsync -a --delete --exclude canary "$MDW_ROOT/Kbuild" "$MDW_ROOT/rust" "$MDW_ROOT/uapi" "$out/"
+mkdir -p "$out/canary" "$out/capture"
+rsync -a --delete --exclude canary --exclude capture "$MDW_ROOT/Kbuild" "$MDW_ROOT/rust" "$MDW_ROOT/uapi" "$out/"
 rsync -a --delete "$MDW_ROOT/tests/canary/" "$out/canary/"
+rsync -a --delete "$MDW_ROOT/tests/capture/" "$out/capture/"
 
-for dir in "$out" "$out/canary"; do
+for dir in "$out" "$out/canary" "$out/capture"; do
 	log="$dir/build.log"
 	if ! make -C "$kdir" M="$dir" RUSTC="$KRUSTC" ${llvm:+LLVM=$llvm} \
 		${MDW_KRUSTFLAGS:+KRUSTFLAGS="$MDW_KRUSTFLAGS"} modules >"$log" 2>&1; then

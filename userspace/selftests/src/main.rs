@@ -12,6 +12,7 @@
 
 mod abi;
 mod async_buf;
+mod capture;
 mod errors;
 mod fanout;
 mod faults;
@@ -77,6 +78,7 @@ const TESTS: &[Test] = &[
     ("tx_nosg_linear", safety::tx_nosg_linear),
     ("tx_vlan_like_stack", safety::tx_vlan_like_stack),
     ("tap_sees_recycled", safety::tap_sees_recycled),
+    ("capture_recycled_bytes", capture::capture_recycled_bytes),
     ("entry_size_bounded", safety::entry_size_bounded),
     ("sync_call_killable", safety::sync_call_killable),
     ("pin_fault_names_entry", safety::pin_fault_names_entry),

@@ -325,7 +325,13 @@ pub(crate) fn spawn_in<T: Send + 'static>(
 /// Creates dummy device `dev` in namespace `ns`, up when `up` (a dummy
 /// device drops what it is given); returns its ifindex.
 pub(crate) fn add_dummy(ns: &str, dev: &str, up: bool) -> Result<u32, String> {
-    let mut cmds = vec![format!("link add {dev} type dummy")];
+    add_link(ns, dev, "dummy", up)
+}
+
+/// Creates device `dev` of rtnl kind `kind` in namespace `ns`, up when
+/// `up`; returns its ifindex.
+pub(crate) fn add_link(ns: &str, dev: &str, kind: &str, up: bool) -> Result<u32, String> {
+    let mut cmds = vec![format!("link add {dev} type {kind}")];
     if up {
         cmds.push(format!("link set {dev} up"));
     }

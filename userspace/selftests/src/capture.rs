@@ -1,0 +1,363 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Recycled packets on the wire: the selftests' capture NIC
+//! (`tests/capture/mdw_capture.c`, rtnl kind `mdw_capture`) has
+//! scatter-gather and checksum offload, leaves the skbs it is given alone
+//! as dummy does (so the module recycles them) and keeps a copy of every
+//! frame, its partial checksum completed as hardware would. Dummy shows no
+//! bytes and a packet tap turns recycling off, so this is where the bytes
+//! of recycled skbs, rearmed headers and all, are checked.
+
+use std::{fs, io::Read};
+
+use mdwrite::{
+    uapi::{MdwEntry, MDW_ENTRY_RTP_TS},
+    DestConfig, DestId, Device, Rtp,
+};
+
+use crate::{
+    errors::entry,
+    fanout,
+    send::pattern,
+    topo::{self, run, Topology},
+    TestResult,
+};
+
+/// Destinations: the odd ones RTP.
+const DESTS: usize = 8;
+/// RTP header length.
+const RTP: usize = 12;
+/// UDP payload of a full-size packet at MTU 1500: plain, and with RTP.
+const FULL: usize = 1472;
+const FULL_RTP: usize = FULL - RTP;
+
+/// A capture module parameter (`/sys/module/mdw_capture/parameters`).
+fn param(name: &str) -> Result<u64, String> {
+    let path = format!("/sys/module/mdw_capture/parameters/{name}");
+    let text = fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
+    text.trim()
+        .parse()
+        .map_err(|e| format!("{path}: {text:?}: {e}"))
+}
+
+/// Holds each skb `ms` milliseconds before the capture NIC frees it.
+fn set_late(ms: u32) -> TestResult {
+    let path = "/sys/module/mdw_capture/parameters/late_ms";
+    fs::write(path, ms.to_string()).map_err(|e| format!("{path}: {e}"))
+}
+
+/// Every frame captured since the last drain, oldest first.
+fn drain() -> Result<Vec<Vec<u8>>, String> {
+    let mut f = fs::File::open("/dev/mdw_capture").map_err(|e| format!("/dev/mdw_capture: {e}"))?;
+    let mut frames = Vec::new();
+    let mut buf = vec![0u8; 9216];
+    loop {
+        let n = f
+            .read(&mut buf)
+            .map_err(|e| format!("read /dev/mdw_capture: {e}"))?;
+        if n == 0 {
+            return Ok(frames);
+        }
+        frames.push(buf[..n].to_vec());
+    }
+}
+
+/// The one's complement sum of `data` as big-endian 16-bit words.
+fn sum16(data: &[u8], mut sum: u32) -> u32 {
+    let mut words = data.chunks_exact(2);
+    for w in &mut words {
+        sum += u32::from(u16::from_be_bytes([w[0], w[1]]));
+    }
+    if let [last] = words.remainder() {
+        sum += u32::from(*last) << 8;
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    sum
+}
+
+/// One UDP datagram of a captured frame, its headers checked: an untagged
+/// IPv4 frame to 02:00:00:00:00:01 with a valid header checksum and total
+/// length, a UDP length matching, a non-zero UDP checksum that verifies.
+/// Returns the destination port and the UDP payload.
+fn datagram(frame: &[u8]) -> Result<(u16, &[u8]), String> {
+    let bad = |why: &str| format!("a frame of {} bytes: {why}", frame.len());
+    if frame.len() < 42 || frame[..6] != [2, 0, 0, 0, 0, 1] || frame[12..14] != [8, 0] {
+        return Err(bad("not an IPv4 frame to 02:00:00:00:00:01"));
+    }
+    let ip = &frame[14..];
+    if ip[0] != 0x45 || ip[9] != 17 {
+        return Err(bad("not IPv4 without options carrying UDP"));
+    }
+    if sum16(&ip[..20], 0) != 0xffff {
+        return Err(bad("bad IPv4 header checksum"));
+    }
+    let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
+    if total != ip.len() {
+        return Err(bad(&format!(
+            "IPv4 total length {total}, frame has {}",
+            ip.len()
+        )));
+    }
+    let udp = &ip[20..];
+    let udp_len = usize::from(u16::from_be_bytes([udp[4], udp[5]]));
+    if udp_len != udp.len() {
+        return Err(bad(&format!(
+            "UDP length {udp_len}, datagram has {}",
+            udp.len()
+        )));
+    }
+    if udp[6..8] == [0, 0] {
+        return Err(bad("UDP checksum 0 (the destinations ask for one)"));
+    }
+    // Pseudo-header: addresses, protocol, UDP length.
+    let mut pseudo = ip[12..20].to_vec();
+    pseudo.extend_from_slice(&[0, 17]);
+    pseudo.extend_from_slice(&(udp_len as u16).to_be_bytes());
+    if sum16(udp, sum16(&pseudo, 0)) != 0xffff {
+        return Err(bad("bad UDP checksum"));
+    }
+    Ok((u16::from_be_bytes([udp[2], udp[3]]), &udp[8..]))
+}
+
+/// What the destinations got so far, per destination: payload bytes,
+/// datagrams, the last RTP sequence number.
+struct Streams {
+    bytes: Vec<Vec<u8>>,
+    datagrams: Vec<usize>,
+    seq: Vec<Option<u16>>,
+    /// RTP timestamps of the datagrams of destination 1.
+    ts1: Vec<u32>,
+}
+
+impl Streams {
+    fn new() -> Self {
+        Self {
+            bytes: vec![Vec::new(); DESTS],
+            datagrams: vec![0; DESTS],
+            seq: vec![None; DESTS],
+            ts1: Vec::new(),
+        }
+    }
+
+    /// Takes in the frames of a phase; RTP sequence numbers must go on by
+    /// one per datagram across phases.
+    fn add(&mut self, frames: &[Vec<u8>], what: &str) -> TestResult {
+        for f in frames {
+            let (port, payload) = datagram(f).map_err(|e| format!("{what}: {e}"))?;
+            let k = usize::from(port.wrapping_sub(5000));
+            if k >= DESTS {
+                return Err(format!("{what}: a datagram to port {port}"));
+            }
+            let mut data = payload;
+            if k % 2 == 1 {
+                let rtp = payload
+                    .get(..RTP)
+                    .ok_or(format!("{what}: short RTP datagram"))?;
+                let seq = u16::from_be_bytes([rtp[2], rtp[3]]);
+                if let Some(before) = self.seq[k] {
+                    if seq != before.wrapping_add(1) {
+                        return Err(format!(
+                            "{what}: destination {k}: RTP sequence {seq} after {before}"
+                        ));
+                    }
+                }
+                self.seq[k] = Some(seq);
+                if k == 1 {
+                    self.ts1
+                        .push(u32::from_be_bytes([rtp[4], rtp[5], rtp[6], rtp[7]]));
+                }
+                data = &payload[RTP..];
+            }
+            self.bytes[k].extend_from_slice(data);
+            self.datagrams[k] += 1;
+        }
+        Ok(())
+    }
+}
+
+/// Destination `k` on the capture NIC `ifindex`: 10.98.0.1:4000 to
+/// 10.98.0.2:(5000+k), RTP when `k` is odd.
+fn dest(ifindex: u32, k: usize) -> DestConfig {
+    let mut c = topo::dummy_config(ifindex);
+    c.to.set_port(5000 + k as u16);
+    if k % 2 == 1 {
+        c.rtp = Some(Rtp::new(0x6000 + k as u32, 96).with_ts_increment(90));
+    }
+    c
+}
+
+/// The capture module, loaded for a test and unloaded after it.
+struct Module;
+
+impl Module {
+    fn load() -> Result<Self, String> {
+        let dir = std::env::var("MDW_MODDIR").map_err(|_| "MDW_MODDIR is not set")?;
+        run(&["insmod", &format!("{dir}/capture/mdw_capture.ko")])?;
+        Ok(Self)
+    }
+}
+
+impl Drop for Module {
+    fn drop(&mut self) {
+        let _ = run(&["rmmod", "mdw_capture"]);
+    }
+}
+
+/// Recycled skbs carry the right bytes to a NIC with offloads. Calls of 8
+/// destinations (the odd ones RTP) on the capture NIC, each phase's data
+/// from new memory: one full-size packet per destination (four calls: from
+/// the second on every packet goes in a recycled skb, rearmed and its
+/// header patched), three packets each with an entry straddling pages and
+/// a short last packet, then the same with checksum offload turned off
+/// (the destinations' kept skbs must go: their checksum mode is the
+/// device's no longer) and on again, and with the NIC completing its TX
+/// 20 ms late (kept skbs still busy at the next call). Every frame has
+/// valid IPv4 and UDP checksums and lengths; every destination gets its
+/// bytes in order, one datagram per packet, RTP sequence numbers one
+/// apart, destination 1 each call's `MDW_ENTRY_RTP_TS`; the NIC saw
+/// recycled (shared) skbs and no skb its features do not cover.
+pub(crate) fn capture_recycled_bytes() -> TestResult {
+    let module = Module::load()?;
+    let topo = Topology::new(0)?;
+    let ifindex = topo::add_link(&topo.sender, "c0", "mdw_capture", true)?;
+    topo::enter(&topo.sender)?;
+    let dev = Device::open().map_err(|e| format!("open: {e}"))?;
+    let ids: Vec<DestId> = (0..DESTS)
+        .map(|k| dev.add_destination(&dest(ifindex, k)))
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("DEST_ADD: {e}"))?;
+    drain()?;
+    let shared0 = param("shared")?;
+    let mut got = Streams::new();
+    let mut want: Vec<Vec<u8>> = vec![Vec::new(); DESTS];
+    let mut want_ts1 = Vec::new();
+    let mut seed = 0u32;
+    let mut ts = 1000u32;
+
+    // One call: destination k gets `len(k)` bytes, destination 1 a new
+    // timestamp. Returns after the NIC released every packet.
+    let mut call = |len: &dyn Fn(usize) -> usize, what: &str| -> TestResult {
+        seed += 1;
+        ts += 5000;
+        let datas: Vec<Vec<u8>> = (0..DESTS)
+            .map(|k| pattern(len(k), seed * 16 + k as u32))
+            .collect();
+        let mut entries: Vec<MdwEntry> = ids
+            .iter()
+            .zip(&datas)
+            .map(|(&id, d)| entry(id, d))
+            .collect();
+        entries[1].flags |= MDW_ENTRY_RTP_TS;
+        entries[1].rtp_timestamp = ts;
+        let (_, bytes) = fanout::send(&dev, &entries).map_err(|e| format!("{what}: {e}"))?;
+        let total: usize = datas.iter().map(Vec::len).sum();
+        if bytes != total as u64 {
+            return Err(format!("{what}: sent {bytes} of {total} bytes"));
+        }
+        let packets = len(1).div_ceil(FULL_RTP);
+        for p in 0..packets {
+            want_ts1.push(ts.wrapping_add(90 * p as u32));
+        }
+        for (w, d) in want.iter_mut().zip(datas) {
+            w.extend_from_slice(&d);
+        }
+        Ok(())
+    };
+    let full = |k: usize| if k % 2 == 1 { FULL_RTP } else { FULL };
+    let three = |k: usize| 2 * full(k) + 100 + 37 * k;
+
+    let phase = |name: &str, got: &mut Streams| -> TestResult { got.add(&drain()?, name) };
+    for c in 0..4 {
+        call(&full, &format!("one packet each, call {}", c + 1))?;
+    }
+    phase("one packet each", &mut got)?;
+    let recycled = param("shared")? - shared0;
+    if recycled < 3 * DESTS as u64 {
+        return Err(format!(
+            "the NIC got {recycled} recycled skbs in four calls of one packet per destination, want at least {} (calls 2 to 4)",
+            3 * DESTS
+        ));
+    }
+    for c in 0..3 {
+        call(&three, &format!("three packets each, call {}", c + 1))?;
+    }
+    phase("three packets each", &mut got)?;
+
+    let offload = |on: &str| {
+        run(&[
+            "ip",
+            "netns",
+            "exec",
+            &topo.sender,
+            "ethtool",
+            "-K",
+            "c0",
+            "tx",
+            on,
+        ])
+        .map(|_| ())
+    };
+    offload("off")?;
+    for c in 0..3 {
+        call(&full, &format!("checksum offload off, call {}", c + 1))?;
+    }
+    call(&three, "checksum offload off, three packets")?;
+    phase("checksum offload off", &mut got)?;
+    offload("on")?;
+    for c in 0..3 {
+        call(&full, &format!("checksum offload on again, call {}", c + 1))?;
+    }
+    phase("checksum offload on again", &mut got)?;
+
+    set_late(20)?;
+    let late = (|| {
+        for c in 0..3 {
+            call(&full, &format!("late TX completion, call {}", c + 1))?;
+        }
+        call(&three, "late TX completion, three packets")
+    })();
+    set_late(0)?;
+    late?;
+    phase("late TX completion", &mut got)?;
+
+    for (k, (got, want)) in got.bytes.iter().zip(&want).enumerate() {
+        if got != want {
+            let at = got
+                .iter()
+                .zip(want)
+                .position(|(a, b)| a != b)
+                .unwrap_or(got.len().min(want.len()));
+            return Err(format!(
+                "destination {k}: got {} bytes, want {}; first difference at {at}",
+                got.len(),
+                want.len()
+            ));
+        }
+    }
+    // 13 calls of one packet, 5 of three, per destination.
+    let datagrams = 13 + 5 * 3;
+    if let Some(k) = (0..DESTS).find(|&k| got.datagrams[k] != datagrams) {
+        return Err(format!(
+            "destination {k}: {} datagrams, want {datagrams}",
+            got.datagrams[k]
+        ));
+    }
+    if got.ts1 != want_ts1 {
+        return Err(format!(
+            "destination 1: RTP timestamps {:?}, want {:?}",
+            got.ts1, want_ts1
+        ));
+    }
+    for name in ["violations", "dropped"] {
+        let n = param(name)?;
+        if n != 0 {
+            return Err(format!("the capture NIC counted {n} {name}"));
+        }
+    }
+    drop(dev);
+    drop(topo);
+    drop(module);
+    Ok(())
+}
