@@ -210,7 +210,8 @@ impl Drop for Module {
 /// from new memory: one full-size packet per destination (four calls: from
 /// the second on every packet goes in a recycled skb, rearmed and its
 /// header patched), three packets each with an entry straddling pages and
-/// a short last packet, then the same with checksum offload turned off
+/// a short last packet, each destination's packets from one payload
+/// (`MDW_ENTRY_SAME`), then the same with checksum offload turned off
 /// (the destinations' kept skbs must go: their checksum mode is the
 /// device's no longer) and on again, and with the NIC completing its TX
 /// 20 ms late (kept skbs still busy at the next call). Every frame has
@@ -237,31 +238,55 @@ pub(crate) fn capture_recycled_bytes() -> TestResult {
     let mut ts = 1000u32;
 
     // One call: destination k gets `len(k)` bytes, destination 1 a new
-    // timestamp. Returns after the NIC released every packet.
-    let mut call = |len: &dyn Fn(usize) -> usize, what: &str| -> TestResult {
+    // timestamp; with `fan`, the even destinations get destination 0's
+    // data and the odd ones destination 1's (two fan-outs,
+    // `MDW_ENTRY_SAME`), destination 1's timestamps going on. Returns after
+    // the NIC released every packet.
+    let mut call = |len: &dyn Fn(usize) -> usize, fan: bool, what: &str| -> TestResult {
         seed += 1;
         ts += 5000;
         let datas: Vec<Vec<u8>> = (0..DESTS)
-            .map(|k| pattern(len(k), seed * 16 + k as u32))
+            .map(|k| match (fan, k) {
+                (true, 2..) => Vec::new(),
+                _ => pattern(len(k), seed * 16 + k as u32),
+            })
             .collect();
-        let mut entries: Vec<MdwEntry> = ids
-            .iter()
-            .zip(&datas)
-            .map(|(&id, d)| entry(id, d))
-            .collect();
-        entries[1].flags |= MDW_ENTRY_RTP_TS;
-        entries[1].rtp_timestamp = ts;
+        let entries: Vec<MdwEntry> = match fan {
+            false => {
+                let mut e: Vec<MdwEntry> = ids
+                    .iter()
+                    .zip(&datas)
+                    .map(|(&id, d)| entry(id, d))
+                    .collect();
+                e[1].flags |= MDW_ENTRY_RTP_TS;
+                e[1].rtp_timestamp = ts;
+                e
+            }
+            true => [0, 1]
+                .iter()
+                .flat_map(|&first| {
+                    let head = entry(ids[first], &datas[first]);
+                    std::iter::once(head)
+                        .chain((first + 2..DESTS).step_by(2).map(|k| fanout::same(ids[k])))
+                })
+                .collect(),
+        };
         let (_, bytes) = fanout::send(&dev, &entries).map_err(|e| format!("{what}: {e}"))?;
-        let total: usize = datas.iter().map(Vec::len).sum();
+        let from = |k: usize| if fan { k % 2 } else { k };
+        let total: usize = (0..DESTS).map(|k| datas[from(k)].len()).sum();
         if bytes != total as u64 {
             return Err(format!("{what}: sent {bytes} of {total} bytes"));
         }
         let packets = len(1).div_ceil(FULL_RTP);
+        let first_ts = match fan {
+            false => ts,
+            true => want_ts1.last().map_or(0, |&t: &u32| t.wrapping_add(90)),
+        };
         for p in 0..packets {
-            want_ts1.push(ts.wrapping_add(90 * p as u32));
+            want_ts1.push(first_ts.wrapping_add(90 * p as u32));
         }
-        for (w, d) in want.iter_mut().zip(datas) {
-            w.extend_from_slice(&d);
+        for (k, w) in want.iter_mut().enumerate() {
+            w.extend_from_slice(&datas[from(k)]);
         }
         Ok(())
     };
@@ -270,7 +295,7 @@ pub(crate) fn capture_recycled_bytes() -> TestResult {
 
     let phase = |name: &str, got: &mut Streams| -> TestResult { got.add(&drain()?, name) };
     for c in 0..4 {
-        call(&full, &format!("one packet each, call {}", c + 1))?;
+        call(&full, false, &format!("one packet each, call {}", c + 1))?;
     }
     phase("one packet each", &mut got)?;
     let recycled = param("shared")? - shared0;
@@ -281,9 +306,18 @@ pub(crate) fn capture_recycled_bytes() -> TestResult {
         ));
     }
     for c in 0..3 {
-        call(&three, &format!("three packets each, call {}", c + 1))?;
+        call(
+            &three,
+            false,
+            &format!("three packets each, call {}", c + 1),
+        )?;
     }
     phase("three packets each", &mut got)?;
+    for c in 0..3 {
+        call(&full, true, &format!("fan-out, call {}", c + 1))?;
+    }
+    call(&three, true, "fan-out, three packets")?;
+    phase("fan-out", &mut got)?;
 
     let offload = |on: &str| {
         run(&[
@@ -301,22 +335,30 @@ pub(crate) fn capture_recycled_bytes() -> TestResult {
     };
     offload("off")?;
     for c in 0..3 {
-        call(&full, &format!("checksum offload off, call {}", c + 1))?;
+        call(
+            &full,
+            false,
+            &format!("checksum offload off, call {}", c + 1),
+        )?;
     }
-    call(&three, "checksum offload off, three packets")?;
+    call(&three, false, "checksum offload off, three packets")?;
     phase("checksum offload off", &mut got)?;
     offload("on")?;
     for c in 0..3 {
-        call(&full, &format!("checksum offload on again, call {}", c + 1))?;
+        call(
+            &full,
+            false,
+            &format!("checksum offload on again, call {}", c + 1),
+        )?;
     }
     phase("checksum offload on again", &mut got)?;
 
     set_late(20)?;
     let late = (|| {
         for c in 0..3 {
-            call(&full, &format!("late TX completion, call {}", c + 1))?;
+            call(&full, false, &format!("late TX completion, call {}", c + 1))?;
         }
-        call(&three, "late TX completion, three packets")
+        call(&three, false, "late TX completion, three packets")
     })();
     set_late(0)?;
     late?;
@@ -336,8 +378,8 @@ pub(crate) fn capture_recycled_bytes() -> TestResult {
             ));
         }
     }
-    // 13 calls of one packet, 5 of three, per destination.
-    let datagrams = 13 + 5 * 3;
+    // 16 calls of one packet, 6 of three, per destination.
+    let datagrams = 16 + 6 * 3;
     if let Some(k) = (0..DESTS).find(|&k| got.datagrams[k] != datagrams) {
         return Err(format!(
             "destination {k}: {} datagrams, want {datagrams}",
