@@ -1809,14 +1809,14 @@ impl Located {
     /// goes to `runs`); returns the index of its first page there.
     #[inline(always)]
     fn place(&self, layout: &mut RunLayout, runs: &mut KVVec<Run>, index: u32) -> Result<usize> {
-        let placed = layout
-            .place(self.source, self.first_page, self.pages, index)
+        let page_base = layout
+            .place_base(self.source, self.first_page, self.pages, index)
             .map_err(|_| EINVAL)?;
-        if let Some(run) = placed.closed {
+        if let Some(run) = layout.take_closed() {
             runs.push(run, GFP_KERNEL_ACCOUNT)?;
         }
         // No truncation: a call's pages are bounded by its 1 GiB.
-        Ok(placed.page_base as usize)
+        Ok(page_base as usize)
     }
 }
 

@@ -60,6 +60,8 @@ pub struct RunLayout {
     total: u64,
     /// Of those, user pages (pinned by the call).
     pinned: u64,
+    /// The run the last [`RunLayout::place_base`] closed, until taken.
+    closed: Option<Run>,
 }
 
 /// Where [`RunLayout::place`] put an entry.
@@ -83,46 +85,74 @@ impl RunLayout {
         pages: u64,
         entry: u32,
     ) -> Result<Placed, RunError> {
+        let page_base = self.place_base(source, first, pages, entry)?;
+        Ok(Placed {
+            page_base,
+            closed: self.closed.take(),
+        })
+    }
+
+    /// [`RunLayout::place`] for a send path: returns where the entry's
+    /// first page is and leaves the run it closed, if any, for
+    /// [`RunLayout::take_closed`] (the small result stays in registers).
+    /// An error changes nothing.
+    #[inline]
+    pub fn place_base(
+        &mut self,
+        source: Source,
+        first: u64,
+        pages: u64,
+        entry: u32,
+    ) -> Result<u64, RunError> {
         if pages == 0 {
             return Err(RunError::NoPages);
         }
         let end = first.checked_add(pages).ok_or(RunError::Overflow)?;
+        let user = source == Source::User;
         if let Some(run) = self.open.as_mut() {
             let run_end = run.first.checked_add(run.pages).ok_or(RunError::Overflow)?;
             if run.source == source && first >= run.first && first <= run_end {
                 let grow = end.saturating_sub(run_end);
-                run.pages = run.pages.checked_add(grow).ok_or(RunError::Overflow)?;
-                self.total = self.total.checked_add(grow).ok_or(RunError::Overflow)?;
-                if source == Source::User {
-                    self.pinned = self.pinned.checked_add(grow).ok_or(RunError::Overflow)?;
-                }
+                let run_pages = run.pages.checked_add(grow).ok_or(RunError::Overflow)?;
+                let total = self.total.checked_add(grow).ok_or(RunError::Overflow)?;
+                let pinned = match user {
+                    true => self.pinned.checked_add(grow).ok_or(RunError::Overflow)?,
+                    false => self.pinned,
+                };
                 // No underflow: `first >= run.first`.
                 let offset = first.wrapping_sub(run.first);
                 let page_base = self
                     .open_base
                     .checked_add(offset)
                     .ok_or(RunError::Overflow)?;
-                return Ok(Placed {
-                    page_base,
-                    closed: None,
-                });
+                run.pages = run_pages;
+                self.total = total;
+                self.pinned = pinned;
+                return Ok(page_base);
             }
         }
-        let closed = self.open.replace(Run {
+        let total = self.total.checked_add(pages).ok_or(RunError::Overflow)?;
+        let pinned = match user {
+            true => self.pinned.checked_add(pages).ok_or(RunError::Overflow)?,
+            false => self.pinned,
+        };
+        self.closed = self.open.replace(Run {
             source,
             first,
             pages,
             entry,
         });
         self.open_base = self.total;
-        self.total = self.total.checked_add(pages).ok_or(RunError::Overflow)?;
-        if source == Source::User {
-            self.pinned = self.pinned.checked_add(pages).ok_or(RunError::Overflow)?;
-        }
-        Ok(Placed {
-            page_base: self.open_base,
-            closed,
-        })
+        self.total = total;
+        self.pinned = pinned;
+        Ok(self.open_base)
+    }
+
+    /// The run the last [`RunLayout::place_base`] closed by starting a new
+    /// one, for the caller to keep; `None` when it joined the open run.
+    #[inline(always)]
+    pub fn take_closed(&mut self) -> Option<Run> {
+        self.closed.take()
     }
 
     /// Ends the layout: the last run, if any entry was placed.

@@ -129,3 +129,38 @@ fn bad_input() {
     );
     assert_eq!(layout.finish(), None);
 }
+
+/// An error leaves the layout as it was: the open run, the counts, and no
+/// closed run to take.
+#[test]
+fn error_changes_nothing() {
+    let mut layout = RunLayout::default();
+    assert_eq!(layout.place_base(Source::User, 10, 2, 0), Ok(0));
+    assert_eq!(layout.take_closed(), None);
+    // A new run whose page count overflows the total.
+    assert_eq!(
+        layout.place_base(Source::Buffer(0), 0, u64::MAX, 1),
+        Err(RunError::Overflow)
+    );
+    assert_eq!(layout.take_closed(), None);
+    // Growing the open run past u64.
+    assert_eq!(
+        layout.place_base(Source::User, 11, u64::MAX - 11, 2),
+        Err(RunError::Overflow)
+    );
+    assert_eq!((layout.total_pages(), layout.pinned_pages()), (2, 2));
+    // The open run is still the first entry's: the next one joins it.
+    assert_eq!(layout.place_base(Source::User, 11, 2, 3), Ok(1));
+    assert_eq!(layout.take_closed(), None);
+    assert_eq!(layout.place_base(Source::Buffer(0), 0, 1, 4), Ok(3));
+    assert_eq!(
+        layout.take_closed(),
+        Some(Run {
+            source: Source::User,
+            first: 10,
+            pages: 3,
+            entry: 0,
+        })
+    );
+    assert_eq!((layout.total_pages(), layout.pinned_pages()), (4, 3));
+}
