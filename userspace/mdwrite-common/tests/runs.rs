@@ -135,32 +135,42 @@ fn bad_input() {
 #[test]
 fn error_changes_nothing() {
     let mut layout = RunLayout::default();
-    assert_eq!(layout.place_base(Source::User, 10, 2, 0), Ok(0));
+    let big = u64::MAX - 5;
+    assert_eq!(layout.place_base(Source::Buffer(0), 0, big, 0), Ok(0));
     assert_eq!(layout.take_closed(), None);
-    // A new run whose page count overflows the total.
-    assert_eq!(
-        layout.place_base(Source::Buffer(0), 0, u64::MAX, 1),
-        Err(RunError::Overflow)
-    );
-    assert_eq!(layout.take_closed(), None);
-    // Growing the open run past u64.
-    assert_eq!(
-        layout.place_base(Source::User, 11, u64::MAX - 11, 2),
-        Err(RunError::Overflow)
-    );
-    assert_eq!((layout.total_pages(), layout.pinned_pages()), (2, 2));
-    // The open run is still the first entry's: the next one joins it.
-    assert_eq!(layout.place_base(Source::User, 11, 2, 3), Ok(1));
-    assert_eq!(layout.take_closed(), None);
-    assert_eq!(layout.place_base(Source::Buffer(0), 0, 1, 4), Ok(3));
+    assert_eq!(layout.place_base(Source::User, 10, 2, 1), Ok(big));
     assert_eq!(
         layout.take_closed(),
+        Some(Run {
+            source: Source::Buffer(0),
+            first: 0,
+            pages: big,
+            entry: 0,
+        })
+    );
+    // Growing the open run past a u64 of pages in all.
+    assert_eq!(
+        layout.place_base(Source::User, 11, 10, 2),
+        Err(RunError::Overflow)
+    );
+    assert_eq!((layout.total_pages(), layout.pinned_pages()), (big + 2, 2));
+    // A new run past it: the open run is not closed.
+    assert_eq!(
+        layout.place_base(Source::Buffer(1), 0, 10, 3),
+        Err(RunError::Overflow)
+    );
+    assert_eq!(layout.take_closed(), None);
+    // The open run is still entry 1's: the next entry joins it.
+    assert_eq!(layout.place_base(Source::User, 11, 2, 4), Ok(big + 1));
+    assert_eq!(layout.take_closed(), None);
+    assert_eq!((layout.total_pages(), layout.pinned_pages()), (big + 3, 3));
+    assert_eq!(
+        layout.finish(),
         Some(Run {
             source: Source::User,
             first: 10,
             pages: 3,
-            entry: 0,
+            entry: 1,
         })
     );
-    assert_eq!((layout.total_pages(), layout.pinned_pages()), (4, 3));
 }
