@@ -334,6 +334,9 @@ struct Shape {
     /// or `MDW_ENTRY_PACE` (nor has any entry of a call shaped like it:
     /// their flags are the same).
     plain: bool,
+    /// No entry had `MDW_ENTRY_PACE` (some may be fan-outs'
+    /// `MDW_ENTRY_SAME`): revalidated by [`relocate`].
+    untimed: bool,
     /// Some entry sent from a registered buffer (`MDW_ENTRY_BUF`).
     buffers: bool,
     /// Plain, and every slot was one destination's one entry of one
@@ -355,6 +358,7 @@ impl Default for Shape {
             flags: 0,
             grouped: false,
             plain: false,
+            untimed: false,
             buffers: false,
             single: false,
             entries: KVVec::new(),
@@ -1868,11 +1872,19 @@ fn revalidate(
     }
     let mut layout = RunLayout::default();
     let mut own_timing = false;
-    if shape.plain {
+    if shape.untimed {
         let want = &shape.entries;
-        let relocated = match shape.buffers {
-            true => relocate::<true>(raw, want, entries, &mut layout, runs, (buffers, bufs)),
-            false => relocate::<false>(raw, want, entries, &mut layout, runs, (buffers, bufs)),
+        let to = (
+            &mut entries[..],
+            &mut layout,
+            &mut *runs,
+            (&mut *buffers, bufs),
+        );
+        let relocated = match (shape.buffers, shape.plain) {
+            (true, true) => relocate::<true, false>(raw, want, to),
+            (false, true) => relocate::<false, false>(raw, want, to),
+            (true, false) => relocate::<true, true>(raw, want, to),
+            (false, false) => relocate::<false, true>(raw, want, to),
         };
         if !relocated? {
             return Ok(None);
@@ -1972,6 +1984,7 @@ fn record_shape(arena: &mut CallArena, raw: &[MdwEntry], table: u64, flags: u32,
     shape.plain = raw
         .iter()
         .all(|e| e.flags & (MDW_ENTRY_SAME | MDW_ENTRY_PACE) == 0);
+    shape.untimed = raw.iter().all(|e| e.flags & MDW_ENTRY_PACE == 0);
     shape.buffers = raw.iter().any(|e| e.flags & MDW_ENTRY_BUF != 0);
     shape.single = shape.plain
         && grouped
@@ -1979,22 +1992,30 @@ fn record_shape(arena: &mut CallArena, raw: &[MdwEntry], table: u64, flags: u32,
         && remaining.iter().all(|&packets| packets == 1);
 }
 
-/// [`revalidate`]'s work per entry for a call whose entries all send their
-/// own data, untimed ([`Shape::plain`]): each entry compared with the last
-/// call's (`want`) and its pages placed in `layout`, with the checks of
-/// [`Located::of`] in its order (user memory written out, the usual case;
-/// a registered buffer's slice through it, compiled in with `BUFFERS`,
-/// when some entry was one: [`Shape::buffers`]). `Ok(false)` when an entry
-/// is not shaped like the last call's.
+/// [`revalidate`]'s work per entry for an untimed call
+/// ([`Shape::untimed`]): each entry compared with the last call's (`want`)
+/// and its pages placed in `layout`, with the checks of [`Located::of`] in
+/// its order (user memory written out, the usual case; a registered
+/// buffer's slice through it, compiled in with `BUFFERS`, when some entry
+/// was one: [`Shape::buffers`]); a fan-out's `MDW_ENTRY_SAME` entries
+/// given the data of the entry before, compiled in with `SAME` (else the
+/// shape is [`Shape::plain`]). `Ok(false)` when an entry is not shaped
+/// like the last call's, or its fields want [`validate`]'s verdict.
 #[inline(never)]
-fn relocate<const BUFFERS: bool>(
+#[allow(clippy::type_complexity)]
+fn relocate<const BUFFERS: bool, const SAME: bool>(
     raw: &[MdwEntry],
     want: &[EntryShape],
-    entries: &mut [Entry],
-    layout: &mut RunLayout,
-    runs: &mut KVVec<Run>,
-    (buffers, bufs): (&mut CallBuffers, &Mutex<BufTable>),
+    (entries, layout, runs, (buffers, bufs)): (
+        &mut [Entry],
+        &mut RunLayout,
+        &mut KVVec<Run>,
+        (&mut CallBuffers, &Mutex<BufTable>),
+    ),
 ) -> Result<bool, EntryError> {
+    // Where the data of the entry before is, for an `MDW_ENTRY_SAME` one:
+    // the offset in its first page and that page's index.
+    let mut before: Option<(u32, usize)> = None;
     let n = raw.len().min(entries.len()).min(want.len());
     for i in 0..n {
         let index = i as u32;
@@ -2007,6 +2028,21 @@ fn relocate<const BUFFERS: bool>(
         };
         if EntryShape::of(e) != *want {
             return Ok(false);
+        }
+        let rtp_ts = (e.flags & MDW_ENTRY_RTP_TS != 0).then_some(e.rtp_timestamp);
+        if SAME && e.flags & MDW_ENTRY_SAME != 0 {
+            // The data of the entry before (the fan-out's first).
+            let Some((offset, page_base)) = before else {
+                return Ok(false);
+            };
+            if e.addr != 0 || e.pace_offset != 0 || e.pace_gap != 0 {
+                return Ok(false);
+            }
+            entry.first_page_offset = offset;
+            entry.page_base = page_base;
+            entry.rtp_ts = rtp_ts;
+            entry.pace = None;
+            continue;
         }
         let located = if e.flags & MDW_ENTRY_BUF != 0 {
             if !BUFFERS {
@@ -2035,8 +2071,11 @@ fn relocate<const BUFFERS: bool>(
         let offset = located.offset;
         entry.page_base = located.place(layout, runs, index).map_err(at(index))?;
         entry.first_page_offset = offset;
-        entry.rtp_ts = (e.flags & MDW_ENTRY_RTP_TS != 0).then_some(e.rtp_timestamp);
+        entry.rtp_ts = rtp_ts;
         entry.pace = None;
+        if SAME {
+            before = Some((offset, entry.page_base));
+        }
     }
     Ok(true)
 }

@@ -129,6 +129,8 @@ struct Streams {
     seq: Vec<Option<u16>>,
     /// RTP timestamps of the datagrams of destination 1.
     ts1: Vec<u32>,
+    /// RTP timestamps of the datagrams of destination 3.
+    ts3: Vec<u32>,
 }
 
 impl Streams {
@@ -138,6 +140,7 @@ impl Streams {
             datagrams: vec![0; DESTS],
             seq: vec![None; DESTS],
             ts1: Vec::new(),
+            ts3: Vec::new(),
         }
     }
 
@@ -164,9 +167,11 @@ impl Streams {
                     }
                 }
                 self.seq[k] = Some(seq);
-                if k == 1 {
-                    self.ts1
-                        .push(u32::from_be_bytes([rtp[4], rtp[5], rtp[6], rtp[7]]));
+                let ts = u32::from_be_bytes([rtp[4], rtp[5], rtp[6], rtp[7]]);
+                match k {
+                    1 => self.ts1.push(ts),
+                    3 => self.ts3.push(ts),
+                    _ => {}
                 }
                 data = &payload[RTP..];
             }
@@ -217,7 +222,8 @@ impl Drop for Module {
 /// 20 ms late (kept skbs still busy at the next call). Every frame has
 /// valid IPv4 and UDP checksums and lengths; every destination gets its
 /// bytes in order, one datagram per packet, RTP sequence numbers one
-/// apart, destination 1 each call's `MDW_ENTRY_RTP_TS`; the NIC saw
+/// apart, destination 1 each call's `MDW_ENTRY_RTP_TS` and destination 3
+/// each fan-out's (set on its `MDW_ENTRY_SAME` entry); the NIC saw
 /// recycled (shared) skbs and no skb its features do not cover.
 pub(crate) fn capture_recycled_bytes() -> TestResult {
     let module = Module::load()?;
@@ -234,6 +240,9 @@ pub(crate) fn capture_recycled_bytes() -> TestResult {
     let mut got = Streams::new();
     let mut want: Vec<Vec<u8>> = vec![Vec::new(); DESTS];
     let mut want_ts1 = Vec::new();
+    // Per datagram of destination 3: the timestamp a fan-out's
+    // `MDW_ENTRY_SAME` entry set, else `None` (90 after the one before).
+    let mut want_ts3: Vec<Option<u32>> = Vec::new();
     let mut seed = 0u32;
     let mut ts = 1000u32;
 
@@ -269,8 +278,16 @@ pub(crate) fn capture_recycled_bytes() -> TestResult {
                     std::iter::once(head)
                         .chain((first + 2..DESTS).step_by(2).map(|k| fanout::same(ids[k])))
                 })
-                .collect(),
+                .collect::<Vec<_>>(),
         };
+        let mut entries = entries;
+        if fan {
+            // Destination 3's entry, a member of the odd fan-out: its own
+            // timestamp.
+            let e = &mut entries[DESTS / 2 + 1];
+            e.flags |= MDW_ENTRY_RTP_TS;
+            e.rtp_timestamp = ts.wrapping_add(7);
+        }
         let (_, bytes) = fanout::send(&dev, &entries).map_err(|e| format!("{what}: {e}"))?;
         let from = |k: usize| if fan { k % 2 } else { k };
         let total: usize = (0..DESTS).map(|k| datas[from(k)].len()).sum();
@@ -284,6 +301,10 @@ pub(crate) fn capture_recycled_bytes() -> TestResult {
         };
         for p in 0..packets {
             want_ts1.push(first_ts.wrapping_add(90 * p as u32));
+        }
+        let packets3 = datas[from(3)].len().div_ceil(FULL_RTP);
+        for p in 0..packets3 {
+            want_ts3.push((fan && p == 0).then_some(ts.wrapping_add(7)));
         }
         for (k, w) in want.iter_mut().enumerate() {
             w.extend_from_slice(&datas[from(k)]);
@@ -391,6 +412,25 @@ pub(crate) fn capture_recycled_bytes() -> TestResult {
             "destination 1: RTP timestamps {:?}, want {:?}",
             got.ts1, want_ts1
         ));
+    }
+    if got.ts3.len() != want_ts3.len() {
+        return Err(format!(
+            "destination 3: {} timestamps, want {}",
+            got.ts3.len(),
+            want_ts3.len()
+        ));
+    }
+    for (i, (&t, want)) in got.ts3.iter().zip(&want_ts3).enumerate() {
+        let want = match (want, i) {
+            (Some(w), _) => *w,
+            (None, 0) => continue,
+            (None, _) => got.ts3[i - 1].wrapping_add(90),
+        };
+        if t != want {
+            return Err(format!(
+                "destination 3, datagram {i}: RTP timestamp {t}, want {want}"
+            ));
+        }
     }
     for name in ["violations", "dropped"] {
         let n = param(name)?;
