@@ -29,6 +29,31 @@ const MAX_PAYLOAD: usize = 1500 - 20 - 8 - RTP;
 /// Receiver 5's smaller packets, from the third call on.
 const SMALL_PACKET: u16 = 1000;
 
+/// Sets the MTU of the sender's link of `topo`.
+fn set_mtu(topo: &Topology, mtu: &str) -> TestResult {
+    topo::run(&[
+        "ip",
+        "-n",
+        &topo.sender,
+        "link",
+        "set",
+        topo.sender_dev,
+        "mtu",
+        mtu,
+    ])
+    .map(|_| ())
+}
+
+/// What each receiver of `calls` (per call, per receiver its data) gets
+/// over all of them, and how many bytes that is.
+fn joined(calls: &[Vec<Vec<u8>>]) -> (Vec<Vec<u8>>, Vec<usize>) {
+    let want: Vec<Vec<u8>> = (0..RECEIVERS)
+        .map(|i| calls.iter().flat_map(|c| c[i].clone()).collect())
+        .collect();
+    let expect = want.iter().map(Vec::len).collect();
+    (want, expect)
+}
+
 /// A call of `entries` that sends them all (`what` names it in errors).
 fn send_ok(dev: &Device, entries: &[MdwEntry], what: &str) -> TestResult {
     fanout::send(dev, entries)
@@ -122,18 +147,7 @@ pub(crate) fn shape_reuse() -> TestResult {
     )?;
 
     // The device changes under the shape: its MTU below the packets.
-    let mtu = |m: &str| {
-        topo::run(&[
-            "ip",
-            "-n",
-            &topo.sender,
-            "link",
-            "set",
-            topo.sender_dev,
-            "mtu",
-            m,
-        ])
-    };
+    let mtu = |m: &str| set_mtu(&topo, m);
     mtu("1400")?;
     let emsgsize = fails(
         &shape(&calls[3], &ids, 4000),
@@ -213,10 +227,7 @@ pub(crate) fn shape_plain_reuse() -> TestResult {
                 .collect()
         })
         .collect();
-    let want: Vec<Vec<u8>> = (0..RECEIVERS)
-        .map(|i| calls.iter().flat_map(|c| c[i].clone()).collect())
-        .collect();
-    let expect: Vec<usize> = want.iter().map(Vec::len).collect();
+    let (want, expect) = joined(&calls);
     let rx = start_receivers(&topo, false, &expect, 0)?;
     let mut buf = dev
         .register_buffer(1 << 20)
@@ -317,10 +328,7 @@ pub(crate) fn shape_single_reuse() -> TestResult {
                 .collect()
         })
         .collect();
-    let want: Vec<Vec<u8>> = (0..RECEIVERS)
-        .map(|i| calls.iter().flat_map(|c| c[i].clone()).collect())
-        .collect();
-    let expect: Vec<usize> = want.iter().map(Vec::len).collect();
+    let (want, expect) = joined(&calls);
     let rx = start_receivers(&topo, false, &expect, RTP)?;
 
     // Each call's data in memory of its own, two pages per receiver:
@@ -375,18 +383,7 @@ pub(crate) fn shape_single_reuse() -> TestResult {
     e[5].pace_gap = 1;
     fails(&e, libc::EINVAL, 5, "entry 5 with pace_gap, unpaced")?;
     send(&shape(2), "call 3")?;
-    let mtu = |m: &str| {
-        topo::run(&[
-            "ip",
-            "-n",
-            &topo.sender,
-            "link",
-            "set",
-            topo.sender_dev,
-            "mtu",
-            m,
-        ])
-    };
+    let mtu = |m: &str| set_mtu(&topo, m);
     mtu("1400")?;
     let emsgsize = fails(
         &shape(3),
