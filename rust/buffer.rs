@@ -14,8 +14,8 @@ use kernel::{bindings, page::PAGE_SHIFT, prelude::*, sync::Arc};
 use crate::{
     abi::{MDW_MAX_BUFS, MDW_MAX_BUF_BYTES},
     common::segment::pages_spanned,
-    completion::FileShared,
     pin::{MemlockCharge, PinKind, PinnedPages},
+    records::FileShared,
     stats::Stats,
     table::Table,
 };

@@ -29,16 +29,15 @@ use crate::{
     abi::{
         self, MdwBufReg, MdwBufUnreg, MdwDest, MdwDestDel, MdwEntry, MdwEventfd, MdwInfo,
         MdwWritev, MDW_FEAT_ASYNC, MDW_FEAT_BUF, MDW_FEAT_FANOUT, MDW_FEAT_IPV6, MDW_FEAT_PACE,
-        MDW_FEAT_RTP, MDW_FEAT_VLAN, MDW_FEAT_WRITEV, MDW_MAX_DESTS, MDW_WRITE_ASYNC,
-        MDW_WRITE_PACE, MDW_WRITE_QDISC,
+        MDW_FEAT_RTP, MDW_FEAT_VLAN, MDW_FEAT_WRITEV, MDW_WRITE_ASYNC, MDW_WRITE_PACE,
+        MDW_WRITE_QDISC,
     },
     buffer::{BufTable, RegisteredBuffer},
-    completion::{FileShared, PollTable},
-    dest::Destination,
+    dest::{DestTable, Destination},
     ioctl::{read_array_into, Command, UserStruct},
     net::NetNs,
     pacer::Pacer,
-    table::Table,
+    records::{FileShared, PollTable},
     writev::{self, CallArena},
 };
 
@@ -51,9 +50,6 @@ const FEATURES: u64 = MDW_FEAT_WRITEV
     | MDW_FEAT_ASYNC
     | MDW_FEAT_FANOUT
     | MDW_FEAT_PACE;
-
-/// The destinations of one file, by handle.
-pub(crate) type DestTable = Table<KBox<Destination>, { MDW_MAX_DESTS as usize }>;
 
 /// What the file's lock protects: its destinations and the arrays its
 /// calls work in (kept between calls: no allocation per call once they

@@ -7,14 +7,20 @@
 use kernel::prelude::*;
 
 use crate::{
-    abi::{MdwDest, MDW_DEST_IPV6, MDW_DEST_RTP, MDW_DEST_UDP_CSUM_ZERO, MDW_DEST_VLAN},
+    abi::{
+        MdwDest, MDW_DEST_IPV6, MDW_DEST_RTP, MDW_DEST_UDP_CSUM_ZERO, MDW_DEST_VLAN, MDW_MAX_DESTS,
+    },
     common::template::{
         DestSpec, FullSizePatch, IpAddrs, PacketState, RtpSpec, Template, TemplateError, UdpCsum,
     },
     errno, ffi,
     net::{NetDevice, NetNs},
     skb::SkbRing,
+    table::Table,
 };
+
+/// The destinations of one file, by handle.
+pub(crate) type DestTable = Table<KBox<Destination>, { MDW_MAX_DESTS as usize }>;
 
 /// `MDW_DEST_*` bits this module knows.
 const KNOWN_FLAGS: u32 = MDW_DEST_IPV6 | MDW_DEST_RTP | MDW_DEST_VLAN | MDW_DEST_UDP_CSUM_ZERO;

@@ -15,8 +15,8 @@ use kernel::{
 
 use crate::{
     client::{Access, Client},
-    completion::PollTable,
     net::NetNs,
+    records::PollTable,
 };
 
 /// `FMODE_WRITE` (`include/linux/fs.h`; bindgen cannot see its `__force`

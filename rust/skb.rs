@@ -8,12 +8,12 @@ use core::mem::MaybeUninit;
 use kernel::{alloc::KVec, bindings, prelude::*, types::ForeignOwnable};
 
 use crate::{
+    callpages::CallPages,
     common::recycle::{BufState, RingCursor, Step},
     completion::{AsyncCall, CallRelease},
     errno, ffi,
     net::NetDevice,
     pacer::Pacer,
-    pin::CallPages,
 };
 
 /// Most page fragments one packet may have (a 64 KiB payload across pages).

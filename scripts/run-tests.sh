@@ -45,6 +45,9 @@ check rustfmt cargo fmt --manifest-path "$ws" --all -- --check
 # The module's Rust, formatted as the kernel's `make rustfmtcheck` would
 # (rustfmt follows the crate root's modules, rust/common included).
 check kernel-rustfmt rustfmt --check --edition 2021 "$MDW_ROOT/rust/rust_mdwrite.rs"
+# The module's files import each other without a cycle (issue 13's
+# structure: each stage in the file that owns it).
+check module-imports python3 "$MDW_ROOT/scripts/check-imports.py" "$MDW_ROOT/rust"
 check clippy cargo clippy --manifest-path "$ws" --workspace --all-targets --release -- -D warnings
 
 # cargo test: count its own test results.
