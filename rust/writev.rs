@@ -52,7 +52,7 @@ use crate::{
     net::{yield_killable, NetDevice, NetNs},
     pacer::Pacer,
     pin::MemlockCharge,
-    records::FileShared,
+    records::{FileShared, Reservation},
     skb::{payload_sum, CallDone, PacketParts, SkbPool, TwoFrags, TxBatch, MAX_FRAGS},
     stats::Stats,
     vec,
@@ -623,8 +623,9 @@ const NO_FRAG: ffi::MdwFrag = ffi::MdwFrag {
     len: 0,
 };
 
-/// Sends the call's packets in the round-robin order `turns`, in batches
-/// per device. Stops at the first error, freeing what is still batched.
+/// Stage 5, the send: sends the call's packets in the round-robin order
+/// `turns`, in batches per device. Stops at the first error, freeing what
+/// is still batched.
 #[inline(never)]
 #[allow(clippy::too_many_arguments)]
 fn send_all<T: Timing>(
@@ -1358,7 +1359,11 @@ pub(crate) fn check_header(req: &MdwWritev) -> Result<u32> {
     Ok(req.quantum.max(1))
 }
 
-/// Runs one call over already copied entries, in the file's `arena`.
+/// Runs one call over already copied entries, in the file's `arena`, stage
+/// by stage: validation (or revalidation of a call shaped like the last
+/// one), grouping, the plan, what the call holds ([`CallHold`]),
+/// translation, the send, the rings kept and the end
+/// ([`CallHold::complete`]).
 /// Errors found before anything was sent come back as `Err`; an error
 /// after some packets left is in the `Outcome`. A synchronous call comes
 /// back with the wait for its completion, which the caller runs after
@@ -1448,29 +1453,7 @@ pub(crate) fn writev(
         false => Some(plan(slots, remaining, active, quantum)?),
     };
 
-    // An asynchronous call takes a completion slot (EAGAIN when the file's
-    // queue is full). Every call charges what it pins to RLIMIT_MEMLOCK as
-    // MSG_ZEROCOPY does: an asynchronous call keeps its pages past the
-    // system call, and so does a synchronous one whose caller is killed
-    // while its packets wait in a queue.
-    let reservation = if is_async {
-        Some(shared.completions.reserve().map_err(at(0))?)
-    } else {
-        None
-    };
-    let charge = match pages_needed.pinned > 0 {
-        true => MemlockCharge::new(pages_needed.pinned).map_err(at(0))?,
-        false => None,
-    };
-    let call = match is_async {
-        true => Some(KBox::<AsyncCall>::new_uninit(GFP_KERNEL_ACCOUNT).map_err(nomem)?),
-        false => None,
-    };
-    let sync_release = match (is_async, spare_release.take()) {
-        (false, Some(spare)) => Some(spare),
-        (false, None) => Some(KBox::new(None, GFP_KERNEL_ACCOUNT).map_err(nomem)?),
-        (true, _) => None,
-    };
+    let held = CallHold::take(shared, is_async, pages_needed.pinned, spare_release)?;
 
     let mut pages = CallPages::reuse(spare_pages.take(), pages_needed.total).map_err(nomem)?;
     translate(raw, runs, &buffers, &mut pages)?;
@@ -1485,7 +1468,7 @@ pub(crate) fn writev(
         None => CallDone::new().map_err(nomem)?,
     };
     let mut pool = SkbPool::new(!qdisc);
-    // From here to the end of `keep` below nothing returns early: the
+    // From here to `keep_rings` below nothing returns early: the
     // rings the send loop adopts (each destination's skbs from its last
     // call, header in place, at its slot's first turn) hold the call's
     // completion until kept.
@@ -1531,8 +1514,146 @@ pub(crate) fn writev(
             call_no,
         ),
     };
-    // Each destination keeps the skbs the device is done with for its next
-    // call and lets go of the others.
+    keep_rings(slots, order, entries, dests, &mut pool);
+    count(stats, &out);
+    held.complete(req, shared, out, done, pages)
+}
+
+/// Stage 3b, what a call holds besides its pages, taken before it pins or
+/// sends anything: an asynchronous call's completion slot (`EAGAIN` when
+/// the file's queue is full) and the box its state will go to, a
+/// synchronous call's release box (the file's spare one when it has it),
+/// and the `RLIMIT_MEMLOCK` charge of the pages the call pins itself.
+/// Every call is charged as `MSG_ZEROCOPY` charges: an asynchronous call
+/// keeps its pages past the system call, and so does a synchronous one
+/// whose caller is killed while its packets wait in a queue.
+struct CallHold<'a> {
+    reservation: Option<Reservation<'a>>,
+    charge: Option<MemlockCharge>,
+    call: Option<KBox<core::mem::MaybeUninit<AsyncCall>>>,
+    sync_release: Option<KBox<Option<CallRelease>>>,
+}
+
+impl<'a> CallHold<'a> {
+    /// Takes what a call that pins `pinned` pages holds (see
+    /// [`CallHold`]); `spare` is the file's spare release box.
+    #[inline(always)]
+    fn take(
+        shared: &'a FileShared,
+        is_async: bool,
+        pinned: usize,
+        spare: &mut Option<KBox<Option<CallRelease>>>,
+    ) -> Result<Self, EntryError> {
+        let reservation = match is_async {
+            true => Some(shared.completions.reserve().map_err(at(0))?),
+            false => None,
+        };
+        let charge = match pinned > 0 {
+            true => MemlockCharge::new(pinned).map_err(at(0))?,
+            false => None,
+        };
+        let call = match is_async {
+            true => Some(KBox::<AsyncCall>::new_uninit(GFP_KERNEL_ACCOUNT).map_err(nomem)?),
+            false => None,
+        };
+        let sync_release = match (is_async, spare.take()) {
+            (false, Some(spare)) => Some(spare),
+            (false, None) => Some(KBox::new(None, GFP_KERNEL_ACCOUNT).map_err(nomem)?),
+            (true, _) => None,
+        };
+        Ok(Self {
+            reservation,
+            charge,
+            call,
+            sync_release,
+        })
+    }
+
+    /// Stage 7, the end of a call that sent `out`: an asynchronous call
+    /// that sent something hands its pages, charge and record to `done`
+    /// (one completion, later); a synchronous one comes back with its wait
+    /// (run after the file's lock is dropped); an asynchronous one that
+    /// sent nothing is released at once. A call that stopped on an error
+    /// before sending anything returns the error, once nothing is in
+    /// flight.
+    #[inline(always)]
+    fn complete(
+        self,
+        req: &MdwWritev,
+        shared: &Arc<FileShared>,
+        out: Outcome,
+        done: CallDone,
+        pages: CallPages,
+    ) -> Result<(Outcome, Option<SyncWait>), EntryError> {
+        let release = CallRelease {
+            shared: shared.clone(),
+            pages,
+            charge: self.charge,
+        };
+        let wait = match (self.call, self.reservation, self.sync_release) {
+            (Some(call), Some(reservation), _) if out.packets > 0 => {
+                // One completion for the call, later: it owns the pages now.
+                let record = MdwCompletion {
+                    cookie: req.cookie,
+                    bytes: out.bytes,
+                    packets: out.packets,
+                    error: out.error.as_ref().map_or(0, |e| e.error.to_errno()),
+                    error_index: out.error.as_ref().map_or(0, |e| e.index),
+                };
+                reservation.commit();
+                let call = KBox::write(
+                    call,
+                    AsyncCall {
+                        shared: shared.clone(),
+                        record,
+                        pages: release.pages,
+                        charge: release.charge,
+                    },
+                );
+                done.finish_async(call);
+                None
+            }
+            (_, _, Some(mut sync_release)) => {
+                *sync_release = Some(release);
+                Some(SyncWait {
+                    done,
+                    release: sync_release,
+                })
+            }
+            _ => {
+                // An asynchronous call that queued nothing: nothing is in
+                // flight, so the wait is immediate; its reservation goes
+                // too.
+                drop(done);
+                release.release();
+                None
+            }
+        };
+        match out.error {
+            Some(e) if out.packets == 0 => {
+                // Nothing left: nothing can hold up the wait.
+                if let Some(wait) = wait {
+                    let _ = wait.wait();
+                }
+                Err(e)
+            }
+            _ => Ok((out, wait)),
+        }
+    }
+}
+
+/// Stage 6, after the send: each destination of the call keeps the skbs
+/// the device is done with for its next call and lets go of the others.
+/// (Out of line: inlined into `writev`, the call cost 2 more per packet
+/// at 64 x 1.)
+#[inline(never)]
+fn keep_rings(
+    slots: &[Slot],
+    order: &[u32],
+    entries: &[Entry],
+    dests: &mut DestTable,
+    pool: &mut SkbPool,
+) {
     for s in slots.iter() {
         if s.fanout {
             for e in fanout_entries(s, order, entries) {
@@ -1544,64 +1665,16 @@ pub(crate) fn writev(
             pool.keep(&mut d.ring);
         }
     }
+}
+
+/// Counts what a call sent in the file's statistics.
+#[inline(always)]
+fn count(stats: &Stats, out: &Outcome) {
     Stats::add(&stats.packets, out.packets);
     Stats::add(&stats.bytes_zerocopy, out.bytes - out.copied);
     Stats::add(&stats.bytes_copied, out.copied);
     if out.packets > 0 {
         Stats::add(&stats.calls, 1);
-    }
-    let release = CallRelease {
-        shared: shared.clone(),
-        pages,
-        charge,
-    };
-    let wait = match (call, reservation, sync_release) {
-        (Some(call), Some(reservation), _) if out.packets > 0 => {
-            // One completion for the call, later: it owns the pages now.
-            let record = MdwCompletion {
-                cookie: req.cookie,
-                bytes: out.bytes,
-                packets: out.packets,
-                error: out.error.as_ref().map_or(0, |e| e.error.to_errno()),
-                error_index: out.error.as_ref().map_or(0, |e| e.index),
-            };
-            reservation.commit();
-            let call = KBox::write(
-                call,
-                AsyncCall {
-                    shared: shared.clone(),
-                    record,
-                    pages: release.pages,
-                    charge: release.charge,
-                },
-            );
-            done.finish_async(call);
-            None
-        }
-        (_, _, Some(mut sync_release)) => {
-            *sync_release = Some(release);
-            Some(SyncWait {
-                done,
-                release: sync_release,
-            })
-        }
-        _ => {
-            // An asynchronous call that queued nothing: nothing is in
-            // flight, so the wait is immediate; its reservation goes too.
-            drop(done);
-            release.release();
-            None
-        }
-    };
-    match out.error {
-        Some(e) if out.packets == 0 => {
-            // Nothing left: nothing can hold up the wait.
-            if let Some(wait) = wait {
-                let _ = wait.wait();
-            }
-            Err(e)
-        }
-        _ => Ok((out, wait)),
     }
 }
 
