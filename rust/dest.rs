@@ -289,6 +289,8 @@ impl Destination {
         };
         layout.csum_partial = matches!(csum, CsumMode::Partial);
         let recycle = info.recycle_ok && caps.sg;
+        // The ring's skbs, all made from now on, have this layout.
+        self.ring.set_layout(&layout);
         Ok(Prepared {
             stamp,
             layout,

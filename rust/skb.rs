@@ -162,6 +162,15 @@ impl Default for SkbRing {
     }
 }
 
+impl SkbRing {
+    /// Gives the ring its destination's `layout`, the one every skb it
+    /// holds was made for: when the destination's state is worked out
+    /// again (`Destination::prepare_again`), which empties the ring first.
+    pub(crate) fn set_layout(&mut self, layout: &ffi::MdwLayout) {
+        self.rearm.layout = *layout;
+    }
+}
+
 impl Drop for SkbRing {
     fn drop(&mut self) {
         for &skb in self.skbs.iter() {
@@ -314,31 +323,25 @@ impl SkbPool {
         }
     }
 
-    /// Start of a call: readies `ring` for this call (`done`, on `dev`,
-    /// with the destination's `layout` and this call's checksum mode). Its
-    /// skbs kept from the destination's last call are tied to this call
-    /// one by one, when it first uses each (`mdw_skb_rearm`), so a call
-    /// pays only for those it uses. Every adopted ring must be handed to
-    /// [`SkbPool::keep`] before the call ends: its skbs hold the call's
+    /// Start of a call: readies `ring` for this call (`done`, on `dev`).
+    /// Its skbs kept from the destination's last call are tied to this
+    /// call one by one, when it first uses each (`mdw_skb_rearm`), so a
+    /// call pays only for those it uses. Every adopted ring must be handed
+    /// to [`SkbPool::keep`] before the call ends: its skbs hold the call's
     /// completion until then. A ring adopted already by this call (a
     /// destination in several slots of it) is left as it is.
+    ///
+    /// Only the call's part is written: the ring's layout is its
+    /// destination's ([`SkbRing::set_layout`], whenever that changes), and
+    /// its cursor is at the start (where [`SkbPool::keep`] left it at the
+    /// end of the ring's last call, or new).
     #[inline(always)]
-    pub(crate) fn adopt(
-        &mut self,
-        ring: &mut SkbRing,
-        dev: &NetDevice,
-        layout: &ffi::MdwLayout,
-        done: &CallDone,
-    ) {
+    pub(crate) fn adopt(&mut self, ring: &mut SkbRing, dev: &NetDevice, done: &CallDone) {
         if core::ptr::eq(ring.rearm.done, done.0) {
             return;
         }
-        ring.rearm = ffi::MdwRearm {
-            layout: *layout,
-            done: done.0,
-            dev: dev.as_ptr(),
-        };
-        ring.cursor = RingCursor::new();
+        ring.rearm.done = done.0;
+        ring.rearm.dev = dev.as_ptr();
     }
 
     /// End of a call: unties the skbs of `ring` that carried packets of

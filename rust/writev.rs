@@ -1254,7 +1254,7 @@ fn adopt(dest: &mut Destination, dev: Option<&NetDevice>, pool: &mut SkbPool, do
     ) = (dest, dev)
     {
         if p.recycle {
-            pool.adopt(ring, dev, &p.layout, done);
+            pool.adopt(ring, dev, done);
         }
     }
 }
