@@ -131,7 +131,9 @@ const CACHED_MAX: usize = 8;
 pub(crate) struct SkbRing {
     skbs: KVec<*mut bindings::sk_buff>,
     cursor: RingCursor,
-    /// `mdw_skb_rearm`'s arguments for this destination in this call.
+    /// `mdw_skb_rearm`'s arguments for this destination in this call:
+    /// the destination's layout ([`SkbRing::set_layout`]), the call's
+    /// completion and device ([`SkbPool::adopt`]).
     rearm: ffi::MdwRearm,
 }
 
@@ -291,7 +293,6 @@ impl SkbPool {
             cursor,
             rearm,
         } = ring;
-        rearm.layout = *parts.layout;
         rearm.done = done.0;
         rearm.dev = dev.as_ptr();
         match cursor.step(skbs.len(), grow, state) {
