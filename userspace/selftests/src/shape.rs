@@ -147,15 +147,14 @@ pub(crate) fn shape_reuse() -> TestResult {
     )?;
 
     // The device changes under the shape: its MTU below the packets.
-    let mtu = |m: &str| set_mtu(&topo, m);
-    mtu("1400")?;
+    set_mtu(&topo, "1400")?;
     let emsgsize = fails(
         &shape(&calls[3], &ids, 4000),
         libc::EMSGSIZE,
         0,
         "a call of the shape with the MTU at 1400",
     );
-    mtu("1500")?;
+    set_mtu(&topo, "1500")?;
     emsgsize?;
 
     // Its memory fails: unmapped (found when pinning, after a validation
@@ -383,15 +382,14 @@ pub(crate) fn shape_single_reuse() -> TestResult {
     e[5].pace_gap = 1;
     fails(&e, libc::EINVAL, 5, "entry 5 with pace_gap, unpaced")?;
     send(&shape(2), "call 3")?;
-    let mtu = |m: &str| set_mtu(&topo, m);
-    mtu("1400")?;
+    set_mtu(&topo, "1400")?;
     let emsgsize = fails(
         &shape(3),
         libc::EMSGSIZE,
         0,
         "a call of the shape with the MTU at 1400",
     );
-    mtu("1500")?;
+    set_mtu(&topo, "1500")?;
     emsgsize?;
     send(&shape(3), "call 4")?;
     send(&shape(4), "call 5")?;
