@@ -101,8 +101,8 @@ pub(crate) struct Prepared {
     /// Header length and offsets of its packets, and the checksum mode.
     pub(crate) layout: ffi::MdwLayout,
     pub(crate) csum: CsumMode,
-    /// Its skbs may be recycled on direct sends (an audited driver with
-    /// scatter-gather for these packets).
+    /// Its skbs may be recycled on direct sends (an audited driver): page
+    /// fragments of the call's pages, or linear copies (`linear`).
     pub(crate) recycle: bool,
     /// Its packets are copied into linear skbs: no scatter-gather for
     /// them (`bytes_copied`).
@@ -288,17 +288,19 @@ impl Destination {
             (false, false) => CsumMode::Software,
         };
         layout.csum_partial = matches!(csum, CsumMode::Partial);
-        let recycle = info.recycle_ok && caps.sg;
+        let recycle = info.recycle_ok;
+        let linear = !caps.sg;
         // The ring's skbs, all made from now on, have this layout.
-        self.ring.set_layout(&layout);
+        self.ring.set_layout(&layout, linear);
         Ok(Prepared {
             stamp,
             layout,
             csum,
             recycle,
-            linear: !caps.sg,
-            // Only recycled skbs keep an earlier header.
-            fast: match recycle {
+            linear,
+            // Only recycled skbs keep an earlier header; the fast way
+            // rearms page fragments, not copies.
+            fast: match recycle && !linear {
                 true => self.template.full_size_patch(csum.udp(0)),
                 false => None,
             },

@@ -177,8 +177,18 @@ extern "C" {
         nfrags: u32,
         payload_len: u32,
         done: *mut MdwDone,
+        hold: bool,
+        keep: bool,
         hdr: *mut *mut u8,
     ) -> *mut bindings::sk_buff;
+    pub(crate) fn mdw_skb_reuse_linear(
+        skb: *mut bindings::sk_buff,
+        r: *const MdwRearm,
+        frags: *const MdwFrag,
+        nfrags: u32,
+        payload_len: u32,
+        hdr: *mut *mut u8,
+    ) -> c_int;
     pub(crate) fn mdw_skb_reuse(
         skb: *mut bindings::sk_buff,
         r: *const MdwRearm,

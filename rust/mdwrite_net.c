@@ -300,7 +300,8 @@ int mdw_neigh_resolve(const struct mdw_dev *d, bool ipv6, const u8 *daddr,
 /* --- the call's completion --------------------------------------------------- */
 
 /*
- * One per MDW_IOC_WRITEV call. Every skb of the call holds a reference on
+ * One per MDW_IOC_WRITEV call. Every skb of the call that refers to its
+ * pages (and every linear copy of a paced call) holds a reference on
  * @ubuf; the call holds one more until it has queued its last packet. The
  * device releasing the last skb (or the call, if it sent nothing) drops the
  * last reference: one completion per call.
@@ -578,14 +579,16 @@ struct sk_buff *mdw_skb_new(const struct mdw_dev *d, const struct mdw_layout *l,
  * mdw_skb_new() for a device without scatter-gather for this packet
  * shape: the payload is copied into the linear part after the header
  * (the caller counts it in bytes_copied), as validate_xmit_skb() would
- * linearize it. Still tied to the call, so the call completes after it.
- * Never recycled.
+ * linearize it. Such an skb refers to no page of the call, so it holds
+ * the call's completion only with @hold (a paced call completes when its
+ * last packet has left); with @keep, a second reference is taken for the
+ * caller's ring, which reuses it (mdw_skb_reuse_linear()).
  */
 struct sk_buff *mdw_skb_new_linear(const struct mdw_dev *d,
 				   const struct mdw_layout *l,
 				   const struct mdw_frag *frags, u32 nfrags,
 				   u32 payload_len, struct mdw_done *done,
-				   u8 **hdr)
+				   bool hold, bool keep, u8 **hdr)
 {
 	struct net_device *dev = d->dev;
 	unsigned int reserve = LL_RESERVED_SPACE(dev) - ETH_HLEN;
@@ -617,9 +620,63 @@ struct sk_buff *mdw_skb_new_linear(const struct mdw_dev *d,
 	}
 	mdw_skb_set_shape(skb, dev, l);
 	mdw_skb_set_csum(skb, l);
-	net_zcopy_get(&done->ubuf);
-	skb_zcopy_init(skb, &done->ubuf);
+	if (hold) {
+		net_zcopy_get(&done->ubuf);
+		skb_zcopy_init(skb, &done->ubuf);
+	}
+	if (keep)
+		skb_get(skb);
 	return skb;
+}
+
+/*
+ * mdw_skb_reuse() for a linear copy (mdw_skb_new_linear() without @hold,
+ * kept by the caller's ring for @r's destination, busy or not, between
+ * calls): when the device has let go of @skb and nothing else shares its
+ * head, copies the @payload_len bytes of @frags over the last packet's
+ * payload, after its header, which stays in place (*@hdr). Same results
+ * as mdw_skb_reuse().
+ */
+int mdw_skb_reuse_linear(struct sk_buff *skb, const struct mdw_rearm *r,
+			 const struct mdw_frag *frags, u32 nfrags,
+			 u32 payload_len, u8 **hdr)
+{
+	struct net_device *dev = r->dev->dev;
+	u32 hdr_len = r->layout.hdr_len, i, copied = 0;
+
+	if (refcount_read(&skb->users) != 1)
+		return MDW_SKB_BUSY;
+	/* Pairs with the release in the device's skb_unref() (as it does). */
+	smp_acquire__after_ctrl_dep();
+	/*
+	 * Never tied to a call, unshared (a tap's clone is gone), and as
+	 * mdw_skb_new_linear() made it: header at the start, room for this
+	 * payload.
+	 */
+	if (unlikely(nfrags > MAX_SKB_FRAGS || skb_cloned(skb) ||
+		     skb_zcopy(skb) || skb_is_nonlinear(skb) ||
+		     skb->data != skb_mac_header(skb) ||
+		     skb_headlen(skb) < hdr_len ||
+		     skb_headroom(skb) < LL_RESERVED_SPACE(dev) - ETH_HLEN ||
+		     skb_end_pointer(skb) - skb->data <
+			     hdr_len + payload_len + dev->needed_tailroom))
+		return MDW_SKB_SPOILED;
+	for (i = 0; i < nfrags; i++) {
+		if (unlikely(frags[i].len > payload_len - copied))
+			return MDW_SKB_SPOILED;
+		memcpy_from_page(skb->data + hdr_len + copied, frags[i].page,
+				 frags[i].off, frags[i].len);
+		copied += frags[i].len;
+	}
+	if (unlikely(copied != payload_len))
+		return MDW_SKB_SPOILED;
+	/* Only the ring holds it, so nothing can change the count under us. */
+	refcount_set(&skb->users, 2);
+	skb->len = hdr_len + payload_len;
+	skb_set_tail_pointer(skb, skb->len);
+	skb->dev = dev;
+	*hdr = skb->data;
+	return MDW_SKB_REUSED;
 }
 
 /*

@@ -126,7 +126,10 @@ struct sk_buff *mdw_skb_new_linear(const struct mdw_dev *d,
 				   const struct mdw_layout *l,
 				   const struct mdw_frag *frags, u32 nfrags,
 				   u32 payload_len, struct mdw_done *done,
-				   u8 **hdr);
+				   bool hold, bool keep, u8 **hdr);
+int mdw_skb_reuse_linear(struct sk_buff *skb, const struct mdw_rearm *r,
+			 const struct mdw_frag *frags, u32 nfrags,
+			 u32 payload_len, u8 **hdr);
 int mdw_skb_reuse(struct sk_buff *skb, const struct mdw_rearm *r,
 		  const struct mdw_frag *frags, u32 nfrags, u32 payload_len,
 		  u8 **hdr);

@@ -26,8 +26,10 @@ pub(crate) const BATCH: usize = 64;
 /// has no more.
 const MIN_BATCH: usize = 16;
 
-/// The completion of one call: every skb of the call holds a reference; the
-/// device releasing the last one completes it (`ubuf_info` machinery).
+/// The completion of one call: every skb of the call that refers to its
+/// pages holds a reference (and a paced call's linear copies: see
+/// [`PacketParts::hold`]); the device releasing the last one completes it
+/// (`ubuf_info` machinery).
 ///
 /// Dropping it drops the call's own reference and waits until the device
 /// has released every skb, so the pages those skbs point to may be unpinned
@@ -128,9 +130,17 @@ const CACHED_MAX: usize = 8;
 /// header of one of the destination's packets still in place, so that its
 /// next call recycles at once instead of allocating. Dropping it frees
 /// them; a ring is only dropped between calls.
+///
+/// A destination whose packets are copied into linear skbs (its device
+/// has no scatter-gather for them) keeps a ring of those instead: they
+/// refer to no page and are never tied to a call, so the ring keeps them
+/// as they are, in flight or not, and one the device has released takes
+/// a copy of the next payload (`mdw_skb_reuse_linear`).
 pub(crate) struct SkbRing {
     skbs: KVec<*mut bindings::sk_buff>,
     cursor: RingCursor,
+    /// Its skbs are linear copies (`SkbRing::set_layout`).
+    linear: bool,
     /// `mdw_skb_rearm`'s arguments for this destination in this call:
     /// the destination's layout ([`SkbRing::set_layout`]), the call's
     /// completion and device ([`SkbPool::adopt`]).
@@ -148,6 +158,7 @@ impl Default for SkbRing {
         Self {
             skbs: KVec::new(),
             cursor: RingCursor::new(),
+            linear: false,
             rearm: ffi::MdwRearm {
                 layout: ffi::MdwLayout {
                     hdr_len: 0,
@@ -166,10 +177,12 @@ impl Default for SkbRing {
 
 impl SkbRing {
     /// Gives the ring its destination's `layout`, the one every skb it
-    /// holds was made for: when the destination's state is worked out
-    /// again (`Destination::prepare_again`), which empties the ring first.
-    pub(crate) fn set_layout(&mut self, layout: &ffi::MdwLayout) {
+    /// holds was made for, and whether they are `linear` copies: when the
+    /// destination's state is worked out again
+    /// (`Destination::prepare_again`), which empties the ring first.
+    pub(crate) fn set_layout(&mut self, layout: &ffi::MdwLayout, linear: bool) {
         self.rearm.layout = *layout;
+        self.linear = linear;
     }
 }
 
@@ -204,11 +217,9 @@ impl SkbPool {
         hdr: &mut *mut u8,
         ring: &mut SkbRing,
     ) -> Result<(*mut bindings::sk_buff, bool)> {
-        if parts.linear {
-            return Ok((new_linear_skb(dev, parts, done, hdr)?, true));
-        }
-        if !self.enabled || !parts.recycle {
-            return Ok((new_skb(dev, parts, done, false, hdr)?, true));
+        // A copy that holds the call is never kept (see `SkbRing`).
+        if !self.enabled || !parts.recycle || parts.hold {
+            return Ok((new_any_skb(dev, parts, done, false, hdr)?, true));
         }
         let state = match ring
             .cursor
@@ -216,6 +227,26 @@ impl SkbPool {
             .and_then(|at| ring.skbs.get(at))
         {
             None => BufState::Spoiled,
+            // SAFETY: the ring holds a reference to `skb`, a linear copy
+            // of this destination (its ring holds no other kind while its
+            // packets are copied: `SkbRing::set_layout`), tied to no call;
+            // `rearm` holds the call's held device (set by `adopt`), the
+            // fragments are valid for the call and their pages stay pinned
+            // while this copies them, and `hdr` is writable.
+            Some(&skb) if parts.linear => match unsafe {
+                ffi::mdw_skb_reuse_linear(
+                    skb,
+                    &ring.rearm,
+                    parts.frags.as_ptr(),
+                    parts.frags.len() as u32,
+                    parts.payload_len,
+                    hdr,
+                )
+            } {
+                ffi::MDW_SKB_REUSED => BufState::Taken,
+                ffi::MDW_SKB_BUSY => BufState::Busy,
+                _ => BufState::Spoiled,
+            },
             // SAFETY: the ring holds a reference to `skb`, a packet of this
             // destination, tied to this call or kept untied from its last
             // one; `rearm` holds the call's live `done` and held device
@@ -292,6 +323,7 @@ impl SkbPool {
             skbs,
             cursor,
             rearm,
+            ..
         } = ring;
         rearm.done = done.0;
         rearm.dev = dev.as_ptr();
@@ -302,7 +334,7 @@ impl SkbPool {
                     // Room for a few at once: most rings hold one to a few.
                     skbs.reserve(skbs.len().max(RING_START), GFP_KERNEL_ACCOUNT)?;
                 }
-                let skb = new_skb(dev, parts, done, true, hdr)?;
+                let skb = new_any_skb(dev, parts, done, true, hdr)?;
                 // Cannot fail: room was reserved.
                 let _ = skbs.push(skb, GFP_KERNEL_ACCOUNT);
                 if let Some(tail) = skbs.get_mut(at..) {
@@ -312,7 +344,7 @@ impl SkbPool {
                 Ok((skb, true))
             }
             Step::Replace(at) => {
-                let skb = new_skb(dev, parts, done, true, hdr)?;
+                let skb = new_any_skb(dev, parts, done, true, hdr)?;
                 if let Some(slot) = skbs.get_mut(at) {
                     let old = core::mem::replace(slot, skb);
                     // SAFETY: the ring owned one reference to `old`.
@@ -320,7 +352,7 @@ impl SkbPool {
                 }
                 Ok((skb, true))
             }
-            Step::Unkept => Ok((new_skb(dev, parts, done, false, hdr)?, true)),
+            Step::Unkept => Ok((new_any_skb(dev, parts, done, false, hdr)?, true)),
         }
     }
 
@@ -360,14 +392,17 @@ impl SkbPool {
             skbs,
             cursor,
             rearm,
+            linear,
         } = ring;
         // A ring of one skb that carried a packet (a destination sent one
         // packet at a time, the live regime's commonest case): kept or let
-        // go, nothing to order.
+        // go, nothing to order. A linear copy is kept as it is (its
+        // `mdw_skb_detach` does nothing and says no).
         if let (1, &[skb]) = (cursor.touched(1), &skbs[..]) {
             // SAFETY: the ring holds a reference to `skb`, a packet of this
-            // call with `rearm`'s header length and completion.
-            if !unsafe { ffi::mdw_skb_detach(skb, rearm.layout.hdr_len, rearm.done) } {
+            // call with `rearm`'s header length and completion, or a linear
+            // copy tied to no call.
+            if !unsafe { ffi::mdw_skb_detach(skb, rearm.layout.hdr_len, rearm.done) } && !*linear {
                 // SAFETY: the ring's reference, given up here.
                 unsafe { ffi::mdw_skb_release(skb) };
                 // SAFETY: the one entry's reference was just released.
@@ -389,6 +424,7 @@ impl SkbPool {
             skbs,
             cursor,
             rearm,
+            linear,
         } = ring;
         // The call used `skbs[..touched]`, least recently used first
         // unless it went round the ring (then it used all of them and the
@@ -406,8 +442,9 @@ impl SkbPool {
         for i in 0..touched {
             let skb = skbs[i];
             // SAFETY: the ring holds a reference to `skb`, a packet of
-            // this call with `rearm`'s header length and completion.
-            if unsafe { ffi::mdw_skb_detach(skb, rearm.layout.hdr_len, rearm.done) } {
+            // this call with `rearm`'s header length and completion, or a
+            // linear copy tied to no call (kept as it is, in flight or not).
+            if unsafe { ffi::mdw_skb_detach(skb, rearm.layout.hdr_len, rearm.done) } || *linear {
                 skbs[n] = skb;
                 n += 1;
             } else {
@@ -471,12 +508,30 @@ fn new_skb(
     }
 }
 
+/// A new skb carrying `parts`, a linear copy or not as `parts` says, with
+/// one reference for the caller and, with `keep`, one more for a ring.
+fn new_any_skb(
+    dev: &NetDevice,
+    parts: &PacketParts<'_>,
+    done: &CallDone,
+    keep: bool,
+    hdr: &mut *mut u8,
+) -> Result<*mut bindings::sk_buff> {
+    match parts.linear {
+        true => new_linear_skb(dev, parts, done, keep, hdr),
+        false => new_skb(dev, parts, done, keep, hdr),
+    }
+}
+
 /// A new linear skb carrying a copy of `parts`'s payload, for a device
-/// without scatter-gather for it; its header bytes at `*hdr`, zeroed.
+/// without scatter-gather for it, with one reference for the caller and,
+/// with `keep`, one more for a ring; its header bytes at `*hdr`, zeroed.
+/// It holds the call's completion only if `parts.hold` says so.
 fn new_linear_skb(
     dev: &NetDevice,
     parts: &PacketParts<'_>,
     done: &CallDone,
+    keep: bool,
     hdr: &mut *mut u8,
 ) -> Result<*mut bindings::sk_buff> {
     // SAFETY: the device is held, the layout and fragments are valid for
@@ -490,6 +545,8 @@ fn new_linear_skb(
             parts.frags.len() as u32,
             parts.payload_len,
             done.0,
+            parts.hold,
+            keep,
             hdr,
         )
     };
@@ -525,6 +582,10 @@ pub(crate) struct PacketParts<'a> {
     pub(crate) recycle: bool,
     /// Whether the payload is copied into a linear skb.
     pub(crate) linear: bool,
+    /// A linear copy holds the call's completion (a paced call: it
+    /// completes when its last packet has left). Otherwise a copy refers
+    /// to none of the call's pages and the call does not wait for it.
+    pub(crate) hold: bool,
 }
 
 /// The native (`csum_partial`) sum of payload fragments.

@@ -1201,12 +1201,16 @@ fn build_to(
         CsumMode::Software => p.csum.udp(from_native_sum(payload_sum(frags))),
         mode => mode.udp(0),
     };
+    // A paced call's copies hold it until they have left; those are
+    // never kept.
+    let hold = p.linear && departure.is_some();
     let parts = PacketParts {
         layout: &p.layout,
         frags,
         payload_len: u32::from(len),
-        recycle: recycle && batch.recycling(),
+        recycle: recycle && batch.recycling() && !hold,
         linear: p.linear,
+        hold,
     };
     let mut skb = batch.build(&parts, done, pool, ring)?;
     // The header: the template's bytes in a new skb, or only the per-packet

@@ -7,6 +7,7 @@
 #   scripts/bench.sh [--quick | --live]      # or: make bench
 #   scripts/bench.sh --profile METHOD[,METHOD...] [DESTS KIB PAYLOAD TIMES]
 #   scripts/bench.sh --run ARGS...         # one `mdwrite-bench run ARGS...`
+#   scripts/bench.sh --virtio [ARGS...]    # the same on the virtio-net NIC (default: its rows)
 #   scripts/bench.sh --pace [ARGS...]      # the pacing benchmark only (`mdwrite-bench pace`)
 #   scripts/bench.sh --relay [ARGS...]     # the relay benchmark only (`mdwrite-bench relay`)
 #   scripts/bench.sh --sender              # `mdwrite send` as a whole, per pace mode
@@ -28,10 +29,14 @@
 # --run passes its arguments to one `mdwrite-bench run` on dummy0 (offload
 # on) and prints its table; nothing is written (a developer's measurement:
 # `--run --dests 64 --packets 1 --payloads 1472 --methods mdwrite`).
+# --virtio [ARGS...] does the same on the VM's virtio-net NIC (no
+# scatter-gather, no checksum offload, late TX completion); without ARGS
+# it runs the two virtio-net rows of the full run.
 # --exec-profile counts the module's own instructions exactly, per function
 # (QEMU exec log, scripts/exec-profile.py) over TIMES (default 100) calls of
 # DESTS x PACKETS full packets (PAYLOAD default 1472; `fanout`: one
-# payload for every destination); prints them per packet, next to the
+# payload for every destination; `virtio`: on the virtio-net NIC;
+# `fanout,virtio`: both); prints them per packet, next to the
 # whole call's instructions per packet. MDW_XPROF_DETAIL=NAME[,NAME...]
 # lists the translation blocks of the functions named; with
 # MDW_KRUSTFLAGS=-Cdebuginfo=2 (a module with line tables, same code) also
@@ -89,6 +94,7 @@ case "${1:-}" in
 	mode=profile args=("${@:2}")
 	;;
 --run) mode=run args=("${@:2}") ;;
+--virtio) mode=virtio args=("${@:2}") ;;
 --pace) mode=pace args=("${@:2}") ;;
 --relay) mode=relay args=("${@:2}") ;;
 --sender) mode=sender ;;
@@ -97,7 +103,7 @@ case "${1:-}" in
 	(($# >= 4)) || die "usage: $0 --exec-profile METHOD DESTS PACKETS [PAYLOAD [TIMES [fanout]]]"
 	mode=xprof args=("${@:2}")
 	;;
-*) die "usage: $0 [--quick | --live | --profile METHOD [DESTS KIB PAYLOAD TIMES] | --run ARGS... | --pace [ARGS...] | --relay [ARGS...] | --sender | --pipeline | --exec-profile METHOD DESTS PACKETS [PAYLOAD [TIMES [fanout]]]]" ;;
+*) die "usage: $0 [--quick | --live | --profile METHOD [DESTS KIB PAYLOAD TIMES] | --run ARGS... | --virtio [ARGS...] | --pace [ARGS...] | --relay [ARGS...] | --sender | --pipeline | --exec-profile METHOD DESTS PACKETS [PAYLOAD [TIMES [fanout|virtio|fanout,virtio]]]]" ;;
 esac
 
 "$MDW_ROOT/scripts/install-deps.sh"
@@ -186,7 +192,7 @@ fi
 cat "$out/setup.txt" "$out/calibrate.txt" >&2
 bindir=$MDW_ROOT/userspace/target/release
 kernel=$(sed -n 's/^kernel: \([^ ]*\).*/\1/p' "$out/setup.txt")
-if [ "$mode" = run ]; then
+if [ "$mode" = run ] || [ "$mode" = virtio ]; then
 	"$bindir/mdwrite-bench" report "$out/results.csv"
 	log "run done in $(($(date +%s) - start)) s"
 	exit 0

@@ -237,8 +237,9 @@ struct mdw_entry {
  * With MDW_WRITE_ASYNC the ioctl returns once every packet is queued (the
  * out fields say what was queued); exactly one struct mdw_completion for
  * the call is read() from the file after the device released its last
- * packet. An asynchronous call that queued nothing fails and raises no
- * completion.
+ * packet that refers to the caller's memory (an unpaced call's linear
+ * copies, counted in bytes_copied, do not hold it). An asynchronous call
+ * that queued nothing fails and raises no completion.
  */
 struct mdw_writev {
 	__u64 entries;
@@ -300,7 +301,8 @@ struct mdw_eventfd {
  * @packets: packets handed to the device
  * @bytes_zerocopy: payload bytes sent by reference to pinned user pages
  * @bytes_copied: payload bytes copied (0 on the zero-copy path)
- * @completions: calls whose every packet was released by the device
+ * @completions: calls completed (every packet that held the call was
+ *	released by the device)
  * @pages_pinned: pages currently pinned by this file (calls in progress,
  *	asynchronous calls in flight, registered buffers)
  * @async_in_flight: asynchronous calls whose completion is not queued yet

@@ -122,18 +122,28 @@ live() {
 		--dests 8,64,512 --packets 1,2,4,8,16 || status=1
 	mdwrite-bench run --ifname "$dev" --table "live fan-out, offload on" --csv "$csv" \
 		--payloads 1316+rtp --dests 8,64,512 --packets 1 --fanout || status=1
-	# The first of the VM's two virtio-net NICs (scripts/vm-run.sh). The
-	# other is up, in a namespace of its own: QEMU's hub holds what the
-	# first sends for a peer that cannot receive, and with the peer down
-	# the first's TX queue stalled after one packet (NETDEV WATCHDOG, no
-	# row in 8 minutes). Up, the peer's device filters the frames by MAC
-	# (none is its own), so the guest receives nothing.
-	local vdev peer
+	virtio_up || return 0
+	mdwrite-bench run --ifname "$vdev" --table "live virtio-net" --csv "$csv" \
+		--payloads 1472 --dests 64 --packets 1 || status=1
+	mdwrite-bench run --ifname "$vdev" --table "virtio-net" --csv "$csv" \
+		--payloads 1472 --dests 64 --kib 256 --extra "" || status=1
+	virtio_down
+}
+
+# The first of the VM's two virtio-net NICs (scripts/vm-run.sh), set up in
+# place of dummy0: its name in $vdev. The other is up, in a namespace of
+# its own: QEMU's hub holds what the first sends for a peer that cannot
+# receive, and with the peer down the first's TX queue stalled after one
+# packet (NETDEV WATCHDOG, no row in 8 minutes). Up, the peer's device
+# filters the frames by MAC (none is its own), so the guest receives
+# nothing. Fails (status 1) without those NICs.
+virtio_up() {
+	local peer
 	vdev=$(ip -o link | awk -F': ' '/52:54:00:00:00:10/ { print $2; exit }')
 	peer=$(ip -o link | awk -F': ' '/52:54:00:00:00:11/ { print $2; exit }')
 	if [ -z "$vdev" ] || [ -z "$peer" ]; then
 		echo "no virtio-net NICs: virtio rows skipped" | tee -a "$out/setup.txt"
-		return
+		return 1
 	fi
 	ip netns add mdw-sink
 	ip link set "$peer" netns mdw-sink
@@ -144,10 +154,10 @@ live() {
 	mdwrite-bench neigh "$vdev" "$maxdests" | ip -batch -
 	ethtool -k "$vdev" | grep -E '^(tx-checksumming|scatter-gather):' |
 		sed "s/^/virtio-net $vdev: /" | tee -a "$out/setup.txt"
-	mdwrite-bench run --ifname "$vdev" --table "live virtio-net" --csv "$csv" \
-		--payloads 1472 --dests 64 --packets 1 || status=1
-	mdwrite-bench run --ifname "$vdev" --table "virtio-net" --csv "$csv" \
-		--payloads 1472 --dests 64 --kib 256 --extra "" || status=1
+}
+
+# Back to dummy0.
+virtio_down() {
 	ip addr del 10.0.0.1/8 dev "$vdev"
 	ip link set "$vdev" down
 	ip netns del mdw-sink
@@ -358,17 +368,38 @@ live)
 	;;
 xprof)
 	# Under QEMU's exec log (scripts/bench.sh --exec-profile): the calls,
-	# then the module's symbols for scripts/exec-profile.py.
+	# then the module's symbols for scripts/exec-profile.py. The last
+	# argument: `fanout`, `virtio` (on the virtio-net NIC), or both
+	# (`fanout,virtio`).
 	set -- "${@:3}"
 	sysctl -qw kernel.kptr_restrict=0
-	mdwrite-bench repeat --ifname "$dev" --method "$1" --dests "$2" --packets "$3" \
-		--payload "${4:-1472}" --times "${5:-100}" ${6:+--$6} 2>&1 | tee "$out/xprof-run.txt"
+	ifname=$dev fanout=
+	case ",${6:-}," in *,virtio,*) virtio_up && ifname=$vdev ;; esac
+	case ",${6:-}," in *,fanout,*) fanout=--fanout ;; esac
+	mdwrite-bench repeat --ifname "$ifname" --method "$1" --dests "$2" --packets "$3" \
+		--payload "${4:-1472}" --times "${5:-100}" $fanout 2>&1 | tee "$out/xprof-run.txt"
 	grep '\[mdwrite\]' /proc/kallsyms | sed 's/^/SYM /' >"$out/syms.txt"
 	rmmod mdwrite
 	exit 0
 	;;
 run)
 	mdwrite-bench run --ifname "$dev" --table "run: offload on" --csv "$csv" "${@:3}" || status=1
+	rmmod mdwrite
+	exit $status
+	;;
+virtio)
+	# scripts/bench.sh --virtio [ARGS...]: the virtio-net rows, or one
+	# `mdwrite-bench run` with ARGS on that NIC.
+	virtio_up || exit 1
+	if (($# > 2)); then
+		mdwrite-bench run --ifname "$vdev" --table "run: virtio-net" --csv "$csv" "${@:3}" || status=1
+	else
+		mdwrite-bench run --ifname "$vdev" --table "live virtio-net" --csv "$csv" \
+			--payloads 1472 --dests 64 --packets 1 || status=1
+		mdwrite-bench run --ifname "$vdev" --table "virtio-net" --csv "$csv" \
+			--payloads 1472 --dests 64 --kib 256 --extra "" || status=1
+	fi
+	virtio_down
 	rmmod mdwrite
 	exit $status
 	;;

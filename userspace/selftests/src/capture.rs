@@ -218,8 +218,10 @@ impl Drop for Module {
 /// a short last packet, each destination's packets from one payload
 /// (`MDW_ENTRY_SAME`), then the same with checksum offload turned off
 /// (the destinations' kept skbs must go: their checksum mode is the
-/// device's no longer) and on again, and with the NIC completing its TX
-/// 20 ms late (kept skbs still busy at the next call). Every frame has
+/// device's no longer) and on again, with scatter-gather off (linear
+/// copies, kept and reused, the NIC also completing late), and with the
+/// NIC completing its TX 20 ms late (kept skbs still busy at the next
+/// call). Every frame has
 /// valid IPv4 and UDP checksums and lengths; every destination gets its
 /// bytes in order, one datagram per packet, RTP sequence numbers one
 /// apart, destination 1 each call's `MDW_ENTRY_RTP_TS` and destination 3
@@ -374,6 +376,68 @@ pub(crate) fn capture_recycled_bytes() -> TestResult {
     }
     phase("checksum offload on again", &mut got)?;
 
+    // Scatter-gather off: each packet a linear copy, which refers to no
+    // page of the call; the destinations' rings keep those and copy the
+    // next payloads into them once the NIC has let go, header in place
+    // (the kept skbs of the zero-copy layout must go first). Then with the
+    // NIC completing 20 ms late: the kept copies are still busy at the
+    // next call and must not be written.
+    let sg = |on: &str| {
+        run(&[
+            "ip",
+            "netns",
+            "exec",
+            &topo.sender,
+            "ethtool",
+            "-K",
+            "c0",
+            "sg",
+            on,
+        ])
+        .map(|_| ())
+    };
+    sg("off")?;
+    let (shared_sg, stats_sg) = (param("shared")?, dev.stats().map_err(|e| e.to_string())?);
+    let copies = (|| {
+        for c in 0..3 {
+            call(&full, false, &format!("scatter-gather off, call {}", c + 1))?;
+        }
+        call(&three, false, "scatter-gather off, three packets")?;
+        call(&full, true, "scatter-gather off, fan-out")?;
+        set_late(20)?;
+        for c in 0..2 {
+            call(
+                &full,
+                false,
+                &format!("scatter-gather off, late TX completion, call {}", c + 1),
+            )?;
+        }
+        Ok::<_, String>(())
+    })();
+    set_late(0)?;
+    sg("on")?;
+    copies?;
+    phase("scatter-gather off", &mut got)?;
+    let copied = dev.stats().map_err(|e| e.to_string())?.bytes_copied - stats_sg.bytes_copied;
+    // Five calls of one packet each, one of three, one fan-out.
+    let want_copied: usize = (0..DESTS)
+        .map(|k| 5 * full(k) + three(k) + full(k % 2))
+        .sum();
+    if copied != want_copied as u64 {
+        return Err(format!(
+            "scatter-gather off: bytes_copied +{copied}, want +{want_copied} (every byte copied)"
+        ));
+    }
+    // Every copy of the calls to one destination each is kept by its ring
+    // (handed over shared); the fan-out's too.
+    let kept = param("shared")? - shared_sg;
+    if kept < 6 * DESTS as u64 {
+        return Err(format!(
+            "scatter-gather off: the NIC got {kept} kept (shared) copies, want at least {}",
+            6 * DESTS
+        ));
+    }
+
     set_late(20)?;
     let late = (|| {
         for c in 0..3 {
@@ -399,8 +463,8 @@ pub(crate) fn capture_recycled_bytes() -> TestResult {
             ));
         }
     }
-    // 16 calls of one packet, 6 of three, per destination.
-    let datagrams = 16 + 6 * 3;
+    // 22 calls of one packet, 7 of three, per destination.
+    let datagrams = 22 + 7 * 3;
     if let Some(k) = (0..DESTS).find(|&k| got.datagrams[k] != datagrams) {
         return Err(format!(
             "destination {k}: {} datagrams, want {datagrams}",
