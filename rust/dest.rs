@@ -110,6 +110,9 @@ pub(crate) struct Prepared {
     /// The header writes of its full-size packets in recycled skbs, when
     /// they do not depend on the payload.
     pub(crate) fast: Option<FullSizePatch>,
+    /// The header writes of its full-size packets in recycled linear
+    /// copies (with a software checksum, given the payload's sum).
+    pub(crate) copy: Option<FullSizePatch>,
 }
 
 fn template_errno(e: TemplateError) -> Error {
@@ -303,6 +306,11 @@ impl Destination {
             fast: match recycle && !linear {
                 true => self.template.full_size_patch(csum.udp(0)),
                 false => None,
+            },
+            copy: match (recycle && linear, csum) {
+                (true, CsumMode::Software) => self.template.full_size_patch_summed(),
+                (true, mode) => self.template.full_size_patch(mode.udp(0)),
+                (false, _) => None,
             },
         })
     }

@@ -179,6 +179,7 @@ extern "C" {
         done: *mut MdwDone,
         hold: bool,
         keep: bool,
+        sum: *mut u32,
         hdr: *mut *mut u8,
     ) -> *mut bindings::sk_buff;
     pub(crate) fn mdw_skb_reuse_linear(
@@ -187,8 +188,18 @@ extern "C" {
         frags: *const MdwFrag,
         nfrags: u32,
         payload_len: u32,
+        sum: *mut u32,
         hdr: *mut *mut u8,
     ) -> c_int;
+    pub(crate) fn mdw_skb_rearm_linear(
+        skb: *mut bindings::sk_buff,
+        r: *const MdwRearm,
+        page0: *mut bindings::page,
+        page1: *mut bindings::page,
+        off0: u32,
+        lens: u32,
+        sum: *mut u32,
+    ) -> *mut u8;
     pub(crate) fn mdw_skb_reuse(
         skb: *mut bindings::sk_buff,
         r: *const MdwRearm,

@@ -576,24 +576,60 @@ struct sk_buff *mdw_skb_new(const struct mdw_dev *d, const struct mdw_layout *l,
 }
 
 /*
+ * Copies the @payload_len bytes of @frags to @to; with @sum, also their
+ * native (csum_partial) sum, computed as they are copied (one pass over
+ * the payload, not two). False if the fragments do not add up to
+ * @payload_len (then @to holds part of them).
+ */
+static bool mdw_copy_frags(u8 *to, const struct mdw_frag *frags, u32 nfrags,
+			   u32 payload_len, u32 *sum)
+{
+	__wsum csum = 0;
+	u32 i, copied = 0;
+
+	for (i = 0; i < nfrags; i++) {
+		u32 len = frags[i].len;
+		const u8 *from;
+
+		if (unlikely(len > payload_len - copied))
+			return false;
+		from = kmap_local_page(frags[i].page);
+		if (sum)
+			csum = csum_block_add(csum,
+					      csum_partial_copy_nocheck(from + frags[i].off,
+									to + copied, len),
+					      copied);
+		else
+			memcpy(to + copied, from + frags[i].off, len);
+		kunmap_local(from);
+		copied += len;
+	}
+	if (unlikely(copied != payload_len))
+		return false;
+	if (sum)
+		*sum = (__force u32)csum;
+	return true;
+}
+
+/*
  * mdw_skb_new() for a device without scatter-gather for this packet
  * shape: the payload is copied into the linear part after the header
  * (the caller counts it in bytes_copied), as validate_xmit_skb() would
  * linearize it. Such an skb refers to no page of the call, so it holds
  * the call's completion only with @hold (a paced call completes when its
  * last packet has left); with @keep, a second reference is taken for the
- * caller's ring, which reuses it (mdw_skb_reuse_linear()).
+ * caller's ring, which reuses it (mdw_skb_reuse_linear()). With @sum, the
+ * payload's native sum is computed as it is copied (mdw_copy_frags()).
  */
 struct sk_buff *mdw_skb_new_linear(const struct mdw_dev *d,
 				   const struct mdw_layout *l,
 				   const struct mdw_frag *frags, u32 nfrags,
 				   u32 payload_len, struct mdw_done *done,
-				   bool hold, bool keep, u8 **hdr)
+				   bool hold, bool keep, u32 *sum, u8 **hdr)
 {
 	struct net_device *dev = d->dev;
 	unsigned int reserve = LL_RESERVED_SPACE(dev) - ETH_HLEN;
 	struct sk_buff *skb;
-	u32 i, copied = 0;
 
 	if (unlikely(nfrags > MAX_SKB_FRAGS || !mdw_layout_ok(l) ||
 		     payload_len > SZ_64K))
@@ -605,16 +641,8 @@ struct sk_buff *mdw_skb_new_linear(const struct mdw_dev *d,
 	skb_reserve(skb, reserve);
 	skb_reset_mac_header(skb);
 	*hdr = skb_put_zero(skb, l->hdr_len);
-	for (i = 0; i < nfrags; i++) {
-		if (unlikely(frags[i].len > payload_len - copied)) {
-			kfree_skb(skb);
-			return NULL;
-		}
-		memcpy_from_page(skb_put(skb, frags[i].len), frags[i].page,
-				 frags[i].off, frags[i].len);
-		copied += frags[i].len;
-	}
-	if (unlikely(copied != payload_len)) {
+	if (unlikely(!mdw_copy_frags(skb_put(skb, payload_len), frags, nfrags,
+				     payload_len, sum))) {
 		kfree_skb(skb);
 		return NULL;
 	}
@@ -630,53 +658,105 @@ struct sk_buff *mdw_skb_new_linear(const struct mdw_dev *d,
 }
 
 /*
+ * Whether @skb, a linear copy which only the caller's ring holds, can
+ * carry a packet of @payload_len bytes for @r's destination: never tied
+ * to a call, unshared (a tap's clone is gone), and as
+ * mdw_skb_new_linear() made it: header at the start, room for the
+ * payload.
+ */
+static __always_inline bool mdw_linear_usable(struct sk_buff *skb,
+					      const struct net_device *dev,
+					      u32 hdr_len, u32 payload_len)
+{
+	return !skb_cloned(skb) && !skb_zcopy(skb) && !skb_is_nonlinear(skb) &&
+	       skb->data == skb_mac_header(skb) && skb_headlen(skb) >= hdr_len &&
+	       skb_headroom(skb) >= LL_RESERVED_SPACE(dev) - ETH_HLEN &&
+	       skb_end_pointer(skb) - skb->data >=
+		       hdr_len + payload_len + dev->needed_tailroom;
+}
+
+/* The end of a linear copy's reuse: @skb carries @len bytes for @dev. */
+static __always_inline u8 *mdw_linear_rearmed(struct sk_buff *skb,
+					      struct net_device *dev, u32 len)
+{
+	/* Only the ring holds it, so nothing can change the count under us. */
+	refcount_set(&skb->users, 2);
+	skb->len = len;
+	skb_set_tail_pointer(skb, len);
+	skb->dev = dev;
+	return skb->data;
+}
+
+/*
  * mdw_skb_reuse() for a linear copy (mdw_skb_new_linear() without @hold,
  * kept by the caller's ring for @r's destination, busy or not, between
  * calls): when the device has let go of @skb and nothing else shares its
  * head, copies the @payload_len bytes of @frags over the last packet's
- * payload, after its header, which stays in place (*@hdr). Same results
- * as mdw_skb_reuse().
+ * payload, after its header, which stays in place (*@hdr); with @sum,
+ * also the payload's native sum. Same results as mdw_skb_reuse().
  */
 int mdw_skb_reuse_linear(struct sk_buff *skb, const struct mdw_rearm *r,
 			 const struct mdw_frag *frags, u32 nfrags,
-			 u32 payload_len, u8 **hdr)
+			 u32 payload_len, u32 *sum, u8 **hdr)
 {
 	struct net_device *dev = r->dev->dev;
-	u32 hdr_len = r->layout.hdr_len, i, copied = 0;
+	u32 hdr_len = r->layout.hdr_len;
 
 	if (refcount_read(&skb->users) != 1)
 		return MDW_SKB_BUSY;
 	/* Pairs with the release in the device's skb_unref() (as it does). */
 	smp_acquire__after_ctrl_dep();
-	/*
-	 * Never tied to a call, unshared (a tap's clone is gone), and as
-	 * mdw_skb_new_linear() made it: header at the start, room for this
-	 * payload.
-	 */
-	if (unlikely(nfrags > MAX_SKB_FRAGS || skb_cloned(skb) ||
-		     skb_zcopy(skb) || skb_is_nonlinear(skb) ||
-		     skb->data != skb_mac_header(skb) ||
-		     skb_headlen(skb) < hdr_len ||
-		     skb_headroom(skb) < LL_RESERVED_SPACE(dev) - ETH_HLEN ||
-		     skb_end_pointer(skb) - skb->data <
-			     hdr_len + payload_len + dev->needed_tailroom))
+	if (unlikely(nfrags > MAX_SKB_FRAGS ||
+		     !mdw_linear_usable(skb, dev, hdr_len, payload_len) ||
+		     !mdw_copy_frags(skb->data + hdr_len, frags, nfrags,
+				     payload_len, sum)))
 		return MDW_SKB_SPOILED;
-	for (i = 0; i < nfrags; i++) {
-		if (unlikely(frags[i].len > payload_len - copied))
-			return MDW_SKB_SPOILED;
-		memcpy_from_page(skb->data + hdr_len + copied, frags[i].page,
-				 frags[i].off, frags[i].len);
-		copied += frags[i].len;
-	}
-	if (unlikely(copied != payload_len))
-		return MDW_SKB_SPOILED;
-	/* Only the ring holds it, so nothing can change the count under us. */
-	refcount_set(&skb->users, 2);
-	skb->len = hdr_len + payload_len;
-	skb_set_tail_pointer(skb, skb->len);
-	skb->dev = dev;
-	*hdr = skb->data;
+	*hdr = mdw_linear_rearmed(skb, dev, hdr_len + payload_len);
 	return MDW_SKB_REUSED;
+}
+
+/*
+ * mdw_skb_reuse_linear() for the usual packet, a payload in one page or
+ * across two (@lens as for mdw_skb_rearm()): returns the header bytes,
+ * or NULL when the skb is busy or spoiled (the caller then asks
+ * mdw_skb_reuse_linear() which).
+ */
+u8 *mdw_skb_rearm_linear(struct sk_buff *skb, const struct mdw_rearm *r,
+			 struct page *page0, struct page *page1, u32 off0,
+			 u32 lens, u32 *sum)
+{
+	struct net_device *dev = r->dev->dev;
+	u32 len0 = lens & 0xffff, len1 = lens >> 16;
+	u32 hdr_len = r->layout.hdr_len;
+	const u8 *from;
+	__wsum csum;
+	u8 *to;
+
+	if (refcount_read(&skb->users) != 1)
+		return NULL;
+	smp_acquire__after_ctrl_dep();
+	if (unlikely(!mdw_linear_usable(skb, dev, hdr_len, len0 + len1)))
+		return NULL;
+	to = skb->data + hdr_len;
+	from = kmap_local_page(page0);
+	if (sum)
+		csum = csum_partial_copy_nocheck(from + off0, to, len0);
+	else
+		memcpy(to, from + off0, len0);
+	kunmap_local(from);
+	if (len1) {
+		from = kmap_local_page(page1);
+		if (sum)
+			csum = csum_block_add(csum,
+					      csum_partial_copy_nocheck(from, to + len0, len1),
+					      len0);
+		else
+			memcpy(to + len0, from, len1);
+		kunmap_local(from);
+	}
+	if (sum)
+		*sum = (__force u32)csum;
+	return mdw_linear_rearmed(skb, dev, hdr_len + len0 + len1);
 }
 
 /*

@@ -126,10 +126,13 @@ struct sk_buff *mdw_skb_new_linear(const struct mdw_dev *d,
 				   const struct mdw_layout *l,
 				   const struct mdw_frag *frags, u32 nfrags,
 				   u32 payload_len, struct mdw_done *done,
-				   bool hold, bool keep, u8 **hdr);
+				   bool hold, bool keep, u32 *sum, u8 **hdr);
 int mdw_skb_reuse_linear(struct sk_buff *skb, const struct mdw_rearm *r,
 			 const struct mdw_frag *frags, u32 nfrags,
-			 u32 payload_len, u8 **hdr);
+			 u32 payload_len, u32 *sum, u8 **hdr);
+u8 *mdw_skb_rearm_linear(struct sk_buff *skb, const struct mdw_rearm *r,
+			 struct page *page0, struct page *page1, u32 off0,
+			 u32 lens, u32 *sum);
 int mdw_skb_reuse(struct sk_buff *skb, const struct mdw_rearm *r,
 		  const struct mdw_frag *frags, u32 nfrags, u32 payload_len,
 		  u8 **hdr);

@@ -3,7 +3,7 @@
 //! Packets: building skbs around pinned pages, the call's completion, and
 //! batched transmit.
 
-use core::mem::MaybeUninit;
+use core::{cell::Cell, mem::MaybeUninit};
 
 use kernel::{alloc::KVec, bindings, prelude::*, types::ForeignOwnable};
 
@@ -232,7 +232,8 @@ impl SkbPool {
             // packets are copied: `SkbRing::set_layout`), tied to no call;
             // `rearm` holds the call's held device (set by `adopt`), the
             // fragments are valid for the call and their pages stay pinned
-            // while this copies them, and `hdr` is writable.
+            // while this copies them, and `hdr` and the sum (if any) are
+            // writable.
             Some(&skb) if parts.linear => match unsafe {
                 ffi::mdw_skb_reuse_linear(
                     skb,
@@ -240,6 +241,7 @@ impl SkbPool {
                     parts.frags.as_ptr(),
                     parts.frags.len() as u32,
                     parts.payload_len,
+                    parts.sum.map_or(core::ptr::null_mut(), Cell::as_ptr),
                     hdr,
                 )
             } {
@@ -299,6 +301,51 @@ impl SkbPool {
         // set when the ring was adopted.
         let hdr =
             unsafe { ffi::mdw_skb_rearm(skb, &ring.rearm, two.page0, two.page1, two.off, lens) };
+        if hdr.is_null() {
+            return None;
+        }
+        ring.cursor.reused(at, len);
+        Some((skb, hdr))
+    }
+
+    /// [`SkbPool::rearm`] for a destination whose packets are linear
+    /// copies: the least recently used copy of its `ring`, when the device
+    /// has released it, takes a copy of `two` behind its header, and the
+    /// payload's native sum goes to `sum` if asked. `None` when that is
+    /// not so: [`SkbPool::take`] then does what the ring needs.
+    #[inline(always)]
+    fn rearm_linear(
+        &mut self,
+        ring: &mut SkbRing,
+        two: &TwoFrags,
+        sum: Option<&Cell<u32>>,
+    ) -> Option<(*mut bindings::sk_buff, *mut u8)> {
+        if !self.enabled || !ring.linear {
+            return None;
+        }
+        let len = ring.skbs.len();
+        let at = ring.cursor.peek(len)?;
+        let skb = *ring.skbs.get(at)?;
+        let lens = two.len0 | two.len1 << 16;
+        if (two.len0 | two.len1) >> 16 != 0 {
+            return None;
+        }
+        // SAFETY: the ring holds a reference to `skb`, a linear copy of
+        // this destination tied to no call (its ring holds no other kind:
+        // `ring.linear`); the pages stay pinned while this copies them,
+        // `rearm` holds the layout and the call's held device, set when
+        // the ring was adopted, and the sum (if any) is writable.
+        let hdr = unsafe {
+            ffi::mdw_skb_rearm_linear(
+                skb,
+                &ring.rearm,
+                two.page0,
+                two.page1,
+                two.off,
+                lens,
+                sum.map_or(core::ptr::null_mut(), Cell::as_ptr),
+            )
+        };
         if hdr.is_null() {
             return None;
         }
@@ -396,13 +443,12 @@ impl SkbPool {
         } = ring;
         // A ring of one skb that carried a packet (a destination sent one
         // packet at a time, the live regime's commonest case): kept or let
-        // go, nothing to order. A linear copy is kept as it is (its
-        // `mdw_skb_detach` does nothing and says no).
+        // go, nothing to order. A linear copy is kept as it is.
         if let (1, &[skb]) = (cursor.touched(1), &skbs[..]) {
             // SAFETY: the ring holds a reference to `skb`, a packet of this
             // call with `rearm`'s header length and completion, or a linear
             // copy tied to no call.
-            if !unsafe { ffi::mdw_skb_detach(skb, rearm.layout.hdr_len, rearm.done) } && !*linear {
+            if !*linear && !unsafe { ffi::mdw_skb_detach(skb, rearm.layout.hdr_len, rearm.done) } {
                 // SAFETY: the ring's reference, given up here.
                 unsafe { ffi::mdw_skb_release(skb) };
                 // SAFETY: the one entry's reference was just released.
@@ -444,7 +490,7 @@ impl SkbPool {
             // SAFETY: the ring holds a reference to `skb`, a packet of
             // this call with `rearm`'s header length and completion, or a
             // linear copy tied to no call (kept as it is, in flight or not).
-            if unsafe { ffi::mdw_skb_detach(skb, rearm.layout.hdr_len, rearm.done) } || *linear {
+            if *linear || unsafe { ffi::mdw_skb_detach(skb, rearm.layout.hdr_len, rearm.done) } {
                 skbs[n] = skb;
                 n += 1;
             } else {
@@ -536,7 +582,7 @@ fn new_linear_skb(
 ) -> Result<*mut bindings::sk_buff> {
     // SAFETY: the device is held, the layout and fragments are valid for
     // the call and their pages stay pinned while this copies them, `done`
-    // is live and `hdr` is writable.
+    // is live, and `hdr` and the sum (if any) are writable.
     let skb = unsafe {
         ffi::mdw_skb_new_linear(
             dev.as_ptr(),
@@ -547,6 +593,7 @@ fn new_linear_skb(
             done.0,
             parts.hold,
             keep,
+            parts.sum.map_or(core::ptr::null_mut(), Cell::as_ptr),
             hdr,
         )
     };
@@ -586,6 +633,10 @@ pub(crate) struct PacketParts<'a> {
     /// completes when its last packet has left). Otherwise a copy refers
     /// to none of the call's pages and the call does not wait for it.
     pub(crate) hold: bool,
+    /// With a linear copy: where to put the payload's native
+    /// (`csum_partial`) sum, computed as it is copied, when the UDP
+    /// checksum is computed in software.
+    pub(crate) sum: Option<&'a Cell<u32>>,
 }
 
 /// The native (`csum_partial`) sum of payload fragments.
@@ -738,6 +789,33 @@ impl<'a> TxBatch<'a> {
             hdr_len: hdr_len as usize,
             fresh: false,
             linear: false,
+            payload_len: two.len0.wrapping_add(two.len1),
+        })
+    }
+
+    /// [`TxBatch::build_rearmed`] for a destination whose packets are
+    /// linear copies ([`SkbPool::rearm_linear`]); with `sum`, the
+    /// payload's native sum is put there.
+    #[inline(always)]
+    pub(crate) fn build_copied<'b>(
+        &'b mut self,
+        ring: &mut SkbRing,
+        hdr_len: u32,
+        two: &TwoFrags,
+        pool: &mut SkbPool,
+        sum: Option<&Cell<u32>>,
+    ) -> Option<Building<'b, 'a>> {
+        if self.is_full() {
+            return None;
+        }
+        let (skb, hdr) = pool.rearm_linear(ring, two, sum)?;
+        Some(Building {
+            batch: self,
+            skb,
+            hdr,
+            hdr_len: hdr_len as usize,
+            fresh: false,
+            linear: true,
             payload_len: two.len0.wrapping_add(two.len1),
         })
     }

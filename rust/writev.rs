@@ -17,6 +17,8 @@
 //! Every loop whose length the caller controls (entries, pages, packets,
 //! the wait for a stopped queue) yields and stops on a fatal signal.
 
+use core::cell::Cell;
+
 use kernel::{
     alloc::{KVVec, KVec},
     page::PAGE_SHIFT,
@@ -44,7 +46,7 @@ use crate::{
             packet_count, page_frags, pages_spanned, split_two, EntrySpan, EntrySpans, FullPacket,
             PagedCursor,
         },
-        template::PacketState,
+        template::{FullSizePatch, PacketState},
     },
     completion::{AsyncCall, CallRelease},
     dest::{CsumMode, DestTable, Destination, Prepared},
@@ -53,7 +55,7 @@ use crate::{
     pacer::Pacer,
     pin::MemlockCharge,
     records::{FileShared, Reservation},
-    skb::{payload_sum, CallDone, PacketParts, SkbPool, TwoFrags, TxBatch, MAX_FRAGS},
+    skb::{payload_sum, CallDone, PacketParts, SkbPool, SkbRing, TwoFrags, TxBatch, MAX_FRAGS},
     stats::Stats,
     vec,
 };
@@ -1122,6 +1124,62 @@ fn rearm_to(
     })
 }
 
+/// [`build_to`]'s fast way for a destination whose packets are linear
+/// copies (its device has no scatter-gather for them), in an unpaced
+/// call: a full-size payload in one page or across two (`frags`) is
+/// copied (and summed as it is copied when the checksum is computed in
+/// software) into the least recently used copy its ring kept, once the
+/// device has released it, behind its earlier header, which `patch` (the
+/// destination's `Prepared::copy`) turns into the packet's. `None` when
+/// that is not so (nothing changed then): the payload is not like that or
+/// the ring has no released copy.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn copy_to(
+    patch: &FullSizePatch,
+    p: &Prepared,
+    ring: &mut SkbRing,
+    state: &mut PacketState,
+    frags: &[ffi::MdwFrag],
+    full: bool,
+    batch: &mut TxBatch<'_>,
+    pool: &mut SkbPool,
+) -> Option<Result> {
+    let two = match frags {
+        [a] if full => TwoFrags {
+            page0: a.page,
+            page1: core::ptr::null_mut(),
+            off: a.off,
+            len0: a.len,
+            len1: 0,
+        },
+        [a, b] if full && b.off == 0 => TwoFrags {
+            page0: a.page,
+            page1: b.page,
+            off: a.off,
+            len0: a.len,
+            len1: b.len,
+        },
+        _ => return None,
+    };
+    let software = matches!(p.csum, CsumMode::Software);
+    let sum = Cell::new(0);
+    let mut skb =
+        batch.build_copied(ring, p.layout.hdr_len, &two, pool, software.then_some(&sum))?;
+    let written = match software {
+        true => patch.patch_summed(skb.header(), state, from_native_sum(sum.get())),
+        false => patch.patch(skb.header(), state),
+    };
+    // An error ends the call; dropping the skb frees it.
+    Some(match written {
+        Ok(()) => {
+            skb.queue();
+            Ok(())
+        }
+        Err(_) => Err(EINVAL),
+    })
+}
+
 /// Builds the next packet of `slot`, the call's slot of `dest`, and queues
 /// it in `batch`, which must have room.
 #[allow(clippy::too_many_arguments)]
@@ -1196,23 +1254,35 @@ fn build_to(
     else {
         return Err(EINVAL);
     };
-    let csum = match p.csum {
-        // Only a software checksum reads the payload.
-        CsumMode::Software => p.csum.udp(from_native_sum(payload_sum(frags))),
-        mode => mode.udp(0),
-    };
     // A paced call's copies hold it until they have left; those are
     // never kept.
     let hold = p.linear && departure.is_some();
+    let recycle = recycle && batch.recycling() && !hold;
+    if let (true, Some(patch)) = (recycle, &p.copy) {
+        let full = len == template.max_payload();
+        if let Some(sent) = copy_to(patch, p, ring, state, frags, full, batch, pool) {
+            return sent;
+        }
+    }
+    let software = matches!(p.csum, CsumMode::Software);
+    let copied_sum = Cell::new(0);
     let parts = PacketParts {
         layout: &p.layout,
         frags,
         payload_len: u32::from(len),
-        recycle: recycle && batch.recycling() && !hold,
+        recycle,
         linear: p.linear,
         hold,
+        sum: (software && p.linear).then_some(&copied_sum),
     };
     let mut skb = batch.build(&parts, done, pool, ring)?;
+    let csum = match (p.csum, p.linear) {
+        // Only a software checksum reads the payload, while copying it
+        // into a linear skb if it is copied.
+        (CsumMode::Software, true) => p.csum.udp(from_native_sum(copied_sum.get())),
+        (CsumMode::Software, false) => p.csum.udp(from_native_sum(payload_sum(frags))),
+        (mode, _) => mode.udp(0),
+    };
     // The header: the template's bytes in a new skb, or only the per-packet
     // fields in a recycled one (its earlier header stays); for a full-size
     // packet those were mostly computed once for the call.

@@ -217,6 +217,10 @@ pub struct FullSizePatch {
     ip_sum: u32,
     /// The RTP timestamp increment per packet.
     ts_increment: u32,
+    /// For [`FullSizePatch::patch_summed`]: the UDP checksum's sum
+    /// without the RTP fields and the payload (the pseudo-header, the
+    /// constant header fields and the UDP length twice).
+    udp_sum: u64,
 }
 
 impl FullSizePatch {
@@ -261,6 +265,39 @@ impl FullSizePatch {
         state.ip_id = state.ip_id.wrapping_add(1);
         state.rtp_seq = state.rtp_seq.wrapping_add(1);
         state.rtp_ts = state.rtp_ts.wrapping_add(self.ts_increment);
+        Ok(())
+    }
+
+    /// [`FullSizePatch::patch`] for a patch made by
+    /// [`Template::full_size_patch_summed`]: the header
+    /// [`Template::write_header`] writes for a packet of
+    /// [`Template::max_payload`] bytes with
+    /// [`UdpCsum::Full`]` { payload_sum }`.
+    #[inline(always)]
+    pub fn patch_summed(
+        &self,
+        out: &mut [u8],
+        state: &mut PacketState,
+        payload_sum: u32,
+    ) -> Result<(), TemplateError> {
+        let rtp_sum = match self.rtp {
+            true => u64::from(state.rtp_seq).wrapping_add(u64::from(state.rtp_ts)),
+            false => 0,
+        };
+        let sum = self
+            .udp_sum
+            .wrapping_add(rtp_sum)
+            .wrapping_add(u64::from(payload_sum));
+        let check = match checksum::finish(checksum::fold64(sum)) {
+            0 => 0xffff,
+            c => c,
+        };
+        // `patch` checks the buffer before it writes (an error changes
+        // nothing) and writes the UDP length and a checksum field of 0.
+        self.patch(out, state)?;
+        if let Some(udp) = chunk::<UDP_LEN>(out, usize::from(self.l4_offset)) {
+            put16(udp, UDP_CHECK_OFFSET, check);
+        }
         Ok(())
     }
 }
@@ -523,7 +560,25 @@ impl Template {
             udp_tail: [l0, l1, c0, c1],
             ip_sum,
             ts_increment: self.ts_increment,
+            // The UDP length counts twice: pseudo-header and header.
+            udp_sum: u64::from(self.full_sum).wrapping_add(u64::from(udp_len) << 1),
         })
+    }
+
+    /// The per-packet writes of this template's full-size packets with a
+    /// checksum computed in software ([`UdpCsum::Full`]), whose payload
+    /// sum [`FullSizePatch::patch_summed`] takes per packet.
+    pub fn full_size_patch_summed(&self) -> Option<FullSizePatch> {
+        // The same writes as with `Zero` but for the checksum field; IPv6
+        // has no `Zero`, so ask for `Partial` there (its field is rewritten).
+        let base = match self.ipv6 {
+            true => UdpCsum::Partial,
+            false => UdpCsum::Zero,
+        };
+        let mut patch = self.full_size_patch(base)?;
+        let [l0, l1, ..] = patch.udp_tail;
+        patch.udp_tail = [l0, l1, 0, 0];
+        Some(patch)
     }
 
     /// Writes the header of one packet carrying `payload_len` bytes into

@@ -20,6 +20,7 @@
  *   dropped            announced (fragments without NETIF_F_SG, a
  *                      partial checksum without checksum offload); frames
  *                      not kept (the store was full)
+ *   held               (0444) skbs held now (late_ms), not yet freed
  */
 #include <linux/etherdevice.h>
 #include <linux/miscdevice.h>
@@ -27,6 +28,7 @@
 #include <linux/netdevice.h>
 #include <linux/skbuff.h>
 #include <linux/slab.h>
+#include <linux/sysfs.h>
 #include <linux/uaccess.h>
 #include <linux/workqueue.h>
 #include <net/checksum.h>
@@ -45,6 +47,20 @@ module_param(shared, uint, 0444);
 module_param(violations, uint, 0444);
 module_param(dropped, uint, 0444);
 
+/* Skbs held for late_ms, freed from the work. */
+static struct sk_buff_head mdwcap_held;
+
+static int mdwcap_held_get(char *buf, const struct kernel_param *kp)
+{
+	return sysfs_emit(buf, "%u\n", skb_queue_len_lockless(&mdwcap_held));
+}
+
+static const struct kernel_param_ops mdwcap_held_ops = {
+	.get = mdwcap_held_get,
+};
+module_param_cb(held, &mdwcap_held_ops, NULL, 0444);
+MODULE_PARM_DESC(held, "skbs held now (late_ms), not yet freed");
+
 struct mdwcap_frame {
 	struct list_head node;
 	unsigned int len;
@@ -55,8 +71,6 @@ static LIST_HEAD(mdwcap_frames);
 static unsigned int mdwcap_count;
 static DEFINE_SPINLOCK(mdwcap_lock);
 
-/* Skbs held for late_ms, freed from the work. */
-static struct sk_buff_head mdwcap_held;
 static void mdwcap_release(struct work_struct *work);
 static DECLARE_DELAYED_WORK(mdwcap_release_work, mdwcap_release);
 

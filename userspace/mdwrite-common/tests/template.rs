@@ -429,6 +429,51 @@ proptest! {
     }
 
     #[test]
+    fn full_size_patch_summed_equals_written_header(
+        spec in arb_spec(),
+        start in (any::<u16>(), any::<u16>(), any::<u32>()),
+        earlier in proptest::collection::vec((0u8..3, any::<prop::sample::Index>()), 1..4),
+        sums in proptest::collection::vec(any::<u32>(), 1..6),
+    ) {
+        // A destination's linear copies with a software checksum: a
+        // recycled header of any earlier packet (any length, any checksum
+        // mode), turned into full-size packets by the patch computed once,
+        // with each packet's payload sum.
+        let t = Template::new(&spec).map_err(|e| fail(format!("{e:?}")))?;
+        let patch = t.full_size_patch_summed().ok_or_else(|| fail("no patch"))?;
+        let (ip_id, rtp_seq, rtp_ts) = start;
+        let mut state = PacketState { ip_id, rtp_seq, rtp_ts };
+        let hl = t.header_len();
+        let max = usize::from(t.max_payload());
+        let mut recycled = vec![0x5a; hl + 3];
+        for (pick, index) in earlier {
+            let len = match pick {
+                0 => 1,
+                1 => max,
+                _ => 1 + index.index(max),
+            } as u16;
+            let old = match pick {
+                2 => UdpCsum::Full { payload_sum: index.index(1 << 20) as u32 },
+                _ => UdpCsum::Partial,
+            };
+            t.write_header(&mut recycled, &mut state, len, old).map_err(|e| fail(format!("{e:?}")))?;
+        }
+        for (k, &payload_sum) in sums.iter().enumerate() {
+            let csum = UdpCsum::Full { payload_sum };
+            let mut written_state = state;
+            let mut written = vec![0x5a; hl + 3];
+            t.write_header(&mut written, &mut written_state, t.max_payload(), csum).map_err(|e| fail(format!("{e:?}")))?;
+            patch.patch_summed(&mut recycled, &mut state, payload_sum).map_err(|e| fail(format!("{e:?}")))?;
+            prop_assert_eq!(&recycled, &written, "packet {}", k);
+            prop_assert_eq!(state, written_state);
+        }
+        // A short buffer is refused and changes nothing.
+        let before = (recycled.clone(), state);
+        prop_assert_eq!(patch.patch_summed(&mut recycled[..hl - 1], &mut state, 7), Err(TemplateError::BufferTooShort));
+        prop_assert_eq!((recycled, state), before);
+    }
+
+    #[test]
     fn too_small_packet_sizes_fail(spec in arb_spec(), short in 1u16..100) {
         let spec = DestSpec { packet_size: min_packet_size(&spec).saturating_sub(short), ..spec };
         prop_assert_eq!(Template::new(&spec), Err(TemplateError::PacketSizeTooSmall));

@@ -40,6 +40,20 @@ fn param(name: &str) -> Result<u64, String> {
         .map_err(|e| format!("{path}: {text:?}: {e}"))
 }
 
+/// Waits (up to 5 s) until the capture NIC holds no skb.
+fn wait_released() -> TestResult {
+    for _ in 0..100 {
+        if param("held")? == 0 {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    Err(format!(
+        "the capture NIC still holds {} skbs after 5 s",
+        param("held")?
+    ))
+}
+
 /// Holds each skb `ms` milliseconds before the capture NIC frees it.
 fn set_late(ms: u32) -> TestResult {
     let path = "/sys/module/mdw_capture/parameters/late_ms";
@@ -219,7 +233,9 @@ impl Drop for Module {
 /// (`MDW_ENTRY_SAME`), then the same with checksum offload turned off
 /// (the destinations' kept skbs must go: their checksum mode is the
 /// device's no longer) and on again, with scatter-gather off (linear
-/// copies, kept and reused, the NIC also completing late), and with the
+/// copies, kept and reused, the NIC also completing late; a call returns
+/// while the NIC still holds its copies; then with a software checksum,
+/// computed as the payload is copied), and with the
 /// NIC completing its TX 20 ms late (kept skbs still busy at the next
 /// call). Every frame has
 /// valid IPv4 and UDP checksums and lengths; every destination gets its
@@ -230,7 +246,15 @@ impl Drop for Module {
 pub(crate) fn capture_recycled_bytes() -> TestResult {
     let module = Module::load()?;
     let topo = Topology::new(0)?;
-    let ifindex = topo::add_link(&topo.sender, "c0", "mdw_capture", true)?;
+    let ifindex = topo::add_link(&topo.sender, "c0", "mdw_capture", false)?;
+    // Only the test's packets on the NIC: no IPv6 (router solicitations
+    // came in the middle of a phase).
+    for cmd in [
+        &["sysctl", "-qw", "net.ipv6.conf.c0.disable_ipv6=1"][..],
+        &["ip", "link", "set", "c0", "up"][..],
+    ] {
+        run(&[&["ip", "netns", "exec", &topo.sender][..], cmd].concat())?;
+    }
     topo::enter(&topo.sender)?;
     let dev = Device::open().map_err(|e| format!("open: {e}"))?;
     let ids: Vec<DestId> = (0..DESTS)
@@ -412,16 +436,44 @@ pub(crate) fn capture_recycled_bytes() -> TestResult {
                 &format!("scatter-gather off, late TX completion, call {}", c + 1),
             )?;
         }
+        // The copies hold no call: with the NIC holding each skb 1.5 s, a
+        // call returns while the NIC still holds its packets.
+        set_late(1500)?;
+        call(&full, false, "scatter-gather off, NIC holding its packets")?;
+        let held = param("held")?;
+        if held < DESTS as u64 {
+            return Err(format!(
+                "scatter-gather off: the call returned when the NIC held {held} of its {DESTS} copies: it waited for them"
+            ));
+        }
+        set_late(0)?;
+        wait_released()?;
+        // With a checksum computed in software too: summed as copied.
+        offload("off")?;
+        for c in 0..3 {
+            call(
+                &full,
+                false,
+                &format!("scatter-gather and checksum offload off, call {}", c + 1),
+            )?;
+        }
+        call(
+            &three,
+            false,
+            "scatter-gather and checksum offload off, three packets",
+        )?;
+        offload("on")?;
         Ok::<_, String>(())
     })();
     set_late(0)?;
     sg("on")?;
+    offload("on")?;
     copies?;
     phase("scatter-gather off", &mut got)?;
     let copied = dev.stats().map_err(|e| e.to_string())?.bytes_copied - stats_sg.bytes_copied;
-    // Five calls of one packet each, one of three, one fan-out.
+    // Nine calls of one packet each, two of three, one fan-out.
     let want_copied: usize = (0..DESTS)
-        .map(|k| 5 * full(k) + three(k) + full(k % 2))
+        .map(|k| 9 * full(k) + 2 * three(k) + full(k % 2))
         .sum();
     if copied != want_copied as u64 {
         return Err(format!(
@@ -463,8 +515,8 @@ pub(crate) fn capture_recycled_bytes() -> TestResult {
             ));
         }
     }
-    // 22 calls of one packet, 7 of three, per destination.
-    let datagrams = 22 + 7 * 3;
+    // 26 calls of one packet, 8 of three, per destination.
+    let datagrams = 26 + 8 * 3;
     if let Some(k) = (0..DESTS).find(|&k| got.datagrams[k] != datagrams) {
         return Err(format!(
             "destination {k}: {} datagrams, want {datagrams}",

@@ -14,12 +14,15 @@ use std::{
 };
 
 use mdwrite::{
-    uapi::{MdwBufReg, MdwEntry, MdwWritev, MDW_IOC_BUF_REGISTER, MDW_MAX_ENTRY_SIZE},
+    uapi::{
+        MdwBufReg, MdwEntry, MdwWritev, MDW_IOC_BUF_REGISTER, MDW_MAX_ENTRY_SIZE, MDW_WRITE_ASYNC,
+        MDW_WRITE_PACE,
+    },
     DestConfig, DestId, Device, Entry, WriteOptions,
 };
 
 use crate::{
-    errors::{foll_pins, raw_writev, set_cap_net_raw},
+    errors::{entry, foll_pins, raw_writev, set_cap_net_raw},
     net::Capture,
     raw::{errno_name, expect_errno, ioctl},
     send::pattern,
@@ -147,6 +150,8 @@ pub(crate) fn tx_nosg_linear() -> TestResult {
         ));
     }
     check_frames(&cap.drain_ll(), &data, "sg off")?;
+    paced_copies_hold(&dev, &ids, &data, &cap)?;
+    let after = dev.stats().map_err(|e| e.to_string())?;
     // With scatter-gather back, zero-copy again.
     in_ns(&topo.sender, &["ethtool", "-K", "d0", "sg", "on"])?;
     dev.write_vectored(&entries, WriteOptions::default())
@@ -158,6 +163,49 @@ pub(crate) fn tx_nosg_linear() -> TestResult {
         return Err(format!("with SG again: {after:?} -> {last:?}"));
     }
     check_frames(&cap.drain_ll(), &data, "sg on")
+}
+
+/// A paced call's copies hold it until they have left (an unpaced call's
+/// do not): an asynchronous paced call on the direct path (the module's
+/// pacer), its window starting 300 ms ahead, is still in flight 100 ms
+/// after it returned, and its one completion comes once its packets have
+/// left, which carry the data.
+fn paced_copies_hold(dev: &Device, ids: &[DestId], data: &[Vec<u8>], cap: &Capture) -> TestResult {
+    const MS: u64 = 1_000_000;
+    let entries: Vec<MdwEntry> = ids.iter().zip(data).map(|(&id, d)| entry(id, d)).collect();
+    let (r, req) = raw_writev(dev, &entries, |w| {
+        w.flags = MDW_WRITE_PACE | MDW_WRITE_ASYNC;
+        w.pace_start = crate::pace::now_ns() + 300 * MS;
+        w.pace_window = (50 * MS) as u32;
+        w.pace_clock = 1; // CLOCK_MONOTONIC
+    });
+    r.map_err(|e| format!("paced WRITEV without SG: {}", errno_name(e)))?;
+    let total: u64 = data.iter().map(|d| d.len() as u64).sum();
+    if req.bytes != total {
+        return Err(format!(
+            "paced WRITEV without SG queued {} of {total} bytes",
+            req.bytes
+        ));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    let stats = dev.stats().map_err(|e| e.to_string())?;
+    if stats.async_in_flight != 1 {
+        return Err(format!(
+            "paced call without SG: {} calls in flight 100 ms after it, before its window: its copies did not hold it",
+            stats.async_in_flight
+        ));
+    }
+    let c = dev
+        .read_completion()
+        .map_err(|e| format!("read completion: {e}"))?
+        .ok_or("no completion for the paced call")?;
+    if c.bytes != total || c.error.is_some() {
+        return Err(format!(
+            "paced call without SG completed with {} of {total} bytes, error {:?}",
+            c.bytes, c.error
+        ));
+    }
+    check_frames(&cap.drain_ll(), data, "sg off, paced")
 }
 
 /// 802.1Q frames look like the stack's: the tap sees `skb->protocol`
