@@ -221,12 +221,15 @@ impl SkbPool {
         if !self.enabled || !parts.recycle || parts.hold {
             return Ok((new_any_skb(dev, parts, done, false, hdr)?, true));
         }
-        let state = match ring
+        let Some(&skb) = ring
             .cursor
             .peek(ring.skbs.len())
             .and_then(|at| ring.skbs.get(at))
-        {
-            None => BufState::Spoiled,
+        else {
+            return self.settle(dev, parts, done, hdr, BufState::Spoiled, ring);
+        };
+        let (frags, nfrags) = (parts.frags.as_ptr(), parts.frags.len() as u32);
+        let reused = match parts.linear {
             // SAFETY: the ring holds a reference to `skb`, a linear copy
             // of this destination (its ring holds no other kind while its
             // packets are copied: `SkbRing::set_layout`), tied to no call;
@@ -234,20 +237,16 @@ impl SkbPool {
             // fragments are valid for the call and their pages stay pinned
             // while this copies them, and `hdr` and the sum (if any) are
             // writable.
-            Some(&skb) if parts.linear => match unsafe {
+            true => unsafe {
                 ffi::mdw_skb_reuse_linear(
                     skb,
                     &ring.rearm,
-                    parts.frags.as_ptr(),
-                    parts.frags.len() as u32,
+                    frags,
+                    nfrags,
                     parts.payload_len,
                     parts.sum.map_or(core::ptr::null_mut(), Cell::as_ptr),
                     hdr,
                 )
-            } {
-                ffi::MDW_SKB_REUSED => BufState::Taken,
-                ffi::MDW_SKB_BUSY => BufState::Busy,
-                _ => BufState::Spoiled,
             },
             // SAFETY: the ring holds a reference to `skb`, a packet of this
             // destination, tied to this call or kept untied from its last
@@ -255,20 +254,14 @@ impl SkbPool {
             // (set by `adopt`), the fragments are valid for the call and
             // their pages stay pinned until `done` completes, and `hdr` is
             // writable.
-            Some(&skb) => match unsafe {
-                ffi::mdw_skb_reuse(
-                    skb,
-                    &ring.rearm,
-                    parts.frags.as_ptr(),
-                    parts.frags.len() as u32,
-                    parts.payload_len,
-                    hdr,
-                )
-            } {
-                ffi::MDW_SKB_REUSED => BufState::Taken,
-                ffi::MDW_SKB_BUSY => BufState::Busy,
-                _ => BufState::Spoiled,
+            false => unsafe {
+                ffi::mdw_skb_reuse(skb, &ring.rearm, frags, nfrags, parts.payload_len, hdr)
             },
+        };
+        let state = match reused {
+            ffi::MDW_SKB_REUSED => BufState::Taken,
+            ffi::MDW_SKB_BUSY => BufState::Busy,
+            _ => BufState::Spoiled,
         };
         self.settle(dev, parts, done, hdr, state, ring)
     }
@@ -287,25 +280,14 @@ impl SkbPool {
         if !self.enabled {
             return None;
         }
-        let len = ring.skbs.len();
-        let at = ring.cursor.peek(len)?;
-        let skb = *ring.skbs.get(at)?;
-        let lens = two.len0 | two.len1 << 16;
-        if (two.len0 | two.len1) >> 16 != 0 {
-            return None;
-        }
-        // SAFETY: the ring holds a reference to `skb`, a packet of this
-        // destination, tied to this call or kept untied from its last one;
-        // the pages stay pinned until the call's `done` completes, and
-        // `rearm` holds the layout, that `done` and the call's held device,
-        // set when the ring was adopted.
-        let hdr =
-            unsafe { ffi::mdw_skb_rearm(skb, &ring.rearm, two.page0, two.page1, two.off, lens) };
-        if hdr.is_null() {
-            return None;
-        }
-        ring.cursor.reused(at, len);
-        Some((skb, hdr))
+        rearm_lru(ring, two, |skb, rearm, lens| {
+            // SAFETY: the ring holds a reference to `skb`, a packet of
+            // this destination, tied to this call or kept untied from its
+            // last one; the pages stay pinned until the call's `done`
+            // completes, and `rearm` holds the layout, that `done` and the
+            // call's held device, set when the ring was adopted.
+            unsafe { ffi::mdw_skb_rearm(skb, rearm, two.page0, two.page1, two.off, lens) }
+        })
     }
 
     /// [`SkbPool::rearm`] for a destination whose packets are linear
@@ -323,34 +305,18 @@ impl SkbPool {
         if !self.enabled || !ring.linear {
             return None;
         }
-        let len = ring.skbs.len();
-        let at = ring.cursor.peek(len)?;
-        let skb = *ring.skbs.get(at)?;
-        let lens = two.len0 | two.len1 << 16;
-        if (two.len0 | two.len1) >> 16 != 0 {
-            return None;
-        }
-        // SAFETY: the ring holds a reference to `skb`, a linear copy of
-        // this destination tied to no call (its ring holds no other kind:
-        // `ring.linear`); the pages stay pinned while this copies them,
-        // `rearm` holds the layout and the call's held device, set when
-        // the ring was adopted, and the sum (if any) is writable.
-        let hdr = unsafe {
-            ffi::mdw_skb_rearm_linear(
-                skb,
-                &ring.rearm,
-                two.page0,
-                two.page1,
-                two.off,
-                lens,
-                sum.map_or(core::ptr::null_mut(), Cell::as_ptr),
-            )
-        };
-        if hdr.is_null() {
-            return None;
-        }
-        ring.cursor.reused(at, len);
-        Some((skb, hdr))
+        let sum = sum.map_or(core::ptr::null_mut(), Cell::as_ptr);
+        rearm_lru(ring, two, |skb, rearm, lens| {
+            // SAFETY: the ring holds a reference to `skb`, a linear copy of
+            // this destination tied to no call (its ring holds no other
+            // kind: `ring.linear`); the pages stay pinned while this copies
+            // them, `rearm` holds the layout and the call's held device,
+            // set when the ring was adopted, and the sum (if any) is
+            // writable.
+            unsafe {
+                ffi::mdw_skb_rearm_linear(skb, rearm, two.page0, two.page1, two.off, lens, sum)
+            }
+        })
     }
 
     /// Does what the destination's `ring` says for `state`, the answer of
@@ -523,39 +489,36 @@ impl SkbPool {
     }
 }
 
-/// A new skb carrying `parts`, with one reference for the caller and,
-/// with `keep`, one more for a ring; its header bytes at `*hdr`, zeroed.
-fn new_skb(
-    dev: &NetDevice,
-    parts: &PacketParts<'_>,
-    done: &CallDone,
-    keep: bool,
-    hdr: &mut *mut u8,
-) -> Result<*mut bindings::sk_buff> {
-    // SAFETY: the device is held, the layout and fragments are valid for
-    // the call and their pages stay pinned until `done` completes, `done`
-    // is live and `hdr` is writable.
-    let skb = unsafe {
-        ffi::mdw_skb_new(
-            dev.as_ptr(),
-            parts.layout,
-            parts.frags.as_ptr(),
-            parts.frags.len() as u32,
-            parts.payload_len,
-            done.0,
-            keep,
-            hdr,
-        )
-    };
-    if skb.is_null() {
-        Err(ENOMEM)
-    } else {
-        Ok(skb)
+/// The ring's least recently used skb given to `rearm` with the ring's
+/// `mdw_skb_rearm` arguments and the lengths of `two` packed as
+/// `mdw_skb_rearm` takes them; when it returns the skb's header (not
+/// null), the skb is the ring's most recently used and is returned with
+/// it.
+#[inline(always)]
+fn rearm_lru(
+    ring: &mut SkbRing,
+    two: &TwoFrags,
+    rearm: impl FnOnce(*mut bindings::sk_buff, &ffi::MdwRearm, u32) -> *mut u8,
+) -> Option<(*mut bindings::sk_buff, *mut u8)> {
+    let len = ring.skbs.len();
+    let at = ring.cursor.peek(len)?;
+    let skb = *ring.skbs.get(at)?;
+    if (two.len0 | two.len1) >> 16 != 0 {
+        return None;
     }
+    let hdr = rearm(skb, &ring.rearm, two.len0 | two.len1 << 16);
+    if hdr.is_null() {
+        return None;
+    }
+    ring.cursor.reused(at, len);
+    Some((skb, hdr))
 }
 
-/// A new skb carrying `parts`, a linear copy or not as `parts` says, with
-/// one reference for the caller and, with `keep`, one more for a ring.
+/// A new skb carrying `parts`, with one reference for the caller and,
+/// with `keep`, one more for a ring; its header bytes at `*hdr`, zeroed.
+/// The payload by reference, or copied into a linear skb (`parts.linear`:
+/// a device without scatter-gather for it), which holds the call's
+/// completion only if `parts.hold` says so.
 fn new_any_skb(
     dev: &NetDevice,
     parts: &PacketParts<'_>,
@@ -563,39 +526,40 @@ fn new_any_skb(
     keep: bool,
     hdr: &mut *mut u8,
 ) -> Result<*mut bindings::sk_buff> {
-    match parts.linear {
-        true => new_linear_skb(dev, parts, done, keep, hdr),
-        false => new_skb(dev, parts, done, keep, hdr),
-    }
-}
-
-/// A new linear skb carrying a copy of `parts`'s payload, for a device
-/// without scatter-gather for it, with one reference for the caller and,
-/// with `keep`, one more for a ring; its header bytes at `*hdr`, zeroed.
-/// It holds the call's completion only if `parts.hold` says so.
-fn new_linear_skb(
-    dev: &NetDevice,
-    parts: &PacketParts<'_>,
-    done: &CallDone,
-    keep: bool,
-    hdr: &mut *mut u8,
-) -> Result<*mut bindings::sk_buff> {
-    // SAFETY: the device is held, the layout and fragments are valid for
-    // the call and their pages stay pinned while this copies them, `done`
-    // is live, and `hdr` and the sum (if any) are writable.
-    let skb = unsafe {
-        ffi::mdw_skb_new_linear(
-            dev.as_ptr(),
-            parts.layout,
-            parts.frags.as_ptr(),
-            parts.frags.len() as u32,
-            parts.payload_len,
-            done.0,
-            parts.hold,
-            keep,
-            parts.sum.map_or(core::ptr::null_mut(), Cell::as_ptr),
-            hdr,
-        )
+    let (frags, nfrags) = (parts.frags.as_ptr(), parts.frags.len() as u32);
+    let skb = match parts.linear {
+        // SAFETY: the device is held, the layout and fragments are valid
+        // for the call and their pages stay pinned while this copies them,
+        // `done` is live, and `hdr` and the sum (if any) are writable.
+        true => unsafe {
+            ffi::mdw_skb_new_linear(
+                dev.as_ptr(),
+                parts.layout,
+                frags,
+                nfrags,
+                parts.payload_len,
+                done.0,
+                parts.hold,
+                keep,
+                parts.sum.map_or(core::ptr::null_mut(), Cell::as_ptr),
+                hdr,
+            )
+        },
+        // SAFETY: the device is held, the layout and fragments are valid
+        // for the call and their pages stay pinned until `done`
+        // completes, `done` is live and `hdr` is writable.
+        false => unsafe {
+            ffi::mdw_skb_new(
+                dev.as_ptr(),
+                parts.layout,
+                frags,
+                nfrags,
+                parts.payload_len,
+                done.0,
+                keep,
+                hdr,
+            )
+        },
     };
     if skb.is_null() {
         Err(ENOMEM)

@@ -152,6 +152,37 @@ fn fail(msg: impl Into<String>) -> TestCaseError {
     TestCaseError::fail(msg.into())
 }
 
+/// A header buffer (with 3 bytes past the header) that holds the header
+/// of the last of the `earlier` packets `t` wrote from `state`, each of
+/// one of three lengths (1, full size, or picked by its index) and with
+/// `csum`, or a software checksum for the third kind; `state` advances
+/// past them. What a recycled skb of the destination holds.
+fn recycled_header(
+    t: &Template,
+    state: &mut PacketState,
+    earlier: &[(u8, prop::sample::Index)],
+    csum: UdpCsum,
+) -> Result<Vec<u8>, TestCaseError> {
+    let max = usize::from(t.max_payload());
+    let mut recycled = vec![0x5a; t.header_len() + 3];
+    for (pick, index) in earlier {
+        let len = match pick {
+            0 => 1,
+            1 => max,
+            _ => 1 + index.index(max),
+        } as u16;
+        let old = match pick {
+            2 => UdpCsum::Full {
+                payload_sum: index.index(1 << 20) as u32,
+            },
+            _ => csum,
+        };
+        t.write_header(&mut recycled, state, len, old)
+            .map_err(|e| fail(format!("{e:?}")))?;
+    }
+    Ok(recycled)
+}
+
 /// Parses `frame` and checks every header field against `spec`, the state
 /// the packet was written with and the checksum mode.
 fn check_frame(
@@ -403,17 +434,7 @@ proptest! {
         let (ip_id, rtp_seq, rtp_ts) = start;
         let mut state = PacketState { ip_id, rtp_seq, rtp_ts };
         let hl = t.header_len();
-        let max = usize::from(t.max_payload());
-        let mut recycled = vec![0x5a; hl + 3];
-        for (pick, index) in earlier {
-            let len = match pick {
-                0 => 1,
-                1 => max,
-                _ => 1 + index.index(max),
-            } as u16;
-            let old = if pick == 2 { UdpCsum::Full { payload_sum: index.index(1 << 20) as u32 } } else { csum };
-            t.write_header(&mut recycled, &mut state, len, old).map_err(|e| fail(format!("{e:?}")))?;
-        }
+        let mut recycled = recycled_header(&t, &mut state, &earlier, csum)?;
         for k in 0..count {
             let mut written_state = state;
             let mut written = vec![0x5a; hl + 3];
@@ -444,20 +465,7 @@ proptest! {
         let (ip_id, rtp_seq, rtp_ts) = start;
         let mut state = PacketState { ip_id, rtp_seq, rtp_ts };
         let hl = t.header_len();
-        let max = usize::from(t.max_payload());
-        let mut recycled = vec![0x5a; hl + 3];
-        for (pick, index) in earlier {
-            let len = match pick {
-                0 => 1,
-                1 => max,
-                _ => 1 + index.index(max),
-            } as u16;
-            let old = match pick {
-                2 => UdpCsum::Full { payload_sum: index.index(1 << 20) as u32 },
-                _ => UdpCsum::Partial,
-            };
-            t.write_header(&mut recycled, &mut state, len, old).map_err(|e| fail(format!("{e:?}")))?;
-        }
+        let mut recycled = recycled_header(&t, &mut state, &earlier, UdpCsum::Partial)?;
         for (k, &payload_sum) in sums.iter().enumerate() {
             let csum = UdpCsum::Full { payload_sum };
             let mut written_state = state;

@@ -366,7 +366,8 @@ pub(crate) fn capture_recycled_bytes() -> TestResult {
     call(&three, true, "fan-out, three packets")?;
     phase("fan-out", &mut got)?;
 
-    let offload = |on: &str| {
+    // `ethtool -K c0 FEATURE on|off` in the sender's namespace.
+    let ethtool = |feature: &str, on: &str| {
         run(&[
             "ip",
             "netns",
@@ -375,11 +376,12 @@ pub(crate) fn capture_recycled_bytes() -> TestResult {
             "ethtool",
             "-K",
             "c0",
-            "tx",
+            feature,
             on,
         ])
         .map(|_| ())
     };
+    let offload = |on: &str| ethtool("tx", on);
     offload("off")?;
     for c in 0..3 {
         call(
@@ -406,20 +408,7 @@ pub(crate) fn capture_recycled_bytes() -> TestResult {
     // (the kept skbs of the zero-copy layout must go first). Then with the
     // NIC completing 20 ms late: the kept copies are still busy at the
     // next call and must not be written.
-    let sg = |on: &str| {
-        run(&[
-            "ip",
-            "netns",
-            "exec",
-            &topo.sender,
-            "ethtool",
-            "-K",
-            "c0",
-            "sg",
-            on,
-        ])
-        .map(|_| ())
-    };
+    let sg = |on: &str| ethtool("sg", on);
     sg("off")?;
     let (shared_sg, stats_sg) = (param("shared")?, dev.stats().map_err(|e| e.to_string())?);
     let copies = (|| {
