@@ -32,7 +32,7 @@ use crate::{device::DeviceFile, sys};
 /// faulted in at once, rounded up to whole pages (only [`len`](RegisteredBuffer::len) bytes are
 /// visible and registered). The module pins the pages long-term and
 /// charges them to `RLIMIT_MEMLOCK` (`ENOBUFS` past it) until the buffer
-/// is dropped and the device released every packet queued from it.
+/// is dropped and the device released every packet that refers to it.
 ///
 /// With the fallback backend, or a module without `MDW_FEAT_BUF`, the buffer
 /// is plain memory ([`id`](RegisteredBuffer::id) is `None`) and works the

@@ -15,7 +15,9 @@ pub const COMPLETION_SIZE: usize = size_of::<MdwCompletion>();
 
 /// The completion of one asynchronous call
 /// ([`Sender::send_async`](crate::Sender::send_async)): the device released
-/// its last packet, and the buffers the call took come back in
+/// its last packet that refers to the call's memory (an unpaced call's
+/// copies for a device without scatter-gather do not count), and the
+/// buffers the call took come back in
 /// [`buffers`](Completion::buffers), free to be rewritten.
 #[derive(Debug)]
 pub struct Completion {

@@ -185,7 +185,9 @@ impl Device {
     }
 
     /// Sends every entry in one call (`MDW_IOC_WRITEV`), interleaved
-    /// across destinations; returns once the device released every packet.
+    /// across destinations; returns once the device released every packet
+    /// that refers to the entries' memory (copies the module made for a
+    /// device without scatter-gather do not count).
     ///
     /// Entries whose data lies in a buffer registered on this device are
     /// sent as `MDW_ENTRY_BUF` entries (nothing pinned).
