@@ -28,9 +28,9 @@ use kernel::{
 use crate::{
     abi::{
         self, MdwBufReg, MdwBufUnreg, MdwDest, MdwDestDel, MdwEntry, MdwEventfd, MdwInfo,
-        MdwWritev, MDW_FEAT_ASYNC, MDW_FEAT_BUF, MDW_FEAT_FANOUT, MDW_FEAT_IPV6, MDW_FEAT_PACE,
-        MDW_FEAT_RTP, MDW_FEAT_VLAN, MDW_FEAT_WRITEV, MDW_WRITE_ASYNC, MDW_WRITE_PACE,
-        MDW_WRITE_QDISC,
+        MdwRepeat, MdwWritev, MDW_FEAT_ASYNC, MDW_FEAT_BUF, MDW_FEAT_FANOUT, MDW_FEAT_IPV6,
+        MDW_FEAT_PACE, MDW_FEAT_REPEAT, MDW_FEAT_RTP, MDW_FEAT_VLAN, MDW_FEAT_WRITEV,
+        MDW_WRITE_ASYNC, MDW_WRITE_PACE, MDW_WRITE_QDISC, MDW_WRITE_REPEAT,
     },
     buffer::{BufTable, RegisteredBuffer},
     dest::{DestTable, Destination},
@@ -49,7 +49,8 @@ const FEATURES: u64 = MDW_FEAT_WRITEV
     | MDW_FEAT_BUF
     | MDW_FEAT_ASYNC
     | MDW_FEAT_FANOUT
-    | MDW_FEAT_PACE;
+    | MDW_FEAT_PACE
+    | MDW_FEAT_REPEAT;
 
 /// What the file's lock protects: its destinations and the arrays its
 /// calls work in (kept between calls: no allocation per call once they
@@ -57,8 +58,16 @@ const FEATURES: u64 = MDW_FEAT_WRITEV
 pub(crate) struct Dests {
     table: DestTable,
     arena: CallArena,
-    /// The entries of the current call, as copied in.
+    /// The entries of the current call, as copied in (or as repeated:
+    /// the last call's with new data), kept for the next call to repeat.
     raw: KVVec<MdwEntry>,
+    /// The id of the call whose entries `raw` holds in full, which a call
+    /// may repeat (`MDW_WRITE_REPEAT`); 0 when it holds none.
+    raw_id: u64,
+    /// The last id given to a call's entries.
+    last_id: u64,
+    /// A repeated call's new data, as copied in.
+    repeat: KVVec<MdwRepeat>,
     /// Releases the file's paced calls on the direct path; made on the
     /// first such call.
     pacer: Option<Pacer>,
@@ -70,6 +79,9 @@ impl Default for Dests {
             table: DestTable::default(),
             arena: CallArena::default(),
             raw: KVVec::new(),
+            raw_id: 0,
+            last_id: 0,
+            repeat: KVVec::new(),
             pacer: None,
         }
     }
@@ -237,18 +249,32 @@ impl Client {
                 table,
                 arena,
                 raw,
+                raw_id,
+                last_id,
+                repeat,
                 pacer,
             } = &mut *guard;
             if req.flags & (MDW_WRITE_PACE | MDW_WRITE_QDISC) == MDW_WRITE_PACE && pacer.is_none() {
                 *pacer = Some(Pacer::new(self.flow)?);
             }
-            // Copy-in: the entries, into the file's array for them.
-            read_array_into(
-                raw,
-                req.entries,
-                req.count as usize,
-                req.entry_size as usize,
-            )?;
+            // Copy-in: the entries, into the file's array for them; or
+            // the new data of a repeated call, into the last call's.
+            let (count, size) = (req.count as usize, req.entry_size as usize);
+            let mut repeats = 0;
+            if req.flags & MDW_WRITE_REPEAT != 0 {
+                if req.call_id == 0 || req.call_id != *raw_id {
+                    return Err(crate::errno::enodata());
+                }
+                read_array_into(repeat, req.entries, count, size)?;
+                writev::repeat(raw, repeat)?;
+                repeats = *raw_id;
+            } else {
+                *raw_id = 0;
+                read_array_into(raw, req.entries, count, size)?;
+            }
+            *last_id = last_id.wrapping_add(1).max(1);
+            *raw_id = *last_id;
+            req.call_id = *raw_id;
             let result = writev::writev(
                 &self.net,
                 table,
@@ -257,6 +283,7 @@ impl Client {
                 &self.shared,
                 &req,
                 raw,
+                repeats,
                 quantum,
                 self.flow,
                 pacer.as_ref(),

@@ -21,6 +21,7 @@ errnos!(
     eopnotsupp = EOPNOTSUPP,
     eloop = ELOOP,
     etime = ETIME,
+    enodata = ENODATA,
 );
 
 /// Turns a C pointer that may be an `ERR_PTR` (or NULL: `ENOMEM`) into a

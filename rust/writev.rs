@@ -28,10 +28,10 @@ use kernel::{
 
 use crate::{
     abi::{
-        MdwCompletion, MdwEntry, MdwWritev, MDW_ENTRY_BUF, MDW_ENTRY_PACE, MDW_ENTRY_RTP_TS,
-        MDW_ENTRY_SAME, MDW_ENTRY_SIZE_VER0, MDW_MAX_CALL_BYTES, MDW_MAX_ENTRIES,
-        MDW_MAX_ENTRY_SIZE, MDW_MAX_PACE_AHEAD, MDW_MAX_PACE_WINDOW, MDW_WRITE_ASYNC,
-        MDW_WRITE_PACE, MDW_WRITE_QDISC,
+        MdwCompletion, MdwEntry, MdwRepeat, MdwWritev, MDW_ENTRY_BUF, MDW_ENTRY_PACE,
+        MDW_ENTRY_RTP_TS, MDW_ENTRY_SAME, MDW_ENTRY_SIZE_VER0, MDW_MAX_CALL_BYTES, MDW_MAX_ENTRIES,
+        MDW_MAX_ENTRY_SIZE, MDW_MAX_PACE_AHEAD, MDW_MAX_PACE_WINDOW, MDW_REPEAT_SIZE_VER0,
+        MDW_WRITE_ASYNC, MDW_WRITE_PACE, MDW_WRITE_QDISC, MDW_WRITE_REPEAT,
     },
     buffer::{BufTable, RegisteredBuffer},
     calldevs::CallDevs,
@@ -68,7 +68,8 @@ const SPARE_PAGES_MAX: usize = 16384;
 const ENTRIES_PER_YIELD: usize = 64;
 
 /// `MDW_WRITE_*` bits this module knows.
-const KNOWN_WRITE_FLAGS: u32 = MDW_WRITE_QDISC | MDW_WRITE_ASYNC | MDW_WRITE_PACE;
+const KNOWN_WRITE_FLAGS: u32 =
+    MDW_WRITE_QDISC | MDW_WRITE_ASYNC | MDW_WRITE_PACE | MDW_WRITE_REPEAT;
 /// `MDW_ENTRY_*` bits this module knows.
 const KNOWN_ENTRY_FLAGS: u32 = MDW_ENTRY_RTP_TS | MDW_ENTRY_BUF | MDW_ENTRY_SAME | MDW_ENTRY_PACE;
 
@@ -345,6 +346,11 @@ struct Shape {
     /// Plain, and every slot was one destination's one entry of one
     /// packet: sent by [`send_single`] when untimed.
     single: bool,
+    /// The `call_id` of the entries last found shaped like this (the
+    /// file keeps them: `client::Dests::raw`); 0 for none. A call that
+    /// repeats them (`MDW_WRITE_REPEAT`) changed only their addresses,
+    /// lengths and RTP timestamps: [`relocate`] compares only the lengths.
+    matches: u64,
     entries: KVVec<EntryShape>,
     /// Each slot's packets, before the send loop took them.
     plan: KVVec<u64>,
@@ -364,6 +370,7 @@ impl Default for Shape {
             untimed: false,
             buffers: false,
             single: false,
+            matches: 0,
             entries: KVVec::new(),
             plan: KVVec::new(),
             devs: KVVec::new(),
@@ -1419,7 +1426,11 @@ pub(crate) fn check_header(req: &MdwWritev) -> Result<u32> {
         return Err(E2BIG);
     }
     // Older callers' shorter entries read with the new fields zero.
-    if (req.entry_size as usize) < MDW_ENTRY_SIZE_VER0 {
+    let smallest = match req.flags & MDW_WRITE_REPEAT {
+        0 => MDW_ENTRY_SIZE_VER0,
+        _ => MDW_REPEAT_SIZE_VER0,
+    };
+    if (req.entry_size as usize) < smallest {
         return Err(EINVAL);
     }
     if req.entry_size > MDW_MAX_ENTRY_SIZE {
@@ -1431,6 +1442,21 @@ pub(crate) fn check_header(req: &MdwWritev) -> Result<u32> {
         return Err(EINVAL);
     }
     Ok(req.quantum.max(1))
+}
+
+/// Stage 0 of a repeated call (`MDW_WRITE_REPEAT`): the last call's
+/// entries (`raw`) given the new data of this one, index by index; `EINVAL`
+/// when the counts differ. The entries are then checked as any call's.
+pub(crate) fn repeat(raw: &mut [MdwEntry], new: &[MdwRepeat]) -> Result {
+    if raw.len() != new.len() {
+        return Err(EINVAL);
+    }
+    for (e, r) in raw.iter_mut().zip(new) {
+        e.addr = r.addr;
+        e.len = u64::from(r.len);
+        e.rtp_timestamp = r.rtp_timestamp;
+    }
+    Ok(())
 }
 
 /// Runs one call over already copied entries, in the file's `arena`, stage
@@ -1451,6 +1477,7 @@ pub(crate) fn writev(
     shared: &Arc<FileShared>,
     req: &MdwWritev,
     raw: &[MdwEntry],
+    repeats: u64,
     quantum: u32,
     flow: u32,
     pacer: Option<&Pacer>,
@@ -1468,14 +1495,16 @@ pub(crate) fn writev(
     let mut buffers = core::mem::take(&mut arena.buffers);
     let table = dests.generation();
     let shaped = req.flags & SHAPE_FLAGS;
+    // A repeat of entries found shaped like the last call's: only their
+    // lengths may differ from it.
+    let known = repeats != 0 && core::mem::take(&mut arena.shape.matches) == repeats;
     let checked = match revalidate(
         net,
         arena,
         bufs,
         &mut buffers,
         raw,
-        table,
-        shaped,
+        (table, shaped, known),
         pace.is_some(),
     )? {
         Some(checked) => checked,
@@ -1495,6 +1524,7 @@ pub(crate) fn writev(
             checked
         }
     };
+    arena.shape.matches = req.call_id;
     let pages_needed = checked.pages;
     arena.sends = arena.sends.wrapping_add(1).max(1);
     let call_no = arena.sends;
@@ -1990,8 +2020,7 @@ fn revalidate(
     bufs: &Mutex<BufTable>,
     buffers: &mut CallBuffers,
     raw: &[MdwEntry],
-    table: u64,
-    flags: u32,
+    (table, flags, known): (u64, u32, bool),
     paced: bool,
 ) -> Result<Option<Checked>, EntryError> {
     let CallArena {
@@ -2032,11 +2061,15 @@ fn revalidate(
             &mut *runs,
             (&mut *buffers, bufs),
         );
-        let relocated = match (shape.buffers, shape.plain) {
-            (true, true) => relocate::<true, false>(raw, want, to),
-            (false, true) => relocate::<false, false>(raw, want, to),
-            (true, false) => relocate::<true, true>(raw, want, to),
-            (false, false) => relocate::<false, true>(raw, want, to),
+        let relocated = match (shape.buffers, shape.plain, known) {
+            (true, true, false) => relocate::<true, false, false>(raw, want, to),
+            (false, true, false) => relocate::<false, false, false>(raw, want, to),
+            (true, false, false) => relocate::<true, true, false>(raw, want, to),
+            (false, false, false) => relocate::<false, true, false>(raw, want, to),
+            (true, true, true) => relocate::<true, false, true>(raw, want, to),
+            (false, true, true) => relocate::<false, false, true>(raw, want, to),
+            (true, false, true) => relocate::<true, true, true>(raw, want, to),
+            (false, false, true) => relocate::<false, true, true>(raw, want, to),
         };
         if !relocated? {
             return Ok(None);
@@ -2152,10 +2185,13 @@ fn record_shape(arena: &mut CallArena, raw: &[MdwEntry], table: u64, flags: u32,
 /// was one: [`Shape::buffers`]); a fan-out's `MDW_ENTRY_SAME` entries
 /// given the data of the entry before, compiled in with `SAME` (else the
 /// shape is [`Shape::plain`]). `Ok(false)` when an entry is not shaped
-/// like the last call's, or its fields want [`validate`]'s verdict.
+/// like the last call's, or its fields want [`validate`]'s verdict. With
+/// `KNOWN` the entries are a repeat of entries found shaped like `want`
+/// ([`Shape::matches`]): only their lengths are compared, and the fields
+/// a repeat cannot change (the paced timing) are not checked again.
 #[inline(never)]
 #[allow(clippy::type_complexity)]
-fn relocate<const BUFFERS: bool, const SAME: bool>(
+fn relocate<const BUFFERS: bool, const SAME: bool, const KNOWN: bool>(
     raw: &[MdwEntry],
     want: &[EntryShape],
     (entries, layout, runs, (buffers, bufs)): (
@@ -2178,7 +2214,11 @@ fn relocate<const BUFFERS: bool, const SAME: bool>(
         else {
             return Ok(false);
         };
-        if EntryShape::of(e) != *want {
+        let shaped = match KNOWN {
+            true => e.len == want.len,
+            false => EntryShape::of(e) == *want,
+        };
+        if !shaped {
             return Ok(false);
         }
         let rtp_ts = (e.flags & MDW_ENTRY_RTP_TS != 0).then_some(e.rtp_timestamp);
@@ -2187,7 +2227,7 @@ fn relocate<const BUFFERS: bool, const SAME: bool>(
             let Some((offset, page_base)) = before else {
                 return Ok(false);
             };
-            if e.addr != 0 || e.pace_offset != 0 || e.pace_gap != 0 {
+            if e.addr != 0 || (!KNOWN && (e.pace_offset != 0 || e.pace_gap != 0)) {
                 return Ok(false);
             }
             entry.first_page_offset = offset;
@@ -2204,7 +2244,7 @@ fn relocate<const BUFFERS: bool, const SAME: bool>(
             Located::of(e, false, buffers, bufs).map_err(at(index))?
         } else {
             // `Located::of` for user memory.
-            if e.pace_offset != 0 || e.pace_gap != 0 {
+            if !KNOWN && (e.pace_offset != 0 || e.pace_gap != 0) {
                 return Err(at(index)(EINVAL));
             }
             if e.addr.checked_add(e.len).is_none() {

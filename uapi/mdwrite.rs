@@ -43,6 +43,8 @@ pub const MDW_FEAT_ASYNC: u64 = 1 << 5;
 pub const MDW_FEAT_FANOUT: u64 = 1 << 6;
 /// `MDW_FEAT_PACE`: paced calls (`MDW_WRITE_PACE`, `MDW_ENTRY_PACE`).
 pub const MDW_FEAT_PACE: u64 = 1 << 7;
+/// `MDW_FEAT_REPEAT`: `MDW_WRITE_REPEAT` and `MdwRepeat`.
+pub const MDW_FEAT_REPEAT: u64 = 1 << 8;
 
 /// `MDW_DEST_IPV6`: the addresses are IPv6.
 pub const MDW_DEST_IPV6: u32 = 1 << 0;
@@ -175,6 +177,27 @@ pub const MDW_WRITE_QDISC: u32 = 1 << 0;
 pub const MDW_WRITE_ASYNC: u32 = 1 << 1;
 /// `MDW_WRITE_PACE`: each packet departs at its own time (`pace_*`).
 pub const MDW_WRITE_PACE: u32 = 1 << 2;
+/// `MDW_WRITE_REPEAT`: the entries of the file's last call, each with the
+/// new data of an `MdwRepeat` (see `uapi/mdwrite.h`).
+pub const MDW_WRITE_REPEAT: u32 = 1 << 3;
+
+abi_struct! {
+    /// The new data of one entry of a repeated call (`MDW_WRITE_REPEAT`).
+    pub struct MdwRepeat {
+        /// As `MdwEntry::addr` of the repeated entry; 0 for
+        /// `MDW_ENTRY_SAME`.
+        pub addr: u64,
+        /// As `MdwEntry::len`; 0 for `MDW_ENTRY_SAME`.
+        pub len: u32,
+        /// As `MdwEntry::rtp_timestamp` (with the entry's
+        /// `MDW_ENTRY_RTP_TS`).
+        pub rtp_timestamp: u32,
+    }
+}
+
+/// Size of the first published `struct mdw_repeat`: the smallest
+/// `entry_size` of a repeated call.
+pub const MDW_REPEAT_SIZE_VER0: usize = 16;
 
 abi_struct! {
     /// One multi-destination write (`MDW_IOC_WRITEV`).
@@ -207,6 +230,10 @@ abi_struct! {
         pub pace_window: u32,
         /// With `MDW_WRITE_PACE`, `CLOCK_MONOTONIC` (1) or `CLOCK_TAI` (11).
         pub pace_clock: u32,
+        /// Out: names this call's entries (never 0) for a later
+        /// `MDW_WRITE_REPEAT`; in, with `MDW_WRITE_REPEAT`: the id of the
+        /// (last) call whose entries are repeated.
+        pub call_id: u64,
     }
 }
 

@@ -71,7 +71,11 @@ mod tests {
             feature_names(0xff),
             "writev,ipv6,rtp,vlan,buf,async,fanout,pace"
         );
-        assert_eq!(feature_names(0x301), "writev,0x300");
+        assert_eq!(
+            feature_names(0x1ff),
+            "writev,ipv6,rtp,vlan,buf,async,fanout,pace,repeat"
+        );
+        assert_eq!(feature_names(0x601), "writev,0x600");
         assert_eq!(feature_names(0), "");
     }
 }

@@ -58,6 +58,7 @@ const ALLOWED: &[(&str, &[i32])] = &[
     ("dest_del", &[libc::EINVAL, libc::ENXIO]),
     ("writev_sync", WRITEV_ERRNOS),
     ("writev_async", WRITEV_ERRNOS),
+    ("writev_repeat", REPEAT_ERRNOS),
     ("stats", &[]),
     (
         "buf_register",
@@ -98,6 +99,27 @@ const WRITEV_ERRNOS: &[i32] = &[
     libc::EOPNOTSUPP,
     libc::ERANGE,
     libc::ETIME,
+];
+
+/// `MDW_IOC_WRITEV` with `MDW_WRITE_REPEAT`: a call's errnos, and
+/// `ENODATA` for a `call_id` that does not name the file's last call.
+const REPEAT_ERRNOS: &[i32] = &[
+    libc::EINVAL,
+    libc::E2BIG,
+    libc::ENXIO,
+    libc::ENOENT,
+    libc::EAGAIN,
+    libc::ENOBUFS,
+    libc::ENODEV,
+    libc::ENETDOWN,
+    libc::EMSGSIZE,
+    libc::ENOMEM,
+    libc::EINTR,
+    libc::EBADF,
+    libc::EOPNOTSUPP,
+    libc::ERANGE,
+    libc::ETIME,
+    libc::ENODATA,
 ];
 
 /// The negative errnos `mdw_writev.error` may carry after a partial send.
@@ -268,6 +290,9 @@ struct Dev {
     fd: i32,
     dests: Mutex<Vec<u32>>,
     bufs: Mutex<Vec<(u32, u64)>>,
+    /// The `call_id` and entries of the file's last call (as this worker
+    /// saw it: another worker's call may have come between).
+    last: Mutex<(u64, Vec<MdwEntry>)>,
 }
 
 impl Dev {
@@ -279,6 +304,7 @@ impl Dev {
                 fd,
                 dests: Mutex::new(Vec::new()),
                 bufs: Mutex::new(Vec::new()),
+                last: Mutex::new((0, Vec::new())),
             })
         })
     }
@@ -518,7 +544,8 @@ impl Worker<'_> {
         let Some(dev) = self.dev() else { return };
         let r = self.rng.below(100);
         match r {
-            0..=54 => self.writev(&dev),
+            0..=44 => self.writev(&dev),
+            45..=54 => self.writev_repeat(&dev),
             55..=64 => self.dest_add(&dev),
             65..=67 => self.dest_del(&dev),
             68..=73 => self.buf_register(&dev),
@@ -741,6 +768,9 @@ impl Worker<'_> {
         self.st.record(kind, r, &|| {
             format!("{w:?}, cmd {cmd:#x}, entries {entries:?}")
         });
+        if w.call_id != 0 {
+            *dev.last.lock().unwrap() = (w.call_id, entries.clone());
+        }
         if r.is_ok() && w.packets > 0 {
             self.st.writev_sent += 1;
             self.st.packets += w.packets;
@@ -752,6 +782,105 @@ impl Worker<'_> {
             }
         }
         if kind == "writev_async" && self.rng.pct(60) {
+            self.read(dev);
+        }
+    }
+
+    /// A repeat of the file's last call (`MDW_WRITE_REPEAT`): its entries'
+    /// data again, or hostile (another id, count, size, data).
+    fn writev_repeat(&mut self, dev: &Dev) {
+        let (id, entries) = dev.last.lock().unwrap().clone();
+        if entries.is_empty() {
+            return self.writev(dev);
+        }
+        let mut items: Vec<MdwRepeat> = entries
+            .iter()
+            .map(|e| MdwRepeat {
+                addr: e.addr,
+                len: e.len as u32,
+                rtp_timestamp: self.rng.next() as u32,
+            })
+            .collect();
+        let mut w = MdwWritev {
+            count: items.len() as u32,
+            entry_size: std::mem::size_of::<MdwRepeat>() as u32,
+            flags: MDW_WRITE_REPEAT,
+            cookie: self.sh.cookie.fetch_add(1, Ordering::Relaxed),
+            call_id: id,
+            ..Default::default()
+        };
+        if self.rng.pct(35) {
+            w.flags |= MDW_WRITE_ASYNC;
+        }
+        let mut long: Vec<u64> = Vec::new();
+        if self.rng.pct(30) {
+            match self.rng.below(6) {
+                0 => {
+                    w.call_id =
+                        self.rng
+                            .pick(&[0, id.wrapping_add(1), id.wrapping_sub(1), u64::MAX])
+                }
+                1 => {
+                    w.count = self
+                        .rng
+                        .pick(&[0, w.count + 1, w.count.saturating_sub(1), 4097])
+                }
+                2 => w.entry_size = self.rng.pick(&[0, 8, 15, 17, 4097, u32::MAX]),
+                3 => {
+                    // 24-byte repeats, the tail sometimes set.
+                    w.entry_size = 24;
+                    long = items
+                        .iter()
+                        .flat_map(|r| {
+                            [
+                                r.addr,
+                                u64::from(r.len) | u64::from(r.rtp_timestamp) << 32,
+                                0,
+                            ]
+                        })
+                        .collect();
+                    if self.rng.pct(50) {
+                        let i = self.rng.below(items.len() as u64) as usize;
+                        long[3 * i + 2] = self.rng.next();
+                    }
+                }
+                4 => {
+                    let i = self.rng.below(items.len() as u64) as usize;
+                    items[i].addr =
+                        self.rng
+                            .pick(&[0, 1, KERNEL_ADDR, u64::MAX - 10, self.sh.arena as u64]);
+                }
+                _ => {
+                    let i = self.rng.below(items.len() as u64) as usize;
+                    items[i].len = self.rng.pick(&[0, 1, u32::MAX, 1 << 30]);
+                }
+            }
+        }
+        w.entries = match long.is_empty() {
+            true => items.as_ptr() as u64,
+            false => long.as_ptr() as u64,
+        };
+        let r = ioctl(dev.fd, MDW_IOC_WRITEV, &mut w as *mut _ as usize);
+        self.st
+            .record("writev_repeat", r, &|| format!("{w:?}, repeats {items:?}"));
+        if w.call_id != id && w.call_id != 0 {
+            let mut now = entries;
+            for (e, r) in now.iter_mut().zip(&items) {
+                (e.addr, e.len) = (r.addr, u64::from(r.len));
+            }
+            *dev.last.lock().unwrap() = (w.call_id, now);
+        }
+        if r.is_ok() && w.packets > 0 {
+            self.st.writev_sent += 1;
+            self.st.packets += w.packets;
+            if w.error != 0 && !WRITEV_PARTIAL.contains(&-w.error) {
+                self.st.violation(format!(
+                    "writev_repeat: partial send with undocumented error {}",
+                    w.error
+                ));
+            }
+        }
+        if w.flags & MDW_WRITE_ASYNC != 0 && self.rng.pct(60) {
             self.read(dev);
         }
     }
@@ -1398,6 +1527,7 @@ mod tests {
             ("MDW_WRITE_ASYNC", MDW_WRITE_ASYNC.into()),
             ("MDW_ENTRY_PACE", MDW_ENTRY_PACE.into()),
             ("MDW_WRITE_PACE", MDW_WRITE_PACE.into()),
+            ("MDW_WRITE_REPEAT", MDW_WRITE_REPEAT.into()),
             ("O_RDWR", libc::O_RDWR as u64),
             ("O_NONBLOCK", libc::O_NONBLOCK as u64),
             ("O_CLOEXEC", libc::O_CLOEXEC as u64),
@@ -1412,7 +1542,8 @@ mod tests {
         // The sizes the description's structs assume.
         assert_eq!(std::mem::size_of::<MdwDest>(), 76);
         assert_eq!(std::mem::size_of::<MdwEntry>(), 40);
-        assert_eq!(std::mem::size_of::<MdwWritev>(), 72);
+        assert_eq!(std::mem::size_of::<MdwWritev>(), 80);
+        assert_eq!(std::mem::size_of::<MdwRepeat>(), 16);
     }
 
     /// Every kind the workers record has a row in `ALLOWED`.
@@ -1424,6 +1555,7 @@ mod tests {
             "dest_del",
             "writev_sync",
             "writev_async",
+            "writev_repeat",
             "stats",
             "buf_register",
             "buf_unregister",

@@ -51,9 +51,10 @@ fn rust_mirror_matches_c_header() {
         struct "mdw_entry" = MdwEntry {
             dest, flags, addr, len, rtp_timestamp, buf, pace_offset, pace_gap
         };
+        struct "mdw_repeat" = MdwRepeat { addr, len, rtp_timestamp };
         struct "mdw_writev" = MdwWritev {
             entries, count, entry_size, flags, quantum, bytes, packets, error, error_index, cookie,
-            pace_start, pace_window, pace_clock
+            pace_start, pace_window, pace_clock, call_id
         };
         struct "mdw_buf_reg" = MdwBufReg { addr, len, id, flags };
         struct "mdw_buf_unreg" = MdwBufUnreg { id, flags };
@@ -71,6 +72,7 @@ fn rust_mirror_matches_c_header() {
         MDW_MAX_BUF_BYTES, MDW_MAX_ASYNC, MDW_IOC_BUF_REGISTER, MDW_IOC_BUF_UNREGISTER,
         MDW_IOC_SET_EVENTFD, MDW_MAX_ENTRY_SIZE, MDW_FEAT_FANOUT, MDW_ENTRY_SAME,
         MDW_FEAT_PACE, MDW_ENTRY_PACE, MDW_WRITE_PACE, MDW_MAX_PACE_WINDOW, MDW_MAX_PACE_AHEAD,
+        MDW_FEAT_REPEAT, MDW_WRITE_REPEAT,
     );
 
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");

@@ -6,13 +6,19 @@ use std::{
     fmt, io,
     os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd},
     path::Path,
-    sync::{Arc, Mutex, MutexGuard},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex, MutexGuard,
+    },
     time::{Duration, Instant},
 };
 
 use rustix::fs::{open, Mode, OFlags};
 
-use mdwrite_uapi::{MdwCompletion, MdwEntry, MdwWritev, MDW_WRITE_ASYNC};
+use mdwrite_uapi::{
+    MdwCompletion, MdwEntry, MdwRepeat, MdwWritev, MDW_FEAT_REPEAT, MDW_WRITE_ASYNC,
+    MDW_WRITE_REPEAT,
+};
 use zerocopy::IntoBytes;
 
 use crate::{
@@ -37,6 +43,62 @@ pub(crate) struct DeviceFile {
     fd: OwnedFd,
     /// The registered buffers, by address.
     buffers: Mutex<BufferTable>,
+    /// The module implements `MDW_WRITE_REPEAT`.
+    can_repeat: bool,
+    /// This file's last call, for the next to repeat.
+    last: Mutex<LastCall>,
+    /// Calls made as repeats (the module took them as such).
+    repeated: AtomicU64,
+}
+
+/// The last call made through a [`Device`], which a call with the same
+/// destinations, flags, buffers and timing repeats (`MDW_WRITE_REPEAT`):
+/// it copies only each entry's new data (`MdwRepeat`, 16 bytes) into the
+/// module, which checks only what may have changed.
+///
+/// The module names each call's entries (`call_id`) and repeats only its
+/// last call's, so a call that came between (another thread's, or one
+/// made on the file outside this library) makes a repeat fail with
+/// `ENODATA`, and the call is then made in full.
+#[derive(Debug, Default)]
+struct LastCall {
+    /// The module's id of its entries; 0 for none.
+    id: u64,
+    entries: Vec<MdwEntry>,
+    /// The array a repeat is written into, kept between calls.
+    repeat: Vec<MdwRepeat>,
+}
+
+impl LastCall {
+    /// Whether `raw` is the last call's entries with new data only.
+    fn repeated_by(&self, raw: &[MdwEntry]) -> bool {
+        self.id != 0
+            && self.entries.len() == raw.len()
+            && self.entries.iter().zip(raw).all(|(a, b)| {
+                a.dest == b.dest
+                    && a.flags == b.flags
+                    && a.buf == b.buf
+                    && a.pace_offset == b.pace_offset
+                    && a.pace_gap == b.pace_gap
+                    && u32::try_from(b.len).is_ok()
+            })
+    }
+}
+
+/// Locks `m`, whose data stays consistent across a panic.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The new data of `raw`, which repeats the last call's entries.
+fn repeat_of(raw: &[MdwEntry], out: &mut Vec<MdwRepeat>) {
+    out.clear();
+    out.extend(raw.iter().map(|e| MdwRepeat {
+        addr: e.addr,
+        // Checked by `LastCall::repeated_by`.
+        len: e.len as u32,
+        rtp_timestamp: e.rtp_timestamp,
+    }));
 }
 
 impl DeviceFile {
@@ -70,11 +132,12 @@ bitflags::bitflags! {
     ///
     /// ```
     /// use mdwrite::Features;
-    /// let f = Features::from_bits_retain(0xf1 | 0x100);
+    /// let f = Features::from_bits_retain(0x1f1 | 0x400);
     /// assert!(f.contains(Features::BUF | Features::ASYNC | Features::FANOUT | Features::PACE));
+    /// assert!(f.contains(Features::REPEAT));
     /// assert!(!f.contains(Features::IPV6));
-    /// assert_eq!(f.to_string(), "0x1f1");
-    /// assert_eq!(f.names(), "writev,buf,async,fanout,pace,0x100");
+    /// assert_eq!(f.to_string(), "0x5f1");
+    /// assert_eq!(f.names(), "writev,buf,async,fanout,pace,repeat,0x400");
     /// ```
     #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
     pub struct Features: u64 {
@@ -94,6 +157,9 @@ bitflags::bitflags! {
         const FANOUT = mdwrite_uapi::MDW_FEAT_FANOUT;
         /// `MDW_FEAT_PACE`: paced calls (`MDW_WRITE_PACE`, `MDW_ENTRY_PACE`).
         const PACE = mdwrite_uapi::MDW_FEAT_PACE;
+        /// `MDW_FEAT_REPEAT`: calls that repeat the last one's entries
+        /// with new data (`MDW_WRITE_REPEAT`).
+        const REPEAT = mdwrite_uapi::MDW_FEAT_REPEAT;
         // A newer module's bits are kept as they are.
         const _ = !0;
     }
@@ -123,6 +189,7 @@ impl Features {
             | Features::ASYNC
             | Features::FANOUT
             | Features::PACE
+            | Features::REPEAT
     }
 }
 
@@ -147,10 +214,15 @@ impl Device {
     /// Opens the mdwrite device node at `path`.
     pub fn open_path(path: impl AsRef<Path>) -> io::Result<Self> {
         let fd = open(path.as_ref(), OFlags::RDWR | OFlags::CLOEXEC, Mode::empty())?;
+        // An older module (or not the module at all) repeats nothing.
+        let can_repeat = sys::info(&fd).is_ok_and(|i| i.features & MDW_FEAT_REPEAT != 0);
         Ok(Self {
             file: Arc::new(DeviceFile {
                 fd,
                 buffers: Mutex::default(),
+                can_repeat,
+                last: Mutex::default(),
+                repeated: AtomicU64::new(0),
             }),
         })
     }
@@ -260,11 +332,11 @@ impl Device {
         if options.fanout {
             crate::write::mark_fanouts(&mut raw, entries);
         }
-        let mut req = MdwWritev {
+        let count = u32::try_from(raw.len())
+            .map_err(|_| io::Error::from_raw_os_error(rustix::io::Errno::TOOBIG.raw_os_error()))?;
+        let req = MdwWritev {
             entries: raw.as_ptr() as u64,
-            count: u32::try_from(raw.len()).map_err(|_| {
-                io::Error::from_raw_os_error(rustix::io::Errno::TOOBIG.raw_os_error())
-            })?,
+            count,
             entry_size: size_of::<MdwEntry>() as u32,
             flags,
             quantum: options.quantum,
@@ -274,10 +346,62 @@ impl Device {
             pace_clock,
             ..Default::default()
         };
-        // SAFETY: `raw` holds `count` entries of `entry_size` bytes whose
-        // data borrow from `entries`, alive for the call, or name buffers
-        // registered on this file.
-        unsafe { sys::writev(self.fd(), &mut req) }?;
+        // The last call's entries with new data: only the data goes in.
+        let (repeat_id, mut repeat) = {
+            let mut last = lock(&self.file.last);
+            match self.file.can_repeat && last.repeated_by(&raw) {
+                true => (last.id, std::mem::take(&mut last.repeat)),
+                false => (0, Vec::new()),
+            }
+        };
+        let mut done = None;
+        if repeat_id != 0 {
+            repeat_of(&raw, &mut repeat);
+            let mut again = MdwWritev {
+                entries: repeat.as_ptr() as u64,
+                entry_size: size_of::<MdwRepeat>() as u32,
+                flags: flags | MDW_WRITE_REPEAT,
+                call_id: repeat_id,
+                ..req
+            };
+            // SAFETY: `repeat` holds `count` entries of `entry_size`
+            // bytes, the new data of `raw`'s entries (see below), which
+            // the module applies to the entries of call `repeat_id`, equal
+            // to `raw`'s but for that data (`LastCall::repeated_by`).
+            match unsafe { sys::writev(self.fd(), &mut again) } {
+                // Another call came between: made in full below.
+                Err(e) if e.raw_os_error() == Some(rustix::io::Errno::NODATA.raw_os_error()) => {}
+                r => {
+                    self.file.repeated.fetch_add(1, Ordering::Relaxed);
+                    done = Some(r.map(|()| again));
+                }
+            }
+        }
+        let result = match done {
+            Some(r) => r,
+            None => {
+                let mut req = req;
+                // SAFETY: `raw` holds `count` entries of `entry_size` bytes
+                // whose data borrow from `entries`, alive for the call, or
+                // name buffers registered on this file.
+                unsafe { sys::writev(self.fd(), &mut req) }.map(|()| req)
+            }
+        };
+        {
+            let mut last = lock(&self.file.last);
+            match &result {
+                // The module keeps the entries it read, named by `call_id`.
+                Ok(req) => {
+                    last.id = req.call_id;
+                    last.entries = raw;
+                }
+                Err(_) => last.id = 0,
+            }
+            if repeat.capacity() > last.repeat.capacity() {
+                last.repeat = repeat;
+            }
+        }
+        let req = result?;
         Ok(WriteReport {
             bytes: req.bytes,
             packets: req.packets,
@@ -288,6 +412,16 @@ impl Device {
                 )
             }),
         })
+    }
+
+    /// How many calls on this device were made as repeats of the one
+    /// before (`MDW_WRITE_REPEAT`): a call with the same destinations,
+    /// flags, registered buffers and entry timing as the last one copies
+    /// only each entry's new data in (its address, length and RTP
+    /// timestamp). Made automatically when the module implements it
+    /// ([`Features::REPEAT`]); a diagnostic.
+    pub fn repeated_calls(&self) -> u64 {
+        self.file.repeated.load(Ordering::Relaxed)
     }
 
     /// The counters of this open device (`MDW_IOC_STATS`).
@@ -351,5 +485,96 @@ impl Device {
 impl AsFd for Device {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.fd()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mdwrite_uapi::{MDW_ENTRY_BUF, MDW_ENTRY_PACE, MDW_ENTRY_RTP_TS, MDW_ENTRY_SAME};
+
+    fn entries() -> Vec<MdwEntry> {
+        vec![
+            MdwEntry {
+                dest: 1,
+                addr: 0x1000,
+                len: 1316,
+                ..Default::default()
+            },
+            MdwEntry {
+                dest: 2,
+                flags: MDW_ENTRY_SAME | MDW_ENTRY_RTP_TS,
+                rtp_timestamp: 90,
+                ..Default::default()
+            },
+            MdwEntry {
+                dest: 3,
+                flags: MDW_ENTRY_BUF,
+                addr: 64,
+                len: 1472,
+                buf: 7,
+                ..Default::default()
+            },
+        ]
+    }
+
+    /// A call repeats the last one when only addresses, lengths and RTP
+    /// timestamps changed, and its new data is exactly those.
+    #[test]
+    fn repeated_by_new_data_only() {
+        let last = LastCall {
+            id: 5,
+            entries: entries(),
+            repeat: Vec::new(),
+        };
+        let mut now = entries();
+        now[0].addr = 0x9000;
+        now[0].len = 100;
+        now[1].rtp_timestamp = 180;
+        now[2].addr = 4096;
+        assert!(last.repeated_by(&now));
+        let mut out = vec![MdwRepeat::default(); 9];
+        repeat_of(&now, &mut out);
+        let want = [(0x9000, 100, 0), (0, 0, 180), (4096, 1472, 0)];
+        assert_eq!(out.len(), want.len());
+        for (r, (addr, len, ts)) in out.iter().zip(want) {
+            assert_eq!((r.addr, r.len, r.rtp_timestamp), (addr, len, ts));
+        }
+    }
+
+    /// Anything else the module keeps from the last call makes a call in
+    /// full.
+    #[test]
+    fn not_repeated() {
+        let last = LastCall {
+            id: 5,
+            entries: entries(),
+            repeat: Vec::new(),
+        };
+        let changes: [fn(&mut Vec<MdwEntry>); 7] = [
+            |e| e[0].dest = 9,
+            |e| e[0].flags |= MDW_ENTRY_RTP_TS,
+            |e| e[2].buf = 8,
+            |e| {
+                e[0].flags |= MDW_ENTRY_PACE;
+                e[0].pace_offset = 1;
+            },
+            |e| e[0].pace_gap = 1,
+            |e| e[0].len = 1 << 32,
+            |e| {
+                e.pop();
+            },
+        ];
+        for (i, change) in changes.iter().enumerate() {
+            let mut now = entries();
+            change(&mut now);
+            assert!(!last.repeated_by(&now), "change {i}");
+        }
+        let none = LastCall {
+            id: 0,
+            entries: entries(),
+            repeat: Vec::new(),
+        };
+        assert!(!none.repeated_by(&entries()));
     }
 }

@@ -19,6 +19,7 @@ mod faults;
 mod net;
 mod pace;
 mod raw;
+mod repeat;
 mod safety;
 mod send;
 mod sender;
@@ -55,6 +56,8 @@ const TESTS: &[Test] = &[
     ("shape_reuse", shape::shape_reuse),
     ("shape_plain_reuse", shape::shape_plain_reuse),
     ("shape_single_reuse", shape::shape_single_reuse),
+    ("repeat_raw", repeat::repeat_raw),
+    ("repeat_library", repeat::repeat_library),
     ("pace_release_fq", pace::pace_release_fq),
     ("pace_release_direct", pace::pace_release_direct),
     ("pace_errors", pace::pace_errors),

@@ -7,7 +7,11 @@
 //! payload, then an `MDW_ENTRY_SAME` entry per further destination.
 //!
 //! The entries are written into an array the method keeps (as a sender
-//! that calls once per interval would), not allocated per call.
+//! that calls once per interval would), not allocated per call. Every
+//! call after the first sends the same destinations with the same flags,
+//! so it repeats the one before (`MDW_WRITE_REPEAT`): 16 bytes of new
+//! data per entry (`MdwRepeat`), as a sender whose destinations did not
+//! change since its last interval would.
 //!
 //! `mdwrite-paced` makes the same call paced on the direct path
 //! (`MDW_WRITE_PACE`) with the longest window there is
@@ -29,8 +33,8 @@ use std::{
 
 use mdwrite::{
     uapi::{
-        MdwEntry, MdwWritev, MDW_ENTRY_BUF, MDW_ENTRY_SAME, MDW_IOC_WRITEV, MDW_MAX_PACE_WINDOW,
-        MDW_WRITE_PACE,
+        MdwEntry, MdwRepeat, MdwWritev, MDW_ENTRY_BUF, MDW_ENTRY_SAME, MDW_FEAT_REPEAT,
+        MDW_IOC_WRITEV, MDW_MAX_PACE_WINDOW, MDW_WRITE_PACE, MDW_WRITE_REPEAT,
     },
     DestConfig, DestId, Device, RegisteredBuffer, Rtp,
 };
@@ -55,6 +59,13 @@ pub struct Mdwrite {
     regbuf: Option<RegisteredBuffer>,
     /// The call's entries, rewritten by each call.
     entries: Vec<MdwEntry>,
+    /// A repeated call's new data, rewritten by each call.
+    repeat: Vec<MdwRepeat>,
+    /// The module's id of the last call's entries, which the next call
+    /// repeats; 0 for none (or a module without `MDW_FEAT_REPEAT`).
+    last_call: u64,
+    /// The module implements `MDW_WRITE_REPEAT`.
+    can_repeat: bool,
     /// Paced on the direct path (`mdwrite-paced`).
     paced: bool,
 }
@@ -67,8 +78,10 @@ impl Mdwrite {
     /// Opens `/dev/mdwrite`; destinations leave `ifname`. With `registered`
     /// the payload comes from a registered buffer.
     pub fn new(ifname: &str, csum_zero: bool, registered: bool) -> io::Result<Self> {
+        let dev = Device::open()?;
+        let can_repeat = dev.info()?.features.bits() & MDW_FEAT_REPEAT != 0;
         Ok(Self {
-            dev: Device::open()?,
+            dev,
             ifindex: ifindex(ifname)?,
             csum_zero,
             dests: Vec::new(),
@@ -76,6 +89,9 @@ impl Mdwrite {
             registered,
             regbuf: None,
             entries: Vec::new(),
+            repeat: Vec::new(),
+            last_call: 0,
+            can_repeat,
             paced: false,
         })
     }
@@ -205,22 +221,43 @@ impl Method for Mdwrite {
 
     fn send(&mut self, wl: &Workload, pool: &Pool) -> io::Result<Outcome> {
         let mut entries = std::mem::take(&mut self.entries);
-        entries.clear();
+        let mut repeat = std::mem::take(&mut self.repeat);
         let (src, pool_size) = (self.source(pool), wl.pool_size());
-        entries.extend(
-            self.dests
-                .iter()
-                .enumerate()
-                .map(|(d, id)| entry(wl, id.handle(), src, pool_size, d, wl.fanout && d > 0)),
-        );
-        let mut req = MdwWritev {
-            entries: entries.as_ptr() as u64,
-            count: entries.len() as u32,
-            entry_size: size_of::<MdwEntry>() as u32,
-            ..Default::default()
+        let mut req = if self.last_call != 0 {
+            repeat.clear();
+            repeat.extend((0..self.dests.len()).map(|d| {
+                let e = entry(wl, 0, src, pool_size, d, wl.fanout && d > 0);
+                MdwRepeat {
+                    addr: e.addr,
+                    len: e.len as u32,
+                    rtp_timestamp: 0,
+                }
+            }));
+            MdwWritev {
+                entries: repeat.as_ptr() as u64,
+                count: repeat.len() as u32,
+                entry_size: size_of::<MdwRepeat>() as u32,
+                flags: MDW_WRITE_REPEAT,
+                call_id: self.last_call,
+                ..Default::default()
+            }
+        } else {
+            entries.clear();
+            entries.extend(
+                self.dests
+                    .iter()
+                    .enumerate()
+                    .map(|(d, id)| entry(wl, id.handle(), src, pool_size, d, wl.fanout && d > 0)),
+            );
+            MdwWritev {
+                entries: entries.as_ptr() as u64,
+                count: entries.len() as u32,
+                entry_size: size_of::<MdwEntry>() as u32,
+                ..Default::default()
+            }
         };
         if self.paced {
-            req.flags = MDW_WRITE_PACE;
+            req.flags |= MDW_WRITE_PACE;
             req.pace_start = monotonic_ns() + PACED_MARGIN_NS - MDW_MAX_PACE_WINDOW as u64;
             req.pace_window = MDW_MAX_PACE_WINDOW;
             req.pace_clock = libc::CLOCK_MONOTONIC as u32;
@@ -236,6 +273,12 @@ impl Method for Mdwrite {
             )
         };
         self.entries = entries;
+        self.repeat = repeat;
+        // Repeated from now on; a failed call starts over.
+        self.last_call = match r >= 0 && self.can_repeat {
+            true => req.call_id,
+            false => 0,
+        };
         if r < 0 {
             return Err(io::Error::last_os_error());
         }
