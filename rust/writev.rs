@@ -1147,7 +1147,10 @@ fn rearm_to(
 /// (nothing changed then): not such a destination, a payload not like
 /// that, or no released copy in the ring. [`send_single`] tries it
 /// straight after [`rearm_to`] (which is for zero-copy destinations),
-/// [`build_to`] before building a packet any other way.
+/// [`build_to`] before building a packet any other way. Its checks are
+/// `rearm_to`'s; shared in one helper, `rearm_to` made them for a linear
+/// destination before finding it has no zero-copy patch (12 more per
+/// packet on virtio-net).
 #[inline(always)]
 fn copy_to(
     dest: &mut Destination,
