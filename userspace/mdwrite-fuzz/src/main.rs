@@ -82,27 +82,9 @@ const ALLOWED: &[(&str, &[i32])] = &[
     ("bad_ioctl", &[libc::E2BIG]),
 ];
 
-/// `MDW_IOC_WRITEV`: before sending, and while sending (nothing sent).
-const WRITEV_ERRNOS: &[i32] = &[
-    libc::EINVAL,
-    libc::E2BIG,
-    libc::ENXIO,
-    libc::ENOENT,
-    libc::EAGAIN,
-    libc::ENOBUFS,
-    libc::ENODEV,
-    libc::ENETDOWN,
-    libc::EMSGSIZE,
-    libc::ENOMEM,
-    libc::EINTR,
-    libc::EBADF,
-    libc::EOPNOTSUPP,
-    libc::ERANGE,
-    libc::ETIME,
-];
-
-/// `MDW_IOC_WRITEV` with `MDW_WRITE_REPEAT`: a call's errnos, and
-/// `ENODATA` for a `call_id` that does not name the file's last call.
+/// `MDW_IOC_WRITEV` with `MDW_WRITE_REPEAT`: a call's errnos
+/// ([`WRITEV_ERRNOS`]), then `ENODATA` for a `call_id` that does not name
+/// the file's last call.
 const REPEAT_ERRNOS: &[i32] = &[
     libc::EINVAL,
     libc::E2BIG,
@@ -121,6 +103,9 @@ const REPEAT_ERRNOS: &[i32] = &[
     libc::ETIME,
     libc::ENODATA,
 ];
+
+/// `MDW_IOC_WRITEV`: before sending, and while sending (nothing sent).
+const WRITEV_ERRNOS: &[i32] = REPEAT_ERRNOS.split_at(REPEAT_ERRNOS.len() - 1).0;
 
 /// The negative errnos `mdw_writev.error` may carry after a partial send.
 const WRITEV_PARTIAL: &[i32] = &[

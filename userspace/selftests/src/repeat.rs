@@ -4,13 +4,10 @@
 //! entries, each with new data from a `struct mdw_repeat`, the call being
 //! repeated named by its `call_id`.
 
-use std::{mem::size_of, os::fd::AsFd};
+use std::mem::size_of;
 
 use mdwrite::{
-    uapi::{
-        MdwEntry, MdwRepeat, MdwWritev, MDW_ENTRY_RTP_TS, MDW_FEAT_REPEAT, MDW_IOC_WRITEV,
-        MDW_WRITE_REPEAT,
-    },
+    uapi::{MdwEntry, MdwRepeat, MdwWritev, MDW_ENTRY_RTP_TS, MDW_FEAT_REPEAT, MDW_WRITE_REPEAT},
     DestId, Device, Entry, Rtp, WriteOptions,
 };
 
@@ -18,8 +15,9 @@ use crate::{
     errors::{entry, raw_writev},
     fanout::same,
     net,
-    raw::{errno_name, expect_errno, ioctl},
+    raw::{errno_name, expect_errno},
     send::{check_bytes, pattern, sender, start_receivers, RECEIVERS},
+    shape::fanout_joined,
     topo::Topology,
     TestResult,
 };
@@ -38,21 +36,14 @@ fn raw_repeat(
     new: &[MdwRepeat],
     tweak: impl Fn(&mut MdwWritev),
 ) -> (Result<i32, i32>, MdwWritev) {
-    let mut req = MdwWritev {
-        entries: new.as_ptr() as u64,
-        count: new.len() as u32,
-        entry_size: size_of::<MdwRepeat>() as u32,
-        flags: MDW_WRITE_REPEAT,
-        call_id: id,
-        ..Default::default()
-    };
-    tweak(&mut req);
-    let r = ioctl(
-        dev.as_fd(),
-        MDW_IOC_WRITEV,
-        &mut req as *mut MdwWritev as usize,
-    );
-    (r, req)
+    raw_writev(dev, &[], |r| {
+        r.entries = new.as_ptr() as u64;
+        r.count = new.len() as u32;
+        r.entry_size = size_of::<MdwRepeat>() as u32;
+        r.flags = MDW_WRITE_REPEAT;
+        r.call_id = id;
+        tweak(r);
+    })
 }
 
 /// The new data of `entries`.
@@ -135,14 +126,7 @@ pub(crate) fn repeat_raw() -> TestResult {
                 .collect()
         })
         .collect();
-    // Receivers 0-3 get the fan-out's data, the first entry's.
-    let want: Vec<Vec<u8>> = (0..RECEIVERS)
-        .map(|i| {
-            let from = if i < 4 { 0 } else { i };
-            calls.iter().flat_map(|c| c[from].clone()).collect()
-        })
-        .collect();
-    let expect: Vec<usize> = want.iter().map(Vec::len).collect();
+    let (want, expect) = fanout_joined(&calls);
     let rx = start_receivers(&topo, false, &expect, RTP)?;
     let ts = |k: usize| 1000 * (k as u32 + 1);
     let shape = |k: usize, ids: &[DestId]| -> Vec<MdwEntry> {

@@ -54,6 +54,19 @@ fn joined(calls: &[Vec<Vec<u8>>]) -> (Vec<Vec<u8>>, Vec<usize>) {
     (want, expect)
 }
 
+/// [`joined`] for calls whose first entry is a fan-out to receivers 0-3:
+/// those get its data, the first receiver's.
+pub(crate) fn fanout_joined(calls: &[Vec<Vec<u8>>]) -> (Vec<Vec<u8>>, Vec<usize>) {
+    let want: Vec<Vec<u8>> = (0..RECEIVERS)
+        .map(|i| {
+            let from = if i < 4 { 0 } else { i };
+            calls.iter().flat_map(|c| c[from].clone()).collect()
+        })
+        .collect();
+    let expect = want.iter().map(Vec::len).collect();
+    (want, expect)
+}
+
 /// A call of `entries` that sends them all (`what` names it in errors).
 fn send_ok(dev: &Device, entries: &[MdwEntry], what: &str) -> TestResult {
     fanout::send(dev, entries)
@@ -97,14 +110,7 @@ pub(crate) fn shape_reuse() -> TestResult {
                 .collect()
         })
         .collect();
-    // Receivers 0-3 get the fan-out's data, the first entry's.
-    let want: Vec<Vec<u8>> = (0..RECEIVERS)
-        .map(|i| {
-            let from = if i < 4 { 0 } else { i };
-            calls.iter().flat_map(|c| c[from].clone()).collect()
-        })
-        .collect();
-    let expect: Vec<usize> = want.iter().map(Vec::len).collect();
+    let (want, expect) = fanout_joined(&calls);
     let rx = start_receivers(&topo, false, &expect, RTP)?;
 
     let shape = |datas: &[Vec<u8>], ids: &[mdwrite::DestId], ts: u32| -> Vec<MdwEntry> {
