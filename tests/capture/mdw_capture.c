@@ -14,7 +14,8 @@
  *                      none is left); the checksum of a CHECKSUM_PARTIAL
  *                      packet is filled in, as the hardware would
  *   late_ms            (0644) hold each skb that long before freeing it,
- *                      as a NIC whose TX completion comes late
+ *                      as a NIC whose TX completion comes late (each skb
+ *                      its own time from when it came, in order)
  *   frames, shared,    (0444) frames seen; of them handed over shared (a
  *   violations,        recycled skb); skbs that broke what the device
  *   dropped            announced (fragments without NETIF_F_SG, a
@@ -47,12 +48,25 @@ module_param(shared, uint, 0444);
 module_param(violations, uint, 0444);
 module_param(dropped, uint, 0444);
 
-/* Skbs held for late_ms, freed from the work. */
-static struct sk_buff_head mdwcap_held;
+/*
+ * Skbs held for late_ms, each at least until its own time (a hold is
+ * never cut short by another's release), freed from the work in the
+ * order they came. The skbs may be shared (recycled): nothing is written
+ * into them.
+ */
+struct mdwcap_hold {
+	struct list_head node;
+	struct sk_buff *skb;
+	unsigned long expires;
+};
+
+static LIST_HEAD(mdwcap_holds);
+static unsigned int mdwcap_nheld;
+static DEFINE_SPINLOCK(mdwcap_hold_lock);
 
 static int mdwcap_held_get(char *buf, const struct kernel_param *kp)
 {
-	return sysfs_emit(buf, "%u\n", skb_queue_len_lockless(&mdwcap_held));
+	return sysfs_emit(buf, "%u\n", READ_ONCE(mdwcap_nheld));
 }
 
 static const struct kernel_param_ops mdwcap_held_ops = {
@@ -74,12 +88,40 @@ static DEFINE_SPINLOCK(mdwcap_lock);
 static void mdwcap_release(struct work_struct *work);
 static DECLARE_DELAYED_WORK(mdwcap_release_work, mdwcap_release);
 
+/*
+ * Frees the held skbs whose time has come (@all: every one), oldest
+ * first, stopping at the first still held; returns the jiffies until
+ * that one's time, 0 when none is left.
+ */
+static unsigned long mdwcap_release_due(bool all)
+{
+	struct mdwcap_hold *h, *next;
+	unsigned long wait = 0;
+	LIST_HEAD(due);
+
+	spin_lock_bh(&mdwcap_hold_lock);
+	list_for_each_entry_safe(h, next, &mdwcap_holds, node) {
+		if (!all && time_before(jiffies, h->expires)) {
+			wait = max(h->expires - jiffies, 1UL);
+			break;
+		}
+		list_move_tail(&h->node, &due);
+		WRITE_ONCE(mdwcap_nheld, mdwcap_nheld - 1);
+	}
+	spin_unlock_bh(&mdwcap_hold_lock);
+	list_for_each_entry_safe(h, next, &due, node) {
+		dev_consume_skb_any(h->skb);
+		kfree(h);
+	}
+	return wait;
+}
+
 static void mdwcap_release(struct work_struct *work)
 {
-	struct sk_buff *skb;
+	unsigned long wait = mdwcap_release_due(false);
 
-	while ((skb = skb_dequeue(&mdwcap_held)))
-		dev_consume_skb_any(skb);
+	if (wait)
+		schedule_delayed_work(&mdwcap_release_work, wait);
 }
 
 /* A copy of @skb's frame, its partial checksum completed. */
@@ -116,7 +158,9 @@ static struct mdwcap_frame *mdwcap_copy(struct sk_buff *skb)
 static netdev_tx_t mdwcap_xmit(struct sk_buff *skb, struct net_device *dev)
 {
 	netdev_features_t features = dev->features;
+	struct mdwcap_hold *h;
 	struct mdwcap_frame *f;
+	unsigned int late;
 
 	if ((skb_shinfo(skb)->nr_frags && !(features & NETIF_F_SG)) ||
 	    (skb->ip_summed == CHECKSUM_PARTIAL &&
@@ -137,10 +181,18 @@ static netdev_tx_t mdwcap_xmit(struct sk_buff *skb, struct net_device *dev)
 	spin_unlock_bh(&mdwcap_lock);
 	kfree(f);
 	dev_sw_netstats_tx_add(dev, 1, skb->len);
-	if (READ_ONCE(late_ms)) {
-		skb_queue_tail(&mdwcap_held, skb);
+	late = READ_ONCE(late_ms);
+	h = late ? kmalloc(sizeof(*h), GFP_ATOMIC) : NULL;
+	if (h) {
+		h->skb = skb;
+		h->expires = jiffies + msecs_to_jiffies(late);
+		spin_lock_bh(&mdwcap_hold_lock);
+		list_add_tail(&h->node, &mdwcap_holds);
+		WRITE_ONCE(mdwcap_nheld, mdwcap_nheld + 1);
+		spin_unlock_bh(&mdwcap_hold_lock);
+		/* A release already due earlier reschedules for this one. */
 		schedule_delayed_work(&mdwcap_release_work,
-				      msecs_to_jiffies(READ_ONCE(late_ms)));
+				      msecs_to_jiffies(late));
 	} else {
 		dev_consume_skb_any(skb);
 	}
@@ -222,7 +274,6 @@ static int __init mdwcap_init(void)
 {
 	int err;
 
-	skb_queue_head_init(&mdwcap_held);
 	err = misc_register(&mdwcap_misc);
 	if (err)
 		return err;
@@ -236,7 +287,7 @@ static void __exit mdwcap_exit(void)
 {
 	rtnl_link_unregister(&mdwcap_link_ops);
 	cancel_delayed_work_sync(&mdwcap_release_work);
-	mdwcap_release(NULL);
+	mdwcap_release_due(true);
 	misc_deregister(&mdwcap_misc);
 	mdwcap_clear();
 }

@@ -426,12 +426,7 @@ pub(crate) fn capture_recycled_bytes() -> TestResult {
             )?;
         }
         // The copies hold no call: with the NIC holding each skb 1.5 s, a
-        // call returns while the NIC still holds its packets. The 20 ms
-        // release of the calls before goes first: the capture NIC's one
-        // delayed release frees every skb it holds when it runs, and a
-        // call made within 20 ms of the last one (a repeat is that quick)
-        // had its copies freed by it.
-        wait_released()?;
+        // call returns while the NIC still holds its packets.
         set_late(1500)?;
         call(&full, false, "scatter-gather off, NIC holding its packets")?;
         let held = param("held")?;
