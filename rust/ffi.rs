@@ -85,18 +85,20 @@ pub(crate) struct MdwLayout {
     pub(crate) csum_partial: bool,
 }
 
-/// `mdw_skb_reuse` results.
 /// `struct mdw_rearm`: a destination's skbs in one call, what
-/// `mdw_skb_rearm` and `mdw_skb_reuse` check them against and what ties a
-/// kept skb to the call; kept per destination.
+/// `mdw_skb_rearm` and `mdw_skb_reuse` check them against (the layout and
+/// the file's keep they stay tied to), the call's completion
+/// (`mdw_skb_let_go`) and device; kept per destination.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub(crate) struct MdwRearm {
     pub(crate) layout: MdwLayout,
     pub(crate) done: *mut MdwDone,
+    pub(crate) keep: *mut bindings::ubuf_info,
     pub(crate) dev: *const MdwDev,
 }
 
+/// `mdw_skb_reuse` results.
 pub(crate) const MDW_SKB_REUSED: c_int = 0;
 /// `mdw_xmit_direct` stop reasons.
 pub(crate) const MDW_TX_DOWN: c_int = 1;
@@ -147,6 +149,8 @@ extern "C" {
     pub(crate) fn mdw_done_wait_free(d: *mut MdwDone);
     pub(crate) fn mdw_done_wait_killable(d: *mut MdwDone, release: *mut c_void) -> c_int;
     pub(crate) fn mdw_done_finish_async(d: *mut MdwDone, call: *mut c_void);
+    pub(crate) fn mdw_keep_new() -> *mut bindings::ubuf_info;
+    pub(crate) fn mdw_keep_put(k: *mut bindings::ubuf_info);
     pub(crate) fn mdw_async_init() -> c_int;
     pub(crate) fn mdw_async_exit();
     pub(crate) fn mdw_memlock_charge(bytes: u64) -> *mut MdwMmpin;
@@ -167,7 +171,7 @@ extern "C" {
         nfrags: u32,
         payload_len: u32,
         done: *mut MdwDone,
-        keep: bool,
+        keep: *mut bindings::ubuf_info,
         hdr: *mut *mut u8,
     ) -> *mut bindings::sk_buff;
     pub(crate) fn mdw_skb_new_linear(
@@ -216,11 +220,11 @@ extern "C" {
         off0: u32,
         lens: u32,
     ) -> *mut u8;
-    pub(crate) fn mdw_skb_detach(
+    pub(crate) fn mdw_skb_let_go(
         skb: *mut bindings::sk_buff,
-        hdr_len: u32,
         done: *mut MdwDone,
-    ) -> bool;
+        keep: *mut bindings::ubuf_info,
+    );
     pub(crate) fn mdw_skb_free(skb: *mut bindings::sk_buff);
     pub(crate) fn mdw_skb_release(skb: *mut bindings::sk_buff);
     pub(crate) fn mdw_csum_frags(frags: *const MdwFrag, nfrags: u32) -> u32;

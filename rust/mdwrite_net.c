@@ -450,6 +450,52 @@ void mdw_done_finish_async(struct mdw_done *d, void *call)
 	mdw_done_complete(NULL, &d->ubuf, true);
 }
 
+/*
+ * A file's keep: what the skbs its destinations' rings hold stay tied to
+ * between calls, so that a call neither ties them to itself nor unties
+ * them (Documentation/design.rst, "Recycled skbs"). Each skb tied to it
+ * holds a reference, and the file one more. The rings only keep skbs the
+ * device has let go of: one still held at the end of a call, or replaced
+ * while held, is tied to the call's completion instead before the ring
+ * lets go of it (mdw_skb_let_go()), so a call never completes while the
+ * device holds one of its packets and no skb tied to a keep outlives its
+ * file in a device. Module unload waits for the last keep like for an
+ * asynchronous call.
+ */
+static void mdw_keep_complete(struct sk_buff *skb, struct ubuf_info *uarg,
+			      bool zerocopy_success)
+{
+	if (!refcount_dec_and_test(&uarg->refcnt))
+		return;
+	kfree(uarg);
+	if (atomic_dec_and_test(&mdw_async_calls))
+		wake_up(&mdw_async_idle);
+}
+
+static const struct ubuf_info_ops mdw_keep_ops = {
+	.complete = mdw_keep_complete,
+};
+
+struct ubuf_info *mdw_keep_new(void)
+{
+	struct ubuf_info *k = kmalloc(sizeof(*k), GFP_KERNEL_ACCOUNT);
+
+	if (!k)
+		return NULL;
+	k->ops = &mdw_keep_ops;
+	/* As a call's completion (mdw_done_init()): no SKBFL_DONT_ORPHAN. */
+	k->flags = SKBFL_ZEROCOPY_FRAG;
+	refcount_set(&k->refcnt, 1);
+	atomic_inc(&mdw_async_calls);
+	return k;
+}
+
+/* Drops the file's reference to @k. */
+void mdw_keep_put(struct ubuf_info *k)
+{
+	mdw_keep_complete(NULL, k, true);
+}
+
 int mdw_async_init(void)
 {
 	mdw_async_wq = alloc_workqueue("mdwrite", WQ_UNBOUND, 0);
@@ -530,28 +576,32 @@ static void mdw_skb_set_frags(struct sk_buff *skb, const struct mdw_frag *frags,
 	skb->data_len = payload_len;
 }
 
-/* A new packet skb of @size head bytes, tied to the call's completion. */
-static struct sk_buff *mdw_skb_alloc(unsigned int size, struct mdw_done *done)
+/*
+ * A new packet skb of @size head bytes, tied to @tie: the call's
+ * completion, or the file's keep for an skb a ring keeps.
+ */
+static struct sk_buff *mdw_skb_alloc(unsigned int size, struct ubuf_info *tie)
 {
 	struct sk_buff *skb = alloc_skb(size, GFP_KERNEL_ACCOUNT);
 
 	if (unlikely(!skb))
 		return NULL;
 	skb_shinfo(skb)->flags |= SKBFL_MANAGED_FRAG_REFS;
-	net_zcopy_get(&done->ubuf);
-	skb_zcopy_init(skb, &done->ubuf);
+	net_zcopy_get(tie);
+	skb_zcopy_init(skb, tie);
 	return skb;
 }
 
 /*
  * A new packet of layout @l on @d: @l->hdr_len zeroed header bytes at *@hdr
- * for the caller to fill, the payload attached. With @keep, a second
- * reference is taken for the caller's ring.
+ * for the caller to fill, the payload attached, tied to the call's @done;
+ * with @keep (the file's keep), tied to it instead and with a second
+ * reference for the caller's ring.
  */
 struct sk_buff *mdw_skb_new(const struct mdw_dev *d, const struct mdw_layout *l,
 			    const struct mdw_frag *frags, u32 nfrags,
-			    u32 payload_len, struct mdw_done *done, bool keep,
-			    u8 **hdr)
+			    u32 payload_len, struct mdw_done *done,
+			    struct ubuf_info *keep, u8 **hdr)
 {
 	struct net_device *dev = d->dev;
 	unsigned int reserve = LL_RESERVED_SPACE(dev) - ETH_HLEN;
@@ -559,7 +609,7 @@ struct sk_buff *mdw_skb_new(const struct mdw_dev *d, const struct mdw_layout *l,
 
 	if (unlikely(nfrags > MAX_SKB_FRAGS || !mdw_layout_ok(l)))
 		return NULL;
-	skb = mdw_skb_alloc(reserve + MDW_MAX_HEADER, done);
+	skb = mdw_skb_alloc(reserve + MDW_MAX_HEADER, keep ?: &done->ubuf);
 	if (unlikely(!skb))
 		return NULL;
 	skb_reserve(skb, reserve);
@@ -760,68 +810,28 @@ u8 *mdw_skb_rearm_linear(struct sk_buff *skb, const struct mdw_rearm *r,
 }
 
 /*
- * Whether @skb, which the caller's ring alone holds, is as mdw_skb_new
- * left it for layout @l: no clone shares its head, nothing replaced its
- * payload (a packet tap's clone copies zero-copy fragments and drops the
- * skb's ubuf_info) and its header is where it was. An IFF_TX_SKB_SHARING
- * driver does not modify the skbs it is given; this only guards against
- * what the stack around it may do.
+ * Whether @skb, which the caller's ring alone holds, is as mdw_skb_new()
+ * left it for layout @l, tied to the file's @keep: no clone shares its
+ * head, nothing replaced its payload (a packet tap's clone copies
+ * zero-copy fragments and drops the skb's tie) and its header is where it
+ * was. An audited driver does not modify the skbs it is given; this only
+ * guards against what the stack around it may do.
+ *
+ * Only what the call changes is written after it: every skb of a ring
+ * has the shape and checksum fields of its destination's layout, and was
+ * made for its device with that device's headroom (a destination drops
+ * its kept skbs whenever its device's state changes, which is all that
+ * changes a layout or the device: Destination::prepare_again).
  */
 static __always_inline bool mdw_skb_intact(struct sk_buff *skb,
 			   const struct skb_shared_info *shinfo, u32 hdr_len,
-			   const struct mdw_done *done)
+			   const struct ubuf_info *keep)
 {
 	const u8 flags = SKBFL_ZEROCOPY_ENABLE | SKBFL_MANAGED_FRAG_REFS;
 
 	return !skb_cloned(skb) && (shinfo->flags & flags) == flags &&
-	       shinfo->destructor_arg == &done->ubuf && !shinfo->frag_list &&
+	       shinfo->destructor_arg == keep && !shinfo->frag_list &&
 	       skb_headlen(skb) == hdr_len && skb->data == skb_mac_header(skb);
-}
-
-/*
- * Ties @skb, which a destination kept untied since its last call and which
- * only its ring holds, to the call of @r on its device, as mdw_skb_new()
- * would have made it: false, with nothing done, when it cannot be used
- * there. Done when the ring first reuses the skb in a call, so that a call
- * pays only for the kept skbs it uses.
- *
- * Only what the call changes is written. mdw_skb_detach() found the skb
- * intact (unshared, unchanged head) when the device had let go of it, and
- * nothing but the ring can reach it since; every skb of a ring has the
- * shape and checksum fields of its destination's layout (a destination
- * drops its kept skbs whenever its device's state changes, which is all
- * that changes a layout: Destination::prepare_again). What may differ is
- * the device: the pointer of the one the call holds, and the headroom it
- * wants.
- */
-static __always_inline bool mdw_skb_tie(struct sk_buff *skb,
-					const struct mdw_rearm *r)
-{
-	struct net_device *dev = r->dev->dev;
-
-	DEBUG_NET_WARN_ON_ONCE(skb_cloned(skb) || skb_shinfo(skb)->nr_frags ||
-			       skb_headlen(skb) != r->layout.hdr_len ||
-			       skb->data != skb_mac_header(skb));
-	if (skb_headroom(skb) < LL_RESERVED_SPACE(dev) - ETH_HLEN)
-		return false;
-	skb_shinfo(skb)->flags |= SKBFL_MANAGED_FRAG_REFS;
-	net_zcopy_get(&r->done->ubuf);
-	skb_zcopy_init(skb, &r->done->ubuf);
-	skb->dev = dev;
-	return true;
-}
-
-/*
- * Whether @skb, which only the caller's ring holds, can carry a packet of
- * the call of @r: tied to it already and intact, or kept untied since the
- * destination's last call and tied now.
- */
-static __always_inline bool mdw_skb_usable(struct sk_buff *skb,
-					   const struct mdw_rearm *r)
-{
-	if (!skb_zcopy(skb))
-		return mdw_skb_tie(skb, r);
-	return mdw_skb_intact(skb, skb_shinfo(skb), r->layout.hdr_len, r->done);
 }
 
 /*
@@ -829,7 +839,10 @@ static __always_inline bool mdw_skb_usable(struct sk_buff *skb,
  * destination in the call of @r: MDW_SKB_REUSED with a second reference
  * taken and *@hdr the header of the skb's last packet, in place;
  * MDW_SKB_BUSY while the device still holds it; MDW_SKB_SPOILED when it
- * can no longer be used.
+ * can no longer be used. Until then its fragments are those of its last
+ * packet, whose pages may be unpinned since: managed
+ * (SKBFL_MANAGED_FRAG_REFS), they are never read or released, only
+ * replaced here; its tie to the file's keep stays (mdw_skb_intact()).
  */
 int mdw_skb_reuse(struct sk_buff *skb, const struct mdw_rearm *r,
 		  const struct mdw_frag *frags, u32 nfrags, u32 payload_len,
@@ -842,10 +855,12 @@ int mdw_skb_reuse(struct sk_buff *skb, const struct mdw_rearm *r,
 		return MDW_SKB_BUSY;
 	/* Pairs with the release in the device's skb_unref() (as it does). */
 	smp_acquire__after_ctrl_dep();
-	if (unlikely(nfrags > MAX_SKB_FRAGS || !mdw_skb_usable(skb, r)))
+	if (unlikely(nfrags > MAX_SKB_FRAGS ||
+		     !mdw_skb_intact(skb, shinfo, r->layout.hdr_len, r->keep)))
 		return MDW_SKB_SPOILED;
 	/* Only the ring holds it, so nothing can change the count under us. */
 	refcount_set(&skb->users, 2);
+	skb->dev = r->dev->dev;
 	for (i = 0; i < nfrags; i++)
 		__skb_fill_page_desc_noacc(shinfo, i, frags[i].page,
 					   frags[i].off, frags[i].len);
@@ -861,7 +876,7 @@ int mdw_skb_reuse(struct sk_buff *skb, const struct mdw_rearm *r,
  * mdw_skb_reuse() for the usual packet, a payload in one page or across
  * two: @lens holds the bytes in @page0 from @off0 (low 16 bits) and those
  * from the start of @page1 (high 16 bits, 0 for one fragment); @r the
- * destination's layout, the call's completion and device. Returns the
+ * destination's layout, the file's keep and the call's device. Returns the
  * header bytes, or NULL when the skb is busy or spoiled (the caller then
  * asks mdw_skb_reuse() which). The send path calls it once per packet, so
  * it is written out for that case, its arguments in registers.
@@ -876,10 +891,11 @@ u8 *mdw_skb_rearm(struct sk_buff *skb, const struct mdw_rearm *r,
 	if (refcount_read(&skb->users) != 1)
 		return NULL;
 	smp_acquire__after_ctrl_dep();
-	if (!mdw_skb_usable(skb, r))
+	if (!mdw_skb_intact(skb, shinfo, r->layout.hdr_len, r->keep))
 		return NULL;
 	/* Only the ring holds it, so nothing can change the count under us. */
 	refcount_set(&skb->users, 2);
+	skb->dev = r->dev->dev;
 	__skb_fill_page_desc_noacc(shinfo, 0, page0, off0, len0);
 	if (len1) {
 		__skb_fill_page_desc_noacc(shinfo, 1, page1, 0, len1);
@@ -894,35 +910,28 @@ u8 *mdw_skb_rearm(struct sk_buff *skb, const struct mdw_rearm *r,
 }
 
 /*
- * End of a call: unties @skb, which only the caller's ring holds and which
- * is as mdw_skb_new() left it for @hdr_len header bytes and @done, from
- * the call (dropping its reference on @done, without completing it: the
- * call holds its own) and from the call's pages, so that its destination
- * can keep it, header in place, for its next call. False, with nothing
- * done, when it cannot be kept.
+ * A ring lets go of @skb, which the device may still hold (the end of a
+ * call, or an skb replaced in its ring): an skb tied to the file's @keep
+ * is tied to the call's @done instead, so that the call's completion
+ * waits for the device to release it and no skb tied to @keep outlives
+ * its ring in a device; then the ring's reference is dropped. Nothing but
+ * the ring's reference keeps the skb from being freed meanwhile, and the
+ * tie is only read when the skb is freed or copied (skb_copy_ubufs()
+ * refuses a shared skb); the release in the last skb_unref() orders the
+ * new tie before it.
  */
-bool mdw_skb_detach(struct sk_buff *skb, u32 hdr_len, struct mdw_done *done)
+void mdw_skb_let_go(struct sk_buff *skb, struct mdw_done *done,
+		    struct ubuf_info *keep)
 {
 	struct skb_shared_info *shinfo = skb_shinfo(skb);
 
-	if (refcount_read(&skb->users) != 1)
-		return false;
-	smp_acquire__after_ctrl_dep();
-	if (!mdw_skb_intact(skb, shinfo, hdr_len, done))
-		return false;
-	shinfo->nr_frags = 0;
-	skb->truesize -= skb->data_len;
-	skb->len -= skb->data_len;
-	skb->data_len = 0;
-	skb->dev = NULL;
-	/*
-	 * skb_zcopy_clear() without its callback: the call holds its own
-	 * reference, so this is never the last (refcount_dec() warns if it
-	 * were), and there is nothing to complete.
-	 */
-	refcount_dec(&done->ubuf.refcnt);
-	shinfo->flags &= ~SKBFL_ALL_ZEROCOPY;
-	return true;
+	if (skb_zcopy(skb) == keep) {
+		net_zcopy_get(&done->ubuf);
+		WRITE_ONCE(shinfo->destructor_arg, &done->ubuf);
+		/* The file holds @keep too: never the last reference. */
+		refcount_dec(&keep->refcnt);
+	}
+	consume_skb(skb);
 }
 
 /* Drops a ring's reference (end of a call). */

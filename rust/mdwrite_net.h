@@ -17,6 +17,7 @@ struct page;
 struct sk_buff;
 struct mdw_dev;
 struct mdw_done;
+struct ubuf_info;
 
 /* What the send path needs to know about a device. */
 struct mdw_dev_info {
@@ -66,11 +67,13 @@ struct mdw_layout {
 
 /*
  * A destination's skbs in one call: what mdw_skb_rearm() and
- * mdw_skb_reuse() check them against, and what ties a kept skb to the call.
+ * mdw_skb_reuse() check them against (the layout and the file's keep
+ * they are tied to), the call's completion (mdw_skb_let_go()) and device.
  */
 struct mdw_rearm {
 	struct mdw_layout layout;
 	struct mdw_done *done;
+	struct ubuf_info *keep;
 	const struct mdw_dev *dev;
 };
 
@@ -107,6 +110,8 @@ struct mdw_done *mdw_done_new(void);
 void mdw_done_wait_free(struct mdw_done *d);
 int mdw_done_wait_killable(struct mdw_done *d, void *release);
 void mdw_done_finish_async(struct mdw_done *d, void *call);
+struct ubuf_info *mdw_keep_new(void);
+void mdw_keep_put(struct ubuf_info *k);
 int mdw_async_init(void);
 void mdw_async_exit(void);
 /* In Rust (rust/completion.rs): completes an asynchronous call. */
@@ -120,8 +125,8 @@ void mdw_memlock_uncharge(struct mmpin *m);
 
 struct sk_buff *mdw_skb_new(const struct mdw_dev *d, const struct mdw_layout *l,
 			    const struct mdw_frag *frags, u32 nfrags,
-			    u32 payload_len, struct mdw_done *done, bool keep,
-			    u8 **hdr);
+			    u32 payload_len, struct mdw_done *done,
+			    struct ubuf_info *keep, u8 **hdr);
 struct sk_buff *mdw_skb_new_linear(const struct mdw_dev *d,
 				   const struct mdw_layout *l,
 				   const struct mdw_frag *frags, u32 nfrags,
@@ -138,7 +143,8 @@ int mdw_skb_reuse(struct sk_buff *skb, const struct mdw_rearm *r,
 		  u8 **hdr);
 u8 *mdw_skb_rearm(struct sk_buff *skb, const struct mdw_rearm *r,
 		  struct page *page0, struct page *page1, u32 off0, u32 lens);
-bool mdw_skb_detach(struct sk_buff *skb, u32 hdr_len, struct mdw_done *done);
+void mdw_skb_let_go(struct sk_buff *skb, struct mdw_done *done,
+		    struct ubuf_info *keep);
 void mdw_skb_free(struct sk_buff *skb);
 void mdw_skb_release(struct sk_buff *skb);
 u32 mdw_csum_frags(const struct mdw_frag *frags, u32 nfrags);

@@ -96,6 +96,54 @@ impl Drop for CallDone {
     }
 }
 
+/// The file's keep: what the skbs its destinations' rings hold stay tied
+/// to, between calls too (`mdw_keep_new`), so that a call neither ties the
+/// skbs it recycles to itself nor unties them after. One reference is the
+/// file's; each skb tied to it holds another. A ring keeps only skbs the
+/// device has let go of; one still held at the end of a call, or replaced
+/// while held, is tied to the call's completion before the ring lets go
+/// of it (`mdw_skb_let_go`), so the call waits for it.
+pub(crate) struct SkbKeep(*mut bindings::ubuf_info);
+
+// SAFETY: a reference count; the C side frees it with its last reference,
+// from any thread.
+unsafe impl Send for SkbKeep {}
+// SAFETY: shared references give no access to it.
+unsafe impl Sync for SkbKeep {}
+
+impl SkbKeep {
+    /// A new keep holding only the file's reference.
+    pub(crate) fn new() -> Result<Self> {
+        // SAFETY: allocation only.
+        let ptr = unsafe { ffi::mdw_keep_new() };
+        if ptr.is_null() {
+            return Err(ENOMEM);
+        }
+        Ok(Self(ptr))
+    }
+}
+
+impl Drop for SkbKeep {
+    fn drop(&mut self) {
+        // SAFETY: `self.0` came from `mdw_keep_new`; the file's reference,
+        // dropped only here (skbs still tied to it hold their own).
+        unsafe { ffi::mdw_keep_put(self.0) };
+    }
+}
+
+/// Whether the device has let go of `skb`, which a ring holds: only the
+/// ring's reference is left (what `mdw_skb_rearm` checks first).
+#[inline(always)]
+fn released(skb: *mut bindings::sk_buff) -> bool {
+    // SAFETY: the ring's reference keeps `skb` live; `users` is the count
+    // the device drops when it lets go (`skb_unref`), read once.
+    let users = unsafe { core::ptr::addr_of!((*skb).users.refs.counter).read_volatile() };
+    // Pairs with the device's release, as `smp_acquire__after_ctrl_dep`
+    // does in C: nothing of the call is freed before the device is done.
+    core::sync::atomic::fence(core::sync::atomic::Ordering::Acquire);
+    users == 1
+}
+
 /// A call's recycling of skbs. On devices whose driver leaves shared skbs
 /// alone (see `Which devices recycle` in Documentation/design.rst) and for
 /// direct sends, each destination keeps a ring of the skbs it sent (one
@@ -110,6 +158,8 @@ pub(crate) struct SkbPool {
     enabled: bool,
     /// How many more skbs the rings may keep in this call.
     spare: usize,
+    /// The file's keep ([`SkbKeep`]), which the rings' skbs are tied to.
+    keep: *mut bindings::ubuf_info,
 }
 
 /// Most skbs one call's rings keep (a few hundred KiB to a few MiB of skb
@@ -124,12 +174,13 @@ const CACHED_MAX: usize = 8;
 
 /// The skbs one destination sent, least recently used at the cursor. A
 /// destination owns its ring for its whole life (`Destination::ring`):
-/// during a call its skbs are tied to the call ([`SkbPool::adopt`]);
-/// between calls it keeps up to `CACHED_MAX` of them untied from any call
-/// and any page (`mdw_skb_detach`, [`SkbPool::keep`]), each with the
+/// its skbs stay tied to the file's keep ([`SkbKeep`]), in a call and
+/// between calls. At the end of a call it keeps up to `CACHED_MAX` of
+/// them that the device has let go of ([`SkbPool::keep`]), each with the
 /// header of one of the destination's packets still in place, so that its
-/// next call recycles at once instead of allocating. Dropping it frees
-/// them; a ring is only dropped between calls.
+/// next call recycles at once instead of allocating; the others go, tied
+/// to the call (`mdw_skb_let_go`). Dropping it frees them; a ring is only
+/// dropped between calls, when the device holds none of its skbs.
 ///
 /// A destination whose packets are copied into linear skbs (its device
 /// has no scatter-gather for them) keeps a ring of those instead: they
@@ -169,6 +220,7 @@ impl Default for SkbRing {
                     csum_partial: false,
                 },
                 done: core::ptr::null_mut(),
+                keep: core::ptr::null_mut(),
                 dev: core::ptr::null(),
             },
         }
@@ -196,12 +248,14 @@ impl Drop for SkbRing {
 }
 
 impl SkbPool {
-    /// A pool for one call; `enabled` false never recycles (qdisc sends:
-    /// the stack may modify the skbs it is given).
-    pub(crate) fn new(enabled: bool) -> Self {
+    /// A pool for one call whose rings' skbs are tied to the file's
+    /// `keep`; `enabled` false never recycles (qdisc sends: the stack may
+    /// modify the skbs it is given).
+    pub(crate) fn new(enabled: bool, keep: &SkbKeep) -> Self {
         Self {
             enabled,
             spare: KEPT_MAX,
+            keep: keep.0,
         }
     }
 
@@ -219,7 +273,7 @@ impl SkbPool {
     ) -> Result<(*mut bindings::sk_buff, bool)> {
         // A copy that holds the call is never kept (see `SkbRing`).
         if !self.enabled || !parts.recycle || parts.hold {
-            return Ok((new_any_skb(dev, parts, done, false, hdr)?, true));
+            return Ok((new_any_skb(dev, parts, done, None, hdr)?, true));
         }
         let Some(&skb) = ring
             .cursor
@@ -249,10 +303,10 @@ impl SkbPool {
                 )
             },
             // SAFETY: the ring holds a reference to `skb`, a packet of this
-            // destination, tied to this call or kept untied from its last
-            // one; `rearm` holds the call's live `done` and held device
-            // (set by `adopt`), the fragments are valid for the call and
-            // their pages stay pinned until `done` completes, and `hdr` is
+            // destination; `rearm` holds the file's keep and the call's
+            // held device (set by `adopt`), the fragments are valid for the
+            // call and their pages stay pinned until the call's end sees
+            // the device let go of the skb (`SkbPool::keep`), and `hdr` is
             // writable.
             false => unsafe {
                 ffi::mdw_skb_reuse(skb, &ring.rearm, frags, nfrags, parts.payload_len, hdr)
@@ -282,10 +336,10 @@ impl SkbPool {
         }
         rearm_lru(ring, two, |skb, rearm, lens| {
             // SAFETY: the ring holds a reference to `skb`, a packet of
-            // this destination, tied to this call or kept untied from its
-            // last one; the pages stay pinned until the call's `done`
-            // completes, and `rearm` holds the layout, that `done` and the
-            // call's held device, set when the ring was adopted.
+            // this destination; the pages stay pinned until the call's end
+            // sees the device let go of the skb (`SkbPool::keep`), and
+            // `rearm` holds the layout, the file's keep and the call's
+            // held device, set when the ring was adopted.
             unsafe { ffi::mdw_skb_rearm(skb, rearm, two.page0, two.page1, two.off, lens) }
         })
     }
@@ -347,7 +401,7 @@ impl SkbPool {
                     // Room for a few at once: most rings hold one to a few.
                     skbs.reserve(skbs.len().max(RING_START), GFP_KERNEL_ACCOUNT)?;
                 }
-                let skb = new_any_skb(dev, parts, done, true, hdr)?;
+                let skb = new_any_skb(dev, parts, done, Some(self.keep), hdr)?;
                 // Cannot fail: room was reserved.
                 let _ = skbs.push(skb, GFP_KERNEL_ACCOUNT);
                 if let Some(tail) = skbs.get_mut(at..) {
@@ -357,25 +411,25 @@ impl SkbPool {
                 Ok((skb, true))
             }
             Step::Replace(at) => {
-                let skb = new_any_skb(dev, parts, done, true, hdr)?;
+                let skb = new_any_skb(dev, parts, done, Some(self.keep), hdr)?;
                 if let Some(slot) = skbs.get_mut(at) {
                     let old = core::mem::replace(slot, skb);
-                    // SAFETY: the ring owned one reference to `old`.
-                    unsafe { ffi::mdw_skb_release(old) };
+                    // SAFETY: the ring owned one reference to `old`, which
+                    // the device may still hold; `done` is the call's, live.
+                    unsafe { ffi::mdw_skb_let_go(old, done.0, self.keep) };
                 }
                 Ok((skb, true))
             }
-            Step::Unkept => Ok((new_any_skb(dev, parts, done, false, hdr)?, true)),
+            Step::Unkept => Ok((new_any_skb(dev, parts, done, None, hdr)?, true)),
         }
     }
 
     /// Start of a call: readies `ring` for this call (`done`, on `dev`).
-    /// Its skbs kept from the destination's last call are tied to this
-    /// call one by one, when it first uses each (`mdw_skb_rearm`), so a
-    /// call pays only for those it uses. Every adopted ring must be handed
-    /// to [`SkbPool::keep`] before the call ends: its skbs hold the call's
-    /// completion until then. A ring adopted already by this call (a
-    /// destination in several slots of it) is left as it is.
+    /// Its skbs stay tied to the file's keep; the call waits for those it
+    /// sends because every adopted ring is handed to [`SkbPool::keep`]
+    /// before the call ends, which sees whether the device has let go of
+    /// them. A ring adopted already by this call (a destination in several
+    /// slots of it) is left as it is.
     ///
     /// Only the call's part is written: the ring's layout is its
     /// destination's ([`SkbRing::set_layout`], whenever that changes), and
@@ -387,15 +441,17 @@ impl SkbPool {
             return;
         }
         ring.rearm.done = done.0;
+        ring.rearm.keep = self.keep;
         ring.rearm.dev = dev.as_ptr();
     }
 
-    /// End of a call: unties the skbs of `ring` that carried packets of
-    /// this call and that the device has released, and keeps them with
-    /// those the call did not use (up to `CACHED_MAX`, least recently used
-    /// first) for the destination's next call; lets go of the others (the
-    /// device may still hold its own references). A ring not adopted by
-    /// the call, or kept already, is left as it is.
+    /// End of a call: keeps the skbs of `ring` that carried packets of
+    /// this call and that the device has released, with those the call did
+    /// not use (up to `CACHED_MAX`, least recently used first), for the
+    /// destination's next call; lets go of the others, tied to the call
+    /// (`mdw_skb_let_go`: the device may still hold its own references,
+    /// and the call waits for them). A ring not adopted by the call, or
+    /// kept already, is left as it is.
     #[inline(always)]
     pub(crate) fn keep(&mut self, ring: &mut SkbRing) {
         if ring.rearm.done.is_null() {
@@ -411,13 +467,12 @@ impl SkbPool {
         // packet at a time, the live regime's commonest case): kept or let
         // go, nothing to order. A linear copy is kept as it is.
         if let (1, &[skb]) = (cursor.touched(1), &skbs[..]) {
-            // SAFETY: the ring holds a reference to `skb`, a packet of this
-            // call with `rearm`'s header length and completion, or a linear
-            // copy tied to no call.
-            if !*linear && !unsafe { ffi::mdw_skb_detach(skb, rearm.layout.hdr_len, rearm.done) } {
-                // SAFETY: the ring's reference, given up here.
-                unsafe { ffi::mdw_skb_release(skb) };
-                // SAFETY: the one entry's reference was just released.
+            if !*linear && !released(skb) {
+                // SAFETY: the ring's reference to a packet of this call,
+                // given up here; `rearm` holds the call's live completion
+                // and the file's keep.
+                unsafe { ffi::mdw_skb_let_go(skb, rearm.done, rearm.keep) };
+                // SAFETY: the one entry's reference was just given up.
                 unsafe { skbs.set_len(0) };
             }
             *cursor = RingCursor::new();
@@ -453,16 +508,17 @@ impl SkbPool {
         let mut n = 0;
         for i in 0..touched {
             let skb = skbs[i];
-            // SAFETY: the ring holds a reference to `skb`, a packet of
-            // this call with `rearm`'s header length and completion, or a
-            // linear copy tied to no call (kept as it is, in flight or not).
-            if *linear || unsafe { ffi::mdw_skb_detach(skb, rearm.layout.hdr_len, rearm.done) } {
+            // A linear copy is tied to no call: kept as it is, in flight
+            // or not.
+            if *linear || released(skb) {
                 skbs[n] = skb;
                 n += 1;
             } else {
-                // SAFETY: the ring's reference, given up here (the device
-                // may still hold its own).
-                unsafe { ffi::mdw_skb_release(skb) };
+                // SAFETY: the ring's reference to a packet of this call,
+                // given up here (the device may still hold its own);
+                // `rearm` holds the call's live completion and the file's
+                // keep.
+                unsafe { ffi::mdw_skb_let_go(skb, rearm.done, rearm.keep) };
             }
         }
         // Least recently used first: the untouched ones, then those this
@@ -476,7 +532,8 @@ impl SkbPool {
             n += untouched;
         }
         for &skb in skbs.get(CACHED_MAX.min(n)..n).unwrap_or(&[]) {
-            // SAFETY: the ring's reference, given up here.
+            // SAFETY: the ring's reference, given up here; the device has
+            // let go of it.
             unsafe { ffi::mdw_skb_release(skb) };
         }
         // SAFETY: `n` is at most the length; the entries from `n` on are
@@ -515,15 +572,16 @@ fn rearm_lru(
 }
 
 /// A new skb carrying `parts`, with one reference for the caller and,
-/// with `keep`, one more for a ring; its header bytes at `*hdr`, zeroed.
-/// The payload by reference, or copied into a linear skb (`parts.linear`:
-/// a device without scatter-gather for it), which holds the call's
-/// completion only if `parts.hold` says so.
+/// with `keep` (the file's keep, [`SkbKeep`]), one more for a ring; its
+/// header bytes at `*hdr`, zeroed. The payload by reference, tied to the
+/// call's `done`, or to `keep` for a ring; or copied into a linear skb
+/// (`parts.linear`: a device without scatter-gather for it), which holds
+/// the call's completion only if `parts.hold` says so.
 fn new_any_skb(
     dev: &NetDevice,
     parts: &PacketParts<'_>,
     done: &CallDone,
-    keep: bool,
+    keep: Option<*mut bindings::ubuf_info>,
     hdr: &mut *mut u8,
 ) -> Result<*mut bindings::sk_buff> {
     let (frags, nfrags) = (parts.frags.as_ptr(), parts.frags.len() as u32);
@@ -540,14 +598,16 @@ fn new_any_skb(
                 parts.payload_len,
                 done.0,
                 parts.hold,
-                keep,
+                keep.is_some(),
                 parts.sum.map_or(core::ptr::null_mut(), Cell::as_ptr),
                 hdr,
             )
         },
         // SAFETY: the device is held, the layout and fragments are valid
-        // for the call and their pages stay pinned until `done`
-        // completes, `done` is live and `hdr` is writable.
+        // for the call and their pages stay pinned until `done` completes
+        // (or, for a ring's skb, until the call's end sees the device let
+        // go of it: `SkbPool::keep`); `done` and `keep` (if any) are live
+        // and `hdr` is writable.
         false => unsafe {
             ffi::mdw_skb_new(
                 dev.as_ptr(),
@@ -556,7 +616,7 @@ fn new_any_skb(
                 nfrags,
                 parts.payload_len,
                 done.0,
-                keep,
+                keep.unwrap_or(core::ptr::null_mut()),
                 hdr,
             )
         },

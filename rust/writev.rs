@@ -55,7 +55,7 @@ use crate::{
     pacer::Pacer,
     pin::MemlockCharge,
     records::{FileShared, Reservation},
-    skb::{payload_sum, CallDone, PacketParts, SkbPool, TwoFrags, TxBatch, MAX_FRAGS},
+    skb::{payload_sum, CallDone, PacketParts, SkbKeep, SkbPool, TwoFrags, TxBatch, MAX_FRAGS},
     stats::Stats,
     vec,
 };
@@ -409,6 +409,9 @@ pub(crate) struct CallArena {
     spare_pages: Option<CallPages>,
     spare_done: Option<CallDone>,
     spare_release: Option<KBox<Option<CallRelease>>>,
+    /// The file's keep, which its destinations' recycled skbs stay tied
+    /// to ([`SkbKeep`]); made by the file's first call.
+    keep: Option<SkbKeep>,
     /// The registered buffers a call uses, empty between calls.
     buffers: CallBuffers,
     /// What `entries`, `slots` and `order` hold after a call, for the
@@ -434,6 +437,7 @@ impl Default for CallArena {
             spare_pages: None,
             spare_done: None,
             spare_release: None,
+            keep: None,
             buffers: CallBuffers::default(),
             shape: Shape::default(),
             frags: [NO_FRAG; MAX_FRAGS],
@@ -1585,6 +1589,7 @@ pub(crate) fn writev(
         spare_pages,
         spare_done,
         spare_release,
+        keep,
         buffers: spare_buffers,
         frags,
         ..
@@ -1604,6 +1609,10 @@ pub(crate) fn writev(
     };
 
     let held = CallHold::take(shared, is_async, pages_needed.pinned, spare_release)?;
+    let keep = match keep {
+        Some(keep) => keep,
+        None => keep.insert(SkbKeep::new().map_err(nomem)?),
+    };
 
     let mut pages = CallPages::reuse(spare_pages.take(), pages_needed.total).map_err(nomem)?;
     translate(raw, runs, &buffers, &mut pages)?;
@@ -1617,7 +1626,7 @@ pub(crate) fn writev(
         Some(done) => done,
         None => CallDone::new().map_err(nomem)?,
     };
-    let mut pool = SkbPool::new(!qdisc);
+    let mut pool = SkbPool::new(!qdisc, keep);
     // From here to `keep_rings` below nothing returns early: the
     // rings the send loop adopts (each destination's skbs from its last
     // call, header in place, at its slot's first turn) hold the call's
