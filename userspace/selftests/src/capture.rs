@@ -402,6 +402,34 @@ pub(crate) fn capture_recycled_bytes() -> TestResult {
     }
     phase("checksum offload on again", &mut got)?;
 
+    // The NIC completing late, with zero-copy packets: at the end of the
+    // call the NIC still holds the skbs the rings keep, which name the
+    // call's pages, so the call must wait for them (each is tied to the
+    // call before its ring lets go of it). Then the rings start again.
+    let late = (|| {
+        set_late(1500)?;
+        call(&full, false, "zero-copy, NIC holding its packets")?;
+        let held = param("held")?;
+        if held != 0 {
+            return Err(format!(
+                "zero-copy: the call returned when the NIC still held {held} of its {DESTS} packets"
+            ));
+        }
+        set_late(0)?;
+        for c in 0..2 {
+            call(
+                &full,
+                false,
+                &format!("zero-copy after the late NIC, call {}", c + 1),
+            )?;
+        }
+        call(&three, true, "zero-copy after the late NIC, fan-out")?;
+        Ok::<_, String>(())
+    })();
+    set_late(0)?;
+    late?;
+    phase("zero-copy, late TX completion", &mut got)?;
+
     // Scatter-gather off: each packet a linear copy, which refers to no
     // page of the call; the destinations' rings keep those and copy the
     // next payloads into them once the NIC has let go, header in place
