@@ -312,6 +312,7 @@ impl Client {
                         copied: 0,
                         packets: 0,
                         error: Some(e),
+                        held: false,
                     },
                 )
             }

@@ -233,6 +233,8 @@ extern "C" {
         skbs: *mut *mut bindings::sk_buff,
         n: u32,
         flow: u32,
+        watch: u64,
+        held: *mut bool,
         why: *mut c_int,
     ) -> u32;
     pub(crate) fn mdw_xmit_qdisc(

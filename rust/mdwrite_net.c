@@ -1001,17 +1001,25 @@ static void mdw_xmit_nit(struct sk_buff *skb, struct net_device *dev)
  * stopped or the driver says busy (*@why = MDW_TX_STOPPED; a driver that
  * stops its queue rings its doorbell whatever xmit_more said), the device
  * is down (MDW_TX_DOWN) or the recursion limit is reached (MDW_TX_LOOP).
- * Returns the number consumed.
+ * Returns the number consumed. skbs[i] with bit i of @watch set is held by
+ * the caller's ring too (it stays live): *@held is set if the driver has
+ * not let go of it when it returns from it (the end of the call then lets
+ * go of it, tied to the call).
  */
 unsigned int mdw_xmit_direct(const struct mdw_dev *d, struct sk_buff **skbs,
-			     unsigned int n, u32 flow, int *why)
+			     unsigned int n, u32 flow, u64 watch, bool *held,
+			     int *why)
 {
-	return mdw_xmit_run(d->dev, skbs, n, flow, why);
+	return mdw_xmit_run(d->dev, skbs, n, flow, watch, held, why);
 }
 
-/* mdw_xmit_direct() on @dev itself (the paced release holds its own refs). */
+/*
+ * mdw_xmit_direct() on @dev itself (the paced release holds its own refs
+ * and watches none).
+ */
 unsigned int mdw_xmit_run(struct net_device *dev, struct sk_buff **skbs,
-			  unsigned int n, u32 flow, int *why)
+			  unsigned int n, u32 flow, u64 watch, bool *held,
+			  int *why)
 {
 	struct netdev_queue *txq;
 	unsigned int sent = 0;
@@ -1047,6 +1055,10 @@ unsigned int mdw_xmit_run(struct net_device *dev, struct sk_buff **skbs,
 		rc = netdev_start_xmit(skb, dev, txq, sent + 1 < n);
 		if (!dev_xmit_complete(rc))
 			break;
+		/* Pairs with the release in the driver's skb_unref(). */
+		if ((watch & BIT_ULL(sent)) &&
+		    refcount_read(&skb->users) != 1)
+			*held = true;
 		sent++;
 	}
 	dev_xmit_recursion_dec();

@@ -150,9 +150,11 @@ void mdw_skb_release(struct sk_buff *skb);
 u32 mdw_csum_frags(const struct mdw_frag *frags, u32 nfrags);
 
 unsigned int mdw_xmit_direct(const struct mdw_dev *d, struct sk_buff **skbs,
-			     unsigned int n, u32 flow, int *why);
+			     unsigned int n, u32 flow, u64 watch, bool *held,
+			     int *why);
 unsigned int mdw_xmit_run(struct net_device *dev, struct sk_buff **skbs,
-			  unsigned int n, u32 flow, int *why);
+			  unsigned int n, u32 flow, u64 watch, bool *held,
+			  int *why);
 
 /* Paced release on the direct path (mdwrite_pace.c). */
 struct mdw_pacer;

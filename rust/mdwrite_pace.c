@@ -306,7 +306,8 @@ static void mdw_pacer_drain(struct mdw_pacer *p, u64 now)
 		spin_unlock(&p->lock);
 		dev = skbs[0]->dev;
 		/* A queue stopped after the first `room` sets why likewise. */
-		sent = mdw_xmit_run(dev, skbs, mdw_pace_room(n), p->flow, &why);
+		sent = mdw_xmit_run(dev, skbs, mdw_pace_room(n), p->flow, 0, NULL,
+				    &why);
 		if (sent < n && why == MDW_TX_STOPPED) {
 			/*
 			 * Back at the FIFO's head for a retry, at their own

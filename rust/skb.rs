@@ -160,6 +160,8 @@ pub(crate) struct SkbPool {
     spare: usize,
     /// The file's keep ([`SkbKeep`]), which the rings' skbs are tied to.
     keep: *mut bindings::ubuf_info,
+    /// The call's number, never 0: a ring adopted by the call has it.
+    call: u64,
 }
 
 /// Most skbs one call's rings keep (a few hundred KiB to a few MiB of skb
@@ -175,12 +177,13 @@ const CACHED_MAX: usize = 8;
 /// The skbs one destination sent, least recently used at the cursor. A
 /// destination owns its ring for its whole life (`Destination::ring`):
 /// its skbs stay tied to the file's keep ([`SkbKeep`]), in a call and
-/// between calls. At the end of a call it keeps up to `CACHED_MAX` of
-/// them that the device has let go of ([`SkbPool::keep`]), each with the
-/// header of one of the destination's packets still in place, so that its
-/// next call recycles at once instead of allocating; the others go, tied
-/// to the call (`mdw_skb_let_go`). Dropping it frees them; a ring is only
-/// dropped between calls, when the device holds none of its skbs.
+/// between calls, each with the header of one of the destination's
+/// packets still in place, so that its next call recycles at once
+/// instead of allocating. Between calls the device holds none of them: an
+/// skb still held at the end of a call goes, tied to the call
+/// (`mdw_skb_let_go`, [`SkbPool::keep`], which also trims the ring to
+/// `CACHED_MAX`). Dropping it frees them; a ring is only dropped between
+/// calls.
 ///
 /// A destination whose packets are copied into linear skbs (its device
 /// has no scatter-gather for them) keeps a ring of those instead: they
@@ -192,6 +195,9 @@ pub(crate) struct SkbRing {
     cursor: RingCursor,
     /// Its skbs are linear copies (`SkbRing::set_layout`).
     linear: bool,
+    /// The number of the call that adopted it last ([`SkbPool::adopt`]),
+    /// 0 once that call's end has kept it ([`SkbPool::keep`]).
+    call: u64,
     /// `mdw_skb_rearm`'s arguments for this destination in this call:
     /// the destination's layout ([`SkbRing::set_layout`]), the call's
     /// completion and device ([`SkbPool::adopt`]).
@@ -210,6 +216,7 @@ impl Default for SkbRing {
             skbs: KVec::new(),
             cursor: RingCursor::new(),
             linear: false,
+            call: 0,
             rearm: ffi::MdwRearm {
                 layout: ffi::MdwLayout {
                     hdr_len: 0,
@@ -247,21 +254,40 @@ impl Drop for SkbRing {
     }
 }
 
+/// What [`SkbPool::take`] gives: an skb with one reference for the
+/// caller.
+struct Taken {
+    skb: *mut bindings::sk_buff,
+    /// Its header bytes are new (zeroed), not an earlier packet's.
+    fresh: bool,
+    /// A ring holds it, tied to the file's keep: the call's end must see
+    /// the device let go of it ([`TxBatch::flush`], [`SkbPool::keep`]).
+    kept: bool,
+}
+
+impl Taken {
+    fn new(skb: *mut bindings::sk_buff, fresh: bool, kept: bool) -> Self {
+        Self { skb, fresh, kept }
+    }
+}
+
 impl SkbPool {
     /// A pool for one call whose rings' skbs are tied to the file's
     /// `keep`; `enabled` false never recycles (qdisc sends: the stack may
     /// modify the skbs it is given).
-    pub(crate) fn new(enabled: bool, keep: &SkbKeep) -> Self {
+    pub(crate) fn new(enabled: bool, keep: &SkbKeep, call: u64) -> Self {
         Self {
             enabled,
             spare: KEPT_MAX,
             keep: keep.0,
+            call,
         }
     }
 
-    /// An skb carrying `parts`, with one reference for the caller, and
-    /// whether its header bytes (at `*hdr`) are new (zeroed) rather than
-    /// those of the destination's earlier packet; `ring` is the
+    /// An skb carrying `parts`, with one reference for the caller, whether
+    /// its header bytes (at `*hdr`) are new (zeroed) rather than those of
+    /// the destination's earlier packet, and whether it is a packet a ring
+    /// keeps, tied to the file's keep (`Taken::kept`); `ring` is the
     /// destination's.
     fn take(
         &mut self,
@@ -270,11 +296,13 @@ impl SkbPool {
         done: &CallDone,
         hdr: &mut *mut u8,
         ring: &mut SkbRing,
-    ) -> Result<(*mut bindings::sk_buff, bool)> {
+    ) -> Result<Taken> {
         // A copy that holds the call is never kept (see `SkbRing`).
         if !self.enabled || !parts.recycle || parts.hold {
-            return Ok((new_any_skb(dev, parts, done, None, hdr)?, true));
+            let skb = new_any_skb(dev, parts, done, None, hdr)?;
+            return Ok(Taken::new(skb, true, false));
         }
+        self.adopt(ring, dev, done);
         let Some(&skb) = ring
             .cursor
             .peek(ring.skbs.len())
@@ -331,7 +359,9 @@ impl SkbPool {
         ring: &mut SkbRing,
         two: &TwoFrags,
     ) -> Option<(*mut bindings::sk_buff, *mut u8)> {
-        if !self.enabled {
+        // A ring this call has not adopted goes the general way, which
+        // adopts it.
+        if !self.enabled || ring.call != self.call {
             return None;
         }
         rearm_lru(ring, two, |skb, rearm, lens| {
@@ -356,7 +386,7 @@ impl SkbPool {
         two: &TwoFrags,
         sum: Option<&Cell<u32>>,
     ) -> Option<(*mut bindings::sk_buff, *mut u8)> {
-        if !self.enabled || !ring.linear {
+        if !self.enabled || !ring.linear || ring.call != self.call {
             return None;
         }
         let sum = sum.map_or(core::ptr::null_mut(), Cell::as_ptr);
@@ -384,18 +414,19 @@ impl SkbPool {
         hdr: &mut *mut u8,
         state: BufState,
         ring: &mut SkbRing,
-    ) -> Result<(*mut bindings::sk_buff, bool)> {
+    ) -> Result<Taken> {
         let grow = self.spare > 0;
         let SkbRing {
             skbs,
             cursor,
-            rearm,
+            linear,
             ..
         } = ring;
-        rearm.done = done.0;
-        rearm.dev = dev.as_ptr();
+        // A linear copy is tied to nothing: the call's end need not look
+        // at it.
+        let kept = !*linear;
         match cursor.step(skbs.len(), grow, state) {
-            Step::Reuse(at) => Ok((*skbs.get(at).ok_or(EINVAL)?, false)),
+            Step::Reuse(at) => Ok(Taken::new(*skbs.get(at).ok_or(EINVAL)?, false, kept)),
             Step::Insert(at) => {
                 if skbs.len() == skbs.capacity() {
                     // Room for a few at once: most rings hold one to a few.
@@ -408,7 +439,7 @@ impl SkbPool {
                     tail.rotate_right(1);
                 }
                 self.spare -= 1;
-                Ok((skb, true))
+                Ok(Taken::new(skb, true, kept))
             }
             Step::Replace(at) => {
                 let skb = new_any_skb(dev, parts, done, Some(self.keep), hdr)?;
@@ -418,73 +449,56 @@ impl SkbPool {
                     // the device may still hold; `done` is the call's, live.
                     unsafe { ffi::mdw_skb_let_go(old, done.0, self.keep) };
                 }
-                Ok((skb, true))
+                Ok(Taken::new(skb, true, kept))
             }
-            Step::Unkept => Ok((new_any_skb(dev, parts, done, None, hdr)?, true)),
+            Step::Unkept => Ok(Taken::new(
+                new_any_skb(dev, parts, done, None, hdr)?,
+                true,
+                false,
+            )),
         }
     }
 
     /// Start of a call: readies `ring` for this call (`done`, on `dev`).
-    /// Its skbs stay tied to the file's keep; the call waits for those it
-    /// sends because every adopted ring is handed to [`SkbPool::keep`]
-    /// before the call ends, which sees whether the device has let go of
-    /// them. A ring adopted already by this call (a destination in several
-    /// slots of it) is left as it is.
+    /// Its skbs stay tied to the file's keep. The call sees the device let
+    /// go of each skb it sends: each flush looks at those it has just
+    /// handed to the driver (`mdw_xmit_direct`), and if one was still
+    /// held, the call's end hands every ring it adopted to
+    /// [`SkbPool::keep`]. A ring adopted already by this call (a
+    /// destination in several slots of it) is left as it is.
     ///
     /// Only the call's part is written: the ring's layout is its
     /// destination's ([`SkbRing::set_layout`], whenever that changes), and
-    /// its cursor is at the start (where [`SkbPool::keep`] left it at the
-    /// end of the ring's last call, or new).
+    /// its cursor stays where its last call left it (the ring is in order
+    /// of last use from there on).
     #[inline(always)]
     pub(crate) fn adopt(&mut self, ring: &mut SkbRing, dev: &NetDevice, done: &CallDone) {
-        if core::ptr::eq(ring.rearm.done, done.0) {
+        if ring.call == self.call {
             return;
         }
+        ring.call = self.call;
         ring.rearm.done = done.0;
         ring.rearm.keep = self.keep;
         ring.rearm.dev = dev.as_ptr();
     }
 
-    /// End of a call: keeps the skbs of `ring` that carried packets of
-    /// this call and that the device has released, with those the call did
-    /// not use (up to `CACHED_MAX`, least recently used first), for the
-    /// destination's next call; lets go of the others, tied to the call
-    /// (`mdw_skb_let_go`: the device may still hold its own references,
-    /// and the call waits for them). A ring not adopted by the call, or
-    /// kept already, is left as it is.
+    /// End of a call that found the device still holding a packet a ring
+    /// keeps after the flush that sent it: keeps the skbs of `ring` that
+    /// the device has released (up to `CACHED_MAX`, least recently used
+    /// first) for the destination's next call; lets go of the others,
+    /// tied to the call (`mdw_skb_let_go`: the device may still hold its
+    /// own references, and the call waits for them). A ring not adopted
+    /// by the call, or kept already, is left as it is.
     #[inline(always)]
     pub(crate) fn keep(&mut self, ring: &mut SkbRing) {
-        if ring.rearm.done.is_null() {
+        if ring.call != self.call {
             return;
         }
-        let SkbRing {
-            skbs,
-            cursor,
-            rearm,
-            linear,
-        } = ring;
-        // A ring of one skb that carried a packet (a destination sent one
-        // packet at a time, the live regime's commonest case): kept or let
-        // go, nothing to order. A linear copy is kept as it is.
-        if let (1, &[skb]) = (cursor.touched(1), &skbs[..]) {
-            if !*linear && !released(skb) {
-                // SAFETY: the ring's reference to a packet of this call,
-                // given up here; `rearm` holds the call's live completion
-                // and the file's keep.
-                unsafe { ffi::mdw_skb_let_go(skb, rearm.done, rearm.keep) };
-                // SAFETY: the one entry's reference was just given up.
-                unsafe { skbs.set_len(0) };
-            }
-            *cursor = RingCursor::new();
-            rearm.done = core::ptr::null_mut();
-            rearm.dev = core::ptr::null();
-            return;
-        }
+        ring.call = 0;
         Self::keep_ring(ring);
     }
 
-    /// [`SkbPool::keep`] for any ring but one of one skb that carried a
-    /// packet.
+    /// [`SkbPool::keep`] for a ring of this call.
     #[inline(never)]
     fn keep_ring(ring: &mut SkbRing) {
         let SkbRing {
@@ -492,24 +506,22 @@ impl SkbPool {
             cursor,
             rearm,
             linear,
+            ..
         } = ring;
-        // The call used `skbs[..touched]`, least recently used first
-        // unless it went round the ring (then it used all of them and the
-        // least recently used one is at the cursor); the others are still
-        // untied, and older.
+        // A ring's skbs are in their order of last use from the cursor on,
+        // round the ring (`common::recycle`): least recently used first.
         let len = skbs.len();
-        let touched = cursor.touched(len);
-        if touched == len {
-            let start = cursor.peek(len).unwrap_or(0);
-            if start != 0 {
-                skbs.rotate_left(start);
+        if let Some(at) = cursor.peek(len) {
+            if at != 0 {
+                skbs.rotate_left(at);
             }
         }
         let mut n = 0;
-        for i in 0..touched {
+        for i in 0..len {
             let skb = skbs[i];
             // A linear copy is tied to no call: kept as it is, in flight
-            // or not.
+            // or not. An skb the call did not use was released by the
+            // end of its last call.
             if *linear || released(skb) {
                 skbs[n] = skb;
                 n += 1;
@@ -521,28 +533,16 @@ impl SkbPool {
                 unsafe { ffi::mdw_skb_let_go(skb, rearm.done, rearm.keep) };
             }
         }
-        // Least recently used first: the untouched ones, then those this
-        // call used, in their order.
-        if touched < len {
-            skbs.copy_within(touched..len, n);
-            let untouched = len - touched;
-            if let Some(live) = skbs.get_mut(..n + untouched) {
-                live.rotate_left(n);
-            }
-            n += untouched;
-        }
         for &skb in skbs.get(CACHED_MAX.min(n)..n).unwrap_or(&[]) {
             // SAFETY: the ring's reference, given up here; the device has
             // let go of it.
             unsafe { ffi::mdw_skb_release(skb) };
         }
         // SAFETY: `n` is at most the length; the entries from `n` on are
-        // plain pointers whose references were released or moved below
+        // plain pointers whose references were given up or moved below
         // `n`, and those past `CACHED_MAX` were released just above.
         unsafe { skbs.set_len(n.min(CACHED_MAX)) };
         *cursor = RingCursor::new();
-        rearm.done = core::ptr::null_mut();
-        rearm.dev = core::ptr::null();
     }
 }
 
@@ -676,6 +676,9 @@ pub(crate) struct Flushed {
     pub(crate) bytes: u64,
     /// Of those, bytes copied into linear skbs.
     pub(crate) copied: u64,
+    /// The device still holds a packet that a ring keeps: the call's end
+    /// must let go of it (`SkbPool::keep`).
+    pub(crate) held: bool,
     pub(crate) result: Result,
 }
 
@@ -702,6 +705,10 @@ pub(crate) struct TxBatch<'a> {
     times: [MaybeUninit<u64>; BATCH],
     /// Which queued skbs are linear copies (bit `i` for `skbs[i]`).
     linear: u64,
+    /// Which queued skbs no ring keeps (not `Taken::kept`): the others,
+    /// but for linear copies, are tied to the file's keep, and a flush
+    /// sees whether the driver let go of them (`mdw_xmit_direct`).
+    unkept: u64,
     /// Payload bytes of the queued skbs.
     bytes: u64,
     len: usize,
@@ -729,6 +736,7 @@ impl<'a> TxBatch<'a> {
             lens: [MaybeUninit::uninit(); BATCH],
             times: [MaybeUninit::uninit(); BATCH],
             linear: 0,
+            unkept: 0,
             bytes: 0,
             len: 0,
             limit: BATCH,
@@ -778,14 +786,15 @@ impl<'a> TxBatch<'a> {
             return Err(EINVAL);
         }
         let mut hdr = core::ptr::null_mut();
-        let (skb, fresh) = pool.take(self.dev, parts, done, &mut hdr, ring)?;
+        let taken = pool.take(self.dev, parts, done, &mut hdr, ring)?;
         Ok(Building {
             batch: self,
-            skb,
+            skb: taken.skb,
             hdr,
             hdr_len: parts.layout.hdr_len as usize,
-            fresh,
+            fresh: taken.fresh,
             linear: parts.linear,
+            kept: taken.kept,
             payload_len: parts.payload_len,
         })
     }
@@ -813,6 +822,7 @@ impl<'a> TxBatch<'a> {
             hdr_len: hdr_len as usize,
             fresh: false,
             linear: false,
+            kept: true,
             payload_len: two.len0.wrapping_add(two.len1),
         })
     }
@@ -840,6 +850,7 @@ impl<'a> TxBatch<'a> {
             hdr_len: hdr_len as usize,
             fresh: false,
             linear: true,
+            kept: false,
             payload_len: two.len0.wrapping_add(two.len1),
         })
     }
@@ -878,6 +889,8 @@ impl<'a> TxBatch<'a> {
                     packets: n,
                     bytes: self.bytes,
                     copied: self.linear_bytes(n),
+                    // The pacer holds them all.
+                    held: self.watched(n) != 0,
                     result: Ok(()),
                 };
                 self.reset();
@@ -905,6 +918,7 @@ impl<'a> TxBatch<'a> {
                 // Every skb was consumed: count the copies of those sent
                 // as if all were (a qdisc drop is reported as ENOBUFS).
                 copied: self.linear_bytes(n).min(bytes),
+                held: self.watched(n) != 0,
                 result: if ok == n {
                     Ok(())
                 } else {
@@ -914,10 +928,13 @@ impl<'a> TxBatch<'a> {
             self.reset();
             return flushed;
         }
+        let watched = self.watched(n);
+        let mut held = false;
         while sent < n {
             let mut why = 0;
             // SAFETY: `skbs[sent..n]` are built skbs owned by the batch; the
-            // helper consumes the first ones it returns the count of.
+            // helper consumes the first ones it returns the count of. Those
+            // watched are held by their rings too, so they stay live.
             let k = unsafe {
                 ffi::mdw_xmit_direct(
                     self.dev.as_ptr(),
@@ -927,6 +944,8 @@ impl<'a> TxBatch<'a> {
                         .add(sent),
                     (n - sent) as u32,
                     self.flow,
+                    watched.checked_shr(sent as u32).unwrap_or(0),
+                    &mut held,
                     &mut why,
                 )
             } as usize;
@@ -955,11 +974,25 @@ impl<'a> TxBatch<'a> {
                 break;
             }
         }
-        self.give_up(sent, result)
+        let mut flushed = self.give_up(sent, result);
+        flushed.held = held;
+        flushed
+    }
+
+    /// Which of the first `n` queued skbs a ring keeps tied to the file's
+    /// keep: those whose release the end of the call must see.
+    #[inline(always)]
+    fn watched(&self, n: usize) -> u64 {
+        let queued = match n {
+            BATCH.. => u64::MAX,
+            _ => (1u64 << n) - 1,
+        };
+        !(self.unkept | self.linear) & queued
     }
 
     /// Ends a flush that handed the first `sent` queued skbs to the
-    /// device: frees the others and reports.
+    /// device: frees the others and reports (`held` is the caller's to
+    /// set).
     fn give_up(&mut self, sent: usize, result: Result) -> Flushed {
         let mut bytes = self.bytes;
         let (skbs, lens) = self.queued();
@@ -973,6 +1006,7 @@ impl<'a> TxBatch<'a> {
             packets: sent,
             bytes,
             copied: self.linear_bytes(sent),
+            held: false,
             result,
         };
         self.reset();
@@ -1015,6 +1049,7 @@ impl<'a> TxBatch<'a> {
         self.len = 0;
         self.bytes = 0;
         self.linear = 0;
+        self.unkept = 0;
         self.recycling = !self.dev.nit_active();
     }
 }
@@ -1029,6 +1064,8 @@ pub(crate) struct Building<'b, 'a> {
     fresh: bool,
     /// A linear copy (counted in `bytes_copied`).
     linear: bool,
+    /// A ring keeps it (`Taken::kept`).
+    kept: bool,
     payload_len: u32,
 }
 
@@ -1073,7 +1110,7 @@ impl Building<'_, '_> {
     #[inline(always)]
     pub(crate) fn queue(self) {
         let mut this = core::mem::ManuallyDrop::new(self);
-        let (skb, payload_len, linear) = (this.skb, this.payload_len, this.linear);
+        let (skb, payload_len, linear, kept) = (this.skb, this.payload_len, this.linear, this.kept);
         let batch = &mut this.batch;
         // `build` checked that the batch has room.
         if let (Some(slot), Some(len)) =
@@ -1083,6 +1120,9 @@ impl Building<'_, '_> {
             len.write(payload_len);
             if linear {
                 batch.linear |= 1 << batch.len;
+            }
+            if !kept {
+                batch.unkept |= 1 << batch.len;
             }
             // No overflow: `len < BATCH`, and a call's bytes fit a u64.
             batch.len = batch.len.wrapping_add(1);

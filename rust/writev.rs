@@ -1410,6 +1410,9 @@ pub(crate) struct Outcome {
     pub(crate) copied: u64,
     pub(crate) packets: u64,
     pub(crate) error: Option<EntryError>,
+    /// The device still held a packet that a ring keeps after the flush
+    /// that sent it: the call's end lets go of such packets (`keep_rings`).
+    pub(crate) held: bool,
 }
 
 impl Outcome {
@@ -1418,6 +1421,7 @@ impl Outcome {
         self.packets += flushed.packets as u64;
         self.bytes += flushed.bytes;
         self.copied += flushed.copied;
+        self.held |= flushed.held;
         flushed.result
     }
     /// The end of a send loop: unless it stopped on an error, flushes
@@ -1637,7 +1641,7 @@ pub(crate) fn writev(
         Some(done) => done,
         None => CallDone::new().map_err(nomem)?,
     };
-    let mut pool = SkbPool::new(!qdisc, keep);
+    let mut pool = SkbPool::new(!qdisc, keep, call_no);
     // From here to `keep_rings` below nothing returns early: the
     // rings the send loop adopts (each destination's skbs from its last
     // call, header in place, at its slot's first turn) hold the call's
@@ -1684,7 +1688,12 @@ pub(crate) fn writev(
             call_no,
         ),
     };
-    keep_rings(slots, order, entries, dests, &mut pool);
+    // Usually the driver let go of every packet a ring keeps before the
+    // flush that handed it over returned, and the rings have nothing to
+    // do (the next call that adopts each readies it: `SkbPool::adopt`).
+    if out.held {
+        keep_rings(slots, order, entries, dests, &mut pool);
+    }
     count(stats, &out);
     held.complete(req, shared, out, done, pages)
 }

@@ -20,10 +20,10 @@
 //!   not keep ([`Step::Unkept`]).
 //!
 //! A ring starts empty, so a call that sends few packets sets up nothing
-//! it does not use. A ring kept from one call to the next starts the next
-//! call with its cursor at index 0 (the owner puts the least recently used
-//! buffer first); [`RingCursor::touched`] then says which buffers the call
-//! used: its owner only has to tidy those at the end of the call.
+//! it does not use. Its buffers are always in their order of last use
+//! from the cursor on, round the ring: rotated left by the index
+//! [`RingCursor::peek`] gives, a ring is least recently used first (what
+//! its owner does when it tidies the ring).
 
 /// What the buffer at the cursor says when asked to carry the next packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,30 +57,12 @@ pub struct RingCursor {
     /// The index of the least recently used buffer; below the ring's
     /// length when the ring is not empty.
     pos: usize,
-    /// Packets that a buffer of the ring carried since [`RingCursor::new`].
-    moves: usize,
 }
 
 impl RingCursor {
     /// Returns the cursor of an empty ring.
     pub const fn new() -> Self {
-        Self { pos: 0, moves: 0 }
-    }
-
-    /// Returns how many buffers of a ring of `len`, from index 0, carried a
-    /// packet since [`RingCursor::new`]; the others, from there to the
-    /// end, carried none. Every buffer did when the cursor went round the
-    /// ring, or when the ring started empty.
-    pub fn touched(&self, len: usize) -> usize {
-        // Without a lap, each move advanced the cursor by one from 0 (an
-        // insertion happens at the cursor, pushing the untouched ones up);
-        // a lap, or a first buffer inserted into an empty ring, leaves the
-        // cursor behind the number of moves.
-        if self.pos == self.moves {
-            self.pos.min(len)
-        } else {
-            len
-        }
+        Self { pos: 0 }
     }
 
     /// Returns the index of the least recently used buffer of a ring of
@@ -101,7 +83,6 @@ impl RingCursor {
     #[inline(always)]
     pub fn reused(&mut self, at: usize, len: usize) {
         self.pos = next(at, len);
-        self.moves = self.moves.wrapping_add(1);
     }
 
     /// Decides which buffer carries the next packet of a ring of `len`
@@ -116,10 +97,8 @@ impl RingCursor {
             if !grow {
                 return Step::Unkept;
             }
-            self.moves = self.moves.wrapping_add(1);
             return Step::Insert(0);
         };
-        self.moves = self.moves.wrapping_add(1);
         match state {
             BufState::Taken => {
                 self.pos = next(at, len);
