@@ -52,6 +52,13 @@ pub fn fold(acc: u32) -> u16 {
     x as u16
 }
 
+/// [`finish`] of [`add16`] of `word` to `sum`, a sum folded to 16 bits:
+/// their total is at most `0x1fffe`, so one folding step suffices.
+pub fn finish_add16(sum: u16, word: u16) -> u16 {
+    let x = u32::from(sum) + u32::from(word);
+    !((x & 0xffff) + (x >> 16)) as u16
+}
+
 /// Finishes a sum into a checksum field value: the complement of [`fold`].
 pub fn finish(acc: u32) -> u16 {
     !fold(acc)

@@ -213,8 +213,9 @@ pub struct FullSizePatch {
     l3_len: u16,
     /// The UDP length and checksum fields, as stored.
     udp_tail: [u8; 4],
-    /// The IPv4 header sum without id and checksum (with the length).
-    ip_sum: u32,
+    /// The IPv4 header sum without id and checksum (with the length),
+    /// folded to 16 bits.
+    ip_sum: u16,
     /// The RTP timestamp increment per packet.
     ts_increment: u32,
     /// For [`FullSizePatch::patch_summed`]: the UDP checksum's sum
@@ -244,11 +245,7 @@ impl FullSizePatch {
             let ip = chunk::<12>(out, l3).ok_or(TemplateError::BufferTooShort)?;
             put16(ip, 2, self.l3_len);
             put16(ip, 4, state.ip_id);
-            put16(
-                ip,
-                10,
-                checksum::finish(checksum::add16(self.ip_sum, state.ip_id)),
-            );
+            put16(ip, 10, checksum::finish_add16(self.ip_sum, state.ip_id));
         }
         if self.rtp {
             let l4h = chunk::<{ UDP_LEN + 8 }>(out, l4).ok_or(TemplateError::BufferTooShort)?;
@@ -546,7 +543,10 @@ impl Template {
             (udp_len, 0)
         } else {
             let total_len = self.l3_header_len.wrapping_add(payload_len);
-            (total_len, checksum::add16(self.ip_sum, total_len))
+            (
+                total_len,
+                checksum::fold(checksum::add16(self.ip_sum, total_len)),
+            )
         };
         let [l0, l1] = udp_len.to_be_bytes();
         let [c0, c1] = check.to_be_bytes();

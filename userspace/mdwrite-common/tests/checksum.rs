@@ -3,7 +3,7 @@
 //! Tests of `checksum` against a naive RFC 1071 reference.
 
 use mdwrite_common::checksum::{
-    add16, add32, finish, fold, fold64, from_native_sum, sum_bytes, sum_bytes_at,
+    add16, add32, finish, finish_add16, fold, fold64, from_native_sum, sum_bytes, sum_bytes_at,
 };
 use proptest::prelude::*;
 
@@ -110,6 +110,15 @@ proptest! {
         prop_assert_eq!(fold(add16(a, w)), naive_fold(u64::from(a) + u64::from(w)));
         prop_assert_eq!(fold(a), naive_fold(u64::from(a)));
         prop_assert_eq!(finish(a), !naive_fold(u64::from(a)));
+    }
+
+    /// A word added to a sum already folded, then finished, is what the
+    /// word added to the unfolded sum gives (`FullSizePatch::patch`'s
+    /// IPv4 checksum).
+    #[test]
+    fn finish_add16_of_a_folded_sum(a in any::<u32>(), w in any::<u16>()) {
+        prop_assert_eq!(finish_add16(fold(a), w), finish(add16(a, w)));
+        prop_assert_eq!(finish_add16(fold(a), w), !naive_fold(u64::from(a) + u64::from(w)));
     }
 
     #[test]
