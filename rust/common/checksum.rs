@@ -55,8 +55,9 @@ pub fn fold(acc: u32) -> u16 {
 /// [`finish`] of [`add16`] of `word` to `sum`, a sum folded to 16 bits:
 /// their total is at most `0x1fffe`, so one folding step suffices.
 pub fn finish_add16(sum: u16, word: u16) -> u16 {
-    let x = u32::from(sum) + u32::from(word);
-    !((x & 0xffff) + (x >> 16)) as u16
+    // No overflow: both are at most 0xffff, and so is the folded total.
+    let x = u32::from(sum).wrapping_add(u32::from(word));
+    !(x & 0xffff).wrapping_add(x >> 16) as u16
 }
 
 /// Finishes a sum into a checksum field value: the complement of [`fold`].
