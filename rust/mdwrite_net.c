@@ -330,6 +330,16 @@ static atomic_t mdw_async_calls = ATOMIC_INIT(0);
 static DECLARE_WAIT_QUEUE_HEAD(mdw_async_idle);
 static struct workqueue_struct *mdw_async_wq;
 
+/*
+ * One of what module unload waits for (an asynchronous or abandoned call,
+ * a file's keep) is gone; wakes the unload when it was the last.
+ */
+static void mdw_async_put(void)
+{
+	if (atomic_dec_and_test(&mdw_async_calls))
+		wake_up(&mdw_async_idle);
+}
+
 static void mdw_done_complete(struct sk_buff *skb, struct ubuf_info *uarg,
 			      bool zerocopy_success)
 {
@@ -362,8 +372,7 @@ static void mdw_done_work(struct work_struct *work)
 	else
 		mdw_async_complete(d->call);
 	kfree(d);
-	if (atomic_dec_and_test(&mdw_async_calls))
-		wake_up(&mdw_async_idle);
+	mdw_async_put();
 }
 
 /* A completion holding only the call's reference, nothing in flight. */
@@ -430,8 +439,7 @@ int mdw_done_wait_killable(struct mdw_done *d, void *release)
 	if (atomic_cmpxchg(&d->state, MDW_WAITING, MDW_ABANDONED) == MDW_WAITING)
 		return -EINTR;
 	/* Completed meanwhile: complete() has been or is being called. */
-	if (atomic_dec_and_test(&mdw_async_calls))
-		wake_up(&mdw_async_idle);
+	mdw_async_put();
 	wait_for_completion(&d->done);
 	mdw_done_init(d);
 	return 0;
@@ -468,8 +476,7 @@ static void mdw_keep_complete(struct sk_buff *skb, struct ubuf_info *uarg,
 	if (!refcount_dec_and_test(&uarg->refcnt))
 		return;
 	kfree(uarg);
-	if (atomic_dec_and_test(&mdw_async_calls))
-		wake_up(&mdw_async_idle);
+	mdw_async_put();
 }
 
 static const struct ubuf_info_ops mdw_keep_ops = {

@@ -200,7 +200,8 @@ pub(crate) struct SkbRing {
     call: u64,
     /// `mdw_skb_rearm`'s arguments for this destination in this call:
     /// the destination's layout ([`SkbRing::set_layout`]), the call's
-    /// completion and device ([`SkbPool::adopt`]).
+    /// completion, the file's keep and the call's device
+    /// ([`SkbPool::adopt`]).
     rearm: ffi::MdwRearm,
 }
 
@@ -897,7 +898,7 @@ impl<'a> TxBatch<'a> {
                 return flushed;
             }
             // Not running: nothing queued, the skbs freed.
-            return self.give_up(0, Err(errno::enetdown()));
+            return self.give_up(0, Err(errno::enetdown()), false);
         }
         if self.qdisc {
             let mut bytes = 0u64;
@@ -974,9 +975,7 @@ impl<'a> TxBatch<'a> {
                 break;
             }
         }
-        let mut flushed = self.give_up(sent, result);
-        flushed.held = held;
-        flushed
+        self.give_up(sent, result, held)
     }
 
     /// Which of the first `n` queued skbs a ring keeps tied to the file's
@@ -991,9 +990,9 @@ impl<'a> TxBatch<'a> {
     }
 
     /// Ends a flush that handed the first `sent` queued skbs to the
-    /// device: frees the others and reports (`held` is the caller's to
-    /// set).
-    fn give_up(&mut self, sent: usize, result: Result) -> Flushed {
+    /// device: frees the others and reports, with whether the device
+    /// still `held` one of those a ring keeps.
+    fn give_up(&mut self, sent: usize, result: Result, held: bool) -> Flushed {
         let mut bytes = self.bytes;
         let (skbs, lens) = self.queued();
         let unsent = skbs.get(sent..).unwrap_or(&[]).iter();
@@ -1006,7 +1005,7 @@ impl<'a> TxBatch<'a> {
             packets: sent,
             bytes,
             copied: self.linear_bytes(sent),
-            held: false,
+            held,
             result,
         };
         self.reset();

@@ -1642,10 +1642,10 @@ pub(crate) fn writev(
         None => CallDone::new().map_err(nomem)?,
     };
     let mut pool = SkbPool::new(!qdisc, keep, call_no);
-    // From here to `keep_rings` below nothing returns early: the
-    // rings the send loop adopts (each destination's skbs from its last
-    // call, header in place, at its slot's first turn) hold the call's
-    // completion until kept.
+    // From here to `keep_rings` below nothing returns early: a ring's skb
+    // the device still holds at the end of the send is tied to the call
+    // only there (`mdw_skb_let_go`), and until then the call's completion
+    // does not wait for it.
     let npinned = pages.pinned() as u64;
     Stats::add(&stats.pages_pinned, npinned);
     // The send loop as compiled for the call's timing.
@@ -1821,8 +1821,10 @@ impl<'a> CallHold<'a> {
     }
 }
 
-/// Stage 6, after the send: each destination of the call keeps the skbs
-/// the device is done with for its next call and lets go of the others.
+/// Stage 6, after a send that found the device still holding a packet a
+/// ring keeps (`Outcome::held`): each destination of the call keeps the
+/// skbs the device is done with for its next call and lets go of the
+/// others, tied to the call.
 /// (Out of line: inlined into `writev`, the call cost 2 more per packet
 /// at 64 x 1.)
 #[inline(never)]
