@@ -162,6 +162,8 @@ pub(crate) struct SkbPool {
     keep: *mut bindings::ubuf_info,
     /// The call's number, never 0: a ring adopted by the call has it.
     call: u64,
+    /// The call's completion, which a ring adopted by the call names.
+    done: *mut ffi::MdwDone,
 }
 
 /// Most skbs one call's rings keep (a few hundred KiB to a few MiB of skb
@@ -276,12 +278,13 @@ impl SkbPool {
     /// A pool for one call whose rings' skbs are tied to the file's
     /// `keep`; `enabled` false never recycles (qdisc sends: the stack may
     /// modify the skbs it is given).
-    pub(crate) fn new(enabled: bool, keep: &SkbKeep, call: u64) -> Self {
+    pub(crate) fn new(enabled: bool, keep: &SkbKeep, done: &CallDone, call: u64) -> Self {
         Self {
             enabled,
             spare: KEPT_MAX,
             keep: keep.0,
             call,
+            done: done.0,
         }
     }
 
@@ -303,7 +306,7 @@ impl SkbPool {
             let skb = new_any_skb(dev, parts, done, None, hdr)?;
             return Ok(Taken::new(skb, true, false));
         }
-        self.adopt(ring, dev, done);
+        self.adopt(ring, dev);
         let Some(&skb) = ring
             .cursor
             .peek(ring.skbs.len())
@@ -354,17 +357,19 @@ impl SkbPool {
     /// `ring`, rearmed in one call when the device has released it. `None`
     /// when that is not so (the pool is off, the ring is empty, its skb
     /// busy or spoiled): [`SkbPool::take`] then does what the ring needs.
+    /// A ring the call has not used yet is adopted first, for `dev`, the
+    /// device its destination sends on in this call.
     #[inline(always)]
     fn rearm(
         &mut self,
         ring: &mut SkbRing,
         two: &TwoFrags,
+        dev: &NetDevice,
     ) -> Option<(*mut bindings::sk_buff, *mut u8)> {
-        // A ring this call has not adopted goes the general way, which
-        // adopts it.
-        if !self.enabled || ring.call != self.call {
+        if !self.enabled {
             return None;
         }
+        self.adopt(ring, dev);
         rearm_lru(ring, two, |skb, rearm, lens| {
             // SAFETY: the ring holds a reference to `skb`, a packet of
             // this destination; the pages stay pinned until the call's end
@@ -386,10 +391,12 @@ impl SkbPool {
         ring: &mut SkbRing,
         two: &TwoFrags,
         sum: Option<&Cell<u32>>,
+        dev: &NetDevice,
     ) -> Option<(*mut bindings::sk_buff, *mut u8)> {
-        if !self.enabled || !ring.linear || ring.call != self.call {
+        if !self.enabled || !ring.linear {
             return None;
         }
+        self.adopt(ring, dev);
         let sum = sum.map_or(core::ptr::null_mut(), Cell::as_ptr);
         rearm_lru(ring, two, |skb, rearm, lens| {
             // SAFETY: the ring holds a reference to `skb`, a linear copy of
@@ -460,8 +467,9 @@ impl SkbPool {
         }
     }
 
-    /// Start of a call: readies `ring` for this call (`done`, on `dev`).
-    /// Its skbs stay tied to the file's keep. The call sees the device let
+    /// A ring's first use in a call ([`SkbPool::take`], [`SkbPool::rearm`]):
+    /// readies `ring` for this call (its completion, on `dev`). Its skbs
+    /// stay tied to the file's keep. The call sees the device let
     /// go of each skb it sends: each flush looks at those it has just
     /// handed to the driver (`mdw_xmit_direct`), and if one was still
     /// held, the call's end hands every ring it adopted to
@@ -473,12 +481,12 @@ impl SkbPool {
     /// its cursor stays where its last call left it (the ring is in order
     /// of last use from there on).
     #[inline(always)]
-    pub(crate) fn adopt(&mut self, ring: &mut SkbRing, dev: &NetDevice, done: &CallDone) {
+    fn adopt(&mut self, ring: &mut SkbRing, dev: &NetDevice) {
         if ring.call == self.call {
             return;
         }
         ring.call = self.call;
-        ring.rearm.done = done.0;
+        ring.rearm.done = self.done;
         ring.rearm.keep = self.keep;
         ring.rearm.dev = dev.as_ptr();
     }
@@ -815,7 +823,7 @@ impl<'a> TxBatch<'a> {
         if self.is_full() {
             return None;
         }
-        let (skb, hdr) = pool.rearm(ring, two)?;
+        let (skb, hdr) = pool.rearm(ring, two, self.dev)?;
         Some(Building {
             batch: self,
             skb,
@@ -843,7 +851,7 @@ impl<'a> TxBatch<'a> {
         if self.is_full() {
             return None;
         }
-        let (skb, hdr) = pool.rearm_linear(ring, two, sum)?;
+        let (skb, hdr) = pool.rearm_linear(ring, two, sum, self.dev)?;
         Some(Building {
             batch: self,
             skb,

@@ -292,18 +292,17 @@ struct Slot {
 }
 
 impl Slot {
-    /// Readies the slot for send `call`: nothing of it sent yet. Returns
-    /// whether it was not ready (its first turn in the call).
+    /// Readies the slot for send `call`, at its first turn in it: nothing
+    /// of it sent yet.
     #[inline(always)]
-    fn begin(&mut self, call: u64) -> bool {
+    fn begin(&mut self, call: u64) {
         if self.started_in == call {
-            return false;
+            return;
         }
         self.started_in = call;
         self.cursor.rewind();
         self.current = self.first_index;
         self.departures = Departures::default();
-        true
     }
 }
 
@@ -685,14 +684,13 @@ fn send_all<T: Timing>(
         };
         // At its first turn the slot is readied and, after it, all of its
         // packets are left.
-        let first_turn = slot.begin(call);
+        slot.begin(call);
         timing.start(&mut slot.departures, burst.before);
         if slot.fanout {
             let sent = send_fanout(
                 slot,
                 burst.packets,
                 burst.last,
-                first_turn,
                 &mut SendTo {
                     dests,
                     devs,
@@ -722,9 +720,6 @@ fn send_all<T: Timing>(
             out.error = Some(at(slot.current)(EINVAL));
             break;
         };
-        if first_turn && slot.recycle {
-            adopt(dest, devs.get(slot.dev as usize), pool, done);
-        }
         // With one device (the usual case) the batch never switches.
         if let Err(e) = switch_to(
             &mut batch,
@@ -789,7 +784,6 @@ fn send_single(
     pool: &mut SkbPool,
     qdisc: bool,
     flow: u32,
-    call: u64,
 ) -> Outcome {
     let mut out = Outcome::default();
     let destinations = slots.len();
@@ -804,18 +798,14 @@ fn send_single(
             break;
         };
         let err = at(entry.index);
-        // The slot's one turn: a later call sending it through
-        // `send_all` readies it again (`Slot::begin`).
-        slot.started_in = call;
-        slot.current = entry.index;
+        // The slot's one turn, which leaves it as it is: a later send
+        // through `send_all` has another number and readies it
+        // (`Slot::begin`).
         last = entry.index;
         let Some(dest) = dests.get_mut(slot.handle) else {
             out.error = Some(err(EINVAL));
             break;
         };
-        if slot.recycle {
-            adopt(dest, devs.get(slot.dev as usize), pool, done);
-        }
         if let Err(e) = switch_to(
             &mut batch,
             devs,
@@ -955,22 +945,19 @@ struct SendTo<'s, 'd, T> {
 
 /// A turn of fan-out `slot`: each of its `packets` packets of its data to
 /// every destination of the fan-out, in entry order, before the next
-/// packet; `last`: the call's last turn; `first_turn`: the slot's first in
-/// the call (its destinations' rings are adopted).
+/// packet; `last`: the call's last turn. Each destination's ring is
+/// adopted with its first packet ([`SkbPool::take`], [`SkbPool::rearm`]).
 #[inline(never)]
 fn send_fanout<T: Timing>(
     slot: &mut Slot,
     packets: u64,
     last: bool,
-    first_turn: bool,
     to: &mut SendTo<'_, '_, T>,
 ) -> Result<(), EntryError> {
     let members = to
         .order
         .get(slot.first..slot.first.saturating_add(slot.count))
         .ok_or(at(slot.current)(EINVAL))?;
-    // Each destination's ring is adopted with the fan-out's first packet.
-    let mut adopting = first_turn && !to.qdisc;
     let lens = slot.lens(to.order, to.entries);
     let mut left = packets;
     while left > 0 {
@@ -1005,9 +992,6 @@ fn send_fanout<T: Timing>(
             let e = to.entries.get(i as usize).ok_or(err(EINVAL))?;
             let err = at(e.index);
             let dest = to.dests.get_mut(e.dest).ok_or(err(EINVAL))?;
-            if adopting {
-                adopt(dest, to.devs.get(e.dev as usize), to.pool, to.done);
-            }
             if let (true, Some(ts)) = (first, e.rtp_ts) {
                 dest.state.rtp_ts = ts;
             }
@@ -1035,7 +1019,6 @@ fn send_fanout<T: Timing>(
             make_room(to.batch, to.out, more).map_err(&err)?;
             slot.current = e.index;
         }
-        adopting = false;
         slot.cursor = next;
     }
     Ok(())
@@ -1381,26 +1364,6 @@ fn fanout_entries<'a>(
         .filter_map(|&i| entries.get(i as usize))
 }
 
-/// Readies `dest`'s skb ring for the call, on its device `dev`, if the
-/// destination recycles (the caller checked the call does: not through
-/// the qdisc).
-#[inline(always)]
-fn adopt(dest: &mut Destination, dev: Option<&NetDevice>, pool: &mut SkbPool, done: &CallDone) {
-    if let (
-        Destination {
-            prepared: Some(p),
-            ring,
-            ..
-        },
-        Some(dev),
-    ) = (dest, dev)
-    {
-        if p.recycle {
-            pool.adopt(ring, dev, done);
-        }
-    }
-}
-
 /// What a call did: its counters and, if it stopped early, why.
 #[derive(Default)]
 pub(crate) struct Outcome {
@@ -1641,7 +1604,7 @@ pub(crate) fn writev(
         Some(done) => done,
         None => CallDone::new().map_err(nomem)?,
     };
-    let mut pool = SkbPool::new(!qdisc, keep, call_no);
+    let mut pool = SkbPool::new(!qdisc, keep, &done, call_no);
     // From here to `keep_rings` below nothing returns early: a ring's skb
     // the device still holds at the end of the send is tied to the call
     // only there (`mdw_skb_let_go`), and until then the call's completion
@@ -1685,7 +1648,6 @@ pub(crate) fn writev(
             &mut pool,
             qdisc,
             flow,
-            call_no,
         ),
     };
     // Usually the driver let go of every packet a ring keeps before the
@@ -2338,7 +2300,13 @@ fn relocate<const BUFFERS: bool, const SAME: bool, const KNOWN: bool>(
             }
         };
         let offset = located.offset;
-        entry.page_base = located.place(layout, runs, index).map_err(at(index))?;
+        // The usual entry lies in or right after the pages of the one
+        // before: it joins their run.
+        entry.page_base = match layout.join(located.source, located.first_page, located.pages) {
+            // No truncation: a call's pages are bounded by its 1 GiB.
+            Some(base) => base as usize,
+            None => located.place(layout, runs, index).map_err(at(index))?,
+        };
         entry.first_page_offset = offset;
         entry.rtp_ts = rtp_ts;
         entry.pace = None;

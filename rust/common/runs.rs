@@ -148,6 +148,39 @@ impl RunLayout {
         Ok(self.open_base)
     }
 
+    /// [`RunLayout::place_base`]'s usual case, on its own for a send
+    /// path's loop: the entry starts inside the open run's pages or right
+    /// after them, in the same memory, and joins the run. Returns where its
+    /// first page is, as `place_base` would; `None` when the entry does not
+    /// join the open run that way or a count would overflow (nothing
+    /// changed then: `place_base` says what it is).
+    #[inline(always)]
+    pub fn join(&mut self, source: Source, first: u64, pages: u64) -> Option<u64> {
+        let run = self.open.as_mut()?;
+        // Below the run's first page this wraps past `run.pages`: the run
+        // ends below `u64::MAX` (`place_base` checks it).
+        let offset = first.wrapping_sub(run.first);
+        if offset > run.pages || run.source != source || pages == 0 {
+            return None;
+        }
+        // The entry's pages past the run's end, and the run's end after it
+        // (`run.first + offset + pages = first + pages`) within `u64`.
+        let grow = offset.checked_add(pages)?.saturating_sub(run.pages);
+        first.checked_add(pages)?;
+        let total = self.total.checked_add(grow)?;
+        let pinned = match source {
+            Source::User => self.pinned.checked_add(grow)?,
+            Source::Buffer(_) => self.pinned,
+        };
+        // No overflow: the open run's pages are the last of `total`, so
+        // `open_base + offset <= open_base + run.pages <= total`, and
+        // `run.pages + grow <= total`.
+        run.pages = run.pages.wrapping_add(grow);
+        self.total = total;
+        self.pinned = pinned;
+        Some(self.open_base.wrapping_add(offset))
+    }
+
     /// The run the last [`RunLayout::place_base`] closed by starting a new
     /// one, for the caller to keep; `None` when it joined the open run.
     #[inline(always)]

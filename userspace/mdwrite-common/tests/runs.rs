@@ -31,6 +31,11 @@ fn page_array(runs: &[Run]) -> Vec<(Source, u64)> {
         .collect()
 }
 
+/// The open run of `layout`, left as it is.
+fn open_run(mut layout: RunLayout) -> Option<Run> {
+    layout.finish()
+}
+
 fn source() -> impl Strategy<Value = Source> {
     prop_oneof![
         3 => Just(Source::User),
@@ -90,6 +95,47 @@ proptest! {
             }
         });
         prop_assert_eq!(by_runs, model);
+    }
+
+    /// `join` is `place_base` for an entry that joins the open run: the
+    /// same page base and the same layout after it; otherwise it changes
+    /// nothing. Page numbers near `u64::MAX` check the overflow cases.
+    #[test]
+    fn join_is_place_base_when_it_joins(
+        entries in entries(),
+        high in any::<bool>(),
+        pages in prop_oneof![1u64..6, Just(0), Just(u64::MAX)],
+    ) {
+        let shift = if high { u64::MAX - 48 } else { 0 };
+        let mut layout = RunLayout::default();
+        for (i, &(source, first, n)) in entries.iter().enumerate() {
+            let (first, n) = match i + 1 == entries.len() {
+                true => (first + shift, pages),
+                false => (first + shift, n),
+            };
+            let before = layout;
+            let mut placed = layout;
+            let want = placed.place_base(source, first, n, i as u32);
+            match layout.join(source, first, n) {
+                Some(base) => {
+                    prop_assert_eq!(Ok(base), want);
+                    prop_assert_eq!(placed.take_closed(), None);
+                    prop_assert_eq!(layout.total_pages(), placed.total_pages());
+                    prop_assert_eq!(layout.pinned_pages(), placed.pinned_pages());
+                    prop_assert_eq!(open_run(layout), open_run(placed));
+                }
+                None => {
+                    prop_assert_eq!(layout.total_pages(), before.total_pages());
+                    prop_assert_eq!(layout.pinned_pages(), before.pinned_pages());
+                    prop_assert_eq!(open_run(layout), open_run(before));
+                    layout = placed;
+                    if want.is_err() {
+                        break;
+                    }
+                    layout.take_closed();
+                }
+            }
+        }
     }
 }
 
