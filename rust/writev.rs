@@ -776,7 +776,6 @@ fn send_single(
     slots: &mut [Slot],
     dests: &mut DestTable,
     devs: &[NetDevice],
-    order: &[u32],
     entries: &[Entry],
     pages: &[*mut kernel::bindings::page],
     frags: &mut [ffi::MdwFrag; MAX_FRAGS],
@@ -793,7 +792,9 @@ fn send_single(
     };
     let mut last = 0;
     for (k, slot) in slots.iter_mut().enumerate() {
-        let Some(entry) = order.get(slot.first).and_then(|&i| entries.get(i as usize)) else {
+        // The slot's one entry, its first: entries are in the caller's
+        // order.
+        let Some(entry) = entries.get(slot.first_index as usize) else {
             out.error = Some(at(last)(EINVAL));
             break;
         };
@@ -1640,7 +1641,6 @@ pub(crate) fn writev(
             slots,
             dests,
             devs,
-            order,
             entries,
             pages.pages(),
             frags,
