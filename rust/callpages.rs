@@ -1,19 +1,23 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! The pages of one call: pinned by the call itself (`pin`) or borrowed
-//! from registered buffers (`buffer`), in entry order.
+//! from registered buffers (`buffer`) and from the file's pin cache
+//! (`pincache`), in entry order.
 
 use kernel::{alloc::KVVec, bindings, prelude::*, sync::Arc};
 
 use crate::{
     buffer::RegisteredBuffer,
     pin::{pin_into, PinKind},
+    pincache::CachedRun,
 };
 
 /// The pages of one call, indexed in entry order: pinned by the call for
 /// plain entries, borrowed from registered buffers (which the call holds)
-/// for `MDW_ENTRY_BUF` entries. Dropping it unpins what the call pinned
-/// and lets go of the buffers.
+/// for `MDW_ENTRY_BUF` entries, borrowed from the pin cache's runs (which
+/// the call holds too) for plain entries of a call with
+/// `MDW_WRITE_KEEP_PINS`. Dropping it unpins what the call pinned and lets
+/// go of the buffers and runs.
 pub(crate) struct CallPages {
     /// Every page of the call.
     pages: KVVec<*mut bindings::page>,
@@ -21,6 +25,8 @@ pub(crate) struct CallPages {
     pinned: KVVec<(usize, usize)>,
     /// The buffers the borrowed pages belong to, one reference each.
     buffers: KVec<Arc<RegisteredBuffer>>,
+    /// The cached runs the borrowed pages belong to, one reference each.
+    runs: KVec<Arc<CachedRun>>,
 }
 
 // SAFETY: pinned pages may be unpinned from any thread; the buffers are
@@ -36,6 +42,7 @@ impl CallPages {
             pages: KVVec::new(),
             pinned: KVVec::new(),
             buffers: KVec::new(),
+            runs: KVec::new(),
         });
         this.pages.reserve(capacity, GFP_KERNEL_ACCOUNT)?;
         Ok(this)
@@ -48,7 +55,8 @@ impl CallPages {
         self
     }
 
-    /// Unpins what the call pinned and lets go of its buffers; empty after.
+    /// Unpins what the call pinned and lets go of its buffers and runs;
+    /// empty after.
     fn release(&mut self) {
         for &(start, n) in self.pinned.iter() {
             if let Some(pages) = self.pages.get_mut(start..start + n) {
@@ -60,6 +68,7 @@ impl CallPages {
         crate::vec::clear(&mut self.pinned);
         crate::vec::clear(&mut self.pages);
         crate::vec::clear(&mut self.buffers);
+        crate::vec::clear(&mut self.runs);
     }
 
     /// Pins `nr` pages from the one holding `addr` for this call (see
@@ -98,6 +107,26 @@ impl CallPages {
         let pages = buffer.pages().get(first..end).ok_or(EFAULT)?;
         if !self.buffers.iter().any(|b| Arc::ptr_eq(b, buffer)) {
             self.buffers.push(buffer.clone(), GFP_KERNEL_ACCOUNT)?;
+        }
+        let base = self.pages.len();
+        self.pages.extend_from_slice(pages, GFP_KERNEL_ACCOUNT)?;
+        Ok(base)
+    }
+
+    /// Appends pages `first..first + nr` of the cached run `run` (held by
+    /// the call from now on); returns the index of the first.
+    pub(crate) fn borrow_run(
+        &mut self,
+        run: &Arc<CachedRun>,
+        first: usize,
+        nr: usize,
+    ) -> Result<usize> {
+        let end = first.checked_add(nr).ok_or(EFAULT)?;
+        let pages = run.pages().get(first..end).ok_or(EFAULT)?;
+        // One reference per stretch of the call from the same run: a
+        // reference more is harmless, a search per run would not be.
+        if !self.runs.last().is_some_and(|r| Arc::ptr_eq(r, run)) {
+            self.runs.push(run.clone(), GFP_KERNEL_ACCOUNT)?;
         }
         let base = self.pages.len();
         self.pages.extend_from_slice(pages, GFP_KERNEL_ACCOUNT)?;

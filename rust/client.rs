@@ -29,11 +29,12 @@ use crate::{
     abi::{
         self, MdwBufReg, MdwBufUnreg, MdwDest, MdwDestDel, MdwEntry, MdwEventfd, MdwInfo,
         MdwRepeat, MdwWritev, MDW_FEAT_ASYNC, MDW_FEAT_BUF, MDW_FEAT_FANOUT, MDW_FEAT_IPV6,
-        MDW_FEAT_PACE, MDW_FEAT_REPEAT, MDW_FEAT_RTP, MDW_FEAT_VLAN, MDW_FEAT_WRITEV,
-        MDW_WRITE_ASYNC, MDW_WRITE_PACE, MDW_WRITE_QDISC, MDW_WRITE_REPEAT,
+        MDW_FEAT_KEEP_PINS, MDW_FEAT_PACE, MDW_FEAT_REPEAT, MDW_FEAT_RTP, MDW_FEAT_VLAN,
+        MDW_FEAT_WRITEV, MDW_WRITE_ASYNC, MDW_WRITE_PACE, MDW_WRITE_QDISC, MDW_WRITE_REPEAT,
     },
     buffer::{BufTable, RegisteredBuffer},
     dest::{DestTable, Destination},
+    errno,
     ioctl::{read_array_into, Command, UserStruct},
     net::NetNs,
     pacer::Pacer,
@@ -50,7 +51,8 @@ const FEATURES: u64 = MDW_FEAT_WRITEV
     | MDW_FEAT_ASYNC
     | MDW_FEAT_FANOUT
     | MDW_FEAT_PACE
-    | MDW_FEAT_REPEAT;
+    | MDW_FEAT_REPEAT
+    | MDW_FEAT_KEEP_PINS;
 
 /// What the file's lock protects: its destinations and the arrays its
 /// calls work in (kept between calls: no allocation per call once they
@@ -205,8 +207,15 @@ impl Client {
         if req.flags != 0 {
             return Err(EINVAL);
         }
-        // Pin outside the lock: calls may look buffers up meanwhile.
-        let buffer = RegisteredBuffer::new(&self.shared, req.addr, req.len)?;
+        // Pin outside the lock: calls may look buffers up meanwhile. Over
+        // `RLIMIT_MEMLOCK`, the pin cache gives way and the pin is tried
+        // once more.
+        let buffer = match RegisteredBuffer::new(&self.shared, req.addr, req.len) {
+            Err(e) if e == errno::enobufs() && self.dests.lock().arena.clear_pins() => {
+                RegisteredBuffer::new(&self.shared, req.addr, req.len)?
+            }
+            buffer => buffer?,
+        };
         let mut bufs = self.bufs.lock();
         req.id = bufs.add(Arc::new(buffer, GFP_KERNEL_ACCOUNT)?)?;
         if let Err(e) = user.write(&req) {

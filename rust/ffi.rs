@@ -1,10 +1,11 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Declarations of the C helpers in `mdwrite_net.c` and `mdwrite_pace.c`
-//! (`mdwrite_net.h`).
+//! Declarations of the C helpers in `mdwrite_net.c`, `mdwrite_pace.c` and
+//! `mdwrite_pin.c` (`mdwrite_net.h`).
 //!
-//! Only the safe wrappers in `net.rs`, `pin.rs`, `skb.rs`, `pacer.rs` and
-//! `completion.rs` call these (and `mdwrite_helpers.c`'s, declared there).
+//! Only the safe wrappers in `net.rs`, `pin.rs`, `pincache.rs`, `skb.rs`,
+//! `pacer.rs` and `completion.rs` call these (and `mdwrite_helpers.c`'s,
+//! declared there).
 
 use kernel::{
     bindings,
@@ -26,6 +27,13 @@ pub(crate) struct MdwDone {
 /// Opaque C `struct mmpin`: pages charged to a user's `RLIMIT_MEMLOCK`.
 #[repr(C)]
 pub(crate) struct MdwMmpin {
+    _private: [u8; 0],
+}
+
+/// Opaque C `struct mdw_watch`: the pin cache's watch on a range of user
+/// memory (`mdwrite_pin.c`).
+#[repr(C)]
+pub(crate) struct MdwWatch {
     _private: [u8; 0],
 }
 
@@ -155,6 +163,9 @@ extern "C" {
     pub(crate) fn mdw_async_exit();
     pub(crate) fn mdw_memlock_charge(bytes: u64) -> *mut MdwMmpin;
     pub(crate) fn mdw_memlock_uncharge(m: *mut MdwMmpin);
+    pub(crate) fn mdw_watch_new(start: usize, len: usize) -> *mut MdwWatch;
+    pub(crate) fn mdw_watch_valid(w: *const MdwWatch) -> bool;
+    pub(crate) fn mdw_watch_free(w: *mut MdwWatch);
     pub(crate) fn mdw_waitqueue_init(wq: *mut bindings::wait_queue_head);
     pub(crate) fn mdw_poll_wait(
         file: *mut bindings::file,

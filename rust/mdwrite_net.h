@@ -123,6 +123,12 @@ struct mmpin;
 struct mmpin *mdw_memlock_charge(u64 bytes);
 void mdw_memlock_uncharge(struct mmpin *m);
 
+/* The pin cache's watch on user memory: mdwrite_pin.c. */
+struct mdw_watch;
+struct mdw_watch *mdw_watch_new(unsigned long start, unsigned long len);
+bool mdw_watch_valid(const struct mdw_watch *w);
+void mdw_watch_free(struct mdw_watch *w);
+
 struct sk_buff *mdw_skb_new(const struct mdw_dev *d, const struct mdw_layout *l,
 			    const struct mdw_frag *frags, u32 nfrags,
 			    u32 payload_len, struct mdw_done *done,

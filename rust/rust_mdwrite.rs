@@ -45,6 +45,7 @@ mod miscdev;
 mod net;
 mod pacer;
 mod pin;
+mod pincache;
 mod records;
 mod skb;
 mod stats;

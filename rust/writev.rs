@@ -31,7 +31,7 @@ use crate::{
         MdwCompletion, MdwEntry, MdwRepeat, MdwWritev, MDW_ENTRY_BUF, MDW_ENTRY_PACE,
         MDW_ENTRY_RTP_TS, MDW_ENTRY_SAME, MDW_ENTRY_SIZE_VER0, MDW_MAX_CALL_BYTES, MDW_MAX_ENTRIES,
         MDW_MAX_ENTRY_SIZE, MDW_MAX_PACE_AHEAD, MDW_MAX_PACE_WINDOW, MDW_REPEAT_SIZE_VER0,
-        MDW_WRITE_ASYNC, MDW_WRITE_PACE, MDW_WRITE_QDISC, MDW_WRITE_REPEAT,
+        MDW_WRITE_ASYNC, MDW_WRITE_KEEP_PINS, MDW_WRITE_PACE, MDW_WRITE_QDISC, MDW_WRITE_REPEAT,
     },
     buffer::{BufTable, RegisteredBuffer},
     calldevs::CallDevs,
@@ -54,6 +54,7 @@ use crate::{
     net::{yield_killable, NetDevice, NetNs},
     pacer::Pacer,
     pin::MemlockCharge,
+    pincache::PinCache,
     records::{FileShared, Reservation},
     skb::{payload_sum, CallDone, PacketParts, SkbKeep, SkbPool, TwoFrags, TxBatch, MAX_FRAGS},
     stats::Stats,
@@ -69,7 +70,7 @@ const ENTRIES_PER_YIELD: usize = 64;
 
 /// `MDW_WRITE_*` bits this module knows.
 const KNOWN_WRITE_FLAGS: u32 =
-    MDW_WRITE_QDISC | MDW_WRITE_ASYNC | MDW_WRITE_PACE | MDW_WRITE_REPEAT;
+    MDW_WRITE_QDISC | MDW_WRITE_ASYNC | MDW_WRITE_PACE | MDW_WRITE_REPEAT | MDW_WRITE_KEEP_PINS;
 /// `MDW_ENTRY_*` bits this module knows.
 const KNOWN_ENTRY_FLAGS: u32 = MDW_ENTRY_RTP_TS | MDW_ENTRY_BUF | MDW_ENTRY_SAME | MDW_ENTRY_PACE;
 
@@ -427,6 +428,9 @@ pub(crate) struct CallArena {
     /// What `entries`, `slots` and `order` hold after a call, for the
     /// next call shaped like it.
     shape: Shape,
+    /// The runs of user pages kept pinned for later calls
+    /// (`MDW_WRITE_KEEP_PINS`).
+    pins: PinCache,
     /// Scratch space for one packet's page fragments: kept, not made
     /// (zeroed) per call.
     frags: [ffi::MdwFrag; MAX_FRAGS],
@@ -450,12 +454,19 @@ impl Default for CallArena {
             keep: None,
             buffers: CallBuffers::default(),
             shape: Shape::default(),
+            pins: PinCache::default(),
             frags: [NO_FRAG; MAX_FRAGS],
         }
     }
 }
 
 impl CallArena {
+    /// Lets go of the file's cached pins (`MDW_WRITE_KEEP_PINS`), for a
+    /// charge over `RLIMIT_MEMLOCK`; whether there were any.
+    pub(crate) fn clear_pins(&mut self) -> bool {
+        self.pins.clear()
+    }
+
     /// Empties every array for a new call (capacity kept) and numbers it.
     fn start(&mut self) {
         self.calls = self.calls.wrapping_add(1);
@@ -1570,6 +1581,7 @@ pub(crate) fn writev(
         spare_release,
         keep,
         buffers: spare_buffers,
+        pins,
         frags,
         ..
     } = arena;
@@ -1587,14 +1599,30 @@ pub(crate) fn writev(
         false => Some(plan(slots, remaining, active, quantum)?),
     };
 
-    let held = CallHold::take(shared, is_async, pages_needed.pinned, spare_release)?;
+    // A call that keeps its pins pins only what the file's pin cache
+    // lacks: charged once known, after `translate`.
+    let keep_pins = req.flags & MDW_WRITE_KEEP_PINS != 0;
+    let charged = match keep_pins {
+        true => 0,
+        false => pages_needed.pinned,
+    };
+    let mut held = CallHold::take(shared, is_async, charged, spare_release, pins)?;
     let keep = match keep {
         Some(keep) => keep,
         None => keep.insert(SkbKeep::new().map_err(nomem)?),
     };
 
     let mut pages = CallPages::reuse(spare_pages.take(), pages_needed.total).map_err(nomem)?;
-    translate(raw, runs, &buffers, &mut pages)?;
+    translate(
+        raw,
+        runs,
+        &buffers,
+        keep_pins.then_some((pins, shared)),
+        &mut pages,
+    )?;
+    if keep_pins {
+        held.charge_pins(pages.pinned(), pins)?;
+    }
     // The buffers stay held by the page array; the array goes back, empty.
     buffers.clear();
     *spare_buffers = buffers;
@@ -1664,7 +1692,9 @@ pub(crate) fn writev(
 /// sends anything: an asynchronous call's completion slot (`EAGAIN` when
 /// the file's queue is full) and the box its state will go to, a
 /// synchronous call's release box (the file's spare one when it has it),
-/// and the `RLIMIT_MEMLOCK` charge of the pages the call pins itself.
+/// and the `RLIMIT_MEMLOCK` charge of the pages the call pins itself (for
+/// a call that keeps its pins, taken after `translate`, when they are
+/// known: [`CallHold::charge_pins`]).
 /// Every call is charged as `MSG_ZEROCOPY` charges: an asynchronous call
 /// keeps its pages past the system call, and so does a synchronous one
 /// whose caller is killed while its packets wait in a queue.
@@ -1684,13 +1714,14 @@ impl<'a> CallHold<'a> {
         is_async: bool,
         pinned: usize,
         spare: &mut Option<KBox<Option<CallRelease>>>,
+        pins: &mut PinCache,
     ) -> Result<Self, EntryError> {
         let reservation = match is_async {
             true => Some(shared.completions.reserve().map_err(at(0))?),
             false => None,
         };
         let charge = match pinned > 0 {
-            true => MemlockCharge::new(pinned).map_err(at(0))?,
+            true => pins.charge(pinned).map_err(at(0))?,
             false => None,
         };
         let call = match is_async {
@@ -1708,6 +1739,17 @@ impl<'a> CallHold<'a> {
             call,
             sync_release,
         })
+    }
+
+    /// Charges the `pinned` pages a call that keeps its pins
+    /// (`MDW_WRITE_KEEP_PINS`) pinned itself, known after `translate`
+    /// (`ENOBUFS` over `RLIMIT_MEMLOCK`, as for any call, once the file's
+    /// pin cache has given way).
+    fn charge_pins(&mut self, pinned: usize, pins: &mut PinCache) -> Result<(), EntryError> {
+        if pinned > 0 {
+            self.charge = pins.charge(pinned).map_err(at(0))?;
+        }
+        Ok(())
     }
 
     /// Stage 7, the end of a call that sent `out`: an asynchronous call
@@ -2516,13 +2558,15 @@ fn plan<'a>(
     RoundRobin::new(remaining, active, quantum).map_err(|_| at(0)(EINVAL))
 }
 
-/// Stage 4, translation: pins each run of user pages, borrows each run of
-/// registered-buffer pages, in order, so that every entry's `page_base`
-/// names its first page.
+/// Stage 4, translation: pins each run of user pages (or, with `pins`,
+/// the file's pin cache and its owner, borrows it from the cache, cached
+/// now if it was not), borrows each run of registered-buffer pages, in
+/// order, so that every entry's `page_base` names its first page.
 fn translate(
     raw: &[MdwEntry],
     runs: &[Run],
     buffers: &CallBuffers,
+    mut pins: Option<(&mut PinCache, &Arc<FileShared>)>,
     pages: &mut CallPages,
 ) -> Result<(), EntryError> {
     for r in runs.iter() {
@@ -2530,6 +2574,13 @@ fn translate(
         yield_killable().map_err(&err)?;
         match r.source {
             Source::User => {
+                if let Some((cache, shared)) = pins.as_mut() {
+                    if let Some((run, at)) = cache.get(shared, r.first, r.pages) {
+                        pages.borrow_run(run, at, r.pages as usize).map_err(&err)?;
+                        continue;
+                    }
+                }
+                // Errors are this pin's, as without the cache.
                 pages
                     .pin(r.first << PAGE_SHIFT, r.pages as usize)
                     .map_err(|(e, pinned)| blame(raw, r, pinned as u64, e))?;

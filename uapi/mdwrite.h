@@ -42,6 +42,7 @@
 #define MDW_FEAT_FANOUT		(1ULL << 6)	/* MDW_ENTRY_SAME */
 #define MDW_FEAT_PACE		(1ULL << 7)	/* MDW_WRITE_PACE, MDW_ENTRY_PACE */
 #define MDW_FEAT_REPEAT		(1ULL << 8)	/* MDW_WRITE_REPEAT, struct mdw_repeat */
+#define MDW_FEAT_KEEP_PINS	(1ULL << 9)	/* MDW_WRITE_KEEP_PINS */
 
 /**
  * struct mdw_info - what the loaded module implements (MDW_IOC_INFO)
@@ -205,6 +206,7 @@ struct mdw_entry {
 #define MDW_WRITE_ASYNC		(1U << 1)	/* return once queued; complete through read() */
 #define MDW_WRITE_PACE		(1U << 2)	/* each packet departs at its own time (pace_*) */
 #define MDW_WRITE_REPEAT	(1U << 3)	/* the last call's entries, new data: struct mdw_repeat */
+#define MDW_WRITE_KEEP_PINS	(1U << 4)	/* keep user pages pinned for later calls (pin cache) */
 
 /**
  * struct mdw_repeat - the new data of one entry of a repeated call

@@ -45,6 +45,8 @@ pub const MDW_FEAT_FANOUT: u64 = 1 << 6;
 pub const MDW_FEAT_PACE: u64 = 1 << 7;
 /// `MDW_FEAT_REPEAT`: `MDW_WRITE_REPEAT` and `MdwRepeat`.
 pub const MDW_FEAT_REPEAT: u64 = 1 << 8;
+/// `MDW_FEAT_KEEP_PINS`: `MDW_WRITE_KEEP_PINS`, the pin cache.
+pub const MDW_FEAT_KEEP_PINS: u64 = 1 << 9;
 
 /// `MDW_DEST_IPV6`: the addresses are IPv6.
 pub const MDW_DEST_IPV6: u32 = 1 << 0;
@@ -180,6 +182,9 @@ pub const MDW_WRITE_PACE: u32 = 1 << 2;
 /// `MDW_WRITE_REPEAT`: the entries of the file's last call, each with the
 /// new data of an `MdwRepeat` (see `uapi/mdwrite.h`).
 pub const MDW_WRITE_REPEAT: u32 = 1 << 3;
+/// `MDW_WRITE_KEEP_PINS`: the call's user pages stay pinned for later
+/// calls from the same memory (the pin cache; see `uapi/mdwrite.h`).
+pub const MDW_WRITE_KEEP_PINS: u32 = 1 << 4;
 
 abi_struct! {
     /// The new data of one entry of a repeated call (`MDW_WRITE_REPEAT`).

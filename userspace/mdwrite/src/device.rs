@@ -160,6 +160,8 @@ bitflags::bitflags! {
         /// `MDW_FEAT_REPEAT`: calls that repeat the last one's entries
         /// with new data (`MDW_WRITE_REPEAT`).
         const REPEAT = mdwrite_uapi::MDW_FEAT_REPEAT;
+        /// `MDW_FEAT_KEEP_PINS`: the pin cache (`MDW_WRITE_KEEP_PINS`).
+        const KEEP_PINS = mdwrite_uapi::MDW_FEAT_KEEP_PINS;
         // A newer module's bits are kept as they are.
         const _ = !0;
     }
@@ -190,6 +192,7 @@ impl Features {
             | Features::FANOUT
             | Features::PACE
             | Features::REPEAT
+            | Features::KEEP_PINS
     }
 }
 

@@ -11,7 +11,9 @@ use std::{
     time::Duration,
 };
 
-use mdwrite_uapi::{MDW_FEAT_ASYNC, MDW_FEAT_BUF, MDW_FEAT_FANOUT, MDW_FEAT_PACE, MDW_MAX_ASYNC};
+use mdwrite_uapi::{
+    MDW_FEAT_ASYNC, MDW_FEAT_BUF, MDW_FEAT_FANOUT, MDW_FEAT_KEEP_PINS, MDW_FEAT_PACE, MDW_MAX_ASYNC,
+};
 
 use crate::{
     fallback::{Fallback, FallbackStats},
@@ -84,6 +86,9 @@ pub struct Sender {
     /// The module has `MDW_FEAT_FANOUT` (else [`WriteOptions::fanout`] is
     /// ignored).
     fanout: bool,
+    /// The module has `MDW_FEAT_KEEP_PINS` (else
+    /// [`WriteOptions::keep_pins`] is ignored).
+    keep_pins: bool,
 }
 
 /// One entry of an asynchronous call ([`Sender::send_async`]): bytes
@@ -235,6 +240,7 @@ impl Sender {
             inner: Inner::Module(dev),
             module_pace: features & MDW_FEAT_PACE != 0,
             fanout: features & MDW_FEAT_FANOUT != 0,
+            keep_pins: features & MDW_FEAT_KEEP_PINS != 0,
             dests: HashMap::new(),
             async_state: AsyncState {
                 module_buf: features & MDW_FEAT_BUF != 0,
@@ -266,6 +272,7 @@ impl Sender {
             inner: Inner::Fallback(Fallback::new()),
             module_pace: false,
             fanout: false,
+            keep_pins: false,
             dests: HashMap::new(),
             async_state: AsyncState {
                 ready: Some(ready_fd()?),
@@ -445,10 +452,12 @@ impl Sender {
     }
 
     /// `opts` without what this backend cannot do: fan-outs need
-    /// `MDW_FEAT_FANOUT` (the fallback sends such entries as they are).
+    /// `MDW_FEAT_FANOUT` (the fallback sends such entries as they are),
+    /// kept pins `MDW_FEAT_KEEP_PINS` (without it every call pins).
     fn supported(&self, opts: &WriteOptions) -> WriteOptions {
         WriteOptions {
             fanout: opts.fanout && self.fanout,
+            keep_pins: opts.keep_pins && self.keep_pins,
             ..*opts
         }
     }

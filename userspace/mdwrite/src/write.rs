@@ -6,7 +6,7 @@ use std::{collections::HashSet, io};
 
 use mdwrite_uapi::{
     MdwEntry, MdwStats, MDW_ENTRY_BUF, MDW_ENTRY_PACE, MDW_ENTRY_RTP_TS, MDW_ENTRY_SAME,
-    MDW_WRITE_PACE, MDW_WRITE_QDISC,
+    MDW_WRITE_KEEP_PINS, MDW_WRITE_PACE, MDW_WRITE_QDISC,
 };
 
 use crate::{buffer::BufferTable, DestId, EntryPace, PaceWindow};
@@ -107,6 +107,9 @@ pub struct WriteOptions {
     /// Send runs of entries with the same data as fan-outs
     /// ([`with_fanout`](WriteOptions::with_fanout)).
     pub fanout: bool,
+    /// Keep the user pages of the call pinned for later calls from the
+    /// same memory ([`with_keep_pins`](WriteOptions::with_keep_pins)).
+    pub keep_pins: bool,
 }
 
 impl WriteOptions {
@@ -141,8 +144,25 @@ impl WriteOptions {
         self
     }
 
+    /// With `keep_pins`, the module keeps the pages of the call's data
+    /// pinned after the call (`MDW_WRITE_KEEP_PINS`, charged to
+    /// `RLIMIT_MEMLOCK`), and later calls with it that send from the same
+    /// memory use them without pinning again, as long as the memory stays
+    /// mapped as it was: for a sender that sends from the same buffers
+    /// call after call. A [`Sender`](crate::Sender) on a module without
+    /// `MDW_FEAT_KEEP_PINS`, or on the fallback, ignores it; a
+    /// [`Device`](crate::Device) call on such a module fails with
+    /// `EINVAL`.
+    pub fn with_keep_pins(mut self, keep_pins: bool) -> Self {
+        self.keep_pins = keep_pins;
+        self
+    }
+
     pub(crate) fn flags(&self) -> u32 {
         let mut flags = 0;
+        if self.keep_pins {
+            flags |= MDW_WRITE_KEEP_PINS;
+        }
         if self.qdisc {
             flags |= MDW_WRITE_QDISC;
         }

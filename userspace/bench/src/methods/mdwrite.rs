@@ -34,7 +34,7 @@ use std::{
 use mdwrite::{
     uapi::{
         MdwEntry, MdwRepeat, MdwWritev, MDW_ENTRY_BUF, MDW_ENTRY_SAME, MDW_FEAT_REPEAT,
-        MDW_IOC_WRITEV, MDW_MAX_PACE_WINDOW, MDW_WRITE_PACE, MDW_WRITE_REPEAT,
+        MDW_IOC_WRITEV, MDW_MAX_PACE_WINDOW, MDW_WRITE_KEEP_PINS, MDW_WRITE_PACE, MDW_WRITE_REPEAT,
     },
     DestConfig, DestId, Device, RegisteredBuffer, Rtp,
 };
@@ -68,6 +68,11 @@ pub struct Mdwrite {
     can_repeat: bool,
     /// Paced on the direct path (`mdwrite-paced`).
     paced: bool,
+    /// The pool's pages kept pinned from call to call (`mdwrite-keep`,
+    /// `MDW_WRITE_KEEP_PINS`).
+    keep: bool,
+    /// Pages of the pool (`mdwrite-keep`: at most these stay pinned).
+    pool_pages: u64,
 }
 
 /// How long after the call `mdwrite-paced`'s window ends: enough for the
@@ -93,7 +98,16 @@ impl Mdwrite {
             last_call: 0,
             can_repeat,
             paced: false,
+            keep: false,
+            pool_pages: 0,
         })
+    }
+
+    /// The variant whose calls keep their pages pinned for the next
+    /// (`mdwrite-keep`).
+    pub fn keep_pins(mut self) -> Self {
+        self.keep = true;
+        self
     }
 
     /// The paced variant (`mdwrite-paced`).
@@ -211,6 +225,11 @@ impl Method for Mdwrite {
             buf.copy_from_slice(pool.as_slice());
             self.regbuf = Some(buf);
             self.pinned_pages = 0;
+        } else if self.keep {
+            // Pinned by the first call, kept for the next ones: in the
+            // steady state the calls pin nothing.
+            self.pinned_pages = 0;
+            self.pool_pages = pages(pool.as_slice());
         } else {
             // A fan-out's payload is pinned once.
             let pinned = if wl.fanout { 1 } else { wl.dests };
@@ -256,6 +275,9 @@ impl Method for Mdwrite {
                 ..Default::default()
             }
         };
+        if self.keep {
+            req.flags |= MDW_WRITE_KEEP_PINS;
+        }
         if self.paced {
             req.flags |= MDW_WRITE_PACE;
             req.pace_start = monotonic_ns() + PACED_MARGIN_NS - MDW_MAX_PACE_WINDOW as u64;
@@ -299,13 +321,21 @@ impl Method for Mdwrite {
         })
     }
 
-    /// Nothing but the registered buffer may stay pinned after the call,
-    /// and nothing may have been copied.
+    /// Nothing but the registered buffer (or, for `mdwrite-keep`, the
+    /// pool's pages the calls kept) may stay pinned after the call, and
+    /// nothing may have been copied.
     fn after(&mut self) -> io::Result<String> {
         let s = self.dev.stats()?;
         let registered = self.regbuf.as_deref().map_or(0, pages);
         let mut note = Vec::new();
-        if s.pages_pinned != registered {
+        if self.keep {
+            if s.pages_pinned == 0 || s.pages_pinned > self.pool_pages {
+                note.push(format!(
+                    "{} pages pinned after the calls, expected 1 to the pool's {}",
+                    s.pages_pinned, self.pool_pages
+                ));
+            }
+        } else if s.pages_pinned != registered {
             note.push(format!(
                 "{} pages pinned after the call, expected {registered}",
                 s.pages_pinned

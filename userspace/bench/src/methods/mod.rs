@@ -59,6 +59,7 @@ pub trait Method {
 pub const METHODS: &[&str] = &[
     "mdwrite",
     "mdwrite-regbuf",
+    "mdwrite-keep",
     "mdwrite-csum0",
     "mdwrite-paced",
     "sendto",
@@ -76,6 +77,7 @@ pub fn make(name: &str, ifname: &str) -> io::Result<Box<dyn Method>> {
     Ok(match name {
         "mdwrite" => Box::new(mdwrite::Mdwrite::new(ifname, false, false)?),
         "mdwrite-regbuf" => Box::new(mdwrite::Mdwrite::new(ifname, false, true)?),
+        "mdwrite-keep" => Box::new(mdwrite::Mdwrite::new(ifname, false, false)?.keep_pins()),
         "mdwrite-csum0" => Box::new(mdwrite::Mdwrite::new(ifname, true, false)?),
         "mdwrite-paced" => Box::new(mdwrite::Mdwrite::new(ifname, false, false)?.paced()),
         "sendto" => Box::new(sendto::SendTo::default()),

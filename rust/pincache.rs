@@ -1,0 +1,256 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The pin cache (`MDW_WRITE_KEEP_PINS`): runs of user pages a call pinned,
+//! kept pinned after it for the file's later calls from the same memory. A
+//! sender that sends from the same buffers call after call then pins them
+//! once, as if it had registered them (`buffer.rs`), without naming them.
+//!
+//! A run is used only while the memory still maps the pages it pinned: a
+//! watch on its range (`mdwrite_pin.c`, an `mmu_interval_notifier`) marks
+//! it stale at the first change to the mapping (unmap, remap, protection
+//! change, fork, exit), and a stale run is never used again. It is let go
+//! at the file's next miss, when it is evicted, or when the file is closed;
+//! its pages are unpinned once the last call sending from it has completed.
+//!
+//! Runs are charged to `RLIMIT_MEMLOCK` and pinned long-term; a run that
+//! cannot be charged, pinned long-term or watched is not cached (the call
+//! pins it for itself, as without the flag).
+
+use core::ptr::NonNull;
+
+use kernel::{bindings, page::PAGE_SHIFT, prelude::*, sync::Arc};
+
+use crate::{
+    abi::MDW_MAX_CALL_BYTES,
+    errno, ffi,
+    pin::{MemlockCharge, PinKind, PinnedPages},
+    records::FileShared,
+    stats::Stats,
+};
+
+/// Runs kept per file: a lookup walks them.
+const MAX_RUNS: usize = 16;
+
+/// Pages kept per file: as many as one call may send from.
+const MAX_PAGES: u64 = MDW_MAX_CALL_BYTES >> PAGE_SHIFT;
+
+/// A watch on a range of the calling task's memory (`struct mdw_watch`).
+struct Watch(NonNull<ffi::MdwWatch>);
+
+// SAFETY: the watch may be checked and freed from any thread (in process
+// context); its callback only writes its own flag.
+unsafe impl Send for Watch {}
+// SAFETY: `valid` only reads.
+unsafe impl Sync for Watch {}
+
+impl Watch {
+    /// Watches pages `first..first + pages` of the calling task's memory;
+    /// `EOPNOTSUPP` without MMU notifiers.
+    fn new(first: u64, pages: u64) -> Result<Self> {
+        let start = first.checked_mul(1 << PAGE_SHIFT).ok_or(EFAULT)?;
+        let len = pages.checked_mul(1 << PAGE_SHIFT).ok_or(EFAULT)?;
+        start.checked_add(len).ok_or(EFAULT)?;
+        // SAFETY: process context (an ioctl), holding no lock that the
+        // mm's invalidations take (the file's lock only).
+        let ptr = unsafe { ffi::mdw_watch_new(start as usize, len as usize) };
+        Ok(Self(NonNull::new(errno::from_err_ptr(ptr)?).ok_or(ENOMEM)?))
+    }
+
+    /// Whether the range still maps what it mapped when the watch began,
+    /// and is the calling task's memory.
+    fn valid(&self) -> bool {
+        // SAFETY: `self.0` came from `mdw_watch_new` and is freed only on
+        // drop.
+        unsafe { ffi::mdw_watch_valid(self.0.as_ptr()) }
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        // SAFETY: `self.0` came from `mdw_watch_new`, freed once, here. No
+        // watch is dropped in atomic context: runs are dropped by the file
+        // (under its mutex) and by calls' completions, in process context.
+        unsafe { ffi::mdw_watch_free(self.0.as_ptr()) };
+    }
+}
+
+/// One cached run: pages of user memory pinned long-term, watched.
+pub(crate) struct CachedRun {
+    /// Dropped before the pages: no callback comes after they are unpinned.
+    watch: Watch,
+    pages: PinnedPages,
+    /// Returned after the pages are unpinned.
+    _charge: Option<MemlockCharge>,
+    /// The number of its first page in the caller's memory.
+    first: u64,
+    /// Where `pages_pinned` is counted.
+    shared: Arc<FileShared>,
+}
+
+impl CachedRun {
+    /// Watches and pins pages `first..first + n` of the calling task's
+    /// memory, charged with `charge`. `EAGAIN` when the mapping changed while they were
+    /// being pinned.
+    fn new(
+        shared: &Arc<FileShared>,
+        first: u64,
+        n: u64,
+        charge: Option<MemlockCharge>,
+    ) -> Result<Self> {
+        let count = usize::try_from(n).map_err(|_| E2BIG)?;
+        // Watched before it is pinned: a change after the pin is seen.
+        let watch = Watch::new(first, n)?;
+        let mut pages = PinnedPages::with_capacity(count, PinKind::LongTerm)?;
+        pages.pin(first << PAGE_SHIFT, count)?;
+        if !watch.valid() {
+            return Err(EAGAIN);
+        }
+        Stats::add(&shared.stats.pages_pinned, n);
+        Ok(Self {
+            watch,
+            pages,
+            _charge: charge,
+            first,
+            shared: shared.clone(),
+        })
+    }
+
+    /// The index in [`Self::pages`] of page `first` when the run holds
+    /// pages `first..first + n`.
+    #[inline(always)]
+    fn holds(&self, first: u64, n: u64) -> Option<usize> {
+        let at = first.checked_sub(self.first)?;
+        let end = at.checked_add(n)?;
+        (end <= self.pages.len() as u64).then_some(at as usize)
+    }
+
+    /// The run's pages, in address order.
+    pub(crate) fn pages(&self) -> &[*mut bindings::page] {
+        self.pages.pages()
+    }
+}
+
+impl Drop for CachedRun {
+    fn drop(&mut self) {
+        Stats::sub(&self.shared.stats.pages_pinned, self.pages.len() as u64);
+    }
+}
+
+/// A file's cached runs.
+#[derive(Default)]
+pub(crate) struct PinCache {
+    /// Each run with the number of the last lookup that used it.
+    runs: [Option<(Arc<CachedRun>, u64)>; MAX_RUNS],
+    /// Numbers the lookups.
+    clock: u64,
+    /// This kernel cannot watch memory: nothing is cached.
+    off: bool,
+}
+
+impl PinCache {
+    /// A run holding pages `first..first + n` of the calling task's
+    /// memory, and the index of page `first` in it: a cached one, or one
+    /// pinned and cached now. `None` when the pages cannot be cached (the
+    /// caller then pins them for itself, and reports its errors).
+    pub(crate) fn get(
+        &mut self,
+        shared: &Arc<FileShared>,
+        first: u64,
+        n: u64,
+    ) -> Option<(&Arc<CachedRun>, usize)> {
+        self.clock = self.clock.wrapping_add(1);
+        let found = self.runs.iter().position(|slot| {
+            slot.as_ref()
+                .is_some_and(|(run, _)| run.holds(first, n).is_some() && run.watch.valid())
+        });
+        let index = match found {
+            Some(index) => index,
+            None => self.insert(shared, first, n)?,
+        };
+        let (run, used) = self.runs.get_mut(index)?.as_mut()?;
+        *used = self.clock;
+        let at = run.holds(first, n)?;
+        Some((run, at))
+    }
+
+    /// Charges `pages` pages to the calling task's `RLIMIT_MEMLOCK` (see
+    /// [`MemlockCharge::new`]). Over the limit, the cache gives way: it lets
+    /// go of its runs and tries once more (the runs that calls still send
+    /// from return their charge when the last of those calls completes).
+    pub(crate) fn charge(&mut self, pages: usize) -> Result<Option<MemlockCharge>> {
+        match MemlockCharge::new(pages) {
+            Err(e) if e == errno::enobufs() && self.clear() => MemlockCharge::new(pages),
+            charged => charged,
+        }
+    }
+
+    /// Lets go of every run; whether there was one.
+    pub(crate) fn clear(&mut self) -> bool {
+        let mut any = false;
+        for slot in self.runs.iter_mut() {
+            any |= slot.take().is_some();
+        }
+        any
+    }
+
+    /// Pins and caches pages `first..first + n`, making room; the index of
+    /// the new run.
+    #[cold]
+    fn insert(&mut self, shared: &Arc<FileShared>, first: u64, n: u64) -> Option<usize> {
+        if self.off || n > MAX_PAGES {
+            return None;
+        }
+        // Stale runs (and runs of another task's memory) go first, then
+        // the least recently used ones, until the new run fits.
+        for slot in self.runs.iter_mut() {
+            if slot.as_ref().is_some_and(|(run, _)| !run.watch.valid()) {
+                *slot = None;
+            }
+        }
+        loop {
+            let pages: u64 = self
+                .runs
+                .iter()
+                .flatten()
+                .map(|(run, _)| run.pages().len() as u64)
+                .sum();
+            let free = self.runs.iter().position(Option::is_none);
+            if let Some(free) = free {
+                if pages.saturating_add(n) <= MAX_PAGES {
+                    break self.fill(free, shared, first, n);
+                }
+            }
+            let oldest = self
+                .runs
+                .iter()
+                .enumerate()
+                .filter_map(|(i, slot)| Some((i, slot.as_ref()?.1)))
+                .min_by_key(|&(_, used)| used)?
+                .0;
+            *self.runs.get_mut(oldest)? = None;
+        }
+    }
+
+    /// Caches pages `first..first + n` in the free slot `index`.
+    fn fill(
+        &mut self,
+        index: usize,
+        shared: &Arc<FileShared>,
+        first: u64,
+        n: u64,
+    ) -> Option<usize> {
+        let charge = self.charge(usize::try_from(n).ok()?).ok()?;
+        let run = match CachedRun::new(shared, first, n, charge) {
+            Ok(run) => run,
+            Err(e) => {
+                if e == errno::eopnotsupp() {
+                    self.off = true;
+                }
+                return None;
+            }
+        };
+        let run = Arc::new(run, GFP_KERNEL_ACCOUNT).ok()?;
+        *self.runs.get_mut(index)? = Some((run, self.clock));
+        Some(index)
+    }
+}
