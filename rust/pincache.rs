@@ -34,6 +34,10 @@ const MAX_RUNS: usize = 16;
 /// Pages kept per file: as many as one call may send from.
 const MAX_PAGES: u64 = MDW_MAX_CALL_BYTES >> PAGE_SHIFT;
 
+/// Times a run is pinned before the cache gives up on it, when its
+/// mapping changes while it is being pinned.
+const PIN_ATTEMPTS: usize = 2;
+
 /// A watch on a range of the calling task's memory (`struct mdw_watch`).
 struct Watch(NonNull<ffi::MdwWatch>);
 
@@ -89,8 +93,8 @@ pub(crate) struct CachedRun {
 
 impl CachedRun {
     /// Watches and pins pages `first..first + n` of the calling task's
-    /// memory, charged with `charge`. `EAGAIN` when the mapping changed while they were
-    /// being pinned.
+    /// memory, charged with `charge`. `EAGAIN` when the mapping changed
+    /// while they were being pinned, at every attempt.
     fn new(
         shared: &Arc<FileShared>,
         first: u64,
@@ -98,21 +102,26 @@ impl CachedRun {
         charge: Option<MemlockCharge>,
     ) -> Result<Self> {
         let count = usize::try_from(n).map_err(|_| E2BIG)?;
-        // Watched before it is pinned: a change after the pin is seen.
-        let watch = Watch::new(first, n)?;
-        let mut pages = PinnedPages::with_capacity(count, PinKind::LongTerm)?;
-        pages.pin(first << PAGE_SHIFT, count)?;
-        if !watch.valid() {
-            return Err(EAGAIN);
+        // Pinning may itself change the mapping, once: a page shared
+        // copy-on-write (after a fork, or the zero page) is first made the
+        // task's own. The next attempt then finds the pages in place.
+        for _ in 0..PIN_ATTEMPTS {
+            // Watched before it is pinned: a change after the pin is seen.
+            let watch = Watch::new(first, n)?;
+            let mut pages = PinnedPages::with_capacity(count, PinKind::LongTerm)?;
+            pages.pin(first << PAGE_SHIFT, count)?;
+            if watch.valid() {
+                Stats::add(&shared.stats.pages_pinned, n);
+                return Ok(Self {
+                    watch,
+                    pages,
+                    _charge: charge,
+                    first,
+                    shared: shared.clone(),
+                });
+            }
         }
-        Stats::add(&shared.stats.pages_pinned, n);
-        Ok(Self {
-            watch,
-            pages,
-            _charge: charge,
-            first,
-            shared: shared.clone(),
-        })
+        Err(EAGAIN)
     }
 
     /// The index in [`Self::pages`] of page `first` when the run holds

@@ -44,15 +44,15 @@ use crate::{
 };
 
 /// The page size these tests lay buffers out for (x86-64).
-const PAGE: usize = 4096;
+pub(crate) const PAGE: usize = 4096;
 /// Size of one completion record.
 const REC: usize = size_of::<MdwCompletion>();
 /// Largest IPv4 UDP payload at MTU 1500.
-const PAYLOAD: usize = 1472;
+pub(crate) const PAYLOAD: usize = 1472;
 /// How long netem holds each packet when a test needs calls in flight.
 const HOLD_MS: u64 = 2000;
 /// Receivers wait this long for their bytes.
-const RX_TIMEOUT: Duration = Duration::from_secs(120);
+pub(crate) const RX_TIMEOUT: Duration = Duration::from_secs(120);
 
 // ---------------------------------------------------------------------------
 // Raw ioctls and file operations.
@@ -61,13 +61,13 @@ fn ptr<T>(v: &mut T) -> usize {
     v as *mut T as usize
 }
 
-fn fail(what: &str, e: i32) -> String {
+pub(crate) fn fail(what: &str, e: i32) -> String {
     format!("{what}: {}", errno_name(e))
 }
 
 /// Fails unless the module reports registered buffers and asynchronous
 /// writes, and pages are 4 KiB (the layouts below assume it).
-fn require(dev: &Device) -> TestResult {
+pub(crate) fn require(dev: &Device) -> TestResult {
     let info = dev.info().map_err(|e| format!("INFO: {e}"))?;
     let want = MDW_FEAT_BUF | MDW_FEAT_ASYNC;
     if info.features.bits() & want != want {
@@ -85,14 +85,14 @@ fn require(dev: &Device) -> TestResult {
 }
 
 /// `MDW_IOC_STATS`.
-fn stats(fd: BorrowedFd<'_>) -> Result<MdwStats, String> {
+pub(crate) fn stats(fd: BorrowedFd<'_>) -> Result<MdwStats, String> {
     let mut s = MdwStats::default();
     ioctl(fd, MDW_IOC_STATS, ptr(&mut s)).map_err(|e| fail("STATS", e))?;
     Ok(s)
 }
 
 /// `MDW_IOC_BUF_REGISTER` of `len` bytes at `addr`: the id or the errno.
-fn register(fd: BorrowedFd<'_>, addr: u64, len: u64) -> Result<u32, i32> {
+pub(crate) fn register(fd: BorrowedFd<'_>, addr: u64, len: u64) -> Result<u32, i32> {
     let mut r = MdwBufReg {
         addr,
         len,
@@ -102,7 +102,12 @@ fn register(fd: BorrowedFd<'_>, addr: u64, len: u64) -> Result<u32, i32> {
     ioctl(fd, MDW_IOC_BUF_REGISTER, ptr(&mut r)).map(|_| r.id)
 }
 
-fn register_ok(fd: BorrowedFd<'_>, addr: u64, len: u64, what: &str) -> Result<u32, String> {
+pub(crate) fn register_ok(
+    fd: BorrowedFd<'_>,
+    addr: u64,
+    len: u64,
+    what: &str,
+) -> Result<u32, String> {
     let id = register(fd, addr, len).map_err(|e| fail(&format!("BUF_REGISTER {what}"), e))?;
     if id == 0 {
         return Err(format!("BUF_REGISTER {what}: id 0"));
@@ -124,7 +129,7 @@ fn set_eventfd(fd: BorrowedFd<'_>, efd: i32, flags: u32) -> Result<i32, i32> {
 
 /// `MDW_IOC_WRITEV` with `flags` and `cookie`: the result and the struct as
 /// the module left it.
-fn writev(
+pub(crate) fn writev(
     fd: BorrowedFd<'_>,
     entries: &[MdwEntry],
     flags: u32,
@@ -143,7 +148,7 @@ fn writev(
 }
 
 /// A call that must send everything.
-fn writev_ok(
+pub(crate) fn writev_ok(
     fd: BorrowedFd<'_>,
     entries: &[MdwEntry],
     flags: u32,
@@ -168,7 +173,7 @@ fn writev_ok(
 
 /// A call that must fail with `want` before sending anything, naming entry
 /// `index`.
-fn writev_fails(
+pub(crate) fn writev_fails(
     fd: BorrowedFd<'_>,
     entries: &[MdwEntry],
     flags: u32,
@@ -188,7 +193,7 @@ fn writev_fails(
 }
 
 /// An entry for plain (unregistered) memory.
-fn plain(dest: u32, data: &[u8]) -> MdwEntry {
+pub(crate) fn plain(dest: u32, data: &[u8]) -> MdwEntry {
     MdwEntry {
         dest,
         flags: 0,
@@ -523,7 +528,7 @@ fn bounded<T>(limit: Duration, f: impl FnOnce() -> T) -> T {
 }
 
 /// Waits until every page pinned since `base` was released again.
-fn pins_balance(base: (u64, u64), limit: Duration, what: &str) -> TestResult {
+pub(crate) fn pins_balance(base: (u64, u64), limit: Duration, what: &str) -> TestResult {
     let mut last = (0, 0);
     wait_for(what, limit, || {
         let (a, r) = foll_pins()?;
@@ -568,7 +573,15 @@ impl Mapping {
         })
     }
 
-    fn bytes(&self) -> &[u8] {
+    /// Writes the pattern of `seed` over the whole mapping.
+    pub(crate) fn refill(&mut self, seed: u32) {
+        // SAFETY: the mapping is ours, `len` bytes, writable; `&mut self`
+        // excludes any other view of it here.
+        unsafe { std::slice::from_raw_parts_mut(self.addr as *mut u8, self.len) }
+            .copy_from_slice(&pattern(self.len, seed));
+    }
+
+    pub(crate) fn bytes(&self) -> &[u8] {
         // SAFETY: mapped and readable while `self` lives.
         unsafe { std::slice::from_raw_parts(self.addr as *const u8, self.len) }
     }
@@ -636,12 +649,12 @@ fn unmapped_addr(len: usize) -> u64 {
 }
 
 /// Pages spanned by `len` bytes at `addr`.
-fn spanned(addr: u64, len: u64) -> u64 {
+pub(crate) fn spanned(addr: u64, len: u64) -> u64 {
     (addr + len - 1) / PAGE as u64 - addr / PAGE as u64 + 1
 }
 
 /// Opens the device and registers destination `c` on it.
-fn open_with(c: &DestConfig) -> Result<(Device, u32), String> {
+pub(crate) fn open_with(c: &DestConfig) -> Result<(Device, u32), String> {
     let dev = Device::open().map_err(|e| format!("open: {e}"))?;
     require(&dev)?;
     let d = dev
@@ -655,7 +668,9 @@ fn open_with(c: &DestConfig) -> Result<(Device, u32), String> {
 /// child took to be reaped after it had sent its result (the time its
 /// exit, with every file it had open, took). Call only while this process
 /// has a single thread.
-fn in_child(f: impl FnOnce() -> Result<String, String>) -> Result<(String, Duration), String> {
+pub(crate) fn in_child(
+    f: impl FnOnce() -> Result<String, String>,
+) -> Result<(String, Duration), String> {
     let mut p = [0i32; 2];
     // SAFETY: pipe2 writes two fds into `p`.
     if unsafe { libc::pipe2(p.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
@@ -715,7 +730,7 @@ fn in_child(f: impl FnOnce() -> Result<String, String>) -> Result<(String, Durat
 /// In a forked child: becomes user `uid` keeping every capability but,
 /// unless `ipc_lock`, `CAP_IPC_LOCK`; sets `RLIMIT_MEMLOCK` to `limit`
 /// bytes. A fresh uid starts with nothing charged to its `locked_vm`.
-fn become_user(uid: u32, ipc_lock: bool, limit: u64) -> TestResult {
+pub(crate) fn become_user(uid: u32, ipc_lock: bool, limit: u64) -> TestResult {
     use rustix::{
         process::{setrlimit, Resource, Rlimit},
         thread::{capabilities, set_capabilities, CapabilitySet},

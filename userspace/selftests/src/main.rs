@@ -18,6 +18,7 @@ mod fanout;
 mod faults;
 mod net;
 mod pace;
+mod pincache;
 mod raw;
 mod repeat;
 mod safety;
@@ -108,6 +109,11 @@ const TESTS: &[Test] = &[
     ),
     ("async_close_in_flight", async_buf::async_close_in_flight),
     ("async_unload_in_flight", async_buf::async_unload_in_flight),
+    ("keep_pins_exact", pincache::keep_pins_exact),
+    ("keep_pins_remap", pincache::keep_pins_remap),
+    ("keep_pins_other_process", pincache::keep_pins_other_process),
+    ("keep_pins_memlock", pincache::keep_pins_memlock),
+    ("keep_pins_many_runs", pincache::keep_pins_many_runs),
     (
         "sender_backends_same_packets",
         sender::sender_backends_same_packets,
