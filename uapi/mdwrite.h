@@ -277,6 +277,17 @@ struct mdw_repeat {
  * packet that refers to the caller's memory (an unpaced call's linear
  * copies, counted in bytes_copied, do not hold it). An asynchronous call
  * that queued nothing fails and raises no completion.
+ *
+ * With MDW_WRITE_KEEP_PINS the pages the call pins for its plain entries
+ * stay pinned after it, in the file's pin cache (at most 16 runs, 1 GiB),
+ * and the call takes its plain entries' pages from the cache when they
+ * are there. A cached run is used only while its memory maps the same
+ * pages, and only by the process whose memory it is: any change to the
+ * mapping (munmap, a new mapping, mprotect, MADV_DONTNEED, fork, exit)
+ * makes the next call pin again. Cached pages are pinned long-term,
+ * counted in pages_pinned and charged to RLIMIT_MEMLOCK; the cache lets
+ * go of them when another charge of the file would go over the limit.
+ * Closing the file unpins them.
  */
 struct mdw_writev {
 	__u64 entries;
@@ -342,7 +353,7 @@ struct mdw_eventfd {
  * @completions: calls completed (every packet that held the call was
  *	released by the device)
  * @pages_pinned: pages currently pinned by this file (calls in progress,
- *	asynchronous calls in flight, registered buffers)
+ *	asynchronous calls in flight, registered buffers, the pin cache)
  * @async_in_flight: asynchronous calls whose completion is not queued yet
  * @completions_queued: completion records waiting to be read
  */

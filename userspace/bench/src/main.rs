@@ -144,7 +144,7 @@ struct RunArgs {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "mdwrite,mdwrite-regbuf,sendto,sendmmsg,gso,gso-zerocopy,io_uring-sendzc,af_packet-ring,pktgen,pktgen-burst32"
+        default_value = "mdwrite,mdwrite-regbuf,mdwrite-keep,sendto,sendmmsg,gso,gso-zerocopy,io_uring-sendzc,af_packet-ring,pktgen,pktgen-burst32"
     )]
     methods: Vec<String>,
     /// The CSV to append to (created with a header line if missing).

@@ -355,8 +355,9 @@ fn targets(rows: &[Row], md: &mut String) {
     let mut lines = Vec::new();
     let yes = |b: bool| if b { "met" } else { "missed" };
     // The plain call pins per call; the registered-buffer variant is the
-    // same call from a buffer pinned once (issue 6).
-    for method in ["mdwrite", "mdwrite-regbuf"] {
+    // same call from a buffer pinned once (issue 6), the keep variant from
+    // plain memory whose pins the calls keep (`MDW_WRITE_KEEP_PINS`).
+    for method in ["mdwrite", "mdwrite-regbuf", "mdwrite-keep"] {
         let Some(m) = find("offload on", 64, 256, method) else {
             continue;
         };
@@ -464,7 +465,8 @@ fn verdict(measured: f64, limit: f64) -> String {
 
 /// The targets of issue 13 (the live regime), checked against the rows of
 /// the `live` tables (packets per destination in the KiB column) and the
-/// headline, for the plain and the registered-buffer call.
+/// headline, for the plain call, the registered-buffer call and the call
+/// that keeps its pins.
 fn live_targets(rows: &[Row], md: &mut String) {
     let live = |r: &Row| r.ok() && r.table.starts_with("live") && !r.table.contains("fan-out");
     let fanout = |r: &Row| r.ok() && r.table.starts_with("live") && r.table.contains("fan-out");
@@ -474,7 +476,7 @@ fn live_targets(rows: &[Row], md: &mut String) {
         })
     };
     let mut lines = Vec::new();
-    for method in ["mdwrite", "mdwrite-regbuf"] {
+    for method in ["mdwrite", "mdwrite-regbuf", "mdwrite-keep"] {
         let mut one = Vec::new();
         for n in [64, 512] {
             if let Some(r) = find(&live, "1472", n, 1, method) {
