@@ -75,7 +75,11 @@ mod tests {
             feature_names(0x1ff),
             "writev,ipv6,rtp,vlan,buf,async,fanout,pace,repeat"
         );
-        assert_eq!(feature_names(0x601), "writev,0x600");
+        assert_eq!(
+            feature_names(0x3ff),
+            "writev,ipv6,rtp,vlan,buf,async,fanout,pace,repeat,keep_pins"
+        );
+        assert_eq!(feature_names(0xc01), "writev,0xc00");
         assert_eq!(feature_names(0), "");
     }
 }

@@ -114,6 +114,7 @@ const TESTS: &[Test] = &[
     ("keep_pins_other_process", pincache::keep_pins_other_process),
     ("keep_pins_memlock", pincache::keep_pins_memlock),
     ("keep_pins_many_runs", pincache::keep_pins_many_runs),
+    ("keep_pins_sender", pincache::keep_pins_sender),
     (
         "sender_backends_same_packets",
         sender::sender_backends_same_packets,

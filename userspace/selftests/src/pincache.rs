@@ -505,3 +505,72 @@ pub(crate) fn keep_pins_many_runs() -> TestResult {
     }
     expect_bytes(net::join_all(rx)?, &[want])
 }
+
+/// Through the library: a module `Sender` with
+/// `WriteOptions::with_keep_pins(true)` sends a buffer twice, rewritten in
+/// between, byte-exact; its pages stay pinned after the calls
+/// (`Stats::pages_pinned`), and none without the option.
+pub(crate) fn keep_pins_sender() -> TestResult {
+    use mdwrite::{Entry, Sender, WriteOptions};
+    let topo = Topology::new(1)?;
+    let len = 3 * PAYLOAD + 100;
+    let first = pattern(len, 141);
+    let second = pattern(len, 142);
+    let want = [first.clone(), second.clone(), second.clone()].concat();
+    let rx = net::receivers(&topo, 1, RX_TIMEOUT, |_| Listen {
+        v6: false,
+        expect: want.len(),
+        skip: 0,
+    })?;
+    topo::enter(&topo.sender)?;
+    let ifindex = topo.sender_ifindex()?;
+    let mut sender = Sender::open_module().map_err(|e| format!("open: {e}"))?;
+    let dest = sender
+        .add_destination(&config(&topo, ifindex, 0, false))
+        .map_err(|e| format!("add_destination: {e}"))?;
+    let mut buf = first;
+    let keep = WriteOptions::default().with_keep_pins(true);
+    let send = |sender: &mut Sender, buf: &[u8], opts: &WriteOptions, what: &str| {
+        sender
+            .send_vectored(&[Entry::new(dest, buf)], opts)
+            .map_err(|e| format!("{what}: {e}"))
+    };
+    send(&mut sender, &buf, &keep, "first call")?;
+    let pinned = |sender: &Sender| {
+        sender
+            .stats()
+            .map(|s| s.pages_pinned)
+            .map_err(|e| e.to_string())
+    };
+    let kept = spanned(buf.as_ptr() as u64, len as u64);
+    if pinned(&sender)? != kept {
+        return Err(format!(
+            "after the first call: pages_pinned {}, want {kept}",
+            pinned(&sender)?
+        ));
+    }
+    buf.copy_from_slice(&second);
+    send(&mut sender, &buf, &keep, "second call")?;
+    if pinned(&sender)? != kept {
+        return Err(format!(
+            "after the second call: pages_pinned {}, want {kept}",
+            pinned(&sender)?
+        ));
+    }
+    drop(sender);
+    // A new file, without the option: nothing stays pinned.
+    let mut plain_sender = Sender::open_module().map_err(|e| format!("open: {e}"))?;
+    let dest2 = plain_sender
+        .add_destination(&config(&topo, ifindex, 0, false))
+        .map_err(|e| format!("add_destination: {e}"))?;
+    plain_sender
+        .send_vectored(&[Entry::new(dest2, &buf)], &WriteOptions::default())
+        .map_err(|e| format!("call without the option: {e}"))?;
+    if pinned(&plain_sender)? != 0 {
+        return Err(format!(
+            "without the option: pages_pinned {}, want 0",
+            pinned(&plain_sender)?
+        ));
+    }
+    expect_bytes(net::join_all(rx)?, &[want])
+}
