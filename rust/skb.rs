@@ -154,7 +154,7 @@ fn released(skb: *mut bindings::sk_buff) -> bool {
 /// used skb is still in flight (`common::recycle`), so it ends up as large
 /// as what the device holds at once, and a call that sends few packets
 /// sets up nothing it does not use.
-pub(crate) struct SkbPool {
+pub(crate) struct SkbPool<'d> {
     enabled: bool,
     /// How many more skbs the rings may keep in this call.
     spare: usize,
@@ -162,8 +162,9 @@ pub(crate) struct SkbPool {
     keep: *mut bindings::ubuf_info,
     /// The call's number, never 0: a ring adopted by the call has it.
     call: u64,
-    /// The call's completion, which a ring adopted by the call names.
-    done: *mut ffi::MdwDone,
+    /// The call's completion: what the skbs no ring keeps are tied to,
+    /// and what a ring adopted by the call names.
+    done: &'d CallDone,
 }
 
 /// Most skbs one call's rings keep (a few hundred KiB to a few MiB of skb
@@ -274,17 +275,17 @@ impl Taken {
     }
 }
 
-impl SkbPool {
+impl<'d> SkbPool<'d> {
     /// A pool for one call whose rings' skbs are tied to the file's
     /// `keep`; `enabled` false never recycles (qdisc sends: the stack may
     /// modify the skbs it is given).
-    pub(crate) fn new(enabled: bool, keep: &SkbKeep, done: &CallDone, call: u64) -> Self {
+    pub(crate) fn new(enabled: bool, keep: &SkbKeep, done: &'d CallDone, call: u64) -> Self {
         Self {
             enabled,
             spare: KEPT_MAX,
             keep: keep.0,
             call,
-            done: done.0,
+            done,
         }
     }
 
@@ -297,10 +298,10 @@ impl SkbPool {
         &mut self,
         dev: &NetDevice,
         parts: &PacketParts<'_>,
-        done: &CallDone,
         hdr: &mut *mut u8,
         ring: &mut SkbRing,
     ) -> Result<Taken> {
+        let done = self.done;
         // A copy that holds the call is never kept (see `SkbRing`).
         if !self.enabled || !parts.recycle || parts.hold {
             let skb = new_any_skb(dev, parts, done, None, hdr)?;
@@ -312,7 +313,7 @@ impl SkbPool {
             .peek(ring.skbs.len())
             .and_then(|at| ring.skbs.get(at))
         else {
-            return self.settle(dev, parts, done, hdr, BufState::Spoiled, ring);
+            return self.settle(dev, parts, hdr, BufState::Spoiled, ring);
         };
         let (frags, nfrags) = (parts.frags.as_ptr(), parts.frags.len() as u32);
         let reused = match parts.linear {
@@ -349,7 +350,7 @@ impl SkbPool {
             ffi::MDW_SKB_BUSY => BufState::Busy,
             _ => BufState::Spoiled,
         };
-        self.settle(dev, parts, done, hdr, state, ring)
+        self.settle(dev, parts, hdr, state, ring)
     }
 
     /// The fast way to an skb for the destination's next packet, a payload
@@ -418,11 +419,11 @@ impl SkbPool {
         &mut self,
         dev: &NetDevice,
         parts: &PacketParts<'_>,
-        done: &CallDone,
         hdr: &mut *mut u8,
         state: BufState,
         ring: &mut SkbRing,
     ) -> Result<Taken> {
+        let done = self.done;
         let grow = self.spare > 0;
         let SkbRing {
             skbs,
@@ -486,7 +487,7 @@ impl SkbPool {
             return;
         }
         ring.call = self.call;
-        ring.rearm.done = self.done;
+        ring.rearm.done = self.done.0;
         ring.rearm.keep = self.keep;
         ring.rearm.dev = dev.as_ptr();
     }
@@ -787,15 +788,14 @@ impl<'a> TxBatch<'a> {
     pub(crate) fn build<'b>(
         &'b mut self,
         parts: &PacketParts<'_>,
-        done: &CallDone,
-        pool: &mut SkbPool,
+        pool: &mut SkbPool<'_>,
         ring: &mut SkbRing,
     ) -> Result<Building<'b, 'a>> {
         if self.is_full() || parts.frags.len() > MAX_FRAGS {
             return Err(EINVAL);
         }
         let mut hdr = core::ptr::null_mut();
-        let taken = pool.take(self.dev, parts, done, &mut hdr, ring)?;
+        let taken = pool.take(self.dev, parts, &mut hdr, ring)?;
         Ok(Building {
             batch: self,
             skb: taken.skb,
@@ -818,7 +818,7 @@ impl<'a> TxBatch<'a> {
         ring: &mut SkbRing,
         hdr_len: u32,
         two: &TwoFrags,
-        pool: &mut SkbPool,
+        pool: &mut SkbPool<'_>,
     ) -> Option<Building<'b, 'a>> {
         if self.is_full() {
             return None;
@@ -845,7 +845,7 @@ impl<'a> TxBatch<'a> {
         ring: &mut SkbRing,
         hdr_len: u32,
         two: &TwoFrags,
-        pool: &mut SkbPool,
+        pool: &mut SkbPool<'_>,
         sum: Option<&Cell<u32>>,
     ) -> Option<Building<'b, 'a>> {
         if self.is_full() {

@@ -671,8 +671,7 @@ fn send_all<T: Timing>(
     entries: &[Entry],
     pages: &[*mut kernel::bindings::page],
     frags: &mut [ffi::MdwFrag; MAX_FRAGS],
-    done: &CallDone,
-    pool: &mut SkbPool,
+    pool: &mut SkbPool<'_>,
     qdisc: bool,
     flow: u32,
     timing: T,
@@ -708,7 +707,6 @@ fn send_all<T: Timing>(
                     order,
                     entries,
                     pages,
-                    done,
                     pool,
                     batch: &mut batch,
                     frags: &mut *frags,
@@ -756,7 +754,7 @@ fn send_all<T: Timing>(
             let sent = match send_fast(slot, dest, pages, &mut batch, pool, timing) {
                 Some(sent) => sent,
                 None => send_packet(
-                    slot, dest, order, entries, pages, frags, &mut batch, done, pool, timing,
+                    slot, dest, order, entries, pages, frags, &mut batch, pool, timing,
                 ),
             };
             if let Err(e) = sent {
@@ -790,8 +788,7 @@ fn send_single(
     entries: &[Entry],
     pages: &[*mut kernel::bindings::page],
     frags: &mut [ffi::MdwFrag; MAX_FRAGS],
-    done: &CallDone,
-    pool: &mut SkbPool,
+    pool: &mut SkbPool<'_>,
     qdisc: bool,
     flow: u32,
 ) -> Outcome {
@@ -868,7 +865,7 @@ fn send_single(
                 None => match fill_frags(frags, pages, page, offset, len) {
                     Some(n) => match frags.get(..n) {
                         Some(frags) => {
-                            build_to(dest, slot.recycle, frags, len, &mut batch, done, pool, None)
+                            build_to(dest, slot.recycle, frags, len, &mut batch, pool, None)
                         }
                         None => Err(EINVAL),
                     },
@@ -937,14 +934,13 @@ fn make_room(batch: &mut TxBatch<'_>, out: &mut Outcome, more: bool) -> Result {
 }
 
 /// What a fan-out's burst sends with.
-struct SendTo<'s, 'd, T> {
+struct SendTo<'s, 'd, 'p, T> {
     dests: &'s mut DestTable,
     devs: &'d [NetDevice],
     order: &'s [u32],
     entries: &'s [Entry],
     pages: &'s [*mut kernel::bindings::page],
-    done: &'s CallDone,
-    pool: &'s mut SkbPool,
+    pool: &'s mut SkbPool<'p>,
     batch: &'s mut TxBatch<'d>,
     frags: &'s mut [ffi::MdwFrag; MAX_FRAGS],
     out: &'s mut Outcome,
@@ -964,7 +960,7 @@ fn send_fanout<T: Timing>(
     slot: &mut Slot,
     packets: u64,
     last: bool,
-    to: &mut SendTo<'_, '_, T>,
+    to: &mut SendTo<'_, '_, '_, T>,
 ) -> Result<(), EntryError> {
     let members = to
         .order
@@ -1022,9 +1018,7 @@ fn send_fanout<T: Timing>(
                 .and_then(|two| rearm_to(dest, recycle, two, to.batch, to.pool, departure));
             match fast {
                 Some(sent) => sent,
-                None => build_to(
-                    dest, recycle, frags, len, to.batch, to.done, to.pool, departure,
-                ),
+                None => build_to(dest, recycle, frags, len, to.batch, to.pool, departure),
             }
             .map_err(&err)?;
             let more = left > 0 || k + 1 < members.len() || !last;
@@ -1065,7 +1059,7 @@ fn send_fast<T: Timing>(
     dest: &mut Destination,
     pages: &[*mut kernel::bindings::page],
     batch: &mut TxBatch<'_>,
-    pool: &mut SkbPool,
+    pool: &mut SkbPool<'_>,
     timing: T,
 ) -> Option<Result<(), EntryError>> {
     let pkt = slot.cursor.peek_full::<{ PAGE_SHIFT as u32 }>()?;
@@ -1108,7 +1102,7 @@ fn rearm_to(
     recycle: bool,
     two: &TwoFrags,
     batch: &mut TxBatch<'_>,
-    pool: &mut SkbPool,
+    pool: &mut SkbPool<'_>,
     departure: Option<Departure>,
 ) -> Option<Result> {
     let Destination {
@@ -1167,7 +1161,7 @@ fn copy_to(
     recycle: bool,
     two: &TwoFrags,
     batch: &mut TxBatch<'_>,
-    pool: &mut SkbPool,
+    pool: &mut SkbPool<'_>,
 ) -> Option<Result> {
     let Destination {
         prepared: Some(p),
@@ -1213,7 +1207,7 @@ fn copy_single(
     recycle: bool,
     two: &TwoFrags,
     batch: &mut TxBatch<'_>,
-    pool: &mut SkbPool,
+    pool: &mut SkbPool<'_>,
 ) -> Option<Result> {
     copy_to(dest, recycle, two, batch, pool)
 }
@@ -1253,8 +1247,7 @@ fn send_packet<T: Timing>(
     pages: &[*mut kernel::bindings::page],
     frags: &mut [ffi::MdwFrag; MAX_FRAGS],
     batch: &mut TxBatch<'_>,
-    done: &CallDone,
-    pool: &mut SkbPool,
+    pool: &mut SkbPool<'_>,
     timing: T,
 ) -> Result<(), EntryError> {
     let lens = slot.lens(order, entries);
@@ -1268,17 +1261,7 @@ fn send_packet<T: Timing>(
     let n = fill_frags(frags, pages, pkt.page, pkt.offset, pkt.len).ok_or(err(EINVAL))?;
     let frags = frags.get(..n).ok_or(err(EINVAL))?;
     let departure = timing.take(&mut slot.departures);
-    build_to(
-        dest,
-        slot.recycle,
-        frags,
-        pkt.len,
-        batch,
-        done,
-        pool,
-        departure,
-    )
-    .map_err(err)
+    build_to(dest, slot.recycle, frags, pkt.len, batch, pool, departure).map_err(err)
 }
 
 /// A packet's departure time, in a paced call.
@@ -1301,8 +1284,7 @@ fn build_to(
     frags: &[ffi::MdwFrag],
     len: u16,
     batch: &mut TxBatch<'_>,
-    done: &CallDone,
-    pool: &mut SkbPool,
+    pool: &mut SkbPool<'_>,
     departure: Option<Departure>,
 ) -> Result {
     let Some(p) = &dest.prepared else {
@@ -1338,7 +1320,7 @@ fn build_to(
         hold,
         sum: (software && p.linear).then_some(&copied_sum),
     };
-    let mut skb = batch.build(&parts, done, pool, ring)?;
+    let mut skb = batch.build(&parts, pool, ring)?;
     let csum = match (p.csum, p.linear) {
         // Only a software checksum reads the payload, while copying it
         // into a linear skb if it is copied.
@@ -1652,7 +1634,6 @@ pub(crate) fn writev(
                 entries,
                 pages.pages(),
                 frags,
-                &done,
                 &mut pool,
                 qdisc,
                 flow,
@@ -1672,7 +1653,6 @@ pub(crate) fn writev(
             entries,
             pages.pages(),
             frags,
-            &done,
             &mut pool,
             qdisc,
             flow,
@@ -1837,7 +1817,7 @@ fn keep_rings(
     order: &[u32],
     entries: &[Entry],
     dests: &mut DestTable,
-    pool: &mut SkbPool,
+    pool: &mut SkbPool<'_>,
 ) {
     for s in slots.iter() {
         if s.fanout {

@@ -654,6 +654,10 @@ impl Worker<'_> {
         if self.rng.pct(15) {
             w.flags |= MDW_WRITE_QDISC;
         }
+        if self.rng.pct(40) {
+            // The pin cache, racing the chaos thread's munmap/madvise.
+            w.flags |= MDW_WRITE_KEEP_PINS;
+        }
         if self.rng.pct(10) {
             // Paced: a window around now, some entries timed by themselves.
             let now = monotonic_ns();
