@@ -103,14 +103,11 @@ impl CallPages {
         first: usize,
         nr: usize,
     ) -> Result<usize> {
-        let end = first.checked_add(nr).ok_or(EFAULT)?;
-        let pages = buffer.pages().get(first..end).ok_or(EFAULT)?;
+        let pages = borrowed(buffer.pages(), first, nr)?;
         if !self.buffers.iter().any(|b| Arc::ptr_eq(b, buffer)) {
             self.buffers.push(buffer.clone(), GFP_KERNEL_ACCOUNT)?;
         }
-        let base = self.pages.len();
-        self.pages.extend_from_slice(pages, GFP_KERNEL_ACCOUNT)?;
-        Ok(base)
+        self.append(pages)
     }
 
     /// Appends pages `first..first + nr` of the cached run `run` (held by
@@ -121,13 +118,17 @@ impl CallPages {
         first: usize,
         nr: usize,
     ) -> Result<usize> {
-        let end = first.checked_add(nr).ok_or(EFAULT)?;
-        let pages = run.pages().get(first..end).ok_or(EFAULT)?;
+        let pages = borrowed(run.pages(), first, nr)?;
         // One reference per stretch of the call from the same run: a
         // reference more is harmless, a search per run would not be.
         if !self.runs.last().is_some_and(|r| Arc::ptr_eq(r, run)) {
             self.runs.push(run.clone(), GFP_KERNEL_ACCOUNT)?;
         }
+        self.append(pages)
+    }
+
+    /// Appends borrowed `pages`; returns the index of the first.
+    fn append(&mut self, pages: &[*mut bindings::page]) -> Result<usize> {
         let base = self.pages.len();
         self.pages.extend_from_slice(pages, GFP_KERNEL_ACCOUNT)?;
         Ok(base)
@@ -147,6 +148,16 @@ impl CallPages {
     pub(crate) fn pinned(&self) -> usize {
         self.pinned.iter().map(|&(_, n)| n).sum()
     }
+}
+
+/// Pages `first..first + nr` of `pages`; `EFAULT` past its end.
+fn borrowed(
+    pages: &[*mut bindings::page],
+    first: usize,
+    nr: usize,
+) -> Result<&[*mut bindings::page]> {
+    let end = first.checked_add(nr).ok_or(EFAULT)?;
+    pages.get(first..end).ok_or(EFAULT)
 }
 
 impl Drop for CallPages {

@@ -91,6 +91,18 @@ pub(crate) fn stats(fd: BorrowedFd<'_>) -> Result<MdwStats, String> {
     Ok(s)
 }
 
+/// `pages_pinned` of `fd`'s file must be `want`.
+pub(crate) fn expect_pinned(fd: BorrowedFd<'_>, want: u64, what: &str) -> TestResult {
+    let s = stats(fd)?;
+    if s.pages_pinned != want {
+        return Err(format!(
+            "{what}: pages_pinned {}, want {want}",
+            s.pages_pinned
+        ));
+    }
+    Ok(())
+}
+
 /// `MDW_IOC_BUF_REGISTER` of `len` bytes at `addr`: the id or the errno.
 pub(crate) fn register(fd: BorrowedFd<'_>, addr: u64, len: u64) -> Result<u32, i32> {
     let mut r = MdwBufReg {
@@ -1410,16 +1422,7 @@ pub(crate) fn buf_memlock_limit() -> TestResult {
         let (dev, d) = open_with(&c)?;
         let fd = dev.as_fd();
         become_user(61001, false, limit)?;
-        let pinned = |want: u64, what: &str| -> TestResult {
-            let s = stats(fd)?;
-            if s.pages_pinned != want {
-                return Err(format!(
-                    "{what}: pages_pinned {}, want {want}",
-                    s.pages_pinned
-                ));
-            }
-            Ok(())
-        };
+        let pinned = |want: u64, what: &str| expect_pinned(fd, want, what);
         // 64 pages cost 66 > 64.
         expect_errno(
             "BUF_REGISTER of 64 pages over a 64-page limit",

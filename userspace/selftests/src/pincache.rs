@@ -21,8 +21,8 @@ use mdwrite::{
 
 use crate::{
     async_buf::{
-        become_user, fail, in_child, open_with, pins_balance, plain, register, require, spanned,
-        stats, writev_fails, writev_ok, Mapping, PAGE, PAYLOAD, RX_TIMEOUT,
+        become_user, expect_pinned, fail, in_child, open_with, pins_balance, plain, register,
+        require, spanned, stats, writev_fails, writev_ok, Mapping, PAGE, PAYLOAD, RX_TIMEOUT,
     },
     errors::foll_pins,
     net::{self, Listen},
@@ -45,16 +45,37 @@ fn require_keep(dev: &Device) -> TestResult {
     Ok(())
 }
 
-/// `pages_pinned` of `fd`'s file must be `want`.
-fn expect_pinned(fd: std::os::fd::BorrowedFd<'_>, want: u64, what: &str) -> TestResult {
-    let s = stats(fd)?;
-    if s.pages_pinned != want {
-        return Err(format!(
-            "{what}: pages_pinned {}, want {want}",
-            s.pages_pinned
-        ));
-    }
-    Ok(())
+/// In the sender's namespace: the device, with the pin cache, and
+/// receiver 0 as its one destination.
+fn one_destination(topo: &Topology) -> Result<(Device, u32), String> {
+    topo::enter(&topo.sender)?;
+    let ifindex = topo.sender_ifindex()?;
+    let dev = Device::open().map_err(|e| format!("open: {e}"))?;
+    require_keep(&dev)?;
+    let d = dev
+        .add_destination(&config(topo, ifindex, 0, false))
+        .map_err(|e| format!("DEST_ADD: {e}"))?
+        .handle();
+    Ok((dev, d))
+}
+
+/// Every page the test pinned since `base` released again once its file
+/// is closed.
+fn pins_released(base: (u64, u64)) -> TestResult {
+    pins_balance(
+        base,
+        Duration::from_secs(10),
+        "the closed file's pins to go",
+    )
+}
+
+/// Receiver 0, waiting for `bytes` payload bytes.
+fn receiver(topo: &Topology, bytes: usize) -> Result<Vec<net::ReceiverHandle>, String> {
+    net::receivers(topo, 1, RX_TIMEOUT, |_| Listen {
+        v6: false,
+        expect: bytes,
+        skip: 0,
+    })
 }
 
 /// Each receiver's bytes must be `want[i]`, in order.
@@ -165,11 +186,7 @@ pub(crate) fn keep_pins_exact() -> TestResult {
     }
     expect_bytes(net::join_all(rx)?, &want)?;
     drop(dev);
-    pins_balance(
-        base,
-        Duration::from_secs(10),
-        "the closed file's pins to go",
-    )
+    pins_released(base)
 }
 
 /// A call that keeps its pins never sends pages the memory no longer maps:
@@ -189,19 +206,8 @@ pub(crate) fn keep_pins_remap() -> TestResult {
     for seed in [101u32, 102, 103, 103] {
         want.extend_from_slice(&pattern(len, seed)[off..off + n]);
     }
-    let rx = net::receivers(&topo, 1, RX_TIMEOUT, |_| Listen {
-        v6: false,
-        expect: want.len(),
-        skip: 0,
-    })?;
-    topo::enter(&topo.sender)?;
-    let ifindex = topo.sender_ifindex()?;
-    let dev = Device::open().map_err(|e| format!("open: {e}"))?;
-    require_keep(&dev)?;
-    let d = dev
-        .add_destination(&config(&topo, ifindex, 0, false))
-        .map_err(|e| format!("DEST_ADD: {e}"))?
-        .handle();
+    let rx = receiver(&topo, want.len())?;
+    let (dev, d) = one_destination(&topo)?;
     let fd = dev.as_fd();
     let entry = [MdwEntry {
         dest: d,
@@ -276,11 +282,7 @@ pub(crate) fn keep_pins_remap() -> TestResult {
     expect_bytes(got, &[want])?;
     drop(dev);
     drop(m);
-    pins_balance(
-        base,
-        Duration::from_secs(10),
-        "the closed file's pins to go",
-    )
+    pins_released(base)
 }
 
 /// Another process that shares the file (a forked child) sends its own
@@ -312,14 +314,7 @@ pub(crate) fn keep_pins_other_process() -> TestResult {
     let (off, n) = (10usize, 2 * PAGE + 5);
     let pages = spanned(addr + off as u64, n as u64);
 
-    topo::enter(&topo.sender)?;
-    let ifindex = topo.sender_ifindex()?;
-    let dev = Device::open().map_err(|e| format!("open: {e}"))?;
-    require_keep(&dev)?;
-    let d = dev
-        .add_destination(&config(&topo, ifindex, 0, false))
-        .map_err(|e| format!("DEST_ADD: {e}"))?
-        .handle();
+    let (dev, d) = one_destination(&topo)?;
     let fd = dev.as_fd();
     let entry = [MdwEntry {
         dest: d,
@@ -374,11 +369,7 @@ pub(crate) fn keep_pins_other_process() -> TestResult {
     };
     let mut want = pattern(len, 112)[off..off + n].to_vec();
     want.extend_from_slice(&pattern(len, 111)[off..off + n]);
-    let rx = net::receivers(&topo, 1, RX_TIMEOUT, |_| Listen {
-        v6: false,
-        expect: want.len(),
-        skip: 0,
-    })?;
+    let rx = receiver(&topo, want.len())?;
     let _ = go_wr.write_all(b"g");
     let mut said = [0u8; 1];
     let _ = back_rd.read(&mut said);
@@ -469,19 +460,8 @@ pub(crate) fn keep_pins_many_runs() -> TestResult {
     let piece = |k: usize| &m.bytes()[2 * k * PAGE + 7..2 * k * PAGE + 7 + PAYLOAD];
     let once: Vec<u8> = (0..RUNS).flat_map(|k| piece(k).to_vec()).collect();
     let want = [once.clone(), once].concat();
-    let rx = net::receivers(&topo, 1, RX_TIMEOUT, |_| Listen {
-        v6: false,
-        expect: want.len(),
-        skip: 0,
-    })?;
-    topo::enter(&topo.sender)?;
-    let ifindex = topo.sender_ifindex()?;
-    let dev = Device::open().map_err(|e| format!("open: {e}"))?;
-    require_keep(&dev)?;
-    let d = dev
-        .add_destination(&config(&topo, ifindex, 0, false))
-        .map_err(|e| format!("DEST_ADD: {e}"))?
-        .handle();
+    let rx = receiver(&topo, want.len())?;
+    let (dev, d) = one_destination(&topo)?;
     let fd = dev.as_fd();
     let entries: Vec<MdwEntry> = (0..RUNS).map(|k| plain(d, piece(k))).collect();
     for round in 0..2 {
@@ -517,11 +497,7 @@ pub(crate) fn keep_pins_sender() -> TestResult {
     let first = pattern(len, 141);
     let second = pattern(len, 142);
     let want = [first.clone(), second.clone(), second.clone()].concat();
-    let rx = net::receivers(&topo, 1, RX_TIMEOUT, |_| Listen {
-        v6: false,
-        expect: want.len(),
-        skip: 0,
-    })?;
+    let rx = receiver(&topo, want.len())?;
     topo::enter(&topo.sender)?;
     let ifindex = topo.sender_ifindex()?;
     let mut sender = Sender::open_module().map_err(|e| format!("open: {e}"))?;
