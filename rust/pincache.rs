@@ -152,11 +152,19 @@ pub(crate) struct PinCache {
     runs: [Option<(Arc<CachedRun>, u64)>; MAX_RUNS],
     /// Numbers the lookups.
     clock: u64,
+    /// The number of the current call's first lookup: a run used since
+    /// is the call's own, and the call does not evict it.
+    call_start: u64,
     /// This kernel cannot watch memory: nothing is cached.
     off: bool,
 }
 
 impl PinCache {
+    /// Starts a call's lookups.
+    pub(crate) fn begin_call(&mut self) {
+        self.call_start = self.clock.wrapping_add(1);
+    }
+
     /// A run holding pages `first..first + n` of the calling task's
     /// memory, and the index of page `first` in it: a cached one, or one
     /// pinned and cached now. `None` when the pages cannot be cached (the
@@ -210,7 +218,10 @@ impl PinCache {
             return None;
         }
         // Stale runs (and runs of another task's memory) go first, then
-        // the least recently used ones, until the new run fits.
+        // the least recently used ones, until the new run fits; never a
+        // run the call uses itself: a call of more runs than the cache
+        // holds keeps the first ones and pins the rest for itself, instead
+        // of pinning each run for the cache and dropping it again.
         for slot in self.runs.iter_mut() {
             if slot.as_ref().is_some_and(|(run, _)| !run.watch.valid()) {
                 *slot = None;
@@ -229,11 +240,13 @@ impl PinCache {
                     break self.fill(free, shared, first, n);
                 }
             }
+            let call_start = self.call_start;
             let oldest = self
                 .runs
                 .iter()
                 .enumerate()
                 .filter_map(|(i, slot)| Some((i, slot.as_ref()?.1)))
+                .filter(|&(_, used)| used < call_start)
                 .min_by_key(|&(_, used)| used)?
                 .0;
             *self.runs.get_mut(oldest)? = None;

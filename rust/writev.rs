@@ -2549,6 +2549,9 @@ fn translate(
     mut pins: Option<(&mut PinCache, &Arc<FileShared>)>,
     pages: &mut CallPages,
 ) -> Result<(), EntryError> {
+    if let Some((cache, _)) = pins.as_mut() {
+        cache.begin_call();
+    }
     for r in runs.iter() {
         let err = at(r.entry);
         yield_killable().map_err(&err)?;
