@@ -22,6 +22,7 @@ use kernel::{bindings, page::PAGE_SHIFT, prelude::*, sync::Arc};
 
 use crate::{
     abi::MDW_MAX_CALL_BYTES,
+    common::runcache::RunCache,
     errno, ffi,
     pin::{MemlockCharge, PinKind, PinnedPages},
     records::FileShared,
@@ -85,8 +86,6 @@ pub(crate) struct CachedRun {
     pages: PinnedPages,
     /// Returned after the pages are unpinned.
     _charge: Option<MemlockCharge>,
-    /// The number of its first page in the caller's memory.
-    first: u64,
     /// Where `pages_pinned` is counted.
     shared: Arc<FileShared>,
 }
@@ -116,21 +115,11 @@ impl CachedRun {
                     watch,
                     pages,
                     _charge: charge,
-                    first,
                     shared: shared.clone(),
                 });
             }
         }
         Err(EAGAIN)
-    }
-
-    /// The index in [`Self::pages`] of page `first` when the run holds
-    /// pages `first..first + n`.
-    #[inline(always)]
-    fn holds(&self, first: u64, n: u64) -> Option<usize> {
-        let at = first.checked_sub(self.first)?;
-        let end = at.checked_add(n)?;
-        (end <= self.pages.len() as u64).then_some(at as usize)
     }
 
     /// The run's pages, in address order.
@@ -145,24 +134,19 @@ impl Drop for CachedRun {
     }
 }
 
-/// A file's cached runs.
+/// A file's cached runs (the bookkeeping: `common::runcache`).
 #[derive(Default)]
 pub(crate) struct PinCache {
-    /// Each run with the number of the last lookup that used it.
-    runs: [Option<(Arc<CachedRun>, u64)>; MAX_RUNS],
-    /// Numbers the lookups.
-    clock: u64,
-    /// The number of the current call's first lookup: a run used since
-    /// is the call's own, and the call does not evict it.
-    call_start: u64,
+    runs: RunCache<Arc<CachedRun>, MAX_RUNS>,
     /// This kernel cannot watch memory: nothing is cached.
     off: bool,
 }
 
 impl PinCache {
-    /// Starts a call's lookups.
+    /// Starts a call's lookups: the runs the call uses are not evicted
+    /// for it.
     pub(crate) fn begin_call(&mut self) {
-        self.call_start = self.clock.wrapping_add(1);
+        self.runs.begin_call();
     }
 
     /// A run holding pages `first..first + n` of the calling task's
@@ -175,19 +159,12 @@ impl PinCache {
         first: u64,
         n: u64,
     ) -> Option<(&Arc<CachedRun>, usize)> {
-        self.clock = self.clock.wrapping_add(1);
-        let found = self.runs.iter().position(|slot| {
-            slot.as_ref()
-                .is_some_and(|(run, _)| run.holds(first, n).is_some() && run.watch.valid())
-        });
-        let index = match found {
-            Some(index) => index,
-            None => self.insert(shared, first, n)?,
+        let (slot, at) = match self.runs.find(first, n, |run| run.watch.valid()) {
+            Some(found) => found,
+            None => (self.insert(shared, first, n)?, 0),
         };
-        let (run, used) = self.runs.get_mut(index)?.as_mut()?;
-        *used = self.clock;
-        let at = run.holds(first, n)?;
-        Some((run, at))
+        // No truncation: a run's pages are bounded by `MAX_PAGES`.
+        Some((self.runs.get(slot)?, at as usize))
     }
 
     /// Charges `pages` pages to the calling task's `RLIMIT_MEMLOCK` (see
@@ -203,64 +180,17 @@ impl PinCache {
 
     /// Lets go of every run; whether there was one.
     pub(crate) fn clear(&mut self) -> bool {
-        let mut any = false;
-        for slot in self.runs.iter_mut() {
-            any |= slot.take().is_some();
-        }
-        any
+        self.runs.clear()
     }
 
-    /// Pins and caches pages `first..first + n`, making room; the index of
-    /// the new run.
+    /// Pins and caches pages `first..first + n`, making room (stale runs
+    /// and runs of another task's memory first); the slot of the new run.
     #[cold]
     fn insert(&mut self, shared: &Arc<FileShared>, first: u64, n: u64) -> Option<usize> {
-        if self.off || n > MAX_PAGES {
+        if self.off {
             return None;
         }
-        // Stale runs (and runs of another task's memory) go first, then
-        // the least recently used ones, until the new run fits; never a
-        // run the call uses itself: a call of more runs than the cache
-        // holds keeps the first ones and pins the rest for itself, instead
-        // of pinning each run for the cache and dropping it again.
-        for slot in self.runs.iter_mut() {
-            if slot.as_ref().is_some_and(|(run, _)| !run.watch.valid()) {
-                *slot = None;
-            }
-        }
-        loop {
-            let pages: u64 = self
-                .runs
-                .iter()
-                .flatten()
-                .map(|(run, _)| run.pages().len() as u64)
-                .sum();
-            let free = self.runs.iter().position(Option::is_none);
-            if let Some(free) = free {
-                if pages.saturating_add(n) <= MAX_PAGES {
-                    break self.fill(free, shared, first, n);
-                }
-            }
-            let call_start = self.call_start;
-            let oldest = self
-                .runs
-                .iter()
-                .enumerate()
-                .filter_map(|(i, slot)| Some((i, slot.as_ref()?.1)))
-                .filter(|&(_, used)| used < call_start)
-                .min_by_key(|&(_, used)| used)?
-                .0;
-            *self.runs.get_mut(oldest)? = None;
-        }
-    }
-
-    /// Caches pages `first..first + n` in the free slot `index`.
-    fn fill(
-        &mut self,
-        index: usize,
-        shared: &Arc<FileShared>,
-        first: u64,
-        n: u64,
-    ) -> Option<usize> {
+        let slot = self.runs.make_room(n, MAX_PAGES, |run| run.watch.valid())?;
         let charge = self.charge(usize::try_from(n).ok()?).ok()?;
         let run = match CachedRun::new(shared, first, n, charge) {
             Ok(run) => run,
@@ -272,7 +202,8 @@ impl PinCache {
             }
         };
         let run = Arc::new(run, GFP_KERNEL_ACCOUNT).ok()?;
-        *self.runs.get_mut(index)? = Some((run, self.clock));
-        Some(index)
+        // The charge's giving way may have emptied the cache: the slot is
+        // still free.
+        self.runs.put(slot, first, n, run).then_some(slot)
     }
 }

@@ -66,6 +66,8 @@ mod common {
     pub mod pace;
     #[path = "../common/recycle.rs"]
     pub mod recycle;
+    #[path = "../common/runcache.rs"]
+    pub mod runcache;
     #[path = "../common/runs.rs"]
     pub mod runs;
     #[path = "../common/segment.rs"]

@@ -37,6 +37,9 @@ pub mod pace;
 #[path = "../../../rust/common/recycle.rs"]
 pub mod recycle;
 
+#[path = "../../../rust/common/runcache.rs"]
+pub mod runcache;
+
 #[path = "../../../rust/common/runs.rs"]
 pub mod runs;
 
