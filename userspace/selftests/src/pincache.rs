@@ -59,6 +59,17 @@ fn one_destination(topo: &Topology) -> Result<(Device, u32), String> {
     Ok((dev, d))
 }
 
+/// An entry of `len` bytes at user address `addr` for destination `dest`
+/// (memory the test maps and remaps itself, not a slice it borrows).
+fn at_address(dest: u32, addr: u64, len: usize) -> MdwEntry {
+    MdwEntry {
+        dest,
+        addr,
+        len: len as u64,
+        ..Default::default()
+    }
+}
+
 /// Every page the test pinned since `base` released again once its file
 /// is closed.
 fn pins_released(base: (u64, u64)) -> TestResult {
@@ -209,12 +220,7 @@ pub(crate) fn keep_pins_remap() -> TestResult {
     let rx = receiver(&topo, want.len())?;
     let (dev, d) = one_destination(&topo)?;
     let fd = dev.as_fd();
-    let entry = [MdwEntry {
-        dest: d,
-        addr: addr + off as u64,
-        len: n as u64,
-        ..Default::default()
-    }];
+    let entry = [at_address(d, addr + off as u64, n)];
 
     writev_ok(
         fd,
@@ -316,12 +322,7 @@ pub(crate) fn keep_pins_other_process() -> TestResult {
 
     let (dev, d) = one_destination(&topo)?;
     let fd = dev.as_fd();
-    let entry = [MdwEntry {
-        dest: d,
-        addr: addr + off as u64,
-        len: n as u64,
-        ..Default::default()
-    }];
+    let entry = [at_address(d, addr + off as u64, n)];
     // Before any receiver listens: this call only fills the cache.
     writev_ok(fd, &entry, MDW_WRITE_KEEP_PINS, 0, "parent's first call")?;
     expect_pinned(fd, pages, "after the parent's first call")?;
