@@ -22,7 +22,7 @@ DEB_PACKAGES=(
 	libclang-19-dev clang-19 lld-19 llvm-19
 	flex bison bc libelf-dev libssl-dev cpio kmod rsync
 	busybox-static qemu-system-x86 udev
-	python3-venv
+	python3-venv python3-docutils
 	iproute2 ethtool tcpdump
 	gnuplot-nox
 	ffmpeg tshark

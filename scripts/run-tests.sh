@@ -48,6 +48,9 @@ check kernel-rustfmt rustfmt --check --edition 2021 "$MDW_ROOT/rust/rust_mdwrite
 # The module's files import each other without a cycle (issue 13's
 # structure: each stage in the file that owns it).
 check module-imports python3 "$MDW_ROOT/scripts/check-imports.py" "$MDW_ROOT/rust"
+# The documents parse as reStructuredText without a warning (Debian's
+# python3-docutils, from install-deps.sh).
+check docs-rst /usr/bin/python3 "$MDW_ROOT/scripts/check-docs.py"
 check clippy cargo clippy --manifest-path "$ws" --workspace --all-targets --release -- -D warnings
 
 # cargo test: count its own test results.
