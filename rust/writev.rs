@@ -1668,6 +1668,15 @@ pub(crate) fn writev(
     held.complete(req, shared, out, done, pages)
 }
 
+/// The `RLIMIT_MEMLOCK` charge of `pinned` pages a call pinned itself
+/// (none for none), once the file's pin cache has given way if need be.
+fn charge_pinned(pinned: usize, pins: &mut PinCache) -> Result<Option<MemlockCharge>, EntryError> {
+    match pinned > 0 {
+        true => pins.charge(pinned).map_err(at(0)),
+        false => Ok(None),
+    }
+}
+
 /// Stage 3b, what a call holds besides its pages, taken before it pins or
 /// sends anything: an asynchronous call's completion slot (`EAGAIN` when
 /// the file's queue is full) and the box its state will go to, a
@@ -1700,10 +1709,7 @@ impl<'a> CallHold<'a> {
             true => Some(shared.completions.reserve().map_err(at(0))?),
             false => None,
         };
-        let charge = match pinned > 0 {
-            true => pins.charge(pinned).map_err(at(0))?,
-            false => None,
-        };
+        let charge = charge_pinned(pinned, pins)?;
         let call = match is_async {
             true => Some(KBox::<AsyncCall>::new_uninit(GFP_KERNEL_ACCOUNT).map_err(nomem)?),
             false => None,
@@ -1726,9 +1732,7 @@ impl<'a> CallHold<'a> {
     /// (`ENOBUFS` over `RLIMIT_MEMLOCK`, as for any call, once the file's
     /// pin cache has given way).
     fn charge_pins(&mut self, pinned: usize, pins: &mut PinCache) -> Result<(), EntryError> {
-        if pinned > 0 {
-            self.charge = pins.charge(pinned).map_err(at(0))?;
-        }
+        self.charge = charge_pinned(pinned, pins)?;
         Ok(())
     }
 
