@@ -27,14 +27,16 @@ use kernel::{
 
 use crate::{
     abi::{
-        self, MdwBufReg, MdwBufUnreg, MdwDest, MdwDestDel, MdwEntry, MdwEventfd, MdwInfo,
-        MdwRepeat, MdwWritev, MDW_FEAT_ASYNC, MDW_FEAT_BUF, MDW_FEAT_FANOUT, MDW_FEAT_IPV6,
-        MDW_FEAT_KEEP_PINS, MDW_FEAT_PACE, MDW_FEAT_REPEAT, MDW_FEAT_RTP, MDW_FEAT_VLAN,
-        MDW_FEAT_WRITEV, MDW_WRITE_ASYNC, MDW_WRITE_PACE, MDW_WRITE_QDISC, MDW_WRITE_REPEAT,
+        self, MdwBufReg, MdwBufUnreg, MdwDest, MdwDestDel, MdwEntry, MdwEventfd, MdwGroup,
+        MdwGroupDel, MdwInfo, MdwRepeat, MdwWritev, MDW_FEAT_ASYNC, MDW_FEAT_BUF, MDW_FEAT_FANOUT,
+        MDW_FEAT_GROUP, MDW_FEAT_IPV6, MDW_FEAT_KEEP_PINS, MDW_FEAT_PACE, MDW_FEAT_REPEAT,
+        MDW_FEAT_RTP, MDW_FEAT_VLAN, MDW_FEAT_WRITEV, MDW_WRITE_ASYNC, MDW_WRITE_PACE,
+        MDW_WRITE_QDISC, MDW_WRITE_REPEAT,
     },
     buffer::{BufTable, RegisteredBuffer},
     dest::{DestTable, Destination},
     errno,
+    groups::{Group, GroupTable},
     ioctl::{read_array_into, Command, UserStruct},
     net::NetNs,
     pacer::Pacer,
@@ -52,13 +54,16 @@ const FEATURES: u64 = MDW_FEAT_WRITEV
     | MDW_FEAT_FANOUT
     | MDW_FEAT_PACE
     | MDW_FEAT_REPEAT
-    | MDW_FEAT_KEEP_PINS;
+    | MDW_FEAT_KEEP_PINS
+    | MDW_FEAT_GROUP;
 
 /// What the file's lock protects: its destinations and the arrays its
 /// calls work in (kept between calls: no allocation per call once they
 /// are large enough).
 pub(crate) struct Dests {
     table: DestTable,
+    /// The destination groups (`MDW_IOC_GROUP_SET`).
+    groups: GroupTable,
     arena: CallArena,
     /// The entries of the current call, as copied in (or as repeated:
     /// the last call's with new data), kept for the next call to repeat.
@@ -79,6 +84,7 @@ impl Default for Dests {
     fn default() -> Self {
         Self {
             table: DestTable::default(),
+            groups: GroupTable::default(),
             arena: CallArena::default(),
             raw: KVVec::new(),
             raw_id: 0,
@@ -179,6 +185,18 @@ impl Client {
                 // Unpinned here unless a call in flight still holds it.
                 drop(buffer);
             }
+            Command::GroupSet(user) => {
+                self.writable()?;
+                self.group_set(&user)?
+            }
+            Command::GroupDel(user) => {
+                let req: MdwGroupDel = user.read()?;
+                if req.flags != 0 {
+                    return Err(EINVAL);
+                }
+                let group = self.dests.lock().groups.remove(req.handle).ok_or(ENXIO)?;
+                drop(group);
+            }
             Command::SetEventfd(user) => {
                 let req: MdwEventfd = user.read()?;
                 if req.flags != 0 {
@@ -242,6 +260,28 @@ impl Client {
         Ok(())
     }
 
+    fn group_set(&self, user: &UserStruct) -> Result {
+        let mut req: MdwGroup = user.read()?;
+        // The handles are read before the lock is taken.
+        let group = Group::read(&req)?;
+        let mut dests = self.dests.lock();
+        group.check(&dests.table)?;
+        match req.handle {
+            0 => {
+                req.handle = dests.groups.add(group)?;
+                if let Err(e) = user.write(&req) {
+                    // The caller cannot learn the handle: do not keep it.
+                    let _ = dests.groups.remove(req.handle);
+                    return Err(e);
+                }
+            }
+            handle => {
+                dests.groups.replace(handle, group).ok_or(ENXIO)?;
+            }
+        }
+        Ok(())
+    }
+
     fn writev(&self, user: &UserStruct) -> Result {
         let mut req: MdwWritev = user.read()?;
         let quantum = writev::check_header(&req)?;
@@ -256,6 +296,7 @@ impl Client {
             let mut guard = self.dests.lock();
             let Dests {
                 table,
+                groups,
                 arena,
                 raw,
                 raw_id,
@@ -287,6 +328,7 @@ impl Client {
             let result = writev::writev(
                 &self.net,
                 table,
+                groups,
                 arena,
                 &self.bufs,
                 &self.shared,

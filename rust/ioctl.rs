@@ -16,8 +16,8 @@ use kernel::{
 };
 
 use crate::abi::{
-    self, ioc, MdwBufReg, MdwBufUnreg, MdwDest, MdwDestDel, MdwEventfd, MdwInfo,
-    MDW_STATS_SIZE_VER0, MDW_WRITEV_SIZE_VER0,
+    self, ioc, MdwBufReg, MdwBufUnreg, MdwDest, MdwDestDel, MdwEventfd, MdwGroup, MdwGroupDel,
+    MdwInfo, MDW_STATS_SIZE_VER0, MDW_WRITEV_SIZE_VER0,
 };
 
 /// A decoded mdwrite ioctl: what to do, and the user struct it names.
@@ -38,6 +38,10 @@ pub(crate) enum Command {
     BufUnregister(UserStruct),
     /// `MDW_IOC_SET_EVENTFD`.
     SetEventfd(UserStruct),
+    /// `MDW_IOC_GROUP_SET`.
+    GroupSet(UserStruct),
+    /// `MDW_IOC_GROUP_DEL`.
+    GroupDel(UserStruct),
 }
 
 /// A user-space argument struct: its address and the caller's idea of its
@@ -77,6 +81,10 @@ impl Command {
             }
             (abi::MDW_IOC_SET_EVENTFD_NR, ioc::WRITE) => {
                 Ok(Self::SetEventfd(user(size_of::<MdwEventfd>())?))
+            }
+            (abi::MDW_IOC_GROUP_SET_NR, RW) => Ok(Self::GroupSet(user(size_of::<MdwGroup>())?)),
+            (abi::MDW_IOC_GROUP_DEL_NR, ioc::WRITE) => {
+                Ok(Self::GroupDel(user(size_of::<MdwGroupDel>())?))
             }
             _ => Err(ENOTTY),
         }

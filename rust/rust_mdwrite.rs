@@ -40,6 +40,7 @@ mod dest;
 mod errno;
 mod ffi;
 mod file;
+mod groups;
 mod ioctl;
 mod miscdev;
 mod net;

@@ -71,6 +71,16 @@ impl<T, const MAX: usize> Table<T, MAX> {
         Ok(self.slots.len() as u32)
     }
 
+    /// Puts `value` in the place of the object `name` names, which it
+    /// returns; `None` (and `value` dropped) when there is none.
+    pub(crate) fn replace(&mut self, name: u32, value: T) -> Option<T> {
+        let slot = self.slots.get_mut(Self::index(name)?)?;
+        let old = slot.take()?;
+        *slot = Some(value);
+        self.generation = self.generation.wrapping_add(1);
+        Some(old)
+    }
+
     /// Takes the object `name` names out of the table; `None` when none.
     pub(crate) fn remove(&mut self, name: u32) -> Option<T> {
         let i = Self::index(name)?;

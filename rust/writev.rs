@@ -28,10 +28,11 @@ use kernel::{
 
 use crate::{
     abi::{
-        MdwCompletion, MdwEntry, MdwRepeat, MdwWritev, MDW_ENTRY_BUF, MDW_ENTRY_PACE,
-        MDW_ENTRY_RTP_TS, MDW_ENTRY_SAME, MDW_ENTRY_SIZE_VER0, MDW_MAX_CALL_BYTES, MDW_MAX_ENTRIES,
-        MDW_MAX_ENTRY_SIZE, MDW_MAX_PACE_AHEAD, MDW_MAX_PACE_WINDOW, MDW_REPEAT_SIZE_VER0,
-        MDW_WRITE_ASYNC, MDW_WRITE_KEEP_PINS, MDW_WRITE_PACE, MDW_WRITE_QDISC, MDW_WRITE_REPEAT,
+        MdwCompletion, MdwEntry, MdwRepeat, MdwWritev, MDW_ENTRY_BUF, MDW_ENTRY_GROUP,
+        MDW_ENTRY_PACE, MDW_ENTRY_RTP_TS, MDW_ENTRY_SAME, MDW_ENTRY_SIZE_VER0, MDW_MAX_CALL_BYTES,
+        MDW_MAX_CALL_DESTS, MDW_MAX_ENTRIES, MDW_MAX_ENTRY_SIZE, MDW_MAX_PACE_AHEAD,
+        MDW_MAX_PACE_WINDOW, MDW_REPEAT_SIZE_VER0, MDW_WRITE_ASYNC, MDW_WRITE_KEEP_PINS,
+        MDW_WRITE_PACE, MDW_WRITE_QDISC, MDW_WRITE_REPEAT,
     },
     buffer::{BufTable, RegisteredBuffer},
     calldevs::CallDevs,
@@ -51,6 +52,7 @@ use crate::{
     completion::{AsyncCall, CallRelease},
     dest::{CsumMode, DestTable, Destination, Prepared},
     ffi,
+    groups::GroupTable,
     net::{yield_killable, NetDevice, NetNs},
     pacer::Pacer,
     pin::MemlockCharge,
@@ -72,7 +74,10 @@ const ENTRIES_PER_YIELD: usize = 64;
 const KNOWN_WRITE_FLAGS: u32 =
     MDW_WRITE_QDISC | MDW_WRITE_ASYNC | MDW_WRITE_PACE | MDW_WRITE_REPEAT | MDW_WRITE_KEEP_PINS;
 /// `MDW_ENTRY_*` bits this module knows.
-const KNOWN_ENTRY_FLAGS: u32 = MDW_ENTRY_RTP_TS | MDW_ENTRY_BUF | MDW_ENTRY_SAME | MDW_ENTRY_PACE;
+const KNOWN_ENTRY_FLAGS: u32 =
+    MDW_ENTRY_RTP_TS | MDW_ENTRY_BUF | MDW_ENTRY_SAME | MDW_ENTRY_PACE | MDW_ENTRY_GROUP;
+/// The entry flags that make an entry a fan-out's of its own.
+const FANOUT_ENTRY_FLAGS: u32 = MDW_ENTRY_SAME | MDW_ENTRY_GROUP;
 
 /// The clocks of a paced call's window (`pace_clock`): `CLOCK_MONOTONIC`
 /// and `CLOCK_TAI` of `include/uapi/linux/time.h`.
@@ -269,6 +274,10 @@ struct Slot {
     handle: u32,
     /// A fan-out.
     fanout: bool,
+    /// A group's fan-out (`MDW_ENTRY_GROUP`): its destinations' entries
+    /// after the first are the group's, and the first's RTP timestamp is
+    /// theirs.
+    group: bool,
     /// Index of the device in the call's device list.
     dev: u32,
     /// Whether its skbs are recycled in this call: handed to the device
@@ -339,15 +348,15 @@ impl EntryShape {
 struct Shape {
     /// The arrays hold a validated call that a next call may reuse.
     valid: bool,
-    /// The destination table's generation then.
-    table: u64,
+    /// The destination and group tables' generations then.
+    table: (u64, u64),
     /// Its `MDW_WRITE_QDISC` and `MDW_WRITE_PACE` bits.
     flags: u32,
     /// Its destinations' entries came one after the other.
     grouped: bool,
-    /// Every entry sent its own data, untimed: none had `MDW_ENTRY_SAME`
-    /// or `MDW_ENTRY_PACE` (nor has any entry of a call shaped like it:
-    /// their flags are the same).
+    /// Every entry sent its own data, untimed: none had `MDW_ENTRY_SAME`,
+    /// `MDW_ENTRY_GROUP` or `MDW_ENTRY_PACE` (nor has any entry of a call
+    /// shaped like it: their flags are the same).
     plain: bool,
     /// No entry had `MDW_ENTRY_PACE` (some may be fan-outs'
     /// `MDW_ENTRY_SAME`): revalidated by [`relocate`].
@@ -362,6 +371,10 @@ struct Shape {
     /// repeats them (`MDW_WRITE_REPEAT`) changed only their addresses,
     /// lengths and RTP timestamps: [`relocate`] compares only the lengths.
     matches: u64,
+    /// The entries its groups added (`MDW_ENTRY_GROUP`: one per
+    /// destination after a group's first), after the caller's in
+    /// `entries`.
+    members: usize,
     entries: KVVec<EntryShape>,
     /// Each slot's packets, before the send loop took them.
     plan: KVVec<u64>,
@@ -374,7 +387,7 @@ impl Default for Shape {
     fn default() -> Self {
         Self {
             valid: false,
-            table: 0,
+            table: (0, 0),
             flags: 0,
             grouped: false,
             plain: false,
@@ -382,6 +395,7 @@ impl Default for Shape {
             buffers: false,
             single: false,
             matches: 0,
+            members: 0,
             entries: KVVec::new(),
             plan: KVVec::new(),
             devs: KVVec::new(),
@@ -967,6 +981,11 @@ fn send_fanout<T: Timing>(
         .get(slot.first..slot.first.saturating_add(slot.count))
         .ok_or(at(slot.current)(EINVAL))?;
     let lens = slot.lens(to.order, to.entries);
+    // A group's destinations start at its entry's RTP timestamp.
+    let group_ts = match slot.group {
+        true => lens.entry(0).and_then(|e| e.rtp_ts),
+        false => None,
+    };
     let mut left = packets;
     while left > 0 {
         left -= 1;
@@ -1000,7 +1019,11 @@ fn send_fanout<T: Timing>(
             let e = to.entries.get(i as usize).ok_or(err(EINVAL))?;
             let err = at(e.index);
             let dest = to.dests.get_mut(e.dest).ok_or(err(EINVAL))?;
-            if let (true, Some(ts)) = (first, e.rtp_ts) {
+            let rtp_ts = match slot.group {
+                true => group_ts,
+                false => e.rtp_ts,
+            };
+            if let (true, Some(ts)) = (first, rtp_ts) {
                 dest.state.rtp_ts = ts;
             }
             switch_to(
@@ -1494,6 +1517,7 @@ pub(crate) fn repeat(raw: &mut [MdwEntry], new: &[MdwRepeat]) -> Result {
 pub(crate) fn writev(
     net: &NetNs,
     dests: &mut DestTable,
+    groups: &GroupTable,
     arena: &mut CallArena,
     bufs: &Mutex<BufTable>,
     shared: &Arc<FileShared>,
@@ -1515,7 +1539,7 @@ pub(crate) fn writev(
     };
     // The file's array for them, empty, taken for the call.
     let mut buffers = core::mem::take(&mut arena.buffers);
-    let table = dests.generation();
+    let table = (dests.generation(), groups.generation());
     let shaped = req.flags & SHAPE_FLAGS;
     // A repeat of entries found shaped like the last call's: only their
     // lengths may differ from it.
@@ -1534,7 +1558,7 @@ pub(crate) fn writev(
             arena.start();
             let checked = validate(
                 net,
-                dests,
+                (dests, groups),
                 arena,
                 bufs,
                 &mut buffers,
@@ -1542,7 +1566,7 @@ pub(crate) fn writev(
                 qdisc,
                 pace.is_some(),
             )?;
-            record_shape(arena, raw, table, shaped, checked.grouped);
+            record_shape(arena, raw, table, shaped, &checked);
             checked
         }
     };
@@ -1867,6 +1891,8 @@ struct Checked {
     /// Every slot is one destination's one packet ([`Shape::single`]):
     /// the plan was not made (`remaining` is empty).
     single: bool,
+    /// The entries its groups added ([`Shape::members`]).
+    members: usize,
 }
 
 /// Stage 1, validation: checks every entry; gives each destination a slot
@@ -1876,7 +1902,7 @@ struct Checked {
 /// pages will be in the call's page array (`Run`).
 fn validate(
     net: &NetNs,
-    dests: &mut DestTable,
+    (dests, groups): (&mut DestTable, &GroupTable),
     arena: &mut CallArena,
     bufs: &Mutex<BufTable>,
     buffers: &mut CallBuffers,
@@ -1912,6 +1938,8 @@ fn validate(
     let mut grouping = Grouping::new();
     let mut layout = RunLayout::default();
     let mut own_timing = false;
+    // The entries the groups add, after the caller's once all are known.
+    let mut members = KVVec::<Entry>::new();
     for (i, e) in raw.iter().enumerate() {
         let index = i as u32;
         let err = at(index);
@@ -1919,6 +1947,14 @@ fn validate(
             yield_killable().map_err(&err)?;
         }
         if e.flags & MDW_ENTRY_SAME != 0 {
+            // A group's fan-out is all its destinations.
+            let after_group = i
+                .checked_sub(1)
+                .and_then(|b| raw.get(b))
+                .is_some_and(|b| b.flags & MDW_ENTRY_GROUP != 0);
+            if after_group {
+                return Err(err(EINVAL));
+            }
             let to = FanOutTo {
                 net,
                 dests,
@@ -1946,15 +1982,26 @@ fn validate(
         // The entry's pages: in the open run if they continue it.
         let page_base = at.place(&mut layout, runs, index).map_err(&err)?;
 
-        let dest = dests.get_mut(e.dest).ok_or(err(ENXIO))?;
+        // A group's entry is its first destination's, which the others
+        // join as a fan-out's.
+        let group = match e.flags & MDW_ENTRY_GROUP {
+            0 => None,
+            _ => Some(groups.get(e.dest).ok_or(err(ENXIO))?.dests()),
+        };
+        let handle = match group {
+            Some(group) => *group.first().ok_or(err(EINVAL))?,
+            None => e.dest,
+        };
+        let dest = dests.get_mut(handle).ok_or(err(ENXIO))?;
         if e.flags & MDW_ENTRY_RTP_TS != 0 && !dest.rtp {
             return Err(err(EINVAL));
         }
         // The first entry of a fan-out gets a slot of its own, the others
         // their destination's.
-        let fanout = raw
-            .get(i + 1)
-            .is_some_and(|next| next.flags & MDW_ENTRY_SAME != 0);
+        let fanout = group.is_some()
+            || raw
+                .get(i + 1)
+                .is_some_and(|next| next.flags & MDW_ENTRY_SAME != 0);
         let slot = match fanout {
             true => Err(slots.len() as u32),
             false => dest.slot_in(call, slots.len() as u32),
@@ -1962,7 +2009,18 @@ fn validate(
         let slot = match slot {
             Ok(slot) => slot,
             Err(slot) => {
-                new_slot(net, dest, e.dest, devs, slots, qdisc, i, fanout).map_err(&err)?;
+                let at = (order.len(), index);
+                new_slot(
+                    net,
+                    dest,
+                    handle,
+                    devs,
+                    slots,
+                    qdisc,
+                    at,
+                    (fanout, group.is_some()),
+                )
+                .map_err(&err)?;
                 vec::push_reserved(remaining, 0).map_err(nomem)?;
                 slot
             }
@@ -1981,7 +2039,7 @@ fn validate(
             Entry {
                 index,
                 slot,
-                dest: e.dest,
+                dest: handle,
                 dev,
                 len: e.len,
                 first_page_offset: at.offset,
@@ -1992,7 +2050,55 @@ fn validate(
         )
         .map_err(nomem)?;
         vec::push_reserved(order, index).map_err(nomem)?;
+        let (Some(group), Some(&first)) = (group, entries.last()) else {
+            continue;
+        };
+        // The group's further destinations, as `MDW_ENTRY_SAME` entries
+        // with this one's RTP timestamp; their entries go after the
+        // caller's, and in `order` after this one (room kept for the
+        // caller's entries still to come).
+        let later = raw.len().saturating_sub(i);
+        order
+            .reserve(group.len().saturating_add(later), GFP_KERNEL_ACCOUNT)
+            .map_err(nomem)?;
+        members
+            .reserve(group.len(), GFP_KERNEL_ACCOUNT)
+            .map_err(nomem)?;
+        for (k, &member) in group.iter().enumerate().skip(1) {
+            if k % ENTRIES_PER_YIELD == 0 {
+                yield_killable().map_err(&err)?;
+            }
+            let at = raw.len().saturating_add(members.len());
+            if at >= MDW_MAX_CALL_DESTS as usize {
+                return Err(err(E2BIG));
+            }
+            let same = MdwEntry {
+                dest: member,
+                flags: MDW_ENTRY_SAME | (e.flags & MDW_ENTRY_RTP_TS),
+                rtp_timestamp: e.rtp_timestamp,
+                ..MdwEntry::default()
+            };
+            let to = FanOutTo {
+                net,
+                dests,
+                devs,
+                slots,
+                remaining,
+            };
+            let entry = Entry {
+                // Its timing is the fan-out's, its first entry's.
+                pace: None,
+                ..to.add(&same, index, Some(&first)).map_err(&err)?
+            };
+            grouping.entry(entry.slot as usize, slots.len());
+            // Neither can fail: room was reserved.
+            vec::push_reserved(&mut members, entry).map_err(nomem)?;
+            vec::push_reserved(order, at as u32).map_err(nomem)?;
+        }
     }
+    entries
+        .extend_from_slice(&members, GFP_KERNEL_ACCOUNT)
+        .map_err(nomem)?;
     if let Some(run) = layout.finish() {
         runs.push(run, GFP_KERNEL_ACCOUNT).map_err(nomem)?;
     }
@@ -2004,6 +2110,7 @@ fn validate(
         grouped: grouping.grouped(),
         own_timing,
         single: false,
+        members: members.len(),
     })
 }
 
@@ -2085,7 +2192,7 @@ fn revalidate(
     bufs: &Mutex<BufTable>,
     buffers: &mut CallBuffers,
     raw: &[MdwEntry],
-    (table, flags, known): (u64, u32, bool),
+    (table, flags, known): ((u64, u64), u32, bool),
     paced: bool,
 ) -> Result<Option<Checked>, EntryError> {
     let CallArena {
@@ -2101,7 +2208,7 @@ fn revalidate(
         || shape.table != table
         || shape.flags != flags
         || shape.entries.len() != raw.len()
-        || entries.len() != raw.len()
+        || Some(entries.len()) != raw.len().checked_add(shape.members)
     {
         return Ok(None);
     }
@@ -2198,13 +2305,21 @@ fn revalidate(
         grouped: shape.grouped,
         own_timing,
         single,
+        members: shape.members,
     }))
 }
 
 /// Keeps what validation made of this call (`entries`, `slots`, `order`
 /// and the plan in `remaining`) for the next call shaped like it
 /// ([`revalidate`]), unless there is no memory to keep it in.
-fn record_shape(arena: &mut CallArena, raw: &[MdwEntry], table: u64, flags: u32, grouped: bool) {
+fn record_shape(
+    arena: &mut CallArena,
+    raw: &[MdwEntry],
+    table: (u64, u64),
+    flags: u32,
+    checked: &Checked,
+) {
+    let grouped = checked.grouped;
     let CallArena {
         remaining,
         slots,
@@ -2231,9 +2346,10 @@ fn record_shape(arena: &mut CallArena, raw: &[MdwEntry], table: u64, flags: u32,
     shape.table = table;
     shape.flags = flags;
     shape.grouped = grouped;
+    shape.members = checked.members;
     shape.plain = raw
         .iter()
-        .all(|e| e.flags & (MDW_ENTRY_SAME | MDW_ENTRY_PACE) == 0);
+        .all(|e| e.flags & (FANOUT_ENTRY_FLAGS | MDW_ENTRY_PACE) == 0);
     shape.untimed = raw.iter().all(|e| e.flags & MDW_ENTRY_PACE == 0);
     shape.buffers = raw.iter().any(|e| e.flags & MDW_ENTRY_BUF != 0);
     shape.single = shape.plain
@@ -2355,9 +2471,10 @@ fn call_device(net: &NetNs, dest: &mut Destination, devs: &mut CallDevs) -> Resu
 }
 
 /// Gives `dest` (handle `handle`) the next slot of the call, on its device,
-/// with its prepared state; its entries start at `first` if they come one
-/// after the other. With `fanout`, the slot of a fan-out whose first entry
-/// is `dest`'s.
+/// with its prepared state; its entries start at `first` in `order` if
+/// they come one after the other, the first of them the caller's entry
+/// `index`. With `fanout`, the slot of a fan-out whose first entry is
+/// `dest`'s (with `group`, a group's).
 #[allow(clippy::too_many_arguments)]
 #[inline(never)]
 fn new_slot(
@@ -2367,8 +2484,8 @@ fn new_slot(
     devs: &mut CallDevs,
     slots: &mut KVVec<Slot>,
     qdisc: bool,
-    first: usize,
-    fanout: bool,
+    (first, index): (usize, u32),
+    (fanout, group): (bool, bool),
 ) -> Result {
     let dev = call_device(net, dest, devs)?;
     let recycle = dest.prepared.as_ref().is_some_and(|p| p.recycle) && !qdisc;
@@ -2379,13 +2496,14 @@ fn new_slot(
         Slot {
             handle,
             fanout,
+            group,
             dev,
             recycle,
             first,
             count: 0,
             cursor,
-            current: first as u32,
-            first_index: first as u32,
+            current: index,
+            first_index: index,
             departures: Departures::default(),
             started_in: 0,
         },

@@ -43,6 +43,7 @@
 #define MDW_FEAT_PACE		(1ULL << 7)	/* MDW_WRITE_PACE, MDW_ENTRY_PACE */
 #define MDW_FEAT_REPEAT		(1ULL << 8)	/* MDW_WRITE_REPEAT, struct mdw_repeat */
 #define MDW_FEAT_KEEP_PINS	(1ULL << 9)	/* MDW_WRITE_KEEP_PINS */
+#define MDW_FEAT_GROUP		(1ULL << 10)	/* GROUP_SET/DEL, MDW_ENTRY_GROUP */
 
 /**
  * struct mdw_info - what the loaded module implements (MDW_IOC_INFO)
@@ -155,6 +156,7 @@ struct mdw_buf_unreg {
 #define MDW_ENTRY_BUF		(1U << 1)	/* addr is an offset in registered buffer @buf */
 #define MDW_ENTRY_SAME		(1U << 2)	/* the data of the entry before: a fan-out */
 #define MDW_ENTRY_PACE		(1U << 3)	/* pace_offset, pace_gap time this entry */
+#define MDW_ENTRY_GROUP		(1U << 4)	/* dest is a destination group: a fan-out */
 
 /**
  * struct mdw_entry - one chunk of data for one destination
@@ -189,6 +191,15 @@ struct mdw_buf_unreg {
  * the next (the fan-out takes turns with the call's other destinations as
  * one). Each packet carries its destination's own headers, IPv4 id and RTP
  * sequence number and timestamp.
+ *
+ * MDW_ENTRY_GROUP: @dest is the handle of a destination group
+ * (MDW_IOC_GROUP_SET), and the entry is a fan-out of its data to every
+ * destination of the group, in the group's order: as the entry to the
+ * group's first destination followed by an MDW_ENTRY_SAME entry (with
+ * this entry's MDW_ENTRY_RTP_TS and @rtp_timestamp) for each further one,
+ * described once. MDW_ENTRY_SAME is not allowed with it, nor on the entry
+ * after it (EINVAL). Every other field is as for any entry. Errors about
+ * a group's destinations name the group entry's index.
  */
 struct mdw_entry {
 	__u32 dest;
@@ -333,6 +344,45 @@ struct mdw_eventfd {
 	__u32 flags;
 };
 
+/**
+ * struct mdw_group - make or replace a destination group (MDW_IOC_GROUP_SET)
+ * @dests: user pointer to @count destination handles (__u32 each)
+ * @count: destinations, 1..MDW_MAX_GROUP_DESTS
+ * @handle: in: 0 for a new group, or the handle of the group to replace;
+ *	out: the group's handle, never 0
+ * @flags: must be 0
+ * @reserved: must be 0
+ *
+ * A group names destinations of the file, in order, so that one entry
+ * (MDW_ENTRY_GROUP) sends its data to all of them. Every handle must
+ * name a destination when the group is set (ENXIO); the same one may be
+ * named more than once (it then gets each packet that many times). A group
+ * holds handles, not destinations: a call whose group names a destination
+ * removed since fails with ENXIO; a handle reused by MDW_IOC_DEST_ADD
+ * names the new destination. Replacing a group changes it for later
+ * calls; a call in progress keeps the destinations it started with.
+ * Groups are per file, at most MDW_MAX_GROUPS (ENOSPC).
+ */
+struct mdw_group {
+	__u64 dests;
+	__u32 count;
+	__u32 handle;
+	__u32 flags;
+	__u32 reserved;
+};
+
+/**
+ * struct mdw_group_del - remove a destination group (MDW_IOC_GROUP_DEL)
+ * @handle: from MDW_IOC_GROUP_SET
+ * @flags: must be 0
+ *
+ * The group's destinations stay; its handle may be given to a new group.
+ */
+struct mdw_group_del {
+	__u32 handle;
+	__u32 flags;
+};
+
 /* Limits. */
 #define MDW_MAX_ENTRIES		4096
 #define MDW_MAX_ENTRY_SIZE	4096		/* bytes per entry (entry_size) */
@@ -343,6 +393,9 @@ struct mdw_eventfd {
 #define MDW_MAX_ASYNC		256		/* async calls in flight + unread, per file */
 #define MDW_MAX_PACE_WINDOW	1000000000	/* ns: a paced call's window, at most 1 s */
 #define MDW_MAX_PACE_AHEAD	1000000000	/* ns: its start at most 1 s ahead */
+#define MDW_MAX_GROUPS		1024		/* destination groups per file */
+#define MDW_MAX_GROUP_DESTS	4096		/* destinations per group */
+#define MDW_MAX_CALL_DESTS	65536		/* a call's entries, a group's once per destination */
 
 /**
  * struct mdw_stats - counters of one open file (MDW_IOC_STATS)
@@ -375,5 +428,7 @@ struct mdw_stats {
 #define MDW_IOC_BUF_REGISTER _IOWR(MDW_IOC_MAGIC, 0x05, struct mdw_buf_reg)
 #define MDW_IOC_BUF_UNREGISTER _IOW(MDW_IOC_MAGIC, 0x06, struct mdw_buf_unreg)
 #define MDW_IOC_SET_EVENTFD _IOW(MDW_IOC_MAGIC, 0x07, struct mdw_eventfd)
+#define MDW_IOC_GROUP_SET _IOWR(MDW_IOC_MAGIC, 0x08, struct mdw_group)
+#define MDW_IOC_GROUP_DEL _IOW(MDW_IOC_MAGIC, 0x09, struct mdw_group_del)
 
 #endif /* _UAPI_LINUX_MDWRITE_H */

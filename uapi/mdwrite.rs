@@ -47,6 +47,9 @@ pub const MDW_FEAT_PACE: u64 = 1 << 7;
 pub const MDW_FEAT_REPEAT: u64 = 1 << 8;
 /// `MDW_FEAT_KEEP_PINS`: `MDW_WRITE_KEEP_PINS`, the pin cache.
 pub const MDW_FEAT_KEEP_PINS: u64 = 1 << 9;
+/// `MDW_FEAT_GROUP`: destination groups (`MDW_IOC_GROUP_SET`,
+/// `MDW_IOC_GROUP_DEL`, `MDW_ENTRY_GROUP`).
+pub const MDW_FEAT_GROUP: u64 = 1 << 10;
 
 /// `MDW_DEST_IPV6`: the addresses are IPv6.
 pub const MDW_DEST_IPV6: u32 = 1 << 0;
@@ -142,6 +145,10 @@ pub const MDW_ENTRY_BUF: u32 = 1 << 1;
 pub const MDW_ENTRY_SAME: u32 = 1 << 2;
 /// `MDW_ENTRY_PACE`: `pace_offset` and `pace_gap` time this entry's packets.
 pub const MDW_ENTRY_PACE: u32 = 1 << 3;
+/// `MDW_ENTRY_GROUP`: `dest` is a destination group's handle; the entry is
+/// a fan-out of its data to every destination of the group (see
+/// `uapi/mdwrite.h`).
+pub const MDW_ENTRY_GROUP: u32 = 1 << 4;
 
 abi_struct! {
     /// One chunk of data for one destination.
@@ -271,6 +278,33 @@ abi_struct! {
     }
 }
 
+abi_struct! {
+    /// Makes or replaces a destination group (`MDW_IOC_GROUP_SET`).
+    pub struct MdwGroup {
+        /// User pointer to `count` destination handles (`u32` each).
+        pub dests: u64,
+        /// Destinations, `1..=MDW_MAX_GROUP_DESTS`.
+        pub count: u32,
+        /// In: 0 for a new group, or the group to replace; out: the
+        /// group's handle, never 0.
+        pub handle: u32,
+        /// Must be 0.
+        pub flags: u32,
+        /// Must be 0.
+        pub reserved: u32,
+    }
+}
+
+abi_struct! {
+    /// Removes a destination group (`MDW_IOC_GROUP_DEL`).
+    pub struct MdwGroupDel {
+        /// From `MDW_IOC_GROUP_SET`.
+        pub handle: u32,
+        /// Must be 0.
+        pub flags: u32,
+    }
+}
+
 /// Most entries in one call.
 pub const MDW_MAX_ENTRIES: u32 = 4096;
 /// Largest `entry_size`: bytes per entry, the caller's struct size.
@@ -289,6 +323,12 @@ pub const MDW_MAX_ASYNC: u32 = 256;
 pub const MDW_MAX_PACE_WINDOW: u32 = 1_000_000_000;
 /// Furthest a paced call's window may start ahead, in nanoseconds (1 s).
 pub const MDW_MAX_PACE_AHEAD: u64 = 1_000_000_000;
+/// Most destination groups on one open file.
+pub const MDW_MAX_GROUPS: u32 = 1024;
+/// Most destinations in one group.
+pub const MDW_MAX_GROUP_DESTS: u32 = 4096;
+/// Most entries in one call, a group entry counted once per destination.
+pub const MDW_MAX_CALL_DESTS: u32 = 65536;
 
 abi_struct! {
     /// Counters of one open file (`MDW_IOC_STATS`).
@@ -407,4 +447,20 @@ pub const MDW_IOC_SET_EVENTFD: u32 = ioc::encode(
     ioc::WRITE,
     MDW_IOC_SET_EVENTFD_NR,
     core::mem::size_of::<MdwEventfd>(),
+);
+/// Sequence number of `MDW_IOC_GROUP_SET`.
+pub const MDW_IOC_GROUP_SET_NR: u32 = 0x08;
+/// `_IOWR(MDW_IOC_MAGIC, 0x08, struct mdw_group)`.
+pub const MDW_IOC_GROUP_SET: u32 = ioc::encode(
+    ioc::READ | ioc::WRITE,
+    MDW_IOC_GROUP_SET_NR,
+    core::mem::size_of::<MdwGroup>(),
+);
+/// Sequence number of `MDW_IOC_GROUP_DEL`.
+pub const MDW_IOC_GROUP_DEL_NR: u32 = 0x09;
+/// `_IOW(MDW_IOC_MAGIC, 0x09, struct mdw_group_del)`.
+pub const MDW_IOC_GROUP_DEL: u32 = ioc::encode(
+    ioc::WRITE,
+    MDW_IOC_GROUP_DEL_NR,
+    core::mem::size_of::<MdwGroupDel>(),
 );

@@ -79,7 +79,11 @@ mod tests {
             feature_names(0x3ff),
             "writev,ipv6,rtp,vlan,buf,async,fanout,pace,repeat,keep_pins"
         );
-        assert_eq!(feature_names(0xc01), "writev,0xc00");
+        assert_eq!(
+            feature_names(0x7ff),
+            "writev,ipv6,rtp,vlan,buf,async,fanout,pace,repeat,keep_pins,group"
+        );
+        assert_eq!(feature_names(0x1801), "writev,0x1800");
         assert_eq!(feature_names(0), "");
     }
 }

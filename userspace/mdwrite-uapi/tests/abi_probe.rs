@@ -60,6 +60,8 @@ fn rust_mirror_matches_c_header() {
         struct "mdw_buf_unreg" = MdwBufUnreg { id, flags };
         struct "mdw_completion" = MdwCompletion { cookie, bytes, packets, error, error_index };
         struct "mdw_eventfd" = MdwEventfd { fd, flags };
+        struct "mdw_group" = MdwGroup { dests, count, handle, flags, reserved };
+        struct "mdw_group_del" = MdwGroupDel { handle, flags };
         struct "mdw_stats" = MdwStats {
             calls, packets, bytes_zerocopy, bytes_copied, completions, pages_pinned,
             async_in_flight, completions_queued
@@ -73,6 +75,8 @@ fn rust_mirror_matches_c_header() {
         MDW_IOC_SET_EVENTFD, MDW_MAX_ENTRY_SIZE, MDW_FEAT_FANOUT, MDW_ENTRY_SAME,
         MDW_FEAT_PACE, MDW_ENTRY_PACE, MDW_WRITE_PACE, MDW_MAX_PACE_WINDOW, MDW_MAX_PACE_AHEAD,
         MDW_FEAT_REPEAT, MDW_WRITE_REPEAT, MDW_FEAT_KEEP_PINS, MDW_WRITE_KEEP_PINS,
+        MDW_FEAT_GROUP, MDW_ENTRY_GROUP, MDW_MAX_GROUPS, MDW_MAX_GROUP_DESTS, MDW_MAX_CALL_DESTS,
+        MDW_IOC_GROUP_SET, MDW_IOC_GROUP_DEL,
     );
 
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");

@@ -27,6 +27,25 @@ impl DestId {
     }
 }
 
+/// A destination group (`MDW_IOC_GROUP_SET`,
+/// [`Device::set_group`](crate::Device::set_group)): one entry
+/// ([`Entry::to_group`](crate::Entry::to_group)) sends its data to every
+/// destination of the group, described once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct GroupId(pub(crate) u32);
+
+impl GroupId {
+    /// A group id from a raw module handle (for tests and FFI).
+    pub fn from_handle(handle: u32) -> Self {
+        Self(handle)
+    }
+
+    /// The module's handle for this group.
+    pub fn handle(self) -> u32 {
+        self.0
+    }
+}
+
 /// RTP header fields (RFC 3550) of a destination's packets.
 ///
 /// Build one with [`Rtp::new`] or [`Rtp::random`] and the `with_*`

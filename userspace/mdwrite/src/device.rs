@@ -24,7 +24,8 @@ use zerocopy::IntoBytes;
 use crate::{
     buffer::{self, BufferTable},
     completion::parse_records,
-    sys, Completion, DestConfig, DestId, Entry, RegisteredBuffer, Stats, WriteOptions, WriteReport,
+    sys, Completion, DestConfig, DestId, Entry, GroupId, RegisteredBuffer, Stats, WriteOptions,
+    WriteReport,
 };
 
 /// An open handle on the mdwrite kernel module.
@@ -132,12 +133,12 @@ bitflags::bitflags! {
     ///
     /// ```
     /// use mdwrite::Features;
-    /// let f = Features::from_bits_retain(0x1f1 | 0x400);
+    /// let f = Features::from_bits_retain(0x1f1 | 0x800);
     /// assert!(f.contains(Features::BUF | Features::ASYNC | Features::FANOUT | Features::PACE));
     /// assert!(f.contains(Features::REPEAT));
     /// assert!(!f.contains(Features::IPV6));
-    /// assert_eq!(f.to_string(), "0x5f1");
-    /// assert_eq!(f.names(), "writev,buf,async,fanout,pace,repeat,0x400");
+    /// assert_eq!(f.to_string(), "0x9f1");
+    /// assert_eq!(f.names(), "writev,buf,async,fanout,pace,repeat,0x800");
     /// ```
     #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
     pub struct Features: u64 {
@@ -162,6 +163,8 @@ bitflags::bitflags! {
         const REPEAT = mdwrite_uapi::MDW_FEAT_REPEAT;
         /// `MDW_FEAT_KEEP_PINS`: the pin cache (`MDW_WRITE_KEEP_PINS`).
         const KEEP_PINS = mdwrite_uapi::MDW_FEAT_KEEP_PINS;
+        /// `MDW_FEAT_GROUP`: destination groups (`MDW_ENTRY_GROUP`).
+        const GROUP = mdwrite_uapi::MDW_FEAT_GROUP;
         // A newer module's bits are kept as they are.
         const _ = !0;
     }
@@ -193,6 +196,7 @@ impl Features {
             | Features::PACE
             | Features::REPEAT
             | Features::KEEP_PINS
+            | Features::GROUP
     }
 }
 
@@ -257,6 +261,29 @@ impl Device {
     /// Removes a destination (`MDW_IOC_DEST_DEL`).
     pub fn remove_destination(&self, id: DestId) -> io::Result<()> {
         sys::dest_del(self.fd(), id.0)
+    }
+
+    /// Makes a destination group of `dests`, in order (`MDW_IOC_GROUP_SET`;
+    /// a module with `MDW_FEAT_GROUP`): an entry to it
+    /// ([`Entry::to_group`](crate::Entry::to_group)) is a fan-out of its
+    /// data to all of them. `ENXIO` when an id names no destination,
+    /// `EINVAL` for none, `E2BIG` for more than `MDW_MAX_GROUP_DESTS`,
+    /// `ENOSPC` past `MDW_MAX_GROUPS` groups.
+    pub fn set_group(&self, dests: &[DestId]) -> io::Result<GroupId> {
+        let handles: Vec<u32> = dests.iter().map(|d| d.0).collect();
+        Ok(GroupId(sys::group_set(self.fd(), 0, &handles)?))
+    }
+
+    /// Gives `group` the destinations `dests`, for the calls that follow
+    /// (`ENXIO` when there is no such group).
+    pub fn replace_group(&self, group: GroupId, dests: &[DestId]) -> io::Result<()> {
+        let handles: Vec<u32> = dests.iter().map(|d| d.0).collect();
+        sys::group_set(self.fd(), group.0, &handles).map(|_| ())
+    }
+
+    /// Removes a group (`MDW_IOC_GROUP_DEL`); its destinations stay.
+    pub fn remove_group(&self, group: GroupId) -> io::Result<()> {
+        sys::group_del(self.fd(), group.0)
     }
 
     /// Sends every entry in one call (`MDW_IOC_WRITEV`), interleaved

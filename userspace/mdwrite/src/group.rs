@@ -998,18 +998,16 @@ impl<C: Clock> StreamGroup<C> {
                 let rtp_ts = |offset: usize| Some(rtp_ts(offset)?.wrapping_add(base?));
                 if out.max_payload(dest).is_none_or(|m| usize::from(m) == p) {
                     entries.push(Entry {
-                        dest,
-                        data: chunk,
                         rtp_timestamp: rtp_ts(0),
                         pace: pace(0, chunk.len().div_ceil(p)),
+                        ..Entry::new(dest, chunk)
                     });
                 } else {
                     for (i, packet) in chunk.chunks(p).enumerate() {
                         entries.push(Entry {
-                            dest,
-                            data: packet,
                             rtp_timestamp: rtp_ts(i * p),
                             pace: pace(i, 1),
+                            ..Entry::new(dest, packet)
                         });
                     }
                 }
@@ -1441,10 +1439,8 @@ mod tests {
                 .entries
                 .iter()
                 .map(|&(d, len, pace)| Entry {
-                    dest: d,
-                    data: &data[..len],
-                    rtp_timestamp: None,
                     pace,
+                    ..Entry::new(d, &data[..len])
                 })
                 .collect();
             // Checked as the module checks it, when the call was made.

@@ -54,7 +54,7 @@ mod write;
 pub use buffer::RegisteredBuffer;
 pub use clock::{Clock, FakeClock, MonotonicClock};
 pub use completion::{Completion, COMPLETION_SIZE};
-pub use dest::{DestConfig, DestId, Rtp};
+pub use dest::{DestConfig, DestId, GroupId, Rtp};
 pub use device::{Device, Features, Info};
 pub use fallback::FallbackStats;
 pub use group::{

@@ -310,6 +310,7 @@ pub(crate) fn release_user<C: Clock + ?Sized>(
                 data: &e.data[d.offset..d.offset + d.len],
                 rtp_timestamp: if d.offset == 0 { e.rtp_timestamp } else { None },
                 pace: None,
+                group: None,
             });
             indexes.push(d.entry);
         }

@@ -414,6 +414,14 @@ impl Sender {
         opts: &WriteOptions,
     ) -> io::Result<WriteReport> {
         let opts = &self.supported(opts);
+        // Only the module sends to groups, and only in one call.
+        let module_call = match self.inner {
+            Inner::Module(_) => opts.pace.is_none() || self.module_pace,
+            Inner::Fallback(_) => false,
+        };
+        if !module_call && entries.iter().any(|e| e.group.is_some()) {
+            return Err(io::Error::from_raw_os_error(libc::EOPNOTSUPP));
+        }
         let Some(window) = opts.pace else {
             return match &mut self.inner {
                 Inner::Module(dev) => dev.write_vectored(entries, *opts),
@@ -578,6 +586,7 @@ impl Sender {
                 data,
                 rtp_timestamp: e.rtp_timestamp,
                 pace: e.pace,
+                group: None,
             });
         }
         // SAFETY: every entry borrows from `buffers`, which the call keeps

@@ -5,9 +5,10 @@
 use std::{io, os::fd::AsFd, time::Duration};
 
 use mdwrite_uapi::{
-    MdwBufReg, MdwBufUnreg, MdwDest, MdwDestDel, MdwEventfd, MdwInfo, MdwStats, MdwWritev,
-    MDW_IOC_BUF_REGISTER, MDW_IOC_BUF_UNREGISTER, MDW_IOC_DEST_ADD, MDW_IOC_DEST_DEL, MDW_IOC_INFO,
-    MDW_IOC_SET_EVENTFD, MDW_IOC_STATS, MDW_IOC_WRITEV,
+    MdwBufReg, MdwBufUnreg, MdwDest, MdwDestDel, MdwEventfd, MdwGroup, MdwGroupDel, MdwInfo,
+    MdwStats, MdwWritev, MDW_IOC_BUF_REGISTER, MDW_IOC_BUF_UNREGISTER, MDW_IOC_DEST_ADD,
+    MDW_IOC_DEST_DEL, MDW_IOC_GROUP_DEL, MDW_IOC_GROUP_SET, MDW_IOC_INFO, MDW_IOC_SET_EVENTFD,
+    MDW_IOC_STATS, MDW_IOC_WRITEV,
 };
 use rustix::{
     event::{poll, PollFd, PollFlags, Timespec},
@@ -36,6 +37,33 @@ pub(crate) fn dest_del(fd: impl AsFd, handle: u32) -> io::Result<()> {
     let req = MdwDestDel { handle, flags: 0 };
     // SAFETY: `_IOW` of `struct mdw_dest_del`, mirrored by `MdwDestDel`.
     let setter = unsafe { Setter::<{ MDW_IOC_DEST_DEL as Opcode }, MdwDestDel>::new(req) };
+    // SAFETY: opcode and input type match, see above.
+    Ok(unsafe { ioctl::ioctl(fd, setter) }?)
+}
+
+/// `MDW_IOC_GROUP_SET`: makes group `handle` (0: a new one) of `dests`;
+/// returns its handle.
+pub(crate) fn group_set(fd: impl AsFd, handle: u32, dests: &[u32]) -> io::Result<u32> {
+    let mut req = MdwGroup {
+        dests: dests.as_ptr() as u64,
+        count: u32::try_from(dests.len()).map_err(|_| io::Error::from_raw_os_error(libc::E2BIG))?,
+        handle,
+        flags: 0,
+        reserved: 0,
+    };
+    // SAFETY: `_IOWR` of `struct mdw_group`, mirrored by `MdwGroup`.
+    let updater = unsafe { Updater::<{ MDW_IOC_GROUP_SET as Opcode }, MdwGroup>::new(&mut req) };
+    // SAFETY: opcode and value type match; `req.dests` names `req.count`
+    // handles, which the module only reads during the call.
+    unsafe { ioctl::ioctl(fd, updater) }?;
+    Ok(req.handle)
+}
+
+/// `MDW_IOC_GROUP_DEL`.
+pub(crate) fn group_del(fd: impl AsFd, handle: u32) -> io::Result<()> {
+    let req = MdwGroupDel { handle, flags: 0 };
+    // SAFETY: `_IOW` of `struct mdw_group_del`, mirrored by `MdwGroupDel`.
+    let setter = unsafe { Setter::<{ MDW_IOC_GROUP_DEL as Opcode }, MdwGroupDel>::new(req) };
     // SAFETY: opcode and input type match, see above.
     Ok(unsafe { ioctl::ioctl(fd, setter) }?)
 }

@@ -5,11 +5,11 @@
 use std::{collections::HashSet, io};
 
 use mdwrite_uapi::{
-    MdwEntry, MdwStats, MDW_ENTRY_BUF, MDW_ENTRY_PACE, MDW_ENTRY_RTP_TS, MDW_ENTRY_SAME,
-    MDW_WRITE_KEEP_PINS, MDW_WRITE_PACE, MDW_WRITE_QDISC,
+    MdwEntry, MdwStats, MDW_ENTRY_BUF, MDW_ENTRY_GROUP, MDW_ENTRY_PACE, MDW_ENTRY_RTP_TS,
+    MDW_ENTRY_SAME, MDW_WRITE_KEEP_PINS, MDW_WRITE_PACE, MDW_WRITE_QDISC,
 };
 
-use crate::{buffer::BufferTable, DestId, EntryPace, PaceWindow};
+use crate::{buffer::BufferTable, DestId, EntryPace, GroupId, PaceWindow};
 
 /// One chunk of data for one destination; any size, any alignment.
 ///
@@ -29,6 +29,9 @@ pub struct Entry<'a> {
     /// Its own timing in a paced call ([`WriteOptions::pace`]); `None`
     /// spreads the destination's packets evenly over the window.
     pub pace: Option<EntryPace>,
+    /// With a group, the entry goes to every destination of the group
+    /// (`MDW_ENTRY_GROUP`, [`Entry::to_group`]) and `dest` is not used.
+    pub group: Option<GroupId>,
 }
 
 impl<'a> Entry<'a> {
@@ -39,6 +42,20 @@ impl<'a> Entry<'a> {
             data,
             rtp_timestamp: None,
             pace: None,
+            group: None,
+        }
+    }
+
+    /// `data` for every destination of `group`, in the group's order, as a
+    /// fan-out described once (`MDW_ENTRY_GROUP`): each packet goes to all
+    /// of them, with each one's own headers, before the next. Only
+    /// [`Device`](crate::Device) calls and a [`Sender`](crate::Sender) on a
+    /// module with `MDW_FEAT_GROUP` that paces in the kernel (or not at
+    /// all) send it; otherwise `EOPNOTSUPP`.
+    pub fn to_group(group: GroupId, data: &'a [u8]) -> Self {
+        Self {
+            group: Some(group),
+            ..Self::new(DestId(0), data)
         }
     }
 
@@ -66,8 +83,15 @@ impl<'a> Entry<'a> {
             }
             None => (0, 0),
         };
+        let dest = match self.group {
+            Some(group) => {
+                flags |= MDW_ENTRY_GROUP;
+                group.0
+            }
+            None => self.dest.0,
+        };
         MdwEntry {
-            dest: self.dest.0,
+            dest,
             flags,
             addr: self.data.as_ptr() as u64,
             len: self.data.len() as u64,
@@ -179,7 +203,8 @@ impl WriteOptions {
 pub(crate) fn mark_fanouts(raw: &mut [MdwEntry], entries: &[Entry<'_>]) {
     let mut members = HashSet::new();
     for (i, e) in entries.iter().enumerate() {
-        let same = i > 0 && {
+        // A group's entry is a fan-out of its own.
+        let same = i > 0 && e.group.is_none() && entries[i - 1].group.is_none() && {
             let prev = entries[i - 1].data;
             std::ptr::eq(prev.as_ptr(), e.data.as_ptr()) && prev.len() == e.data.len()
         };
@@ -261,6 +286,7 @@ mod tests {
             data: &mem[100..300],
             rtp_timestamp: Some(9),
             pace: None,
+            group: None,
         }
         .to_abi_in(&table);
         assert_eq!(

@@ -106,12 +106,7 @@ fn send_rtp_to(ip: &str) {
     let entries = [
         Entry::new(ids[0], &a),
         Entry::new(ids[1], &c),
-        Entry {
-            dest: ids[0],
-            data: &b,
-            rtp_timestamp: Some(777_000),
-            pace: None,
-        },
+        Entry::new(ids[0], &b).with_rtp_timestamp(777_000),
         Entry::new(ids[2], &d),
     ];
     let report = sender
@@ -298,12 +293,7 @@ fn write_errors_are_the_modules() {
         errno_of(sender.send_vectored(&[Entry::new(id, &one), unknown], &opts)),
         libc::ENXIO
     );
-    let ts = Entry {
-        dest: id,
-        data: &one,
-        rtp_timestamp: Some(1),
-        pace: None,
-    };
+    let ts = Entry::new(id, &one).with_rtp_timestamp(1);
     assert_eq!(errno_of(sender.send_vectored(&[ts], &opts)), libc::EINVAL);
     let many = vec![Entry::new(id, &one); 4097];
     assert_eq!(errno_of(sender.send_vectored(&many, &opts)), libc::E2BIG);

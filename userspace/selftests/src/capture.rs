@@ -61,7 +61,7 @@ fn set_late(ms: u32) -> TestResult {
 }
 
 /// Every frame captured since the last drain, oldest first.
-fn drain() -> Result<Vec<Vec<u8>>, String> {
+pub(crate) fn drain() -> Result<Vec<Vec<u8>>, String> {
     let mut f = fs::File::open("/dev/mdw_capture").map_err(|e| format!("/dev/mdw_capture: {e}"))?;
     let mut frames = Vec::new();
     let mut buf = vec![0u8; 9216];
@@ -95,7 +95,7 @@ fn sum16(data: &[u8], mut sum: u32) -> u32 {
 /// IPv4 frame to 02:00:00:00:00:01 with a valid header checksum and total
 /// length, a UDP length matching, a non-zero UDP checksum that verifies.
 /// Returns the destination port and the UDP payload.
-fn datagram(frame: &[u8]) -> Result<(u16, &[u8]), String> {
+pub(crate) fn datagram(frame: &[u8]) -> Result<(u16, &[u8]), String> {
     let bad = |why: &str| format!("a frame of {} bytes: {why}", frame.len());
     if frame.len() < 42 || frame[..6] != [2, 0, 0, 0, 0, 1] || frame[12..14] != [8, 0] {
         return Err(bad("not an IPv4 frame to 02:00:00:00:00:01"));
@@ -198,7 +198,7 @@ impl Streams {
 
 /// Destination `k` on the capture NIC `ifindex`: 10.98.0.1:4000 to
 /// 10.98.0.2:(5000+k), RTP when `k` is odd.
-fn dest(ifindex: u32, k: usize) -> DestConfig {
+pub(crate) fn dest(ifindex: u32, k: usize) -> DestConfig {
     let mut c = topo::dummy_config(ifindex);
     c.to.set_port(5000 + k as u16);
     if k % 2 == 1 {
@@ -208,10 +208,10 @@ fn dest(ifindex: u32, k: usize) -> DestConfig {
 }
 
 /// The capture module, loaded for a test and unloaded after it.
-struct Module;
+pub(crate) struct Module;
 
 impl Module {
-    fn load() -> Result<Self, String> {
+    pub(crate) fn load() -> Result<Self, String> {
         let dir = std::env::var("MDW_MODDIR").map_err(|_| "MDW_MODDIR is not set")?;
         run(&["insmod", &format!("{dir}/capture/mdw_capture.ko")])?;
         Ok(Self)

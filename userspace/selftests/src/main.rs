@@ -16,6 +16,7 @@ mod capture;
 mod errors;
 mod fanout;
 mod faults;
+mod groups;
 mod net;
 mod pace;
 mod pincache;
@@ -54,6 +55,8 @@ const TESTS: &[Test] = &[
         fanout::fanout_rtp_per_destination,
     ),
     ("fanout_errors", fanout::fanout_errors),
+    ("group_fanout_order", groups::group_fanout_order),
+    ("group_errors", groups::group_errors),
     ("shape_reuse", shape::shape_reuse),
     ("shape_plain_reuse", shape::shape_plain_reuse),
     ("shape_single_reuse", shape::shape_single_reuse),

@@ -30,7 +30,7 @@ const MAX_RTP_PAYLOAD: usize = 1500 - 20 - 8 - RTP;
 const MAX_PAYLOAD: usize = 1500 - 20 - 8;
 
 /// A repeat of call `id` with `new` (`tweak` may spoil it), raw.
-fn raw_repeat(
+pub(crate) fn raw_repeat(
     dev: &Device,
     id: u64,
     new: &[MdwRepeat],
@@ -47,7 +47,7 @@ fn raw_repeat(
 }
 
 /// The new data of `entries`.
-fn repeat_of(entries: &[MdwEntry]) -> Vec<MdwRepeat> {
+pub(crate) fn repeat_of(entries: &[MdwEntry]) -> Vec<MdwRepeat> {
     entries
         .iter()
         .map(|e| MdwRepeat {

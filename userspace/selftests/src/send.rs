@@ -287,12 +287,7 @@ pub(crate) fn send_ipv6_rtp() -> TestResult {
     let entries: Vec<Entry<'_>> = ids
         .iter()
         .zip(&second)
-        .map(|(&id, d)| Entry {
-            dest: id,
-            data: d,
-            rtp_timestamp: Some(7_000_000),
-            pace: None,
-        })
+        .map(|(&id, d)| Entry::new(id, d).with_rtp_timestamp(7_000_000))
         .collect();
     write(&dev, &entries, 0)?;
     let got = net::join_all(rx)?;

@@ -222,10 +222,8 @@ fn run_workload(topo: &Topology, backend: Backend, work: Workload) -> Result<Out
                 let entries: Vec<Entry<'_>> = datas
                     .iter()
                     .map(|(r, d, ts)| Entry {
-                        dest: ids[*r],
-                        data: d,
                         rtp_timestamp: *ts,
-                        pace: None,
+                        ..Entry::new(ids[*r], d)
                     })
                     .collect();
                 let opts = WriteOptions::default()
@@ -645,12 +643,7 @@ pub(crate) fn sender_backends_same_errors() -> TestResult {
                 ),
                 (
                     "a timestamp without RTP",
-                    vec![Entry {
-                        dest: id,
-                        data: &one,
-                        rtp_timestamp: Some(1),
-                        pace: None,
-                    }],
+                    vec![Entry::new(id, &one).with_rtp_timestamp(1)],
                     libc::EINVAL,
                 ),
                 ("4097 entries", many, libc::E2BIG),

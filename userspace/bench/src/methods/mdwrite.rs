@@ -3,8 +3,11 @@
 //! mdwrite: one `MDW_IOC_WRITEV` for every destination of the workload,
 //! from ordinary memory (pinned by each call) or from a registered buffer
 //! (pinned once, outside the timed section). A fan-out workload (one
-//! payload for every destination) is sent as a fan-out: one entry with the
-//! payload, then an `MDW_ENTRY_SAME` entry per further destination.
+//! payload for every destination) is sent as a fan-out: one entry to a
+//! destination group of all of them (`MDW_ENTRY_GROUP`, the group set up
+//! untimed), or, on a module without `MDW_FEAT_GROUP` or with
+//! `MDW_BENCH_FANOUT=same` in the environment, one entry with the payload
+//! and then an `MDW_ENTRY_SAME` entry per further destination.
 //!
 //! The entries are written into an array the method keeps (as a sender
 //! that calls once per interval would), not allocated per call. Every
@@ -33,8 +36,9 @@ use std::{
 
 use mdwrite::{
     uapi::{
-        MdwEntry, MdwRepeat, MdwWritev, MDW_ENTRY_BUF, MDW_ENTRY_SAME, MDW_FEAT_REPEAT,
-        MDW_IOC_WRITEV, MDW_MAX_PACE_WINDOW, MDW_WRITE_KEEP_PINS, MDW_WRITE_PACE, MDW_WRITE_REPEAT,
+        MdwEntry, MdwRepeat, MdwWritev, MDW_ENTRY_BUF, MDW_ENTRY_GROUP, MDW_ENTRY_SAME,
+        MDW_FEAT_GROUP, MDW_FEAT_REPEAT, MDW_IOC_WRITEV, MDW_MAX_PACE_WINDOW, MDW_WRITE_KEEP_PINS,
+        MDW_WRITE_PACE, MDW_WRITE_REPEAT,
     },
     DestConfig, DestId, Device, RegisteredBuffer, Rtp,
 };
@@ -73,6 +77,11 @@ pub struct Mdwrite {
     keep: bool,
     /// Pages of the pool (`mdwrite-keep`: at most these stay pinned).
     pool_pages: u64,
+    /// The module implements destination groups (`MDW_FEAT_GROUP`) and
+    /// the environment does not ask for `MDW_ENTRY_SAME` fan-outs.
+    can_group: bool,
+    /// A fan-out workload's group of every destination.
+    group: Option<u32>,
 }
 
 /// How long after the call `mdwrite-paced`'s window ends: enough for the
@@ -84,7 +93,10 @@ impl Mdwrite {
     /// the payload comes from a registered buffer.
     pub fn new(ifname: &str, csum_zero: bool, registered: bool) -> io::Result<Self> {
         let dev = Device::open()?;
-        let can_repeat = dev.info()?.features.bits() & MDW_FEAT_REPEAT != 0;
+        let features = dev.info()?.features.bits();
+        let can_repeat = features & MDW_FEAT_REPEAT != 0;
+        let can_group = features & MDW_FEAT_GROUP != 0
+            && std::env::var("MDW_BENCH_FANOUT").as_deref() != Ok("same");
         Ok(Self {
             dev,
             ifindex: ifindex(ifname)?,
@@ -100,6 +112,8 @@ impl Mdwrite {
             paced: false,
             keep: false,
             pool_pages: 0,
+            can_group,
+            group: None,
         })
     }
 
@@ -139,14 +153,15 @@ enum Source {
 
 /// Destination `d`'s entry (handle `dest`): its payload at its offset in
 /// the pool or in the registered copy (`pool_size`: the pool's used
-/// bytes); with `same`, the payload of the entry before.
+/// bytes); with `same`, the payload of the entry before; with `group`,
+/// `dest` is a group's.
 fn entry(
     wl: &Workload,
     dest: u32,
     src: Source,
     pool_size: usize,
     d: usize,
-    same: bool,
+    (same, group): (bool, bool),
 ) -> MdwEntry {
     if same {
         return MdwEntry {
@@ -162,7 +177,7 @@ fn entry(
     };
     MdwEntry {
         dest,
-        flags,
+        flags: flags | if group { MDW_ENTRY_GROUP } else { 0 },
         addr,
         len: wl.bytes as u64,
         buf,
@@ -216,6 +231,11 @@ impl Method for Mdwrite {
             }
             self.dests.push(self.dev.add_destination(&c)?);
         }
+        // A fan-out to a group: set up once, untimed, as a relay would.
+        self.group = match wl.fanout && self.can_group {
+            true => Some(self.dev.set_group(&self.dests)?.handle()),
+            false => None,
+        };
         if self.registered {
             // Registered once, untimed: the calls pin nothing.
             let mut buf = self.dev.register_buffer(pool.as_slice().len())?;
@@ -242,10 +262,15 @@ impl Method for Mdwrite {
         let mut entries = std::mem::take(&mut self.entries);
         let mut repeat = std::mem::take(&mut self.repeat);
         let (src, pool_size) = (self.source(pool), wl.pool_size());
+        // One entry for a group; else one per destination.
+        let (count, group) = match self.group {
+            Some(group) => (1, Some(group)),
+            None => (self.dests.len(), None),
+        };
         let mut req = if self.last_call != 0 {
             repeat.clear();
-            repeat.extend((0..self.dests.len()).map(|d| {
-                let e = entry(wl, 0, src, pool_size, d, wl.fanout && d > 0);
+            repeat.extend((0..count).map(|d| {
+                let e = entry(wl, 0, src, pool_size, d, (wl.fanout && d > 0, false));
                 MdwRepeat {
                     addr: e.addr,
                     len: e.len as u32,
@@ -262,12 +287,17 @@ impl Method for Mdwrite {
             }
         } else {
             entries.clear();
-            entries.extend(
-                self.dests
-                    .iter()
-                    .enumerate()
-                    .map(|(d, id)| entry(wl, id.handle(), src, pool_size, d, wl.fanout && d > 0)),
-            );
+            entries.extend(self.dests.iter().take(count).enumerate().map(|(d, id)| {
+                let dest = group.unwrap_or(id.handle());
+                entry(
+                    wl,
+                    dest,
+                    src,
+                    pool_size,
+                    d,
+                    (wl.fanout && d > 0, group.is_some()),
+                )
+            }));
             MdwWritev {
                 entries: entries.as_ptr() as u64,
                 count: entries.len() as u32,
