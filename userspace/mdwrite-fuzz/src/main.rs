@@ -56,6 +56,19 @@ const ALLOWED: &[(&str, &[i32])] = &[
         ],
     ),
     ("dest_del", &[libc::EINVAL, libc::ENXIO]),
+    (
+        "group_set",
+        &[
+            libc::EINVAL,
+            libc::E2BIG,
+            libc::ENXIO,
+            libc::ENOSPC,
+            libc::ENOMEM,
+            libc::EBADF,
+            libc::EINTR,
+        ],
+    ),
+    ("group_del", &[libc::EINVAL, libc::ENXIO]),
     ("writev_sync", WRITEV_ERRNOS),
     ("writev_async", WRITEV_ERRNOS),
     ("writev_repeat", REPEAT_ERRNOS),
@@ -274,6 +287,8 @@ fn errno() -> i32 {
 struct Dev {
     fd: i32,
     dests: Mutex<Vec<u32>>,
+    /// Destination groups (`MDW_IOC_GROUP_SET`).
+    groups: Mutex<Vec<u32>>,
     bufs: Mutex<Vec<(u32, u64)>>,
     /// The `call_id` and entries of the file's last call (as this worker
     /// saw it: another worker's call may have come between).
@@ -288,6 +303,7 @@ impl Dev {
             Arc::new(Dev {
                 fd,
                 dests: Mutex::new(Vec::new()),
+                groups: Mutex::new(Vec::new()),
                 bufs: Mutex::new(Vec::new()),
                 last: Mutex::new((0, Vec::new())),
             })
@@ -531,7 +547,9 @@ impl Worker<'_> {
         match r {
             0..=44 => self.writev(&dev),
             45..=54 => self.writev_repeat(&dev),
-            55..=64 => self.dest_add(&dev),
+            55..=61 => self.dest_add(&dev),
+            62..=63 => self.group_set(&dev),
+            64 => self.group_del(&dev),
             65..=67 => self.dest_del(&dev),
             68..=73 => self.buf_register(&dev),
             74..=76 => self.buf_unregister(&dev),
@@ -629,6 +647,66 @@ impl Worker<'_> {
         }
     }
 
+    /// A group of known destinations (sometimes unknown ones, a bad
+    /// count, flags, address), new or replacing a known group.
+    fn group_set(&mut self, dev: &Dev) {
+        let dests = self.ensure_dests(dev);
+        if dests.is_empty() {
+            return;
+        }
+        let n = 1 + self.rng.below(8) as usize;
+        let mut handles: Vec<u32> = (0..n).map(|_| self.rng.pick(&dests)).collect();
+        let known = dev.groups.lock().unwrap().clone();
+        let mut g = MdwGroup {
+            dests: 0,
+            count: n as u32,
+            handle: match (known.is_empty(), self.rng.pct(40)) {
+                (false, true) => self.rng.pick(&known),
+                _ => 0,
+            },
+            flags: 0,
+            reserved: 0,
+        };
+        if self.rng.pct(15) {
+            match self.rng.below(6) {
+                0 => handles[0] = self.rng.pick(&[0, 4097, u32::MAX]),
+                1 => g.count = self.rng.pick(&[0, MDW_MAX_GROUP_DESTS + 1, u32::MAX]),
+                2 => g.flags = 1 + self.rng.below(8) as u32,
+                3 => g.reserved = 1,
+                4 => g.handle = self.rng.pick(&[77, 1024, u32::MAX]),
+                _ => g.dests = self.rng.pick(&[1, KERNEL_ADDR, u64::MAX - 3]),
+            }
+        }
+        if g.dests == 0 {
+            g.dests = handles.as_ptr() as u64;
+            g.count = g.count.min(n as u32);
+        }
+        let r = ioctl(dev.fd, MDW_IOC_GROUP_SET, &mut g as *mut _ as usize);
+        self.st.record("group_set", r, &|| format!("{g:?}"));
+        if r.is_ok() {
+            let mut v = dev.groups.lock().unwrap();
+            if !v.contains(&g.handle) && v.len() < 16 {
+                v.push(g.handle);
+            }
+        }
+    }
+
+    fn group_del(&mut self, dev: &Dev) {
+        let known = dev.groups.lock().unwrap().clone();
+        let mut del = MdwGroupDel {
+            handle: match (known.is_empty(), self.rng.pct(70)) {
+                (false, true) => self.rng.pick(&known),
+                _ => self.rng.pick(&[0, 1, 2, 1024, u32::MAX]),
+            },
+            flags: u32::from(self.rng.pct(10)),
+        };
+        let r = ioctl(dev.fd, MDW_IOC_GROUP_DEL, &mut del as *mut _ as usize);
+        self.st.record("group_del", r, &|| format!("{del:?}"));
+        if r.is_ok() {
+            dev.groups.lock().unwrap().retain(|&h| h != del.handle);
+        }
+    }
+
     fn writev(&mut self, dev: &Dev) {
         let dests = self.ensure_dests(dev);
         if dests.is_empty() {
@@ -636,6 +714,13 @@ impl Worker<'_> {
         }
         let bufs = dev.bufs.lock().unwrap().clone();
         let mut entries = good_entries(self.sh, &mut self.rng, &dests, &bufs);
+        let groups = dev.groups.lock().unwrap().clone();
+        if !groups.is_empty() && self.rng.pct(25) {
+            // A group's fan-out (its destinations may be gone since).
+            let i = self.rng.below(entries.len() as u64) as usize;
+            entries[i].dest = self.rng.pick(&groups);
+            entries[i].flags |= MDW_ENTRY_GROUP;
+        }
         let hostile = self.rng.pct(25);
         let mut w = MdwWritev {
             count: entries.len() as u32,
@@ -1025,13 +1110,19 @@ impl Worker<'_> {
 
     fn bad_ioctl(&mut self, dev: &Dev) {
         let mut buf = [0u64; 64];
-        let nr = 8 + self.rng.below(248) as u32;
+        // The numbers after the last known one (MDW_IOC_GROUP_DEL's).
+        let known = MDW_IOC_GROUP_DEL_NR + 1;
+        let nr = known + self.rng.below(u64::from(256 - known)) as u32;
         let cmd = match self.rng.below(4) {
             0 => ioc::encode(ioc::READ | ioc::WRITE, nr, self.rng.below(256) as usize),
             // Known numbers, wrong direction.
-            1 => ioc::encode(ioc::NONE, self.rng.below(8) as u32, 0),
+            1 => ioc::encode(ioc::NONE, self.rng.below(known.into()) as u32, 0),
             // Known numbers, tiny size.
-            2 => ioc::encode(ioc::READ | ioc::WRITE, self.rng.below(8) as u32, 4),
+            2 => ioc::encode(
+                ioc::READ | ioc::WRITE,
+                self.rng.below(known.into()) as u32,
+                4,
+            ),
             _ => (self.rng.next() as u32 & !0xff00) | (0x42 << 8),
         };
         let r = ioctl(dev.fd, cmd, buf.as_mut_ptr() as usize);
@@ -1506,6 +1597,9 @@ mod tests {
             ("MDW_IOC_BUF_REGISTER", MDW_IOC_BUF_REGISTER.into()),
             ("MDW_IOC_BUF_UNREGISTER", MDW_IOC_BUF_UNREGISTER.into()),
             ("MDW_IOC_SET_EVENTFD", MDW_IOC_SET_EVENTFD.into()),
+            ("MDW_IOC_GROUP_SET", MDW_IOC_GROUP_SET.into()),
+            ("MDW_IOC_GROUP_DEL", MDW_IOC_GROUP_DEL.into()),
+            ("MDW_ENTRY_GROUP", MDW_ENTRY_GROUP.into()),
             ("MDW_DEST_IPV6", MDW_DEST_IPV6.into()),
             ("MDW_DEST_RTP", MDW_DEST_RTP.into()),
             ("MDW_DEST_VLAN", MDW_DEST_VLAN.into()),
@@ -1533,6 +1627,7 @@ mod tests {
         assert_eq!(std::mem::size_of::<MdwEntry>(), 40);
         assert_eq!(std::mem::size_of::<MdwWritev>(), 80);
         assert_eq!(std::mem::size_of::<MdwRepeat>(), 16);
+        assert_eq!(std::mem::size_of::<MdwGroup>(), 24);
     }
 
     /// Every kind the workers record has a row in `ALLOWED`.
