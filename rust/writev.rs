@@ -375,6 +375,9 @@ struct Shape {
     /// destination after a group's first), after the caller's in
     /// `entries`.
     members: usize,
+    /// Its slots' destinations, each of a fan-out's counted: what the
+    /// send's batches are sized for.
+    destinations: usize,
     entries: KVVec<EntryShape>,
     /// Each slot's packets, before the send loop took them.
     plan: KVVec<u64>,
@@ -396,6 +399,7 @@ impl Default for Shape {
             single: false,
             matches: 0,
             members: 0,
+            destinations: 0,
             entries: KVVec::new(),
             plan: KVVec::new(),
             devs: KVVec::new(),
@@ -690,11 +694,10 @@ fn send_all<T: Timing>(
     flow: u32,
     timing: T,
     pacer: Option<&Pacer>,
-    call: u64,
+    (call, destinations): (u64, usize),
 ) -> Outcome {
     let mut out = Outcome::default();
-    let destinations = slots.len();
-    let Some(mut batch) = first_batch(slots, devs, (qdisc, flow, pacer)) else {
+    let Some(mut batch) = first_batch(slots, devs, (qdisc, flow, pacer), destinations) else {
         out.error = Some(at(0)(EINVAL));
         return out;
     };
@@ -808,7 +811,7 @@ fn send_single(
 ) -> Outcome {
     let mut out = Outcome::default();
     let destinations = slots.len();
-    let Some(mut batch) = first_batch(slots, devs, (qdisc, flow, None)) else {
+    let Some(mut batch) = first_batch(slots, devs, (qdisc, flow, None), destinations) else {
         out.error = Some(at(0)(EINVAL));
         return out;
     };
@@ -896,17 +899,19 @@ fn send_single(
     out
 }
 
-/// The batch of the device of the call's first slot, sized for its slots;
+/// The batch of the device of the call's first slot, sized for the
+/// call's `destinations` (a fan-out's each counted);
 /// `None` when there is no slot or no such device.
 #[inline(always)]
 fn first_batch<'d>(
     slots: &[Slot],
     devs: &'d [NetDevice],
     (qdisc, flow, pacer): (bool, u32, Option<&'d Pacer>),
+    destinations: usize,
 ) -> Option<TxBatch<'d>> {
     let first = devs.get(slots.first()?.dev as usize)?;
     let mut batch = TxBatch::new(first, qdisc, flow, pacer);
-    batch.limit_for(slots.len());
+    batch.limit_for(destinations);
     Some(batch)
 }
 
@@ -1663,7 +1668,7 @@ pub(crate) fn writev(
                 flow,
                 $timing,
                 pacer,
-                call_no,
+                (call_no, checked.destinations),
             )
         };
     }
@@ -1893,6 +1898,8 @@ struct Checked {
     single: bool,
     /// The entries its groups added ([`Shape::members`]).
     members: usize,
+    /// Its destinations, each of a fan-out's counted ([`Shape::destinations`]).
+    destinations: usize,
 }
 
 /// Stage 1, validation: checks every entry; gives each destination a slot
@@ -1940,6 +1947,8 @@ fn validate(
     let mut own_timing = false;
     // The entries the groups add, after the caller's once all are known.
     let mut members = KVVec::<Entry>::new();
+    // The fan-outs' destinations after their first.
+    let mut fanned = 0usize;
     for (i, e) in raw.iter().enumerate() {
         let index = i as u32;
         let err = at(index);
@@ -1963,6 +1972,7 @@ fn validate(
                 remaining,
             };
             let entry = to.add(e, index, entries.last()).map_err(&err)?;
+            fanned += 1;
             grouping.entry(entry.slot as usize, slots.len());
             // Neither can fail: room was reserved.
             vec::push_reserved(entries, entry).map_err(nomem)?;
@@ -2090,6 +2100,7 @@ fn validate(
                 pace: None,
                 ..to.add(&same, index, Some(&first)).map_err(&err)?
             };
+            fanned += 1;
             grouping.entry(entry.slot as usize, slots.len());
             // Neither can fail: room was reserved.
             vec::push_reserved(&mut members, entry).map_err(nomem)?;
@@ -2111,6 +2122,7 @@ fn validate(
         own_timing,
         single: false,
         members: members.len(),
+        destinations: slots.len().saturating_add(fanned),
     })
 }
 
@@ -2306,6 +2318,7 @@ fn revalidate(
         own_timing,
         single,
         members: shape.members,
+        destinations: shape.destinations,
     }))
 }
 
@@ -2347,6 +2360,7 @@ fn record_shape(
     shape.flags = flags;
     shape.grouped = grouped;
     shape.members = checked.members;
+    shape.destinations = checked.destinations;
     shape.plain = raw
         .iter()
         .all(|e| e.flags & (FANOUT_ENTRY_FLAGS | MDW_ENTRY_PACE) == 0);
