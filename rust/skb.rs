@@ -24,7 +24,7 @@ pub(crate) const BATCH: usize = 64;
 
 /// Fewest packets handed to the driver under one TX lock, unless the call
 /// has no more.
-const MIN_BATCH: usize = 16;
+const MIN_BATCH: usize = 32;
 
 /// The completion of one call: every skb of the call that refers to its
 /// pages holds a reference (and a paced call's linear copies: see
