@@ -16,14 +16,15 @@ use std::{
 use rustix::fs::{open, Mode, OFlags};
 
 use mdwrite_uapi::{
-    MdwCompletion, MdwEntry, MdwRepeat, MdwWritev, MDW_FEAT_REPEAT, MDW_WRITE_ASYNC,
-    MDW_WRITE_REPEAT,
+    MdwCompletion, MdwEntry, MdwRepeat, MdwWritev, MDW_FEAT_GROUP, MDW_FEAT_REPEAT,
+    MDW_WRITE_ASYNC, MDW_WRITE_REPEAT,
 };
 use zerocopy::IntoBytes;
 
 use crate::{
     buffer::{self, BufferTable},
     completion::parse_records,
+    fanout::GroupCache,
     sys, Completion, DestConfig, DestId, Entry, GroupId, RegisteredBuffer, Stats, WriteOptions,
     WriteReport,
 };
@@ -50,6 +51,10 @@ pub(crate) struct DeviceFile {
     last: Mutex<LastCall>,
     /// Calls made as repeats (the module took them as such).
     repeated: AtomicU64,
+    /// The module implements destination groups (`MDW_FEAT_GROUP`).
+    can_group: bool,
+    /// The groups made for fan-outs.
+    groups: GroupCache,
 }
 
 /// The last call made through a [`Device`], which a call with the same
@@ -222,7 +227,8 @@ impl Device {
     pub fn open_path(path: impl AsRef<Path>) -> io::Result<Self> {
         let fd = open(path.as_ref(), OFlags::RDWR | OFlags::CLOEXEC, Mode::empty())?;
         // An older module (or not the module at all) repeats nothing.
-        let can_repeat = sys::info(&fd).is_ok_and(|i| i.features & MDW_FEAT_REPEAT != 0);
+        let features = sys::info(&fd).map_or(0, |i| i.features);
+        let can_repeat = features & MDW_FEAT_REPEAT != 0;
         Ok(Self {
             file: Arc::new(DeviceFile {
                 fd,
@@ -230,6 +236,8 @@ impl Device {
                 can_repeat,
                 last: Mutex::default(),
                 repeated: AtomicU64::new(0),
+                can_group: features & MDW_FEAT_GROUP != 0,
+                groups: GroupCache::default(),
             }),
         })
     }
@@ -258,9 +266,12 @@ impl Device {
         Ok(DestId(d.handle))
     }
 
-    /// Removes a destination (`MDW_IOC_DEST_DEL`).
+    /// Removes a destination (`MDW_IOC_DEST_DEL`), and the groups the
+    /// device made for fan-outs to it.
     pub fn remove_destination(&self, id: DestId) -> io::Result<()> {
-        sys::dest_del(self.fd(), id.0)
+        self.file
+            .groups
+            .remove_dest(self.fd(), id.0, || sys::dest_del(self.fd(), id.0))
     }
 
     /// Makes a destination group of `dests`, in order (`MDW_IOC_GROUP_SET`;
@@ -359,8 +370,22 @@ impl Device {
                 entries.iter().map(|e| e.to_abi_in(&table)).collect()
             }
         };
+        // Where each entry of `raw` came from, when fan-outs became group
+        // entries; and the lock that keeps their groups while the module
+        // reads them.
+        let mut from: Option<Vec<usize>> = None;
+        let mut _groups = None;
         if options.fanout {
             crate::write::mark_fanouts(&mut raw, entries);
+            if self.file.can_group {
+                if let Some((grouped, index, guard)) =
+                    self.file.groups.collapse(self.fd(), &raw, entries)
+                {
+                    raw = grouped;
+                    from = Some(index);
+                    _groups = Some(guard);
+                }
+            }
         }
         let count = u32::try_from(raw.len())
             .map_err(|_| io::Error::from_raw_os_error(rustix::io::Errno::TOOBIG.raw_os_error()))?;
@@ -438,7 +463,9 @@ impl Device {
             error: (req.error != 0).then(|| {
                 (
                     io::Error::from_raw_os_error(req.error.saturating_neg()),
-                    req.error_index as usize,
+                    from.as_ref()
+                        .and_then(|f| f.get(req.error_index as usize).copied())
+                        .unwrap_or(req.error_index as usize),
                 )
             }),
         })
@@ -452,6 +479,15 @@ impl Device {
     /// ([`Features::REPEAT`]); a diagnostic.
     pub fn repeated_calls(&self) -> u64 {
         self.file.repeated.load(Ordering::Relaxed)
+    }
+
+    /// How many destination groups the device made for fan-outs
+    /// ([`WriteOptions::with_fanout`] on a module with
+    /// [`Features::GROUP`]: each run of entries with the same data, all
+    /// with the same RTP timestamp and none timed by itself, goes as one
+    /// group entry) and still holds; a diagnostic.
+    pub fn fanout_groups(&self) -> usize {
+        self.file.groups.len()
     }
 
     /// The counters of this open device (`MDW_IOC_STATS`).

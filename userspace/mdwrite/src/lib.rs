@@ -42,6 +42,7 @@ mod completion;
 mod dest;
 mod device;
 mod fallback;
+mod fanout;
 mod group;
 pub mod media;
 mod pace;

@@ -11,16 +11,17 @@ use mdwrite::{
         MDW_ENTRY_SAME, MDW_FEAT_GROUP, MDW_IOC_GROUP_DEL, MDW_IOC_GROUP_SET, MDW_MAX_GROUPS,
         MDW_MAX_GROUP_DESTS,
     },
-    DestId, Device,
+    DestId, Device, Entry, WriteOptions,
 };
 
 use crate::{
     capture::{datagram, dest, drain, Module},
     errors::{entry, raw_writev},
     fanout::{same, send},
+    net,
     raw::{errno_name, expect_errno, ioctl},
     repeat::raw_repeat,
-    send::{pattern, sender},
+    send::{check_bytes, pattern, sender, start_receivers},
     topo::{self, run, Topology},
     TestResult,
 };
@@ -529,6 +530,74 @@ pub(crate) fn group_errors() -> TestResult {
             "GROUP_SET after removing group {group} gave handle {}",
             again.handle
         ));
+    }
+    Ok(())
+}
+
+/// The library sends a fan-out (`WriteOptions::with_fanout`) as one group
+/// entry on a module with `MDW_FEAT_GROUP`, the group made once and kept:
+/// two calls of one payload to four receivers (the second a repeat) make
+/// one group; removing a destination removes the groups naming it (its
+/// handle may name another destination next), and the next fan-outs to
+/// the other three make a new group; every receiver gets the payload once
+/// per call it was in, byte for byte.
+pub(crate) fn group_library_fanout() -> TestResult {
+    let topo = Topology::new(4)?;
+    let (dev, ids) = sender(&topo, false, |_, _| {})?;
+    let data = pattern(3000, 31);
+    let expect = [
+        4 * data.len(),
+        4 * data.len(),
+        4 * data.len(),
+        2 * data.len(),
+    ];
+    let rx = start_receivers(&topo, false, &expect, 0)?;
+    let fan = WriteOptions::default().with_fanout(true);
+    let call = |ids: &[DestId], what: &str| -> TestResult {
+        let entries: Vec<Entry<'_>> = ids.iter().map(|&id| Entry::new(id, &data)).collect();
+        let report = dev
+            .write_vectored(&entries, fan)
+            .map_err(|e| format!("{what}: {e}"))?;
+        if report.error.is_some() || report.packets != 3 * ids.len() as u64 {
+            return Err(format!(
+                "{what}: {} packets, error {:?}; want {}, none",
+                report.packets,
+                report.error,
+                3 * ids.len()
+            ));
+        }
+        Ok(())
+    };
+    for c in 0..2 {
+        call(&ids, &format!("fan-out to four, call {}", c + 1))?;
+    }
+    if dev.fanout_groups() != 1 {
+        return Err(format!(
+            "{} groups after two fan-outs to the same four, want 1",
+            dev.fanout_groups()
+        ));
+    }
+    dev.remove_destination(ids[3])
+        .map_err(|e| format!("DEST_DEL: {e}"))?;
+    if dev.fanout_groups() != 0 {
+        return Err(format!(
+            "{} groups after removing one of their destinations, want 0",
+            dev.fanout_groups()
+        ));
+    }
+    for c in 0..2 {
+        call(&ids[..3], &format!("fan-out to three, call {}", c + 1))?;
+    }
+    if dev.fanout_groups() != 1 {
+        return Err(format!(
+            "{} groups after fan-outs to three, want 1",
+            dev.fanout_groups()
+        ));
+    }
+    let got = net::join_all(rx)?;
+    for (i, g) in got.iter().enumerate() {
+        let want = data.repeat(expect[i] / data.len());
+        check_bytes(i, g, &want, 0, 1472)?;
     }
     Ok(())
 }

@@ -57,6 +57,7 @@ const TESTS: &[Test] = &[
     ("fanout_errors", fanout::fanout_errors),
     ("group_fanout_order", groups::group_fanout_order),
     ("group_errors", groups::group_errors),
+    ("group_library_fanout", groups::group_library_fanout),
     ("shape_reuse", shape::shape_reuse),
     ("shape_plain_reuse", shape::shape_plain_reuse),
     ("shape_single_reuse", shape::shape_single_reuse),
