@@ -224,6 +224,30 @@ impl Drop for Module {
     }
 }
 
+/// The capture NIC `c0` up in a sender namespace, entered, with nothing
+/// but the test's packets on it (no IPv6: router solicitations came in the
+/// middle of a phase); the device opened there with destinations 0 to
+/// `DESTS - 1` on it ([`dest`]), nothing captured yet. The capture module
+/// must be loaded.
+pub(crate) fn capture_dests() -> Result<(Topology, Device, Vec<DestId>), String> {
+    let topo = Topology::new(0)?;
+    let ifindex = topo::add_link(&topo.sender, "c0", "mdw_capture", false)?;
+    for cmd in [
+        &["sysctl", "-qw", "net.ipv6.conf.c0.disable_ipv6=1"][..],
+        &["ip", "link", "set", "c0", "up"][..],
+    ] {
+        run(&[&["ip", "netns", "exec", &topo.sender][..], cmd].concat())?;
+    }
+    topo::enter(&topo.sender)?;
+    let dev = Device::open().map_err(|e| format!("open: {e}"))?;
+    let ids: Vec<DestId> = (0..DESTS)
+        .map(|k| dev.add_destination(&dest(ifindex, k)))
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("DEST_ADD: {e}"))?;
+    drain()?;
+    Ok((topo, dev, ids))
+}
+
 /// Recycled skbs carry the right bytes to a NIC with offloads. Calls of 8
 /// destinations (the odd ones RTP) on the capture NIC, each phase's data
 /// from new memory: one full-size packet per destination (four calls: from
@@ -245,23 +269,7 @@ impl Drop for Module {
 /// recycled (shared) skbs and no skb its features do not cover.
 pub(crate) fn capture_recycled_bytes() -> TestResult {
     let module = Module::load()?;
-    let topo = Topology::new(0)?;
-    let ifindex = topo::add_link(&topo.sender, "c0", "mdw_capture", false)?;
-    // Only the test's packets on the NIC: no IPv6 (router solicitations
-    // came in the middle of a phase).
-    for cmd in [
-        &["sysctl", "-qw", "net.ipv6.conf.c0.disable_ipv6=1"][..],
-        &["ip", "link", "set", "c0", "up"][..],
-    ] {
-        run(&[&["ip", "netns", "exec", &topo.sender][..], cmd].concat())?;
-    }
-    topo::enter(&topo.sender)?;
-    let dev = Device::open().map_err(|e| format!("open: {e}"))?;
-    let ids: Vec<DestId> = (0..DESTS)
-        .map(|k| dev.add_destination(&dest(ifindex, k)))
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("DEST_ADD: {e}"))?;
-    drain()?;
+    let (topo, dev, ids) = capture_dests()?;
     let shared0 = param("shared")?;
     let mut got = Streams::new();
     let mut want: Vec<Vec<u8>> = vec![Vec::new(); DESTS];

@@ -15,14 +15,14 @@ use mdwrite::{
 };
 
 use crate::{
-    capture::{datagram, dest, drain, Module},
+    capture::{capture_dests, datagram, drain, Module},
     errors::{entry, raw_writev},
     fanout::{same, send},
     net,
     raw::{errno_name, expect_errno, ioctl},
     repeat::raw_repeat,
     send::{check_bytes, pattern, sender, start_receivers},
-    topo::{self, run, Topology},
+    topo::Topology,
     TestResult,
 };
 
@@ -190,16 +190,7 @@ fn expect_fanout(
 /// entry, as does the group's removal, and nothing is sent for them.
 pub(crate) fn group_fanout_order() -> TestResult {
     let _module = Module::load()?;
-    let topo = Topology::new(0)?;
-    let ifindex = topo::add_link(&topo.sender, "c0", "mdw_capture", false)?;
-    for cmd in [
-        &["sysctl", "-qw", "net.ipv6.conf.c0.disable_ipv6=1"][..],
-        &["ip", "link", "set", "c0", "up"][..],
-    ] {
-        run(&[&["ip", "netns", "exec", &topo.sender][..], cmd].concat())?;
-    }
-    topo::enter(&topo.sender)?;
-    let dev = Device::open().map_err(|e| format!("open: {e}"))?;
+    let (_topo, dev, ids) = capture_dests()?;
     let features = dev.info().map_err(|e| format!("INFO: {e}"))?.features;
     if features.bits() & MDW_FEAT_GROUP == 0 {
         return Err(format!(
@@ -207,11 +198,6 @@ pub(crate) fn group_fanout_order() -> TestResult {
             features.bits()
         ));
     }
-    let ids: Vec<DestId> = (0..8)
-        .map(|k| dev.add_destination(&dest(ifindex, k)))
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("DEST_ADD: {e}"))?;
-    drain()?;
     let mut seq = vec![None; 8];
     let of = |ks: &[usize]| ks.iter().map(|&k| ids[k]).collect::<Vec<_>>();
 
