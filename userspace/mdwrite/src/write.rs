@@ -197,26 +197,6 @@ impl WriteOptions {
     }
 }
 
-/// The fan-outs [`mark_fanouts`] makes of `entries`: the ranges of two or
-/// more consecutive entries with the same data (address and length) for
-/// different destinations, in order.
-pub(crate) fn fanout_runs(entries: &[Entry<'_>]) -> Vec<std::ops::Range<usize>> {
-    let mut raw: Vec<MdwEntry> = entries.iter().map(|e| e.to_abi()).collect();
-    mark_fanouts(&mut raw, entries);
-    let mut runs = Vec::new();
-    let mut start = 0;
-    for i in 1..=raw.len() {
-        let same = raw.get(i).is_some_and(|r| r.flags & MDW_ENTRY_SAME != 0);
-        if !same {
-            if i - start >= 2 {
-                runs.push(start..i);
-            }
-            start = i;
-        }
-    }
-    runs
-}
-
 /// Whether the fan-out `run` can go as one group entry (`MDW_ENTRY_GROUP`):
 /// every entry with the first one's RTP timestamp (a group entry gives
 /// its destinations one), none timed by itself.
@@ -301,30 +281,6 @@ mod tests {
             (MDW_ENTRY_SAME | MDW_ENTRY_RTP_TS, 0, 0)
         );
         assert_eq!(raw[3].len, 100);
-    }
-
-    #[test]
-    fn fanout_runs_and_groupable_ones() {
-        let a = vec![1u8; 100];
-        let b = vec![2u8; 100];
-        let d = DestId::from_handle;
-        let entries = [
-            Entry::new(d(1), &a),
-            Entry::new(d(2), &a),
-            Entry::new(d(3), &a),
-            // A destination twice: a new run, of one.
-            Entry::new(d(3), &a),
-            Entry::new(d(1), &b),
-            Entry::new(d(2), &b).with_rtp_timestamp(5),
-            Entry::to_group(GroupId::from_handle(9), &b),
-            Entry::new(d(4), &b),
-            Entry::new(d(5), &b),
-        ];
-        assert_eq!(fanout_runs(&entries), [0..3, 4..6, 7..9]);
-        assert!(groupable(&entries[0..3]));
-        // Timestamps differ: not one group entry.
-        assert!(!groupable(&entries[4..6]));
-        assert!(groupable(&entries[7..9]));
     }
 
     #[test]
