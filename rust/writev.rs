@@ -2019,7 +2019,7 @@ fn validate(
         let slot = match slot {
             Ok(slot) => slot,
             Err(slot) => {
-                let at = (order.len(), index);
+                let start = (order.len(), index);
                 new_slot(
                     net,
                     dest,
@@ -2027,7 +2027,7 @@ fn validate(
                     devs,
                     slots,
                     qdisc,
-                    at,
+                    start,
                     (fanout, group.is_some()),
                 )
                 .map_err(&err)?;
@@ -2078,8 +2078,8 @@ fn validate(
             if k % ENTRIES_PER_YIELD == 0 {
                 yield_killable().map_err(&err)?;
             }
-            let at = raw.len().saturating_add(members.len());
-            if at >= MDW_MAX_CALL_DESTS as usize {
+            let position = raw.len().saturating_add(members.len());
+            if position >= MDW_MAX_CALL_DESTS as usize {
                 return Err(err(E2BIG));
             }
             let same = MdwEntry {
@@ -2104,7 +2104,7 @@ fn validate(
             grouping.entry(entry.slot as usize, slots.len());
             // Neither can fail: room was reserved.
             vec::push_reserved(&mut members, entry).map_err(nomem)?;
-            vec::push_reserved(order, at as u32).map_err(nomem)?;
+            vec::push_reserved(order, position as u32).map_err(nomem)?;
         }
     }
     entries
