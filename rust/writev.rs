@@ -778,7 +778,7 @@ fn send_all<T: Timing>(
                 out.error = Some(e);
                 break 'call;
             }
-            if let Err(e) = make_room(&mut batch, &mut out, left > 0 || !burst.last) {
+            if let Err(e) = make_room(&mut batch, &mut out, || left > 0 || !burst.last) {
                 out.error = Some(at(slot.current)(e));
                 break 'call;
             }
@@ -871,7 +871,8 @@ fn send_single(
                 len1,
             })
         };
-        let fast = two().and_then(|two| rearm_to(dest, slot.recycle, &two, &mut batch, pool, None));
+        let fast = two()
+            .and_then(|two| rearm_to::<true>(dest, slot.recycle, &two, &mut batch, pool, None));
         let sent = match fast {
             Some(sent) => sent,
             // A linear copy the fast way, else any packet.
@@ -890,7 +891,8 @@ fn send_single(
                 },
             },
         };
-        if let Err(e) = sent.and_then(|()| make_room(&mut batch, &mut out, k + 1 < destinations)) {
+        if let Err(e) = sent.and_then(|()| make_room(&mut batch, &mut out, || k + 1 < destinations))
+        {
             out.error = Some(err(e));
             break;
         }
@@ -938,13 +940,13 @@ fn switch_to<'d>(
     Ok(())
 }
 
-/// Flushes `batch` when it is full; then, with `more` packets to come,
-/// stops on a signal (`EINTR`) and yields.
+/// Flushes `batch` when it is full; then, when `more` says packets are
+/// to come (asked only then), stops on a signal (`EINTR`) and yields.
 #[inline(always)]
-fn make_room(batch: &mut TxBatch<'_>, out: &mut Outcome, more: bool) -> Result {
+fn make_room(batch: &mut TxBatch<'_>, out: &mut Outcome, more: impl FnOnce() -> bool) -> Result {
     if batch.is_full() {
         out.count(batch.flush())?;
-        if more && crate::net::signal_pending() {
+        if more() && crate::net::signal_pending() {
             return Err(EINTR);
         }
         crate::net::cond_resched();
@@ -1040,16 +1042,19 @@ fn send_fanout<T: Timing>(
                 to.destinations,
             )
             .map_err(&err)?;
-            let recycle = !to.qdisc && dest.prepared.as_ref().is_some_and(|p| p.recycle);
-            let fast = two
-                .as_ref()
-                .and_then(|two| rearm_to(dest, recycle, two, to.batch, to.pool, departure));
+            // `rearm_to` checks the destination recycles.
+            let fast = two.as_ref().and_then(|two| {
+                rearm_to::<false>(dest, !to.qdisc, two, to.batch, to.pool, departure)
+            });
             match fast {
                 Some(sent) => sent,
-                None => build_to(dest, recycle, frags, len, to.batch, to.pool, departure),
+                None => {
+                    let recycle = !to.qdisc && dest.prepared.as_ref().is_some_and(|p| p.recycle);
+                    build_to(dest, recycle, frags, len, to.batch, to.pool, departure)
+                }
             }
             .map_err(&err)?;
-            let more = left > 0 || k + 1 < members.len() || !last;
+            let more = || left > 0 || k + 1 < members.len() || !last;
             make_room(to.batch, to.out, more).map_err(&err)?;
             slot.current = e.index;
         }
@@ -1094,7 +1099,7 @@ fn send_fast<T: Timing>(
     let two = two_frags(&pkt, pages)?;
     // The departure is taken only if the packet goes this way.
     let departure = timing.peek(&slot.departures);
-    let sent = rearm_to(dest, slot.recycle, &two, batch, pool, departure)?;
+    let sent = rearm_to::<true>(dest, slot.recycle, &two, batch, pool, departure)?;
     timing.advance(&mut slot.departures);
     slot.cursor.advance(&pkt);
     Some(sent.map_err(at(slot.current)))
@@ -1122,10 +1127,11 @@ fn two_frags(pkt: &FullPacket, pages: &[*mut kernel::bindings::page]) -> Option<
 /// the destination's earlier one, patched with the writes computed for
 /// the call; in a paced call, with its `departure` time. `None` when that is
 /// not so (nothing changed then): the destination does not recycle
-/// (`recycle`), a packet tap is on the device, the skb is busy, or the
-/// packet is not full-size for `dest`.
+/// (`recycle`, and its `Prepared::recycle` unless the caller `CHECKED`
+/// that into `recycle`), a packet tap is on the device, the skb is busy,
+/// or the packet is not full-size for `dest`.
 #[inline(always)]
-fn rearm_to(
+fn rearm_to<const CHECKED: bool>(
     dest: &mut Destination,
     recycle: bool,
     two: &TwoFrags,
@@ -1138,6 +1144,7 @@ fn rearm_to(
             Some(Prepared {
                 fast: Some(fast),
                 layout,
+                recycle: own,
                 ..
             }),
         ring,
@@ -1149,7 +1156,7 @@ fn rearm_to(
         return None;
     };
     // A packet tap on the device: fresh skbs, which it can clone.
-    if !recycle || !batch.recycling() {
+    if !recycle || !(CHECKED || *own) || !batch.recycling() {
         return None;
     }
     if two.len0.wrapping_add(two.len1) != u32::from(template.max_payload()) {
