@@ -570,10 +570,7 @@ fn rearm_lru(
     let len = ring.skbs.len();
     let at = ring.cursor.peek(len)?;
     let skb = *ring.skbs.get(at)?;
-    if (two.len0 | two.len1) >> 16 != 0 {
-        return None;
-    }
-    let hdr = rearm(skb, &ring.rearm, two.len0 | two.len1 << 16);
+    let hdr = rearm(skb, &ring.rearm, two.lens());
     if hdr.is_null() {
         return None;
     }
@@ -646,8 +643,23 @@ pub(crate) struct TwoFrags {
     pub(crate) page0: *mut bindings::page,
     pub(crate) page1: *mut bindings::page,
     pub(crate) off: u32,
-    pub(crate) len0: u32,
-    pub(crate) len1: u32,
+    pub(crate) len0: u16,
+    pub(crate) len1: u16,
+}
+
+impl TwoFrags {
+    /// The payload's length.
+    #[inline(always)]
+    pub(crate) fn payload_len(&self) -> u32 {
+        u32::from(self.len0) + u32::from(self.len1)
+    }
+
+    /// The lengths as `mdw_skb_rearm` takes them: `len0` in the low 16
+    /// bits, `len1` in the high ones.
+    #[inline(always)]
+    fn lens(&self) -> u32 {
+        u32::from(self.len0) | u32::from(self.len1) << 16
+    }
 }
 
 /// One packet to build: the layout of its destination's packets, the page
@@ -832,7 +844,7 @@ impl<'a> TxBatch<'a> {
             fresh: false,
             linear: false,
             kept: true,
-            payload_len: two.len0.wrapping_add(two.len1),
+            payload_len: two.payload_len(),
         })
     }
 
@@ -860,7 +872,7 @@ impl<'a> TxBatch<'a> {
             fresh: false,
             linear: true,
             kept: false,
-            payload_len: two.len0.wrapping_add(two.len1),
+            payload_len: two.payload_len(),
         })
     }
 

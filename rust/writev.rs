@@ -867,8 +867,8 @@ fn send_single(
                 page0: *pages.get(page)?,
                 page1,
                 off: offset,
-                len0,
-                len1,
+                len0: u16::try_from(len0).ok()?,
+                len1: u16::try_from(len1).ok()?,
             })
         };
         let fast = two()
@@ -1070,7 +1070,7 @@ fn frags_of_two(two: &TwoFrags, frags: &mut [ffi::MdwFrag; MAX_FRAGS]) -> usize 
     *a = ffi::MdwFrag {
         page: two.page0,
         off: two.off,
-        len: two.len0,
+        len: u32::from(two.len0),
     };
     if two.len1 == 0 {
         return 1;
@@ -1078,7 +1078,7 @@ fn frags_of_two(two: &TwoFrags, frags: &mut [ffi::MdwFrag; MAX_FRAGS]) -> usize 
     *b = ffi::MdwFrag {
         page: two.page1,
         off: 0,
-        len: two.len1,
+        len: u32::from(two.len1),
     };
     2
 }
@@ -1116,8 +1116,8 @@ fn two_frags(pkt: &FullPacket, pages: &[*mut kernel::bindings::page]) -> Option<
         page0: *pages.get(pkt.page)?,
         page1,
         off: pkt.offset,
-        len0: pkt.len0,
-        len1: pkt.len1,
+        len0: u16::try_from(pkt.len0).ok()?,
+        len1: u16::try_from(pkt.len1).ok()?,
     })
 }
 
@@ -1159,7 +1159,7 @@ fn rearm_to<const CHECKED: bool>(
     if !recycle || !(CHECKED || *own) || !batch.recycling() {
         return None;
     }
-    if two.len0.wrapping_add(two.len1) != u32::from(template.max_payload()) {
+    if two.payload_len() != u32::from(template.max_payload()) {
         return None;
     }
     let mut skb = batch.build_rearmed(ring, layout.hdr_len, two, pool)?;
@@ -1212,7 +1212,7 @@ fn copy_to(
     if !recycle || !batch.recycling() {
         return None;
     }
-    if two.len0.wrapping_add(two.len1) != u32::from(template.max_payload()) {
+    if two.payload_len() != u32::from(template.max_payload()) {
         return None;
     }
     let software = matches!(p.csum, CsumMode::Software);
@@ -1256,15 +1256,15 @@ fn as_two(frags: &[ffi::MdwFrag]) -> Option<TwoFrags> {
             page0: a.page,
             page1: core::ptr::null_mut(),
             off: a.off,
-            len0: a.len,
+            len0: u16::try_from(a.len).ok()?,
             len1: 0,
         }),
         [a, b] if b.off == 0 => Some(TwoFrags {
             page0: a.page,
             page1: b.page,
             off: a.off,
-            len0: a.len,
-            len1: b.len,
+            len0: u16::try_from(a.len).ok()?,
+            len1: u16::try_from(b.len).ok()?,
         }),
         _ => None,
     }
