@@ -1022,16 +1022,19 @@ fn send_fanout<T: Timing>(
             }
         };
         let frags = to.frags.get(..nfrags).ok_or(err(EINVAL))?;
+        let start_ts = match (first, slot.group) {
+            (false, _) => StartTs::Kept,
+            (true, true) => group_ts.map_or(StartTs::Kept, StartTs::All),
+            (true, false) => StartTs::Own,
+        };
+        let mut current = slot.current;
         for (k, &i) in members.iter().enumerate() {
             let e = to.entries.get(i as usize).ok_or(err(EINVAL))?;
             let err = at(e.index);
             let dest = to.dests.get_mut(e.dest).ok_or(err(EINVAL))?;
-            let rtp_ts = match slot.group {
-                true => group_ts,
-                false => e.rtp_ts,
-            };
-            if let (true, Some(ts)) = (first, rtp_ts) {
-                dest.state.rtp_ts = ts;
+            match (start_ts, e.rtp_ts) {
+                (StartTs::All(ts), _) | (StartTs::Own, Some(ts)) => dest.state.rtp_ts = ts,
+                _ => {}
             }
             switch_to(
                 to.batch,
@@ -1056,11 +1059,26 @@ fn send_fanout<T: Timing>(
             .map_err(&err)?;
             let more = || left > 0 || k + 1 < members.len() || !last;
             make_room(to.batch, to.out, more).map_err(&err)?;
-            slot.current = e.index;
+            current = e.index;
         }
+        slot.current = current;
         slot.cursor = next;
     }
     Ok(())
+}
+
+/// Where the destinations of a fan-out's packet take their RTP timestamp
+/// from.
+#[derive(Clone, Copy)]
+enum StartTs {
+    /// Each goes on from its own (not the first packet of an entry, or a
+    /// group entry without one).
+    Kept,
+    /// The first packet of a group's entry: all start at its timestamp.
+    All(u32),
+    /// The first packet of a fan-out's entries: each starts at its own
+    /// entry's timestamp, if it has one.
+    Own,
 }
 
 /// Writes `two` as page fragments; returns how many.
