@@ -95,13 +95,12 @@ pub(crate) struct MdwLayout {
 
 /// `struct mdw_rearm`: a destination's skbs in one call, what
 /// `mdw_skb_rearm` and `mdw_skb_reuse` check them against (the layout and
-/// the file's keep they stay tied to), the call's completion
-/// (`mdw_skb_let_go`) and device; kept per destination.
+/// the file's keep they stay tied to) and the call's device; kept per
+/// destination.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub(crate) struct MdwRearm {
     pub(crate) layout: MdwLayout,
-    pub(crate) done: *mut MdwDone,
     pub(crate) keep: *mut bindings::ubuf_info,
     pub(crate) dev: *const MdwDev,
 }

@@ -68,11 +68,10 @@ struct mdw_layout {
 /*
  * A destination's skbs in one call: what mdw_skb_rearm() and
  * mdw_skb_reuse() check them against (the layout and the file's keep
- * they are tied to), the call's completion (mdw_skb_let_go()) and device.
+ * they are tied to) and the call's device.
  */
 struct mdw_rearm {
 	struct mdw_layout layout;
-	struct mdw_done *done;
 	struct ubuf_info *keep;
 	const struct mdw_dev *dev;
 };

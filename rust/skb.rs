@@ -202,9 +202,8 @@ pub(crate) struct SkbRing {
     /// 0 once that call's end has kept it ([`SkbPool::keep`]).
     call: u64,
     /// `mdw_skb_rearm`'s arguments for this destination in this call:
-    /// the destination's layout ([`SkbRing::set_layout`]), the call's
-    /// completion, the file's keep and the call's device
-    /// ([`SkbPool::adopt`]).
+    /// the destination's layout ([`SkbRing::set_layout`]), the file's
+    /// keep and the call's device ([`SkbPool::adopt`]).
     rearm: ffi::MdwRearm,
 }
 
@@ -230,7 +229,6 @@ impl Default for SkbRing {
                     vlan: false,
                     csum_partial: false,
                 },
-                done: core::ptr::null_mut(),
                 keep: core::ptr::null_mut(),
                 dev: core::ptr::null(),
             },
@@ -487,7 +485,6 @@ impl<'d> SkbPool<'d> {
             return;
         }
         ring.call = self.call;
-        ring.rearm.done = self.done.0;
         ring.rearm.keep = self.keep;
         ring.rearm.dev = dev.as_ptr();
     }
@@ -505,16 +502,16 @@ impl<'d> SkbPool<'d> {
             return;
         }
         ring.call = 0;
-        Self::keep_ring(ring);
+        Self::keep_ring(ring, self.done, self.keep);
     }
 
-    /// [`SkbPool::keep`] for a ring of this call.
+    /// [`SkbPool::keep`] for a ring of this call, whose completion is
+    /// `done`; `keep` is the file's.
     #[inline(never)]
-    fn keep_ring(ring: &mut SkbRing) {
+    fn keep_ring(ring: &mut SkbRing, done: &CallDone, keep: *mut bindings::ubuf_info) {
         let SkbRing {
             skbs,
             cursor,
-            rearm,
             linear,
             ..
         } = ring;
@@ -538,9 +535,9 @@ impl<'d> SkbPool<'d> {
             } else {
                 // SAFETY: the ring's reference to a packet of this call,
                 // given up here (the device may still hold its own);
-                // `rearm` holds the call's live completion and the file's
-                // keep.
-                unsafe { ffi::mdw_skb_let_go(skb, rearm.done, rearm.keep) };
+                // `done` is the call's live completion and `keep` the
+                // file's.
+                unsafe { ffi::mdw_skb_let_go(skb, done.0, keep) };
             }
         }
         for &skb in skbs.get(CACHED_MAX.min(n)..n).unwrap_or(&[]) {

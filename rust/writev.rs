@@ -1045,10 +1045,11 @@ fn send_fanout<T: Timing>(
                 to.destinations,
             )
             .map_err(&err)?;
-            // `rearm_to` checks the destination recycles.
-            let fast = two.as_ref().and_then(|two| {
-                rearm_to::<false>(dest, !to.qdisc, two, to.batch, to.pool, departure)
-            });
+            // `rearm_to` checks the destination recycles; the pool does
+            // not on sends through the qdisc.
+            let fast = two
+                .as_ref()
+                .and_then(|two| rearm_to::<false>(dest, true, two, to.batch, to.pool, departure));
             match fast {
                 Some(sent) => sent,
                 None => {
