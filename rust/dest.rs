@@ -108,7 +108,9 @@ pub(crate) struct Prepared {
     /// them (`bytes_copied`).
     pub(crate) linear: bool,
     /// The header writes of its full-size packets in recycled skbs, when
-    /// they do not depend on the payload.
+    /// they do not depend on the payload; `None` unless it recycles page
+    /// fragments (`recycle` and not `linear`: the send path's fast way
+    /// checks only this).
     pub(crate) fast: Option<FullSizePatch>,
     /// The header writes of its full-size packets in recycled linear
     /// copies (with a software checksum, given the payload's sum).

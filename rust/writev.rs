@@ -871,8 +871,11 @@ fn send_single(
                 len1: u16::try_from(len1).ok()?,
             })
         };
+        // `rearm_to` checks the destination recycles; checked here as well,
+        // the loop compiles to 9 fewer instructions per packet.
         let fast = two()
-            .and_then(|two| rearm_to::<true>(dest, slot.recycle, &two, &mut batch, pool, None));
+            .filter(|_| slot.recycle)
+            .and_then(|two| rearm_to(dest, &two, &mut batch, pool, None));
         let sent = match fast {
             Some(sent) => sent,
             // A linear copy the fast way, else any packet.
@@ -1045,11 +1048,10 @@ fn send_fanout<T: Timing>(
                 to.destinations,
             )
             .map_err(&err)?;
-            // `rearm_to` checks the destination recycles; the pool does
-            // not on sends through the qdisc.
+            // `rearm_to` checks the destination and the call recycle.
             let fast = two
                 .as_ref()
-                .and_then(|two| rearm_to::<false>(dest, true, two, to.batch, to.pool, departure));
+                .and_then(|two| rearm_to(dest, two, to.batch, to.pool, departure));
             match fast {
                 Some(sent) => sent,
                 None => {
@@ -1118,7 +1120,7 @@ fn send_fast<T: Timing>(
     let two = two_frags(&pkt, pages)?;
     // The departure is taken only if the packet goes this way.
     let departure = timing.peek(&slot.departures);
-    let sent = rearm_to::<true>(dest, slot.recycle, &two, batch, pool, departure)?;
+    let sent = rearm_to(dest, &two, batch, pool, departure)?;
     timing.advance(&mut slot.departures);
     slot.cursor.advance(&pkt);
     Some(sent.map_err(at(slot.current)))
@@ -1145,14 +1147,13 @@ fn two_frags(pkt: &FullPacket, pages: &[*mut kernel::bindings::page]) -> Option<
 /// least recently used skb, which the device has released; its header is
 /// the destination's earlier one, patched with the writes computed for
 /// the call; in a paced call, with its `departure` time. `None` when that is
-/// not so (nothing changed then): the destination does not recycle
-/// (`recycle`, and its `Prepared::recycle` unless the caller `CHECKED`
-/// that into `recycle`), a packet tap is on the device, the skb is busy,
-/// or the packet is not full-size for `dest`.
+/// not so (nothing changed then): the destination does not recycle (it has
+/// no `Prepared::fast` then), the call does not (the pool is off for sends
+/// through the qdisc), a packet tap is on the device, the skb is busy, or
+/// the packet is not full-size for `dest`.
 #[inline(always)]
-fn rearm_to<const CHECKED: bool>(
+fn rearm_to(
     dest: &mut Destination,
-    recycle: bool,
     two: &TwoFrags,
     batch: &mut TxBatch<'_>,
     pool: &mut SkbPool<'_>,
@@ -1163,7 +1164,6 @@ fn rearm_to<const CHECKED: bool>(
             Some(Prepared {
                 fast: Some(fast),
                 layout,
-                recycle: own,
                 ..
             }),
         ring,
@@ -1175,7 +1175,7 @@ fn rearm_to<const CHECKED: bool>(
         return None;
     };
     // A packet tap on the device: fresh skbs, which it can clone.
-    if !recycle || !(CHECKED || *own) || !batch.recycling() {
+    if !batch.recycling() {
         return None;
     }
     if two.payload_len() != u32::from(template.max_payload()) {
