@@ -354,10 +354,12 @@ impl<'d> SkbPool<'d> {
     /// The fast way to an skb for the destination's next packet, a payload
     /// in one page or across two: the least recently used skb of its
     /// `ring`, rearmed in one call when the device has released it. `None`
-    /// when that is not so (the pool is off, the ring is empty, its skb
-    /// busy or spoiled): [`SkbPool::take`] then does what the ring needs.
-    /// A ring the call has not used yet is adopted first, for `dev`, the
-    /// device its destination sends on in this call.
+    /// when that is not so (the ring is empty, its skb busy or spoiled):
+    /// [`SkbPool::take`] then does what the ring needs. Only for a batch
+    /// that recycles ([`TxBatch::build_rearmed`]), as the pool does (it is
+    /// off for the same sends, through the qdisc). A ring the call has not
+    /// used yet is adopted first, for `dev`, the device its destination
+    /// sends on in this call.
     #[inline(always)]
     fn rearm(
         &mut self,
@@ -365,9 +367,6 @@ impl<'d> SkbPool<'d> {
         two: &TwoFrags,
         dev: &NetDevice,
     ) -> Option<(*mut bindings::sk_buff, *mut u8)> {
-        if !self.enabled {
-            return None;
-        }
         self.adopt(ring, dev);
         rearm_lru(ring, two, |skb, rearm, lens| {
             // SAFETY: the ring holds a reference to `skb`, a packet of
@@ -383,7 +382,8 @@ impl<'d> SkbPool<'d> {
     /// copies: the least recently used copy of its `ring`, when the device
     /// has released it, takes a copy of `two` behind its header, and the
     /// payload's native sum goes to `sum` if asked. `None` when that is
-    /// not so: [`SkbPool::take`] then does what the ring needs.
+    /// not so: [`SkbPool::take`] then does what the ring needs. Only for a
+    /// batch that recycles ([`TxBatch::build_copied`]).
     #[inline(always)]
     fn rearm_linear(
         &mut self,
@@ -392,7 +392,7 @@ impl<'d> SkbPool<'d> {
         sum: Option<&Cell<u32>>,
         dev: &NetDevice,
     ) -> Option<(*mut bindings::sk_buff, *mut u8)> {
-        if !self.enabled || !ring.linear {
+        if !ring.linear {
             return None;
         }
         self.adopt(ring, dev);
@@ -710,8 +710,10 @@ pub(crate) struct TxBatch<'a> {
     pacer: Option<&'a Pacer>,
     /// The file's flow: picks the device's TX queue.
     flow: u32,
-    /// No packet tap on the device when the batch started: its skbs may
-    /// be recycled. With a tap, fresh skbs, which a tap's clone can copy.
+    /// Straight to the driver, and no packet tap on the device when the
+    /// batch started: its skbs may be recycled. Through the qdisc, or with
+    /// a tap, fresh skbs, which the stack may change and a tap's clone can
+    /// copy.
     recycling: bool,
     /// The queued skbs, `skbs[..len]`; the rest uninitialised (a batch
     /// is made per call and per device switch: zeroing would cost an
@@ -750,7 +752,7 @@ impl<'a> TxBatch<'a> {
             qdisc,
             pacer,
             flow,
-            recycling: !dev.nit_active(),
+            recycling: !qdisc && !dev.nit_active(),
             skbs: [MaybeUninit::uninit(); BATCH],
             lens: [MaybeUninit::uninit(); BATCH],
             times: [MaybeUninit::uninit(); BATCH],
@@ -762,9 +764,9 @@ impl<'a> TxBatch<'a> {
         }
     }
 
-    /// Whether skbs queued in this batch may be recycled: no packet tap
-    /// was active on the device when the batch started (checked again for
-    /// each batch).
+    /// Whether skbs queued in this batch may be recycled: it sends straight
+    /// to the driver and no packet tap was active on the device when the
+    /// batch started (checked again for each batch).
     #[inline(always)]
     pub(crate) fn recycling(&self) -> bool {
         self.recycling
@@ -819,6 +821,7 @@ impl<'a> TxBatch<'a> {
 
     /// [`TxBatch::build`]'s fast way, for a payload in one page or across
     /// two on a destination whose device accepts shared skbs: `None` when
+    /// the batch does not recycle ([`TxBatch::recycling`]) or
     /// [`SkbPool::rearm`] says no (nothing was changed then). The header is
     /// that of the destination's earlier packet.
     #[inline(always)]
@@ -829,7 +832,7 @@ impl<'a> TxBatch<'a> {
         two: &TwoFrags,
         pool: &mut SkbPool<'_>,
     ) -> Option<Building<'b, 'a>> {
-        if self.is_full() {
+        if !self.recycling || self.is_full() {
             return None;
         }
         let (skb, hdr) = pool.rearm(ring, two, self.dev)?;
@@ -857,7 +860,7 @@ impl<'a> TxBatch<'a> {
         pool: &mut SkbPool<'_>,
         sum: Option<&Cell<u32>>,
     ) -> Option<Building<'b, 'a>> {
-        if self.is_full() {
+        if !self.recycling || self.is_full() {
             return None;
         }
         let (skb, hdr) = pool.rearm_linear(ring, two, sum, self.dev)?;
@@ -1066,7 +1069,7 @@ impl<'a> TxBatch<'a> {
         self.bytes = 0;
         self.linear = 0;
         self.unkept = 0;
-        self.recycling = !self.dev.nit_active();
+        self.recycling = !self.qdisc && !self.dev.nit_active();
     }
 }
 
