@@ -441,8 +441,10 @@ pub(crate) struct CallArena {
     /// The file's keep, which its destinations' recycled skbs stay tied
     /// to ([`SkbKeep`]); made by the file's first call.
     keep: Option<SkbKeep>,
-    /// The registered buffers a call uses, empty between calls.
-    buffers: CallBuffers,
+    /// The registered buffers a call uses, empty between calls (an
+    /// `Option`: taking it for a call leaves nothing to drop when it is
+    /// put back).
+    buffers: Option<CallBuffers>,
     /// What `entries`, `slots` and `order` hold after a call, for the
     /// next call shaped like it.
     shape: Shape,
@@ -470,7 +472,7 @@ impl Default for CallArena {
             spare_done: None,
             spare_release: None,
             keep: None,
-            buffers: CallBuffers::default(),
+            buffers: None,
             shape: Shape::default(),
             pins: PinCache::default(),
             frags: [NO_FRAG; MAX_FRAGS],
@@ -1565,7 +1567,7 @@ pub(crate) fn writev(
         _ => None,
     };
     // The file's array for them, empty, taken for the call.
-    let mut buffers = core::mem::take(&mut arena.buffers);
+    let mut buffers = arena.buffers.take().unwrap_or_default();
     let table = (dests.generation(), groups.generation());
     let shaped = req.flags & SHAPE_FLAGS;
     // A repeat of entries found shaped like the last call's: only their
@@ -1658,7 +1660,7 @@ pub(crate) fn writev(
     }
     // The buffers stay held by the page array; the array goes back, empty.
     buffers.clear();
-    *spare_buffers = buffers;
+    *spare_buffers = Some(buffers);
 
     // Send. `done` is dropped (waiting for the device) before `pages`, or
     // handed the pages with the rest of an asynchronous call.
