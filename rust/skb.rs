@@ -832,7 +832,7 @@ impl<'a> TxBatch<'a> {
         two: &TwoFrags,
         pool: &mut SkbPool<'_>,
     ) -> Option<Building<'b, 'a>> {
-        if !self.recycling || self.is_full() {
+        if self.is_full() || !self.recycling {
             return None;
         }
         let (skb, hdr) = pool.rearm(ring, two, self.dev)?;
@@ -860,7 +860,7 @@ impl<'a> TxBatch<'a> {
         pool: &mut SkbPool<'_>,
         sum: Option<&Cell<u32>>,
     ) -> Option<Building<'b, 'a>> {
-        if !self.recycling || self.is_full() {
+        if self.is_full() || !self.recycling {
             return None;
         }
         let (skb, hdr) = pool.rearm_linear(ring, two, sum, self.dev)?;
