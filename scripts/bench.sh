@@ -126,11 +126,18 @@ log "benchmark ($mode): booting the release kernel, 1 vCPU, -icount shift=0,slee
 status=0
 qemu_opts="-icount shift=0,sleep=off"
 # The module area only: the log stays small. MDW_XPROF_KERNEL=FN[,FN...]
-# adds those kernel functions (counted from the module's first instruction
-# on, so the boot does not count).
+# adds those kernel functions, MDW_XPROF_KERNEL=all the whole kernel (a
+# large log: few TIMES), counted from the module's first ioctl to its last
+# (so the boot does not count), or from its MDW_XPROF_SKIP-th (past the
+# set-up's ioctls).
 if [ "$mode" = xprof ]; then
 	ranges=0xffffffffa0000000..0xffffffffff000000
-	if [ -n "${MDW_XPROF_KERNEL:-}" ]; then
+	if [ "${MDW_XPROF_KERNEL:-}" = all ]; then
+		map=$("$MDW_ROOT/scripts/build-kernel.sh" release)/System.map
+		ranges=0xffffffff80000000..0xffffffffff000000
+		awk '$2 ~ /^[tT]$/ { print "SYM", $1, $2, $3 }' "$map" >"$out/ksyms.txt"
+		export MDW_XPROF_KSYMS=$out/ksyms.txt
+	elif [ -n "${MDW_XPROF_KERNEL:-}" ]; then
 		map=$("$MDW_ROOT/scripts/build-kernel.sh" release)/System.map
 		for fn in ${MDW_XPROF_KERNEL//,/ }; do
 			read -r lo hi < <(sort "$map" | awk -v fn="$fn" '

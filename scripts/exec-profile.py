@@ -84,7 +84,10 @@ def main():
                 trace.append(int(line.split("[")[1].split("/")[1], 16))
     if ksymf and ioctl:
         calls = [i for i, pc in enumerate(trace) if pc == ioctl[0]]
-        trace = trace[calls[0]:calls[-1] + 1] if calls else []
+        # MDW_XPROF_SKIP=N: from the N-th ioctl on (past the set-up).
+        skip = int(os.environ.get("MDW_XPROF_SKIP", "0"))
+        print(f"ioctls {len(calls)}, counted from number {skip}")
+        trace = trace[calls[skip]:calls[-1] + 1] if len(calls) > skip else []
     execs.update(trace)
     total = collections.Counter()
     tbs = collections.Counter()
