@@ -881,9 +881,7 @@ fn send_single(
         let sent = match fast {
             Some(sent) => sent,
             // A linear copy the fast way, else any packet.
-            None => match two()
-                .and_then(|two| copy_single(dest, slot.recycle, &two, &mut batch, pool))
-            {
+            None => match two().and_then(|two| copy_single(dest, &two, &mut batch, pool)) {
                 Some(sent) => sent,
                 None => match fill_frags(frags, pages, page, offset, len) {
                     Some(n) => match frags.get(..n) {
@@ -1210,7 +1208,6 @@ fn rearm_to(
 #[inline(always)]
 fn copy_to(
     dest: &mut Destination,
-    recycle: bool,
     two: &TwoFrags,
     batch: &mut TxBatch<'_>,
     pool: &mut SkbPool<'_>,
@@ -1225,10 +1222,9 @@ fn copy_to(
     else {
         return None;
     };
+    // Only a destination that recycles linear copies has `copy`;
+    // `build_copied` checks the batch recycles.
     let patch = p.copy.as_ref()?;
-    if !recycle || !batch.recycling() {
-        return None;
-    }
     if two.payload_len() != u32::from(template.max_payload()) {
         return None;
     }
@@ -1256,12 +1252,11 @@ fn copy_to(
 #[inline(never)]
 fn copy_single(
     dest: &mut Destination,
-    recycle: bool,
     two: &TwoFrags,
     batch: &mut TxBatch<'_>,
     pool: &mut SkbPool<'_>,
 ) -> Option<Result> {
-    copy_to(dest, recycle, two, batch, pool)
+    copy_to(dest, two, batch, pool)
 }
 
 /// A payload's fragments as the fast ways take them: one page, or two
@@ -1347,7 +1342,7 @@ fn build_to(
     let hold = p.linear && departure.is_some();
     let recycle = recycle && batch.recycling() && !hold;
     if recycle && p.copy.is_some() {
-        if let Some(sent) = as_two(frags).and_then(|two| copy_to(dest, true, &two, batch, pool)) {
+        if let Some(sent) = as_two(frags).and_then(|two| copy_to(dest, &two, batch, pool)) {
             return sent;
         }
     }
