@@ -8,10 +8,10 @@
 //! bytes and a packet tap turns recycling off, so this is where the bytes
 //! of recycled skbs, rearmed headers and all, are checked.
 
-use std::{fs, io::Read};
+use std::{cell::Cell, fs, io::Read};
 
 use mdwrite::{
-    uapi::{MdwEntry, MDW_ENTRY_RTP_TS},
+    uapi::{MdwEntry, MDW_ENTRY_RTP_TS, MDW_WRITE_QDISC},
     DestConfig, DestId, Device, Rtp,
 };
 
@@ -279,6 +279,8 @@ pub(crate) fn capture_recycled_bytes() -> TestResult {
     let mut want_ts3: Vec<Option<u32>> = Vec::new();
     let mut seed = 0u32;
     let mut ts = 1000u32;
+    // The calls' flags: `MDW_WRITE_QDISC` or none.
+    let flags = Cell::new(0u32);
 
     // One call: destination k gets `len(k)` bytes, destination 1 a new
     // timestamp; with `fan`, the even destinations get destination 0's
@@ -322,7 +324,8 @@ pub(crate) fn capture_recycled_bytes() -> TestResult {
             e.flags |= MDW_ENTRY_RTP_TS;
             e.rtp_timestamp = ts.wrapping_add(7);
         }
-        let (_, bytes) = fanout::send(&dev, &entries).map_err(|e| format!("{what}: {e}"))?;
+        let (_, bytes) =
+            fanout::send_flags(&dev, &entries, flags.get()).map_err(|e| format!("{what}: {e}"))?;
         let from = |k: usize| if fan { k % 2 } else { k };
         let total: usize = (0..DESTS).map(|k| datas[from(k)].len()).sum();
         if bytes != total as u64 {
@@ -409,6 +412,24 @@ pub(crate) fn capture_recycled_bytes() -> TestResult {
         )?;
     }
     phase("checksum offload on again", &mut got)?;
+
+    // Through the qdisc, the rings holding kept skbs from the calls
+    // before: the stack may change what it is given, so every packet is
+    // a fresh skb, none shared with a ring.
+    let shared = param("shared")?;
+    flags.set(MDW_WRITE_QDISC);
+    for c in 0..2 {
+        call(&full, false, &format!("through the qdisc, call {}", c + 1))?;
+    }
+    call(&three, false, "through the qdisc, three packets")?;
+    flags.set(0);
+    phase("through the qdisc", &mut got)?;
+    let shared = param("shared")? - shared;
+    if shared != 0 {
+        return Err(format!(
+            "the NIC got {shared} shared skbs from calls through the qdisc, want 0"
+        ));
+    }
 
     // The NIC completing late, with zero-copy packets: at the end of the
     // call the NIC still holds the skbs the rings keep, which name the
@@ -540,8 +561,8 @@ pub(crate) fn capture_recycled_bytes() -> TestResult {
             ));
         }
     }
-    // 29 calls of one packet, 9 of three, per destination.
-    let datagrams = 29 + 9 * 3;
+    // 31 calls of one packet, 10 of three, per destination.
+    let datagrams = 31 + 10 * 3;
     if let Some(k) = (0..DESTS).find(|&k| got.datagrams[k] != datagrams) {
         return Err(format!(
             "destination {k}: {} datagrams, want {datagrams}",

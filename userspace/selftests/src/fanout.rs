@@ -28,7 +28,16 @@ pub(crate) fn same(dest: DestId) -> MdwEntry {
 
 /// Sends `entries` in one call; fails unless all of it was sent.
 pub(crate) fn send(dev: &Device, entries: &[MdwEntry]) -> Result<(u64, u64), String> {
-    let (r, req) = raw_writev(dev, entries, |_| {});
+    send_flags(dev, entries, 0)
+}
+
+/// [`send`] with `flags` (`MDW_WRITE_*`) in the call.
+pub(crate) fn send_flags(
+    dev: &Device,
+    entries: &[MdwEntry],
+    flags: u32,
+) -> Result<(u64, u64), String> {
+    let (r, req) = raw_writev(dev, entries, |req| req.flags |= flags);
     r.map_err(|e| format!("WRITEV: {}", errno_name(e)))?;
     if req.error != 0 {
         return Err(format!(
