@@ -40,7 +40,7 @@ use crate::{
     common::{
         checksum::from_native_sum,
         group::{group_by_slot, Grouping, SlotRanges},
-        interleave::RoundRobin,
+        interleave::{Burst, RoundRobin},
         pace::{Departures, EntryPace, PaceError, Window},
         runs::{self, Run, RunLayout, Source},
         segment::{
@@ -703,94 +703,120 @@ fn send_all<T: Timing>(
         out.error = Some(at(0)(EINVAL));
         return out;
     };
-    // Turn by turn: the order costs once per turn, the packets of a turn
-    // go in an inner loop.
+    let mut to = SendTo {
+        dests,
+        devs,
+        order,
+        entries,
+        pages,
+        pool,
+        batch: &mut batch,
+        frags,
+        out: &mut out,
+        qdisc,
+        flow,
+        destinations,
+        timing,
+        pacer,
+    };
+    // The entry of the call's last packet so far: a failing last flush
+    // names it.
     let mut last = 0;
-    'call: while let Some(burst) = turns.next_burst() {
-        let Some(slot) = slots.get_mut(burst.queue) else {
-            out.error = Some(at(last)(EINVAL));
-            break;
-        };
-        // At its first turn the slot is readied and, after it, all of its
-        // packets are left.
-        slot.begin(call);
-        timing.start(&mut slot.departures, burst.before);
-        if slot.fanout {
-            let sent = send_fanout(
-                slot,
-                burst.packets,
-                burst.last,
-                &mut SendTo {
-                    dests,
-                    devs,
-                    order,
-                    entries,
-                    pages,
-                    pool,
-                    batch: &mut batch,
-                    frags: &mut *frags,
-                    out: &mut out,
-                    qdisc,
-                    flow,
-                    destinations,
-                    timing,
-                    pacer,
-                },
-            );
-            if let Err(e) = sent {
-                out.error = Some(e);
+    let mut error = None;
+    'call: {
+        // The rounds in which every slot sends and keeps packets (all of
+        // a call's but the last when its destinations have as many), slot
+        // by slot: no order to look up.
+        if let Some((rounds, quantum, counts)) = turns
+            .full_rounds()
+            .filter(|(_, _, counts)| counts.len() == slots.len())
+        {
+            for _ in 0..rounds {
+                for (slot, count) in slots.iter_mut().zip(counts.iter_mut()) {
+                    let before = *count;
+                    // No underflow: a full round leaves every slot some.
+                    *count = before.wrapping_sub(quantum);
+                    let burst = Burst {
+                        queue: 0,
+                        packets: quantum,
+                        round_end: false,
+                        last: false,
+                        before,
+                    };
+                    if let Err(e) = send_turn(slot, &burst, call, &mut to) {
+                        error = Some(e);
+                        break 'call;
+                    }
+                    last = slot.current;
+                }
+            }
+        }
+        // Turn by turn: the order costs once per turn, the packets of a
+        // turn go in an inner loop.
+        while let Some(burst) = turns.next_burst() {
+            let Some(slot) = slots.get_mut(burst.queue) else {
+                error = Some(at(last)(EINVAL));
+                break;
+            };
+            if let Err(e) = send_turn(slot, &burst, call, &mut to) {
+                error = Some(e);
                 break;
             }
             last = slot.current;
-            continue;
         }
-        let Some(dest) = dests.get_mut(slot.handle) else {
-            out.error = Some(at(slot.current)(EINVAL));
-            break;
-        };
-        // With one device (the usual case) the batch never switches.
-        if let Err(e) = switch_to(
-            &mut batch,
-            devs,
-            slot.dev,
-            &mut out,
-            (qdisc, flow, pacer),
-            destinations,
-        ) {
-            out.error = Some(at(slot.current)(e));
-            break;
-        }
-        let mut left = burst.packets;
-        while left > 0 {
-            left -= 1;
-            if slot.cursor.at_entry_end() {
-                if let Err(e) = slot.enter_next(&mut dest.state, order, entries, timing) {
-                    out.error = Some(e);
-                    break 'call;
-                }
-            }
-            // A paced packet goes the fast way too, with its departure time.
-            let sent = match send_fast(slot, dest, pages, &mut batch, pool, timing) {
-                Some(sent) => sent,
-                None => send_packet(
-                    slot, dest, order, entries, pages, frags, &mut batch, pool, timing,
-                ),
-            };
-            if let Err(e) = sent {
-                out.error = Some(e);
-                break 'call;
-            }
-            if let Err(e) = make_room(&mut batch, &mut out, || left > 0 || !burst.last) {
-                out.error = Some(at(slot.current)(e));
-                break 'call;
-            }
-        }
-        // The entry of the call's last packet so far: a failing last flush
-        // names it.
-        last = slot.current;
+    }
+    if error.is_some() {
+        out.error = error;
     }
     out.finish(&mut batch, last);
     out
+}
+
+/// One turn of `slot`: its `burst.packets` next packets (of a fan-out,
+/// to each of its destinations: [`send_fanout`]). At its first turn the
+/// slot is readied and, after it, all of its packets are left.
+#[inline(always)]
+fn send_turn<T: Timing>(
+    slot: &mut Slot,
+    burst: &Burst,
+    call: u64,
+    to: &mut SendTo<'_, '_, '_, T>,
+) -> Result<(), EntryError> {
+    slot.begin(call);
+    to.timing.start(&mut slot.departures, burst.before);
+    if slot.fanout {
+        return send_fanout(slot, burst.packets, burst.last, to);
+    }
+    let dest = to
+        .dests
+        .get_mut(slot.handle)
+        .ok_or(at(slot.current)(EINVAL))?;
+    // With one device (the usual case) the batch never switches.
+    switch_to(
+        to.batch,
+        to.devs,
+        slot.dev,
+        to.out,
+        (to.qdisc, to.flow, to.pacer),
+        to.destinations,
+    )
+    .map_err(at(slot.current))?;
+    let mut left = burst.packets;
+    while left > 0 {
+        left -= 1;
+        if slot.cursor.at_entry_end() {
+            slot.enter_next(&mut dest.state, to.order, to.entries, to.timing)?;
+        }
+        // A paced packet goes the fast way too, with its departure time.
+        match send_fast(slot, dest, to.pages, to.batch, to.pool, to.timing) {
+            Some(sent) => sent?,
+            None => send_packet(
+                slot, dest, to.order, to.entries, to.pages, to.frags, to.batch, to.pool, to.timing,
+            )?,
+        }
+        make_room(to.batch, to.out, || left > 0 || !burst.last).map_err(at(slot.current))?;
+    }
+    Ok(())
 }
 
 /// Sends a call whose every slot is one destination's one packet, untimed

@@ -171,6 +171,32 @@ impl RoundRobin<'_> {
     }
 }
 
+impl RoundRobin<'_> {
+    /// The rounds at the start of the order in which every queue sends
+    /// `quantum` packets and keeps some, for a caller that sends them
+    /// itself: their number, the quantum, and the queues' counts. The
+    /// caller sends them round by round, each queue in index order, and
+    /// takes each turn's packets off its queue's count; the order then
+    /// goes on after the rounds it sent. `None` unless every queue has
+    /// packets and the order has not started (then the queues of the
+    /// first rounds are all of them, in index order). O(queues).
+    pub fn full_rounds(&mut self) -> Option<(u64, u64, &mut [u64])> {
+        if self.len == 0
+            || self.len != self.remaining.len()
+            || self.read != 0
+            || self.write != 0
+            || self.burst != 0
+        {
+            return None;
+        }
+        let smallest = *self.remaining.iter().min()?;
+        let quantum = u64::from(self.quantum);
+        // Every queue has packets (`None` else); `quantum` is not 0.
+        let rounds = smallest.checked_sub(1)?.checked_div(quantum)?;
+        Some((rounds, quantum, &mut *self.remaining))
+    }
+}
+
 impl Iterator for RoundRobin<'_> {
     type Item = Turn;
 

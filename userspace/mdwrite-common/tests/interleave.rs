@@ -192,3 +192,84 @@ proptest! {
         prop_assert!(remaining.iter().all(|&r| r == 0));
     }
 }
+
+proptest! {
+    /// A caller that sends the full rounds itself (`full_rounds`), queue
+    /// by queue, then the rest of the order turn by turn, sends the
+    /// reference order; the full rounds are all rounds in which every
+    /// queue keeps packets.
+    #[test]
+    fn full_rounds_then_bursts_match_reference(
+        base in 1u64..40,
+        extra in proptest::collection::vec(prop_oneof![Just(None), (0u64..6).prop_map(Some)], 0..24),
+        quantum in prop_oneof![Just(1u32), 1u32..6, Just(u32::MAX)],
+        singles in proptest::collection::vec(any::<bool>(), 0..8),
+    ) {
+        let counts: Vec<u64> = extra.iter().map(|e| e.map_or(0, |x| base + x)).collect();
+        let expected = naive_order(&counts, quantum);
+        let mut remaining = counts.clone();
+        let mut active = vec![u32::MAX; counts.iter().filter(|&&c| c > 0).count()];
+        let mut rr = RoundRobin::new(&mut remaining, &mut active, quantum).unwrap();
+        let mut got: Vec<Turn> = Vec::new();
+        let every_queue = !counts.is_empty() && counts.iter().all(|&c| c > 0);
+        match rr.full_rounds() {
+            Some((rounds, q, left)) => {
+                prop_assert!(every_queue);
+                prop_assert_eq!(q, u64::from(quantum));
+                let smallest = *counts.iter().min().unwrap();
+                // The most rounds in which every queue keeps packets.
+                prop_assert!(rounds * q < smallest);
+                prop_assert!((rounds + 1) * q >= smallest);
+                for _ in 0..rounds {
+                    let n = left.len();
+                    for (queue, count) in left.iter_mut().enumerate() {
+                        *count -= q;
+                        for k in 0..q {
+                            let end = k + 1 == q && queue + 1 == n;
+                            got.push(Turn { queue, round_end: end, last: false });
+                        }
+                    }
+                }
+            }
+            None => prop_assert!(!every_queue),
+        }
+        let mut pick = singles.iter().cycle();
+        loop {
+            if singles.is_empty() || !*pick.next().unwrap() {
+                let Some(Burst { queue, packets, round_end, last, before }) = rr.next_burst() else {
+                    break;
+                };
+                let sent = got.iter().filter(|t| t.queue == queue).count() as u64;
+                prop_assert_eq!(before, counts[queue] - sent);
+                for k in 0..packets {
+                    let end = k + 1 == packets;
+                    got.push(Turn { queue, round_end: round_end && end, last: last && end });
+                }
+            } else {
+                let Some(turn) = rr.next() else {
+                    break;
+                };
+                got.push(turn);
+            }
+        }
+        prop_assert_eq!(rr.next_burst(), None);
+        prop_assert_eq!(&got, &expected);
+        prop_assert!(remaining.iter().all(|&r| r == 0));
+    }
+}
+
+#[test]
+fn full_rounds_only_at_the_start_with_every_queue() {
+    let mut remaining = [3u64, 0, 2];
+    let mut active = [0u32; 3];
+    let mut rr = RoundRobin::new(&mut remaining, &mut active, 1).unwrap();
+    assert_eq!(rr.full_rounds().map(|(r, q, _)| (r, q)), None);
+
+    let mut remaining = [3u64, 5, 2];
+    let mut active = [0u32; 3];
+    let mut rr = RoundRobin::new(&mut remaining, &mut active, 1).unwrap();
+    assert_eq!(rr.full_rounds().map(|(r, q, _)| (r, q)), Some((1, 1)));
+    // Mid-round: none.
+    assert_eq!(rr.next_burst().map(|b| b.queue), Some(0));
+    assert_eq!(rr.full_rounds().map(|(r, q, _)| (r, q)), None);
+}

@@ -73,6 +73,11 @@ const TESTS: &[Test] = &[
     ),
     ("interleave_round_robin", send::interleave_round_robin),
     ("interleave_quantum", send::interleave_quantum),
+    ("interleave_full_rounds", send::interleave_full_rounds),
+    (
+        "interleave_full_rounds_quantum",
+        send::interleave_full_rounds_quantum,
+    ),
     ("send_checksum_vlan_qdisc", send::send_checksum_vlan_qdisc),
     ("send_real_nic_recycled", send::send_real_nic_recycled),
     ("pace_real_nic_recycled", send::pace_real_nic_recycled),

@@ -377,12 +377,11 @@ fn capture_sender_port(topo: &Topology) -> Result<Capture, String> {
 }
 
 /// The order on the wire, captured where the sender's link enters the
-/// switch: round-robin over destinations, `quantum` packets each per round,
-/// every packet within the packet size.
-fn interleave(quantum: u32) -> TestResult {
-    let n = 4;
+/// switch: round-robin over destinations with `counts` packets,
+/// `quantum` packets each per round, every packet within the packet size.
+fn interleave(quantum: u32, counts: [usize; 4]) -> TestResult {
+    let n = counts.len();
     let topo = Topology::new(n)?;
-    let counts = [5usize, 1, 3, 8];
     let datas: Vec<Vec<u8>> = counts
         .iter()
         .map(|&c| pattern(c * 1000 - 1, c as u32))
@@ -426,12 +425,26 @@ fn interleave(quantum: u32) -> TestResult {
 /// Strict round-robin: the first packet of every destination leaves before
 /// the second of any.
 pub(crate) fn interleave_round_robin() -> TestResult {
-    interleave(1)
+    interleave(1, [5, 1, 3, 8])
+}
+
+/// Every destination with several packets: the rounds in which all of
+/// them keep packets (here the first two) are sent slot by slot, without
+/// the order's bookkeeping, and the rest turn by turn; the wire sees one
+/// round-robin order.
+pub(crate) fn interleave_full_rounds() -> TestResult {
+    interleave(1, [5, 3, 4, 8])
 }
 
 /// A quantum of 3 packets per destination per round.
 pub(crate) fn interleave_quantum() -> TestResult {
-    interleave(3)
+    interleave(3, [5, 1, 3, 8])
+}
+
+/// [`interleave_full_rounds`] with 2 packets per turn: one full round
+/// (every destination has more than 2 packets), then the rest.
+pub(crate) fn interleave_full_rounds_quantum() -> TestResult {
+    interleave(2, [6, 3, 4, 9])
 }
 
 /// The main job's demonstration: one call sends 4 MiB to each of 8
