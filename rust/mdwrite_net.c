@@ -417,7 +417,8 @@ void mdw_done_wait_free(struct mdw_done *d)
 
 /*
  * A synchronous call's end: drops the call's reference and waits, killably,
- * until the device has released every skb. Returns 0 then: the caller
+ * until the device has released every skb (at once when it has already:
+ * the reference is kept then). Returns 0 then: the caller
  * still owns @release, and @d, made new (mdw_done_new()) for the file's
  * next call: nothing refers to it any more (every skb that held it has
  * dropped its reference, and complete() touches nothing once the wait has
@@ -429,6 +430,16 @@ void mdw_done_wait_free(struct mdw_done *d)
  */
 int mdw_done_wait_killable(struct mdw_done *d, void *release)
 {
+	/*
+	 * The usual end on a driver that frees what it sent before the flush
+	 * returns: only the call's reference is left, and nothing can take
+	 * one any more (every skb of the call was made), so @d is as new.
+	 */
+	if (refcount_read(&d->ubuf.refcnt) == 1) {
+		/* Pairs with the release in the last skb's mdw_done_complete(). */
+		smp_acquire__after_ctrl_dep();
+		return 0;
+	}
 	d->call = release;
 	mdw_done_complete(NULL, &d->ubuf, true);
 	if (!wait_for_completion_killable(&d->done)) {

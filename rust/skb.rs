@@ -883,6 +883,17 @@ impl<'a> TxBatch<'a> {
     /// (`EINTR`), or the qdisc dropped some (`ENOBUFS`).
     pub(crate) fn flush(&mut self) -> Flushed {
         let n = self.len;
+        if n == 0 {
+            // The usual end of a call whose last packet filled the batch
+            // (flushed then): nothing to hand over, nothing to reset.
+            return Flushed {
+                packets: 0,
+                bytes: 0,
+                copied: 0,
+                held: false,
+                result: Ok(()),
+            };
+        }
         let mut sent = 0;
         let mut result = Ok(());
         if let (Some(pacer), false) = (self.pacer, self.qdisc) {
