@@ -3,7 +3,7 @@
 //! Tests of `interleave` against a naive round-by-round reference.
 
 use mdwrite_common::interleave::{Burst, InterleaveError, RoundRobin, Turn, DEFAULT_QUANTUM};
-use proptest::prelude::*;
+use proptest::{prelude::*, test_runner::TestCaseError};
 
 /// Builds the order round by round: each non-empty queue, ascending, sends
 /// `min(quantum, remaining)` packets; rounds end with `round_end`.
@@ -32,6 +32,53 @@ fn naive_order(counts: &[u64], quantum: u32) -> Vec<Turn> {
         t.last = true;
     }
     order
+}
+
+/// Runs `rr` to its end into `got`, turn by turn (`next_burst`) or, where
+/// `singles` says so in turn, packet by packet (`next`), so that a turn
+/// may start with `next` and end with `next_burst`; checks each turn's
+/// `before` against `counts` and what `got` has already.
+fn finish(
+    rr: &mut RoundRobin<'_>,
+    counts: &[u64],
+    singles: &[bool],
+    got: &mut Vec<Turn>,
+) -> Result<(), TestCaseError> {
+    let mut pick = singles.iter().cycle();
+    loop {
+        if singles.is_empty() || !*pick.next().unwrap() {
+            let Some(Burst {
+                queue,
+                packets,
+                round_end,
+                last,
+                before,
+            }) = rr.next_burst()
+            else {
+                break;
+            };
+            prop_assert!(packets >= 1);
+            // What the queue had left: all of its packets at its first
+            // turn (paced calls start its clock then).
+            let sent = got.iter().filter(|t| t.queue == queue).count() as u64;
+            prop_assert_eq!(before, counts[queue] - sent);
+            for k in 0..packets {
+                let end = k + 1 == packets;
+                got.push(Turn {
+                    queue,
+                    round_end: round_end && end,
+                    last: last && end,
+                });
+            }
+        } else {
+            let Some(turn) = rr.next() else {
+                break;
+            };
+            got.push(turn);
+        }
+    }
+    prop_assert_eq!(rr.next_burst(), None);
+    Ok(())
 }
 
 /// Runs the round robin over `counts` to the end.
@@ -165,29 +212,7 @@ proptest! {
         let mut active = vec![u32::MAX; counts.iter().filter(|&&c| c > 0).count()];
         let mut rr = RoundRobin::new(&mut remaining, &mut active, quantum).unwrap();
         let mut got: Vec<Turn> = Vec::new();
-        let mut pick = singles.iter().cycle();
-        loop {
-            if singles.is_empty() || !*pick.next().unwrap() {
-                let Some(Burst { queue, packets, round_end, last, before }) = rr.next_burst() else {
-                    break;
-                };
-                prop_assert!(packets >= 1);
-                // What the queue had left: all of its packets at its first
-                // turn (paced calls start its clock then).
-                let sent = got.iter().filter(|t| t.queue == queue).count() as u64;
-                prop_assert_eq!(before, counts[queue] - sent);
-                for k in 0..packets {
-                    let end = k + 1 == packets;
-                    got.push(Turn { queue, round_end: round_end && end, last: last && end });
-                }
-            } else {
-                let Some(turn) = rr.next() else {
-                    break;
-                };
-                got.push(turn);
-            }
-        }
-        prop_assert_eq!(rr.next_burst(), None);
+        finish(&mut rr, &counts, &singles, &mut got)?;
         prop_assert_eq!(&got, &expected);
         prop_assert!(remaining.iter().all(|&r| r == 0));
     }
@@ -233,26 +258,7 @@ proptest! {
             }
             None => prop_assert!(!every_queue),
         }
-        let mut pick = singles.iter().cycle();
-        loop {
-            if singles.is_empty() || !*pick.next().unwrap() {
-                let Some(Burst { queue, packets, round_end, last, before }) = rr.next_burst() else {
-                    break;
-                };
-                let sent = got.iter().filter(|t| t.queue == queue).count() as u64;
-                prop_assert_eq!(before, counts[queue] - sent);
-                for k in 0..packets {
-                    let end = k + 1 == packets;
-                    got.push(Turn { queue, round_end: round_end && end, last: last && end });
-                }
-            } else {
-                let Some(turn) = rr.next() else {
-                    break;
-                };
-                got.push(turn);
-            }
-        }
-        prop_assert_eq!(rr.next_burst(), None);
+        finish(&mut rr, &counts, &singles, &mut got)?;
         prop_assert_eq!(&got, &expected);
         prop_assert!(remaining.iter().all(|&r| r == 0));
     }
