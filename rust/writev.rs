@@ -737,6 +737,7 @@ fn send_all<T: Timing>(
                     // No underflow: a full round leaves every slot some.
                     *count = before.wrapping_sub(quantum);
                     let burst = Burst {
+                        // Not read: `send_turn` is given the slot.
                         queue: 0,
                         packets: quantum,
                         round_end: false,
