@@ -722,7 +722,6 @@ fn send_all<T: Timing>(
     // The entry of the call's last packet so far: a failing last flush
     // names it.
     let mut last = 0;
-    let mut error = None;
     'call: {
         // The rounds in which every slot sends and keeps packets (all of
         // a call's but the last when its destinations have as many), slot
@@ -745,7 +744,7 @@ fn send_all<T: Timing>(
                         before,
                     };
                     if let Err(e) = send_turn(slot, &burst, call, &mut to) {
-                        error = Some(e);
+                        to.out.error = Some(e);
                         break 'call;
                     }
                     last = slot.current;
@@ -756,18 +755,15 @@ fn send_all<T: Timing>(
         // turn go in an inner loop.
         while let Some(burst) = turns.next_burst() {
             let Some(slot) = slots.get_mut(burst.queue) else {
-                error = Some(at(last)(EINVAL));
+                to.out.error = Some(at(last)(EINVAL));
                 break;
             };
             if let Err(e) = send_turn(slot, &burst, call, &mut to) {
-                error = Some(e);
+                to.out.error = Some(e);
                 break;
             }
             last = slot.current;
         }
-    }
-    if error.is_some() {
-        out.error = error;
     }
     out.finish(&mut batch, last);
     out
