@@ -44,9 +44,17 @@ pub trait Method {
     /// Sends the whole workload once. Timed.
     fn send(&mut self, wl: &Workload, pool: &Pool) -> io::Result<Outcome>;
 
-    /// Packets the device should count for `wl`.
+    /// Packets the device should count for `wl` (at least, with
+    /// [`Method::packet_slack`]).
     fn expected_packets(&self, wl: &Workload) -> u64 {
         wl.packets()
+    }
+
+    /// How many more packets than [`Method::expected_packets`] a send may
+    /// make by its own rules (pktgen's bursts); its figures are then per
+    /// packet it sent.
+    fn packet_slack(&self) -> u64 {
+        0
     }
 
     /// Checks after the timed section; returns a note, empty if all is well.
