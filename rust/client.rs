@@ -5,7 +5,7 @@
 //! Locking: `dests` is held while a `MDW_IOC_WRITEV` call builds and
 //! queues its packets, so calls on one file send one at a time (calls on
 //! different files run in parallel) and destinations cannot change under
-//! a call; the file's call arena (`writev::CallArena`, its working arrays
+//! a call; the file's call arena (`arena::CallArena`, its working arrays
 //! kept from call to call) lives behind the same lock. A synchronous call
 //! waits for its completion after dropping it (and its device
 //! references), so other ioctls on the file go on meanwhile. `bufs` is taken briefly, inside `dests` when a call looks its
@@ -33,6 +33,7 @@ use crate::{
         MDW_FEAT_RTP, MDW_FEAT_VLAN, MDW_FEAT_WRITEV, MDW_WRITE_ASYNC, MDW_WRITE_PACE,
         MDW_WRITE_QDISC, MDW_WRITE_REPEAT,
     },
+    arena::{CallArena, Outcome},
     buffer::{BufTable, RegisteredBuffer},
     dest::{DestTable, Destination},
     errno,
@@ -41,7 +42,7 @@ use crate::{
     net::NetNs,
     pacer::Pacer,
     records::{FileShared, PollTable},
-    writev::{self, CallArena},
+    writev,
 };
 
 /// Feature bits this build of the module implements.
@@ -358,7 +359,7 @@ impl Client {
                 let err = Err(e.error);
                 (
                     err,
-                    writev::Outcome {
+                    Outcome {
                         bytes: 0,
                         copied: 0,
                         packets: 0,

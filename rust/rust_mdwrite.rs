@@ -31,6 +31,7 @@
 use kernel::prelude::*;
 
 mod abi;
+mod arena;
 mod buffer;
 mod calldevs;
 mod callpages;
@@ -48,9 +49,12 @@ mod pacer;
 mod pin;
 mod pincache;
 mod records;
+mod send;
 mod skb;
 mod stats;
 mod table;
+mod timing;
+mod validate;
 mod vec;
 mod writev;
 
