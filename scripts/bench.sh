@@ -161,6 +161,10 @@ if [ "$mode" = xprof ]; then
 	[ -s "$out/syms.txt" ] || die "the guest wrote no symbols (status $status)"
 	run=$(cat "$out/xprof-run.txt")
 	packets=$(sed -n 's/.*: \([0-9]*\) x \([0-9]*\) packets.*/\1 \2/p' <<<"$run" | awk '{ print $1 * $2 }')
+	# Packets per send: the figures of a window past the set-up
+	# (MDW_XPROF_SKIP) are per packet of the sends in it.
+	MDW_XPROF_PER_CALL=$(sed -n 's/.*: \([0-9]*\) x \([0-9]*\) packets.*/\2/p' <<<"$run")
+	export MDW_XPROF_PER_CALL
 	echo "# ${args[*]}: $run"
 	# A module built with line tables (MDW_KRUSTFLAGS=-Cdebuginfo=2): the
 	# detailed functions' instructions by source line too.

@@ -88,6 +88,14 @@ def main():
         skip = int(os.environ.get("MDW_XPROF_SKIP", "0"))
         print(f"ioctls {len(calls)}, counted from number {skip}")
         trace = trace[calls[skip]:calls[-1] + 1] if len(calls) > skip else []
+        # Past the set-up every ioctl is a send and the window ends at the
+        # last one's entry: it holds len(calls) - 1 - skip whole sends,
+        # not all of them. With MDW_XPROF_PER_CALL (packets per send) the
+        # figures are per packet of those.
+        per_call = float(os.environ.get("MDW_XPROF_PER_CALL", "0"))
+        if skip > 0 and per_call > 0 and len(calls) - 1 > skip:
+            per = per_call * (len(calls) - 1 - skip)
+            print(f"sends counted {len(calls) - 1 - skip}, {per:.0f} packets")
     execs.update(trace)
     total = collections.Counter()
     tbs = collections.Counter()
