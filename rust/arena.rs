@@ -35,13 +35,13 @@ use crate::{
 
 /// Most pages of a page array a file keeps between calls (128 KiB of
 /// pointers, 64 MiB of payload).
-pub(crate) const SPARE_PAGES_MAX: usize = 16384;
+const SPARE_PAGES_MAX: usize = 16384;
 
 /// Entries validated between two checks for a fatal signal.
 pub(crate) const ENTRIES_PER_YIELD: usize = 64;
 
 /// An unused fragment slot.
-pub(crate) const NO_FRAG: ffi::MdwFrag = ffi::MdwFrag {
+const NO_FRAG: ffi::MdwFrag = ffi::MdwFrag {
     page: core::ptr::null_mut(),
     off: 0,
     len: 0,
@@ -101,7 +101,7 @@ impl CallBuffers {
 
     /// [`CallBuffers::index`] for a buffer other than the last one found.
     #[inline(never)]
-    pub(crate) fn index_slow(&mut self, id: u32, table: &Mutex<BufTable>) -> Result<usize> {
+    fn index_slow(&mut self, id: u32, table: &Mutex<BufTable>) -> Result<usize> {
         if let Some(i) = self.held.iter().position(|(held, _)| *held == id) {
             return Ok(i);
         }
@@ -429,12 +429,7 @@ impl Slot {
 
     /// What moving on to `entry` means for the destination.
     #[inline(always)]
-    pub(crate) fn begin_entry<T: Timing>(
-        &mut self,
-        state: &mut PacketState,
-        entry: &Entry,
-        timing: T,
-    ) {
+    fn begin_entry<T: Timing>(&mut self, state: &mut PacketState, entry: &Entry, timing: T) {
         self.current = entry.index;
         if let Some(ts) = entry.rtp_ts {
             state.rtp_ts = ts;

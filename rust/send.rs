@@ -31,7 +31,7 @@ use crate::{
 /// fit, a page is missing or they would not cover the payload exactly
 /// (never a silently short packet).
 #[inline(always)]
-pub(crate) fn fill_frags(
+fn fill_frags(
     frags: &mut [ffi::MdwFrag; MAX_FRAGS],
     pages: &[*mut kernel::bindings::page],
     page: usize,
@@ -168,7 +168,7 @@ pub(crate) fn send_all<T: Timing>(
 /// to each of its destinations: [`send_fanout`]). At its first turn the
 /// slot is readied and, after it, all of its packets are left.
 #[inline(always)]
-pub(crate) fn send_turn<T: Timing>(
+fn send_turn<T: Timing>(
     slot: &mut Slot,
     burst: &Burst,
     call: u64,
@@ -326,7 +326,7 @@ pub(crate) fn send_single(
 /// call's `destinations` (a fan-out's each counted);
 /// `None` when there is no slot or no such device.
 #[inline(always)]
-pub(crate) fn first_batch<'d>(
+fn first_batch<'d>(
     slots: &[Slot],
     devs: &'d [NetDevice],
     (qdisc, flow, pacer): (bool, u32, Option<&'d Pacer>),
@@ -341,7 +341,7 @@ pub(crate) fn first_batch<'d>(
 /// Makes `batch` the batch of the call's device `dev` (flushing the one it
 /// was for). With one device, the usual case, the batch never switches.
 #[inline(always)]
-pub(crate) fn switch_to<'d>(
+fn switch_to<'d>(
     batch: &mut TxBatch<'d>,
     devs: &'d [NetDevice],
     dev: u32,
@@ -380,7 +380,7 @@ pub(crate) fn make_room(
 }
 
 /// What a fan-out's burst sends with.
-pub(crate) struct SendTo<'s, 'd, 'p, T> {
+struct SendTo<'s, 'd, 'p, T> {
     pub(crate) dests: &'s mut DestTable,
     pub(crate) devs: &'d [NetDevice],
     pub(crate) order: &'s [u32],
@@ -402,7 +402,7 @@ pub(crate) struct SendTo<'s, 'd, 'p, T> {
 /// packet; `last`: the call's last turn. Each destination's ring is
 /// adopted with its first packet ([`SkbPool::take`], [`SkbPool::rearm`]).
 #[inline(never)]
-pub(crate) fn send_fanout<T: Timing>(
+fn send_fanout<T: Timing>(
     slot: &mut Slot,
     packets: u64,
     last: bool,
@@ -495,7 +495,7 @@ pub(crate) fn send_fanout<T: Timing>(
 /// Where the destinations of a fan-out's packet take their RTP timestamp
 /// from.
 #[derive(Clone, Copy)]
-pub(crate) enum StartTs {
+enum StartTs {
     /// Each goes on from its own (not the first packet of an entry, or a
     /// group entry without one).
     Kept,
@@ -508,7 +508,7 @@ pub(crate) enum StartTs {
 
 /// Writes `two` as page fragments; returns how many.
 #[inline(always)]
-pub(crate) fn frags_of_two(two: &TwoFrags, frags: &mut [ffi::MdwFrag; MAX_FRAGS]) -> usize {
+fn frags_of_two(two: &TwoFrags, frags: &mut [ffi::MdwFrag; MAX_FRAGS]) -> usize {
     let [a, b, ..] = frags;
     *a = ffi::MdwFrag {
         page: two.page0,
@@ -530,7 +530,7 @@ pub(crate) fn frags_of_two(two: &TwoFrags, frags: &mut [ffi::MdwFrag; MAX_FRAGS]
 /// in one page or across two ([`rearm_to`]). `None` when the packet is not
 /// like that (nothing changed then): [`send_packet`] handles every case.
 #[inline(always)]
-pub(crate) fn send_fast<T: Timing>(
+fn send_fast<T: Timing>(
     slot: &mut Slot,
     dest: &mut Destination,
     pages: &[*mut kernel::bindings::page],
@@ -550,10 +550,7 @@ pub(crate) fn send_fast<T: Timing>(
 
 /// The page fragments of a full-size packet.
 #[inline(always)]
-pub(crate) fn two_frags(
-    pkt: &FullPacket,
-    pages: &[*mut kernel::bindings::page],
-) -> Option<TwoFrags> {
+fn two_frags(pkt: &FullPacket, pages: &[*mut kernel::bindings::page]) -> Option<TwoFrags> {
     let page1 = match pkt.len1 {
         0 => core::ptr::null_mut(),
         _ => *pages.get(pkt.page.wrapping_add(1))?,
@@ -577,7 +574,7 @@ pub(crate) fn two_frags(
 /// through the qdisc), a packet tap is on the device, the skb is busy, or
 /// the packet is not full-size for `dest`.
 #[inline(always)]
-pub(crate) fn rearm_to(
+fn rearm_to(
     dest: &mut Destination,
     two: &TwoFrags,
     batch: &mut TxBatch<'_>,
@@ -631,7 +628,7 @@ pub(crate) fn rearm_to(
 /// destination before finding it has no zero-copy patch (12 more per
 /// packet on virtio-net).
 #[inline(always)]
-pub(crate) fn copy_to(
+fn copy_to(
     dest: &mut Destination,
     two: &TwoFrags,
     batch: &mut TxBatch<'_>,
@@ -675,7 +672,7 @@ pub(crate) fn copy_to(
 /// the loop's zero-copy packets about 10 instructions each (the loop's
 /// registers), for about 13 fewer per linear copy.
 #[inline(never)]
-pub(crate) fn copy_single(
+fn copy_single(
     dest: &mut Destination,
     two: &TwoFrags,
     batch: &mut TxBatch<'_>,
@@ -687,7 +684,7 @@ pub(crate) fn copy_single(
 /// A payload's fragments as the fast ways take them: one page, or two
 /// with the second from its start.
 #[inline(always)]
-pub(crate) fn as_two(frags: &[ffi::MdwFrag]) -> Option<TwoFrags> {
+fn as_two(frags: &[ffi::MdwFrag]) -> Option<TwoFrags> {
     match frags {
         [a] => Some(TwoFrags {
             page0: a.page,
@@ -711,7 +708,7 @@ pub(crate) fn as_two(frags: &[ffi::MdwFrag]) -> Option<TwoFrags> {
 /// it in `batch`, which must have room.
 #[allow(clippy::too_many_arguments)]
 #[inline(never)]
-pub(crate) fn send_packet<T: Timing>(
+fn send_packet<T: Timing>(
     slot: &mut Slot,
     dest: &mut Destination,
     order: &[u32],
@@ -742,7 +739,7 @@ pub(crate) fn send_packet<T: Timing>(
 /// `departure` time in a paced call.
 #[allow(clippy::too_many_arguments)]
 #[inline(never)]
-pub(crate) fn build_to(
+fn build_to(
     dest: &mut Destination,
     recycle: bool,
     frags: &[ffi::MdwFrag],
@@ -810,7 +807,7 @@ pub(crate) fn build_to(
 }
 
 /// The entries of fan-out slot `s`: one per destination.
-pub(crate) fn fanout_entries<'a>(
+fn fanout_entries<'a>(
     s: &Slot,
     order: &'a [u32],
     entries: &'a [Entry],

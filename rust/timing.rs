@@ -12,8 +12,8 @@ use crate::{
 
 /// The clocks of a paced call's window (`pace_clock`): `CLOCK_MONOTONIC`
 /// and `CLOCK_TAI` of `include/uapi/linux/time.h`.
-pub(crate) const CLOCK_MONOTONIC: u32 = 1;
-pub(crate) const CLOCK_TAI: u32 = 11;
+const CLOCK_MONOTONIC: u32 = 1;
+const CLOCK_TAI: u32 = 11;
 
 /// A paced call's timing (`MDW_WRITE_PACE`).
 #[derive(Clone, Copy)]

@@ -36,7 +36,7 @@ use crate::{
 pub(crate) const KNOWN_WRITE_FLAGS: u32 =
     MDW_WRITE_QDISC | MDW_WRITE_ASYNC | MDW_WRITE_PACE | MDW_WRITE_REPEAT | MDW_WRITE_KEEP_PINS;
 /// `MDW_ENTRY_*` bits this module knows.
-pub(crate) const KNOWN_ENTRY_FLAGS: u32 =
+const KNOWN_ENTRY_FLAGS: u32 =
     MDW_ENTRY_RTP_TS | MDW_ENTRY_BUF | MDW_ENTRY_SAME | MDW_ENTRY_PACE | MDW_ENTRY_GROUP;
 
 /// The pages a call needs in its page array.
@@ -292,7 +292,7 @@ pub(crate) fn validate(
 /// Entry `e`'s own timing and where its data is: the checks that depend on
 /// its address and timing, made in this order by [`validate`] and
 /// [`revalidate`] alike.
-pub(crate) struct Located {
+struct Located {
     pub(crate) pace: Option<EntryPace>,
     /// The offset of its first byte in its first page.
     pub(crate) offset: u32,
@@ -341,12 +341,7 @@ impl Located {
     /// Places its pages in the call's page array (a new run closed by it
     /// goes to `runs`); returns the index of its first page there.
     #[inline(always)]
-    pub(crate) fn place(
-        &self,
-        layout: &mut RunLayout,
-        runs: &mut KVVec<Run>,
-        index: u32,
-    ) -> Result<usize> {
+    fn place(&self, layout: &mut RunLayout, runs: &mut KVVec<Run>, index: u32) -> Result<usize> {
         let page_base = layout
             .place_base(self.source, self.first_page, self.pages, index)
             .map_err(|_| EINVAL)?;
@@ -554,7 +549,7 @@ pub(crate) fn record_shape(
 /// a repeat cannot change (the paced timing) are not checked again.
 #[inline(never)]
 #[allow(clippy::type_complexity)]
-pub(crate) fn relocate<const BUFFERS: bool, const SAME: bool, const KNOWN: bool>(
+fn relocate<const BUFFERS: bool, const SAME: bool, const KNOWN: bool>(
     raw: &[MdwEntry],
     want: &[EntryShape],
     (entries, layout, runs, (buffers, bufs)): (
@@ -645,7 +640,7 @@ pub(crate) fn relocate<const BUFFERS: bool, const SAME: bool, const KNOWN: bool>
 /// once per call and device), with the destination's prepared state
 /// checked against it.
 #[inline(always)]
-pub(crate) fn call_device(net: &NetNs, dest: &mut Destination, devs: &mut CallDevs) -> Result<u32> {
+fn call_device(net: &NetNs, dest: &mut Destination, devs: &mut CallDevs) -> Result<u32> {
     let (dev, stamp) = devs.get(net, dest.ifindex)?;
     let device = devs.devices().get(dev as usize).ok_or(EINVAL)?;
     dest.prepare(device, stamp)?;
@@ -659,7 +654,7 @@ pub(crate) fn call_device(net: &NetNs, dest: &mut Destination, devs: &mut CallDe
 /// `dest`'s (with `group`, a group's).
 #[allow(clippy::too_many_arguments)]
 #[inline(never)]
-pub(crate) fn new_slot(
+fn new_slot(
     net: &NetNs,
     dest: &mut Destination,
     handle: u32,
@@ -694,7 +689,7 @@ pub(crate) fn new_slot(
 
 /// What a fan-out's further entries (`MDW_ENTRY_SAME`) are checked and
 /// added with.
-pub(crate) struct FanOutTo<'a> {
+struct FanOutTo<'a> {
     pub(crate) net: &'a NetNs,
     pub(crate) dests: &'a mut DestTable,
     pub(crate) devs: &'a mut CallDevs,
@@ -764,7 +759,7 @@ pub(crate) fn group(
 
 /// An entry's own timing (`MDW_ENTRY_PACE`, only in a `paced` call), as
 /// given: its gap is resolved by [`resolve_pace`].
-pub(crate) fn entry_pace(e: &MdwEntry, paced: bool) -> Result<Option<EntryPace>> {
+fn entry_pace(e: &MdwEntry, paced: bool) -> Result<Option<EntryPace>> {
     if e.flags & MDW_ENTRY_PACE == 0 {
         if e.pace_offset != 0 || e.pace_gap != 0 {
             return Err(EINVAL);
