@@ -118,6 +118,24 @@ pub(crate) fn send_all<T: Timing>(
     // names it.
     let mut last = 0;
     'call: {
+        // A call whose destinations have as many packets, all fitting in
+        // the batch (a live call to a few destinations): each
+        // destination's in a row, the order's cost once per destination,
+        // each packet queued in its place in the transmit order.
+        if let Some(count) = in_a_row(turns, slots, &mut to) {
+            for (k, slot) in slots.iter_mut().enumerate() {
+                // Never false: every run queues its `count`.
+                if !to.batch.band_run(k) {
+                    to.out.error = Some(at(last)(EINVAL));
+                    break 'call;
+                }
+                if let Err(e) = send_run(slot, count, call, &mut to) {
+                    to.out.error = Some(e);
+                    break 'call;
+                }
+                last = slot.current;
+            }
+        }
         // The rounds in which every slot sends and keeps packets (all of
         // a call's but the last when its destinations have as many), slot
         // by slot: no order to look up.
@@ -138,7 +156,7 @@ pub(crate) fn send_all<T: Timing>(
                         last: false,
                         before,
                     };
-                    if let Err(e) = send_turn(slot, &burst, call, &mut to) {
+                    if let Err(e) = send_turn::<T, false>(slot, &burst, call, &mut to) {
                         to.out.error = Some(e);
                         break 'call;
                     }
@@ -153,7 +171,7 @@ pub(crate) fn send_all<T: Timing>(
                 to.out.error = Some(at(last)(EINVAL));
                 break;
             };
-            if let Err(e) = send_turn(slot, &burst, call, &mut to) {
+            if let Err(e) = send_turn::<T, false>(slot, &burst, call, &mut to) {
                 to.out.error = Some(e);
                 break;
             }
@@ -164,11 +182,65 @@ pub(crate) fn send_all<T: Timing>(
     out
 }
 
+/// Whether the call's packets can go each destination's in a row, each
+/// queued in its place in the transmit order ([`send_all`],
+/// [`TxBatch::begin_band`]): one packet per turn (quantum 1), every slot
+/// one destination's (no fan-out) with as many packets, all on one
+/// device, unpaced on the direct path (no departure times beside the
+/// batch), all of them fitting in the batch. Then the order is taken whole
+/// and the batch's band begun: returns the packets of each slot.
+#[inline(always)]
+fn in_a_row<T: Timing>(
+    turns: &mut RoundRobin<'_>,
+    slots: &[Slot],
+    to: &mut SendTo<'_, '_, '_, T>,
+) -> Option<u64> {
+    let room = to.batch.room();
+    if slots.len() > room || to.pacer.is_some() || to.devs.len() > 1 {
+        return None;
+    }
+    let (count, quantum) = turns.equal_counts(room as u64)?;
+    if quantum != 1
+        || slots.iter().any(|s| s.fanout)
+        || !to
+            .batch
+            .begin_band(slots.len(), usize::try_from(count).ok()?, quantum)
+    {
+        return None;
+    }
+    turns.take_all();
+    Some(count)
+}
+
+/// All `count` packets of `slot` in a row, each in its place in the
+/// batch's band (no flush in between: it has room for them all). Out of
+/// line: inlined, the send loop's registers cost its packets more.
+#[inline(never)]
+fn send_run<T: Timing>(
+    slot: &mut Slot,
+    count: u64,
+    call: u64,
+    to: &mut SendTo<'_, '_, '_, T>,
+) -> Result<(), EntryError> {
+    let burst = Burst {
+        // Not read: `send_turn` is given the slot.
+        queue: 0,
+        packets: count,
+        round_end: false,
+        last: false,
+        before: count,
+    };
+    send_turn::<T, true>(slot, &burst, call, to)
+}
+
 /// One turn of `slot`: its `burst.packets` next packets (of a fan-out,
 /// to each of its destinations: [`send_fanout`]). At its first turn the
-/// slot is readied and, after it, all of its packets are left.
+/// slot is readied and, after it, all of its packets are left. In a band
+/// (`BAND`, [`TxBatch::begin_band`]) each packet is given its place before
+/// it is queued, and the batch holds them all; else room is made in the
+/// batch after each packet (flushed when full).
 #[inline(always)]
-fn send_turn<T: Timing>(
+fn send_turn<T: Timing, const BAND: bool>(
     slot: &mut Slot,
     burst: &Burst,
     call: u64,
@@ -199,6 +271,9 @@ fn send_turn<T: Timing>(
         if slot.cursor.at_entry_end() {
             slot.enter_next(&mut dest.state, to.order, to.entries, to.timing)?;
         }
+        if BAND {
+            to.batch.band_next();
+        }
         // A paced packet goes the fast way too, with its departure time.
         match send_fast(slot, dest, to.pages, to.batch, to.pool, to.timing) {
             Some(sent) => sent?,
@@ -206,7 +281,9 @@ fn send_turn<T: Timing>(
                 slot, dest, to.order, to.entries, to.pages, to.frags, to.batch, to.pool, to.timing,
             )?,
         }
-        make_room(to.batch, to.out, || left > 0 || !burst.last).map_err(at(slot.current))?;
+        if !BAND {
+            make_room(to.batch, to.out, || left > 0 || !burst.last).map_err(at(slot.current))?;
+        }
     }
     Ok(())
 }

@@ -9,7 +9,10 @@ use kernel::{alloc::KVec, bindings, prelude::*, types::ForeignOwnable};
 
 use crate::{
     callpages::CallPages,
-    common::recycle::{BufState, RingCursor, Step},
+    common::{
+        interleave::{for_each_sent_place, run_places},
+        recycle::{BufState, RingCursor, Step},
+    },
     completion::{AsyncCall, CallRelease},
     errno, ffi,
     net::NetDevice,
@@ -702,7 +705,21 @@ pub(crate) struct Flushed {
 }
 
 /// Skbs built for one device, not yet handed to its driver.
+///
+/// (In this order, `repr(C)`: with the arrays, left uninitialised, next
+/// to fields made zero, the compiler zeroed them all with them, hundreds
+/// of instructions per batch.)
+#[repr(C)]
 pub(crate) struct TxBatch<'a> {
+    /// The queued skbs, `skbs[..len]`; the rest uninitialised (a batch
+    /// is made per call and per device switch: zeroing would cost an
+    /// instruction per byte under `-icount`).
+    skbs: [MaybeUninit<*mut bindings::sk_buff>; BATCH],
+    /// Payload bytes of each queued skb.
+    lens: [MaybeUninit<u32>; BATCH],
+    /// With a pacer: each queued skb's departure time (`CLOCK_MONOTONIC`),
+    /// handed to the pacer beside it rather than in the skb.
+    times: [MaybeUninit<u64>; BATCH],
     dev: &'a NetDevice,
     qdisc: bool,
     /// A paced call on the direct path: the file's pacer releases the
@@ -715,15 +732,6 @@ pub(crate) struct TxBatch<'a> {
     /// a tap, fresh skbs, which the stack may change and a tap's clone can
     /// copy.
     recycling: bool,
-    /// The queued skbs, `skbs[..len]`; the rest uninitialised (a batch
-    /// is made per call and per device switch: zeroing would cost an
-    /// instruction per byte under `-icount`).
-    skbs: [MaybeUninit<*mut bindings::sk_buff>; BATCH],
-    /// Payload bytes of each queued skb.
-    lens: [MaybeUninit<u32>; BATCH],
-    /// With a pacer: each queued skb's departure time (`CLOCK_MONOTONIC`),
-    /// handed to the pacer beside it rather than in the skb.
-    times: [MaybeUninit<u64>; BATCH],
     /// Which queued skbs are linear copies (bit `i` for `skbs[i]`).
     linear: u64,
     /// Which queued skbs no ring keeps (not `Taken::kept`): the others,
@@ -732,15 +740,39 @@ pub(crate) struct TxBatch<'a> {
     unkept: u64,
     /// Payload bytes of the queued skbs.
     bytes: u64,
+    /// The queued skbs are `skbs[..len]`; in a band, until its end, the
+    /// place of the skb being queued ([`TxBatch::band_next`]).
     len: usize,
     /// Packets to queue before a flush, at most `BATCH`.
     limit: usize,
+    /// A band ([`TxBatch::begin_band`]), from its start until the batch
+    /// holds its skbs in order again ([`TxBatch::end_band`]); the place
+    /// of its next skb, and the step from a run's place to its next (the
+    /// band's runs).
+    band: Option<Band>,
+    band_at: usize,
+    band_step: usize,
+}
+
+/// Skbs queued each in its place in the call's transmit order
+/// ([`TxBatch::begin_band`]): `queues` runs of `count`, one packet per
+/// turn (quantum 1), so run `k`'s `j`-th skb is the `j * queues + k`-th
+/// handed over.
+#[derive(Clone, Copy)]
+struct Band {
+    queues: usize,
+    count: usize,
+    /// The batch's limit before the band (the band's is its size).
+    limit: usize,
+    /// The run being queued.
+    run: usize,
 }
 
 impl<'a> TxBatch<'a> {
     /// An empty batch for `dev`; `qdisc` sends through the qdisc instead of
     /// straight to the TX queue (of the file's `flow`), `pacer` (direct
     /// path) releases its skbs at their departure times.
+    #[inline(always)]
     pub(crate) fn new(
         dev: &'a NetDevice,
         qdisc: bool,
@@ -761,6 +793,9 @@ impl<'a> TxBatch<'a> {
             bytes: 0,
             len: 0,
             limit: BATCH,
+            band: None,
+            band_at: 0,
+            band_step: 0,
         }
     }
 
@@ -790,6 +825,138 @@ impl<'a> TxBatch<'a> {
     /// Whether the batch is full and must be flushed before the next push.
     pub(crate) fn is_full(&self) -> bool {
         self.len >= self.limit
+    }
+
+    /// How many more skbs may be queued before the batch is full.
+    #[inline(always)]
+    pub(crate) fn room(&self) -> usize {
+        self.limit.saturating_sub(self.len)
+    }
+
+    /// Starts a band in this empty batch: the next `queues * count` skbs
+    /// are queued as `queues` runs of `count`, in run order (each run one
+    /// destination's packets in a row: [`TxBatch::band_run`] before each,
+    /// [`TxBatch::band_next`] before each skb), each in its place in the
+    /// call's transmit order with `quantum`
+    /// (`common::interleave::run_places`), so that a flush hands them over
+    /// in that order. `false` (nothing changed) when the batch is not
+    /// empty or they do not fit in it, or unless `quantum` is 1 (with a
+    /// larger one the places are in run order, or not evenly spaced). No
+    /// flush before they are all queued; the flush, or dropping the batch,
+    /// ends the band ([`TxBatch::end_band`]). Not for a batch with a pacer
+    /// (their departure times are queued in order).
+    pub(crate) fn begin_band(&mut self, queues: usize, count: usize, quantum: u32) -> bool {
+        let n = match queues.checked_mul(count) {
+            Some(n) if n > 0 && n <= self.room() => n,
+            _ => return false,
+        };
+        if quantum != 1 || self.len != 0 || self.band.is_some() || self.pacer.is_some() {
+            return false;
+        }
+        self.band = Some(Band {
+            queues,
+            count,
+            limit: self.limit,
+            run: 0,
+        });
+        self.band_at = 0;
+        self.band_step = queues;
+        // Full once they are all queued: a run's skb past its `count`
+        // would have a place past the band, and finds the batch full.
+        self.limit = n;
+        true
+    }
+
+    /// Starts run `queue` of the band: `false` unless it is the next run
+    /// and the one before was given its `count` places (never: the caller
+    /// then stops, and the band's end frees what it queued).
+    #[inline(always)]
+    pub(crate) fn band_run(&mut self, queue: usize) -> bool {
+        let Some(b) = self.band.as_mut() else {
+            return false;
+        };
+        // Where the run before ended: past its last place.
+        let end = match queue {
+            0 => 0,
+            _ => b
+                .count
+                .wrapping_mul(b.queues)
+                .wrapping_add(queue)
+                .wrapping_sub(1),
+        };
+        if self.band_at != end || (queue != 0 && queue != b.run.wrapping_add(1)) {
+            return false;
+        }
+        if let Some((at, _)) = run_places(b.queues, b.count, 1, queue) {
+            b.run = queue;
+            self.band_at = at;
+            return true;
+        }
+        false
+    }
+
+    /// Gives the next skb queued in the band its place; the run's next.
+    /// Each skb of a band is queued right after its place is given, or
+    /// not at all (the call then stops).
+    #[inline(always)]
+    pub(crate) fn band_next(&mut self) {
+        // Where `Building::queue` writes it: the batch's end, for now.
+        self.len = self.band_at;
+        // No overflow: the places are below `BATCH`; one past the band
+        // finds the batch full (its limit is the band's size).
+        self.band_at = self.band_at.wrapping_add(self.band_step);
+    }
+
+    /// Ends the band, if any: the batch holds its skbs in `skbs[..len]`, in
+    /// their places, and queues at its end again. A band ended before all
+    /// its skbs were queued (the call stopped on an error; they are to be
+    /// freed) has those queued moved to the batch's first places. Called
+    /// by the flush and on drop.
+    fn end_band(&mut self) {
+        let Some(b) = self.band.take() else {
+            return;
+        };
+        self.limit = b.limit;
+        let n = b.queues.saturating_mul(b.count);
+        // Places given in the run: `band_at` is `run + given * queues`.
+        let given = self.band_at.saturating_sub(b.run) / b.queues.max(1);
+        // The last one holds an skb if it was queued (`queue` raised the
+        // end past it).
+        let last = self.band_at.wrapping_sub(b.queues);
+        let in_run = match given > 0 && self.len == last.wrapping_add(1) {
+            true => given,
+            false => given.saturating_sub(1),
+        }
+        .min(b.count);
+        let queued = b.run.saturating_mul(b.count).saturating_add(in_run);
+        if queued == n {
+            self.len = n;
+            return;
+        }
+        // Runs `..run` were queued whole, run `run` up to `in_run`: moved
+        // down to `[..queued]` in the order they were queued, through a
+        // copy.
+        let (skbs, lens) = (self.skbs, self.lens);
+        let (linear, unkept) = (self.linear, self.unkept);
+        self.linear = 0;
+        self.unkept = 0;
+        let mut i = 0usize;
+        for_each_sent_place(b.queues, b.count, queued, |p| {
+            if let (Some(ts), Some(tl), Some(s), Some(l)) = (
+                self.skbs.get_mut(i),
+                self.lens.get_mut(i),
+                skbs.get(p),
+                lens.get(p),
+            ) {
+                *ts = *s;
+                *tl = *l;
+                // No overflow: `i` and `p` are below `BATCH` (64).
+                self.linear |= ((linear >> p) & 1) << i;
+                self.unkept |= ((unkept >> p) & 1) << i;
+                i += 1;
+            }
+        });
+        self.len = i;
     }
 
     /// Builds one skb (payload by reference) for the batch; the caller
@@ -882,6 +1049,7 @@ impl<'a> TxBatch<'a> {
     /// transmit recursion limit was reached (`ELOOP`), a signal arrived
     /// (`EINTR`), or the qdisc dropped some (`ENOBUFS`).
     pub(crate) fn flush(&mut self) -> Flushed {
+        self.end_band();
         let n = self.len;
         if n == 0 {
             // The usual end of a call whose last packet filled the batch
@@ -1171,6 +1339,8 @@ impl Drop for Building<'_, '_> {
 
 impl Drop for TxBatch<'_> {
     fn drop(&mut self) {
+        // A band not all queued: its skbs to `skbs[..len]`.
+        self.end_band();
         for &skb in self.queued().0 {
             // SAFETY: skbs still in the batch are owned by it.
             unsafe { ffi::mdw_skb_free(skb) };

@@ -197,6 +197,90 @@ impl RoundRobin<'_> {
     }
 }
 
+impl RoundRobin<'_> {
+    /// Whether the whole order can go at once, for a caller that sends
+    /// each queue's packets in a row, each in its place ([`run_places`]):
+    /// when the order has not started, every queue has the same number of
+    /// packets and all of them number at most `most`, returns that number
+    /// and the quantum. The caller that sends them ends the order with
+    /// [`RoundRobin::take_all`]. O(queues), and O(1) when the packets
+    /// number more than `most`.
+    pub fn equal_counts(&self, most: u64) -> Option<(u64, u32)> {
+        if self.len == 0
+            || self.len != self.remaining.len()
+            || self.read != 0
+            || self.write != 0
+            || self.burst != 0
+        {
+            return None;
+        }
+        let count = *self.remaining.first()?;
+        let total = u64::try_from(self.len).ok()?.checked_mul(count)?;
+        if total > most || self.remaining.iter().any(|&c| c != count) {
+            return None;
+        }
+        Some((count, self.quantum))
+    }
+
+    /// Ends the order, for a caller that sent every packet itself: every
+    /// count is 0.
+    pub fn take_all(&mut self) {
+        self.remaining.iter_mut().for_each(|c| *c = 0);
+        self.len = 0;
+        self.read = 0;
+        self.write = 0;
+        self.burst = 0;
+    }
+}
+
+/// Where the packets of queue `queue` go in the transmit order of
+/// `queues` queues of `count` packets each, with `quantum` (the order
+/// [`RoundRobin`] gives them), for a caller that sends each queue's
+/// packets in a row and puts each in its place: its `k`-th packet in
+/// place `first + k * step` (from 0). `None` when they are not evenly
+/// spaced (a quantum above 1 and below `count`) or the places would not
+/// fit a `usize`. Over all queues, every place below `queues * count`
+/// once.
+#[inline(always)]
+pub fn run_places(
+    queues: usize,
+    count: usize,
+    quantum: u32,
+    queue: usize,
+) -> Option<(usize, usize)> {
+    queues.checked_mul(count)?;
+    match quantum {
+        // One packet per turn: round `k` is every queue's `k`-th packet.
+        1 => Some((queue, queues)),
+        // One turn each: the queue's packets in a row.
+        q if q as usize >= count => Some((queue.checked_mul(count)?, 1)),
+        _ => None,
+    }
+}
+
+/// The places ([`run_places`], quantum 1) of the first `sent` packets of
+/// `queues` queues of `count` packets each sent queue by queue, each
+/// queue's in a row: `f` is given each, in the order they were sent.
+/// (What a send that stopped early placed.) At most `queues * count`.
+#[inline(always)]
+pub fn for_each_sent_place(queues: usize, count: usize, sent: usize, mut f: impl FnMut(usize)) {
+    let mut left = sent;
+    for queue in 0..queues {
+        let Some((mut place, step)) = run_places(queues, count, 1, queue) else {
+            return;
+        };
+        for _ in 0..count {
+            if left == 0 {
+                return;
+            }
+            f(place);
+            // No overflow: the places are below `queues * count`.
+            place = place.wrapping_add(step);
+            left = left.wrapping_sub(1);
+        }
+    }
+}
+
 impl Iterator for RoundRobin<'_> {
     type Item = Turn;
 

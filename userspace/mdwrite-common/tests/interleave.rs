@@ -2,7 +2,9 @@
 
 //! Tests of `interleave` against a naive round-by-round reference.
 
-use mdwrite_common::interleave::{Burst, InterleaveError, RoundRobin, Turn, DEFAULT_QUANTUM};
+use mdwrite_common::interleave::{
+    for_each_sent_place, run_places, Burst, InterleaveError, RoundRobin, Turn, DEFAULT_QUANTUM,
+};
 use proptest::{prelude::*, test_runner::TestCaseError};
 
 /// Builds the order round by round: each non-empty queue, ascending, sends
@@ -278,4 +280,104 @@ fn full_rounds_only_at_the_start_with_every_queue() {
     // Mid-round: none.
     assert_eq!(rr.next_burst().map(|b| b.queue), Some(0));
     assert_eq!(rr.full_rounds().map(|(r, q, _)| (r, q)), None);
+}
+
+proptest! {
+    /// Queues of equal counts sent each in a row, each packet put in the
+    /// place `run_places` gives it, are in the reference order: every
+    /// packet of every queue once, each queue's in its order. `take_all`
+    /// ends the order.
+    #[test]
+    fn equal_queues_in_a_row_then_placed_match_reference(
+        queues in 1usize..40,
+        count in 1u64..20,
+        quantum in prop_oneof![Just(1u32), 1u32..6, Just(u32::MAX)],
+    ) {
+        let counts = vec![count; queues];
+        let expected = naive_order(&counts, quantum);
+        let mut remaining = counts.clone();
+        let mut active = vec![0u32; queues];
+        let mut rr = RoundRobin::new(&mut remaining, &mut active, quantum).unwrap();
+        let total = queues as u64 * count;
+        // Too many for the caller: none.
+        prop_assert_eq!(rr.equal_counts(total - 1), None);
+        prop_assert_eq!(rr.equal_counts(total), Some((count, quantum)));
+        rr.take_all();
+        prop_assert_eq!(rr.next_burst(), None);
+        prop_assert_eq!(rr.next(), None);
+        prop_assert!(remaining.iter().all(|&r| r == 0));
+        // Packet `k` of queue `q`, sent `q * count + k`-th, goes to the
+        // place `run_places` gives it.
+        let n = queues * count as usize;
+        let mut places = Vec::new();
+        for q in 0..queues {
+            match run_places(queues, count as usize, quantum, q) {
+                Some((first, step)) => places.extend((0..count as usize).map(|k| first + k * step)),
+                None => {
+                    // Not evenly spaced: only a quantum between 1 and the count.
+                    prop_assert!(quantum > 1 && u64::from(quantum) < count);
+                    return Ok(());
+                }
+            }
+        }
+        prop_assert_eq!(places.len(), n);
+        let mut placed = vec![None; n];
+        for (sent, &to) in places.iter().enumerate() {
+            prop_assert!(to < n);
+            prop_assert!(placed[to].is_none());
+            placed[to] = Some(sent);
+        }
+        let order: Vec<usize> = placed.into_iter().map(Option::unwrap).collect();
+        // Queue `i / count`, and each queue's packets in their order.
+        let got: Vec<usize> = order.iter().map(|&i| i / count as usize).collect();
+        let want: Vec<usize> = expected.iter().map(|t| t.queue).collect();
+        prop_assert_eq!(got, want);
+        for q in 0..queues {
+            let mine: Vec<usize> = order.iter().copied().filter(|&i| i / count as usize == q).collect();
+            prop_assert!(mine.windows(2).all(|w| w[0] < w[1]));
+        }
+    }
+}
+
+#[test]
+fn equal_counts_only_for_equal_counts_at_the_start() {
+    // Unequal counts, or an empty queue: none, the order as it was.
+    for counts in [[3u64, 2, 3], [3, 0, 3]] {
+        let mut remaining = counts;
+        let mut active = [0u32; 3];
+        let rr = RoundRobin::new(&mut remaining, &mut active, 1).unwrap();
+        assert_eq!(rr.equal_counts(64), None);
+        assert_eq!(rr.count() as u64, counts.iter().sum::<u64>());
+    }
+    // Started: none.
+    let mut remaining = [2u64, 2];
+    let mut active = [0u32; 2];
+    let mut rr = RoundRobin::new(&mut remaining, &mut active, 1).unwrap();
+    assert_eq!(rr.next().map(|t| t.queue), Some(0));
+    assert_eq!(rr.equal_counts(64), None);
+    // No queues: none.
+    let rr = RoundRobin::new(&mut [], &mut [], 1).unwrap();
+    assert_eq!(rr.equal_counts(64), None);
+}
+
+proptest! {
+    /// A send queue by queue that stopped after `sent` packets placed
+    /// them where `run_places` puts the first `sent`, in that order.
+    #[test]
+    fn sent_places_are_the_first_given(
+        queues in 1usize..20,
+        count in 1usize..10,
+        cut in 0.0f64..1.2,
+    ) {
+        let n = queues * count;
+        let sent = ((n as f64) * cut) as usize;
+        let mut all = Vec::new();
+        for q in 0..queues {
+            let (first, step) = run_places(queues, count, 1, q).unwrap();
+            all.extend((0..count).map(|k| first + k * step));
+        }
+        let mut got = Vec::new();
+        for_each_sent_place(queues, count, sent, |p| got.push(p));
+        prop_assert_eq!(&got[..], &all[..sent.min(n)]);
+    }
 }

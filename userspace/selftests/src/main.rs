@@ -74,6 +74,7 @@ const TESTS: &[Test] = &[
     ("interleave_round_robin", send::interleave_round_robin),
     ("interleave_quantum", send::interleave_quantum),
     ("interleave_full_rounds", send::interleave_full_rounds),
+    ("interleave_equal", send::interleave_equal),
     (
         "interleave_full_rounds_quantum",
         send::interleave_full_rounds_quantum,

@@ -436,6 +436,16 @@ pub(crate) fn interleave_full_rounds() -> TestResult {
     interleave(1, [5, 3, 4, 8])
 }
 
+/// Every destination with as many packets, all fitting in one batch (a
+/// live call to a few destinations): each destination's are built in a
+/// row, each in its place in the round-robin order (the batch's band);
+/// the wire sees that order, and every receiver its bytes. Twice: the
+/// second call reuses the skbs the first kept.
+pub(crate) fn interleave_equal() -> TestResult {
+    interleave(1, [6, 6, 6, 6])?;
+    interleave(1, [3, 3, 3, 3])
+}
+
 /// A quantum of 3 packets per destination per round.
 pub(crate) fn interleave_quantum() -> TestResult {
     interleave(3, [5, 1, 3, 8])
