@@ -254,14 +254,15 @@ impl FullSizePatch {
             [*l0, *l1, *c0, *c1] = self.udp_tail;
             put16(l4h, UDP_LEN + 2, state.rtp_seq);
             put32(l4h, UDP_LEN + 4, state.rtp_ts);
+            // Only with RTP: unused without.
+            state.rtp_seq = state.rtp_seq.wrapping_add(1);
+            state.rtp_ts = state.rtp_ts.wrapping_add(self.ts_increment);
         } else {
             let [.., l0, l1, c0, c1] =
                 chunk::<UDP_LEN>(out, l4).ok_or(TemplateError::BufferTooShort)?;
             [*l0, *l1, *c0, *c1] = self.udp_tail;
         }
         state.ip_id = state.ip_id.wrapping_add(1);
-        state.rtp_seq = state.rtp_seq.wrapping_add(1);
-        state.rtp_ts = state.rtp_ts.wrapping_add(self.ts_increment);
         Ok(())
     }
 
@@ -697,7 +698,10 @@ impl Template {
         }
 
         state.ip_id = state.ip_id.wrapping_add(1);
-        state.rtp_seq = state.rtp_seq.wrapping_add(1);
-        state.rtp_ts = state.rtp_ts.wrapping_add(self.ts_increment);
+        // Only with RTP: unused without.
+        if self.rtp {
+            state.rtp_seq = state.rtp_seq.wrapping_add(1);
+            state.rtp_ts = state.rtp_ts.wrapping_add(self.ts_increment);
+        }
     }
 }
