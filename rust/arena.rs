@@ -286,7 +286,8 @@ pub(crate) struct CallArena {
     /// Per slot: where its next entry goes in `order`, then the packets
     /// it has left to send (the plan).
     pub(crate) remaining: KVVec<u64>,
-    /// Scratch space of the round-robin order.
+    /// Scratch space of the round-robin order (and of the grouping, which
+    /// leaves it empty); its length is kept from call to call (`plan`).
     pub(crate) active: KVVec<u32>,
     pub(crate) runs: KVVec<Run>,
     pub(crate) devs: CallDevs,
@@ -372,7 +373,6 @@ impl CallArena {
     /// above all.
     pub(crate) fn clear(&mut self) {
         vec::clear(&mut self.remaining);
-        vec::clear(&mut self.active);
         vec::clear(&mut self.runs);
         self.devs.clear();
     }

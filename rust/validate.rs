@@ -373,7 +373,6 @@ pub(crate) fn revalidate(
     let CallArena {
         entries,
         remaining,
-        active,
         runs,
         devs,
         shape,
@@ -388,7 +387,6 @@ pub(crate) fn revalidate(
         return Ok(None);
     }
     vec::clear(remaining);
-    vec::clear(active);
     vec::clear(runs);
     devs.clear();
     for &(ifindex, stamp) in shape.devs.iter() {
@@ -749,6 +747,8 @@ pub(crate) fn group(
     order: &mut [u32],
     fill: &mut KVVec<u32>,
 ) -> Result<(), EntryError> {
+    // Zeroed: the plan's scratch keeps its length between calls.
+    vec::clear(fill);
     fill.extend_with(slots.len(), 0, GFP_KERNEL_ACCOUNT)
         .map_err(nomem)?;
     let slot_of = |i: usize| entries.get(i).map(|e| e.slot);

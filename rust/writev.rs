@@ -443,15 +443,21 @@ fn count(stats: &Stats, out: &Outcome) {
 
 /// Stage 3, the plan: the round-robin order (`common::interleave`) over
 /// each destination's packets, counted by validation in `remaining`.
+/// `active`, the order's scratch, keeps its length from call to call
+/// (its contents are the order's to write): only a call with more slots
+/// than any before it grows it.
 fn plan<'a>(
     slots: &[Slot],
     remaining: &'a mut KVVec<u64>,
     active: &'a mut KVVec<u32>,
     quantum: u32,
 ) -> Result<RoundRobin<'a>, EntryError> {
-    active
-        .extend_with(slots.len(), 0, GFP_KERNEL_ACCOUNT)
-        .map_err(nomem)?;
+    if let Some(more) = slots.len().checked_sub(active.len()).filter(|&m| m > 0) {
+        active
+            .extend_with(more, 0, GFP_KERNEL_ACCOUNT)
+            .map_err(nomem)?;
+    }
+    let active = active.get_mut(..slots.len()).ok_or(at(0)(EINVAL))?;
     RoundRobin::new(remaining, active, quantum).map_err(|_| at(0)(EINVAL))
 }
 
