@@ -10,7 +10,7 @@ use kernel::{alloc::KVec, bindings, prelude::*, types::ForeignOwnable};
 use crate::{
     callpages::CallPages,
     common::{
-        interleave::{for_each_sent_place, run_places},
+        interleave::for_each_sent_place,
         recycle::{BufState, RingCursor, Step},
     },
     completion::{AsyncCall, CallRelease},
@@ -875,24 +875,19 @@ impl<'a> TxBatch<'a> {
         let Some(b) = self.band.as_mut() else {
             return false;
         };
-        // Where the run before ended: past its last place.
+        // Run `r`'s `j`-th place is `r + j * queues` (`run_places`), so
+        // past run `queue - 1`'s last is `count * queues + queue - 1`,
+        // and only there.
         let end = match queue {
             0 => 0,
-            _ => b
-                .count
-                .wrapping_mul(b.queues)
-                .wrapping_add(queue)
-                .wrapping_sub(1),
+            _ => b.count.wrapping_mul(b.queues).wrapping_add(queue - 1),
         };
-        if self.band_at != end || (queue != 0 && queue != b.run.wrapping_add(1)) {
+        if self.band_at != end || queue >= b.queues {
             return false;
         }
-        if let Some((at, _)) = run_places(b.queues, b.count, 1, queue) {
-            b.run = queue;
-            self.band_at = at;
-            return true;
-        }
-        false
+        b.run = queue;
+        self.band_at = queue;
+        true
     }
 
     /// Gives the next skb queued in the band its place; the run's next.
