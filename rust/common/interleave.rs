@@ -94,13 +94,27 @@ impl<'a> RoundRobin<'a> {
             return Err(InterleaveError::ZeroQuantum);
         }
         let mut len = 0usize;
-        for (queue, &count) in remaining.iter().enumerate() {
-            if count != 0 {
-                let queue = u32::try_from(queue).map_err(|_| InterleaveError::TooManyQueues)?;
-                let slot = active.get_mut(len).ok_or(InterleaveError::ActiveTooShort)?;
-                *slot = queue;
-                // No overflow: `len < active.len()`.
-                len = len.wrapping_add(1);
+        if remaining.len() <= active.len() && u32::try_from(remaining.len()).is_ok() {
+            // The usual case, without a test per queue: room for every
+            // queue, and every index fits. Each queue's index is written
+            // at the end of the list, kept only if it has packets.
+            for (queue, &count) in remaining.iter().enumerate() {
+                // In bounds: `len <= queue < active.len()`.
+                if let Some(slot) = active.get_mut(len) {
+                    *slot = queue as u32;
+                }
+                // No overflow: `len <= queue`.
+                len = len.wrapping_add(usize::from(count != 0));
+            }
+        } else {
+            for (queue, &count) in remaining.iter().enumerate() {
+                if count != 0 {
+                    let queue = u32::try_from(queue).map_err(|_| InterleaveError::TooManyQueues)?;
+                    let slot = active.get_mut(len).ok_or(InterleaveError::ActiveTooShort)?;
+                    *slot = queue;
+                    // No overflow: `len < active.len()`.
+                    len = len.wrapping_add(1);
+                }
             }
         }
         Ok(Self {
