@@ -213,8 +213,13 @@ fn in_a_row<T: Timing>(
 }
 
 /// All `count` packets of `slot` in a row, each in its place in the
-/// batch's band (no flush in between: it has room for them all). Out of
-/// line: inlined, the send loop's registers cost its packets more.
+/// batch's band (no flush in between: it has room for them all). The
+/// usual packet (full-size, in a recycled skb: [`rearm_to`]) goes in a
+/// loop with what holds for the whole run checked once: the
+/// destination's fast patch, the batch recycling, the packets' size; the
+/// others, and the rest of the run after one, as any turn's
+/// ([`send_turn`]). Out of line: inlined, the send loop's registers cost
+/// its packets more.
 #[inline(never)]
 fn send_run<T: Timing>(
     slot: &mut Slot,
@@ -222,10 +227,64 @@ fn send_run<T: Timing>(
     call: u64,
     to: &mut SendTo<'_, '_, '_, T>,
 ) -> Result<(), EntryError> {
+    slot.begin(call);
+    to.timing.start(&mut slot.departures, count);
+    let mut left = count;
+    if to.batch.recycling() {
+        let dest = to
+            .dests
+            .get_mut(slot.handle)
+            .ok_or(at(slot.current)(EINVAL))?;
+        if let Destination {
+            prepared:
+                Some(Prepared {
+                    fast: Some(fast),
+                    layout,
+                    ..
+                }),
+            ring,
+            state,
+            template,
+            ..
+        } = &mut **dest
+        {
+            // Every full-size packet of the slot is one of the template's.
+            let full = slot.cursor.max_payload() == template.max_payload();
+            while full && left > 0 {
+                if slot.cursor.at_entry_end() {
+                    slot.enter_next(state, to.order, to.entries, to.timing)?;
+                }
+                let Some(pkt) = slot.cursor.peek_full::<{ PAGE_SHIFT as u32 }>() else {
+                    break;
+                };
+                let Some(two) = two_frags(&pkt, to.pages) else {
+                    break;
+                };
+                let departure = to.timing.peek(&slot.departures);
+                let Some(mut skb) = to.batch.build_rearmed(ring, layout.hdr_len, &two, to.pool)
+                else {
+                    break;
+                };
+                // An error ends the call; dropping the skb frees it.
+                fast.patch(skb.header(), state)
+                    .map_err(|_| at(slot.current)(EINVAL))?;
+                if let Some(d) = departure {
+                    skb.set_departure(d.ns, d.tai);
+                }
+                skb.queue_in_band();
+                to.timing.advance(&mut slot.departures);
+                slot.cursor.advance(&pkt);
+                left -= 1;
+            }
+        }
+    }
+    if left == 0 {
+        return Ok(());
+    }
     let burst = Burst {
         // Not read: `send_turn` is given the slot.
         queue: 0,
-        packets: count,
+        packets: left,
         round_end: false,
         last: false,
         before: count,

@@ -1299,6 +1299,14 @@ impl Building<'_, '_> {
         unsafe { ffi::mdw_skb_set_departure(self.skb, ns, tai) }
     }
 
+    /// [`Building::queue`] in the batch's band: in the run's next place
+    /// ([`TxBatch::band_next`]).
+    #[inline(always)]
+    pub(crate) fn queue_in_band(self) {
+        self.batch.band_next();
+        self.queue();
+    }
+
     /// Queues the skb in the batch.
     #[inline(always)]
     pub(crate) fn queue(self) {
