@@ -907,12 +907,28 @@ impl<'a> TxBatch<'a> {
     /// its skbs were queued (the call stopped on an error; they are to be
     /// freed) has those queued moved to the batch's first places. Called
     /// by the flush and on drop.
+    #[inline(always)]
     fn end_band(&mut self) {
         let Some(b) = self.band.take() else {
             return;
         };
         self.limit = b.limit;
         let n = b.queues.saturating_mul(b.count);
+        // The usual end: the last run was given all its places (past its
+        // last, `n - 1`, comes `n - 1 + queues`) and the last was queued.
+        if b.run.wrapping_add(1) == b.queues
+            && self.len == n
+            && self.band_at == n.wrapping_add(b.queues).wrapping_sub(1)
+        {
+            return;
+        }
+        self.end_band_early(b, n);
+    }
+
+    /// [`TxBatch::end_band`] for a band that stopped before its end.
+    #[cold]
+    #[inline(never)]
+    fn end_band_early(&mut self, b: Band, n: usize) {
         // Places given in the run: `band_at` is `run + given * queues`.
         let given = self.band_at.saturating_sub(b.run) / b.queues.max(1);
         // The last one holds an skb if it was queued (`queue` raised the
@@ -1300,7 +1316,9 @@ impl Building<'_, '_> {
     }
 
     /// [`Building::queue`] in the batch's band: in the run's next place
-    /// ([`TxBatch::band_next`]).
+    /// ([`TxBatch::band_next`]). The caller queues a run's `count` at
+    /// most, so the place is in the band (checked, for other callers, by
+    /// the build's `is_full` after [`TxBatch::band_next`]).
     #[inline(always)]
     pub(crate) fn queue_in_band(self) {
         self.batch.band_next();
