@@ -10,7 +10,7 @@ use kernel::{alloc::KVec, bindings, prelude::*, types::ForeignOwnable};
 use crate::{
     callpages::CallPages,
     common::{
-        interleave::for_each_sent_place,
+        interleave::{for_each_sent_place, sent_before},
         recycle::{BufState, RingCursor, Step},
     },
     completion::{AsyncCall, CallRelease},
@@ -929,17 +929,11 @@ impl<'a> TxBatch<'a> {
     #[cold]
     #[inline(never)]
     fn end_band_early(&mut self, b: Band, n: usize) {
-        // Places given in the run: `band_at` is `run + given * queues`.
-        let given = self.band_at.saturating_sub(b.run) / b.queues.max(1);
-        // The last one holds an skb if it was queued (`queue` raised the
-        // end past it).
+        // The last place given holds an skb if it was queued (`queue`
+        // raised the end past it).
         let last = self.band_at.wrapping_sub(b.queues);
-        let in_run = match given > 0 && self.len == last.wrapping_add(1) {
-            true => given,
-            false => given.saturating_sub(1),
-        }
-        .min(b.count);
-        let queued = b.run.saturating_mul(b.count).saturating_add(in_run);
+        let filled = self.band_at > b.run && self.len == last.wrapping_add(1);
+        let queued = sent_before(b.queues, b.count, b.run, self.band_at, filled);
         if queued == n {
             self.len = n;
             return;

@@ -295,6 +295,26 @@ pub fn for_each_sent_place(queues: usize, count: usize, sent: usize, mut f: impl
     }
 }
 
+/// How many packets a send queue by queue ([`for_each_sent_place`]) of
+/// `queues` queues of `count` packets each had placed when it stopped in
+/// queue `queue`, which was given the places before `next` (its next
+/// place: `queue + given * queues`), the last of them holding a packet
+/// when `filled` says so (the others of the queue, and every earlier
+/// queue's, do). At most `queues * count`.
+#[inline(always)]
+pub fn sent_before(queues: usize, count: usize, queue: usize, next: usize, filled: bool) -> usize {
+    let given = next.saturating_sub(queue).checked_div(queues).unwrap_or(0);
+    let in_queue = match filled {
+        true => given,
+        false => given.saturating_sub(1),
+    }
+    .min(count);
+    queue
+        .saturating_mul(count)
+        .saturating_add(in_queue)
+        .min(queues.saturating_mul(count))
+}
+
 impl Iterator for RoundRobin<'_> {
     type Item = Turn;
 

@@ -3,7 +3,8 @@
 //! Tests of `interleave` against a naive round-by-round reference.
 
 use mdwrite_common::interleave::{
-    for_each_sent_place, run_places, Burst, InterleaveError, RoundRobin, Turn, DEFAULT_QUANTUM,
+    for_each_sent_place, run_places, sent_before, Burst, InterleaveError, RoundRobin, Turn,
+    DEFAULT_QUANTUM,
 };
 use proptest::{prelude::*, test_runner::TestCaseError};
 
@@ -379,5 +380,30 @@ proptest! {
         let mut got = Vec::new();
         for_each_sent_place(queues, count, sent, |p| got.push(p));
         prop_assert_eq!(&got[..], &all[..sent.min(n)]);
+    }
+}
+
+proptest! {
+    /// A send queue by queue that stopped in queue `q` after `given`
+    /// places of it, the last of them filled or not: `sent_before` counts
+    /// what it placed, from where its next place is.
+    #[test]
+    fn sent_before_counts_what_was_placed(
+        queues in 1usize..20,
+        count in 1usize..10,
+        q_pick in 0usize..1000,
+        given_pick in 0usize..1000,
+        filled in any::<bool>(),
+    ) {
+        let q = q_pick % queues;
+        let given = given_pick % (count + 1);
+        let (first, step) = run_places(queues, count, 1, q).unwrap();
+        let next = first + given * step;
+        let placed = q * count + match (given, filled) {
+            (0, _) => 0,
+            (g, true) => g,
+            (g, false) => g - 1,
+        };
+        prop_assert_eq!(sent_before(queues, count, q, next, filled && given > 0), placed);
     }
 }
