@@ -62,6 +62,11 @@ impl RegisteredBuffer {
         self.len
     }
 
+    /// The offset of the buffer's first byte in its first page.
+    pub(crate) fn start(&self) -> u32 {
+        self.offset
+    }
+
     /// Where byte `at` of the buffer is: the index of its page in
     /// [`Self::pages`] and its offset in that page.
     pub(crate) fn locate(&self, at: u64) -> (usize, u32) {

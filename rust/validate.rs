@@ -560,6 +560,9 @@ fn relocate<const BUFFERS: bool, const SAME: bool, const KNOWN: bool>(
     // Where the data of the entry before is, for an `MDW_ENTRY_SAME` one:
     // the offset in its first page and that page's index.
     let mut before: Option<(u32, usize)> = None;
+    // The registered buffer of the last entry in one: its id, and its
+    // index in the call's buffers, length and first byte's page offset.
+    let mut last_buf: Option<(u32, (usize, u64, u32))> = None;
     let n = raw.len().min(entries.len()).min(want.len());
     for i in 0..n {
         let index = i as u32;
@@ -596,8 +599,42 @@ fn relocate<const BUFFERS: bool, const SAME: bool, const KNOWN: bool>(
             if !BUFFERS {
                 return Ok(false);
             }
-            // No MDW_ENTRY_PACE (its flags are `want`'s): untimed.
-            Located::of(e, false, buffers, bufs).map_err(at(index))?
+            // `Located::of` for a registered buffer's slice, in its order:
+            // no MDW_ENTRY_PACE (its flags are `want`'s), so untimed.
+            if !KNOWN && (e.pace_offset != 0 || e.pace_gap != 0) {
+                return Err(at(index)(EINVAL));
+            }
+            let Some(end) = e.addr.checked_add(e.len) else {
+                return Err(at(index)(EFAULT));
+            };
+            // The buffer of the entry before, the usual case, as found.
+            let (source, len, start) = match last_buf {
+                Some((id, found)) if id == e.buf => found,
+                _ => {
+                    let source = buffers.index(e.buf, bufs).map_err(at(index))?;
+                    let Some(buffer) = buffers.get(source) else {
+                        return Err(at(index)(ENOENT));
+                    };
+                    let found = (source, buffer.len(), buffer.start());
+                    last_buf = Some((e.buf, found));
+                    found
+                }
+            };
+            if end > len {
+                return Err(at(index)(EFAULT));
+            }
+            // `RegisteredBuffer::locate`. No overflow: `addr < len`,
+            // which a buffer's bound keeps far below `u64::MAX`.
+            let at_byte = u64::from(start).wrapping_add(e.addr);
+            let offset = (at_byte & ((1 << PAGE_SHIFT) - 1)) as u32;
+            Located {
+                pace: None,
+                offset,
+                source: Source::Buffer(source),
+                first_page: at_byte >> PAGE_SHIFT,
+                pages: pages_spanned(offset, e.len, PAGE_SHIFT as u32)
+                    .map_err(|_| at(index)(EINVAL))?,
+            }
         } else {
             // `Located::of` for user memory.
             if !KNOWN && (e.pace_offset != 0 || e.pace_gap != 0) {
