@@ -186,6 +186,17 @@ impl RoundRobin<'_> {
 }
 
 impl RoundRobin<'_> {
+    /// Whether the order has not started and every queue has packets
+    /// (then its first rounds are all the queues, in index order).
+    #[inline(always)]
+    fn fresh_with_every_queue(&self) -> bool {
+        self.len != 0
+            && self.len == self.remaining.len()
+            && self.read == 0
+            && self.write == 0
+            && self.burst == 0
+    }
+
     /// The rounds at the start of the order in which every queue sends
     /// `quantum` packets and keeps some, for a caller that sends them
     /// itself: their number, the quantum, and the queues' counts. The
@@ -195,12 +206,7 @@ impl RoundRobin<'_> {
     /// packets and the order has not started (then the queues of the
     /// first rounds are all of them, in index order). O(queues).
     pub fn full_rounds(&mut self) -> Option<(u64, u64, &mut [u64])> {
-        if self.len == 0
-            || self.len != self.remaining.len()
-            || self.read != 0
-            || self.write != 0
-            || self.burst != 0
-        {
+        if !self.fresh_with_every_queue() {
             return None;
         }
         let smallest = *self.remaining.iter().min()?;
@@ -220,12 +226,7 @@ impl RoundRobin<'_> {
     /// [`RoundRobin::take_all`]. O(queues), and O(1) when the packets
     /// number more than `most`.
     pub fn equal_counts(&self, most: u64) -> Option<(u64, u32)> {
-        if self.len == 0
-            || self.len != self.remaining.len()
-            || self.read != 0
-            || self.write != 0
-            || self.burst != 0
-        {
+        if !self.fresh_with_every_queue() {
             return None;
         }
         let count = *self.remaining.first()?;
