@@ -249,31 +249,19 @@ impl RoundRobin<'_> {
 }
 
 /// Where the packets of queue `queue` go in the transmit order of
-/// `queues` queues of `count` packets each, with `quantum` (the order
-/// [`RoundRobin`] gives them), for a caller that sends each queue's
-/// packets in a row and puts each in its place: its `k`-th packet in
-/// place `first + k * step` (from 0). `None` when they are not evenly
-/// spaced (a quantum above 1 and below `count`) or the places would not
-/// fit a `usize`. Over all queues, every place below `queues * count`
-/// once.
+/// `queues` queues of `count` packets each with the quantum 1 (the order
+/// [`RoundRobin`] gives them: round `k` is every queue's `k`-th packet),
+/// for a caller that sends each queue's packets in a row and puts each in
+/// its place: its `k`-th packet in place `first + k * step` (from 0).
+/// `None` for a queue past the last, or when the places would not fit a
+/// `usize`. Over all queues, every place below `queues * count` once.
 #[inline(always)]
-pub fn run_places(
-    queues: usize,
-    count: usize,
-    quantum: u32,
-    queue: usize,
-) -> Option<(usize, usize)> {
+pub fn run_places(queues: usize, count: usize, queue: usize) -> Option<(usize, usize)> {
     queues.checked_mul(count)?;
-    match quantum {
-        // One packet per turn: round `k` is every queue's `k`-th packet.
-        1 => Some((queue, queues)),
-        // One turn each: the queue's packets in a row.
-        q if q as usize >= count => Some((queue.checked_mul(count)?, 1)),
-        _ => None,
-    }
+    (queue < queues).then_some((queue, queues))
 }
 
-/// The places ([`run_places`], quantum 1) of the first `sent` packets of
+/// The places ([`run_places`]) of the first `sent` packets of
 /// `queues` queues of `count` packets each sent queue by queue, each
 /// queue's in a row: `f` is given each, in the order they were sent.
 /// (What a send that stopped early placed.) At most `queues * count`.
@@ -281,7 +269,7 @@ pub fn run_places(
 pub fn for_each_sent_place(queues: usize, count: usize, sent: usize, mut f: impl FnMut(usize)) {
     let mut left = sent;
     for queue in 0..queues {
-        let Some((mut place, step)) = run_places(queues, count, 1, queue) else {
+        let Some((mut place, step)) = run_places(queues, count, queue) else {
             return;
         };
         for _ in 0..count {
